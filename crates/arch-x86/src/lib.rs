@@ -1,0 +1,8 @@
+//! Lantern's x86_64 backend: the Xen x86 guest ABI layouts (x86_64 native
+//! and x86_32 compat, chosen per domain) and the AMD SVM execution backend.
+
+#![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
+
+pub mod layout;

@@ -1,0 +1,555 @@
+//! Domains and vCPUs: identity, lifecycle, pausing, the guest-physical map,
+//! the shared_info page, and the per-vCPU guest areas.
+//!
+//! Locking, after Xen: `Domain::lock` is the domain lock and is held only for
+//! the short critical sections that swap guest areas or tear them down; the
+//! p2m, the per-vCPU area slots and the event channels have their own spin
+//! locks. Lock order: domain lock → vCPU areas → p2m → event channels.
+
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+
+use crate::arch::{Clock, GuestAbi};
+use crate::console::Console;
+use crate::errno::{Errno, XenResult};
+use crate::evtchn::EventChannels;
+use crate::guest_area::{AreaMap, Placement, VcpuAreas};
+use crate::memory::{DomId, Gfn, P2m, P2mType, Page, PageRef, PAGE_SIZE};
+use crate::runstate::RunstateInfo;
+
+/// `VPF_down`: the vCPU is offline (not yet brought up, or `VCPUOP_down`).
+pub const VPF_DOWN: u32 = 1 << 0;
+/// `VPF_blocked`: the vCPU waits for an event (`SCHEDOP_block`, HLT, WFI).
+pub const VPF_BLOCKED: u32 = 1 << 1;
+
+/// Number of HVM parameters a domain stores (`HVM_NR_PARAMS`).
+pub const HVM_NR_PARAMS: usize = 40;
+
+/// Lifecycle of a domain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lifecycle {
+    /// Created and (unless paused) running.
+    Running,
+    /// The guest shut itself down with a `SHUTDOWN_*` reason.
+    Shutdown(u32),
+    /// Crashed by the hypervisor after an unhandled fault.
+    Crashed,
+    /// Killed: every area unmapped and every page released.
+    Dead,
+}
+
+/// What a person sees as a vCPU's state (gdb, monitor commands).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VcpuState {
+    /// Offline.
+    Down,
+    /// On the physical CPU right now.
+    Running,
+    /// Waiting for an event.
+    Blocked,
+    /// Paused (by the hypervisor, the debugger or its domain being paused).
+    Paused,
+    /// Ready to run.
+    Runnable,
+}
+
+impl VcpuState {
+    /// Lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            VcpuState::Down => "down",
+            VcpuState::Running => "running",
+            VcpuState::Blocked => "blocked",
+            VcpuState::Paused => "paused",
+            VcpuState::Runnable => "runnable",
+        }
+    }
+}
+
+/// Everything needed to create a domain.
+pub struct DomainConfig {
+    /// Domain id.
+    pub id: DomId,
+    /// Human-readable name (the guest image's name).
+    pub name: String,
+    /// Number of vCPUs.
+    pub max_vcpus: u32,
+    /// RAM pages populated at gfn 0 upwards.
+    pub ram_pages: u64,
+    /// The guest ABI initially in force (x86 may latch compat later).
+    pub abi: &'static dyn GuestAbi,
+    /// The hypervisor clock.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// One virtual CPU.
+pub struct Vcpu {
+    /// vCPU id within its domain.
+    pub id: u32,
+    pause_count: AtomicU32,
+    pause_flags: AtomicU32,
+    initialised: AtomicBool,
+    running: AtomicBool,
+    upcall_needed: AtomicBool,
+    upcall_vector: AtomicU8,
+    pub(crate) areas: spin::Mutex<VcpuAreas>,
+    pub(crate) runstate: spin::Mutex<RunstateInfo>,
+    pub(crate) time_version: AtomicU32,
+}
+
+impl Vcpu {
+    /// Current pause count (hypervisor-internal pauses, debugger pauses).
+    pub fn pause_count(&self) -> u32 {
+        self.pause_count.load(Ordering::Acquire)
+    }
+
+    /// Whether the vCPU is paused by a pause count.
+    pub fn is_paused(&self) -> bool {
+        self.pause_count() > 0
+    }
+
+    /// The `VPF_*` flags.
+    pub fn pause_flags(&self) -> u32 {
+        self.pause_flags.load(Ordering::Acquire)
+    }
+
+    /// Whether the vCPU is up (not `VPF_down`).
+    pub fn is_up(&self) -> bool {
+        self.pause_flags() & VPF_DOWN == 0
+    }
+
+    /// Whether the vCPU has been given an initial context.
+    pub fn is_initialised(&self) -> bool {
+        self.initialised.load(Ordering::Acquire)
+    }
+
+    /// Marks the vCPU as having an initial context.
+    pub fn set_initialised(&self) {
+        self.initialised.store(true, Ordering::Release);
+    }
+
+    /// Whether the scheduler has it on the CPU now.
+    pub fn is_running(&self) -> bool {
+        self.running.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_running(&self, on: bool) {
+        self.running.store(on, Ordering::Release);
+    }
+
+    pub(crate) fn set_flag(&self, f: u32) {
+        self.pause_flags.fetch_or(f, Ordering::AcqRel);
+    }
+
+    pub(crate) fn clear_flag(&self, f: u32) {
+        self.pause_flags.fetch_and(!f, Ordering::AcqRel);
+    }
+
+    /// Takes the "an upcall must be injected" request, if any.
+    pub fn take_upcall_request(&self) -> bool {
+        self.upcall_needed.swap(false, Ordering::AcqRel)
+    }
+
+    /// Per-vCPU upcall vector from `HVMOP_set_evtchn_upcall_vector` (0 = none).
+    pub fn upcall_vector(&self) -> u8 {
+        self.upcall_vector.load(Ordering::Acquire)
+    }
+
+    /// Sets the per-vCPU upcall vector.
+    pub fn set_upcall_vector(&self, v: u8) {
+        self.upcall_vector.store(v, Ordering::Release);
+    }
+
+    /// A snapshot of the vCPU's area slots.
+    pub fn areas(&self) -> VcpuAreas {
+        self.areas.lock().clone()
+    }
+
+    /// The hypervisor's copy of the runstate.
+    pub fn runstate(&self) -> RunstateInfo {
+        *self.runstate.lock()
+    }
+}
+
+/// One domain.
+pub struct Domain {
+    /// Domain id.
+    pub id: DomId,
+    /// Name.
+    pub name: String,
+    abi: spin::RwLock<&'static dyn GuestAbi>,
+    /// The domain lock (`domain_lock()` in Xen).
+    pub lock: spin::Mutex<()>,
+    /// Guest-physical map.
+    pub p2m: spin::Mutex<P2m>,
+    shared_info: PageRef,
+    shared_info_gfn: AtomicU64,
+    dummy: PageRef,
+    vcpus: Vec<Vcpu>,
+    pause_count: AtomicU32,
+    lifecycle: spin::Mutex<Lifecycle>,
+    /// Event channels.
+    pub evtchn: spin::Mutex<EventChannels>,
+    /// Console output, split into lines.
+    pub console: spin::Mutex<Console>,
+    hvm_params: spin::Mutex<[u64; HVM_NR_PARAMS]>,
+    clock: Arc<dyn Clock>,
+}
+
+/// Marker for "no gfn".
+pub const INVALID_GFN: Gfn = u64::MAX;
+
+impl Domain {
+    /// Creates a domain: RAM populated, shared_info allocated, every vCPU on
+    /// its default vcpu_info (shared_info slot or dummy), vCPU 0 up and
+    /// initialised, the others down.
+    pub fn new(cfg: DomainConfig) -> XenResult<Arc<Domain>> {
+        if cfg.max_vcpus == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let shared_info = Page::alloc(cfg.id)?;
+        // The domain's own (xenheap-style) reference on its shared_info page.
+        shared_info.get();
+        let dummy = Page::alloc(cfg.id)?;
+        let mut p2m = P2m::new();
+        p2m.populate_ram(cfg.id, 0, cfg.ram_pages)?;
+        let now = cfg.clock.now_ns();
+        let vcpus = (0..cfg.max_vcpus)
+            .map(|id| Vcpu {
+                id,
+                pause_count: AtomicU32::new(0),
+                pause_flags: AtomicU32::new(if id == 0 { 0 } else { VPF_DOWN }),
+                initialised: AtomicBool::new(id == 0),
+                running: AtomicBool::new(false),
+                upcall_needed: AtomicBool::new(false),
+                upcall_vector: AtomicU8::new(0),
+                areas: spin::Mutex::new(VcpuAreas::new(AreaMap::dummy(dummy.clone()))),
+                runstate: spin::Mutex::new(RunstateInfo::new(id == 0, now)),
+                time_version: AtomicU32::new(0),
+            })
+            .collect();
+        let d = Arc::new(Domain {
+            id: cfg.id,
+            name: cfg.name,
+            abi: spin::RwLock::new(cfg.abi),
+            lock: spin::Mutex::new(()),
+            p2m: spin::Mutex::new(p2m),
+            shared_info,
+            shared_info_gfn: AtomicU64::new(INVALID_GFN),
+            dummy,
+            vcpus,
+            pause_count: AtomicU32::new(0),
+            lifecycle: spin::Mutex::new(Lifecycle::Running),
+            evtchn: spin::Mutex::new(EventChannels::new()),
+            console: spin::Mutex::new(Console::new(cfg.id)),
+            hvm_params: spin::Mutex::new([0; HVM_NR_PARAMS]),
+            clock: cfg.clock,
+        });
+        for v in &d.vcpus {
+            d.vcpu_info_reset(v);
+        }
+        Ok(d)
+    }
+
+    /// The guest ABI in force.
+    pub fn abi(&self) -> &'static dyn GuestAbi {
+        *self.abi.read()
+    }
+
+    /// Switches the layout in force (x86 latches compat for 32-bit guests
+    /// when they install the hypercall page or map shared_info). Only allowed
+    /// while no vCPU has a guest-registered area, as the areas' sizes and
+    /// alignment were checked against the old layout; returns whether the
+    /// layout changed.
+    pub fn latch_abi(&self, abi: &'static dyn GuestAbi) -> XenResult<bool> {
+        let _g = self.lock.lock();
+        if core::ptr::addr_eq(*self.abi.read() as *const dyn GuestAbi, abi as *const dyn GuestAbi) {
+            return Ok(false);
+        }
+        if self.vcpus.iter().any(|v| v.areas.lock().has_guest_areas()) {
+            return Err(Errno::EBUSY);
+        }
+        *self.abi.write() = abi;
+        // Default vcpu_info slots move with the layout.
+        for v in &self.vcpus {
+            let mut a = v.areas.lock();
+            if a.vcpu_info.placement != Placement::Guest {
+                a.vcpu_info = self.default_vcpu_info(v.id);
+            }
+        }
+        Ok(true)
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &dyn Clock {
+        &*self.clock
+    }
+
+    /// Number of vCPUs.
+    pub fn max_vcpus(&self) -> u32 {
+        self.vcpus.len() as u32
+    }
+
+    /// vCPU by id.
+    pub fn vcpu(&self, id: u32) -> XenResult<&Vcpu> {
+        self.vcpus.get(id as usize).ok_or(Errno::ENOENT)
+    }
+
+    /// All vCPUs.
+    pub fn vcpus(&self) -> &[Vcpu] {
+        &self.vcpus
+    }
+
+    /// The shared_info frame.
+    pub fn shared_info(&self) -> &PageRef {
+        &self.shared_info
+    }
+
+    /// The gfn shared_info is mapped at, if the guest mapped it.
+    pub fn shared_info_gfn(&self) -> Option<Gfn> {
+        match self.shared_info_gfn.load(Ordering::Acquire) {
+            INVALID_GFN => None,
+            g => Some(g),
+        }
+    }
+
+    /// Lifecycle state.
+    pub fn lifecycle(&self) -> Lifecycle {
+        *self.lifecycle.lock()
+    }
+
+    /// Whether the domain will never run again.
+    pub fn is_finished(&self) -> bool {
+        !matches!(self.lifecycle(), Lifecycle::Running)
+    }
+
+    /// HVM parameter value.
+    pub fn hvm_param(&self, index: usize) -> XenResult<u64> {
+        self.hvm_params.lock().get(index).copied().ok_or(Errno::EINVAL)
+    }
+
+    /// Sets an HVM parameter.
+    pub fn set_hvm_param(&self, index: usize, value: u64) -> XenResult<()> {
+        *self.hvm_params.lock().get_mut(index).ok_or(Errno::EINVAL)? = value;
+        Ok(())
+    }
+
+    /// Domain-wide pause count (`domain_pause`), e.g. from the debugger.
+    pub fn pause_count(&self) -> u32 {
+        self.pause_count.load(Ordering::Acquire)
+    }
+
+    /// `domain_pause`.
+    pub fn pause(&self) {
+        self.pause_count.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// `domain_unpause`; `-EINVAL` if not paused.
+    pub fn unpause(&self) -> XenResult<()> {
+        self.pause_count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| c.checked_sub(1))
+            .map(|_| ())
+            .map_err(|_| Errno::EINVAL)
+    }
+
+    /// `vcpu_pause`: the vCPU will not be scheduled until unpaused. With one
+    /// physical CPU a remote vCPU is never on the CPU while the hypervisor
+    /// runs, so no wait for descheduling is needed; an SMP scheduler must
+    /// wait here until the vCPU has left its CPU.
+    pub fn vcpu_pause(&self, v: &Vcpu) {
+        v.pause_count.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// `vcpu_unpause`.
+    pub fn vcpu_unpause(&self, v: &Vcpu) {
+        let old = v.pause_count.fetch_sub(1, Ordering::AcqRel);
+        debug_assert!(old > 0, "vcpu pause count underflow");
+    }
+
+    /// Whether the scheduler may run `v` now.
+    pub fn vcpu_runnable(&self, v: &Vcpu) -> bool {
+        !self.is_finished() && self.pause_count() == 0 && v.pause_count() == 0 && v.pause_flags() == 0
+    }
+
+    /// What a person sees as `v`'s state.
+    pub fn vcpu_state(&self, v: &Vcpu) -> VcpuState {
+        if v.is_running() {
+            VcpuState::Running
+        } else if !v.is_up() {
+            VcpuState::Down
+        } else if v.is_paused() || self.pause_count() > 0 {
+            VcpuState::Paused
+        } else if v.pause_flags() & VPF_BLOCKED != 0 {
+            VcpuState::Blocked
+        } else {
+            VcpuState::Runnable
+        }
+    }
+
+    /// The default vcpu_info placement for vCPU `id` in the layout in force:
+    /// its shared_info slot below the legacy limit, else the dummy area.
+    pub(crate) fn default_vcpu_info(&self, id: u32) -> AreaMap {
+        let abi = self.abi();
+        if id < abi.legacy_max_vcpus() {
+            let off = abi.shared_info().vcpu_info + id as usize * abi.vcpu_info().size;
+            AreaMap::shared_info_slot(self.shared_info.clone(), off)
+        } else {
+            AreaMap::dummy(self.dummy.clone())
+        }
+    }
+
+    /// `vcpu_info_reset`: points `v`'s vcpu_info at its default placement.
+    /// Callers drop any guest page reference the old placement held.
+    pub(crate) fn vcpu_info_reset(&self, v: &Vcpu) {
+        v.areas.lock().vcpu_info = self.default_vcpu_info(v.id);
+    }
+
+    /// Looks up `gfn` for a hypervisor-held writable mapping: the frame must
+    /// be read/write RAM owned by this domain. Takes a general and a writable
+    /// type reference on success (`get_page_from_gfn` + `get_page_type`).
+    pub fn get_writable_page(&self, gfn: Gfn) -> XenResult<PageRef> {
+        let p2m = self.p2m.lock();
+        let e = p2m.get(gfn).ok_or(Errno::EINVAL)?;
+        if e.page.owner() != self.id || e.p2mt != P2mType::RamRw {
+            return Err(Errno::EINVAL);
+        }
+        e.page.get();
+        e.page.get_writable();
+        Ok(e.page.clone())
+    }
+
+    /// Copies from guest-physical memory (any mapped RAM).
+    pub fn read_gpa(&self, gpa: u64, out: &mut [u8]) -> XenResult<()> {
+        self.for_each_gpa_chunk(gpa, out.len(), false, |page, off, start, len| {
+            page.read(off, &mut out[start..start + len])
+        })
+    }
+
+    /// Copies into guest-physical memory (read/write RAM only).
+    pub fn write_gpa(&self, gpa: u64, data: &[u8]) -> XenResult<()> {
+        self.for_each_gpa_chunk(gpa, data.len(), true, |page, off, start, len| {
+            page.write(off, &data[start..start + len])
+        })
+    }
+
+    fn for_each_gpa_chunk(
+        &self,
+        gpa: u64,
+        len: usize,
+        write: bool,
+        mut f: impl FnMut(&Page, usize, usize, usize) -> XenResult<()>,
+    ) -> XenResult<()> {
+        let p2m = self.p2m.lock();
+        let mut done = 0;
+        while done < len {
+            let addr = gpa.checked_add(done as u64).ok_or(Errno::EFAULT)?;
+            let off = (addr as usize) & (PAGE_SIZE - 1);
+            let chunk = (PAGE_SIZE - off).min(len - done);
+            let e = p2m.get(addr >> 12).ok_or(Errno::EFAULT)?;
+            if write && e.p2mt != P2mType::RamRw {
+                return Err(Errno::EFAULT);
+            }
+            f(&e.page, off, done, chunk)?;
+            done += chunk;
+        }
+        Ok(())
+    }
+
+    /// `XENMEM_add_to_physmap(XENMAPSPACE_shared_info)`: maps the shared_info
+    /// frame at `gfn`, replacing (and releasing) whatever RAM was there, and
+    /// unmapping it from its previous gfn.
+    pub fn map_shared_info(&self, gfn: Gfn) -> XenResult<()> {
+        let mut p2m = self.p2m.lock();
+        let old = self.shared_info_gfn.swap(gfn, Ordering::AcqRel);
+        if old != INVALID_GFN && old != gfn {
+            p2m.remove(old);
+        }
+        p2m.set(gfn, self.shared_info.clone(), P2mType::RamRw);
+        Ok(())
+    }
+
+    /// Records that the guest shut down with `reason`.
+    pub fn shutdown(&self, reason: u32) {
+        let mut l = self.lifecycle.lock();
+        if *l == Lifecycle::Running {
+            *l = Lifecycle::Shutdown(reason);
+        }
+    }
+
+    /// Crashes the domain (unhandled guest fault).
+    pub fn crash(&self) {
+        let mut l = self.lifecycle.lock();
+        if !matches!(*l, Lifecycle::Dead) {
+            *l = Lifecycle::Crashed;
+        }
+    }
+
+    pub(crate) fn set_lifecycle(&self, l: Lifecycle) {
+        *self.lifecycle.lock() = l;
+    }
+
+    /// Marks events pending for `v` (`vcpu_mark_events_pending`): sets
+    /// `evtchn_upcall_pending` in its vcpu_info and, if it was clear, asks the
+    /// arch to inject the upcall and wakes the vCPU.
+    pub fn vcpu_mark_events_pending(&self, v: &Vcpu) {
+        let abi = self.abi();
+        let area = v.areas.lock().vcpu_info.clone();
+        let off = area.offset + abi.vcpu_info().upcall_pending.offset;
+        let was = area.page.read_uint(off, 1).unwrap_or(1);
+        if was != 0 {
+            return;
+        }
+        let _ = area.page.write_uint(off, 1, 1);
+        self.vcpu_kick(v);
+    }
+
+    /// Requests an upcall injection and unblocks `v`.
+    pub fn vcpu_kick(&self, v: &Vcpu) {
+        v.upcall_needed.store(true, Ordering::Release);
+        self.vcpu_unblock(v);
+    }
+
+    /// Clears `VPF_blocked` (an event arrived).
+    pub fn vcpu_unblock(&self, v: &Vcpu) {
+        v.clear_flag(VPF_BLOCKED);
+    }
+
+    /// Blocks `v` until an event, unless its upcall is already pending.
+    pub fn vcpu_block(&self, v: &Vcpu) {
+        v.set_flag(VPF_BLOCKED);
+        if v.upcall_needed.load(Ordering::Acquire) || self.upcall_pending(v) {
+            v.clear_flag(VPF_BLOCKED);
+        }
+    }
+
+    /// Reads `evtchn_upcall_pending` of `v`'s vcpu_info.
+    pub fn upcall_pending(&self, v: &Vcpu) -> bool {
+        let abi = self.abi();
+        let area = v.areas.lock().vcpu_info.clone();
+        area.page.read_uint(area.offset + abi.vcpu_info().upcall_pending.offset, 1).is_ok_and(|b| b != 0)
+    }
+
+    /// Brings `v` up (`VCPUOP_up`, PSCI `CPU_ON`): `-EINVAL` if it has no
+    /// initial context.
+    pub fn vcpu_up(&self, v: &Vcpu) -> XenResult<()> {
+        if !v.is_initialised() {
+            return Err(Errno::EINVAL);
+        }
+        if v.is_up() {
+            return Ok(());
+        }
+        v.clear_flag(VPF_DOWN);
+        crate::runstate::change(self, v, crate::runstate::RUNSTATE_RUNNABLE);
+        Ok(())
+    }
+
+    /// Takes `v` down (`VCPUOP_down`, PSCI `CPU_OFF`).
+    pub fn vcpu_down(&self, v: &Vcpu) {
+        if v.is_up() {
+            v.set_flag(VPF_DOWN);
+            crate::runstate::change(self, v, crate::runstate::RUNSTATE_OFFLINE);
+        }
+    }
+}

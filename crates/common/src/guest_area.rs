@@ -1,0 +1,416 @@
+//! Guest areas: the one mechanism (`map_guest_area`, `unmap_guest_area`,
+//! `copy_guest_area`) behind the vcpu_info, runstate and time areas a guest
+//! registers with `VCPUOP_register_*`.
+//!
+//! The rules, after Xen's conversion of vcpu_info registration to the common
+//! guest-area mapping (see `shared/reference/`):
+//! * the area must lie inside one page and be aligned for the layout in
+//!   force, else `-ENXIO`;
+//! * the frame must be read/write RAM of the domain; a general and a writable
+//!   type reference are taken and dropped again on unmap, else `-EINVAL`;
+//! * a vCPU other than the caller is paused for the swap, and the domain lock
+//!   covers only the populate + swap;
+//! * vcpu_info cannot be registered twice: `-EBUSY`;
+//! * after a vcpu_info registration `evtchn_pending_sel` is all ones in the
+//!   layout in force, events are marked pending and system time is updated;
+//! * unmapping vcpu_info falls back to the shared_info slot or the dummy area.
+
+use crate::arch::GuestAbi;
+use crate::domain::Domain;
+use crate::domain::Vcpu;
+use crate::errno::{Errno, XenResult};
+use crate::memory::{Gfn, PageRef, PAGE_SIZE};
+
+/// Which of a vCPU's areas.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AreaKind {
+    /// `vcpu_info` (`VCPUOP_register_vcpu_info`).
+    VcpuInfo,
+    /// `vcpu_runstate_info` (`VCPUOP_register_runstate_phys_area`).
+    Runstate,
+    /// `vcpu_time_info` (`VCPUOP_register_vcpu_time_phys_area`).
+    Time,
+}
+
+impl AreaKind {
+    /// All kinds, in display order.
+    pub const ALL: [AreaKind; 3] = [AreaKind::VcpuInfo, AreaKind::Runstate, AreaKind::Time];
+
+    /// Size of the area in the layout in force.
+    pub fn size(self, abi: &dyn GuestAbi) -> usize {
+        match self {
+            AreaKind::VcpuInfo => abi.vcpu_info().size,
+            AreaKind::Runstate => abi.runstate().size,
+            AreaKind::Time => abi.time_info().size,
+        }
+    }
+
+    /// Required alignment in the layout in force.
+    pub fn align(self, abi: &dyn GuestAbi) -> usize {
+        match self {
+            AreaKind::VcpuInfo => abi.vcpu_info().align,
+            AreaKind::Runstate => abi.runstate().align,
+            AreaKind::Time => abi.time_info().align,
+        }
+    }
+
+    /// Name used by tools (`vcpu_info`, `runstate`, `time`).
+    pub fn name(self) -> &'static str {
+        match self {
+            AreaKind::VcpuInfo => "vcpu_info",
+            AreaKind::Runstate => "runstate",
+            AreaKind::Time => "time",
+        }
+    }
+}
+
+/// Where an area lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// The vCPU's slot in the domain's shared_info page (vcpu_info only).
+    SharedInfoSlot,
+    /// The per-domain dummy area: writes go nowhere a guest can see
+    /// (vcpu_info only, for vCPUs beyond the legacy limit).
+    Dummy,
+    /// A guest page registered by the guest; references held.
+    Guest,
+}
+
+impl Placement {
+    /// Name used by tools.
+    pub fn name(self) -> &'static str {
+        match self {
+            Placement::SharedInfoSlot => "shared_info",
+            Placement::Dummy => "dummy",
+            Placement::Guest => "guest",
+        }
+    }
+}
+
+/// A mapped area: the frame, the byte offset in it, and where it came from.
+#[derive(Clone, Debug)]
+pub struct AreaMap {
+    /// The frame.
+    pub page: PageRef,
+    /// Byte offset of the area in the frame.
+    pub offset: usize,
+    /// Kind of placement.
+    pub placement: Placement,
+    /// The gfn (guest placements only).
+    pub gfn: Option<Gfn>,
+}
+
+impl AreaMap {
+    pub(crate) fn dummy(page: PageRef) -> Self {
+        AreaMap { page, offset: 0, placement: Placement::Dummy, gfn: None }
+    }
+
+    pub(crate) fn shared_info_slot(page: PageRef, offset: usize) -> Self {
+        AreaMap { page, offset, placement: Placement::SharedInfoSlot, gfn: None }
+    }
+
+    fn guest(page: PageRef, offset: usize, gfn: Gfn) -> Self {
+        AreaMap { page, offset, placement: Placement::Guest, gfn: Some(gfn) }
+    }
+
+    /// Reads `out.len()` bytes of the area.
+    pub fn read(&self, out: &mut [u8]) -> XenResult<()> {
+        self.page.read(self.offset, out)
+    }
+
+    /// Drops the references a guest placement holds.
+    fn release(self) {
+        if self.placement == Placement::Guest {
+            self.page.put_writable();
+            self.page.put();
+        }
+    }
+}
+
+/// A vCPU's area slots.
+#[derive(Clone, Debug)]
+pub struct VcpuAreas {
+    /// vcpu_info: always somewhere (slot, dummy or guest page).
+    pub vcpu_info: AreaMap,
+    /// Runstate area, if registered.
+    pub runstate: Option<AreaMap>,
+    /// Time area, if registered.
+    pub time: Option<AreaMap>,
+}
+
+impl VcpuAreas {
+    pub(crate) fn new(vcpu_info: AreaMap) -> Self {
+        VcpuAreas { vcpu_info, runstate: None, time: None }
+    }
+
+    /// Whether any area is on a guest page.
+    pub fn has_guest_areas(&self) -> bool {
+        self.vcpu_info.placement == Placement::Guest || self.runstate.is_some() || self.time.is_some()
+    }
+
+    /// The area of `kind`, if mapped.
+    pub fn get(&self, kind: AreaKind) -> Option<&AreaMap> {
+        match kind {
+            AreaKind::VcpuInfo => Some(&self.vcpu_info),
+            AreaKind::Runstate => self.runstate.as_ref(),
+            AreaKind::Time => self.time.as_ref(),
+        }
+    }
+}
+
+/// The populate hook run under the domain lock, before the swap: it fills
+/// the new area (`new`) given the vCPU's current areas.
+pub type Populate<'a> = &'a mut dyn FnMut(&Domain, &Vcpu, &VcpuAreas, &AreaMap);
+
+/// `map_guest_area`: maps the area of `kind` for `v` at guest-physical
+/// address `gaddr` (`!0` unregisters a runstate or time area).
+///
+/// `caller` is the vCPU making the request (`None` for the hypervisor or the
+/// debugger); any other vCPU is paused for the swap. `populate` runs under
+/// the domain lock before the swap.
+pub fn map_guest_area(
+    d: &Domain,
+    caller: Option<u32>,
+    v: &Vcpu,
+    kind: AreaKind,
+    gaddr: u64,
+    populate: Option<Populate<'_>>,
+) -> XenResult<()> {
+    let size = kind.size(d.abi());
+    map_guest_area_sized(d, caller, v, kind, gaddr, size, populate)
+}
+
+fn map_guest_area_sized(
+    d: &Domain,
+    caller: Option<u32>,
+    v: &Vcpu,
+    kind: AreaKind,
+    gaddr: u64,
+    size: usize,
+    populate: Option<Populate<'_>>,
+) -> XenResult<()> {
+    let abi = d.abi();
+    let new = if gaddr == !0 {
+        // De-registration: only meaningful for the physically registered
+        // runstate and time areas; vcpu_info has no way back.
+        if kind == AreaKind::VcpuInfo {
+            return Err(Errno::EINVAL);
+        }
+        None
+    } else {
+        let gfn = gaddr >> crate::memory::PAGE_SHIFT;
+        let offset = (gaddr as usize) & (PAGE_SIZE - 1);
+        if offset > PAGE_SIZE - size {
+            return Err(Errno::ENXIO);
+        }
+        if !offset.is_multiple_of(kind.align(abi)) {
+            return Err(Errno::ENXIO);
+        }
+        let page = d.get_writable_page(gfn)?;
+        Some(AreaMap::guest(page, offset, gfn))
+    };
+
+    let remote = caller != Some(v.id);
+    if remote {
+        d.vcpu_pause(v);
+    }
+
+    let swapped = {
+        let _domain_lock = d.lock.lock();
+        let mut areas = v.areas.lock();
+        match kind {
+            AreaKind::VcpuInfo if areas.vcpu_info.placement == Placement::Guest => Err(Errno::EBUSY),
+            _ => {
+                if let (Some(new), Some(populate)) = (&new, populate) {
+                    populate(d, v, &areas, new);
+                }
+                Ok(match kind {
+                    // `new` is always Some here: checked above.
+                    AreaKind::VcpuInfo => new.clone().map(|n| core::mem::replace(&mut areas.vcpu_info, n)),
+                    AreaKind::Runstate => core::mem::replace(&mut areas.runstate, new.clone()),
+                    AreaKind::Time => core::mem::replace(&mut areas.time, new.clone()),
+                })
+            }
+        }
+    };
+
+    let result = match swapped {
+        Ok(old) => {
+            if kind == AreaKind::VcpuInfo {
+                vcpu_info_registered(d, v);
+            }
+            if let Some(old) = old {
+                old.release();
+            }
+            Ok(())
+        }
+        Err(e) => {
+            if let Some(new) = new {
+                new.release();
+            }
+            Err(e)
+        }
+    };
+
+    if remote {
+        d.vcpu_unpause(v);
+    }
+    result
+}
+
+/// Steps after a successful vcpu_info swap, outside the domain lock: mark
+/// everything pending so nothing the guest had pending is lost (it gets a
+/// spurious event at worst), and refresh system time in the new area.
+fn vcpu_info_registered(d: &Domain, v: &Vcpu) {
+    let abi = d.abi();
+    let vi = abi.vcpu_info();
+    let area = v.areas.lock().vcpu_info.clone();
+    let _ = area.page.write_uint(area.offset + vi.pending_sel.offset, vi.pending_sel.size, u64::MAX);
+    d.vcpu_mark_events_pending(v);
+    crate::time::update_vcpu_system_time(d, v);
+}
+
+/// The vcpu_info populate hook: from the dummy area the new area is zeroed
+/// (and, where the ABI has one, `evtchn_upcall_mask` set so the guest is not
+/// interrupted before it is ready); otherwise the current contents (its
+/// shared_info slot) are carried across.
+pub fn vcpu_info_populate(d: &Domain, _v: &Vcpu, areas: &VcpuAreas, new: &AreaMap) {
+    let abi = d.abi();
+    let vi = abi.vcpu_info();
+    let cur = &areas.vcpu_info;
+    if cur.placement == Placement::Dummy {
+        let _ = new.page.fill(new.offset, vi.size, 0);
+        if let Some(mask) = vi.upcall_mask {
+            let _ = new.page.write_uint(new.offset + mask.offset, mask.size, 1);
+        }
+    } else {
+        // Through a buffer: the new area may be on the very page (even at
+        // the very offset) of the current one.
+        let mut buf = [0u8; 128];
+        let buf = &mut buf[..vi.size];
+        let _ = cur.page.read(cur.offset, buf);
+        let _ = new.page.write(new.offset, buf);
+    }
+}
+
+/// The runstate populate hook: the area starts with the current runstate.
+pub fn runstate_populate(d: &Domain, v: &Vcpu, _areas: &VcpuAreas, new: &AreaMap) {
+    crate::runstate::write_area(d.abi(), new, &v.runstate());
+}
+
+/// The time populate hook: the area starts with a fresh time record.
+pub fn time_populate(d: &Domain, v: &Vcpu, _areas: &VcpuAreas, new: &AreaMap) {
+    crate::time::write_time_area(d, v, new);
+}
+
+/// `unmap_guest_area`: drops the area of `kind`. vcpu_info goes back to its
+/// default placement (`vcpu_info_reset`). The caller has paused `v` or its
+/// domain (kill, soft reset) or is `v` itself.
+pub fn unmap_guest_area(d: &Domain, v: &Vcpu, kind: AreaKind) {
+    let old = {
+        let _domain_lock = d.lock.lock();
+        let mut areas = v.areas.lock();
+        match kind {
+            AreaKind::VcpuInfo => Some(core::mem::replace(&mut areas.vcpu_info, d.default_vcpu_info(v.id))),
+            AreaKind::Runstate => areas.runstate.take(),
+            AreaKind::Time => areas.time.take(),
+        }
+    };
+    if let Some(old) = old {
+        old.release();
+    }
+}
+
+/// `copy_guest_area` (domain fork): maps the child's area of `kind` on the
+/// page with the same gfn in the child — allocating that page if the child
+/// has none there yet — and copies the parent's page contents. Two vCPUs whose
+/// areas share a page in the parent thus share one page in the child.
+pub fn copy_guest_area(child: &Domain, cv: &Vcpu, parent: &Domain, pv: &Vcpu, kind: AreaKind) -> XenResult<()> {
+    copy_guest_area_inner(child, cv, parent, pv, kind, true)
+}
+
+/// [`copy_guest_area`], optionally skipping the page copy when the child's
+/// frame already existed: a fork whose child starts with no memory knows such
+/// a frame was filled by an earlier area on the same gfn.
+pub(crate) fn copy_guest_area_inner(
+    child: &Domain,
+    cv: &Vcpu,
+    parent: &Domain,
+    pv: &Vcpu,
+    kind: AreaKind,
+    copy_existing: bool,
+) -> XenResult<()> {
+    let src = match pv.areas.lock().get(kind) {
+        Some(a) if a.placement == Placement::Guest => a.clone(),
+        _ => return Ok(()),
+    };
+    let gfn = src.gfn.ok_or(Errno::EINVAL)?;
+    let existing = cv.areas.lock().get(kind).filter(|a| a.placement == Placement::Guest).cloned();
+    let mut fresh = false;
+    let dst = match existing {
+        Some(a) => a.page,
+        None => {
+            {
+                let mut p2m = child.p2m.lock();
+                match p2m.get(gfn) {
+                    None => {
+                        p2m.set(gfn, crate::memory::Page::alloc(child.id)?, crate::memory::P2mType::RamRw);
+                        fresh = true;
+                    }
+                    Some(e) if e.p2mt != crate::memory::P2mType::RamRw || e.page.owner() != child.id => {
+                        return Err(Errno::EBUSY);
+                    }
+                    Some(_) => {}
+                }
+            }
+            // The whole rest of the page as size: all the check needs is that
+            // the area fits, which it did in the parent.
+            let gaddr = (gfn << crate::memory::PAGE_SHIFT) + src.offset as u64;
+            map_guest_area_sized(child, None, cv, kind, gaddr, PAGE_SIZE - src.offset, None)?;
+            cv.areas.lock().get(kind).ok_or(Errno::EINVAL)?.page.clone()
+        }
+    };
+    let _ = parent;
+    if fresh || copy_existing {
+        dst.copy_from_page(&src.page);
+    }
+    Ok(())
+}
+
+/// Registers `v`'s vcpu_info at `gfn`/`offset` (`VCPUOP_register_vcpu_info`).
+pub fn register_vcpu_info(d: &Domain, caller: Option<u32>, v: &Vcpu, gfn: u64, offset: u64) -> XenResult<()> {
+    let gaddr = gfn
+        .checked_shl(crate::memory::PAGE_SHIFT)
+        .filter(|g| g >> crate::memory::PAGE_SHIFT == gfn)
+        .and_then(|g| g.checked_add(offset))
+        .ok_or(Errno::EINVAL)?;
+    // Like Xen: an offset that moves the address into another frame is not
+    // a page-crossing area but a malformed request.
+    if gaddr == !0 || gaddr >> crate::memory::PAGE_SHIFT != gfn {
+        return Err(Errno::EINVAL);
+    }
+    // Preliminary check: avoid taking page references just to drop them.
+    if v.areas.lock().vcpu_info.placement == Placement::Guest {
+        return Err(Errno::EBUSY);
+    }
+    map_guest_area(d, caller, v, AreaKind::VcpuInfo, gaddr, Some(&mut vcpu_info_populate))
+}
+
+/// Registers (or with `!0` unregisters) `v`'s runstate area.
+pub fn register_runstate_area(d: &Domain, caller: Option<u32>, v: &Vcpu, gaddr: u64) -> XenResult<()> {
+    map_guest_area(d, caller, v, AreaKind::Runstate, gaddr, Some(&mut runstate_populate))
+}
+
+/// Registers (or with `!0` unregisters) `v`'s time area.
+pub fn register_time_area(d: &Domain, caller: Option<u32>, v: &Vcpu, gaddr: u64) -> XenResult<()> {
+    map_guest_area(d, caller, v, AreaKind::Time, gaddr, Some(&mut time_populate))
+}
+
+/// Unmaps every area of every vCPU (domain kill and soft reset).
+pub fn unmap_all(d: &Domain) {
+    for v in d.vcpus() {
+        for kind in AreaKind::ALL {
+            unmap_guest_area(d, v, kind);
+        }
+    }
+}

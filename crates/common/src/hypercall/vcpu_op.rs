@@ -1,0 +1,77 @@
+//! `vcpu_op`: vCPU bring-up and the guest-area registrations.
+
+use alloc::vec;
+
+use super::{le_u32, le_u64, vcpuop, Call};
+use crate::arch::VcpuInitContext;
+use crate::errno::{Errno, XenResult};
+use crate::guest_area::{self, Placement};
+
+/// `HYPERVISOR_vcpu_op(cmd, vcpuid, arg)`.
+pub(super) fn vcpu_op(call: &mut Call<'_>, cmd: u64, vcpuid: u64, arg: u64) -> XenResult<i64> {
+    let d = call.domain;
+    let vcpuid = u32::try_from(vcpuid).map_err(|_| Errno::ENOENT)?;
+    let v = d.vcpu(vcpuid)?;
+    match cmd {
+        vcpuop::INITIALISE => {
+            // A vCPU still on the dummy vcpu_info could never see events.
+            if v.areas.lock().vcpu_info.placement == Placement::Dummy {
+                return Err(Errno::EINVAL);
+            }
+            let size = call.arch.get(vcpuid as usize).ok_or(Errno::ENOENT)?.initialise_arg_size();
+            if size == 0 {
+                return Err(Errno::ENOSYS);
+            }
+            let mut buf = vec![0u8; size];
+            call.copy_from_guest(arg, &mut buf)?;
+            let _domain_lock = d.lock.lock();
+            if v.is_initialised() {
+                return Err(Errno::EEXIST);
+            }
+            call.arch[vcpuid as usize].initialise(&VcpuInitContext::XenInitialise(&buf))?;
+            v.set_initialised();
+            Ok(0)
+        }
+        vcpuop::UP => d.vcpu_up(v).map(|_| 0),
+        vcpuop::DOWN => {
+            d.vcpu_down(v);
+            if vcpuid == call.vcpu {
+                call.deschedule();
+            }
+            Ok(0)
+        }
+        vcpuop::IS_UP => Ok(v.is_up() as i64),
+        vcpuop::GET_RUNSTATE_INFO => {
+            let info = v.runstate();
+            let l = d.abi().runstate();
+            let mut buf = [0u8; 64];
+            buf[l.state.offset..l.state.offset + 4].copy_from_slice(&info.state.to_le_bytes());
+            let e = l.state_entry_time.offset;
+            buf[e..e + 8].copy_from_slice(&info.state_entry_time.to_le_bytes());
+            for (i, t) in info.time.iter().enumerate() {
+                let o = l.time.offset + i * 8;
+                buf[o..o + 8].copy_from_slice(&t.to_le_bytes());
+            }
+            call.copy_to_guest(arg, &buf[..l.size])?;
+            Ok(0)
+        }
+        vcpuop::REGISTER_VCPU_INFO => {
+            // struct vcpu_register_vcpu_info { uint64_t mfn; uint32_t offset; uint32_t rsvd; }
+            let b: [u8; 16] = call.read_arg(arg)?;
+            let (gfn, offset, rsvd) = (le_u64(&b, 0), le_u32(&b, 8), le_u32(&b, 12));
+            if rsvd != 0 {
+                return Err(Errno::EINVAL);
+            }
+            guest_area::register_vcpu_info(d, Some(call.vcpu), v, gfn, offset as u64).map(|_| 0)
+        }
+        vcpuop::REGISTER_RUNSTATE_PHYS_AREA => {
+            let b: [u8; 8] = call.read_arg(arg)?;
+            guest_area::register_runstate_area(d, Some(call.vcpu), v, le_u64(&b, 0)).map(|_| 0)
+        }
+        vcpuop::REGISTER_VCPU_TIME_PHYS_AREA => {
+            let b: [u8; 8] = call.read_arg(arg)?;
+            guest_area::register_time_area(d, Some(call.vcpu), v, le_u64(&b, 0)).map(|_| 0)
+        }
+        _ => Err(Errno::ENOSYS),
+    }
+}

@@ -1,0 +1,22 @@
+//! Lantern's arch-neutral core: domains, vCPUs, guest memory, the guest-area
+//! mechanism (vcpu_info, runstate, time), event channels, hypercall dispatch
+//! and the scheduler loop. It never names an architecture; ports plug in
+//! through the traits in [`arch`].
+
+#![cfg_attr(not(test), no_std)]
+#![warn(missing_docs)]
+
+extern crate alloc;
+
+pub mod arch;
+pub mod console;
+pub mod domain;
+pub mod errno;
+pub mod evtchn;
+pub mod guest_area;
+pub mod hypercall;
+pub mod lifecycle;
+pub mod memory;
+pub mod runstate;
+pub mod sched;
+pub mod time;

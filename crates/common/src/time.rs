@@ -1,0 +1,83 @@
+//! vCPU system time: the `vcpu_time_info` record inside vcpu_info and in the
+//! optional time area, written with Xen's odd/even `version` protocol (odd
+//! while an update is in progress, so a guest retries a torn read).
+
+use core::sync::atomic::{fence, Ordering};
+
+use crate::arch::TimeSample;
+use crate::domain::{Domain, Vcpu};
+use crate::guest_area::AreaMap;
+
+/// A decoded `vcpu_time_info`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TimeInfo {
+    /// `version`.
+    pub version: u32,
+    /// `tsc_timestamp`.
+    pub tsc_timestamp: u64,
+    /// `system_time` (ns).
+    pub system_time: u64,
+    /// `tsc_to_system_mul`.
+    pub tsc_to_system_mul: u32,
+    /// `tsc_shift`.
+    pub tsc_shift: i8,
+    /// `flags`.
+    pub flags: u8,
+}
+
+/// Writes a fresh time record for `v` (`update_vcpu_system_time`) into its
+/// vcpu_info (wherever it lives) and its time area, if registered.
+pub fn update_vcpu_system_time(d: &Domain, v: &Vcpu) {
+    let sample = d.clock().sample();
+    let (vcpu_info, time_area) = {
+        let a = v.areas.lock();
+        (a.vcpu_info.clone(), a.time.clone())
+    };
+    let version = next_version(v);
+    let ti = d.abi().vcpu_info().time;
+    write_record(d, &vcpu_info, vcpu_info.offset + ti, version, &sample);
+    if let Some(area) = time_area {
+        write_record(d, &area, area.offset, version, &sample);
+    }
+}
+
+/// Populates a newly registered time area with a fresh record.
+pub(crate) fn write_time_area(d: &Domain, v: &Vcpu, area: &AreaMap) {
+    let sample = d.clock().sample();
+    let version = next_version(v);
+    write_record(d, area, area.offset, version, &sample);
+}
+
+/// The next even version number for `v`'s records.
+fn next_version(v: &Vcpu) -> u32 {
+    v.time_version.fetch_add(2, Ordering::AcqRel).wrapping_add(2)
+}
+
+fn write_record(d: &Domain, area: &AreaMap, base: usize, version: u32, s: &TimeSample) {
+    let l = d.abi().time_info();
+    let p = &area.page;
+    let _ = p.write_uint(base + l.version.offset, 4, version.wrapping_sub(1) as u64);
+    fence(Ordering::Release);
+    let _ = p.write_uint(base + l.tsc_timestamp.offset, 8, s.tsc);
+    let _ = p.write_uint(base + l.system_time.offset, 8, s.system_time_ns);
+    let _ = p.write_uint(base + l.tsc_to_system_mul.offset, 4, s.tsc_to_system_mul as u64);
+    let _ = p.write_uint(base + l.tsc_shift.offset, 1, s.tsc_shift as u8 as u64);
+    // XEN_PVCLOCK_TSC_STABLE_BIT: one physical CPU, one counter.
+    let _ = p.write_uint(base + l.flags.offset, 1, 1);
+    fence(Ordering::Release);
+    let _ = p.write_uint(base + l.version.offset, 4, version as u64);
+}
+
+/// Decodes a `vcpu_time_info` at `base` in `area`'s frame.
+pub fn read_record(d: &Domain, area: &AreaMap, base: usize) -> TimeInfo {
+    let l = d.abi().time_info();
+    let rd = |f: crate::arch::Field| area.page.read_uint(base + f.offset, f.size).unwrap_or(0);
+    TimeInfo {
+        version: rd(l.version) as u32,
+        tsc_timestamp: rd(l.tsc_timestamp),
+        system_time: rd(l.system_time),
+        tsc_to_system_mul: rd(l.tsc_to_system_mul) as u32,
+        tsc_shift: rd(l.tsc_shift) as u8 as i8,
+        flags: rd(l.flags) as u8,
+    }
+}

@@ -1,0 +1,371 @@
+//! The guest-area rules (map/unmap/copy, vcpu_info semantics), each checked
+//! in every layout: x86_64 native, x86_32 compat and arm64.
+
+mod support;
+
+use lantern_common::domain::Domain;
+use lantern_common::errno::Errno;
+use lantern_common::guest_area::{
+    self, map_guest_area, register_runstate_area, register_time_area, register_vcpu_info, AreaKind, Placement,
+};
+use lantern_common::lifecycle;
+use lantern_common::memory::{P2mType, Page, PAGE_SIZE};
+use support::*;
+
+#[test]
+fn page_crossing_offsets_are_enxio() {
+    for abi in layouts() {
+        let (d, _) = domain(abi, 2);
+        let v = d.vcpu(0).unwrap();
+        for kind in AreaKind::ALL {
+            let size = kind.size(abi);
+            let align = kind.align(abi);
+            // The last aligned offset that still fits is fine for runstate/time
+            // (vcpu_info is tested separately as it can't be re-registered).
+            let last_fit = (PAGE_SIZE - size) / align * align;
+            let crossing = last_fit + align;
+            let r = map_guest_area(&d, Some(0), v, kind, gaddr(5, crossing), None);
+            assert_eq!(r, Err(Errno::ENXIO), "{} {}: offset {crossing}", abi.name(), kind.name());
+            if kind != AreaKind::VcpuInfo {
+                assert_eq!(map_guest_area(&d, Some(0), v, kind, gaddr(5, last_fit), None), Ok(()));
+            }
+        }
+        assert_eq!(
+            register_vcpu_info(&d, Some(0), v, 5, (PAGE_SIZE - abi.vcpu_info().size + 1) as u64),
+            Err(Errno::ENXIO)
+        );
+        assert_eq!(
+            register_vcpu_info(&d, Some(0), v, 5, (PAGE_SIZE - abi.vcpu_info().size) as u64),
+            Ok(()),
+            "{}: a vcpu_info ending exactly at the page end fits",
+            abi.name()
+        );
+    }
+}
+
+#[test]
+fn misaligned_offsets_are_enxio_in_the_layout_in_force() {
+    for abi in layouts() {
+        let (d, _) = domain(abi, 1);
+        let v = d.vcpu(0).unwrap();
+        let align = abi.vcpu_info().align;
+        for off in [1usize, 2, 3, align / 2 + align / 4 + 1] {
+            if off % align != 0 {
+                assert_eq!(
+                    register_vcpu_info(&d, Some(0), v, 3, off as u64),
+                    Err(Errno::ENXIO),
+                    "{} off {off}",
+                    abi.name()
+                );
+            }
+        }
+        // 4-byte aligned but not 8: only the x86_32 compat layout accepts it.
+        let r = register_vcpu_info(&d, Some(0), v, 3, 4);
+        if align == 4 {
+            assert_eq!(r, Ok(()), "compat accepts 4-aligned");
+        } else {
+            assert_eq!(r, Err(Errno::ENXIO), "{} refuses 4-aligned", abi.name());
+        }
+        for kind in [AreaKind::Runstate, AreaKind::Time] {
+            assert_eq!(map_guest_area(&d, Some(0), v, kind, gaddr(6, 2), None), Err(Errno::ENXIO));
+        }
+    }
+}
+
+#[test]
+fn bad_frames_are_einval_and_take_no_references() {
+    for abi in layouts() {
+        let (d, _) = domain(abi, 1);
+        let v = d.vcpu(0).unwrap();
+        // Outside the domain's RAM.
+        assert_eq!(register_vcpu_info(&d, Some(0), v, RAM_PAGES + 10, 0), Err(Errno::EINVAL));
+        assert_eq!(register_runstate_area(&d, Some(0), v, gaddr(1 << 30, 0)), Err(Errno::EINVAL));
+        // Read-only RAM.
+        let ro = Page::alloc(d.id).unwrap();
+        d.p2m.lock().set(RAM_PAGES, ro.clone(), P2mType::RamRo);
+        assert_eq!(register_time_area(&d, Some(0), v, gaddr(RAM_PAGES, 0)), Err(Errno::EINVAL));
+        assert_eq!((ro.refs(), ro.writable_refs()), (1, 0));
+        // Another domain's page mapped here (foreign).
+        let foreign = Page::alloc(d.id + 1).unwrap();
+        d.p2m.lock().set(RAM_PAGES + 1, foreign.clone(), P2mType::RamRw);
+        assert_eq!(register_vcpu_info(&d, Some(0), v, RAM_PAGES + 1, 0), Err(Errno::EINVAL));
+        assert_eq!((foreign.refs(), foreign.writable_refs()), (1, 0));
+        // An offset that leaves the frame is a malformed request, not a crossing.
+        assert_eq!(register_vcpu_info(&d, Some(0), v, 2, PAGE_SIZE as u64), Err(Errno::EINVAL));
+        // Still on the default placement.
+        assert_eq!(v.areas().vcpu_info.placement, Placement::SharedInfoSlot);
+    }
+}
+
+#[test]
+fn vcpu_info_reregistration_is_ebusy_and_keeps_the_first() {
+    for abi in layouts() {
+        let (d, _) = domain(abi, 1);
+        let v = d.vcpu(0).unwrap();
+        assert_eq!(register_vcpu_info(&d, Some(0), v, 7, 64), Ok(()));
+        let p7 = page(&d, 7);
+        assert_eq!((p7.refs(), p7.writable_refs()), (2, 1));
+        assert_eq!(register_vcpu_info(&d, Some(0), v, 8, 0), Err(Errno::EBUSY));
+        assert_eq!(register_vcpu_info(&d, Some(0), v, 7, 64), Err(Errno::EBUSY));
+        // The core path (without the preliminary check) refuses too, and
+        // drops the references it took for the refused page.
+        let r = map_guest_area(&d, Some(0), v, AreaKind::VcpuInfo, gaddr(8, 0), None);
+        assert_eq!(r, Err(Errno::EBUSY));
+        let p8 = page(&d, 8);
+        assert_eq!((p8.refs(), p8.writable_refs()), (1, 0));
+        let a = v.areas().vcpu_info;
+        assert_eq!((a.placement, a.gfn, a.offset), (Placement::Guest, Some(7), 64));
+        // Runstate and time areas may be moved freely.
+        assert_eq!(register_runstate_area(&d, Some(0), v, gaddr(9, 0)), Ok(()));
+        assert_eq!(register_runstate_area(&d, Some(0), v, gaddr(10, 0)), Ok(()));
+        assert_eq!((page(&d, 9).refs(), page(&d, 9).writable_refs()), (1, 0));
+        assert_eq!((page(&d, 10).refs(), page(&d, 10).writable_refs()), (2, 1));
+    }
+}
+
+#[test]
+fn remote_vcpu_is_paused_for_the_swap_then_resumed() {
+    for abi in layouts() {
+        let (d, _) = domain(abi, 3);
+        let v1 = d.vcpu(1).unwrap();
+        v1.set_initialised();
+        d.vcpu_up(v1).unwrap();
+        assert!(d.vcpu_runnable(v1));
+        let mut seen = None;
+        let mut populate =
+            |d: &Domain, v: &lantern_common::domain::Vcpu, _: &guest_area::VcpuAreas, _: &guest_area::AreaMap| {
+                seen = Some((v.pause_count(), d.lock.is_locked(), d.vcpu_runnable(v)));
+            };
+        // vCPU 0 registers an area for vCPU 1.
+        map_guest_area(&d, Some(0), v1, AreaKind::Runstate, gaddr(4, 0), Some(&mut populate)).unwrap();
+        assert_eq!(seen, Some((1, true, false)), "{}: paused and under the domain lock during populate", abi.name());
+        assert_eq!(v1.pause_count(), 0);
+        assert!(d.vcpu_runnable(v1), "resumed afterwards");
+        // A vCPU registering for itself is not paused.
+        let v0 = d.vcpu(0).unwrap();
+        let mut self_seen = None;
+        let mut populate =
+            |_: &Domain, v: &lantern_common::domain::Vcpu, _: &guest_area::VcpuAreas, _: &guest_area::AreaMap| {
+                self_seen = Some(v.pause_count());
+            };
+        map_guest_area(&d, Some(0), v0, AreaKind::Time, gaddr(4, 512), Some(&mut populate)).unwrap();
+        assert_eq!(self_seen, Some(0));
+        // Failure paths resume the vCPU too.
+        assert_eq!(register_vcpu_info(&d, Some(0), v1, 4, 1), Err(Errno::ENXIO));
+        d.vcpu(1).unwrap();
+        assert_eq!(register_vcpu_info(&d, Some(0), v1, 4, 1024), Ok(()));
+        assert_eq!(map_guest_area(&d, Some(0), v1, AreaKind::VcpuInfo, gaddr(4, 2048), None), Err(Errno::EBUSY));
+        assert_eq!(v1.pause_count(), 0);
+    }
+}
+
+#[test]
+fn two_vcpus_share_one_page() {
+    for abi in layouts() {
+        let (d, _) = domain(abi, 4);
+        let size = abi.vcpu_info().size;
+        for id in 0..4u32 {
+            let v = d.vcpu(id).unwrap();
+            register_vcpu_info(&d, Some(0), v, 12, (id as usize * size) as u64).unwrap();
+        }
+        let p = page(&d, 12);
+        assert_eq!((p.refs(), p.writable_refs()), (5, 4), "{}: one p2m ref + one per area", abi.name());
+        // Each has its own slot: pending_sel all ones in each, nothing between.
+        let sel = abi.vcpu_info().pending_sel;
+        for id in 0..4 {
+            let base = id * size;
+            assert_eq!(p.read_uint(base + sel.offset, sel.size).unwrap(), u64::MAX >> (64 - 8 * sel.size));
+        }
+        // Unmapping one leaves the others' references alone.
+        guest_area::unmap_guest_area(&d, d.vcpu(2).unwrap(), AreaKind::VcpuInfo);
+        assert_eq!((p.refs(), p.writable_refs()), (4, 3));
+    }
+}
+
+#[test]
+fn contents_carried_over_from_the_shared_info_slot() {
+    for abi in layouts() {
+        let (d, _) = domain(abi, 2);
+        let vi = abi.vcpu_info();
+        let slot = abi.shared_info().vcpu_info; // vCPU 0's slot
+        let si = d.shared_info().clone();
+        // The guest had an event pending and (x86) events masked; byte 1 is
+        // evtchn_upcall_mask on x86, padding on arm — carried either way.
+        si.write_uint(slot + vi.upcall_pending.offset, 1, 1).unwrap();
+        si.write_uint(slot + 1, 1, 1).unwrap();
+        si.write_uint(slot + vi.pending_sel.offset, vi.pending_sel.size, 0b1010).unwrap();
+        let v = d.vcpu(0).unwrap();
+        register_vcpu_info(&d, Some(0), v, 20, 0).unwrap();
+        assert_eq!(read(&d, 20, vi.upcall_pending.offset, 1), 1);
+        assert_eq!(read(&d, 20, 1, 1), 1, "{}: byte 1 carried", abi.name());
+        if abi.name() == "x86_64" {
+            // arch.cr2 is carried too.
+            si.write_uint(slot + 16, 8, 0xdead_beef).unwrap();
+            let v1 = d.vcpu(1).unwrap();
+            let slot1 = slot + vi.size;
+            si.write_uint(slot1 + 16, 8, 0x1234_5678).unwrap();
+            register_vcpu_info(&d, Some(0), v1, 20, 64).unwrap();
+            assert_eq!(read(&d, 20, 64 + 16, 8), 0x1234_5678);
+        }
+        // The guest's view now lives on the new page: events go there.
+        assert_eq!(v.areas().vcpu_info.placement, Placement::Guest);
+    }
+}
+
+#[test]
+fn from_the_dummy_area_zeroed_and_upcall_masked_where_the_abi_has_a_mask() {
+    for abi in layouts() {
+        let vcpus = abi.legacy_max_vcpus() + 2;
+        let (d, _) = domain(abi, vcpus);
+        let vi = abi.vcpu_info();
+        let id = abi.legacy_max_vcpus(); // first vCPU without a shared_info slot
+        let v = d.vcpu(id).unwrap();
+        assert_eq!(v.areas().vcpu_info.placement, Placement::Dummy);
+        let p = page(&d, 30);
+        p.fill(0, PAGE_SIZE, 0xEE).unwrap();
+        register_vcpu_info(&d, Some(0), v, 30, 128).unwrap();
+        let mut got = vec![0u8; vi.size];
+        p.read(128, &mut got).unwrap();
+        let mask = got[1];
+        if abi.has_upcall_mask() {
+            assert_eq!(mask, 1, "{}: evtchn_upcall_mask set", abi.name());
+        } else {
+            assert_eq!(mask, 0, "{}: no mask, byte stays zero", abi.name());
+        }
+        assert_eq!(got[vi.upcall_pending.offset], 1, "events marked pending");
+        let sel = &got[vi.pending_sel.offset..vi.pending_sel.offset + vi.pending_sel.size];
+        assert!(sel.iter().all(|b| *b == 0xff));
+        // Everything outside the written fields was zeroed (no 0xEE left).
+        assert!(got.iter().all(|b| *b != 0xEE), "{}: {got:?}", abi.name());
+        // Bytes around the area untouched.
+        assert_eq!(p.read_uint(127, 1).unwrap(), 0xEE);
+        assert_eq!(p.read_uint(128 + vi.size, 1).unwrap(), 0xEE);
+    }
+}
+
+#[test]
+fn pending_sel_is_all_ones_in_the_width_of_the_layout() {
+    for abi in layouts() {
+        let (d, _) = domain(abi, 1);
+        let vi = abi.vcpu_info();
+        register_vcpu_info(&d, Some(0), d.vcpu(0).unwrap(), 40, 256).unwrap();
+        let p = page(&d, 40);
+        let (off, size) = (vi.pending_sel.offset, vi.pending_sel.size);
+        let expect_size = if abi.name() == "x86_32" { 4 } else { 8 };
+        let expect_off = if abi.name() == "x86_32" { 4 } else { 8 };
+        assert_eq!((off, size), (expect_off, expect_size));
+        assert_eq!(p.read_uint(256 + off, size).unwrap(), u64::MAX >> (64 - 8 * size));
+        // Nothing past the field: in compat, bytes 8..12 are arch.cr2 and
+        // must not be hit by a native-width write.
+        if abi.name() == "x86_32" {
+            assert_eq!(p.read_uint(256 + 8, 4).unwrap(), 0);
+        }
+        // Time was force-updated: version even and non-zero, system time set.
+        let t = vi.time;
+        let version = p.read_uint(256 + t + abi.time_info().version.offset, 4).unwrap();
+        assert!(version > 0 && version.is_multiple_of(2));
+        assert_eq!(p.read_uint(256 + t + abi.time_info().system_time.offset, 8).unwrap(), 1_000_000);
+        // And an upcall was requested.
+        assert!(d.vcpu(0).unwrap().take_upcall_request());
+    }
+}
+
+#[test]
+fn unmapping_vcpu_info_resets_to_slot_or_dummy() {
+    for abi in layouts() {
+        let n = abi.legacy_max_vcpus() + 1;
+        let (d, _) = domain(abi, n);
+        for id in [0, n - 1] {
+            let v = d.vcpu(id).unwrap();
+            register_vcpu_info(&d, Some(0), v, 50, 0).unwrap_or_else(|_| {
+                register_vcpu_info(&d, Some(0), v, 51, 0).unwrap();
+            });
+            guest_area::unmap_guest_area(&d, v, AreaKind::VcpuInfo);
+            let want = if id < abi.legacy_max_vcpus() { Placement::SharedInfoSlot } else { Placement::Dummy };
+            assert_eq!(v.areas().vcpu_info.placement, want, "{} vcpu {id}", abi.name());
+        }
+        assert_eq!((page(&d, 50).refs(), page(&d, 50).writable_refs()), (1, 0));
+        // Unregistering runstate with !0 drops it.
+        let v = d.vcpu(0).unwrap();
+        register_runstate_area(&d, Some(0), v, gaddr(52, 0)).unwrap();
+        register_runstate_area(&d, Some(0), v, !0).unwrap();
+        assert!(v.areas().runstate.is_none());
+        assert_eq!(page(&d, 52).writable_refs(), 0);
+        assert_eq!(register_vcpu_info(&d, Some(0), v, u64::MAX >> 12, 4095), Err(Errno::EINVAL));
+    }
+}
+
+fn register_everything(d: &Domain, abi: &'static dyn lantern_common::arch::GuestAbi) {
+    let size = abi.vcpu_info().size;
+    for v in d.vcpus() {
+        register_vcpu_info(d, Some(0), v, 16, (v.id as usize * size) as u64).unwrap();
+        register_runstate_area(d, Some(0), v, gaddr(17, v.id as usize * 64)).unwrap();
+        register_time_area(d, Some(0), v, gaddr(18, v.id as usize * 32)).unwrap();
+    }
+}
+
+#[test]
+fn kill_and_soft_reset_return_page_counts_to_baseline() {
+    for abi in layouts() {
+        let (d, _) = domain(abi, 3);
+        d.map_shared_info(60).unwrap();
+        let pages: Vec<_> = (16..19).map(|g| page(&d, g)).collect();
+        let si = d.shared_info().clone();
+        assert_eq!((si.refs(), si.writable_refs()), (2, 0));
+        register_everything(&d, abi);
+        assert!(pages.iter().all(|p| p.refs() == 4 && p.writable_refs() == 3));
+        lifecycle::soft_reset(&d);
+        assert!(pages.iter().all(|p| (p.refs(), p.writable_refs()) == (1, 0)), "{}", abi.name());
+        assert!(d.vcpus().iter().all(|v| !v.areas().has_guest_areas()));
+        assert!(d.vcpu(0).unwrap().is_up() && !d.vcpu(1).unwrap().is_up());
+        // Registering again works after a soft reset (no stale EBUSY).
+        register_everything(&d, abi);
+        lifecycle::kill(&d);
+        assert!(pages.iter().all(|p| (p.refs(), p.writable_refs()) == (0, 0)), "{}", abi.name());
+        assert_eq!((si.refs(), si.writable_refs()), (1, 0), "only the domain's own reference");
+        assert!(d.p2m.lock().is_empty());
+    }
+}
+
+#[test]
+fn fork_keeps_shared_pages_shared_and_copies_contents() {
+    for abi in layouts() {
+        let (parent, clock) = domain(abi, 3);
+        register_everything(&parent, abi);
+        let marker = page(&parent, 16);
+        marker.write_uint(4000, 8, 0x1122_3344_5566_7788).unwrap();
+        let child = lifecycle::fork(&parent, 9, clock).unwrap();
+        let areas: Vec<_> = child.vcpus().iter().map(|v| v.areas()).collect();
+        for a in &areas {
+            assert_eq!(a.vcpu_info.placement, Placement::Guest);
+            assert_eq!(a.vcpu_info.gfn, Some(16));
+            assert!(std::sync::Arc::ptr_eq(&a.vcpu_info.page, &areas[0].vcpu_info.page), "{}: one page", abi.name());
+            assert!(std::sync::Arc::ptr_eq(
+                &a.runstate.as_ref().unwrap().page,
+                &areas[0].runstate.as_ref().unwrap().page
+            ));
+        }
+        let cp = &areas[0].vcpu_info.page;
+        assert!(!std::sync::Arc::ptr_eq(cp, &marker), "child has its own frame");
+        assert_eq!(cp.owner(), 9);
+        assert_eq!(cp.read_uint(4000, 8).unwrap(), 0x1122_3344_5566_7788);
+        assert_eq!((cp.refs(), cp.writable_refs()), (4, 3));
+        // Exactly the three area pages were given to the child.
+        assert_eq!(child.p2m.lock().len(), 3);
+        // Parent untouched.
+        assert_eq!((marker.refs(), marker.writable_refs()), (4, 3));
+        assert_eq!(parent.pause_count(), 0);
+        lifecycle::kill(&child);
+        assert_eq!((cp.refs(), cp.writable_refs()), (0, 0));
+    }
+}
+
+#[test]
+fn fork_of_an_unregistered_domain_keeps_default_placements() {
+    for abi in layouts() {
+        let (parent, clock) = domain(abi, 2);
+        let child = lifecycle::fork(&parent, 3, clock).unwrap();
+        assert_eq!(child.vcpu(0).unwrap().areas().vcpu_info.placement, Placement::SharedInfoSlot);
+        assert!(child.p2m.lock().is_empty());
+    }
+}

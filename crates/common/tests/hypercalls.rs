@@ -1,0 +1,232 @@
+//! Hypercall dispatch in Xen numbering, driven as a guest would: argument
+//! structs written to guest memory, numbers and pointers in, errnos out.
+
+mod support;
+
+use lantern_common::domain::Domain;
+use lantern_common::errno::Errno;
+use lantern_common::guest_area::Placement;
+use lantern_common::hypercall::{dispatch, nr, schedop, vcpuop, Call, Outcome};
+use lantern_common::runstate::{self, RUNSTATE_BLOCKED, RUNSTATE_RUNNABLE, RUNSTATE_RUNNING, XEN_RUNSTATE_UPDATE};
+use support::*;
+
+const ARG: u64 = 0x1000; // gfn 1 holds hypercall argument structs
+
+fn call(
+    d: &Domain,
+    arch: &mut [Box<dyn lantern_common::arch::ArchVcpu>],
+    vcpu: u32,
+    nr: u64,
+    args: [u64; 6],
+) -> Outcome {
+    dispatch(&mut Call::new(d, vcpu, arch), nr, args)
+}
+
+fn vcpu_op(d: &Domain, arch: &mut [Box<dyn lantern_common::arch::ArchVcpu>], cmd: u64, target: u64, arg: &[u8]) -> i64 {
+    d.write_gpa(ARG, arg).unwrap();
+    call(d, arch, 0, nr::VCPU_OP, [cmd, target, ARG, 0, 0, 0]).ret
+}
+
+fn reg_info(gfn: u64, off: u32) -> Vec<u8> {
+    let mut b = gfn.to_le_bytes().to_vec();
+    b.extend_from_slice(&off.to_le_bytes());
+    b.extend_from_slice(&0u32.to_le_bytes());
+    b
+}
+
+#[test]
+fn register_vcpu_info_errnos_through_the_hypercall() {
+    for abi in layouts() {
+        let (d, _) = domain(abi, 2);
+        let mut arch = fake_vcpus(2);
+        let a = &mut arch[..];
+        let e = |x: Errno| x.to_hypercall_ret();
+        assert_eq!(vcpu_op(&d, a, vcpuop::REGISTER_VCPU_INFO, 0, &reg_info(5, 4094)), e(Errno::ENXIO));
+        assert_eq!(vcpu_op(&d, a, vcpuop::REGISTER_VCPU_INFO, 0, &reg_info(5, 3)), e(Errno::ENXIO));
+        assert_eq!(vcpu_op(&d, a, vcpuop::REGISTER_VCPU_INFO, 0, &reg_info(RAM_PAGES * 2, 0)), e(Errno::EINVAL));
+        let mut rsvd = reg_info(5, 0);
+        rsvd[12] = 1;
+        assert_eq!(vcpu_op(&d, a, vcpuop::REGISTER_VCPU_INFO, 0, &rsvd), e(Errno::EINVAL));
+        assert_eq!(vcpu_op(&d, a, vcpuop::REGISTER_VCPU_INFO, 7, &reg_info(5, 0)), e(Errno::ENOENT));
+        assert_eq!(vcpu_op(&d, a, vcpuop::REGISTER_VCPU_INFO, 1 << 40, &reg_info(5, 0)), e(Errno::ENOENT));
+        assert_eq!(vcpu_op(&d, a, vcpuop::REGISTER_VCPU_INFO, 0, &reg_info(5, 0)), 0);
+        assert_eq!(vcpu_op(&d, a, vcpuop::REGISTER_VCPU_INFO, 0, &reg_info(6, 0)), e(Errno::EBUSY));
+        // A bad argument pointer is EFAULT, never a crash.
+        assert_eq!(
+            call(&d, a, 0, nr::VCPU_OP, [vcpuop::REGISTER_VCPU_INFO, 1, u64::MAX - 3, 0, 0, 0]).ret,
+            e(Errno::EFAULT)
+        );
+        assert_eq!(call(&d, a, 0, 9999, [0; 6]).ret, e(Errno::ENOSYS));
+        assert_eq!(call(&d, a, 0, nr::VCPU_OP, [77, 0, ARG, 0, 0, 0]).ret, e(Errno::ENOSYS));
+    }
+}
+
+#[test]
+fn initialise_refused_on_the_dummy_area_until_registered() {
+    for abi in layouts() {
+        let n = abi.legacy_max_vcpus() + 1;
+        let (d, _) = domain(abi, n);
+        let mut arch = fake_vcpus(n);
+        let a = &mut arch[..];
+        let hi = (n - 1) as u64;
+        let entry = 0x4000u64.to_le_bytes();
+        assert_eq!(vcpu_op(&d, a, vcpuop::INITIALISE, hi, &entry), Errno::EINVAL.to_hypercall_ret());
+        assert_eq!(vcpu_op(&d, a, vcpuop::UP, hi, &[]), Errno::EINVAL.to_hypercall_ret(), "not initialised");
+        assert_eq!(vcpu_op(&d, a, vcpuop::IS_UP, hi, &[]), 0);
+        assert_eq!(vcpu_op(&d, a, vcpuop::REGISTER_VCPU_INFO, hi, &reg_info(9, 0)), 0);
+        assert_eq!(vcpu_op(&d, a, vcpuop::INITIALISE, hi, &entry), 0);
+        assert_eq!(vcpu_op(&d, a, vcpuop::INITIALISE, hi, &entry), Errno::EEXIST.to_hypercall_ret());
+        assert_eq!(vcpu_op(&d, a, vcpuop::UP, hi, &[]), 0);
+        assert_eq!(vcpu_op(&d, a, vcpuop::IS_UP, hi, &[]), 1);
+        let v = d.vcpu(hi as u32).unwrap();
+        assert!(d.vcpu_runnable(v));
+        assert_eq!(v.runstate().state, RUNSTATE_RUNNABLE);
+        assert_eq!(vcpu_op(&d, a, vcpuop::DOWN, hi, &[]), 0);
+        assert_eq!(vcpu_op(&d, a, vcpuop::IS_UP, hi, &[]), 0);
+    }
+}
+
+#[test]
+fn runstate_area_follows_state_changes_with_the_update_flag_clear() {
+    for abi in layouts() {
+        let (d, clock) = domain(abi, 1);
+        let mut arch = fake_vcpus(1);
+        let addr = (11u64 << 12) + 64;
+        assert_eq!(vcpu_op(&d, &mut arch, vcpuop::REGISTER_RUNSTATE_PHYS_AREA, 0, &addr.to_le_bytes()), 0);
+        let v = d.vcpu(0).unwrap();
+        let area = v.areas().runstate.unwrap();
+        let r0 = runstate::read_area(abi, &area);
+        assert_eq!(r0.state, RUNSTATE_RUNNABLE, "populated with the current runstate");
+        clock.advance(500);
+        runstate::change(&d, v, RUNSTATE_RUNNING);
+        clock.advance(2_000);
+        runstate::change(&d, v, RUNSTATE_BLOCKED);
+        clock.advance(300);
+        runstate::change(&d, v, RUNSTATE_RUNNABLE);
+        let r = runstate::read_area(abi, &area);
+        assert_eq!(r, v.runstate(), "{}", abi.name());
+        assert_eq!(r.state_entry_time & XEN_RUNSTATE_UPDATE, 0);
+        assert_eq!(r.time[RUNSTATE_RUNNING as usize], 2_000);
+        assert_eq!(r.time[RUNSTATE_BLOCKED as usize], 300);
+        assert_eq!(r.time[RUNSTATE_RUNNABLE as usize], 500);
+        // Entered the current state at the last change.
+        assert_eq!(r.state_entry_time, 1_000_000 + 2_800);
+        // get_runstate_info writes the same record in the layout in force.
+        let out = 13u64 << 12;
+        assert_eq!(call(&d, &mut arch, 0, nr::VCPU_OP, [vcpuop::GET_RUNSTATE_INFO, 0, out, 0, 0, 0]).ret, 0);
+        let mut b = vec![0u8; abi.runstate().size];
+        d.read_gpa(out, &mut b).unwrap();
+        let e = abi.runstate().state_entry_time.offset;
+        assert_eq!(u64::from_le_bytes(b[e..e + 8].try_into().unwrap()), r.state_entry_time);
+    }
+}
+
+#[test]
+fn time_area_versions_are_even_and_time_advances() {
+    for abi in layouts() {
+        let (d, clock) = domain(abi, 1);
+        let mut arch = fake_vcpus(1);
+        let addr = (12u64 << 12) + 32;
+        assert_eq!(vcpu_op(&d, &mut arch, vcpuop::REGISTER_VCPU_TIME_PHYS_AREA, 0, &addr.to_le_bytes()), 0);
+        let v = d.vcpu(0).unwrap();
+        let area = v.areas().time.unwrap();
+        let t0 = lantern_common::time::read_record(&d, &area, area.offset);
+        clock.advance(10_000);
+        lantern_common::time::update_vcpu_system_time(&d, v);
+        let t1 = lantern_common::time::read_record(&d, &area, area.offset);
+        assert!(t0.version.is_multiple_of(2) && t1.version.is_multiple_of(2) && t1.version > t0.version);
+        assert_eq!(t1.system_time - t0.system_time, 10_000);
+        assert_eq!(t1.tsc_timestamp, t1.system_time * 3);
+        // The copy inside vcpu_info got the same record.
+        let vi = v.areas().vcpu_info;
+        let inner = lantern_common::time::read_record(&d, &vi, vi.offset + abi.vcpu_info().time);
+        assert_eq!(inner, t1);
+        // A misaligned time area in this layout.
+        let bad = (12u64 << 12) + 2;
+        assert_eq!(
+            vcpu_op(&d, &mut arch, vcpuop::REGISTER_VCPU_TIME_PHYS_AREA, 0, &bad.to_le_bytes()),
+            Errno::ENXIO.to_hypercall_ret()
+        );
+    }
+}
+
+#[test]
+fn event_channel_send_sets_pending_bits_and_requests_an_upcall() {
+    for abi in layouts() {
+        let (d, _) = domain(abi, 2);
+        let mut arch = fake_vcpus(2);
+        // bind_ipi { vcpu = 1 }
+        d.write_gpa(ARG, &[1, 0, 0, 0, 0, 0, 0, 0]).unwrap();
+        assert_eq!(call(&d, &mut arch, 0, nr::EVENT_CHANNEL_OP, [7, ARG, 0, 0, 0, 0]).ret, 0);
+        let mut port = [0u8; 4];
+        d.read_gpa(ARG + 4, &mut port).unwrap();
+        let port = u32::from_le_bytes(port);
+        assert_eq!(port, 1);
+        let v1 = d.vcpu(1).unwrap();
+        v1.take_upcall_request();
+        // Clear the slot (vCPU 1 has a slot on x86 only; on arm it is on the dummy).
+        d.write_gpa(ARG, &port.to_le_bytes()).unwrap();
+        assert_eq!(call(&d, &mut arch, 0, nr::EVENT_CHANNEL_OP, [4, ARG, 0, 0, 0, 0]).ret, 0);
+        let si = abi.shared_info();
+        assert_eq!(d.shared_info().read_uint(si.evtchn_pending.offset, abi.xen_ulong_size()).unwrap(), 1 << port);
+        assert!(d.upcall_pending(v1));
+        assert!(v1.take_upcall_request());
+        let vi = v1.areas().vcpu_info;
+        let sel = vi
+            .page
+            .read_uint(vi.offset + abi.vcpu_info().pending_sel.offset, abi.vcpu_info().pending_sel.size)
+            .unwrap();
+        assert_eq!(sel & 1, 1, "word 0 selected");
+        // Sending to a closed port is EINVAL.
+        d.write_gpa(ARG, &99u32.to_le_bytes()).unwrap();
+        assert_eq!(
+            call(&d, &mut arch, 0, nr::EVENT_CHANNEL_OP, [4, ARG, 0, 0, 0, 0]).ret,
+            Errno::EINVAL.to_hypercall_ret()
+        );
+    }
+}
+
+#[test]
+fn shared_info_mapping_and_sched_ops() {
+    for abi in layouts() {
+        let (d, _) = domain(abi, 1);
+        let mut arch = fake_vcpus(1);
+        // xen_add_to_physmap { DOMID_SELF, 0, XENMAPSPACE_shared_info, idx 0, gpfn 40 }
+        let w = abi.xen_ulong_size();
+        let mut b = vec![0xf0, 0x7f, 0, 0, 0, 0, 0, 0];
+        b.extend_from_slice(&0u64.to_le_bytes()[..w]);
+        b.extend_from_slice(&40u64.to_le_bytes()[..w]);
+        d.write_gpa(ARG, &b).unwrap();
+        assert_eq!(call(&d, &mut arch, 0, nr::MEMORY_OP, [7, ARG, 0, 0, 0, 0]).ret, 0, "{}", abi.name());
+        assert_eq!(d.shared_info_gfn(), Some(40));
+        assert!(std::sync::Arc::ptr_eq(&page(&d, 40), d.shared_info()));
+        // The guest now sees its vcpu_info slot through that gfn.
+        assert_eq!(d.vcpu(0).unwrap().areas().vcpu_info.placement, Placement::SharedInfoSlot);
+        // Another domain's id is refused.
+        d.write_gpa(ARG, &[5, 0]).unwrap();
+        assert_eq!(call(&d, &mut arch, 0, nr::MEMORY_OP, [7, ARG, 0, 0, 0, 0]).ret, Errno::ESRCH.to_hypercall_ret());
+        let o = call(&d, &mut arch, 0, nr::SCHED_OP, [schedop::YIELD, 0, 0, 0, 0, 0]);
+        assert!(o.deschedule && o.ret == 0);
+        d.write_gpa(ARG, &0u32.to_le_bytes()).unwrap();
+        let o = call(&d, &mut arch, 0, nr::SCHED_OP, [schedop::SHUTDOWN, ARG, 0, 0, 0, 0]);
+        assert!(o.deschedule);
+        assert_eq!(d.lifecycle(), lantern_common::domain::Lifecycle::Shutdown(0));
+        assert_eq!(call(&d, &mut arch, 0, nr::XEN_VERSION, [0, 0, 0, 0, 0, 0]).ret, 0x40013);
+    }
+}
+
+#[test]
+fn console_io_lines_are_split() {
+    let (d, _) = domain(layouts()[0], 1);
+    let mut arch = fake_vcpus(1);
+    d.write_gpa(ARG, b"hello\nwor").unwrap();
+    assert_eq!(call(&d, &mut arch, 0, nr::CONSOLE_IO, [0, 9, ARG, 0, 0, 0]).ret, 0);
+    d.write_gpa(ARG, b"ld\n").unwrap();
+    assert_eq!(call(&d, &mut arch, 0, nr::CONSOLE_IO, [0, 3, ARG, 0, 0, 0]).ret, 0);
+    let lines: Vec<String> = d.console.lock().history().map(String::from).collect();
+    assert_eq!(lines, ["hello", "world"]);
+    assert_eq!(
+        call(&d, &mut arch, 0, nr::CONSOLE_IO, [0, 1 << 40, ARG, 0, 0, 0]).ret,
+        Errno::EINVAL.to_hypercall_ret()
+    );
+}

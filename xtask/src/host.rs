@@ -1,0 +1,148 @@
+//! Host-side work: the workspace's unit and property tests, lint gates
+//! (rustfmt, clippy on the host and both bare-metal targets), the ABI doc
+//! check, and the host benchmark.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use crate::report::{parse_cargo_test, Tally};
+use crate::setup::root;
+use crate::CmdResult;
+
+/// Crates that build for the bare-metal targets and must be clippy-clean there.
+const NO_STD_CRATES: [&str; 4] = ["lantern-common", "lantern-arch-x86", "lantern-arch-arm", "lantern-gdb"];
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+/// Runs `cmd`, echoing its output, and returns (success, combined output).
+fn run_echo(mut cmd: Command) -> (bool, String) {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return (false, format!("failed to start {cmd:?}: {e}")),
+    };
+    let stderr = child.stderr.take().expect("piped");
+    let err_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("{line}");
+            s.push_str(&line);
+            s.push('\n');
+        }
+        s
+    });
+    let mut out = String::new();
+    for line in BufReader::new(child.stdout.take().expect("piped")).lines().map_while(Result::ok) {
+        println!("{line}");
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out.push_str(&err_thread.join().unwrap_or_default());
+    let ok = child.wait().is_ok_and(|s| s.success());
+    (ok, out)
+}
+
+/// Host tests plus lint gates, each recorded in `tally`.
+pub fn run_host_tests(tally: &mut Tally) {
+    println!("== host unit and property tests");
+    let mut c = cargo();
+    c.args([
+        "test",
+        "--workspace",
+        "--exclude",
+        "lantern-x86-qemu",
+        "--exclude",
+        "lantern-arm-virt",
+        "--color",
+        "never",
+    ]);
+    for guest in guest_packages() {
+        c.args(["--exclude", &guest]);
+    }
+    let (ok, out) = run_echo(c);
+    let (passed, failed, binaries) = parse_cargo_test(&out);
+    tally.add("host tests", passed, failed);
+    if !ok && failed == 0 {
+        tally.record("host tests build", false, "cargo test failed before running tests");
+    }
+    if binaries == 0 {
+        tally.record("host tests", false, "no test binary ran");
+    }
+
+    println!("== lint gates");
+    let mut c = cargo();
+    c.args(["fmt", "--all", "--", "--check"]);
+    let (ok, _) = run_echo(c);
+    tally.record("rustfmt --check", ok, "run `cargo fmt --all`");
+
+    let mut c = cargo();
+    c.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--color",
+        "never",
+        "--exclude",
+        "lantern-x86-qemu",
+        "--exclude",
+        "lantern-arm-virt",
+    ]);
+    for guest in guest_packages() {
+        c.args(["--exclude", &guest]);
+    }
+    c.args(["--", "-D", "warnings"]);
+    let (ok, _) = run_echo(c);
+    tally.record("clippy (host)", ok, "");
+
+    for target in ["x86_64-unknown-none", "aarch64-unknown-none"] {
+        let mut c = cargo();
+        c.args(["clippy", "--target", target, "--color", "never"]);
+        for p in NO_STD_CRATES {
+            c.args(["-p", p]);
+        }
+        c.args(["--", "-D", "warnings"]);
+        let (ok, _) = run_echo(c);
+        tally.record(&format!("clippy ({target})"), ok, "");
+    }
+
+    match crate::abi::doc_is_current() {
+        Ok(ok) => tally.record("docs/abi.md matches the layouts", ok, "run `cargo xtask abi --write-doc`"),
+        Err(e) => tally.record("docs/abi.md matches the layouts", false, &e),
+    }
+}
+
+/// Workspace packages under tests/guests (bare-metal, built by the boards).
+fn guest_packages() -> Vec<String> {
+    let manifest = std::fs::read_to_string(root().join("Cargo.toml")).unwrap_or_default();
+    let mut names = Vec::new();
+    for line in manifest.lines() {
+        let line = line.trim().trim_end_matches(',').trim_matches('"');
+        if let Some(dir) = line.strip_prefix("tests/guests/") {
+            let toml =
+                std::fs::read_to_string(root().join("tests/guests").join(dir).join("Cargo.toml")).unwrap_or_default();
+            let host_testable = toml.contains("# host-testable");
+            if let Some(name) = toml.lines().find_map(|l| l.trim().strip_prefix("name = ")) {
+                if !host_testable {
+                    names.push(name.trim_matches('"').to_string());
+                }
+            }
+        }
+    }
+    names
+}
+
+/// `cargo xtask bench` (host part): the guest-area benchmark.
+pub fn run_host_bench() -> CmdResult {
+    let mut c = cargo();
+    c.args(["bench", "-p", "lantern-common", "--bench", "guest_area"]);
+    let (ok, _) = run_echo(c);
+    if ok {
+        Ok(())
+    } else {
+        Err("host benchmark failed".into())
+    }
+}
