@@ -9,8 +9,21 @@ use crate::report::{parse_cargo_test, Tally};
 use crate::setup::root;
 use crate::CmdResult;
 
-/// Crates that build for the bare-metal targets and must be clippy-clean there.
-const NO_STD_CRATES: [&str; 4] = ["lantern-common", "lantern-arch-x86", "lantern-arch-arm", "lantern-gdb"];
+/// Each bare-metal target with the crates that build for it (and must be
+/// clippy-clean there): the arch-neutral crates everywhere, each arch's own
+/// crates only on its target.
+const BARE_METAL: [(&str, &[&str]); 3] = [
+    (
+        "x86_64-unknown-none",
+        &["lantern-common", "lantern-gdb", "lantern-arch-x86", "lantern-x86-qemu", "lantern-guest-x86"],
+    ),
+    (
+        "aarch64-unknown-none",
+        &["lantern-common", "lantern-gdb", "lantern-arch-arm", "lantern-arm-virt", "lantern-guest-arm64"],
+    ),
+    // The 32-bit x86 test guest is built from the i686 Linux target's `core`.
+    ("i686-unknown-linux-gnu", &["lantern-guest-x86"]),
+];
 
 fn cargo() -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
@@ -98,10 +111,10 @@ pub fn run_host_tests(tally: &mut Tally) {
     let (ok, _) = run_echo(c);
     tally.record("clippy (host)", ok, "");
 
-    for target in ["x86_64-unknown-none", "aarch64-unknown-none"] {
+    for (target, crates) in BARE_METAL {
         let mut c = cargo();
         c.args(["clippy", "--target", target, "--color", "never"]);
-        for p in NO_STD_CRATES {
+        for p in crates {
             c.args(["-p", p]);
         }
         c.args(["--", "-D", "warnings"]);

@@ -5,4 +5,11 @@
 
 extern crate alloc;
 
+pub mod cpuid;
+pub mod gdbregs;
 pub mod layout;
+pub mod npt;
+pub mod paging;
+pub mod svm;
+pub mod vcpu;
+pub mod vmcb;

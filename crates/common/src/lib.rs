@@ -9,13 +9,16 @@
 extern crate alloc;
 
 pub mod arch;
+pub mod boot_config;
 pub mod console;
+pub mod cpio;
 pub mod domain;
 pub mod errno;
 pub mod evtchn;
 pub mod guest_area;
 pub mod hypercall;
 pub mod lifecycle;
+pub mod loader;
 pub mod memory;
 pub mod runstate;
 pub mod sched;

@@ -1,4 +1,427 @@
 //! Lantern's embedded gdb stub: a `gdbstub` target over the core's model of
-//! domains and vCPUs (threads = vCPUs), naming no architecture.
+//! domains and vCPUs (threads = vCPUs), naming no architecture, driven as a
+//! non-blocking state machine from the board's scheduler loop.
+//!
+//! The board owns a [`GdbStub`] and calls [`GdbStub::poll`] on every loop
+//! iteration (`sched::Board::poll`) with a [`Transport`] over its dedicated
+//! serial line. Semantics:
+//!
+//! * **All-stop.** While gdb holds the system (after it attaches, after a
+//!   Ctrl-C, or from the start with [`GdbStub::wait_for_gdb`]) the stub sets
+//!   `Hypervisor::stopped`, so the scheduler runs nothing; `continue`,
+//!   `detach` and `kill` resume everything.
+//! * **No hang-up.** A serial line cannot tell that gdb went away, so a new
+//!   session is recognised by its first packets: `qSupported` always starts
+//!   one (and stops the system), and so does `?` while the system runs.
+//! * **Robust framing.** Bytes go through [`framing::Framer`] first: line
+//!   noise is dropped, a bad checksum is answered with `-`, a truncated or
+//!   oversized packet is dropped, and a packet `gdbstub` cannot parse gets an
+//!   error reply; none of it stops or crashes the hypervisor.
 
 #![cfg_attr(not(test), no_std)]
+#![warn(missing_docs)]
+
+extern crate alloc;
+
+pub mod framing;
+pub mod json;
+pub mod monitor;
+pub mod target;
+
+use alloc::vec::Vec;
+use core::sync::atomic::Ordering;
+
+use gdbstub::common::Signal;
+use gdbstub::conn::Connection;
+use gdbstub::stub::state_machine::GdbStubStateMachine;
+use gdbstub::stub::{GdbStubBuilder, MultiThreadStopReason};
+
+use lantern_common::domain::Lifecycle;
+use lantern_common::sched::Hypervisor;
+
+pub use framing::FrameStats;
+pub use target::{split_tid, tid_of, HvTarget, TIDS_PER_DOMAIN};
+
+/// Largest packet body accepted (and `PacketSize` advertised, less framing):
+/// large enough that gdb reads memory in 8 KiB requests.
+pub const MAX_PACKET: usize = 16 * 1024;
+
+/// Bytes taken from the line per poll while guests run, so a flood of input
+/// cannot starve them; while the system is stopped the stub drains all.
+pub const RUNNING_POLL_BUDGET: usize = 4096;
+
+/// The byte pipe to gdb: a board implements it over its dedicated UART.
+pub trait Transport {
+    /// The next received byte, if one is waiting (never blocks).
+    fn read_byte(&mut self) -> Option<u8>;
+    /// Sends bytes (may block until the UART has room).
+    fn write_all(&mut self, data: &[u8]);
+    /// Pushes out anything buffered.
+    fn flush(&mut self) {}
+}
+
+/// `gdbstub`'s connection: output collects here and is handed to the
+/// [`Transport`] at the end of each packet.
+#[derive(Default)]
+struct OutBuf(Vec<u8>);
+
+impl Connection for OutBuf {
+    type Error = ();
+
+    fn write(&mut self, byte: u8) -> Result<(), ()> {
+        self.0.push(byte);
+        Ok(())
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> Result<(), ()> {
+        self.0.extend_from_slice(buf);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), ()> {
+        Ok(())
+    }
+}
+
+type Machine = GdbStubStateMachine<'static, HvTarget, OutBuf>;
+
+/// Counters describing what the stub has seen (for tests and diagnostics).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StubStats {
+    /// Framing counters.
+    pub frames: FrameStats,
+    /// gdb sessions started (`qSupported`, or `?` while running).
+    pub sessions: u64,
+    /// Packets `gdbstub` rejected (answered with an error, engine rebuilt).
+    pub engine_errors: u64,
+    /// Replies resent because gdb answered `-`.
+    pub resent: u64,
+}
+
+/// The embedded gdb stub.
+pub struct GdbStub {
+    machine: Option<Machine>,
+    target: HvTarget,
+    framer: Framer,
+    /// Output waiting to go to the transport.
+    pending: Vec<u8>,
+    /// The last reply (without its `+`), for a `-` from gdb.
+    last_reply: Vec<u8>,
+    /// A gdb session is attached (between its `qSupported` and its detach).
+    session: bool,
+    /// `--wait-gdb`: hold the system until gdb attaches.
+    hold_for_attach: bool,
+    /// Packets that set up the session (`qSupported`, `Hg`, `Hc`), replayed
+    /// into a rebuilt engine so it formats thread ids the same way.
+    replay: Vec<Vec<u8>>,
+    /// Domain lifecycles when gdb last resumed (to report a crash as a stop).
+    at_resume: Vec<(u16, Lifecycle)>,
+    stats: StubStats,
+    last_error: alloc::string::String,
+}
+
+use framing::{Event, Framer};
+
+impl Default for GdbStub {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl GdbStub {
+    /// A stub with no session; the system runs until gdb attaches.
+    pub fn new() -> Self {
+        let mut target = HvTarget::default();
+        let machine = fresh_machine(&mut target);
+        GdbStub {
+            machine,
+            target,
+            framer: Framer::new(MAX_PACKET),
+            pending: Vec::new(),
+            last_reply: Vec::new(),
+            session: false,
+            hold_for_attach: false,
+            replay: Vec::new(),
+            at_resume: Vec::new(),
+            stats: StubStats::default(),
+            last_error: alloc::string::String::new(),
+        }
+    }
+
+    /// `--wait-gdb`: keep every vCPU stopped until gdb attaches and
+    /// continues. Call before the scheduler loop starts.
+    pub fn wait_for_gdb(&mut self, hv: &Hypervisor) {
+        self.hold_for_attach = true;
+        hv.stopped.store(true, Ordering::Release);
+    }
+
+    /// Whether the stub holds the system stopped.
+    pub fn holding(&self) -> bool {
+        self.hold_for_attach || (self.session && !matches!(self.machine, Some(GdbStubStateMachine::Running(_))))
+    }
+
+    /// Whether a gdb session is attached.
+    pub fn attached(&self) -> bool {
+        self.session
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> StubStats {
+        StubStats { frames: self.framer.stats, ..self.stats }
+    }
+
+    /// The last error of the protocol engine (for diagnostics).
+    pub fn last_engine_error(&self) -> &str {
+        &self.last_error
+    }
+
+    /// Whether guest-physical addressing (`monitor phys on`) is in force.
+    pub fn phys(&self) -> bool {
+        self.target.phys
+    }
+
+    /// Services the serial line: reads what gdb sent, answers it, and sets
+    /// `hv.stopped` to whether the debugger holds the system. Never blocks
+    /// waiting for input.
+    pub fn poll(&mut self, hv: &mut Hypervisor, io: &mut dyn Transport) {
+        // Lend the model to the target for this poll (moving the two
+        // vectors is three words each; nothing is copied).
+        self.target.domains = core::mem::take(&mut hv.domains);
+        self.target.arch = core::mem::take(&mut hv.arch);
+
+        self.check_stop_events();
+        let budget = if self.holding() { usize::MAX } else { RUNNING_POLL_BUDGET };
+        let mut n = 0;
+        while n < budget {
+            let Some(b) = io.read_byte() else { break };
+            n += 1;
+            if let Some(ev) = self.framer.push(b) {
+                self.on_event(ev);
+            }
+            if !self.pending.is_empty() && !self.framer.in_packet() {
+                io.write_all(&self.pending);
+                self.pending.clear();
+            }
+        }
+        if !self.pending.is_empty() {
+            io.write_all(&self.pending);
+            self.pending.clear();
+        }
+        io.flush();
+
+        hv.domains = core::mem::take(&mut self.target.domains);
+        hv.arch = core::mem::take(&mut self.target.arch);
+        hv.stopped.store(self.holding(), Ordering::Release);
+    }
+
+    /// While gdb waits for the system to stop: a domain that crashed, or
+    /// every domain having finished, is reported as a stop.
+    fn check_stop_events(&mut self) {
+        if !self.session || !matches!(self.machine, Some(GdbStubStateMachine::Running(_))) {
+            return;
+        }
+        let doms = &self.target.domains;
+        let crashed = doms.iter().find(|d| {
+            d.lifecycle() == Lifecycle::Crashed
+                && !self.at_resume.iter().any(|(id, l)| *id == d.id && *l == Lifecycle::Crashed)
+        });
+        let all_done_now = !doms.is_empty() && doms.iter().all(|d| d.is_finished());
+        let all_done_before = self.at_resume.iter().all(|(_, l)| *l != Lifecycle::Running);
+        let reason = match crashed {
+            Some(d) => tid_of(d.id, 0).map(|tid| (tid, Signal::SIGSEGV)),
+            None if all_done_now && !all_done_before => self.target.first_tid().map(|tid| (tid, Signal::SIGTRAP)),
+            None => None,
+        };
+        let Some((tid, signal)) = reason else { return };
+        if let Some(GdbStubStateMachine::Running(m)) = self.machine.take() {
+            let r = m.report_stop(&mut self.target, MultiThreadStopReason::SignalWithThread { tid, signal });
+            self.settle(r.ok());
+        }
+    }
+
+    fn on_event(&mut self, ev: Event) {
+        match ev {
+            Event::Ack => {}
+            Event::Nack => {
+                if !self.last_reply.is_empty() {
+                    self.stats.resent += 1;
+                    self.pending.extend_from_slice(&self.last_reply);
+                }
+            }
+            Event::BadChecksum | Event::Oversized => self.pending.push(b'-'),
+            Event::Interrupt => {
+                // Ctrl-C only means something while gdb waits for a stop;
+                // stray 0x03 bytes on an idle line must not stop the system.
+                if self.session && matches!(self.machine, Some(GdbStubStateMachine::Running(_))) {
+                    self.feed(&[0x03]);
+                }
+            }
+            Event::Packet => {
+                let body = self.framer.body().to_vec();
+                self.on_packet(&body);
+            }
+        }
+    }
+
+    fn on_packet(&mut self, body: &[u8]) {
+        let new_session =
+            body.starts_with(b"qSupported") || (body == b"?" && !self.holding() && !self.session_running());
+        if new_session {
+            self.stats.sessions += 1;
+            self.session = true;
+            self.hold_for_attach = false;
+            self.replay.clear();
+            self.machine = fresh_machine(&mut self.target);
+        }
+        if body.starts_with(b"qSupported") || body.starts_with(b"Hg") || body.starts_with(b"Hc") {
+            let key = &body[..2];
+            self.replay.retain(|p| !p.starts_with(key));
+            self.replay.push(body.to_vec());
+        }
+        let frame = frame(body);
+        let start = self.pending.len();
+        if self.feed(&frame) {
+            let reply = &self.pending[start..];
+            let reply = reply.strip_prefix(b"+").unwrap_or(reply);
+            self.last_reply = reply.to_vec();
+        } else {
+            // The engine rejected the packet and is gone: answer with an
+            // error and rebuild it with the session's settings.
+            self.stats.engine_errors += 1;
+            self.pending.truncate(start);
+            self.pending.push(b'+');
+            self.last_reply = frame_vec(b"E01");
+            self.pending.extend_from_slice(&self.last_reply);
+            self.rebuild();
+        }
+    }
+
+    /// Whether gdb resumed the system and waits for a stop.
+    fn session_running(&self) -> bool {
+        self.session && matches!(self.machine, Some(GdbStubStateMachine::Running(_)))
+    }
+
+    /// Feeds bytes to the engine; false if it failed (and is gone).
+    fn feed(&mut self, bytes: &[u8]) -> bool {
+        for &b in bytes {
+            let Some(m) = self.machine.take() else { return false };
+            let r = match m {
+                GdbStubStateMachine::Idle(m) => m.incoming_data(&mut self.target, b),
+                GdbStubStateMachine::Running(m) => m.incoming_data(&mut self.target, b),
+                GdbStubStateMachine::CtrlCInterrupt(_) | GdbStubStateMachine::Disconnected(_) => {
+                    // `settle` never leaves these states in place.
+                    return false;
+                }
+            };
+            match r {
+                Ok(m) => {
+                    if !self.settle(Some(m)) {
+                        return false;
+                    }
+                }
+                Err(e) => {
+                    log::debug!("gdb: engine error {e:?}");
+                    self.last_error = alloc::format!("{e:?}");
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// Takes the engine's new state, moving it on from the states that need
+    /// the stub's action; drains its output. False if the engine failed.
+    fn settle(&mut self, m: Option<Machine>) -> bool {
+        let Some(mut m) = m else { return false };
+        loop {
+            self.pending.append(&mut conn_of(&mut m).0);
+            m = match m {
+                GdbStubStateMachine::CtrlCInterrupt(c) => {
+                    // gdb interrupted: everything stops; report it on the
+                    // first vCPU.
+                    let reason = self
+                        .target
+                        .first_tid()
+                        .map(|tid| MultiThreadStopReason::SignalWithThread { tid, signal: Signal::SIGINT });
+                    self.target.resume_requested = false;
+                    match c.interrupt_handled(&mut self.target, reason) {
+                        Ok(m) => m,
+                        Err(_) => return false,
+                    }
+                }
+                GdbStubStateMachine::Disconnected(d) => {
+                    // detach, kill or a session that ended: run again.
+                    self.session = false;
+                    self.replay.clear();
+                    d.return_to_idle()
+                }
+                GdbStubStateMachine::Running(r) => {
+                    if core::mem::take(&mut self.target.resume_requested) {
+                        self.at_resume = self.target.domains.iter().map(|d| (d.id, d.lifecycle())).collect();
+                    }
+                    self.machine = Some(GdbStubStateMachine::Running(r));
+                    return true;
+                }
+                idle @ GdbStubStateMachine::Idle(_) => {
+                    self.machine = Some(idle);
+                    return true;
+                }
+            };
+        }
+    }
+
+    /// A new engine carrying the current session's settings.
+    fn rebuild(&mut self) {
+        self.machine = fresh_machine(&mut self.target);
+        let replay = core::mem::take(&mut self.replay);
+        let keep = self.pending.len();
+        for p in &replay {
+            self.feed(&frame(p));
+        }
+        self.pending.truncate(keep);
+        self.replay = replay;
+    }
+}
+
+fn conn_of(m: &mut Machine) -> &mut OutBuf {
+    match m {
+        GdbStubStateMachine::Idle(i) => i.borrow_conn(),
+        GdbStubStateMachine::Running(i) => i.borrow_conn(),
+        GdbStubStateMachine::CtrlCInterrupt(i) => i.borrow_conn(),
+        GdbStubStateMachine::Disconnected(i) => i.borrow_conn(),
+    }
+}
+
+fn fresh_machine(target: &mut HvTarget) -> Option<Machine> {
+    match GdbStubBuilder::new(OutBuf::default()).packet_buffer_size(MAX_PACKET + 4).build() {
+        Ok(stub) => match stub.run_state_machine(target) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                log::error!("gdb: cannot start the stub: {e:?}");
+                None
+            }
+        },
+        Err(e) => {
+            log::error!("gdb: cannot build the stub: {e:?}");
+            None
+        }
+    }
+}
+
+/// `$body#cs`.
+fn frame(body: &[u8]) -> Vec<u8> {
+    frame_vec(body)
+}
+
+/// Frames a packet body with its checksum.
+pub fn frame_vec(body: &[u8]) -> Vec<u8> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let sum = body.iter().fold(0u8, |a, b| a.wrapping_add(*b));
+    let mut v = Vec::with_capacity(body.len() + 4);
+    v.push(b'$');
+    v.extend_from_slice(body);
+    v.push(b'#');
+    v.push(HEX[(sum >> 4) as usize]);
+    v.push(HEX[(sum & 15) as usize]);
+    v
+}

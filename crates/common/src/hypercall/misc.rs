@@ -219,6 +219,12 @@ pub(super) fn hvm_op(call: &mut Call<'_>, cmd: u64, arg: u64) -> XenResult<i64> 
                 Ok(0)
             } else {
                 let v = d.hvm_param(index)?;
+                // There is no PV console backend: an unset console ring or
+                // port is reported absent, so guests fall back to console_io
+                // instead of driving a ring at pfn 0.
+                if v == 0 && (index == hvm::PARAM_CONSOLE_PFN || index == hvm::PARAM_CONSOLE_EVTCHN) {
+                    return Err(Errno::ENOENT);
+                }
                 call.copy_to_guest(arg + 8, &v.to_le_bytes()).map(|_| 0)
             }
         }

@@ -1,0 +1,476 @@
+//! The EL2 world switch: exception vectors, guest entry/exit assembly, EL1
+//! system-register and virtual-GIC save/restore, and EL2 configuration.
+//!
+//! Model: the host runs at EL2 with interrupts masked. [`enter`] saves the
+//! host's callee-saved registers on its stack, loads the guest's registers
+//! from a [`GuestRegs`] and `eret`s. Any exception from EL1/EL0 (sync, IRQ,
+//! FIQ, SError) lands in the lower-EL vectors, which store the guest's
+//! registers back into the same [`GuestRegs`] (found through TPIDR_EL2) and
+//! return from [`enter`] with the exception kind. The syndrome registers
+//! (ESR/FAR/HPFAR_EL2) are still intact then, so Rust reads them directly.
+
+use core::arch::{asm, global_asm};
+
+use aarch64_cpu::registers::*;
+
+use crate::context::{
+    El1Sysregs, GuestRegs, VcpuContext, VgicState, OFF_FPCR, OFF_FPSR, OFF_HOST_SP, OFF_PC, OFF_PSTATE, OFF_V,
+};
+
+/// Why [`enter`] returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitKind {
+    /// A synchronous exception (HVC, SMC, abort, trapped instruction).
+    Sync,
+    /// A physical IRQ arrived while the guest ran.
+    Irq,
+    /// A physical FIQ arrived.
+    Fiq,
+    /// An SError.
+    SError,
+    /// An exception from AArch32 EL0/EL1 (not supported: the guest is crashed).
+    Aarch32,
+}
+
+global_asm!(
+    r#"
+.section .text.lantern_el2, "ax"
+.balign 2048
+.global lantern_el2_vectors
+lantern_el2_vectors:
+// Current EL with SP_EL0: never used by the host.
+.balign 0x80
+    mov x0, #0
+    b lantern_el2_host_trap_asm
+.balign 0x80
+    mov x0, #1
+    b lantern_el2_host_trap_asm
+.balign 0x80
+    mov x0, #2
+    b lantern_el2_host_trap_asm
+.balign 0x80
+    mov x0, #3
+    b lantern_el2_host_trap_asm
+// Current EL with SP_ELx: a fault in the hypervisor itself.
+.balign 0x80
+    mov x0, #4
+    b lantern_el2_host_trap_asm
+.balign 0x80
+    mov x0, #5
+    b lantern_el2_host_trap_asm
+.balign 0x80
+    mov x0, #6
+    b lantern_el2_host_trap_asm
+.balign 0x80
+    mov x0, #7
+    b lantern_el2_host_trap_asm
+// Lower EL, AArch64: guest exits.
+.balign 0x80
+    stp x0, x1, [sp, #-16]!
+    mov x1, #0
+    b lantern_guest_exit
+.balign 0x80
+    stp x0, x1, [sp, #-16]!
+    mov x1, #1
+    b lantern_guest_exit
+.balign 0x80
+    stp x0, x1, [sp, #-16]!
+    mov x1, #2
+    b lantern_guest_exit
+.balign 0x80
+    stp x0, x1, [sp, #-16]!
+    mov x1, #3
+    b lantern_guest_exit
+// Lower EL, AArch32: never entered on purpose (HCR_EL2.RW = 1).
+.balign 0x80
+    stp x0, x1, [sp, #-16]!
+    mov x1, #4
+    b lantern_guest_exit
+.balign 0x80
+    stp x0, x1, [sp, #-16]!
+    mov x1, #4
+    b lantern_guest_exit
+.balign 0x80
+    stp x0, x1, [sp, #-16]!
+    mov x1, #4
+    b lantern_guest_exit
+.balign 0x80
+    stp x0, x1, [sp, #-16]!
+    mov x1, #4
+    b lantern_guest_exit
+
+.balign 4
+lantern_el2_host_trap_asm:
+    mov x1, sp
+    b lantern_el2_host_trap
+
+// u64 lantern_run_guest(GuestRegs *regs)
+.global lantern_run_guest
+lantern_run_guest:
+    sub sp, sp, #160
+    stp x19, x20, [sp, #0]
+    stp x21, x22, [sp, #16]
+    stp x23, x24, [sp, #32]
+    stp x25, x26, [sp, #48]
+    stp x27, x28, [sp, #64]
+    stp x29, x30, [sp, #80]
+    stp d8, d9, [sp, #96]
+    stp d10, d11, [sp, #112]
+    stp d12, d13, [sp, #128]
+    stp d14, d15, [sp, #144]
+    mov x1, sp
+    str x1, [x0, #{host_sp}]
+    msr tpidr_el2, x0
+    add x2, x0, #{v}
+    ldp q0, q1, [x2, #0]
+    ldp q2, q3, [x2, #32]
+    ldp q4, q5, [x2, #64]
+    ldp q6, q7, [x2, #96]
+    ldp q8, q9, [x2, #128]
+    ldp q10, q11, [x2, #160]
+    ldp q12, q13, [x2, #192]
+    ldp q14, q15, [x2, #224]
+    ldp q16, q17, [x2, #256]
+    ldp q18, q19, [x2, #288]
+    ldp q20, q21, [x2, #320]
+    ldp q22, q23, [x2, #352]
+    ldp q24, q25, [x2, #384]
+    ldp q26, q27, [x2, #416]
+    ldp q28, q29, [x2, #448]
+    ldp q30, q31, [x2, #480]
+    ldr x3, [x0, #{fpsr}]
+    msr fpsr, x3
+    ldr x3, [x0, #{fpcr}]
+    msr fpcr, x3
+    ldr x1, [x0, #{pc}]
+    msr elr_el2, x1
+    ldr x1, [x0, #{pstate}]
+    msr spsr_el2, x1
+    ldp x2, x3, [x0, #16]
+    ldp x4, x5, [x0, #32]
+    ldp x6, x7, [x0, #48]
+    ldp x8, x9, [x0, #64]
+    ldp x10, x11, [x0, #80]
+    ldp x12, x13, [x0, #96]
+    ldp x14, x15, [x0, #112]
+    ldp x16, x17, [x0, #128]
+    ldp x18, x19, [x0, #144]
+    ldp x20, x21, [x0, #160]
+    ldp x22, x23, [x0, #176]
+    ldp x24, x25, [x0, #192]
+    ldp x26, x27, [x0, #208]
+    ldp x28, x29, [x0, #224]
+    ldr x30, [x0, #240]
+    ldp x0, x1, [x0, #0]
+    eret
+    dsb nsh
+    isb
+
+// Entered from the lower-EL vectors with the guest's x0/x1 pushed on the host
+// stack and the exit kind in x1.
+lantern_guest_exit:
+    mrs x0, tpidr_el2
+    stp x2, x3, [x0, #16]
+    stp x4, x5, [x0, #32]
+    stp x6, x7, [x0, #48]
+    stp x8, x9, [x0, #64]
+    stp x10, x11, [x0, #80]
+    stp x12, x13, [x0, #96]
+    stp x14, x15, [x0, #112]
+    stp x16, x17, [x0, #128]
+    stp x18, x19, [x0, #144]
+    stp x20, x21, [x0, #160]
+    stp x22, x23, [x0, #176]
+    stp x24, x25, [x0, #192]
+    stp x26, x27, [x0, #208]
+    stp x28, x29, [x0, #224]
+    str x30, [x0, #240]
+    ldp x2, x3, [sp], #16
+    stp x2, x3, [x0, #0]
+    mrs x2, elr_el2
+    str x2, [x0, #{pc}]
+    mrs x2, spsr_el2
+    str x2, [x0, #{pstate}]
+    add x2, x0, #{v}
+    stp q0, q1, [x2, #0]
+    stp q2, q3, [x2, #32]
+    stp q4, q5, [x2, #64]
+    stp q6, q7, [x2, #96]
+    stp q8, q9, [x2, #128]
+    stp q10, q11, [x2, #160]
+    stp q12, q13, [x2, #192]
+    stp q14, q15, [x2, #224]
+    stp q16, q17, [x2, #256]
+    stp q18, q19, [x2, #288]
+    stp q20, q21, [x2, #320]
+    stp q22, q23, [x2, #352]
+    stp q24, q25, [x2, #384]
+    stp q26, q27, [x2, #416]
+    stp q28, q29, [x2, #448]
+    stp q30, q31, [x2, #480]
+    mrs x3, fpsr
+    str x3, [x0, #{fpsr}]
+    mrs x3, fpcr
+    str x3, [x0, #{fpcr}]
+    ldr x2, [x0, #{host_sp}]
+    mov sp, x2
+    ldp x19, x20, [sp, #0]
+    ldp x21, x22, [sp, #16]
+    ldp x23, x24, [sp, #32]
+    ldp x25, x26, [sp, #48]
+    ldp x27, x28, [sp, #64]
+    ldp x29, x30, [sp, #80]
+    ldp d8, d9, [sp, #96]
+    ldp d10, d11, [sp, #112]
+    ldp d12, d13, [sp, #128]
+    ldp d14, d15, [sp, #144]
+    add sp, sp, #160
+    mov x0, x1
+    ret
+"#,
+    host_sp = const OFF_HOST_SP,
+    v = const OFF_V,
+    fpsr = const OFF_FPSR,
+    fpcr = const OFF_FPCR,
+    pc = const OFF_PC,
+    pstate = const OFF_PSTATE,
+);
+
+unsafe extern "C" {
+    static lantern_el2_vectors: u8;
+    fn lantern_run_guest(regs: *mut GuestRegs) -> u64;
+}
+
+/// Called (never returns) when the hypervisor itself takes an exception.
+/// The board installs the reporter with [`set_host_trap_handler`].
+#[unsafe(no_mangle)]
+extern "C" fn lantern_el2_host_trap(kind: u64, sp: u64) -> ! {
+    let info = HostTrap { kind, esr: ESR_EL2.get(), elr: ELR_EL2.get(), far: FAR_EL2.get(), sp };
+    let handler = *HOST_TRAP.lock();
+    match handler {
+        Some(h) => h(&info),
+        None => loop {
+            aarch64_cpu::asm::wfe();
+        },
+    }
+}
+
+/// What the hypervisor knows about an exception it took itself.
+#[derive(Clone, Copy, Debug)]
+pub struct HostTrap {
+    /// Vector index (0..8: SP_EL0 sync/irq/fiq/serror, SP_EL2 sync/irq/fiq/serror).
+    pub kind: u64,
+    /// ESR_EL2.
+    pub esr: u64,
+    /// ELR_EL2.
+    pub elr: u64,
+    /// FAR_EL2.
+    pub far: u64,
+    /// SP at the time.
+    pub sp: u64,
+}
+
+static HOST_TRAP: spin::Mutex<Option<fn(&HostTrap) -> !>> = spin::Mutex::new(None);
+
+/// Installs the function that reports a hypervisor exception (and powers off).
+pub fn set_host_trap_handler(f: fn(&HostTrap) -> !) {
+    *HOST_TRAP.lock() = Some(f);
+}
+
+/// HCR_EL2 while guests run: AArch64 EL1, stage 2 on, physical IRQ/FIQ/SError
+/// routed to EL2, WFI/WFE and SMC trapped, set/way invalidation upgraded.
+pub const HCR_GUEST: u64 = (1 << 31) // RW
+    | (1 << 19) // TSC
+    | (1 << 14) // TWE
+    | (1 << 13) // TWI
+    | (1 << 5) // AMO
+    | (1 << 4) // IMO
+    | (1 << 3) // FMO
+    | (1 << 1) // SWIO
+    | 1; // VM
+
+/// Configures EL2 for running guests: vectors, HCR_EL2, VTCR_EL2, the
+/// counter/timer controls and FP access. Call once at boot.
+pub fn init() {
+    // SAFETY: the symbol is the 2 KiB-aligned vector table defined above.
+    let vbar = unsafe { &lantern_el2_vectors as *const u8 as u64 };
+    VBAR_EL2.set(vbar);
+    HCR_EL2.set(HCR_GUEST);
+    let parange = ID_AA64MMFR0_EL1.get() & 0xf;
+    VTCR_EL2.set(crate::stage2::vtcr(parange));
+    // EL1 may read the physical counter (EL1PCTEN) but not use the physical
+    // timer (EL1PCEN = 0): guests get the virtual timer.
+    CNTHCTL_EL2.set(1);
+    CNTVOFF_EL2.set(0);
+    // No FP/SIMD or trace traps (TFP, TTA clear); RES1 bits kept.
+    CPTR_EL2.set(CPTR_EL2.get() & !((1 << 10) | (1 << 20) | (1 << 31)));
+    // SAFETY: barriers only.
+    unsafe { asm!("isb", options(nostack)) };
+}
+
+/// Invalidates all stage-1 and stage-2 TLB entries for EL1&0 (every VMID),
+/// after stage-2 tables changed.
+pub fn flush_guest_tlbs() {
+    // SAFETY: TLB maintenance has no memory-safety effect on the host.
+    unsafe { asm!("dsb ishst", "tlbi alle1is", "dsb ish", "isb", options(nostack)) };
+}
+
+/// Runs the guest described by `regs` until it exits to EL2. The EL1 system
+/// registers, stage-2 (VTTBR_EL2) and virtual GIC state must already be loaded.
+pub fn enter(regs: &mut GuestRegs) -> ExitKind {
+    // SAFETY: `regs` is a valid, exclusively borrowed GuestRegs; the assembly
+    // saves and restores every callee-saved register of the host and returns
+    // on the host stack it was called on.
+    let k = unsafe { lantern_run_guest(regs) };
+    match k {
+        0 => ExitKind::Sync,
+        1 => ExitKind::Irq,
+        2 => ExitKind::Fiq,
+        3 => ExitKind::SError,
+        _ => ExitKind::Aarch32,
+    }
+}
+
+/// Syndrome registers of the last exit.
+#[derive(Clone, Copy, Debug)]
+pub struct Syndrome {
+    /// ESR_EL2.
+    pub esr: u64,
+    /// FAR_EL2.
+    pub far: u64,
+    /// HPFAR_EL2.
+    pub hpfar: u64,
+}
+
+/// Reads the syndrome of the exception that just exited the guest.
+pub fn syndrome() -> Syndrome {
+    Syndrome { esr: ESR_EL2.get(), far: FAR_EL2.get(), hpfar: HPFAR_EL2.get() }
+}
+
+/// Loads a vCPU's EL1 registers into the CPU.
+pub fn load_sysregs(s: &El1Sysregs, vmpidr: u64) {
+    SCTLR_EL1.set(s.sctlr_el1);
+    TTBR0_EL1.set(s.ttbr0_el1);
+    TTBR1_EL1.set(s.ttbr1_el1);
+    TCR_EL1.set(s.tcr_el1);
+    MAIR_EL1.set(s.mair_el1);
+    AMAIR_EL1.set(s.amair_el1);
+    VBAR_EL1.set(s.vbar_el1);
+    CONTEXTIDR_EL1.set(s.contextidr_el1);
+    TPIDR_EL1.set(s.tpidr_el1);
+    TPIDR_EL0.set(s.tpidr_el0);
+    TPIDRRO_EL0.set(s.tpidrro_el0);
+    SP_EL0.set(s.sp_el0);
+    SP_EL1.set(s.sp_el1);
+    ELR_EL1.set(s.elr_el1);
+    SPSR_EL1.set(s.spsr_el1);
+    ESR_EL1.set(s.esr_el1);
+    FAR_EL1.set(s.far_el1);
+    AFSR0_EL1.set(s.afsr0_el1);
+    AFSR1_EL1.set(s.afsr1_el1);
+    PAR_EL1.set(s.par_el1);
+    CPACR_EL1.set(s.cpacr_el1);
+    CNTKCTL_EL1.set(s.cntkctl_el1);
+    CNTV_CVAL_EL0.set(s.cntv_cval_el0);
+    CNTV_CTL_EL0.set(s.cntv_ctl_el0);
+    CSSELR_EL1.set(s.csselr_el1);
+    MDSCR_EL1.set(s.mdscr_el1);
+    VMPIDR_EL2.set(vmpidr);
+    // SAFETY: barrier only; the new context must be in force before eret.
+    unsafe { asm!("isb", options(nostack)) };
+}
+
+/// Saves the CPU's EL1 registers into `s` after an exit.
+pub fn save_sysregs(s: &mut El1Sysregs) {
+    s.sctlr_el1 = SCTLR_EL1.get();
+    s.ttbr0_el1 = TTBR0_EL1.get();
+    s.ttbr1_el1 = TTBR1_EL1.get();
+    s.tcr_el1 = TCR_EL1.get();
+    s.mair_el1 = MAIR_EL1.get();
+    s.amair_el1 = AMAIR_EL1.get();
+    s.vbar_el1 = VBAR_EL1.get();
+    s.contextidr_el1 = CONTEXTIDR_EL1.get();
+    s.tpidr_el1 = TPIDR_EL1.get();
+    s.tpidr_el0 = TPIDR_EL0.get();
+    s.tpidrro_el0 = TPIDRRO_EL0.get();
+    s.sp_el0 = SP_EL0.get();
+    s.sp_el1 = SP_EL1.get();
+    s.elr_el1 = ELR_EL1.get();
+    s.spsr_el1 = SPSR_EL1.get();
+    s.esr_el1 = ESR_EL1.get();
+    s.far_el1 = FAR_EL1.get();
+    s.afsr0_el1 = AFSR0_EL1.get();
+    s.afsr1_el1 = AFSR1_EL1.get();
+    s.par_el1 = PAR_EL1.get();
+    s.cpacr_el1 = CPACR_EL1.get();
+    s.cntkctl_el1 = CNTKCTL_EL1.get();
+    s.cntv_ctl_el0 = CNTV_CTL_EL0.get();
+    s.cntv_cval_el0 = CNTV_CVAL_EL0.get();
+    s.csselr_el1 = CSSELR_EL1.get();
+    s.mdscr_el1 = MDSCR_EL1.get();
+}
+
+/// Loads the virtual GIC interface state (list registers, VMCR, APRs).
+pub fn load_vgic(v: &VgicState, nr_lrs: usize) {
+    for (i, lr) in v.lr.iter().enumerate().take(nr_lrs) {
+        crate::gic::write_lr(i, *lr);
+    }
+    ICH_VMCR_EL2.set(v.vmcr);
+    ICH_AP0R0_EL2.set(v.ap0r0);
+    ICH_AP1R0_EL2.set(v.ap1r0);
+}
+
+/// Saves the virtual GIC interface state after an exit.
+pub fn save_vgic(v: &mut VgicState, nr_lrs: usize) {
+    for (i, lr) in v.lr.iter_mut().enumerate().take(nr_lrs) {
+        *lr = crate::gic::read_lr(i);
+        // An invalid LR that asked for an EOI maintenance interrupt keeps the
+        // maintenance line asserted until it is rewritten: free it now.
+        if *lr >> crate::context::LR_STATE_SHIFT == 0 && *lr != 0 {
+            *lr = 0;
+            crate::gic::write_lr(i, 0);
+        }
+    }
+    v.vmcr = ICH_VMCR_EL2.get();
+    v.ap0r0 = ICH_AP0R0_EL2.get();
+    v.ap1r0 = ICH_AP1R0_EL2.get();
+    v.dirty = false;
+}
+
+/// Key of the vCPU context whose EL1 registers are live in the CPU (0: none).
+static LOADED: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// Forgets which context is live, so the next [`run_context`] reloads every
+/// EL1 register (call after editing a saved [`El1Sysregs`] from outside).
+pub fn invalidate_loaded() {
+    LOADED.store(0, core::sync::atomic::Ordering::Relaxed);
+}
+
+/// Runs a whole vCPU context once: loads EL1 and vGIC state, enters the guest
+/// with stage-2 `vttbr`, and saves everything back on exit.
+///
+/// `key` identifies the context (non-zero, unique per vCPU). Writing the
+/// translation-control registers is expensive (TLB maintenance, and under
+/// QEMU a full translation flush), and every list-register write makes the
+/// GIC re-evaluate the virtual interface, so when the same vCPU runs again
+/// the state still in the CPU is reused: EL1 registers always, list
+/// registers unless an interrupt was injected since the exit.
+///
+/// The guest's virtual timer stays armed in the CPU after an exit; switching
+/// to another vCPU overwrites it, and an idle host must mask PPI 27 itself.
+pub fn run_context(ctx: &mut VcpuContext, key: u64, vttbr: u64, nr_lrs: usize) -> ExitKind {
+    use core::sync::atomic::Ordering;
+    VTTBR_EL2.set(vttbr);
+    let same = key != 0 && LOADED.load(Ordering::Relaxed) == key;
+    if !same {
+        load_sysregs(&ctx.sys, ctx.vmpidr);
+        LOADED.store(key, Ordering::Relaxed);
+    }
+    if !same || ctx.vgic.dirty {
+        load_vgic(&ctx.vgic, nr_lrs);
+    }
+    let k = enter(&mut ctx.regs);
+    save_vgic(&mut ctx.vgic, nr_lrs);
+    save_sysregs(&mut ctx.sys);
+    k
+}

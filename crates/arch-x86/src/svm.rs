@@ -1,0 +1,372 @@
+//! AMD SVM mechanics: turning SVM on, the per-vCPU hardware context (VMCB,
+//! general registers, FPU state) and the VMRUN entry stub.
+//!
+//! VMRUN/#VMEXIT switch only RAX, RSP, RIP, control and segment state; the stub
+//! swaps every other GPR by hand and uses VMLOAD/VMSAVE for FS/GS/TR/LDTR and
+//! the syscall MSRs. Host interrupts stay deliverable to the guest as INTR
+//! exits: `clgi; sti; vmrun; cli; stgi` (GIF is 0 after #VMEXIT).
+
+use alloc::boxed::Box;
+
+use crate::vmcb::{
+    efer, int_ctl, intercept1, intercept2, Vmcb, VmcbSegment, ATTR_CODE32, ATTR_CODE64, ATTR_DATA32, ATTR_LDT,
+    ATTR_TSS_BUSY,
+};
+
+/// Guest general-purpose registers the entry stub saves and restores (RAX and
+/// RSP live in the VMCB). The order is fixed by the stub's offsets.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GuestRegs {
+    /// rbx (offset 0)
+    pub rbx: u64,
+    /// rcx (8)
+    pub rcx: u64,
+    /// rdx (16)
+    pub rdx: u64,
+    /// rsi (24)
+    pub rsi: u64,
+    /// rdi (32)
+    pub rdi: u64,
+    /// rbp (40)
+    pub rbp: u64,
+    /// r8 (48)
+    pub r8: u64,
+    /// r9
+    pub r9: u64,
+    /// r10
+    pub r10: u64,
+    /// r11
+    pub r11: u64,
+    /// r12
+    pub r12: u64,
+    /// r13
+    pub r13: u64,
+    /// r14
+    pub r14: u64,
+    /// r15 (104)
+    pub r15: u64,
+}
+
+const _: () = assert!(core::mem::offset_of!(GuestRegs, r15) == 104);
+
+/// FXSAVE area: the guest's x87/SSE state, swapped around VMRUN because the
+/// physical FPU is shared by every vCPU.
+#[repr(C, align(16))]
+#[derive(Clone, Copy)]
+pub struct FxArea(pub [u8; 512]);
+
+/// The I/O (12 KiB) and MSR (8 KiB) permission maps. All bits set: every port
+/// and MSR access exits, so nothing reaches real hardware.
+#[repr(C, align(4096))]
+pub struct PermissionMaps {
+    /// I/O permission map.
+    pub iopm: [u8; 3 * 4096],
+    /// MSR permission map.
+    pub msrpm: [u8; 2 * 4096],
+}
+
+impl PermissionMaps {
+    /// Maps that intercept everything.
+    pub fn intercept_all() -> Box<Self> {
+        // Build in place: 20 KiB is too big for comfort on the boot stack.
+        let mut maps: Box<Self> = Box::new(PermissionMaps { iopm: [0; 3 * 4096], msrpm: [0; 2 * 4096] });
+        maps.iopm.fill(0xFF);
+        maps.msrpm.fill(0xFF);
+        maps
+    }
+}
+
+/// Which mode a fresh vCPU starts in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartMode {
+    /// Xen PVH entry: 32-bit flat protected mode, paging off.
+    Flat32,
+    /// 64-bit long mode with the given CR3 (used by raw self-tests).
+    Long64 {
+        /// Guest page-table root.
+        cr3: u64,
+    },
+}
+
+/// Guest ASID used for every domain: TLB_CONTROL flushes on every switch
+/// (QEMU offers no flush-by-ASID anyway).
+pub const GUEST_ASID: u32 = 1;
+
+/// Fills `vmcb` with the intercepts Lantern needs and an initial guest state.
+pub fn init_vmcb(vmcb: &mut Vmcb, maps_pa: u64, ncr3: u64, mode: StartMode, rip: u64) {
+    *vmcb = Vmcb::zeroed();
+    let c = &mut vmcb.control;
+    c.intercept_exceptions = 1 << 18; // #MC
+                                      // CR4 writes are checked against the features the guest sees (VMRUN
+                                      // would otherwise fail on a bit QEMU let through, e.g. VMXE).
+    c.intercept_cr = 1 << (16 + 4);
+    c.intercept_misc1 = intercept1::INTR
+        | intercept1::NMI
+        | intercept1::SMI
+        | intercept1::INIT
+        | intercept1::CPUID
+        | intercept1::INVD
+        | intercept1::HLT
+        | intercept1::IOIO_PROT
+        | intercept1::MSR_PROT
+        | intercept1::SHUTDOWN;
+    c.intercept_misc2 = intercept2::VMRUN
+        | intercept2::VMMCALL
+        | intercept2::VMLOAD
+        | intercept2::VMSAVE
+        | intercept2::STGI
+        | intercept2::CLGI
+        | intercept2::SKINIT
+        | intercept2::XSETBV;
+    c.iopm_base_pa = maps_pa;
+    c.msrpm_base_pa = maps_pa + 3 * 4096;
+    c.guest_asid = GUEST_ASID;
+    c.tlb_control = 1;
+    c.int_ctl = int_ctl::V_INTR_MASKING;
+    c.np_enable = 1;
+    c.n_cr3 = ncr3;
+
+    let s = &mut vmcb.save;
+    let data = VmcbSegment::new(0x10, ATTR_DATA32, 0xFFFF_FFFF, 0);
+    s.es = data;
+    s.ss = data;
+    s.ds = data;
+    s.fs = data;
+    s.gs = data;
+    s.tr = VmcbSegment::new(0, ATTR_TSS_BUSY, 0x67, 0);
+    s.ldtr = VmcbSegment::new(0, ATTR_LDT, 0, 0);
+    s.gdtr = VmcbSegment::new(0, 0, 0, 0);
+    s.idtr = VmcbSegment::new(0, 0, 0, 0);
+    s.dr6 = 0xFFFF_0FF0;
+    s.dr7 = 0x400;
+    s.rflags = 0x2;
+    s.rip = rip;
+    s.g_pat = 0x0007_0406_0007_0406;
+    match mode {
+        StartMode::Flat32 => {
+            s.cs = VmcbSegment::new(0x08, ATTR_CODE32, 0xFFFF_FFFF, 0);
+            s.cr0 = 0x11; // PE | ET
+            s.cr4 = 0;
+            s.efer = efer::SVME;
+        }
+        StartMode::Long64 { cr3 } => {
+            s.cs = VmcbSegment::new(0x08, ATTR_CODE64, 0xFFFF_FFFF, 0);
+            s.cr0 = 0x8000_0011; // PG | PE | ET
+            s.cr3 = cr3;
+            s.cr4 = 0x20; // PAE
+            s.efer = efer::SVME | efer::LME | efer::LMA;
+        }
+    }
+}
+
+#[cfg(target_os = "none")]
+pub use hw::*;
+
+#[cfg(target_os = "none")]
+mod hw {
+    use super::{FxArea, GuestRegs};
+    use crate::vmcb::{efer, Vmcb};
+    use alloc::boxed::Box;
+    use core::arch::{asm, global_asm};
+
+    const MSR_EFER: u32 = 0xC000_0080;
+    const MSR_VM_CR: u32 = 0xC001_0114;
+    const MSR_VM_HSAVE_PA: u32 = 0xC001_0117;
+
+    /// Host state areas SVM needs once per physical CPU.
+    pub struct HostCpu {
+        /// Area VMRUN saves host state into (VM_HSAVE_PA).
+        _hsave: Box<[u8; 4096]>,
+        /// Area for VMSAVE/VMLOAD of the host's FS/GS/TR/LDTR/syscall MSRs.
+        host_vmcb: Box<Vmcb>,
+    }
+
+    #[repr(C, align(4096))]
+    struct Page([u8; 4096]);
+
+    fn rdmsr(msr: u32) -> u64 {
+        let (lo, hi): (u32, u32);
+        // SAFETY: callers pass architectural MSRs present on every SVM CPU.
+        unsafe { asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack)) };
+        ((hi as u64) << 32) | lo as u64
+    }
+
+    fn wrmsr(msr: u32, value: u64) {
+        // SAFETY: callers write architectural SVM/EFER MSRs with valid values.
+        unsafe {
+            asm!("wrmsr", in("ecx") msr, in("eax") value as u32, in("edx") (value >> 32) as u32,
+                 options(nostack))
+        };
+    }
+
+    /// Checks for SVM with nested paging and turns it on (EFER.SVME, VM_HSAVE_PA).
+    pub fn enable() -> Result<HostCpu, &'static str> {
+        let ext = core::arch::x86_64::__cpuid(0x8000_0001);
+        if ext.ecx & (1 << 2) == 0 {
+            return Err("CPU has no SVM (use -cpu max or EPYC)");
+        }
+        let svm = core::arch::x86_64::__cpuid(0x8000_000A);
+        if svm.edx & 1 == 0 {
+            return Err("SVM without nested paging (use -cpu max or EPYC)");
+        }
+        if rdmsr(MSR_VM_CR) & (1 << 4) != 0 {
+            return Err("SVM disabled by firmware (VM_CR.SVMDIS)");
+        }
+        wrmsr(MSR_EFER, rdmsr(MSR_EFER) | efer::SVME);
+        // SAFETY: the two boxes are plain page-sized allocations handed to
+        // hardware by physical (= identity-mapped virtual) address.
+        let hsave: Box<[u8; 4096]> = unsafe {
+            let p: Box<Page> = Box::new(Page([0; 4096]));
+            Box::from_raw(Box::into_raw(p) as *mut [u8; 4096])
+        };
+        wrmsr(MSR_VM_HSAVE_PA, hsave.as_ptr() as u64);
+        Ok(HostCpu { _hsave: hsave, host_vmcb: Box::new(Vmcb::zeroed()) })
+    }
+
+    global_asm!(
+        r#"
+        .pushsection .text.svm, "ax"
+        .global lantern_svm_vmrun
+        // rdi = guest VMCB pa, rsi = &mut GuestRegs, rdx = host VMSAVE area pa
+        lantern_svm_vmrun:
+        push rbx
+        push rbp
+        push r12
+        push r13
+        push r14
+        push r15
+        push rsi
+        push rdi
+        push rdx
+        mov rax, rdx
+        vmsave rax
+        mov rax, rdi
+        mov rbx, [rsi + 0]
+        mov rcx, [rsi + 8]
+        mov rdx, [rsi + 16]
+        mov rdi, [rsi + 32]
+        mov rbp, [rsi + 40]
+        mov r8, [rsi + 48]
+        mov r9, [rsi + 56]
+        mov r10, [rsi + 64]
+        mov r11, [rsi + 72]
+        mov r12, [rsi + 80]
+        mov r13, [rsi + 88]
+        mov r14, [rsi + 96]
+        mov r15, [rsi + 104]
+        mov rsi, [rsi + 24]
+        clgi
+        sti
+        vmload rax
+        vmrun rax
+        vmsave rax
+        cli
+        push rsi
+        mov rsi, [rsp + 24]
+        mov [rsi + 0], rbx
+        mov [rsi + 8], rcx
+        mov [rsi + 16], rdx
+        mov [rsi + 32], rdi
+        mov [rsi + 40], rbp
+        mov [rsi + 48], r8
+        mov [rsi + 56], r9
+        mov [rsi + 64], r10
+        mov [rsi + 72], r11
+        mov [rsi + 80], r12
+        mov [rsi + 88], r13
+        mov [rsi + 96], r14
+        mov [rsi + 104], r15
+        pop rax
+        mov [rsi + 24], rax
+        pop rax
+        vmload rax
+        stgi
+        add rsp, 16
+        pop r15
+        pop r14
+        pop r13
+        pop r12
+        pop rbp
+        pop rbx
+        ret
+        .popsection
+        "#
+    );
+
+    extern "C" {
+        fn lantern_svm_vmrun(vmcb_pa: u64, regs: *mut GuestRegs, host_pa: u64);
+    }
+
+    impl HostCpu {
+        /// Runs the guest described by `vmcb`/`regs`/`fx` until the next
+        /// #VMEXIT; returns the exit code. Called with host IF = 0; a host
+        /// interrupt that caused an INTR exit is still pending on return.
+        pub fn vmrun(&mut self, vmcb: &mut Vmcb, regs: &mut GuestRegs, fx: &mut FxArea) -> u64 {
+            let host_pa = &mut *self.host_vmcb as *mut Vmcb as u64;
+            let vmcb_pa = vmcb as *mut Vmcb as u64;
+            // SAFETY: the VMCB, register block and FPU area are live,
+            // exclusively borrowed and (VMCB) page aligned at their
+            // identity-mapped physical addresses; the stub preserves the
+            // callee-saved registers and the stack, and the host never uses
+            // x87/SSE state, so swapping it with FXRSTOR/FXSAVE is invisible
+            // to Rust code.
+            unsafe {
+                asm!("fxrstor64 [{}]", in(reg) fx.0.as_ptr(), options(nostack));
+                lantern_svm_vmrun(vmcb_pa, regs, host_pa);
+                asm!("fxsave64 [{}]", in(reg) fx.0.as_mut_ptr(), options(nostack));
+            }
+            vmcb.control.exitcode
+        }
+    }
+}
+
+#[cfg(target_os = "none")]
+static HOST: spin::Mutex<Option<HostCpu>> = spin::Mutex::new(None);
+
+/// Turns SVM on for this (the only) physical CPU; call once at boot.
+#[cfg(target_os = "none")]
+pub fn init_host() -> Result<(), &'static str> {
+    let host = enable()?;
+    *HOST.lock() = Some(host);
+    Ok(())
+}
+
+/// Runs a guest on this physical CPU until its next #VMEXIT and returns the
+/// exit code; [`crate::vmcb::exit::INVALID`] when SVM is not initialised (and
+/// always on a host build, where there is no hardware to enter).
+pub fn vmrun_current(vmcb: &mut Vmcb, regs: &mut GuestRegs, fx: &mut FxArea) -> u64 {
+    #[cfg(target_os = "none")]
+    {
+        if let Some(host) = HOST.lock().as_mut() {
+            return host.vmrun(vmcb, regs, fx);
+        }
+    }
+    let _ = (vmcb, regs, fx);
+    crate::vmcb::exit::INVALID
+}
+
+/// A fresh FXSAVE image: FCW 0x37F, MXCSR 0x1F80 (the reset values).
+pub fn initial_fx() -> FxArea {
+    let mut fx = FxArea([0; 512]);
+    fx.0[0..2].copy_from_slice(&0x037Fu16.to_le_bytes());
+    fx.0[24..28].copy_from_slice(&0x1F80u32.to_le_bytes());
+    fx.0[28..32].copy_from_slice(&0xFFFFu32.to_le_bytes());
+    fx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vmcb_for_pvh_entry() {
+        let mut v = Box::new(Vmcb::zeroed());
+        init_vmcb(&mut v, 0x10000, 0x20000, StartMode::Flat32, 0x100000);
+        assert_eq!(v.control.guest_asid, 1);
+        assert_ne!(v.control.intercept_misc2 & intercept2::VMRUN, 0);
+        assert_eq!(v.save.efer, efer::SVME);
+        assert_eq!(v.save.cs.attrib, ATTR_CODE32);
+        assert_eq!(v.control.msrpm_base_pa, 0x13000);
+    }
+}

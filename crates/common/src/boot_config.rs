@@ -1,0 +1,228 @@
+//! The boot configuration shared by every board: which domains to build
+//! (guest image, vCPUs, memory, guest command line) and run-wide flags,
+//! parsed from the hypervisor's command line (x86 `-append`, arm64
+//! `/chosen/bootargs`).
+//!
+//! Syntax: whitespace-separated words, double quotes group a word.
+//!
+//! ```text
+//! exit gdb-wait domain=guest64,vcpus=40,mem=64M,cmdline="quiet x=1" domain=guest32
+//! ```
+//!
+//! * `domain=IMAGE[,vcpus=N][,mem=SIZE][,cmdline=TEXT]` — one domain per
+//!   word, in domain-id order (ids from 1); `IMAGE` names a file in the boot
+//!   module archive; `SIZE` takes K/M/G suffixes; `cmdline` must come last
+//!   (it may contain commas).
+//! * `exit` — end the run once every domain has shut down.
+//! * `gdb-wait` — stop before the first guest instruction until gdb attaches.
+//! * `lantern.` may prefix any word; unknown words are kept in
+//!   [`BootConfig::unknown`] for the board to warn about.
+
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+/// Default vCPUs per domain.
+pub const DEFAULT_VCPUS: u32 = 1;
+/// Default guest memory (64 MiB).
+pub const DEFAULT_MEM: u64 = 64 << 20;
+/// Most vCPUs one domain may ask for.
+pub const MAX_VCPUS: u32 = 128;
+
+/// One domain to build.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DomainSpec {
+    /// Name of the guest image in the module archive.
+    pub image: String,
+    /// Number of vCPUs.
+    pub vcpus: u32,
+    /// Guest RAM in bytes.
+    pub mem_bytes: u64,
+    /// Command line handed to the guest.
+    pub cmdline: String,
+}
+
+impl DomainSpec {
+    /// A domain running `image` with the defaults.
+    pub fn new(image: &str) -> Self {
+        DomainSpec { image: image.to_string(), vcpus: DEFAULT_VCPUS, mem_bytes: DEFAULT_MEM, cmdline: String::new() }
+    }
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BootConfig {
+    /// Domains in id order.
+    pub domains: Vec<DomainSpec>,
+    /// End the run when every domain has finished.
+    pub exit_when_done: bool,
+    /// Wait for gdb before running guests.
+    pub wait_for_gdb: bool,
+    /// Words that were not understood.
+    pub unknown: Vec<String>,
+}
+
+/// A malformed configuration word.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+fn split_words(s: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut any = false;
+    for c in s.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                any = true;
+            }
+            c if c.is_whitespace() && !quoted => {
+                if any {
+                    words.push(core::mem::take(&mut cur));
+                    any = false;
+                }
+            }
+            c => {
+                cur.push(c);
+                any = true;
+            }
+        }
+    }
+    if any {
+        words.push(cur);
+    }
+    words
+}
+
+/// Parses a size with an optional K/M/G suffix (bytes otherwise).
+pub fn parse_size(s: &str) -> Option<u64> {
+    let (num, mul) = match s.as_bytes().last()? {
+        b'k' | b'K' => (&s[..s.len() - 1], 1u64 << 10),
+        b'm' | b'M' => (&s[..s.len() - 1], 1 << 20),
+        b'g' | b'G' => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    num.parse::<u64>().ok()?.checked_mul(mul)
+}
+
+fn parse_domain(value: &str) -> Result<DomainSpec, ConfigError> {
+    let (head, cmdline) = match value.find(",cmdline=") {
+        Some(i) => (&value[..i], Some(&value[i + ",cmdline=".len()..])),
+        None => (value, None),
+    };
+    let mut parts = head.split(',');
+    let image = parts.next().unwrap_or("");
+    if image.is_empty() {
+        return Err(ConfigError("domain= needs an image name".to_string()));
+    }
+    let mut spec = DomainSpec::new(image);
+    for p in parts {
+        let (k, v) = p.split_once('=').ok_or_else(|| ConfigError(alloc::format!("bad domain option '{p}'")))?;
+        match k {
+            "vcpus" => {
+                spec.vcpus = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_VCPUS).contains(n))
+                    .ok_or_else(|| ConfigError(alloc::format!("vcpus must be 1..={MAX_VCPUS}: '{v}'")))?
+            }
+            "mem" => {
+                spec.mem_bytes = parse_size(v)
+                    .filter(|&m| m >= 1 << 20 && m % 4096 == 0)
+                    .ok_or_else(|| ConfigError(alloc::format!("bad mem size '{v}'")))?
+            }
+            _ => return Err(ConfigError(alloc::format!("unknown domain option '{k}'"))),
+        }
+    }
+    if let Some(c) = cmdline {
+        spec.cmdline = c.to_string();
+    }
+    Ok(spec)
+}
+
+/// Parses a command line into a [`BootConfig`].
+pub fn parse(cmdline: &str) -> Result<BootConfig, ConfigError> {
+    let mut cfg = BootConfig::default();
+    for word in split_words(cmdline) {
+        let w = word.strip_prefix("lantern.").unwrap_or(&word);
+        match w.split_once('=') {
+            Some(("domain" | "dom", v)) => cfg.domains.push(parse_domain(v)?),
+            None if w == "exit" => cfg.exit_when_done = true,
+            None if w == "gdb-wait" => cfg.wait_for_gdb = true,
+            _ => cfg.unknown.push(word.clone()),
+        }
+    }
+    Ok(cfg)
+}
+
+impl BootConfig {
+    /// Renders the configuration back into command-line syntax (what xtask
+    /// passes to QEMU); `parse(&cfg.to_cmdline()) == cfg` for known words.
+    pub fn to_cmdline(&self) -> String {
+        let mut words: Vec<String> = Vec::new();
+        if self.exit_when_done {
+            words.push("exit".to_string());
+        }
+        if self.wait_for_gdb {
+            words.push("gdb-wait".to_string());
+        }
+        for d in &self.domains {
+            let mut w = alloc::format!("domain={},vcpus={}", d.image, d.vcpus);
+            if d.mem_bytes % (1 << 20) == 0 {
+                w += &alloc::format!(",mem={}M", d.mem_bytes >> 20);
+            } else {
+                w += &alloc::format!(",mem={}", d.mem_bytes);
+            }
+            if !d.cmdline.is_empty() {
+                w += &alloc::format!(",cmdline={}", d.cmdline);
+            }
+            if w.contains(char::is_whitespace) {
+                w = alloc::format!("\"{w}\"");
+            }
+            words.push(w);
+        }
+        words.join(" ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_example() {
+        let c = parse(r#"exit lantern.gdb-wait domain=guest64,vcpus=40,mem=32M,cmdline="a, b" dom=g32 foo=1"#).unwrap();
+        assert!(c.exit_when_done && c.wait_for_gdb);
+        assert_eq!(c.domains.len(), 2);
+        assert_eq!(
+            c.domains[0],
+            DomainSpec { image: "guest64".into(), vcpus: 40, mem_bytes: 32 << 20, cmdline: "a, b".into() }
+        );
+        assert_eq!(c.domains[1], DomainSpec::new("g32"));
+        assert_eq!(c.unknown, ["foo=1"]);
+    }
+
+    #[test]
+    fn round_trip() {
+        let c = parse(r#"exit domain=x.elf,vcpus=2,mem=8M,cmdline="hello world" domain=y"#).unwrap();
+        assert_eq!(parse(&c.to_cmdline()).unwrap(), c);
+    }
+
+    #[test]
+    fn errors() {
+        assert!(parse("domain=").is_err());
+        assert!(parse("domain=x,vcpus=0").is_err());
+        assert!(parse("domain=x,vcpus=1000").is_err());
+        assert!(parse("domain=x,mem=12").is_err());
+        assert!(parse("domain=x,colour=red").is_err());
+        assert_eq!(parse("").unwrap(), BootConfig::default());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4K"), Some(4096));
+        assert_eq!(parse_size("2g"), Some(2 << 30));
+        assert_eq!(parse_size("99999999999999999G"), None);
+        assert_eq!(parse_size(""), None);
+    }
+}

@@ -1,0 +1,640 @@
+//! `monitor` commands (gdb's `qRcmd`): what gdb cannot know by itself about
+//! domains, vCPUs and their guest areas, decoded with the layout in force
+//! (from the `GuestAbi` struct tables, so x86_64, x86_32 compat and arm64
+//! all come out right without naming any of them). Every command also has
+//! a `--json` form: exactly one line of JSON, for scripts.
+
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt::Write;
+
+use lantern_common::arch::{GuestAbi, GuestMode, StructLayout};
+use lantern_common::domain::{Domain, Lifecycle};
+use lantern_common::guest_area::{AreaKind, AreaMap, Placement};
+use lantern_common::memory::Page;
+use lantern_common::runstate;
+
+use crate::json::Json;
+use crate::target::{tid_of, HvTarget};
+
+/// Help text (also the answer to an unknown command).
+pub const HELP: &str = "\
+Lantern monitor commands (add --json to any for one line of JSON):
+  help                    this text
+  domains                 every domain: id, name, layout, vCPUs, lifecycle, pause count
+  vcpus [dN]              every vCPU: thread id, state, mode, pause count, runstate
+  vcpu-info dNvM|dN|all   vcpu_info decoded in the layout in force, and where it lives
+  runstate dNvM           runstate (hypervisor copy and the registered area)
+  time dNvM               vcpu_time_info (in vcpu_info and the registered time area)
+  shared-info dN          shared_info: where it is mapped, wallclock, event words
+  areas [dN]              every vCPU area: kind, gfn, offset, size, layout, page refs
+  pause dN | unpause dN   domain pause count +1 / -1
+  phys on|off             memory addresses are guest-physical / guest-virtual
+";
+
+/// Which vCPUs a command names.
+enum Sel {
+    All,
+    Domain(u16),
+    Vcpu(u16, u32),
+}
+
+fn parse_sel(s: &str) -> Option<Sel> {
+    if s == "all" {
+        return Some(Sel::All);
+    }
+    let rest = s.strip_prefix('d')?;
+    match rest.split_once('v') {
+        Some((d, v)) => Some(Sel::Vcpu(d.parse().ok()?, v.parse().ok()?)),
+        None => Some(Sel::Domain(rest.parse().ok()?)),
+    }
+}
+
+/// Output sink: text or JSON, with errors in either form.
+struct Out {
+    json: bool,
+    text: String,
+}
+
+impl Out {
+    fn error(&mut self, msg: &str) {
+        if self.json {
+            let mut j = Json::new();
+            j.begin_obj().kv_str("error", msg).end_obj();
+            self.text = j.finish();
+        } else {
+            self.text = format!("error: {msg}");
+        }
+    }
+}
+
+/// Runs one monitor command line; returns its output (ending in a newline).
+pub fn run(t: &mut HvTarget, line: &str) -> String {
+    let mut words: Vec<&str> = line.split_whitespace().collect();
+    let json = words.contains(&"--json");
+    words.retain(|w| *w != "--json");
+    let mut out = Out { json, text: String::new() };
+    let cmd = words.first().copied().unwrap_or("help");
+    let arg = words.get(1).copied();
+    let r = match cmd {
+        "help" => {
+            if json {
+                let mut j = Json::new();
+                j.begin_obj().key("commands").begin_arr();
+                for c in [
+                    "help",
+                    "domains",
+                    "vcpus",
+                    "vcpu-info",
+                    "runstate",
+                    "time",
+                    "shared-info",
+                    "areas",
+                    "pause",
+                    "unpause",
+                    "phys",
+                ] {
+                    j.str(c);
+                }
+                j.end_arr().end_obj();
+                out.text = j.finish();
+            } else {
+                out.text = HELP.to_string();
+            }
+            Ok(())
+        }
+        "domains" => {
+            domains(t, &mut out);
+            Ok(())
+        }
+        "vcpus" => select(t, arg).map(|sel| vcpus(t, &sel, &mut out)),
+        "vcpu-info" => match arg {
+            None => Err("usage: vcpu-info dNvM|dN|all".to_string()),
+            Some(_) => select(t, arg).map(|sel| vcpu_info(t, &sel, &mut out)),
+        },
+        "runstate" => one_vcpu(t, arg).map(|(di, v)| runstate_cmd(t, di, v, &mut out)),
+        "time" => one_vcpu(t, arg).map(|(di, v)| time_cmd(t, di, v, &mut out)),
+        "shared-info" => one_domain(t, arg).map(|di| shared_info(t, di, &mut out)),
+        "areas" => select(t, arg).map(|sel| areas(t, &sel, &mut out)),
+        "pause" | "unpause" => one_domain(t, arg).and_then(|di| pause(t, di, cmd == "pause", &mut out)),
+        "phys" => phys(t, arg, &mut out),
+        other => Err(format!("unknown command `{other}` (try `monitor help`)")),
+    };
+    if let Err(e) = r {
+        out.error(&e);
+    }
+    if !out.text.ends_with('\n') {
+        out.text.push('\n');
+    }
+    out.text
+}
+
+fn domain_index(t: &HvTarget, id: u16) -> Result<usize, String> {
+    t.domains.iter().position(|d| d.id == id).ok_or_else(|| format!("no domain d{id}"))
+}
+
+fn select(t: &HvTarget, arg: Option<&str>) -> Result<Sel, String> {
+    match arg {
+        None => Ok(Sel::All),
+        Some(a) => {
+            let sel = parse_sel(a).ok_or_else(|| format!("bad selector `{a}` (want dN, dNvM or all)"))?;
+            match sel {
+                Sel::Domain(d) => domain_index(t, d).map(|_| sel),
+                Sel::Vcpu(d, v) => {
+                    let di = domain_index(t, d)?;
+                    if v < t.domains[di].max_vcpus() {
+                        Ok(sel)
+                    } else {
+                        Err(format!("no vCPU d{d}v{v}"))
+                    }
+                }
+                Sel::All => Ok(sel),
+            }
+        }
+    }
+}
+
+fn one_vcpu(t: &HvTarget, arg: Option<&str>) -> Result<(usize, u32), String> {
+    match arg.map(|a| select(t, Some(a))) {
+        Some(Ok(Sel::Vcpu(d, v))) => Ok((domain_index(t, d)?, v)),
+        Some(Err(e)) => Err(e),
+        _ => Err("this command wants one vCPU: dNvM".to_string()),
+    }
+}
+
+fn one_domain(t: &HvTarget, arg: Option<&str>) -> Result<usize, String> {
+    match arg.map(|a| select(t, Some(a))) {
+        Some(Ok(Sel::Domain(d))) => domain_index(t, d),
+        Some(Err(e)) => Err(e),
+        _ => Err("this command wants one domain: dN".to_string()),
+    }
+}
+
+/// Every `(domain index, vCPU)` a selection names.
+fn vcpus_of(t: &HvTarget, sel: &Sel) -> Vec<(usize, u32)> {
+    let mut v = Vec::new();
+    for (di, d) in t.domains.iter().enumerate() {
+        for id in 0..d.max_vcpus() {
+            let take = match sel {
+                Sel::All => true,
+                Sel::Domain(x) => *x == d.id,
+                Sel::Vcpu(x, y) => *x == d.id && *y == id,
+            };
+            if take {
+                v.push((di, id));
+            }
+        }
+    }
+    v
+}
+
+fn lifecycle_name(l: Lifecycle) -> String {
+    match l {
+        Lifecycle::Running => "running".to_string(),
+        Lifecycle::Shutdown(r) => format!("shutdown:{r}"),
+        Lifecycle::Crashed => "crashed".to_string(),
+        Lifecycle::Dead => "dead".to_string(),
+    }
+}
+
+fn mode_name(m: GuestMode) -> &'static str {
+    match m {
+        GuestMode::Real => "real",
+        GuestMode::Protected32 => "32-bit",
+        GuestMode::Long64 => "64-bit",
+    }
+}
+
+fn domains(t: &HvTarget, out: &mut Out) {
+    let mut j = Json::new();
+    j.begin_obj().key("domains").begin_arr();
+    let mut s = String::from("dom  name              layout  vcpus lifecycle    paused shared_info_gfn  ram_pages\n");
+    for d in &t.domains {
+        let si = d.shared_info_gfn();
+        let ram = d.p2m.lock().len() as u64;
+        let life = lifecycle_name(d.lifecycle());
+        j.begin_obj()
+            .kv_uint("id", d.id as u64)
+            .kv_str("name", &d.name)
+            .kv_str("layout", d.abi().name())
+            .kv_uint("vcpus", d.max_vcpus() as u64)
+            .kv_str("lifecycle", &life)
+            .kv_uint("pause_count", d.pause_count() as u64)
+            .kv_opt_uint("shared_info_gfn", si)
+            .kv_uint("ram_pages", ram)
+            .end_obj();
+        let sig = si.map(|g| format!("{g:#x}")).unwrap_or_else(|| "-".to_string());
+        let _ = writeln!(
+            s,
+            "d{:<3} {:<17} {:<7} {:<5} {:<12} {:<6} {:<16} {}",
+            d.id,
+            d.name,
+            d.abi().name(),
+            d.max_vcpus(),
+            life,
+            d.pause_count(),
+            sig,
+            ram
+        );
+    }
+    j.end_arr().end_obj();
+    out.text = if out.json { j.finish() } else { s };
+}
+
+fn vcpus(t: &HvTarget, sel: &Sel, out: &mut Out) {
+    let mut j = Json::new();
+    j.begin_obj().key("vcpus").begin_arr();
+    let mut s = String::from("vcpu     tid     state    mode    pause flags runstate  vector vcpu_info\n");
+    for (di, id) in vcpus_of(t, sel) {
+        let d = &t.domains[di];
+        let Ok(v) = d.vcpu(id) else { continue };
+        let name = format!("d{}v{}", d.id, id);
+        let tid = tid_of(d.id, id).map(|t| t.get() as u64).unwrap_or(0);
+        let state = d.vcpu_state(v).name();
+        let mode = t.arch.get(di).and_then(|a| a.get(id as usize)).map(|a| mode_name(a.mode())).unwrap_or("?");
+        let rs = runstate::state_name(v.runstate().state);
+        let placement = v.areas().vcpu_info.placement.name();
+        j.begin_obj()
+            .kv_str("vcpu", &name)
+            .kv_uint("d", d.id as u64)
+            .kv_uint("v", id as u64)
+            .kv_uint("tid", tid)
+            .kv_str("state", state)
+            .kv_str("mode", mode)
+            .kv_uint("pause_count", v.pause_count() as u64)
+            .kv_uint("pause_flags", v.pause_flags() as u64)
+            .kv_str("runstate", rs)
+            .kv_uint("upcall_vector", v.upcall_vector() as u64)
+            .kv_str("vcpu_info", placement)
+            .end_obj();
+        let _ = writeln!(
+            s,
+            "{:<8} {:<7} {:<8} {:<7} {:<5} {:<5} {:<9} {:<6} {}",
+            name,
+            tid,
+            state,
+            mode,
+            v.pause_count(),
+            v.pause_flags(),
+            rs,
+            v.upcall_vector(),
+            placement
+        );
+    }
+    j.end_arr().end_obj();
+    out.text = if out.json { j.finish() } else { s };
+}
+
+/// A decoded field value.
+enum Val {
+    /// Up to 8 bytes, as an integer (sign-extended where the ABI says signed).
+    Int(i128),
+    /// A wider field: the non-zero `xen_ulong_t` words as `(index, value)`.
+    Words(Vec<(usize, u64)>),
+}
+
+/// Fields whose ABI type is signed (`int8_t tsc_shift`, `int state`): the
+/// struct tables carry sizes only.
+fn is_signed(path: &str) -> bool {
+    path.ends_with("tsc_shift")
+}
+
+/// Reads one field of a struct at `base` in `page`.
+fn read_field(page: &Page, base: usize, path: &str, off: usize, size: usize, word: usize) -> Val {
+    if size <= 8 {
+        let raw = page.read_uint(base + off, size).unwrap_or(0);
+        let v = if is_signed(path) && size < 8 {
+            let shift = 64 - 8 * size as u32;
+            (((raw << shift) as i64) >> shift) as i128
+        } else {
+            raw as i128
+        };
+        Val::Int(v)
+    } else {
+        let word = word.max(1);
+        let words = (0..size / word)
+            .filter_map(|i| {
+                let w = page.read_uint(base + off + i * word, word).unwrap_or(0);
+                (w != 0).then_some((i, w))
+            })
+            .collect();
+        Val::Words(words)
+    }
+}
+
+/// Whether a field is best read in hex (bit masks, addresses, frames).
+fn hexish(path: &str) -> bool {
+    ["pending_sel", "cr2", "pfn", "p2m", "mfn", "mask", "evtchn_pending"].iter().any(|k| path.contains(k))
+        && !path.ends_with("evtchn_upcall_mask")
+}
+
+/// Decodes every field of `layout` at `base` in `page` into `j` (as an
+/// object) and `s` (grouped by the first path component, one line each).
+/// `skip` filters fields out (e.g. the vcpu_info slots of shared_info).
+fn decode(
+    layout: &StructLayout,
+    abi: &dyn GuestAbi,
+    page: &Page,
+    base: usize,
+    skip: &dyn Fn(&str) -> bool,
+    j: &mut Json,
+    s: &mut String,
+) {
+    j.begin_obj();
+    let mut group: Option<&str> = None;
+    let mut first = true;
+    for f in layout.fields.iter().filter(|f| !skip(f.path)) {
+        let val = read_field(page, base, f.path, f.field.offset, f.field.size, abi.xen_ulong_size());
+        let (prefix, leaf) = match f.path.split_once('.') {
+            Some((p, l)) => (Some(p), l),
+            None => (None, f.path),
+        };
+        // Fields without a group share the first line; each group
+        // (`time.`, `arch.`) gets a line of its own.
+        let mut sep = " ";
+        if first || prefix != group {
+            if !first {
+                s.push('\n');
+            }
+            s.push_str("  ");
+            match prefix {
+                Some(p) => {
+                    let _ = write!(s, "{p}:");
+                }
+                None => sep = "",
+            }
+            group = prefix;
+            first = false;
+        }
+        j.key(f.path);
+        match &val {
+            Val::Int(v) => {
+                if *v < 0 {
+                    j.int(*v as i64);
+                } else {
+                    j.uint(*v as u64);
+                }
+                if hexish(f.path) {
+                    let _ = write!(s, "{sep}{leaf}={:#x}", *v as u64);
+                } else {
+                    let _ = write!(s, "{sep}{leaf}={v}");
+                }
+            }
+            Val::Words(ws) => {
+                j.begin_arr();
+                let _ = write!(s, "{sep}{leaf}=[");
+                for (n, (i, w)) in ws.iter().enumerate() {
+                    j.begin_arr().uint(*i as u64).uint(*w).end_arr();
+                    let _ = write!(s, "{}{i}:{w:#x}", if n > 0 { " " } else { "" });
+                }
+                j.end_arr();
+                s.push(']');
+            }
+        }
+    }
+    j.end_obj();
+    s.push('\n');
+}
+
+/// Describes where an area lives: `(placement, gfn, offset, slot)`.
+fn where_is(d: &Domain, kind: AreaKind, a: &AreaMap) -> (Placement, Option<u64>, usize, Option<u64>) {
+    match a.placement {
+        Placement::Guest => (Placement::Guest, a.gfn, a.offset, None),
+        Placement::Dummy => (Placement::Dummy, None, a.offset, None),
+        Placement::SharedInfoSlot => {
+            let abi = d.abi();
+            let slot = if kind == AreaKind::VcpuInfo {
+                a.offset.checked_sub(abi.shared_info().vcpu_info).map(|o| (o / abi.vcpu_info().size) as u64)
+            } else {
+                None
+            };
+            (Placement::SharedInfoSlot, d.shared_info_gfn(), a.offset, slot)
+        }
+    }
+}
+
+fn where_text(p: Placement, gfn: Option<u64>, offset: usize, slot: Option<u64>) -> String {
+    match p {
+        Placement::Guest => format!("gfn {:#x} offset {offset:#x}", gfn.unwrap_or(0)),
+        Placement::Dummy => "dummy area (not guest-visible)".to_string(),
+        Placement::SharedInfoSlot => match gfn {
+            Some(g) => format!("shared_info slot {} (gfn {g:#x} offset {offset:#x})", slot.unwrap_or(0)),
+            None => format!("shared_info slot {} (shared_info not mapped by the guest)", slot.unwrap_or(0)),
+        },
+    }
+}
+
+fn where_json(j: &mut Json, p: Placement, gfn: Option<u64>, offset: usize, slot: Option<u64>) {
+    j.kv_str("placement", p.name()).kv_opt_uint("gfn", gfn).kv_uint("offset", offset as u64).kv_opt_uint("slot", slot);
+}
+
+fn vcpu_info(t: &HvTarget, sel: &Sel, out: &mut Out) {
+    let mut j = Json::new();
+    let mut s = String::new();
+    j.begin_obj().key("vcpus").begin_arr();
+    for (di, id) in vcpus_of(t, sel) {
+        let d = &t.domains[di];
+        let Ok(v) = d.vcpu(id) else { continue };
+        let abi = d.abi();
+        let Some(layout) = abi.struct_layout("vcpu_info") else { continue };
+        let area = v.areas().vcpu_info;
+        let (p, gfn, off, slot) = where_is(d, AreaKind::VcpuInfo, &area);
+        let state = d.vcpu_state(v).name();
+        let _ =
+            writeln!(s, "d{}v{} {} {}: vcpu_info at {}", d.id, id, abi.name(), state, where_text(p, gfn, off, slot));
+        j.begin_obj().kv_str("vcpu", &format!("d{}v{}", d.id, id)).kv_uint("d", d.id as u64).kv_uint("v", id as u64);
+        j.kv_str("layout", abi.name()).kv_str("state", state).kv_uint("size", layout.size as u64);
+        where_json(&mut j, p, gfn, off, slot);
+        j.key("fields");
+        decode(layout, abi, &area.page, area.offset, &|_| false, &mut j, &mut s);
+        j.end_obj();
+    }
+    j.end_arr().end_obj();
+    out.text = if out.json { j.finish() } else { s };
+}
+
+fn runstate_cmd(t: &HvTarget, di: usize, id: u32, out: &mut Out) {
+    let d = &t.domains[di];
+    let Ok(v) = d.vcpu(id) else { return };
+    let abi = d.abi();
+    let r = v.runstate();
+    let mut j = Json::new();
+    let mut s = String::new();
+    j.begin_obj().kv_str("vcpu", &format!("d{}v{}", d.id, id)).kv_str("layout", abi.name());
+    j.key("hypervisor").begin_obj().kv_str("state", runstate::state_name(r.state)).kv_uint("state_num", r.state as u64);
+    j.kv_uint("state_entry_time", r.state_entry_time).key("time").begin_arr();
+    for x in r.time {
+        j.uint(x);
+    }
+    j.end_arr().end_obj();
+    let _ = writeln!(
+        s,
+        "d{}v{} runstate (hypervisor): {} since {} ns; time running={} runnable={} blocked={} offline={}",
+        d.id,
+        id,
+        runstate::state_name(r.state),
+        r.state_entry_time,
+        r.time[0],
+        r.time[1],
+        r.time[2],
+        r.time[3]
+    );
+    j.key("area");
+    match (v.areas().runstate, abi.struct_layout("vcpu_runstate_info")) {
+        (Some(a), Some(layout)) => {
+            let (p, gfn, off, slot) = where_is(d, AreaKind::Runstate, &a);
+            let _ = writeln!(s, "registered area at {} ({} layout):", where_text(p, gfn, off, slot), abi.name());
+            j.begin_obj();
+            where_json(&mut j, p, gfn, off, slot);
+            j.key("fields");
+            decode(layout, abi, &a.page, a.offset, &|_| false, &mut j, &mut s);
+            j.end_obj();
+        }
+        _ => {
+            s.push_str("no runstate area registered\n");
+            j.null();
+        }
+    }
+    j.end_obj();
+    out.text = if out.json { j.finish() } else { s };
+}
+
+fn time_cmd(t: &HvTarget, di: usize, id: u32, out: &mut Out) {
+    let d = &t.domains[di];
+    let Ok(v) = d.vcpu(id) else { return };
+    let abi = d.abi();
+    let Some(layout) = abi.struct_layout("vcpu_time_info") else { return };
+    let areas = v.areas();
+    let now = d.clock().now_ns();
+    let mut j = Json::new();
+    let mut s = String::new();
+    j.begin_obj().kv_str("vcpu", &format!("d{}v{}", d.id, id)).kv_str("layout", abi.name()).kv_uint("now_ns", now);
+    let vi = &areas.vcpu_info;
+    let (p, gfn, off, slot) = where_is(d, AreaKind::VcpuInfo, vi);
+    let _ = writeln!(s, "d{}v{} hypervisor time now {} ns", d.id, id, now);
+    let _ = writeln!(s, "vcpu_info.time (vcpu_info at {}):", where_text(p, gfn, off, slot));
+    j.key("vcpu_info_time");
+    decode(layout, abi, &vi.page, vi.offset + abi.vcpu_info().time, &|_| false, &mut j, &mut s);
+    j.key("area");
+    match &areas.time {
+        Some(a) => {
+            let (p, gfn, off, slot) = where_is(d, AreaKind::Time, a);
+            let _ = writeln!(s, "registered time area at {}:", where_text(p, gfn, off, slot));
+            j.begin_obj();
+            where_json(&mut j, p, gfn, off, slot);
+            j.key("fields");
+            decode(layout, abi, &a.page, a.offset, &|_| false, &mut j, &mut s);
+            j.end_obj();
+        }
+        None => {
+            s.push_str("no time area registered\n");
+            j.null();
+        }
+    }
+    j.end_obj();
+    out.text = if out.json { j.finish() } else { s };
+}
+
+fn shared_info(t: &HvTarget, di: usize, out: &mut Out) {
+    let d = &t.domains[di];
+    let abi = d.abi();
+    let page = d.shared_info();
+    let gfn = d.shared_info_gfn();
+    let mut j = Json::new();
+    let mut s = String::new();
+    j.begin_obj().kv_uint("d", d.id as u64).kv_str("layout", abi.name()).kv_opt_uint("gfn", gfn);
+    j.kv_uint("refs", page.refs() as u64).kv_uint("writable_refs", page.writable_refs() as u64);
+    let _ = writeln!(
+        s,
+        "d{} shared_info ({} layout) {}; page refs {} writable {}",
+        d.id,
+        abi.name(),
+        gfn.map(|g| format!("mapped at gfn {g:#x}")).unwrap_or_else(|| "not mapped by the guest".to_string()),
+        page.refs(),
+        page.writable_refs()
+    );
+    if let Some(layout) = abi.struct_layout("shared_info") {
+        j.key("fields");
+        // The vcpu_info slots are shown per vCPU by `vcpu-info`.
+        decode(layout, abi, page, 0, &|p| p.starts_with("vcpu_info["), &mut j, &mut s);
+    }
+    j.end_obj();
+    out.text = if out.json { j.finish() } else { s };
+}
+
+fn areas(t: &HvTarget, sel: &Sel, out: &mut Out) {
+    let mut j = Json::new();
+    let mut s = String::from("vcpu     kind      placement    gfn        offset size layout refs wr\n");
+    j.begin_obj().key("areas").begin_arr();
+    for (di, id) in vcpus_of(t, sel) {
+        let d = &t.domains[di];
+        let Ok(v) = d.vcpu(id) else { continue };
+        let abi = d.abi();
+        let slots = v.areas();
+        for kind in AreaKind::ALL {
+            let Some(a) = slots.get(kind) else { continue };
+            let (p, gfn, off, slot) = where_is(d, kind, a);
+            let name = format!("d{}v{}", d.id, id);
+            let size = kind.size(abi) as u64;
+            j.begin_obj().kv_str("vcpu", &name).kv_uint("d", d.id as u64).kv_uint("v", id as u64);
+            j.kv_str("kind", kind.name());
+            where_json(&mut j, p, gfn, off, slot);
+            j.kv_uint("size", size).kv_str("layout", abi.name());
+            j.kv_uint("refs", a.page.refs() as u64).kv_uint("writable_refs", a.page.writable_refs() as u64);
+            j.end_obj();
+            let g = gfn.map(|g| format!("{g:#x}")).unwrap_or_else(|| "-".to_string());
+            let _ = writeln!(
+                s,
+                "{:<8} {:<9} {:<12} {:<10} {:<6} {:<4} {:<6} {:<4} {}",
+                name,
+                kind.name(),
+                p.name(),
+                g,
+                format!("{off:#x}"),
+                size,
+                abi.name(),
+                a.page.refs(),
+                a.page.writable_refs()
+            );
+        }
+    }
+    j.end_arr().end_obj();
+    out.text = if out.json { j.finish() } else { s };
+}
+
+fn pause(t: &HvTarget, di: usize, on: bool, out: &mut Out) -> Result<(), String> {
+    let d = &t.domains[di];
+    if on {
+        d.pause();
+    } else {
+        d.unpause().map_err(|_| format!("d{} is not paused", d.id))?;
+    }
+    let mut j = Json::new();
+    j.begin_obj().kv_uint("d", d.id as u64).kv_uint("pause_count", d.pause_count() as u64).end_obj();
+    out.text = if out.json {
+        j.finish()
+    } else {
+        format!("d{} {} (pause count {})", d.id, if on { "paused" } else { "unpaused" }, d.pause_count())
+    };
+    Ok(())
+}
+
+fn phys(t: &mut HvTarget, arg: Option<&str>, out: &mut Out) -> Result<(), String> {
+    match arg {
+        Some("on") => t.phys = true,
+        Some("off") => t.phys = false,
+        None => {}
+        Some(a) => return Err(format!("phys wants on or off, not `{a}`")),
+    }
+    let mut j = Json::new();
+    j.begin_obj().kv_str("addressing", if t.phys { "physical" } else { "virtual" }).end_obj();
+    out.text = if out.json {
+        j.finish()
+    } else if t.phys {
+        "memory addresses are guest-physical".to_string()
+    } else {
+        "memory addresses are guest-virtual (through the selected vCPU's page tables)".to_string()
+    };
+    Ok(())
+}

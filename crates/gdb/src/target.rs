@@ -1,0 +1,346 @@
+//! The `gdbstub` target over the hypervisor model: threads are the vCPUs of
+//! every domain, registers are a raw byte blob in the order of the arch's
+//! target description, memory goes through the selected vCPU's own page
+//! tables and then its domain's guest-physical map.
+
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::fmt::Write;
+use core::num::NonZeroUsize;
+
+use gdbstub::arch::{Arch, Registers};
+use gdbstub::common::{Signal, Tid};
+use gdbstub::outputln;
+use gdbstub::target::ext::base::multithread::{
+    MultiThreadBase, MultiThreadResume, MultiThreadResumeOps, MultiThreadSchedulerLocking,
+    MultiThreadSchedulerLockingOps,
+};
+use gdbstub::target::ext::base::BaseOps;
+use gdbstub::target::ext::monitor_cmd::{ConsoleOutput, MonitorCmd, MonitorCmdOps};
+use gdbstub::target::ext::target_description_xml_override::{
+    TargetDescriptionXmlOverride, TargetDescriptionXmlOverrideOps,
+};
+use gdbstub::target::ext::thread_extra_info::{ThreadExtraInfo, ThreadExtraInfoOps};
+use gdbstub::target::{Target, TargetError, TargetResult};
+
+use lantern_common::arch::ArchVcpu;
+use lantern_common::domain::Domain;
+use lantern_common::memory::{P2mType, PAGE_SIZE};
+
+/// Thread ids per domain: `tid = domid * TIDS_PER_DOMAIN + vcpu + 1`, so a
+/// vCPU keeps its thread id for the life of the system whatever other
+/// domains come and go.
+pub const TIDS_PER_DOMAIN: usize = 1024;
+
+/// Largest register file any arch may return (bytes).
+pub const MAX_REGS: usize = 4096;
+
+/// `EFAULT`, the gdb error code for an unreadable or unwritable address.
+const GDB_EFAULT: u8 = 14;
+/// `EINVAL`, for a thread id that names no vCPU.
+const GDB_EINVAL: u8 = 22;
+
+/// The thread id of vCPU `vcpu` of domain `domid`.
+pub fn tid_of(domid: u16, vcpu: u32) -> Option<Tid> {
+    if vcpu as usize >= TIDS_PER_DOMAIN - 1 {
+        return None;
+    }
+    NonZeroUsize::new(domid as usize * TIDS_PER_DOMAIN + vcpu as usize + 1)
+}
+
+/// `(domid, vcpu)` of a thread id.
+pub fn split_tid(tid: Tid) -> (usize, u32) {
+    let t = tid.get() - 1;
+    (t / TIDS_PER_DOMAIN, (t % TIDS_PER_DOMAIN) as u32)
+}
+
+/// The architecture as the stub sees it: a register file of opaque bytes
+/// whose layout only the target description (from the arch crate) knows.
+pub enum LanternArch {}
+
+/// The register file: raw bytes in target-description order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RegBlob(pub Vec<u8>);
+
+impl Registers for RegBlob {
+    type ProgramCounter = u64;
+
+    fn pc(&self) -> u64 {
+        // Never used: the stub reports stops without register values.
+        0
+    }
+
+    fn gdb_serialize(&self, mut write_byte: impl FnMut(Option<u8>)) {
+        for b in &self.0 {
+            write_byte(Some(*b));
+        }
+    }
+
+    fn gdb_deserialize(&mut self, bytes: &[u8]) -> Result<(), ()> {
+        self.0.clear();
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
+}
+
+impl Arch for LanternArch {
+    // Wide enough for every guest address (gdb sends 32-bit ones for 32-bit
+    // guests; they fit).
+    type Usize = u64;
+    type Registers = RegBlob;
+    type BreakpointKind = usize;
+    // No single-register access (`p`/`P`): gdb falls back to `g`/`G`.
+    type RegId = ();
+
+    fn target_description_xml() -> Option<&'static str> {
+        // Served per vCPU through the override extension instead.
+        None
+    }
+}
+
+/// The stub's target: the hypervisor's domains and vCPU contexts, lent to it
+/// for the duration of one poll, plus the debugger's own state.
+#[derive(Default)]
+pub struct HvTarget {
+    /// Domains (moved in from `Hypervisor::domains` during a poll).
+    pub domains: Vec<Arc<Domain>>,
+    /// Arch contexts (moved in from `Hypervisor::arch` during a poll).
+    pub arch: Vec<Vec<Box<dyn ArchVcpu>>>,
+    /// `monitor phys on`: addresses are guest-physical.
+    pub phys: bool,
+    /// Set when gdb resumed the system (continue); the driver clears it.
+    pub resume_requested: bool,
+}
+
+impl HvTarget {
+    /// The domain index and vCPU id a thread id names.
+    pub fn resolve(&self, tid: Tid) -> Option<(usize, u32)> {
+        let (domid, v) = split_tid(tid);
+        let di = self.domains.iter().position(|d| d.id as usize == domid)?;
+        (v < self.domains[di].max_vcpus() && (v as usize) < self.arch.get(di)?.len()).then_some((di, v))
+    }
+
+    /// The first vCPU of the first domain (the thread a stop is reported on).
+    pub fn first_tid(&self) -> Option<Tid> {
+        self.domains.iter().find(|d| d.max_vcpus() > 0).and_then(|d| tid_of(d.id, 0))
+    }
+
+    /// `dNvM <state> <layout>` for `info threads`.
+    pub fn describe(&self, di: usize, v: u32) -> String {
+        let d = &self.domains[di];
+        let mut s = String::new();
+        let state = d.vcpu(v).map(|vc| d.vcpu_state(vc).name()).unwrap_or("?");
+        let _ = write!(s, "d{}v{} {} {}", d.id, v, state, d.abi().name());
+        s
+    }
+
+    /// Guest-physical address of `addr` for vCPU `(di, v)`: the address
+    /// itself in phys mode, else the vCPU's own translation.
+    fn gpa(&self, di: usize, v: u32, addr: u64) -> Option<u64> {
+        if self.phys {
+            Some(addr)
+        } else {
+            self.arch[di][v as usize].translate(&self.domains[di], addr, false).ok()
+        }
+    }
+
+    /// Reads guest memory page by page; returns the bytes read before the
+    /// first untranslatable or unmapped page.
+    pub fn read_mem(&self, di: usize, v: u32, start: u64, data: &mut [u8]) -> usize {
+        let d = &self.domains[di];
+        let mut done = 0;
+        while done < data.len() {
+            let Some(addr) = start.checked_add(done as u64) else { break };
+            let chunk = (PAGE_SIZE - (addr as usize & (PAGE_SIZE - 1))).min(data.len() - done);
+            let Some(gpa) = self.gpa(di, v, addr) else { break };
+            if d.read_gpa(gpa, &mut data[done..done + chunk]).is_err() {
+                break;
+            }
+            done += chunk;
+        }
+        done
+    }
+
+    /// Writes guest memory: every page is translated first, so a write that
+    /// fails changes nothing.
+    pub fn write_mem(&self, di: usize, v: u32, start: u64, data: &[u8]) -> bool {
+        let d = &self.domains[di];
+        let mut pieces = Vec::new();
+        let mut done = 0;
+        while done < data.len() {
+            let Some(addr) = start.checked_add(done as u64) else { return false };
+            let chunk = (PAGE_SIZE - (addr as usize & (PAGE_SIZE - 1))).min(data.len() - done);
+            let Some(gpa) = self.gpa(di, v, addr) else { return false };
+            // Check writability before touching anything.
+            let writable = d.p2m.lock().get(gpa >> 12).is_some_and(|e| e.p2mt == P2mType::RamRw);
+            if !writable {
+                return false;
+            }
+            pieces.push((gpa, done, chunk));
+            done += chunk;
+        }
+        pieces.iter().all(|&(gpa, off, len)| d.write_gpa(gpa, &data[off..off + len]).is_ok())
+    }
+}
+
+/// Fatal errors never happen: every failure is a gdb error reply.
+pub type Fatal = &'static str;
+
+impl Target for HvTarget {
+    type Arch = LanternArch;
+    type Error = Fatal;
+
+    fn base_ops(&mut self) -> BaseOps<'_, Self::Arch, Self::Error> {
+        BaseOps::MultiThread(self)
+    }
+
+    fn guard_rail_implicit_sw_breakpoints(&self) -> bool {
+        // No breakpoints at all (the guests' memory is not ours to patch);
+        // gdb is told so and does not insert any.
+        true
+    }
+
+    fn use_no_ack_mode(&self) -> bool {
+        // Keep acknowledgements: over a serial line they let gdb resend a
+        // packet the framer rejected (bad checksum), at one byte per packet.
+        false
+    }
+
+    fn support_target_description_xml_override(&mut self) -> Option<TargetDescriptionXmlOverrideOps<'_, Self>> {
+        Some(self)
+    }
+
+    fn support_monitor_cmd(&mut self) -> Option<MonitorCmdOps<'_, Self>> {
+        Some(self)
+    }
+}
+
+impl MultiThreadBase for HvTarget {
+    fn read_registers(&mut self, regs: &mut RegBlob, tid: Tid) -> TargetResult<(), Self> {
+        let (di, v) = self.resolve(tid).ok_or(TargetError::Errno(GDB_EINVAL))?;
+        let mut buf = vec![0u8; MAX_REGS];
+        let n = self.arch[di][v as usize].gdb_read_registers(&mut buf);
+        if n == 0 {
+            return Err(TargetError::Errno(GDB_EINVAL));
+        }
+        buf.truncate(n);
+        regs.0 = buf;
+        Ok(())
+    }
+
+    fn write_registers(&mut self, regs: &RegBlob, tid: Tid) -> TargetResult<(), Self> {
+        let (di, v) = self.resolve(tid).ok_or(TargetError::Errno(GDB_EINVAL))?;
+        self.arch[di][v as usize].gdb_write_registers(&regs.0).map_err(|_| TargetError::Errno(GDB_EINVAL))
+    }
+
+    fn read_addrs(&mut self, start: u64, data: &mut [u8], tid: Tid) -> TargetResult<usize, Self> {
+        let (di, v) = self.resolve(tid).ok_or(TargetError::Errno(GDB_EINVAL))?;
+        match self.read_mem(di, v, start, data) {
+            0 if !data.is_empty() => Err(TargetError::Errno(GDB_EFAULT)),
+            n => Ok(n),
+        }
+    }
+
+    fn write_addrs(&mut self, start: u64, data: &[u8], tid: Tid) -> TargetResult<(), Self> {
+        let (di, v) = self.resolve(tid).ok_or(TargetError::Errno(GDB_EINVAL))?;
+        if self.write_mem(di, v, start, data) {
+            Ok(())
+        } else {
+            Err(TargetError::Errno(GDB_EFAULT))
+        }
+    }
+
+    fn list_active_threads(&mut self, thread_is_active: &mut dyn FnMut(Tid)) -> Result<(), Self::Error> {
+        for d in &self.domains {
+            for v in 0..d.max_vcpus() {
+                if let Some(tid) = tid_of(d.id, v) {
+                    thread_is_active(tid);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn support_resume(&mut self) -> Option<MultiThreadResumeOps<'_, Self>> {
+        Some(self)
+    }
+
+    fn support_thread_extra_info(&mut self) -> Option<ThreadExtraInfoOps<'_, Self>> {
+        Some(self)
+    }
+}
+
+impl MultiThreadResume for HvTarget {
+    fn resume(&mut self) -> Result<(), Self::Error> {
+        // All-stop: whatever gdb asked per thread, everything runs again.
+        self.resume_requested = true;
+        Ok(())
+    }
+
+    fn clear_resume_actions(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
+    fn set_resume_action_continue(&mut self, _tid: Tid, _signal: Option<Signal>) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
+    fn support_scheduler_locking(&mut self) -> Option<MultiThreadSchedulerLockingOps<'_, Self>> {
+        Some(self)
+    }
+}
+
+impl MultiThreadSchedulerLocking for HvTarget {
+    fn set_resume_action_scheduler_lock(&mut self) -> Result<(), Self::Error> {
+        // gdb asked to resume only some threads; the hypervisor is all-stop
+        // and resumes every vCPU (documented in docs/gdb.md).
+        Ok(())
+    }
+}
+
+impl ThreadExtraInfo for HvTarget {
+    fn thread_extra_info(&self, tid: Tid, buf: &mut [u8]) -> Result<usize, Self::Error> {
+        let Some((di, v)) = self.resolve(tid) else { return Ok(0) };
+        let s = self.describe(di, v);
+        let n = s.len().min(buf.len());
+        buf[..n].copy_from_slice(&s.as_bytes()[..n]);
+        Ok(n)
+    }
+}
+
+impl TargetDescriptionXmlOverride for HvTarget {
+    fn target_description_xml(
+        &self,
+        annex: &[u8],
+        offset: u64,
+        length: usize,
+        buf: &mut [u8],
+    ) -> TargetResult<usize, Self> {
+        if annex != b"target.xml" {
+            return Err(TargetError::Errno(GDB_EINVAL));
+        }
+        // Every vCPU of a board has the same architecture: the first one's
+        // description stands for all.
+        let xml = self.arch.iter().flatten().next().map(|a| a.gdb_target_xml()).ok_or(TargetError::NonFatal)?;
+        let xml = xml.as_bytes();
+        let start = (offset as usize).min(xml.len());
+        let n = (xml.len() - start).min(length).min(buf.len());
+        buf[..n].copy_from_slice(&xml[start..start + n]);
+        Ok(n)
+    }
+}
+
+impl MonitorCmd for HvTarget {
+    fn handle_monitor_cmd(&mut self, cmd: &[u8], mut out: ConsoleOutput<'_>) -> Result<(), Self::Error> {
+        let Ok(cmd) = core::str::from_utf8(cmd) else {
+            outputln!(out, "error: command is not UTF-8");
+            return Ok(());
+        };
+        let text = crate::monitor::run(self, cmd);
+        out.write_raw(text.as_bytes());
+        Ok(())
+    }
+}

@@ -1,0 +1,607 @@
+//! Drives the gdb stub through an in-memory serial line with real packet
+//! exchanges: attach, target description, threads, registers, memory, every
+//! monitor command (text and JSON, in all three guest layouts), all-stop,
+//! and robustness against a hostile or broken line.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use lantern_common::arch::{ArchVcpu, Clock, GuestAbi, GuestMode, TimeSample, VcpuExit, VcpuInitContext};
+use lantern_common::domain::{Domain, DomainConfig};
+use lantern_common::errno::{Errno, XenResult};
+use lantern_common::guest_area;
+use lantern_common::sched::Hypervisor;
+use lantern_gdb::{frame_vec, GdbStub, Transport};
+use serde_json::Value;
+
+/// Guest-virtual addresses of the fake vCPU: `VBASE + gpa` for RAM.
+const VBASE: u64 = 0x4000_0000;
+const RAM_PAGES: u64 = 64;
+const FAKE_XML: &str = r#"<?xml version="1.0"?><target version="1.0"><architecture>fake</architecture><feature name="org.lantern.fake"><reg name="r0" bitsize="64"/><reg name="r1" bitsize="64"/></feature></target>"#;
+
+struct TestClock(AtomicU64);
+
+impl Clock for TestClock {
+    fn sample(&self) -> TimeSample {
+        let ns = self.0.load(Ordering::SeqCst);
+        TimeSample { system_time_ns: ns, tsc: ns * 3, tsc_to_system_mul: 0x5555_5555, tsc_shift: -1 }
+    }
+}
+
+/// A vCPU whose page tables map `VBASE + x` to guest-physical `x`.
+struct FakeVcpu {
+    regs: [u64; 2],
+}
+
+impl ArchVcpu for FakeVcpu {
+    fn run(&mut self, _d: &Domain) -> VcpuExit {
+        VcpuExit::Halted
+    }
+    fn complete_hypercall(&mut self, _ret: i64) {}
+    fn inject_upcall(&mut self, _d: &Domain) {}
+    fn translate(&self, _d: &Domain, gva: u64, _write: bool) -> XenResult<u64> {
+        match gva.checked_sub(VBASE) {
+            Some(gpa) if gpa < RAM_PAGES << 12 => Ok(gpa),
+            _ => Err(Errno::EFAULT),
+        }
+    }
+    fn mode(&self) -> GuestMode {
+        GuestMode::Long64
+    }
+    fn initialise(&mut self, _ctx: &VcpuInitContext<'_>) -> XenResult<()> {
+        Ok(())
+    }
+    fn initialise_arg_size(&self) -> usize {
+        0
+    }
+    fn gdb_target_xml(&self) -> &'static str {
+        FAKE_XML
+    }
+    fn gdb_read_registers(&self, out: &mut [u8]) -> usize {
+        out[..8].copy_from_slice(&self.regs[0].to_le_bytes());
+        out[8..16].copy_from_slice(&self.regs[1].to_le_bytes());
+        16
+    }
+    fn gdb_write_registers(&mut self, data: &[u8]) -> XenResult<()> {
+        if data.len() < 16 {
+            return Err(Errno::EINVAL);
+        }
+        self.regs[0] = u64::from_le_bytes(data[..8].try_into().unwrap());
+        self.regs[1] = u64::from_le_bytes(data[8..16].try_into().unwrap());
+        Ok(())
+    }
+}
+
+fn domain(id: u16, abi: &'static dyn GuestAbi, vcpus: u32) -> (Arc<Domain>, Vec<Box<dyn ArchVcpu>>) {
+    let clock = Arc::new(TestClock(AtomicU64::new(5_000_000)));
+    let d = Domain::new(DomainConfig {
+        id,
+        name: format!("guest{id}"),
+        max_vcpus: vcpus,
+        ram_pages: RAM_PAGES,
+        abi,
+        clock,
+    })
+    .unwrap();
+    let arch = (0..vcpus)
+        .map(|v| Box::new(FakeVcpu { regs: [0x1111_0000 + v as u64, 0xdead_beef] }) as Box<dyn ArchVcpu>)
+        .collect();
+    (d, arch)
+}
+
+/// d1: x86_64, 4 vCPUs, vcpu_info of v0 registered at gfn 5 offset 0x40, a
+/// runstate and time area, shared_info mapped at gfn 8. d2: x86_32, 2 vCPUs,
+/// v1 registered at gfn 6 offset 0x20. d3: arm64, 2 vCPUs, v0 at gfn 7.
+fn system() -> Hypervisor {
+    let (d1, a1) = domain(1, &lantern_arch_x86::layout::X86_64, 4);
+    d1.map_shared_info(8).unwrap();
+    guest_area::register_vcpu_info(&d1, Some(0), d1.vcpu(0).unwrap(), 5, 0x40).unwrap();
+    guest_area::register_runstate_area(&d1, Some(0), d1.vcpu(0).unwrap(), (9 << 12) | 0x100).unwrap();
+    guest_area::register_time_area(&d1, Some(0), d1.vcpu(0).unwrap(), (9 << 12) | 0x200).unwrap();
+    let (d2, a2) = domain(2, &lantern_arch_x86::layout::X86_32, 2);
+    guest_area::register_vcpu_info(&d2, Some(1), d2.vcpu(1).unwrap(), 6, 0x20).unwrap();
+    let (d3, a3) = domain(3, &lantern_arch_arm::layout::ARM64, 2);
+    guest_area::register_vcpu_info(&d3, Some(0), d3.vcpu(0).unwrap(), 7, 0).unwrap();
+    // A recognisable guest variable at gpa 0x3000 (gva VBASE + 0x3000).
+    d1.write_gpa(0x3000, b"lantern!").unwrap();
+    Hypervisor::new(vec![d1, d2, d3], vec![a1, a2, a3])
+}
+
+/// An in-memory serial line.
+#[derive(Default)]
+struct Line {
+    rx: VecDeque<u8>,
+    tx: Vec<u8>,
+}
+
+impl Transport for Line {
+    fn read_byte(&mut self) -> Option<u8> {
+        self.rx.pop_front()
+    }
+    fn write_all(&mut self, data: &[u8]) {
+        self.tx.extend_from_slice(data);
+    }
+}
+
+/// gdb's side of the line: sends packets, parses replies (acks, RLE, `O`
+/// console packets of qRcmd).
+struct Client {
+    hv: Hypervisor,
+    stub: GdbStub,
+    line: Line,
+}
+
+fn unrle(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < body.len() {
+        if body[i] == b'*' && i + 1 < body.len() {
+            let n = body[i + 1] as usize - 29;
+            let last = *out.last().unwrap();
+            out.extend(std::iter::repeat_n(last, n));
+            i += 2;
+        } else {
+            out.push(body[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+fn hex(s: &[u8]) -> String {
+    s.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &[u8]) -> Vec<u8> {
+    s.chunks(2).map(|c| u8::from_str_radix(std::str::from_utf8(c).unwrap(), 16).unwrap()).collect()
+}
+
+impl Client {
+    fn new(hv: Hypervisor) -> Self {
+        Client { hv, stub: GdbStub::new(), line: Line::default() }
+    }
+
+    /// Sends bytes and polls like the board's loop until they are consumed
+    /// (a poll takes a bounded number of bytes while the system runs).
+    fn raw(&mut self, bytes: &[u8]) {
+        self.line.rx.extend(bytes);
+        loop {
+            self.stub.poll(&mut self.hv, &mut self.line);
+            if self.line.rx.is_empty() {
+                break;
+            }
+        }
+    }
+
+    /// Everything the stub sent since the last call.
+    fn take_tx(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.line.tx)
+    }
+
+    /// Splits output into acks and packet bodies (checksums verified).
+    fn packets(tx: &[u8]) -> (Vec<u8>, Vec<Vec<u8>>) {
+        let mut acks = Vec::new();
+        let mut pkts = Vec::new();
+        let mut i = 0;
+        while i < tx.len() {
+            match tx[i] {
+                b'$' => {
+                    let end = i + tx[i..].iter().position(|b| *b == b'#').expect("unterminated reply");
+                    let body = &tx[i + 1..end];
+                    let sum = u8::from_str_radix(std::str::from_utf8(&tx[end + 1..end + 3]).unwrap(), 16).unwrap();
+                    assert_eq!(sum, body.iter().fold(0u8, |a, b| a.wrapping_add(*b)), "reply checksum");
+                    pkts.push(unrle(body));
+                    i = end + 3;
+                }
+                b => {
+                    acks.push(b);
+                    i += 1;
+                }
+            }
+        }
+        (acks, pkts)
+    }
+
+    /// Sends one packet; returns the last reply packet (after `O` packets).
+    fn cmd(&mut self, body: &str) -> String {
+        self.raw(&frame_vec(body.as_bytes()));
+        let tx = self.take_tx();
+        let (acks, pkts) = Self::packets(&tx);
+        assert_eq!(acks, b"+", "ack for {body}: {}", String::from_utf8_lossy(&tx));
+        String::from_utf8(pkts.last().cloned().unwrap_or_default()).unwrap()
+    }
+
+    /// `monitor LINE`: the console output.
+    fn monitor(&mut self, line: &str) -> String {
+        self.raw(&frame_vec(format!("qRcmd,{}", hex(line.as_bytes())).as_bytes()));
+        let tx = self.take_tx();
+        let (_, pkts) = Self::packets(&tx);
+        assert_eq!(pkts.last().map(|p| p.as_slice()), Some(&b"OK"[..]), "monitor {line}");
+        let mut s = Vec::new();
+        for p in &pkts[..pkts.len() - 1] {
+            assert_eq!(p[0], b'O');
+            s.extend(unhex(&p[1..]));
+        }
+        String::from_utf8(s).unwrap()
+    }
+
+    fn json(&mut self, line: &str) -> Value {
+        let out = self.monitor(&format!("{line} --json"));
+        assert_eq!(out.matches('\n').count(), 1, "one line: {out}");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{line}: {e}: {out}"))
+    }
+
+    fn attach(&mut self) -> String {
+        self.raw(b"+");
+        self.cmd("qSupported:multiprocess+;swbreak+;hwbreak+;qRelocInsn+;xmlRegisters=i386")
+    }
+
+    fn stopped(&self) -> bool {
+        self.hv.stopped.load(Ordering::SeqCst)
+    }
+}
+
+fn attached() -> Client {
+    let mut c = Client::new(system());
+    let r = c.attach();
+    assert!(r.contains("PacketSize="), "{r}");
+    assert!(r.contains("qXfer:features:read+"), "{r}");
+    c
+}
+
+#[test]
+fn attach_stops_everything_and_continue_detach_resume() {
+    let mut c = Client::new(system());
+    c.raw(b"");
+    assert!(!c.stopped(), "runs before gdb attaches");
+    c.attach();
+    assert!(c.stopped(), "attach stops the system");
+    assert!(c.hv.pick_next().is_none(), "scheduler runs nothing while stopped");
+    let q = c.cmd("?");
+    assert!(q.starts_with("T05thread:p01.0401"), "{q}");
+    // continue: vCont;c replies only at the next stop.
+    c.raw(&frame_vec(b"vCont;c"));
+    assert_eq!(c.take_tx(), b"+");
+    assert!(!c.stopped(), "continue resumes");
+    // Ctrl-C stops again and reports SIGINT.
+    c.raw(b"\x03");
+    let (_, pkts) = Client::packets(&c.take_tx());
+    assert!(String::from_utf8_lossy(&pkts[0]).starts_with("T02thread:p01.0401"), "{:?}", pkts);
+    assert!(c.stopped());
+    assert_eq!(c.cmd("D;1"), "OK");
+    assert!(!c.stopped(), "detach resumes");
+    assert!(!c.stub.attached());
+}
+
+#[test]
+fn wait_for_gdb_holds_until_continue() {
+    let mut c = Client::new(system());
+    c.stub.wait_for_gdb(&c.hv);
+    c.raw(b"");
+    assert!(c.stopped());
+    c.attach();
+    c.cmd("?");
+    assert!(c.stopped());
+    c.raw(&frame_vec(b"c"));
+    let tx = c.take_tx();
+    assert!(!c.stopped(), "{} {}", String::from_utf8_lossy(&tx), c.stub.last_engine_error());
+}
+
+#[test]
+fn target_xml_threads_and_extra_info() {
+    let mut c = attached();
+    let xml = c.cmd("qXfer:features:read:target.xml:0,ffb");
+    assert_eq!(xml, format!("m{FAKE_XML}"));
+    assert_eq!(c.cmd(&format!("qXfer:features:read:target.xml:{:x},ffb", FAKE_XML.len())), "l");
+    let first = c.cmd("qfThreadInfo");
+    assert_eq!(first, "mp01.0401,p01.0402,p01.0403,p01.0404,p01.0801,p01.0802,p01.0c01,p01.0c02");
+    assert_eq!(c.cmd("qsThreadInfo"), "l");
+    let info = unhex(c.cmd("qThreadExtraInfo,p1.401").as_bytes());
+    assert_eq!(String::from_utf8(info).unwrap(), "d1v0 runnable x86_64");
+    let info = unhex(c.cmd("qThreadExtraInfo,p1.402").as_bytes());
+    assert_eq!(String::from_utf8(info).unwrap(), "d1v1 down x86_64");
+    let info = unhex(c.cmd("qThreadExtraInfo,p1.802").as_bytes());
+    assert_eq!(String::from_utf8(info).unwrap(), "d2v1 down x86_32");
+    let info = unhex(c.cmd("qThreadExtraInfo,p1.c01").as_bytes());
+    assert_eq!(String::from_utf8(info).unwrap(), "d3v0 runnable arm64");
+    assert_eq!(c.cmd("Tp01.0c02"), "OK");
+    assert!(c.cmd("Tp01.0c03").starts_with('E'));
+}
+
+#[test]
+fn registers_read_write_per_thread() {
+    let mut c = attached();
+    assert_eq!(c.cmd("Hgp1.402"), "OK");
+    assert_eq!(c.cmd("g"), format!("{}{}", hex(&0x1111_0001u64.to_le_bytes()), hex(&0xdead_beefu64.to_le_bytes())));
+    let new = format!("{}{}", hex(&7u64.to_le_bytes()), hex(&9u64.to_le_bytes()));
+    assert_eq!(c.cmd(&format!("G{new}")), "OK");
+    assert_eq!(c.cmd("g"), new);
+    assert_eq!(c.cmd("Hgp1.401"), "OK");
+    assert!(c.cmd("g").starts_with(&hex(&0x1111_0000u64.to_le_bytes())));
+    // A too-short register file is refused by the arch, not applied.
+    assert!(c.cmd("G00").starts_with('E'));
+}
+
+#[test]
+fn memory_virtual_physical_and_unmapped() {
+    let mut c = attached();
+    c.cmd("Hgp1.401");
+    assert_eq!(c.cmd(&format!("m{:x},8", VBASE + 0x3000)), hex(b"lantern!"));
+    // Unmapped (untranslatable) address: an error, never other memory.
+    assert_eq!(c.cmd("m3000,8"), "E0e");
+    assert_eq!(c.cmd(&format!("m{:x},8", VBASE + (RAM_PAGES << 12))), "E0e");
+    // A read across a page boundary into an unmapped page: the mapped part.
+    let last = VBASE + (RAM_PAGES << 12) - 4;
+    assert_eq!(c.cmd(&format!("m{last:x},8")).len(), 8);
+    // Across a mapped boundary: whole.
+    assert_eq!(c.cmd(&format!("m{:x},2000", VBASE + 0x2800)).len(), 0x4000);
+    // Writes land in the guest and are read back.
+    assert_eq!(c.cmd(&format!("M{:x},4:01020304", VBASE + 0x3ffe)), "OK");
+    assert_eq!(c.cmd(&format!("m{:x},4", VBASE + 0x3ffe)), "01020304");
+    assert!(c.cmd("M3000,4:01020304").starts_with('E'));
+    // monitor phys on: the same variable by guest-physical address.
+    assert!(c.monitor("phys on").contains("guest-physical"));
+    assert_eq!(c.cmd("m3000,8"), hex(b"lantern!"));
+    assert_eq!(c.cmd(&format!("m{:x},1", RAM_PAGES << 12)), "E0e");
+    assert_eq!(c.json("phys off")["addressing"], "virtual");
+    assert_eq!(c.cmd("m3000,8"), "E0e");
+}
+
+#[test]
+fn monitor_domains_vcpus_and_help() {
+    let mut c = attached();
+    assert!(c.monitor("help").contains("vcpu-info dNvM|dN|all"));
+    assert!(c.json("help")["commands"].as_array().unwrap().len() >= 11);
+    let text = c.monitor("domains");
+    assert!(text.contains("guest2") && text.contains("x86_32"), "{text}");
+    let j = c.json("domains");
+    let doms = j["domains"].as_array().unwrap();
+    assert_eq!(doms.len(), 3);
+    assert_eq!(doms[0]["layout"], "x86_64");
+    assert_eq!(doms[0]["shared_info_gfn"], 8);
+    assert_eq!(doms[1]["shared_info_gfn"], Value::Null);
+    assert_eq!(doms[2]["layout"], "arm64");
+    assert_eq!(doms[0]["vcpus"], 4);
+    let j = c.json("vcpus d1");
+    let vs = j["vcpus"].as_array().unwrap();
+    assert_eq!(vs.len(), 4);
+    assert_eq!(vs[0]["tid"], 0x401);
+    assert_eq!(vs[0]["state"], "runnable");
+    assert_eq!(vs[1]["state"], "down");
+    assert_eq!(vs[0]["vcpu_info"], "guest");
+    assert_eq!(vs[1]["vcpu_info"], "shared_info");
+    assert_eq!(c.json("vcpus")["vcpus"].as_array().unwrap().len(), 8);
+    assert!(c.monitor("vcpus d3").contains("d3v1"));
+    assert!(c.monitor("vcpus d9").starts_with("error: no domain d9"));
+    assert_eq!(c.json("vcpus d9")["error"], "no domain d9");
+    assert!(c.monitor("frobnicate").contains("unknown command"));
+}
+
+#[test]
+fn monitor_vcpu_info_in_every_layout() {
+    let mut c = attached();
+    // x86_64: registered on a guest page; pending_sel all ones (8 bytes).
+    let j = c.json("vcpu-info d1v0");
+    let v = &j["vcpus"][0];
+    assert_eq!(v["layout"], "x86_64");
+    assert_eq!(v["placement"], "guest");
+    assert_eq!(v["gfn"], 5);
+    assert_eq!(v["offset"], 0x40);
+    assert_eq!(v["size"], 64);
+    assert_eq!(v["fields"]["evtchn_pending_sel"], u64::MAX);
+    assert_eq!(v["fields"]["evtchn_upcall_pending"], 1);
+    assert_eq!(v["fields"]["time.tsc_shift"], -1);
+    assert_eq!(v["fields"]["time.system_time"], 5_000_000);
+    // x86_64 v1: still in its shared_info slot 1.
+    let v = &c.json("vcpu-info d1v1")["vcpus"][0];
+    assert_eq!(v["placement"], "shared_info");
+    assert_eq!(v["slot"], 1);
+    assert_eq!(v["gfn"], 8);
+    assert_eq!(v["offset"], 64);
+    // x86_32 compat: pending_sel is 4 bytes.
+    let v = &c.json("vcpu-info d2v1")["vcpus"][0];
+    assert_eq!(v["layout"], "x86_32");
+    assert_eq!(v["fields"]["evtchn_pending_sel"], 0xffff_ffffu64);
+    assert_eq!(v["gfn"], 6);
+    // arm64: 48 bytes, no upcall mask; vCPU 1 beyond the legacy limit → dummy.
+    let v = &c.json("vcpu-info d3v0")["vcpus"][0];
+    assert_eq!(v["size"], 48);
+    assert!(v["fields"].get("evtchn_upcall_mask").is_none());
+    assert_eq!(v["fields"]["evtchn_pending_sel"], u64::MAX);
+    assert_eq!(c.json("vcpu-info d3v1")["vcpus"][0]["placement"], "dummy");
+    assert_eq!(c.json("vcpu-info d1")["vcpus"].as_array().unwrap().len(), 4);
+    assert_eq!(c.json("vcpu-info all")["vcpus"].as_array().unwrap().len(), 8);
+    let text = c.monitor("vcpu-info d1v0");
+    assert!(text.contains("d1v0 x86_64 runnable: vcpu_info at gfn 0x5 offset 0x40"), "{text}");
+    assert!(text.contains("evtchn_pending_sel=0xffffffffffffffff"), "{text}");
+    assert!(text.contains("time: version="), "{text}");
+    assert!(c.monitor("vcpu-info d1v1").contains("shared_info slot 1 (gfn 0x8 offset 0x40)"));
+    assert!(c.monitor("vcpu-info d3v1").contains("dummy"));
+    assert!(c.monitor("vcpu-info d1v9").starts_with("error"));
+}
+
+#[test]
+fn monitor_runstate_time_shared_info_areas() {
+    let mut c = attached();
+    let j = c.json("runstate d1v0");
+    assert_eq!(j["hypervisor"]["state"], "runnable");
+    assert_eq!(j["area"]["gfn"], 9);
+    assert_eq!(j["area"]["offset"], 0x100);
+    assert_eq!(j["area"]["fields"]["state"], 1);
+    assert_eq!(j["area"]["fields"]["state_entry_time"], j["hypervisor"]["state_entry_time"]);
+    assert_eq!(c.json("runstate d1v1")["area"], Value::Null);
+    assert!(c.monitor("runstate d1v0").contains("registered area at gfn 0x9 offset 0x100"));
+    assert!(c.monitor("runstate d1").starts_with("error"));
+
+    let j = c.json("time d1v0");
+    assert_eq!(j["vcpu_info_time"]["system_time"], 5_000_000);
+    assert_eq!(j["vcpu_info_time"]["tsc_to_system_mul"], 0x5555_5555);
+    assert_eq!(j["area"]["gfn"], 9);
+    assert_eq!(j["area"]["fields"]["tsc_timestamp"], 15_000_000);
+    assert_eq!(j["area"]["fields"]["version"].as_u64().unwrap() % 2, 0);
+    assert!(c.monitor("time d1v0").contains("registered time area at gfn 0x9 offset 0x200"));
+
+    let j = c.json("shared-info d1");
+    assert_eq!(j["gfn"], 8);
+    assert!(j["fields"].get("wc_version").is_some());
+    assert!(j["fields"].get("vcpu_info[0].evtchn_pending_sel").is_none());
+    assert!(j["fields"]["evtchn_pending"].is_array());
+    assert_eq!(c.json("shared-info d2")["gfn"], Value::Null);
+    assert!(c.monitor("shared-info d2").contains("not mapped by the guest"));
+
+    let j = c.json("areas d1");
+    let areas = j["areas"].as_array().unwrap();
+    // 4 vcpu_info placements + runstate + time of v0.
+    assert_eq!(areas.len(), 6);
+    let vi = &areas[0];
+    assert_eq!(
+        (vi["kind"].as_str(), vi["placement"].as_str(), vi["gfn"].as_u64()),
+        (Some("vcpu_info"), Some("guest"), Some(5))
+    );
+    // p2m allocation + the area's general reference; one writable reference.
+    assert_eq!(vi["refs"], 2);
+    assert_eq!(vi["writable_refs"], 1);
+    // runstate and time share gfn 9: two areas → 3 general, 2 writable.
+    assert_eq!(areas[1]["kind"], "runstate");
+    assert_eq!(areas[1]["refs"], 3);
+    assert_eq!(areas[2]["writable_refs"], 2);
+    assert_eq!(c.json("areas")["areas"].as_array().unwrap().len(), 10);
+    assert!(c.monitor("areas d2").contains("d2v1     vcpu_info guest        0x6"));
+}
+
+#[test]
+fn monitor_pause_unpause() {
+    let mut c = attached();
+    assert_eq!(c.json("pause d2")["pause_count"], 1);
+    assert_eq!(c.hv.domain(2).unwrap().pause_count(), 1);
+    assert!(c.monitor("unpause d2").contains("pause count 0"));
+    assert!(c.monitor("unpause d2").starts_with("error: d2 is not paused"));
+    assert!(c.monitor("pause d1v0").starts_with("error"));
+}
+
+#[test]
+fn bad_checksum_garbage_truncated_oversized_keep_running() {
+    let mut c = Client::new(system());
+    // Bad checksum: nacked, nothing else.
+    c.raw(b"$qSupported#00");
+    assert_eq!(c.take_tx(), b"-");
+    assert!(!c.stopped(), "a bad packet must not stop the system");
+    // Garbage bytes (no 0x03 among them: that is Ctrl-C).
+    let garbage: Vec<u8> = (0..5000u32).map(|i| (i * 7 + 13) as u8).filter(|b| *b != 3 && *b != b'$').collect();
+    c.raw(&garbage);
+    assert!(!c.stopped());
+    // A stray Ctrl-C with no session attached is ignored.
+    c.raw(b"\x03");
+    assert!(!c.stopped());
+    // Oversized packet: dropped and nacked.
+    let mut big = b"$".to_vec();
+    big.extend(std::iter::repeat_n(b'A', 100_000));
+    big.extend(b"#00");
+    c.take_tx();
+    c.raw(&big);
+    assert_eq!(c.take_tx(), b"-");
+    assert!(!c.stopped());
+    // A packet cut off mid-way, then a new gdb attaches.
+    c.raw(b"+$qSupported:multipro");
+    let r = c.attach();
+    assert!(r.contains("PacketSize"), "{r}");
+    assert!(c.stopped());
+    assert_eq!(
+        c.cmd("qfThreadInfo").len(),
+        "mp01.0401,p01.0402,p01.0403,p01.0404,p01.0801,p01.0802,p01.0c01,p01.0c02".len()
+    );
+    assert!(c.stub.stats().frames.truncated >= 1);
+    assert!(c.stub.stats().frames.oversized >= 1);
+}
+
+#[test]
+fn malformed_commands_get_errors_and_the_session_survives() {
+    let mut c = attached();
+    c.cmd("Hgp1.402");
+    // Valid framing, nonsense contents the protocol engine cannot parse.
+    assert_eq!(c.cmd("mzz,qq"), "E01");
+    assert_eq!(c.cmd(&format!("m{},8", "f".repeat(40))), "E01");
+    // The rebuilt engine kept the session: thread ids still multiprocess,
+    // Hg still selects d1v1.
+    assert!(c.cmd("g").starts_with(&hex(&0x1111_0001u64.to_le_bytes())));
+    assert!(c.cmd("qfThreadInfo").starts_with("mp01.0401"));
+    assert!(c.stopped());
+    assert_eq!(c.stub.stats().engine_errors, 2);
+    // Unknown packets get the empty reply.
+    assert_eq!(c.cmd("vFrobnicate"), "");
+    // A nack makes the stub resend its last reply.
+    c.raw(b"-");
+    let (_, p) = Client::packets(&c.take_tx());
+    assert_eq!(p, vec![Vec::<u8>::new()]);
+}
+
+#[test]
+fn gdb_vanishes_while_running_then_new_session() {
+    let mut c = attached();
+    c.raw(&frame_vec(b"c"));
+    assert!(!c.stopped());
+    // gdb died mid-packet; a new one connects while the system runs.
+    c.raw(b"$m4000");
+    c.take_tx();
+    assert!(!c.stopped());
+    c.attach();
+    assert!(c.stopped());
+    assert!(c.cmd("?").starts_with("T05"));
+    assert_eq!(c.stub.stats().sessions, 2);
+    // A `?` while running (gdb reconnecting without qSupported) also stops.
+    c.cmd("D");
+    assert!(!c.stopped());
+    assert!(c.cmd("?").starts_with("T05"));
+    assert!(c.stopped());
+}
+
+#[test]
+fn crash_while_running_is_reported_as_a_stop() {
+    let mut c = attached();
+    c.raw(&frame_vec(b"c"));
+    assert!(!c.stopped());
+    c.hv.domain(2).unwrap().crash();
+    c.raw(b"");
+    let (_, p) = Client::packets(&c.take_tx());
+    assert!(String::from_utf8_lossy(&p[0]).starts_with("T0bthread:p01.0801"), "{p:?}");
+    assert!(c.stopped());
+}
+
+/// Host-side cost of the stub: prints numbers (run with --nocapture).
+#[test]
+fn measure_vcpu_info_all_64() {
+    let (d, a) = domain(1, &lantern_arch_x86::layout::X86_64, 64);
+    for v in 0..64 {
+        guest_area::register_vcpu_info(&d, None, d.vcpu(v).unwrap(), 10 + v as u64 / 64, (v as u64 % 64) * 64).unwrap();
+    }
+    let mut c = Client::new(Hypervisor::new(vec![d], vec![a]));
+    c.attach();
+    let cmd = frame_vec(format!("qRcmd,{}", hex(b"vcpu-info d1 --json")).as_bytes());
+    let n = 50;
+    let t = Instant::now();
+    let mut wire = 0;
+    for _ in 0..n {
+        c.raw(&cmd);
+        wire = c.take_tx().len();
+    }
+    let per = t.elapsed() / n;
+    let j = c.json("vcpu-info d1");
+    assert_eq!(j["vcpus"].as_array().unwrap().len(), 64);
+    let payload = c.monitor("vcpu-info d1 --json").len();
+    println!(
+        "vcpu-info d1 --json (64 vCPUs): {payload} bytes JSON, {wire} bytes on the wire, {per:?} host time per request; \
+         at 115200 baud (11.5 KB/s) {:.2} s, at 150 KB/s {:.2} s",
+        wire as f64 / 11520.0,
+        wire as f64 / 150_000.0
+    );
+    let t = Instant::now();
+    let m = frame_vec(format!("m{:x},2000", VBASE).as_bytes());
+    c.cmd("Hgp1.401");
+    for _ in 0..n {
+        c.raw(&m);
+        c.take_tx();
+    }
+    println!("m 8 KiB: {:?} host time per request", t.elapsed() / n);
+}

@@ -1,0 +1,106 @@
+//! Reads what the board needs from QEMU's device tree (with the `fdt` crate):
+//! RAM, the PL011, the GICv3 frames, the timer, PCIe ECAM and /chosen.
+
+use fdt::Fdt;
+
+/// What the board found in the DTB.
+pub struct BoardInfo {
+    /// RAM base and size.
+    pub ram: (u64, u64),
+    /// PL011 base.
+    pub uart: u64,
+    /// GIC distributor base.
+    pub gicd: u64,
+    /// GIC redistributor region base.
+    pub gicr: u64,
+    /// PCIe ECAM base and size.
+    pub ecam: Option<(u64, u64)>,
+    /// PCI I/O window: CPU address and size.
+    pub pci_io: Option<(u64, u64)>,
+    /// /chosen/bootargs.
+    pub bootargs: &'static str,
+    /// The guest-module archive (`lantern.modules=ADDR,SIZE` in bootargs).
+    pub modules: Option<(u64, u64)>,
+    /// Whether semihosting is enabled (`lantern.semihosting` in bootargs):
+    /// then power-off also reports the exit status to QEMU.
+    pub semihosting: bool,
+    /// Log level (`lantern.log=debug|info|warn`).
+    pub log_level: log::LevelFilter,
+}
+
+fn parse_num(s: &str) -> Option<u64> {
+    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => u64::from_str_radix(h, 16).ok(),
+        None => s.parse().ok(),
+    }
+}
+
+/// Parses the DTB at `addr`.
+///
+/// # Safety
+/// `addr` must point at a valid flattened device tree that stays in place and
+/// unmodified for the rest of the run.
+pub unsafe fn parse(addr: u64) -> BoardInfo {
+    // SAFETY: the caller promises a valid, permanent DTB.
+    let fdt: Fdt<'static> = match unsafe { Fdt::from_ptr(addr as *const u8) } {
+        Ok(f) => f,
+        Err(_) => super::power::off_raw(4),
+    };
+    let ram = fdt
+        .memory()
+        .regions()
+        .next()
+        .map(|r| (r.starting_address as u64, r.size.unwrap_or(0) as u64))
+        .unwrap_or((0x4000_0000, 0x800_0000));
+    let reg0 = |compat: &[&str]| -> Option<u64> {
+        fdt.find_compatible(compat).and_then(|n| n.reg()).and_then(|mut r| r.next()).map(|r| r.starting_address as u64)
+    };
+    let uart = reg0(&["arm,pl011"]).unwrap_or(0x0900_0000);
+    let (gicd, gicr) = fdt
+        .find_compatible(&["arm,gic-v3"])
+        .and_then(|n| n.reg())
+        .map(|mut r| {
+            let d = r.next().map(|x| x.starting_address as u64);
+            let rd = r.next().map(|x| x.starting_address as u64);
+            (d.unwrap_or(0x0800_0000), rd.unwrap_or(0x080a_0000))
+        })
+        .unwrap_or((0x0800_0000, 0x080a_0000));
+    let pci = fdt.find_compatible(&["pci-host-ecam-generic"]);
+    let ecam = pci
+        .and_then(|n| n.reg())
+        .and_then(|mut r| r.next())
+        .map(|r| (r.starting_address as u64, r.size.unwrap_or(0) as u64));
+    // ranges: (child: 3 cells, parent: 2 cells, size: 2 cells) per entry;
+    // space code 1 in the child's high cell is I/O.
+    let pci_io = pci.and_then(|n| n.property("ranges")).and_then(|p| {
+        let cells: &[u8] = p.value;
+        cells.chunks_exact(28).find_map(|e| {
+            let be = |i: usize| u32::from_be_bytes([e[i], e[i + 1], e[i + 2], e[i + 3]]) as u64;
+            let space = (be(0) >> 24) & 3;
+            (space == 1).then(|| ((be(12) << 32) | be(16), (be(20) << 32) | be(24)))
+        })
+    });
+    let bootargs = fdt.chosen().bootargs().unwrap_or("");
+    let mut modules = None;
+    let mut semihosting = false;
+    let mut log_level = log::LevelFilter::Info;
+    for tok in bootargs.split_ascii_whitespace() {
+        if let Some(v) = tok.strip_prefix("lantern.modules=") {
+            let mut it = v.split(',');
+            if let (Some(a), Some(s)) = (it.next().and_then(parse_num), it.next().and_then(parse_num)) {
+                modules = Some((a, s));
+            }
+        } else if tok == "lantern.semihosting" {
+            semihosting = true;
+        } else if let Some(v) = tok.strip_prefix("lantern.log=") {
+            log_level = match v {
+                "trace" => log::LevelFilter::Trace,
+                "debug" => log::LevelFilter::Debug,
+                "warn" => log::LevelFilter::Warn,
+                "error" => log::LevelFilter::Error,
+                _ => log::LevelFilter::Info,
+            };
+        }
+    }
+    BoardInfo { ram, uart, gicd, gicr, ecam, pci_io, bootargs, modules, semihosting, log_level }
+}

@@ -1,0 +1,129 @@
+//! The second serial line, for the gdb stub: QEMU's `pci-serial` (a 16550
+//! behind the PCIe host bridge). virt has a single PL011, so this is how a
+//! second UART gets in. The bridge's ECAM and I/O window come from the DTB;
+//! we give the device's I/O BAR an address in that window, enable I/O
+//! decoding, and drive the 16550 through the window (I/O space is memory
+//! mapped on arm64).
+//!
+//! The 16550 is driven here rather than with `uart_16550` 0.3: that crate's
+//! MMIO port uses plain (non-volatile) pointer accesses, which the optimiser
+//! may merge or drop (its init's DLAB write was lost, sending a stray byte).
+
+use core::ptr::{read_volatile, write_volatile};
+
+/// Red Hat / QEMU vendor id.
+const VENDOR_REDHAT: u16 = 0x1b36;
+/// QEMU's PCI 16550 (`pci-serial`).
+const DEVICE_PCI_SERIAL: u16 = 0x0002;
+/// PCI I/O address given to BAR0 (inside the bridge's I/O window; low
+/// addresses are left for legacy decoders).
+const BAR0_IO: u32 = 0x1000;
+
+const DATA: u64 = 0;
+const IER: u64 = 1;
+const FCR: u64 = 2;
+const LCR: u64 = 3;
+const MCR: u64 = 4;
+const LSR: u64 = 5;
+const LCR_DLAB: u8 = 0x80;
+const LCR_8N1: u8 = 0x03;
+const LSR_DR: u8 = 0x01;
+const LSR_THRE: u8 = 0x20;
+
+/// The gdb serial line, once probed (the gdb stub takes it from here).
+pub static GDB_UART: spin::Mutex<Option<PciUart>> = spin::Mutex::new(None);
+
+/// The gdb serial line.
+pub struct PciUart {
+    /// CPU address of the 16550's registers.
+    pub base: u64,
+    /// Bus/device/function of the device.
+    pub bdf: (u8, u8, u8),
+}
+
+fn cfg_addr(ecam: u64, bus: u8, dev: u8, func: u8, off: u64) -> u64 {
+    ecam + ((bus as u64) << 20) + ((dev as u64) << 15) + ((func as u64) << 12) + off
+}
+
+fn cfg_read32(addr: u64) -> u32 {
+    // SAFETY: `addr` is inside the ECAM window from the DTB, mapped Device.
+    unsafe { read_volatile(addr as *const u32) }
+}
+
+fn cfg_write32(addr: u64, v: u32) {
+    // SAFETY: as in `cfg_read32`.
+    unsafe { write_volatile(addr as *mut u32, v) }
+}
+
+impl PciUart {
+    /// Finds and brings up the first `pci-serial` on bus 0 of the ECAM at
+    /// `ecam`, placing its BAR in the I/O window at CPU address `io_cpu`.
+    pub fn probe(ecam: (u64, u64), io: (u64, u64)) -> Option<PciUart> {
+        if io.1 <= BAR0_IO as u64 + 8 {
+            return None;
+        }
+        // Bus 0 only: QEMU puts -device pci-serial there by default.
+        for dev in 0..32u8 {
+            let id = cfg_read32(cfg_addr(ecam.0, 0, dev, 0, 0));
+            if id & 0xffff != VENDOR_REDHAT as u32 || (id >> 16) as u16 != DEVICE_PCI_SERIAL {
+                continue;
+            }
+            // BAR0 is an I/O BAR (bit 0 set): assign it, then turn on I/O
+            // decoding (command bit 0).
+            let bar = cfg_addr(ecam.0, 0, dev, 0, 0x10);
+            if cfg_read32(bar) & 1 == 0 {
+                return None;
+            }
+            cfg_write32(bar, BAR0_IO);
+            let cmd = cfg_addr(ecam.0, 0, dev, 0, 0x04);
+            cfg_write32(cmd, (cfg_read32(cmd) & 0xffff) | 1);
+            let u = PciUart { base: io.0 + BAR0_IO as u64, bdf: (0, dev, 0) };
+            u.init();
+            return Some(u);
+        }
+        None
+    }
+
+    fn rd(&self, reg: u64) -> u8 {
+        // SAFETY: one of the 8 registers of the 16550 decoded at `base`
+        // (inside the Device-mapped PCI I/O window); only this driver uses it.
+        unsafe { read_volatile((self.base + reg) as *const u8) }
+    }
+
+    fn wr(&self, reg: u64, v: u8) {
+        // SAFETY: as in `rd`.
+        unsafe { write_volatile((self.base + reg) as *mut u8, v) }
+    }
+
+    fn init(&self) {
+        self.wr(IER, 0);
+        // Divisor 1 (115200 baud; QEMU ignores the rate), then 8N1.
+        self.wr(LCR, LCR_DLAB);
+        self.wr(DATA, 1);
+        self.wr(IER, 0);
+        self.wr(LCR, LCR_8N1);
+        // FIFOs on and cleared; DTR, RTS, OUT2.
+        self.wr(FCR, 0xc7);
+        self.wr(MCR, 0x0b);
+    }
+
+    /// Sends one byte (waits while the transmitter holding register is full).
+    pub fn write_byte(&mut self, b: u8) {
+        while self.rd(LSR) & LSR_THRE == 0 {
+            core::hint::spin_loop();
+        }
+        self.wr(DATA, b);
+    }
+
+    /// Sends bytes.
+    pub fn write(&mut self, data: &[u8]) {
+        for &b in data {
+            self.write_byte(b);
+        }
+    }
+
+    /// Receives one byte if one has arrived.
+    pub fn poll_read(&mut self) -> Option<u8> {
+        (self.rd(LSR) & LSR_DR != 0).then(|| self.rd(DATA))
+    }
+}

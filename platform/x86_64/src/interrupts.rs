@@ -1,0 +1,241 @@
+//! IDT, trap entry stubs, the legacy PIC (masked), the local APIC timer that
+//! preempts guests, and TSC calibration against the PIT.
+//!
+//! The host normally runs with IF = 0. A timer interrupt that arrives while a
+//! guest runs causes an INTR #VMEXIT and stays pending; the run loop then opens
+//! a one-instruction interrupt window so the handler below acknowledges it.
+
+use core::arch::{asm, global_asm};
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use x86::io::{inb, outb};
+
+/// Vector of the local APIC timer.
+pub const TIMER_VECTOR: u8 = 0x20;
+/// Spurious-interrupt vector.
+pub const SPURIOUS_VECTOR: u8 = 0xFF;
+const APIC_BASE: usize = 0xFEE0_0000;
+
+/// Number of timer interrupts taken so far.
+pub static TIMER_TICKS: AtomicU64 = AtomicU64::new(0);
+/// TSC ticks per second (calibrated at boot).
+pub static TSC_HZ: AtomicU64 = AtomicU64::new(1_000_000_000);
+
+/// Register state pushed by the trap stubs (lowest address first).
+#[repr(C)]
+#[derive(Debug)]
+pub struct TrapFrame {
+    r15: u64,
+    r14: u64,
+    r13: u64,
+    r12: u64,
+    r11: u64,
+    r10: u64,
+    r9: u64,
+    r8: u64,
+    rbp: u64,
+    rdi: u64,
+    rsi: u64,
+    rdx: u64,
+    rcx: u64,
+    rbx: u64,
+    rax: u64,
+    vector: u64,
+    error: u64,
+    rip: u64,
+    cs: u64,
+    rflags: u64,
+    rsp: u64,
+    ss: u64,
+}
+
+// 256 entry stubs of 16 bytes each; vectors without a CPU error code push a
+// dummy 0 so every frame has the same shape.
+global_asm!(
+    r#"
+    .pushsection .text.traps, "ax"
+    .balign 16
+    .global trap_stubs
+    trap_stubs:
+    .set vec, 0
+    .rept 256
+    .balign 16
+    .if (vec == 8) || ((vec >= 10) && (vec <= 14)) || (vec == 17) || (vec == 21) || (vec == 29) || (vec == 30)
+    .else
+    .byte 0x6a, 0
+    .endif
+    .if vec < 128
+    .byte 0x6a, vec
+    .else
+    .byte 0x68
+    .long vec
+    .endif
+    jmp trap_common
+    .set vec, vec + 1
+    .endr
+
+    trap_common:
+    push rax
+    push rbx
+    push rcx
+    push rdx
+    push rsi
+    push rdi
+    push rbp
+    push r8
+    push r9
+    push r10
+    push r11
+    push r12
+    push r13
+    push r14
+    push r15
+    mov rdi, rsp
+    call trap_dispatch
+    pop r15
+    pop r14
+    pop r13
+    pop r12
+    pop r11
+    pop r10
+    pop r9
+    pop r8
+    pop rbp
+    pop rdi
+    pop rsi
+    pop rdx
+    pop rcx
+    pop rbx
+    pop rax
+    add rsp, 16
+    iretq
+    .popsection
+    "#
+);
+
+extern "C" {
+    static trap_stubs: u8;
+}
+
+#[repr(C, align(16))]
+struct Idt([u64; 512]);
+
+static mut IDT: Idt = Idt([0; 512]);
+
+#[no_mangle]
+extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
+    match frame.vector as u8 {
+        TIMER_VECTOR => {
+            TIMER_TICKS.fetch_add(1, Ordering::Relaxed);
+            apic_eoi();
+        }
+        SPURIOUS_VECTOR => {}
+        v if v >= 32 => apic_eoi(),
+        _ => {
+            let cr2: u64;
+            // SAFETY: reading CR2 has no side effects.
+            unsafe { asm!("mov {}, cr2", out(reg) cr2) };
+            crate::println!(
+                "(XEN) FATAL: hypervisor exception {} err={:#x} rip={:#x} cr2={:#x}\n{:x?}",
+                frame.vector,
+                frame.error,
+                frame.rip,
+                cr2,
+                frame
+            );
+            crate::exit_qemu(false);
+        }
+    }
+}
+
+fn apic_write(reg: usize, value: u32) {
+    // SAFETY: the xAPIC page at 0xFEE00000 is identity mapped uncached; `reg`
+    // is an architectural register offset.
+    unsafe { core::ptr::write_volatile((APIC_BASE + reg) as *mut u32, value) }
+}
+
+fn apic_read(reg: usize) -> u32 {
+    // SAFETY: as in `apic_write`.
+    unsafe { core::ptr::read_volatile((APIC_BASE + reg) as *const u32) }
+}
+
+fn apic_eoi() {
+    apic_write(0xB0, 0);
+}
+
+/// Loads the IDT and masks the 8259 PICs (SeaBIOS leaves IRQ0 live on vector 8).
+pub fn init() {
+    // SAFETY: remapping and masking the legacy PICs through their
+    // architectural ports; nothing else uses them.
+    unsafe {
+        // Remap to 0x70..0x7F first so a stray legacy IRQ can never look like
+        // a CPU exception, then mask everything.
+        outb(0x20, 0x11);
+        outb(0xA0, 0x11);
+        outb(0x21, 0x70);
+        outb(0xA1, 0x78);
+        outb(0x21, 4);
+        outb(0xA1, 2);
+        outb(0x21, 1);
+        outb(0xA1, 1);
+        outb(0x21, 0xFF);
+        outb(0xA1, 0xFF);
+    }
+    let base = core::ptr::addr_of!(trap_stubs) as u64;
+    // SAFETY: single CPU, called once before interrupts are enabled; nothing
+    // else references IDT.
+    let idt = unsafe { &mut *core::ptr::addr_of_mut!(IDT) };
+    for v in 0..256 {
+        let handler = base + 16 * v as u64;
+        let low = (handler & 0xFFFF) | (0x08 << 16) | (0x8E00u64 << 32) | ((handler >> 16) & 0xFFFF) << 48;
+        idt.0[2 * v] = low;
+        idt.0[2 * v + 1] = handler >> 32;
+    }
+    let ptr = x86::dtables::DescriptorTablePointer::new(&idt.0);
+    // SAFETY: the IDT is a static with valid 64-bit interrupt gates.
+    unsafe { x86::dtables::lidt(&ptr) };
+}
+
+/// Calibrates the TSC and the APIC timer against PIT channel 2 (10 ms), then
+/// starts the APIC timer in periodic mode with period `slice_us`.
+pub fn start_timer(slice_us: u64) {
+    apic_write(0xF0, 0x100 | SPURIOUS_VECTOR as u32);
+    apic_write(0x3E0, 0x3); // divide by 16
+    apic_write(0x320, 1 << 16); // masked while calibrating
+                                // SAFETY: PIT channel 2 and port 0x61 gate; only used here.
+    let (tsc_delta, apic_delta) = unsafe {
+        let gate = inb(0x61);
+        outb(0x61, (gate & !0x02) | 0x01);
+        outb(0x43, 0xB0);
+        let count: u16 = 11932; // 10 ms at 1.193182 MHz
+        outb(0x42, count as u8);
+        outb(0x42, (count >> 8) as u8);
+        apic_write(0x380, u32::MAX);
+        let t0 = core::arch::x86_64::_rdtsc();
+        while inb(0x61) & 0x20 == 0 {}
+        let t1 = core::arch::x86_64::_rdtsc();
+        let a = u32::MAX - apic_read(0x390);
+        outb(0x61, gate);
+        (t1 - t0, a as u64)
+    };
+    TSC_HZ.store(tsc_delta * 100, Ordering::Relaxed);
+    let apic_hz = apic_delta * 100;
+    let initial = (apic_hz * slice_us / 1_000_000).clamp(1000, u32::MAX as u64);
+    log::info!("TSC {} MHz, APIC timer {} MHz, slice {} us", tsc_delta / 10_000, apic_delta / 10_000, slice_us);
+    apic_write(0x320, TIMER_VECTOR as u32 | (1 << 17));
+    apic_write(0x380, initial as u32);
+}
+
+/// Lets a pending host interrupt (e.g. the timer that caused an INTR exit) in.
+pub fn take_pending() {
+    // SAFETY: briefly opening the interrupt window; handlers only touch
+    // atomics and the APIC.
+    unsafe { asm!("sti", "nop", "cli", options(nomem, nostack)) };
+}
+
+/// Waits for the next interrupt with interrupts enabled (idle).
+pub fn wait_for_interrupt() {
+    // SAFETY: `sti; hlt` is atomic with respect to interrupt delivery, so the
+    // wake-up cannot be missed; IF is cleared again before returning.
+    unsafe { asm!("sti", "hlt", "cli", options(nomem, nostack)) };
+}

@@ -1,0 +1,103 @@
+//! Line-oriented console output: fixed-size buffers, no allocation.
+
+use core::fmt;
+
+/// A fixed-capacity text buffer usable with `write!`; text past the capacity
+/// is dropped (a truncated line beats a panic inside a test guest).
+pub struct Buf<const N: usize> {
+    bytes: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> Buf<N> {
+    /// An empty buffer.
+    pub const fn new() -> Self {
+        Self { bytes: [0; N], len: 0 }
+    }
+
+    /// The text written so far.
+    pub fn as_str(&self) -> &str {
+        // Only whole `&str`s are appended (truncation backs off to a char
+        // boundary), so the contents are always valid UTF-8.
+        core::str::from_utf8(&self.bytes[..self.len]).unwrap_or("?")
+    }
+
+    /// The bytes written so far.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+
+    /// Forget the contents.
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+}
+
+impl<const N: usize> Default for Buf<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> fmt::Write for Buf<N> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let mut take = s.len().min(N - self.len);
+        while !s.is_char_boundary(take) {
+            take -= 1;
+        }
+        self.bytes[self.len..self.len + take].copy_from_slice(&s.as_bytes()[..take]);
+        self.len += take;
+        Ok(())
+    }
+}
+
+/// Displays a command line as one `key=value`-safe word: its
+/// whitespace-separated words joined with commas (empty stays empty).
+pub struct Words<'a>(pub &'a str);
+
+impl fmt::Display for Words<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, w) in self.0.split_ascii_whitespace().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            f.write_str(w)?;
+        }
+        Ok(())
+    }
+}
+
+/// Format one console line (newline appended) and hand it to `out` whole,
+/// so lines from different vCPUs never interleave mid-line.
+pub fn line(out: &dyn Fn(&[u8]), args: fmt::Arguments<'_>) {
+    let mut b = Buf::<256>::new();
+    let _ = fmt::write(&mut b, args);
+    let _ = fmt::Write::write_str(&mut b, "\n");
+    out(b.as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::fmt::Write;
+
+    #[test]
+    fn truncates_on_char_boundary() {
+        let mut b = Buf::<4>::new();
+        let _ = write!(b, "ab\u{e9}\u{e9}");
+        assert_eq!(b.as_str(), "ab\u{e9}");
+    }
+
+    #[test]
+    fn words_joined_with_commas() {
+        assert_eq!(format!("{}", Words("  linger  bench ")), "linger,bench");
+        assert_eq!(format!("{}", Words("")), "");
+    }
+
+    #[test]
+    fn line_appends_newline() {
+        let got = std::cell::RefCell::new(Vec::new());
+        line(&|b| got.borrow_mut().extend_from_slice(b), format_args!("CHECK PASS {}", "x"));
+        assert_eq!(&got.borrow()[..], b"CHECK PASS x\n");
+    }
+}

@@ -1,0 +1,188 @@
+//! 32-bit guest: PVH entry that stays in 32-bit protected mode with paging
+//! off (so the hypervisor latches the compat layout), plus the 32-bit
+//! hypercall convention.
+
+use core::arch::{asm, global_asm};
+
+// PVH entry for vCPU 0 and the VCPUOP_initialise entry of secondaries, both
+// in 32-bit flat protected mode with paging off. vCPU 0 clears .bss and
+// takes the first stack; everyone enables SSE (Rust on i686 uses SSE2),
+// loads our GDT and calls Rust with (vcpu id, start_info) on the stack.
+global_asm!(
+    r#"
+    .section .text.boot, "ax"
+    .global pvh_start32
+pvh_start32:
+    cli
+    cld
+    mov esi, ebx
+    mov edi, offset __bss_start
+    mov ecx, offset __bss_end
+    sub ecx, edi
+    xor eax, eax
+    rep stosb
+    mov esp, offset guest_stacks + {stack}
+    xor edi, edi
+    jmp 3f
+
+    .global ap_start32
+ap_start32:
+    cli
+    cld
+    xor esi, esi
+3:
+    mov eax, cr0
+    and eax, 0xfffffffb
+    or eax, 0x2
+    mov cr0, eax
+    mov eax, cr4
+    or eax, 0x600
+    mov cr4, eax
+    lgdt [guest_gdt_ptr]
+    push 0x08
+    mov eax, offset guest_flat32
+    push eax
+    retf
+guest_flat32:
+    mov ax, 0x10
+    mov ds, ax
+    mov es, ax
+    mov ss, ax
+    mov fs, ax
+    mov gs, ax
+    sub esp, 8
+    push esi
+    push edi
+    test edi, edi
+    jnz 5f
+    call {boot}
+    ud2
+5:
+    call {ap}
+    ud2
+
+    .section .rodata.gdt, "a"
+    .balign 16
+guest_gdt:
+    .quad 0
+    .quad 0x00cf9a000000ffff
+    .quad 0x00cf92000000ffff
+guest_gdt_end:
+    .balign 4
+guest_gdt_ptr:
+    .short guest_gdt_end - guest_gdt - 1
+    .long guest_gdt
+
+    .section .note.Xen, "a", @note
+    .balign 4
+    .long 4
+    .long 4
+    .long 18
+    .asciz "Xen"
+    .balign 4
+    .long pvh_start32
+    .balign 4
+
+    .section .bss.guest_pages, "aw", @nobits
+    .balign 4096
+    .global guest_hypercall_page
+guest_hypercall_page:
+    .skip 4096
+    .global guest_shared_info
+guest_shared_info:
+    .skip 4096
+    .global guest_scratch
+guest_scratch:
+    .skip 4 * 4096
+    .global guest_stacks
+guest_stacks:
+    .skip {stacks}
+    .text
+"#,
+    stack = const super::STACK_SIZE,
+    stacks = const super::STACK_SIZE * super::MAX_VCPUS,
+    boot = sym super::boot_main,
+    ap = sym super::ap_main,
+);
+
+/// Call the hypercall stub at `stub` with the 32-bit convention: ebx, ecx,
+/// edx, esi, edi carry the arguments, eax the result.
+///
+/// # Safety
+/// `stub` must be a stub of an installed hypercall page and the arguments
+/// must be valid for that hypercall (pointers to live guest memory).
+pub unsafe fn hypercall(stub: usize, a: [u64; 5]) -> i64 {
+    let args: [u32; 5] = [a[0] as u32, a[1] as u32, a[2] as u32, a[3] as u32, a[4] as u32];
+    let ret: u32;
+    // SAFETY: per the function contract. ebx/esi/edi/ebp may be reserved by
+    // the compiler, so they are saved and loaded by hand from `args`; the
+    // stub address is pushed first so loading the arguments cannot clobber it.
+    unsafe {
+        asm!(
+            "push ebp",
+            "push ebx",
+            "push esi",
+            "push edi",
+            "push {stub}",
+            "mov ebx, dword ptr [eax]",
+            "mov ecx, dword ptr [eax + 4]",
+            "mov edx, dword ptr [eax + 8]",
+            "mov esi, dword ptr [eax + 12]",
+            "mov edi, dword ptr [eax + 16]",
+            "call dword ptr [esp]",
+            "add esp, 4",
+            "pop edi",
+            "pop esi",
+            "pop ebx",
+            "pop ebp",
+            stub = in(reg) stub,
+            inlateout("eax") args.as_ptr() => ret,
+            clobber_abi("C"),
+        );
+    }
+    ret as i32 as i64
+}
+
+/// CPUID leaf `leaf`, subleaf 0: (eax, ebx, ecx, edx).
+pub fn cpuid(leaf: u32) -> (u32, u32, u32, u32) {
+    #[allow(unused_unsafe)]
+    // SAFETY: every CPU this guest can run on has CPUID; no side effects.
+    let r = unsafe { core::arch::x86::__cpuid_count(leaf, 0) };
+    (r.eax, r.ebx, r.ecx, r.edx)
+}
+
+/// Write MSR `msr`.
+///
+/// # Safety
+/// The caller must know what writing this MSR does.
+pub unsafe fn wrmsr(msr: u32, value: u64) {
+    // SAFETY: per the function contract.
+    unsafe {
+        asm!("wrmsr", in("ecx") msr, in("eax") value as u32, in("edx") (value >> 32) as u32,
+             options(nostack));
+    }
+}
+
+/// Read the time-stamp counter.
+pub fn rdtsc() -> u64 {
+    #[allow(unused_unsafe)]
+    // SAFETY: RDTSC has no side effects (CR4.TSD is clear).
+    unsafe {
+        core::arch::x86::_rdtsc()
+    }
+}
+
+/// A raw VMMCALL with hypercall number 0xffff (unused): the baseline trap.
+///
+/// # Safety
+/// Only meaningful under a hypervisor that handles VMMCALL (else #UD).
+pub unsafe fn bare_vmmcall() -> i64 {
+    let ret: u32;
+    // SAFETY: per the function contract; no memory is named. ebx/esi/edi
+    // carry no arguments here, so nothing reserved needs saving.
+    unsafe {
+        asm!("vmmcall", inlateout("eax") 0xffffu32 => ret, lateout("ecx") _, lateout("edx") _,
+             options(nostack));
+    }
+    ret as i32 as i64
+}

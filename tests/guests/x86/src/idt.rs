@@ -1,0 +1,200 @@
+//! Interrupt descriptor table: a diagnostic handler for every exception
+//! and the event-upcall handler on [`super::UPCALL_VECTOR`], for both the
+//! 64-bit and the 32-bit build.
+
+use core::arch::{asm, global_asm};
+use core::fmt::Write;
+
+use lantern_guest_scenario::{abi, console::Buf, Guest};
+
+use super::GUEST;
+
+// Exception stubs push their vector number and join a common path that
+// hands the frame to Rust. The upcall stub saves the caller-saved registers
+// and the FPU/SSE state (the Rust handler may use SSE), calls Rust and
+// returns with iret.
+#[cfg(target_arch = "x86_64")]
+global_asm!(
+    r#"
+    .text
+    .irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
+guest_exc_\n:
+    push \n
+    jmp guest_exc_common
+    .endr
+guest_exc_common:
+    mov rdi, rsp
+    and rsp, -16
+    call {exc}
+    ud2
+
+    .global guest_upcall_entry
+guest_upcall_entry:
+    push rax
+    push rcx
+    push rdx
+    push rsi
+    push rdi
+    push r8
+    push r9
+    push r10
+    push r11
+    push rbp
+    mov rbp, rsp
+    and rsp, -16
+    sub rsp, 512
+    fxsave [rsp]
+    call {upcall}
+    fxrstor [rsp]
+    mov rsp, rbp
+    pop rbp
+    pop r11
+    pop r10
+    pop r9
+    pop r8
+    pop rdi
+    pop rsi
+    pop rdx
+    pop rcx
+    pop rax
+    iretq
+
+    .section .rodata.guest_exc_table, "a"
+    .balign 8
+    .global guest_exc_table
+guest_exc_table:
+    .irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
+    .quad guest_exc_\n
+    .endr
+    .text
+"#,
+    exc = sym exception,
+    upcall = sym upcall,
+);
+
+#[cfg(target_arch = "x86")]
+global_asm!(
+    r#"
+    .text
+    .irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
+guest_exc_\n:
+    push \n
+    jmp guest_exc_common
+    .endr
+guest_exc_common:
+    mov eax, esp
+    and esp, -16
+    sub esp, 12
+    push eax
+    call {exc}
+    ud2
+
+    .global guest_upcall_entry
+guest_upcall_entry:
+    push eax
+    push ecx
+    push edx
+    push ebp
+    mov ebp, esp
+    and esp, -16
+    sub esp, 512
+    fxsave [esp]
+    call {upcall}
+    fxrstor [esp]
+    mov esp, ebp
+    pop ebp
+    pop edx
+    pop ecx
+    pop eax
+    iretd
+
+    .section .rodata.guest_exc_table, "a"
+    .balign 4
+    .global guest_exc_table
+guest_exc_table:
+    .irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
+    .long guest_exc_\n
+    .endr
+    .text
+"#,
+    exc = sym exception,
+    upcall = sym upcall,
+);
+
+extern "C" {
+    static guest_exc_table: [usize; 32];
+    fn guest_upcall_entry();
+}
+
+/// Words per gate: 16-byte gates in long mode, 8-byte in protected mode.
+const GATE_WORDS: usize = if cfg!(target_arch = "x86_64") { 2 } else { 1 };
+/// Our code selector (see the GDT in the entry asm).
+const CODE_SEL: u64 = if cfg!(target_arch = "x86_64") { 0x18 } else { 0x08 };
+
+/// The IDT (shared by all vCPUs; written once by vCPU 0 before any secondary runs).
+static mut IDT: [u64; 256 * GATE_WORDS] = [0; 256 * GATE_WORDS];
+
+fn set_gate(idt: &mut [u64; 256 * GATE_WORDS], vector: usize, handler: usize) {
+    let off = handler as u64;
+    // Present, DPL 0, interrupt gate (0xe) — interrupts stay off inside.
+    let low = (off & 0xffff) | (CODE_SEL << 16) | (0x8e << 40) | (((off >> 16) & 0xffff) << 48);
+    idt[vector * GATE_WORDS] = low;
+    if GATE_WORDS == 2 {
+        idt[vector * GATE_WORDS + 1] = off >> 32;
+    }
+}
+
+/// Fill the IDT and load it on vCPU 0.
+pub fn init() {
+    // SAFETY: runs once on vCPU 0 before any secondary is started, so no
+    // other reference to IDT exists.
+    let idt = unsafe { &mut *core::ptr::addr_of_mut!(IDT) };
+    // SAFETY: the table is immutable data emitted by the asm above.
+    let table = unsafe { &*core::ptr::addr_of!(guest_exc_table) };
+    for (v, &h) in table.iter().enumerate() {
+        set_gate(idt, v, h);
+    }
+    set_gate(idt, super::UPCALL_VECTOR as usize, guest_upcall_entry as *const () as usize);
+    load();
+}
+
+/// Load the IDT on the calling vCPU.
+pub fn load() {
+    #[repr(C, packed)]
+    struct Ptr {
+        limit: u16,
+        base: usize,
+    }
+    let p = Ptr {
+        limit: (core::mem::size_of::<[u64; 256 * GATE_WORDS]>() - 1) as u16,
+        base: core::ptr::addr_of!(IDT) as usize,
+    };
+    // SAFETY: IDT is a static that lives forever and holds valid gates.
+    unsafe { asm!("lidt [{}]", in(reg) &p, options(readonly, nostack)) };
+}
+
+/// Rust side of the upcall vector.
+extern "C" fn upcall() {
+    lantern_guest_scenario::on_upcall(&GUEST, super::current_vcpu());
+}
+
+/// Rust side of every exception: report and crash the domain.
+extern "C" fn exception(frame: *const usize) -> ! {
+    // SAFETY: the stub passes its stack pointer: vector, [error code], ip.
+    let vector = unsafe { *frame };
+    let has_err = matches!(vector, 8 | 10..=14 | 17 | 21 | 29 | 30);
+    let (err, ip) = if has_err {
+        // SAFETY: the CPU pushed an error code and then the return frame.
+        unsafe { (*frame.add(1), *frame.add(2)) }
+    } else {
+        // SAFETY: the CPU pushed the return frame right above the vector.
+        unsafe { (0, *frame.add(1)) }
+    };
+    let mut b = Buf::<160>::new();
+    let _ = writeln!(b, "EXCEPTION vcpu={} vector={vector} error={err:#x} ip={ip:#x}", super::current_vcpu());
+    GUEST.console(b.as_bytes());
+    if !super::HYPERCALLS_READY.load(core::sync::atomic::Ordering::Acquire) {
+        super::halt_forever();
+    }
+    lantern_guest_scenario::shutdown(&GUEST, abi::SHUTDOWN_CRASH)
+}
