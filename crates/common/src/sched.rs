@@ -48,6 +48,25 @@ pub struct Verdict {
 }
 
 impl Verdict {
+    /// The closing console lines every board prints: one per domain
+    /// (`dN: shut down (poweroff)`, `dN: crashed`, ...) and then
+    /// `verdict PASS` or `verdict FAIL`, so tools parse one format.
+    pub fn summary_lines(&self) -> Vec<alloc::string::String> {
+        use alloc::format;
+        let mut lines: Vec<_> = self
+            .domains
+            .iter()
+            .map(|(id, l)| match l {
+                Lifecycle::Shutdown(r) => format!("d{id}: shut down ({})", schedop::shutdown_reason_name(*r)),
+                Lifecycle::Crashed => format!("d{id}: crashed"),
+                Lifecycle::Dead => format!("d{id}: dead"),
+                Lifecycle::Running => format!("d{id}: still running"),
+            })
+            .collect();
+        lines.push(format!("verdict {}", if self.clean() { "PASS" } else { "FAIL" }));
+        lines
+    }
+
     /// Every domain powered off cleanly.
     pub fn clean(&self) -> bool {
         self.domains.iter().all(|(_, l)| *l == Lifecycle::Shutdown(schedop::SHUTDOWN_POWEROFF))

@@ -153,7 +153,7 @@ pub fn run(cfg: &BootConfig, archive: &[u8]) -> bool {
     for w in &cfg.unknown {
         log::warn!("ignoring unknown boot option '{w}'");
     }
-    let clock: Arc<dyn Clock> = Arc::new(crate::clock::TscClock::new(interrupts::TSC_HZ.load(Ordering::Relaxed)));
+    let clock: Arc<dyn Clock> = Arc::new(crate::clock::tsc_clock(interrupts::TSC_HZ.load(Ordering::Relaxed)));
     let mut domains = Vec::new();
     let mut arch = Vec::new();
     for (i, spec) in cfg.domains.iter().enumerate() {

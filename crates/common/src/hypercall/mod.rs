@@ -67,6 +67,19 @@ pub mod schedop {
     pub const SHUTDOWN_REBOOT: u32 = 1;
     /// `SHUTDOWN_crash`.
     pub const SHUTDOWN_CRASH: u32 = 3;
+
+    /// Xen's name of a `SHUTDOWN_*` reason.
+    pub fn shutdown_reason_name(reason: u32) -> &'static str {
+        match reason {
+            0 => "poweroff",
+            1 => "reboot",
+            2 => "suspend",
+            3 => "crash",
+            4 => "watchdog",
+            5 => "soft_reset",
+            _ => "unknown",
+        }
+    }
 }
 
 /// HVM parameter indices and `HVMOP_*`.

@@ -19,7 +19,7 @@ use lantern_common::sched::{Board, Hypervisor};
 use lantern_common::{console, cpio, loader};
 use lantern_gdb::{GdbStub, Transport};
 
-use super::clock::CounterClock;
+use super::clock::counter_clock;
 use super::pci_uart::{PciUart, GDB_UART};
 use super::Machine;
 
@@ -184,7 +184,7 @@ pub fn run(m: &Machine, cfg: &BootConfig) -> i32 {
         Some((addr, size)) => unsafe { core::slice::from_raw_parts(addr as *const u8, size as usize) },
         None => &[],
     };
-    let clock: Arc<dyn Clock> = Arc::new(CounterClock::new(m.boot_ticks, m.freq));
+    let clock: Arc<dyn Clock> = Arc::new(counter_clock(m.boot_ticks, m.freq));
     console::set_sink(console_sink);
     vcpu::set_slice_ticks(m.freq * SLICE_MS / 1000);
 

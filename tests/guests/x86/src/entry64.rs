@@ -169,35 +169,6 @@ pub unsafe fn hypercall(stub: usize, a: [u64; 5]) -> i64 {
     ret
 }
 
-/// CPUID leaf `leaf`, subleaf 0: (eax, ebx, ecx, edx).
-pub fn cpuid(leaf: u32) -> (u32, u32, u32, u32) {
-    #[allow(unused_unsafe)]
-    // SAFETY: CPUID is always available in long mode and has no side effects.
-    let r = unsafe { core::arch::x86_64::__cpuid_count(leaf, 0) };
-    (r.eax, r.ebx, r.ecx, r.edx)
-}
-
-/// Write MSR `msr`.
-///
-/// # Safety
-/// The caller must know what writing this MSR does.
-pub unsafe fn wrmsr(msr: u32, value: u64) {
-    // SAFETY: per the function contract.
-    unsafe {
-        asm!("wrmsr", in("ecx") msr, in("eax") value as u32, in("edx") (value >> 32) as u32,
-             options(nostack));
-    }
-}
-
-/// Read the time-stamp counter.
-pub fn rdtsc() -> u64 {
-    #[allow(unused_unsafe)]
-    // SAFETY: RDTSC has no side effects (CR4.TSD is clear).
-    unsafe {
-        core::arch::x86_64::_rdtsc()
-    }
-}
-
 /// A raw VMMCALL with hypercall number 0xffff (unused): the baseline trap.
 ///
 /// # Safety

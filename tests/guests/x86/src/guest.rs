@@ -7,6 +7,8 @@ mod entry;
 #[path = "entry64.rs"]
 mod entry;
 
+#[path = "cpu.rs"]
+mod cpu;
 #[path = "idt.rs"]
 mod idt;
 #[cfg(target_arch = "x86")]
@@ -198,7 +200,7 @@ impl Guest for X86Guest {
     }
 
     fn ticks(&self) -> u64 {
-        entry::rdtsc()
+        cpu::rdtsc()
     }
 
     fn bare_trap(&self) -> i64 {
@@ -227,7 +229,7 @@ fn ap_context(vcpu: u32) -> [u8; 128] {
 /// Find Xen's CPUID leaves: returns the base leaf.
 fn find_xen_leaves() -> Option<u32> {
     for base in (0x4000_0000u32..0x4001_0000).step_by(0x100) {
-        let r = entry::cpuid(base);
+        let r = cpu::cpuid(base);
         let sig = [r.1.to_le_bytes(), r.2.to_le_bytes(), r.3.to_le_bytes()];
         if sig.as_flattened() == b"XenVMMXenVMM" && r.0 >= base + 2 {
             return Some(base);
@@ -283,16 +285,16 @@ pub extern "C" fn boot_main(vcpu: u32, start_info: u32) -> ! {
         }
         halt_forever();
     };
-    let version = entry::cpuid(base + 1).0;
+    let version = cpu::cpuid(base + 1).0;
     let (pages, msr) = {
-        let r = entry::cpuid(base + 2);
+        let r = cpu::cpuid(base + 2);
         (r.0, r.1)
     };
     HYPERCALL_PAGES.store(pages, Ordering::Relaxed);
     let page = core::ptr::addr_of!(guest_hypercall_page) as usize as u64;
     // SAFETY: the MSR named by Xen's leaf base+2 asks the hypervisor to
     // write hypercall stubs into our page (page 0 in the low 12 bits).
-    unsafe { entry::wrmsr(msr, page) };
+    unsafe { cpu::wrmsr(msr, page) };
     HYPERCALLS_READY.store(true, Ordering::Release);
     let mut b = Buf::<160>::new();
     let _ = writeln!(
