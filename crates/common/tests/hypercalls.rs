@@ -230,3 +230,24 @@ fn console_io_lines_are_split() {
         Errno::EINVAL.to_hypercall_ret()
     );
 }
+
+#[test]
+fn xen_version_strings_clear_their_whole_fields() {
+    let (d, _) = domain(layouts()[0], 1);
+    let mut arch = fake_vcpus(1);
+    d.write_gpa(ARG, &[0xff; 160]).unwrap();
+    assert_eq!(call(&d, &mut arch, 0, nr::XEN_VERSION, [1, ARG, 0, 0, 0, 0]).ret, 0);
+    let mut b = [0u8; 17];
+    d.read_gpa(ARG, &mut b).unwrap();
+    assert_eq!(&b[..9], b"-lantern\0");
+    assert!(b[9..16].iter().all(|x| *x == 0), "rest of extraversion[16] cleared");
+    assert_eq!(b[16], 0xff, "nothing past the field");
+    assert_eq!(call(&d, &mut arch, 0, nr::XEN_VERSION, [2, ARG, 0, 0, 0, 0]).ret, 0);
+    let mut info = [0u8; 145];
+    d.read_gpa(ARG, &mut info).unwrap();
+    assert_eq!(&info[..6], b"rustc\0");
+    assert_eq!(&info[64..72], b"lantern\0");
+    assert!(info[72..144].iter().all(|x| *x == 0));
+    assert_eq!(info[144], 0xff);
+    assert_eq!(call(&d, &mut arch, 0, nr::XEN_VERSION, [99, ARG, 0, 0, 0, 0]).ret, Errno::ENOSYS.to_hypercall_ret());
+}

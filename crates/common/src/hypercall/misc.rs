@@ -13,18 +13,33 @@ pub const XEN_VERSION_MINOR: u32 = 19;
 
 const XENVER_VERSION: u64 = 0;
 const XENVER_EXTRAVERSION: u64 = 1;
+const XENVER_COMPILE_INFO: u64 = 2;
 const XENVER_CAPABILITIES: u64 = 3;
 const XENVER_CHANGESET: u64 = 4;
+const XENVER_PLATFORM_PARAMETERS: u64 = 5;
 const XENVER_GET_FEATURES: u64 = 6;
 const XENVER_PAGESIZE: u64 = 7;
 const XENVER_GUEST_HANDLE: u64 = 8;
+const XENVER_COMMANDLINE: u64 = 9;
 
 pub(super) fn xen_version(call: &mut Call<'_>, cmd: u64, arg: u64) -> XenResult<i64> {
     match cmd {
         XENVER_VERSION => Ok(((XEN_VERSION_MAJOR << 16) | XEN_VERSION_MINOR) as i64),
-        XENVER_EXTRAVERSION => copy_string(call, arg, b"-lantern", 16),
-        XENVER_CHANGESET => copy_string(call, arg, b"lantern", 64),
-        XENVER_CAPABILITIES => copy_string(call, arg, b"hvm-3.0", 1024),
+        XENVER_EXTRAVERSION => copy_strings(call, arg, &[(b"-lantern", 16)]),
+        XENVER_CHANGESET => copy_strings(call, arg, &[(b"lantern", 64)]),
+        XENVER_CAPABILITIES => copy_strings(call, arg, &[(b"hvm-3.0", 1024)]),
+        XENVER_COMMANDLINE => copy_strings(call, arg, &[(b"", 1024)]),
+        // struct xen_compile_info { char compiler[64], compile_by[16],
+        //   compile_domain[32], compile_date[32]; }
+        XENVER_COMPILE_INFO => {
+            copy_strings(call, arg, &[(b"rustc", 64), (b"lantern", 16), (b"", 32), (b"", 32)])
+        }
+        // struct xen_platform_parameters { xen_ulong_t virt_start; }: no
+        // hypervisor hole in an HVM guest's address space.
+        XENVER_PLATFORM_PARAMETERS => {
+            let w = call.domain.abi().xen_ulong_size();
+            call.copy_to_guest(arg, &[0u8; 8][..w]).map(|_| 0)
+        }
         XENVER_GUEST_HANDLE => call.copy_to_guest(arg, &[0u8; 16]).map(|_| 0),
         XENVER_GET_FEATURES => {
             // struct xen_feature_info { unsigned int submap_idx; uint32_t submap; }
@@ -39,13 +54,17 @@ pub(super) fn xen_version(call: &mut Call<'_>, cmd: u64, arg: u64) -> XenResult<
     }
 }
 
-fn copy_string(call: &mut Call<'_>, arg: u64, s: &[u8], len: usize) -> XenResult<i64> {
-    let mut buf = [0u8; 64];
-    let n = s.len().min(buf.len() - 1);
-    buf[..n].copy_from_slice(&s[..n]);
-    // Only the string and its terminator: the rest of the guest's buffer is
-    // left alone (a capabilities buffer is 1 KiB).
-    call.copy_to_guest(arg, &buf[..(n + 1).min(len)]).map(|_| 0)
+/// Copies fixed-size, NUL-padded string fields (Xen clears each whole field,
+/// so a guest never sees stale bytes past the string).
+fn copy_strings(call: &mut Call<'_>, arg: u64, fields: &[(&[u8], usize)]) -> XenResult<i64> {
+    let mut buf = [0u8; 1024];
+    let mut at = 0;
+    for (text, size) in fields {
+        let n = text.len().min(size - 1);
+        buf[at..at + n].copy_from_slice(&text[..n]);
+        at += size;
+    }
+    call.copy_to_guest(arg, &buf[..at]).map(|_| 0)
 }
 
 const CONSOLEIO_WRITE: u64 = 0;
