@@ -340,6 +340,7 @@ pub(crate) fn copy_guest_area_inner(
     kind: AreaKind,
     copy_existing: bool,
 ) -> XenResult<()> {
+    debug_assert!(parent.vcpu(pv.id).is_ok_and(|p| core::ptr::eq(p, pv)), "pv is a vCPU of parent");
     let src = match pv.areas.lock().get(kind) {
         Some(a) if a.placement == Placement::Guest => a.clone(),
         _ => return Ok(()),
@@ -370,7 +371,6 @@ pub(crate) fn copy_guest_area_inner(
             cv.areas.lock().get(kind).ok_or(Errno::EINVAL)?.page.clone()
         }
     };
-    let _ = parent;
     if fresh || copy_existing {
         dst.copy_from_page(&src.page);
     }
