@@ -187,7 +187,7 @@ pub fn tally_guest_checks(tally: &mut Tally, label: &str, console: &str, domains
 mod tests {
     use super::*;
 
-    const LOG: &str = "lantern: booting\n(d1) CHECK PASS default_vcpu_info\n(d1) CHECK FAIL enxio: got -22\n\
+    const LOG: &str = "(lantern) booting\n(d1) CHECK PASS default_vcpu_info\n(d1) CHECK FAIL enxio: got -22\n\
                        (d2) CHECK PASS x\n(d1) REPORT vcpu=0 vcpu_info=slot\n(d1) SCENARIO END passed=1 failed=1\n";
 
     #[test]

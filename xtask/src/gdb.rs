@@ -3,7 +3,7 @@
 //! attaches it to the gdb stub of a running `cargo xtask run`. Also the
 //! batch-mode runner the end-to-end tests and benchmarks use.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -58,8 +58,8 @@ impl GdbArch {
         }
     }
 
-    /// Rust target of the test guest whose symbols are loaded by default.
-    fn guest_elf(self) -> PathBuf {
+    /// The test guest's ELF (its symbols are loaded by default).
+    pub fn guest_elf(self) -> PathBuf {
         let (target, name) = match self {
             GdbArch::X86_64 => ("x86_64-unknown-none", "lantern-guest-x86"),
             GdbArch::Aarch64 => ("aarch64-unknown-none", "lantern-guest-arm64"),
@@ -172,12 +172,17 @@ pub fn run_batch(
 ) -> Result<BatchOutput, String> {
     let mut ex = setup_commands(arch, port, symbols);
     ex.extend(commands.iter().map(|c| c.to_string()));
+    run_gdb_batch(&ex, timeout)
+}
+
+/// `gdb-multiarch -nx -batch` with `ex` as `-ex` commands, killed after `timeout`.
+fn run_gdb_batch(ex: &[String], timeout: Duration) -> Result<BatchOutput, String> {
     let started = Instant::now();
     let out = Command::new("timeout")
         .arg(format!("{}", timeout.as_secs().max(1)))
         .arg("gdb-multiarch")
         .args(["-nx", "-batch"])
-        .args(to_args(&ex))
+        .args(to_args(ex))
         .stdin(Stdio::null())
         .output()
         .map_err(|e| format!("cannot run gdb-multiarch ({e}); is it installed?"))?;
@@ -189,16 +194,12 @@ pub fn run_batch(
     })
 }
 
-/// Runs a gdb script file in batch mode (`-x FILE`) after the setup.
-pub fn run_batch_script(
-    arch: GdbArch,
-    port: u16,
-    symbols: &[SymbolFile],
-    script: &Path,
-    timeout: Duration,
-) -> Result<BatchOutput, String> {
-    let src = format!("source {}", script.display());
-    run_batch(arch, port, symbols, &[src.as_str()], timeout)
+/// Runs `gdb-multiarch -batch` attached to 127.0.0.1:`port` with no
+/// Lantern setup (for QEMU's own gdb stub), then `commands`.
+pub fn run_plain_batch(port: u16, commands: &[&str], timeout: Duration) -> Result<BatchOutput, String> {
+    let mut ex = vec!["set pagination off".to_string(), format!("target remote 127.0.0.1:{port}")];
+    ex.extend(commands.iter().map(|c| c.to_string()));
+    run_gdb_batch(&ex, timeout)
 }
 
 /// Sends a hostile byte stream to the stub on 127.0.0.1:`port` the way a

@@ -4,10 +4,12 @@
 //! before doing anything that needs it.
 
 mod abi;
+mod board;
 mod board_arm;
 mod board_x86;
 mod e2e;
 mod gdb;
+mod gdb_e2e;
 mod host;
 mod report;
 mod setup;
@@ -39,7 +41,7 @@ fn main() -> ExitCode {
         "test" => cmd_test(rest),
         "abi" => abi::cmd_abi(rest),
         "bench" => cmd_bench(rest),
-        "run" => cmd_run(rest),
+        "run" => board::cmd_run(rest),
         "gdb" => gdb::cmd_gdb(rest),
         "-h" | "--help" | "help" => {
             print!("{USAGE}");
@@ -67,12 +69,14 @@ fn cmd_test(args: &[String]) -> CmdResult {
     setup::ensure_qemu_and_gdb()?;
     let mut tally = report::Tally::default();
     host::run_host_tests(&mut tally);
-    println!("== x86_64 board: QEMU scenarios");
-    board_x86::e2e_test(&mut tally);
-    println!("== arm64 board: QEMU scenarios");
-    board_arm::e2e_test(&mut tally);
-    println!("== arm64 board: gdb");
-    board_arm::gdb_e2e_test(&mut tally);
+    for arch in [board::Arch::X86_64, board::Arch::Aarch64] {
+        println!("== {} board: QEMU scenarios", board::label(arch));
+        board::e2e_test(arch, &mut tally);
+        println!("== {} board: gdb on the live demo", board::label(arch));
+        gdb_e2e::live_test(arch, &mut tally);
+        println!("== {} board: gdb attached before the first guest instruction", board::label(arch));
+        gdb_e2e::wait_gdb_test(arch, &mut tally);
+    }
     tally.finish()
 }
 
@@ -83,52 +87,9 @@ fn cmd_bench(args: &[String]) -> CmdResult {
     setup::ensure_rust_targets()?;
     setup::ensure_qemu_and_gdb()?;
     host::run_host_bench()?;
-    board_x86::bench()?;
-    board_arm::bench()?;
+    board::bench(board::Arch::X86_64, 5)?;
+    board::bench(board::Arch::Aarch64, 5)?;
+    gdb_e2e::bench(board::Arch::X86_64, 5)?;
+    gdb_e2e::bench(board::Arch::Aarch64, 5)?;
     Ok(())
-}
-
-/// `--arch` of a `run`/`gdb` command line: `x86_64` (default) or `aarch64`.
-fn arch_of(args: &[String]) -> Result<&'static str, String> {
-    match args.windows(2).find(|w| w[0] == "--arch").map(|w| w[1].as_str()) {
-        None | Some("x86_64") => Ok("x86_64"),
-        Some("aarch64") | Some("arm64") => Ok("aarch64"),
-        Some(other) => Err(format!("unknown --arch `{other}` (x86_64 or aarch64)")),
-    }
-}
-
-fn cmd_run(args: &[String]) -> CmdResult {
-    setup::ensure_rust_targets()?;
-    setup::ensure_qemu_and_gdb()?;
-    // `--wait-gdb` is the boot-configuration word `gdb-wait`.
-    let args: Vec<String> = args
-        .iter()
-        .flat_map(|a| {
-            if a == "--wait-gdb" {
-                vec!["--append".to_string(), "gdb-wait".to_string()]
-            } else {
-                vec![a.clone()]
-            }
-        })
-        .collect();
-    let announce = |arch: gdb::GdbArch, port: u16| {
-        eprintln!(
-            "xtask: gdb stub on 127.0.0.1:{port} — attach with `cargo xtask gdb --arch {} --gdb-port {port}`",
-            arch.name()
-        )
-    };
-    match arch_of(&args)? {
-        "aarch64" => {
-            let mut o = board_arm::parse_opts(&args)?;
-            let port = *o.gdb_port.get_or_insert(gdb::GdbArch::Aarch64.default_port());
-            announce(gdb::GdbArch::Aarch64, port);
-            board_arm::run(&o)
-        }
-        _ => {
-            let mut o = board_x86::parse_opts(&args)?;
-            let port = *o.gdb_port.get_or_insert(gdb::GdbArch::X86_64.default_port());
-            announce(gdb::GdbArch::X86_64, port);
-            board_x86::run(&o)
-        }
-    }
 }

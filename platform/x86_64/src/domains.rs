@@ -11,7 +11,7 @@ use core::sync::atomic::Ordering;
 
 use lantern_arch_x86::vcpu::{SvmDomain, SvmVcpu};
 use lantern_common::arch::{ArchVcpu, Clock};
-use lantern_common::domain::{Domain, DomainConfig, Lifecycle};
+use lantern_common::domain::{Domain, DomainConfig};
 use lantern_common::sched::{Board, Hypervisor};
 use lantern_gdb::{GdbStub, Transport};
 
@@ -145,7 +145,7 @@ fn build_domain(
 /// ended cleanly.
 pub fn run(cfg: &BootConfig, archive: &[u8]) -> bool {
     if let Err(e) = lantern_arch_x86::svm::init_host() {
-        crate::println!("(XEN) FATAL: {e}");
+        crate::println!("(lantern) FATAL: {e}");
         return false;
     }
     lantern_arch_x86::vcpu::set_interrupt_hook(interrupt_hook);
@@ -163,13 +163,13 @@ pub fn run(cfg: &BootConfig, archive: &[u8]) -> bool {
                 arch.push(a);
             }
             Err(e) => {
-                crate::println!("(XEN) d{}: {e}", i + 1);
+                crate::println!("(lantern) d{}: {e}", i + 1);
                 return false;
             }
         }
     }
     if domains.is_empty() {
-        crate::println!("(XEN) no domains configured (use domain=IMAGE on the command line)");
+        crate::println!("(lantern) no domains configured (use domain=IMAGE on the command line)");
         return false;
     }
     let mut hv = Hypervisor::new(domains, arch);
@@ -179,35 +179,15 @@ pub fn run(cfg: &BootConfig, archive: &[u8]) -> bool {
     let mut board = X86Board { exit_when_done: cfg.exit_when_done, gdb: GdbStub::new(), com2: Com2(com2) };
     if cfg.wait_for_gdb {
         board.gdb.wait_for_gdb(&hv);
-        crate::println!("(XEN) gdb-wait: holding every vCPU until gdb attaches on COM2");
+        crate::println!("(lantern) gdb-wait: holding every vCPU until gdb attaches on COM2");
     }
     let t0 = clock.now_ns();
     let verdict = hv.run(&mut board);
     let ms = (clock.now_ns() - t0) / 1_000_000;
     let exits = lantern_arch_x86::vcpu::EXIT_COUNT.load(Ordering::Relaxed);
-    for (id, l) in &verdict.domains {
-        let how = match l {
-            Lifecycle::Shutdown(r) => format!("shut down ({})", shutdown_name(*r)),
-            other => format!("{other:?}"),
-        };
-        crate::println!("(XEN) d{id}: {how}");
+    crate::println!("(lantern) all domains finished in {ms} ms, {exits} exits ({} exits/s)", exits * 1000 / ms.max(1));
+    for line in verdict.summary_lines() {
+        crate::println!("(lantern) {line}");
     }
-    crate::println!(
-        "(XEN) all domains finished in {ms} ms, {exits} exits ({} exits/s): {}",
-        exits * 1000 / ms.max(1),
-        if verdict.clean() { "CLEAN" } else { "FAILED" }
-    );
     verdict.clean()
-}
-
-fn shutdown_name(r: u32) -> &'static str {
-    match r {
-        0 => "poweroff",
-        1 => "reboot",
-        2 => "suspend",
-        3 => "crash",
-        4 => "watchdog",
-        5 => "soft_reset",
-        _ => "unknown reason",
-    }
 }

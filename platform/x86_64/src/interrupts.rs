@@ -136,7 +136,7 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
             // SAFETY: reading CR2 has no side effects.
             unsafe { asm!("mov {}, cr2", out(reg) cr2) };
             crate::println!(
-                "(XEN) FATAL: hypervisor exception {} err={:#x} rip={:#x} cr2={:#x}\n{:x?}",
+                "(lantern) FATAL: hypervisor exception {} err={:#x} rip={:#x} cr2={:#x}\n{:x?}",
                 frame.vector,
                 frame.error,
                 frame.rip,

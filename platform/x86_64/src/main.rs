@@ -45,9 +45,9 @@ extern "C" {
 #[no_mangle]
 extern "C" fn kmain(start_info_pa: u64) -> ! {
     serial::init();
-    println!("(XEN) Lantern x86_64 (QEMU q35, AMD SVM)");
+    println!("(lantern) Lantern x86_64 (QEMU q35, AMD SVM)");
     let Some(info) = start_info::parse(start_info_pa) else {
-        println!("(XEN) FATAL: no PVH start info (magic mismatch) at {start_info_pa:#x}");
+        println!("(lantern) FATAL: no PVH start info (magic mismatch) at {start_info_pa:#x}");
         exit_qemu(false);
     };
     let image_end = core::ptr::addr_of!(__image_end) as u64;
@@ -66,7 +66,7 @@ extern "C" fn kmain(start_info_pa: u64) -> ! {
     let cfg = match lantern_common::boot_config::parse(info.cmdline) {
         Ok(c) => c,
         Err(e) => {
-            println!("(XEN) FATAL: bad boot configuration: {}", e.0);
+            println!("(lantern) FATAL: bad boot configuration: {}", e.0);
             exit_qemu(false);
         }
     };
@@ -114,6 +114,6 @@ fn heap_range(info: &start_info::StartInfo, image_end: u64) -> (u64, u64) {
 
 #[panic_handler]
 fn panic(info: &PanicInfo<'_>) -> ! {
-    println!("(XEN) PANIC: {info}");
+    println!("(lantern) PANIC: {info}");
     exit_qemu(false)
 }

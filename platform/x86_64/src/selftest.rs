@@ -19,7 +19,7 @@ pub fn run(_info: &StartInfo) -> ! {
     let mut host = match svm::enable() {
         Ok(h) => h,
         Err(e) => {
-            crate::println!("(XEN) FATAL: {e}");
+            crate::println!("(lantern) FATAL: {e}");
             crate::exit_qemu(false);
         }
     };
@@ -27,7 +27,7 @@ pub fn run(_info: &StartInfo) -> ! {
     let maps = PermissionMaps::intercept_all();
     let ok64 = run_guest(&mut host, &maps, true);
     let ok32 = run_guest(&mut host, &maps, false);
-    crate::println!("(XEN) selftest 64-bit: {}, 32-bit: {}", ok64, ok32);
+    crate::println!("(lantern) selftest 64-bit: {}, 32-bit: {}", ok64, ok32);
     crate::exit_qemu(ok64 && ok32);
 }
 
@@ -92,13 +92,13 @@ fn run_guest(host: &mut svm::HostCpu, maps: &PermissionMaps, long: bool) -> bool
             }
             exit::IOIO => {
                 let port = (vmcb.control.exitinfo1 >> 16) & 0xFFFF;
-                crate::println!("(XEN) {name} guest: out {port:#x} <- {:?}", vmcb.save.rax as u8 as char);
+                crate::println!("(lantern) {name} guest: out {port:#x} <- {:?}", vmcb.save.rax as u8 as char);
                 seen.2 = port == 0xE9 && vmcb.save.rax as u8 == b'K';
                 vmcb.save.rip = vmcb.control.exitinfo2;
             }
             exit::HLT => {
                 crate::println!(
-                    "(XEN) {name} guest halted: vmmcall={} cpuid={} out={} ; VMMCALL round trip {} cycles",
+                    "(lantern) {name} guest halted: vmmcall={} cpuid={} out={} ; VMMCALL round trip {} cycles",
                     seen.0,
                     seen.1,
                     seen.2,
@@ -109,7 +109,7 @@ fn run_guest(host: &mut svm::HostCpu, maps: &PermissionMaps, long: bool) -> bool
             exit::INTR => crate::interrupts::take_pending(),
             other => {
                 crate::println!(
-                    "(XEN) {name} guest: unexpected exit {other:#x} info1={:#x} info2={:#x} rip={:#x}",
+                    "(lantern) {name} guest: unexpected exit {other:#x} info1={:#x} info2={:#x} rip={:#x}",
                     vmcb.control.exitinfo1,
                     vmcb.control.exitinfo2,
                     vmcb.save.rip

@@ -53,7 +53,10 @@ impl log::Log for Logger {
 
     fn log(&self, record: &log::Record<'_>) {
         if self.enabled(record.metadata()) {
-            write_fmt(format_args!("(XEN) [{}] {}\n", record.level(), record.args()));
+            match record.level() {
+                log::Level::Info => write_fmt(format_args!("(lantern) {}\n", record.args())),
+                l => write_fmt(format_args!("(lantern) {}: {}\n", l, record.args())),
+            }
         }
     }
 

@@ -31,9 +31,7 @@ pub(super) fn xen_version(call: &mut Call<'_>, cmd: u64, arg: u64) -> XenResult<
         XENVER_COMMANDLINE => copy_strings(call, arg, &[(b"", 1024)]),
         // struct xen_compile_info { char compiler[64], compile_by[16],
         //   compile_domain[32], compile_date[32]; }
-        XENVER_COMPILE_INFO => {
-            copy_strings(call, arg, &[(b"rustc", 64), (b"lantern", 16), (b"", 32), (b"", 32)])
-        }
+        XENVER_COMPILE_INFO => copy_strings(call, arg, &[(b"rustc", 64), (b"lantern", 16), (b"", 32), (b"", 32)]),
         // struct xen_platform_parameters { xen_ulong_t virt_start; }: no
         // hypervisor hole in an HVM guest's address space.
         XENVER_PLATFORM_PARAMETERS => {

@@ -111,8 +111,8 @@ impl log::Log for Logger {
 
     fn log(&self, r: &log::Record) {
         match r.level() {
-            log::Level::Info => print_fmt(format_args!("lantern: {}\n", r.args())),
-            l => print_fmt(format_args!("lantern: {}: {}\n", l, r.args())),
+            log::Level::Info => print_fmt(format_args!("(lantern) {}\n", r.args())),
+            l => print_fmt(format_args!("(lantern) {}: {}\n", l, r.args())),
         }
     }
 

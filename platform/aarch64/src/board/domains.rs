@@ -14,7 +14,7 @@ use lantern_arch_arm::vcpu::{self, ArmDomain, ArmVcpu};
 use lantern_arch_arm::{gic, timer};
 use lantern_common::arch::{ArchVcpu, Clock};
 use lantern_common::boot_config::BootConfig;
-use lantern_common::domain::{Domain, DomainConfig, Lifecycle, VPF_BLOCKED};
+use lantern_common::domain::{Domain, DomainConfig, VPF_BLOCKED};
 use lantern_common::sched::{Board, Hypervisor};
 use lantern_common::{console, cpio, loader};
 use lantern_gdb::{GdbStub, Transport};
@@ -277,14 +277,10 @@ pub fn run(m: &Machine, cfg: &BootConfig) -> i32 {
     // The machine powers off next: tearing every domain down first would
     // only cost time.
     core::mem::forget(hv);
-    for (id, l) in &verdict.domains {
-        let what = match l {
-            Lifecycle::Running => String::from("still running"),
-            Lifecycle::Shutdown(r) => alloc::format!("shut down (reason {r})"),
-            Lifecycle::Crashed => String::from("crashed"),
-            Lifecycle::Dead => String::from("dead"),
-        };
-        log::info!("d{}: {}", id, what);
+    for line in verdict.summary_lines() {
+        // A domain that could not even be built also fails the run.
+        let line = if failures > 0 && line == "verdict PASS" { String::from("verdict FAIL") } else { line };
+        crate::println!("(lantern) {}", line);
     }
     if verdict.clean() && failures == 0 {
         0

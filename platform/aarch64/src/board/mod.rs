@@ -163,7 +163,7 @@ extern "C" fn lantern_main(x0: u64) -> ! {
     let info = unsafe { dt::parse(dtb) };
     console::init(info.uart);
     println!(
-        "lantern: arm64 EL2 on QEMU virt, RAM {:#x}..{:#x}, bootargs \"{}\"",
+        "(lantern) arm64 EL2 on QEMU virt, RAM {:#x}..{:#x}, bootargs \"{}\"",
         info.ram.0,
         info.ram.0 + info.ram.1,
         info.bootargs
@@ -255,6 +255,6 @@ use aarch64_cpu::registers::Readable;
 
 #[panic_handler]
 fn panic(info: &PanicInfo) -> ! {
-    console::emergency(format_args!("lantern: PANIC: {}\n", info));
+    console::emergency(format_args!("(lantern) PANIC: {}\n", info));
     power::off_raw(3)
 }

@@ -1,4 +1,4 @@
-//! Orderly power-off: the verdict line, then semihosting exit (when enabled,
+//! Orderly power-off: a closing line, then semihosting exit (when enabled,
 //! so QEMU's exit status carries the result) or PSCI SYSTEM_OFF.
 
 use core::arch::asm;
@@ -22,15 +22,10 @@ pub fn set_semihosting(on: bool) {
     SEMIHOSTING.store(on, Ordering::Release);
 }
 
-/// Prints the verdict line and powers off with exit status `code`.
+/// Prints the power-off line and powers off with exit status `code`.
 pub fn off(code: i32, m: &Machine) -> ! {
     let ms = (super::timer::now() - m.boot_ticks) * 1000 / m.freq.max(1);
-    crate::println!(
-        "lantern: verdict {} (status {}, {} ms since entry)",
-        if code == 0 { "PASS" } else { "FAIL" },
-        code,
-        ms
-    );
+    crate::println!("(lantern) powering off: status {}, {} ms since entry", code, ms);
     off_raw(code)
 }
 
@@ -58,7 +53,7 @@ pub fn off_raw(code: i32) -> ! {
 /// Reports an exception taken by the hypervisor itself, then powers off.
 pub fn host_trap(t: &HostTrap) -> ! {
     console::emergency(format_args!(
-        "lantern: HYPERVISOR FAULT kind {} esr {:#x} ({}) elr {:#x} far {:#x} sp {:#x}\n",
+        "(lantern) HYPERVISOR FAULT kind {} esr {:#x} ({}) elr {:#x} far {:#x} sp {:#x}\n",
         t.kind,
         t.esr,
         lantern_arch_arm::esr::Esr(t.esr).ec_name(),

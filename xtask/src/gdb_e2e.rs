@@ -1,0 +1,473 @@
+//! gdb end to end, for `cargo xtask test` and `cargo xtask bench`: boots a
+//! board with the gdb serial line, attaches real `gdb-multiarch` in batch
+//! mode and checks what it shows against what the test guests printed
+//! about themselves; measures attach time, a whole-system `vcpu-info` and a
+//! 1 MiB memory read (our stub vs QEMU's built-in one).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::board::{self, label, Arch, Artifacts, Opts};
+use crate::e2e::{self, Session};
+use crate::gdb::{self, BatchOutput, GdbArch, Json, SymbolFile};
+use crate::report::Tally;
+
+/// Per-domain facts the checks need: which ELF holds its symbols, the gdb
+/// thread number of its vCPU 0, and a symbol to read.
+struct DomainUnderTest {
+    id: u16,
+    symbols: Vec<SymbolFile>,
+    /// gdb's thread number (1-based, in the stub's order) of vCPU 0.
+    first_thread: u32,
+    /// A gdb expression whose value the guest told us: `(expr, expected)`.
+    variable: (String, String),
+}
+
+/// The guest's `REPORT ... key=value` value from the first line holding it.
+fn report(console: &str, dom: u16, key: &str) -> Option<String> {
+    e2e::report_values(console, dom, &[]).into_iter().flatten().find(|(k, _)| k == key).map(|(_, v)| v)
+}
+
+/// A number from the guest's `REPORT vcpu=0 ...` lines.
+fn vcpu0_report(console: &str, dom: u16, key: &str) -> Option<u64> {
+    e2e::report_values(console, dom, &[("vcpu", "0")])
+        .into_iter()
+        .flatten()
+        .find(|(k, _)| k == key)
+        .and_then(|(_, v)| num(&v))
+}
+
+fn num(s: &str) -> Option<u64> {
+    match s.strip_prefix("0x") {
+        Some(h) => u64::from_str_radix(h, 16).ok(),
+        None => s.parse().ok(),
+    }
+}
+
+/// The ELF the x86 32-bit guest was built to.
+fn guest32_elf() -> PathBuf {
+    board::target_dir().join("i686-unknown-linux-gnu/release/lantern-guest-x86")
+}
+
+/// Describes the demo domains of `arch` after the guests printed their
+/// reports (`console`).
+fn domains_under_test(arch: Arch, a: &Artifacts, vcpus: u32, console: &str) -> Vec<DomainUnderTest> {
+    match arch {
+        Arch::X86_64 => a
+            .domains
+            .iter()
+            .map(|(id, _)| {
+                let path = if *id == 1 { GdbArch::X86_64.guest_elf() } else { guest32_elf() };
+                // The guest keeps its command line in a static buffer.
+                let cmdline = report(console, *id, "cmdline").unwrap_or_default();
+                DomainUnderTest {
+                    id: *id,
+                    symbols: vec![SymbolFile { path, offset: None }],
+                    first_thread: (*id as u32 - 1) * vcpus + 1,
+                    variable: ("lantern_guest_x86::guest::CMDLINE.len".into(), cmdline.len().to_string()),
+                }
+            })
+            .collect(),
+        Arch::Aarch64 => {
+            // Position independent, linked at 0: relocate by the load address.
+            let base = report(console, 1, "image_base").and_then(|b| num(&b));
+            vec![DomainUnderTest {
+                id: 1,
+                symbols: vec![SymbolFile { path: GdbArch::Aarch64.guest_elf(), offset: base }],
+                first_thread: 1,
+                variable: ("lantern_guest_arm64::guest::BOOT.vcpus".into(), vcpus.to_string()),
+            }]
+        }
+    }
+}
+
+fn has_line(text: &str, parts: &[&str]) -> bool {
+    text.lines().any(|l| parts.iter().all(|p| l.contains(p)))
+}
+
+/// `$N = VALUE` lines of a batch's output, in order.
+fn print_values(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix('$')?;
+            let (n, v) = rest.split_once(" = ")?;
+            n.parse::<u32>().ok()?;
+            Some(v.trim().to_string())
+        })
+        .collect()
+}
+
+/// The total of a `monitor runstate dNvM --json` answer's hypervisor times.
+fn runstate_total(out: &BatchOutput, vcpu: &str) -> Option<i128> {
+    out.json_lines().iter().filter_map(|l| Json::parse(l).ok()).find_map(|j| {
+        if j.get("vcpu")?.str()? != vcpu {
+            return None;
+        }
+        j.get("hypervisor")?.get("time")?.items().iter().map(Json::int).sum::<Option<i128>>()
+    })
+}
+
+/// Boots the demo of `arch` alive (`linger`) with a gdb port and waits for
+/// every domain's `SCENARIO LINGER` (or `END`).
+fn boot_lingering(o: &Opts, what: &str) -> Result<(Session, Artifacts, String), String> {
+    let a = board::build(o)?;
+    let log = o.serial_log.clone().ok_or("no serial log")?;
+    let mut s = Session::spawn(board::qemu_command(o, &a), &log)?;
+    let ids: Vec<u16> = a.domains.iter().map(|(d, _)| *d).collect();
+    let console = s
+        .wait_for(Duration::from_secs(240), |c| {
+            ids.iter().all(|d| {
+                let p = format!("(d{d}) SCENARIO ");
+                c.lines().any(|l| l.starts_with(&p) && (l.contains("LINGER") || l.contains("END")))
+            })
+        })
+        .map_err(|e| format!("{what}: {e}"))?;
+    Ok((s, a, console))
+}
+
+/// The live-system gdb test of `arch` (see the module doc).
+pub fn live_test(arch: Arch, tally: &mut Tally) {
+    let name = format!("{} gdb", label(arch));
+    let rec =
+        |tally: &mut Tally, what: &str, ok: bool, detail: &str| tally.record(&format!("{name}: {what}"), ok, detail);
+    let Some(port) = board::free_port() else { return rec(tally, "free TCP port", false, "none found") };
+    let log = board::work_dir(arch).join("gdb-live-console.log");
+    let o = Opts { timeout: Some(600), serial_log: Some(log.clone()), gdb_port: Some(port), ..Opts::on(arch) };
+    let vcpus = board::demo_vcpus(arch);
+    let (mut s, a, console) = match boot_lingering(&o, "guests linger") {
+        Ok(x) => x,
+        Err(e) => return rec(tally, "boot the demo and wait for SCENARIO LINGER", false, &e),
+    };
+    rec(tally, "every domain reached SCENARIO LINGER", true, "");
+    let doms = domains_under_test(arch, &a, vcpus, &console);
+
+    // 1. A broken client first: the stub must survive it.
+    let hostile = gdb::send_hostile_input(port);
+    rec(
+        tally,
+        "hostile input sent (garbage, bad checksums, oversized, cut-off packet)",
+        hostile.is_ok(),
+        &format!("{hostile:?}"),
+    );
+
+    // 2. One gdb session per domain (its own symbols), all checks on it.
+    let timeout = Duration::from_secs(180);
+    let mut before = Vec::new();
+    for (i, d) in doms.iter().enumerate() {
+        let dn = format!("d{}", d.id);
+        let mut cmds: Vec<String> = Vec::new();
+        if i == 0 {
+            cmds.push("info threads".into());
+        }
+        cmds.push(format!("thread {}", d.first_thread));
+        // The stop may be outside Rust code (e.g. the hypercall page):
+        // parse the expressions as Rust.
+        cmds.push("set language rust".into());
+        cmds.push(format!("print {}", d.variable.0));
+        cmds.push(format!("monitor vcpu-info {dn}v0"));
+        cmds.push(format!("monitor runstate {dn}v0"));
+        cmds.push(format!("monitor areas {dn}"));
+        cmds.extend(gdb::guest_check_commands(d.id));
+        cmds.push(format!("monitor runstate {dn}v0 --json"));
+        cmds.push(format!("lantern vcpu-info {dn}v0"));
+        cmds.push(format!("lantern areas {dn}"));
+        cmds.push(format!("print/x $lantern(b\"{dn}v0\", b\"gfn\")"));
+        cmds.push(format!("print $lantern(b\"{dn}v0\", b\"area.fields.state\", b\"runstate\")"));
+        let refs: Vec<&str> = cmds.iter().map(String::as_str).collect();
+        let out = match gdb::run_batch(arch, port, &d.symbols, &refs, timeout) {
+            Ok(o) => o,
+            Err(e) => return rec(tally, &format!("{dn}: run gdb-multiarch"), false, &e),
+        };
+        let text = out.text();
+        rec(
+            tally,
+            &format!("{dn}: gdb attached after the hostile input"),
+            has_line(&text, &["Remote debugging"]) || text.contains("Thread "),
+            &text,
+        );
+        if i == 0 {
+            let layouts: Vec<(u16, &str)> = match arch {
+                Arch::X86_64 => vec![(1, "x86_64"), (2, "x86_32")],
+                Arch::Aarch64 => vec![(1, "arm64")],
+            };
+            let missing: Vec<String> = layouts
+                .iter()
+                .flat_map(|(dom, lay)| (0..vcpus).map(move |v| (dom, v, lay)))
+                .filter(|(dom, v, lay)| {
+                    !text.lines().any(|l| {
+                        l.contains(&format!("(d{dom}v{v} ")) && l.contains(&format!(" {lay})")) && {
+                            ["running", "runnable", "blocked", "paused", "down"].iter().any(|s| l.contains(s))
+                        }
+                    })
+                })
+                .map(|(dom, v, _)| format!("d{dom}v{v}"))
+                .collect();
+            rec(
+                tally,
+                &format!("info threads lists all {} vCPUs as dNvM with state and layout", layouts.len() as u32 * vcpus),
+                missing.is_empty(),
+                &format!("missing {missing:?}"),
+            );
+        }
+        // The stub's thread id of dNv0 is N * 1024 + 1.
+        let tid = format!("Thread 1.{})", d.id as u32 * 1024 + 1);
+        rec(
+            tally,
+            &format!("{dn}: `thread {}` selects {dn}v0", d.first_thread),
+            has_line(&text, &["Switching to thread", &tid]),
+            &text,
+        );
+        let values = print_values(&out.stdout);
+        rec(
+            tally,
+            &format!("{dn}: guest variable by symbol ({} = {})", d.variable.0, d.variable.1),
+            values.first() == Some(&d.variable.1),
+            &format!("gdb printed {values:?}; symbols {:?}; {text}", d.symbols),
+        );
+        rec(
+            tally,
+            &format!("{dn}: monitor vcpu-info (text)"),
+            has_line(&text, &[&format!("{dn}v0 "), "vcpu_info at"]),
+            &text,
+        );
+        rec(
+            tally,
+            &format!("{dn}: monitor runstate (text)"),
+            has_line(&text, &[&format!("{dn}v0 runstate"), "time running="]),
+            &text,
+        );
+        rec(tally, &format!("{dn}: monitor areas (text)"), has_line(&text, &[&format!("{dn}v0"), "runstate"]), &text);
+        for c in gdb::check_against_guest(&console, d.id, &out) {
+            rec(tally, &format!("stub agrees with the guest: {}", c.name), c.ok, &c.detail);
+        }
+        // runstate --json: the registered area is where the guest put it.
+        let rs =
+            out.json_lines().iter().filter_map(|l| Json::parse(l).ok()).find(|j| {
+                j.get("vcpu").and_then(Json::str) == Some(&format!("{dn}v0")) && j.get("hypervisor").is_some()
+            });
+        let stub_gpa = rs
+            .as_ref()
+            .and_then(|j| j.get("area"))
+            .and_then(|a| Some(((a.get("gfn")?.int()? as u64) << 12) | a.get("offset")?.int()? as u64));
+        let guest_gpa = vcpu0_report(&console, d.id, "runstate_gpa");
+        rec(
+            tally,
+            &format!("{dn}: monitor runstate --json area = the guest's runstate_gpa"),
+            stub_gpa.is_some() && stub_gpa == guest_gpa,
+            &format!("stub {stub_gpa:x?}, guest {guest_gpa:x?}"),
+        );
+        before.push((dn.clone(), runstate_total(&out, &format!("{dn}v0"))));
+        rec(
+            tally,
+            &format!("{dn}: lantern vcpu-info table"),
+            has_line(&text, &["vcpu", "layout", "pending_sel"]) && has_line(&text, &[&format!("{dn}v0 ")]),
+            &text,
+        );
+        rec(tally, &format!("{dn}: lantern areas table"), has_line(&text, &["vcpu", "kind", "placement"]), &text);
+        let gfn = vcpu0_report(&console, d.id, "vcpu_info_gfn");
+        rec(
+            tally,
+            &format!("{dn}: $lantern(\"{dn}v0\", \"gfn\") = the guest's vcpu_info gfn"),
+            values.get(1).and_then(|v| num(v)).is_some() && values.get(1).and_then(|v| num(v)) == gfn,
+            &format!("{values:?} vs guest {gfn:x?}"),
+        );
+        rec(
+            tally,
+            &format!("{dn}: $lantern(..., \"area.fields.state\", \"runstate\") is a runstate"),
+            values.get(2).and_then(|v| v.parse::<u64>().ok()).is_some_and(|v| v <= 3),
+            &format!("{values:?}"),
+        );
+    }
+
+    // 3. After the detach the system runs on: vCPU 0's runstate times grow.
+    std::thread::sleep(Duration::from_secs(2));
+    for (dn, t0) in before {
+        let cmd = format!("monitor runstate {dn}v0 --json");
+        let after = gdb::run_batch(arch, port, &[], &[cmd.as_str()], timeout)
+            .ok()
+            .and_then(|o| runstate_total(&o, &format!("{dn}v0")));
+        rec(
+            tally,
+            &format!("{dn}: guest still alive after detach (runstate times advanced)"),
+            matches!((t0, after), (Some(a), Some(b)) if b > a),
+            &format!("before {t0:?}, after {after:?}"),
+        );
+    }
+    let alive = s.wait_exit(Duration::from_millis(10)).is_err();
+    rec(tally, "QEMU still running at the end (no crash)", alive, &format!("console in {}", log.display()));
+    let bad = board::summary(&s.console());
+    rec(tally, "no domain ended during the gdb session", bad.domains.is_empty(), &format!("{bad:?}"));
+}
+
+/// `--wait-gdb` on `arch`: gdb attaches before the first guest instruction,
+/// sees the entry state, `continue`s, and the run then ends cleanly.
+pub fn wait_gdb_test(arch: Arch, tally: &mut Tally) {
+    let name = format!("{} gdb-wait", label(arch));
+    let rec =
+        |tally: &mut Tally, what: &str, ok: bool, detail: &str| tally.record(&format!("{name}: {what}"), ok, detail);
+    let Some(port) = board::free_port() else { return rec(tally, "free TCP port", false, "none found") };
+    let log = board::work_dir(arch).join("gdb-wait-console.log");
+    let o = Opts {
+        exit: true,
+        timeout: Some(240),
+        serial_log: Some(log.clone()),
+        gdb_port: Some(port),
+        wait_gdb: true,
+        ..Opts::on(arch)
+    };
+    let a = match board::build(&o) {
+        Ok(a) => a,
+        Err(e) => return rec(tally, "build", false, &e),
+    };
+    let mut s = match Session::spawn(board::qemu_command(&o, &a), &log) {
+        Ok(s) => s,
+        Err(e) => return rec(tally, "boot", false, &e),
+    };
+    if let Err(e) = s.wait_for(Duration::from_secs(60), |c| c.contains("gdb-wait: holding")) {
+        return rec(tally, "hypervisor waits for gdb", false, &e);
+    }
+    let regs = match arch {
+        Arch::X86_64 => "info registers rip",
+        Arch::Aarch64 => "info registers pc x0 cpsr",
+    };
+    let cmds = ["info threads", "monitor domains", regs, "x/1i $pc", "continue"];
+    let out = match gdb::run_batch(arch, port, &gdb::default_symbols(arch), &cmds, Duration::from_secs(180)) {
+        Ok(o) => o,
+        Err(e) => return rec(tally, "run gdb-multiarch", false, &e),
+    };
+    let text = out.text();
+    let has = |needle: &str| text.contains(needle);
+    let line_with = |a: &str, b: &str| has_line(&text, &[a, b]);
+    match arch {
+        Arch::X86_64 => {
+            let v = board::demo_vcpus(arch);
+            let all = (0..v).all(|i| has(&format!("(d1v{i} ")) && has(&format!("(d2v{i} ")));
+            rec(tally, &format!("threads are vCPUs d1v0..d1v{0}, d2v0..d2v{0}", v - 1), all, &text);
+            // d2 latches the x86_32 layout only at its first hypercall.
+            rec(
+                tally,
+                "monitor domains: d1 guest64, d2 guest32",
+                line_with("d1 ", "guest64") && line_with("d2 ", "guest32"),
+                &text,
+            );
+            rec(tally, "vCPU 0 held at the PVH entry (pvh_start32)", line_with("rip", "pvh_start32"), &text);
+            rec(tally, "disassembly through guest memory at the entry", line_with("=> ", "pvh_start32"), &text);
+        }
+        Arch::Aarch64 => {
+            rec(tally, "threads are vCPUs d1v0..d1v3", (0..4).all(|v| has(&format!("d1v{v} "))), &text);
+            rec(tally, "monitor domains names d1 with the arm64 layout", line_with("d1 ", "arm64"), &text);
+            rec(tally, "vCPU 0 at the Image entry (pc 0)", line_with("pc ", "0x0 "), &text);
+            rec(tally, "x0 holds the guest DTB address", line_with("x0 ", "0x1e00000"), &text);
+            rec(tally, "cpsr is EL1h with DAIF masked", line_with("cpsr", "0x3c5"), &text);
+            rec(tally, "disassembly through guest memory (Image branch)", has("b\t0x40"), &text);
+        }
+    }
+    let code = s.wait_exit(Duration::from_secs(200));
+    let console = s.console();
+    let doms: Vec<(u16, &str)> = a.domains.iter().map(|(d, n)| (*d, n.as_str())).collect();
+    e2e::tally_guest_checks(tally, &format!("{} under gdb", label(arch)), &console, &doms);
+    let sum = board::summary(&console);
+    rec(
+        tally,
+        "clean power-off after continue (verdict PASS)",
+        code == Ok(board::exit_codes(arch).0) && sum.verdict == Some(true),
+        &format!("{code:?} {sum:?}"),
+    );
+}
+
+/// gdb figures of `cargo xtask bench` on `arch`: attach time,
+/// `lantern vcpu-info all` on a 64-vCPU domain (16 on arm64), and a 1 MiB memory read
+/// through our stub vs QEMU's built-in stub on the same VM.
+pub fn bench(arch: Arch, runs: usize) -> Result<(), String> {
+    // The largest domain the test guest supports on arm64 is 16 vCPUs; on
+    // x86 the stub's view of 64 vCPUs is the figure the issue asks for.
+    let vcpus = match arch {
+        Arch::X86_64 => 64,
+        Arch::Aarch64 => 16,
+    };
+    // A host-physical RAM range for QEMU's stub (x86: 1 MiB..2 MiB; virt:
+    // RAM starts at 1 GiB, the hypervisor at 1 GiB + 2 MiB).
+    let host_range = match arch {
+        Arch::X86_64 => "0x100000 0x200000",
+        Arch::Aarch64 => "0x41000000 0x41100000",
+    };
+    let port = board::free_port().ok_or("no free port")?;
+    let qport = loop {
+        let p = board::free_port().ok_or("no free port")?;
+        if p != port {
+            break p;
+        }
+    };
+    let log = board::work_dir(arch).join("gdb-bench-console.log");
+    let o = Opts {
+        timeout: Some(900),
+        serial_log: Some(log),
+        gdb_port: Some(port),
+        qemu_gdb_port: Some(qport),
+        vcpus: Some(vcpus),
+        demo_domains: Some(1),
+        ..Opts::on(arch)
+    };
+    let a = board::build(&o)?;
+    let mut s = Session::spawn(board::qemu_command(&o, &a), o.serial_log.as_ref().ok_or("no log")?)?;
+    s.wait_for(Duration::from_secs(240), |c| c.contains("(d1) SCENARIO "))?;
+    let t = Duration::from_secs(300);
+    let secs = |o: &BatchOutput| o.elapsed.as_secs_f64();
+    let mut attach = Vec::new();
+    let mut vinfo = Vec::new();
+    let mut ours = Vec::new();
+    let mut qemu = Vec::new();
+    let mut notes = Vec::new();
+    for _ in 0..runs {
+        let e = gdb::run_batch(arch, port, &[], &[], t)?;
+        attach.push(secs(&e));
+        let v = gdb::run_batch(arch, port, &[], &["lantern vcpu-info all"], t)?;
+        let rows = v.stdout.lines().filter(|l| l.starts_with("d1v")).count();
+        if rows != vcpus as usize {
+            notes.push(format!("vcpu-info all printed {rows} rows, not {vcpus}"));
+        }
+        vinfo.push(secs(&v) - secs(&e));
+        // The same 1 MiB of guest RAM: guest-physical 1 MiB..2 MiB of d1.
+        let m = gdb::run_batch(
+            arch,
+            port,
+            &[],
+            &["monitor phys on", "dump binary memory /dev/null 0x100000 0x200000", "monitor phys off"],
+            t,
+        )?;
+        if m.stderr.contains("Cannot access") || m.code != Some(0) {
+            notes.push(format!("our stub's read failed: {}", m.text()));
+        }
+        ours.push(secs(&m) - secs(&e));
+        // QEMU's stub sees the host: its physical memory, 1 MiB from 1 MiB.
+        let dump = format!("dump binary memory /dev/null {host_range}");
+        let q = crate::gdb::run_plain_batch(
+            qport,
+            &["maintenance packet Qqemu.PhyMemMode:1", &dump, "maintenance packet Qqemu.PhyMemMode:0"],
+            t,
+        )?;
+        let q0 = crate::gdb::run_plain_batch(qport, &[], t)?;
+        if q.code != Some(0) {
+            notes.push(format!("QEMU stub read failed: {}", q.text()));
+        }
+        qemu.push(secs(&q) - secs(&q0));
+    }
+    let ms = |v: f64| format!("{:.1} ms", v * 1e3);
+    let (a0, a1) = board::min_median(&attach);
+    let (v0, v1) = board::min_median(&vinfo);
+    let (o0, o1) = board::min_median(&ours);
+    let (q0, q1) = board::min_median(&qemu);
+    println!("== gdb ({}, one domain of {vcpus} vCPUs, {runs} runs each; min / median)", label(arch));
+    println!("| figure | min | median |");
+    println!("|---|---|---|");
+    println!("| gdb attach (target remote + detach, batch) | {} | {} |", ms(a0), ms(a1));
+    println!("| `lantern vcpu-info all` ({vcpus} vCPUs), beyond attach | {} | {} |", ms(v0), ms(v1));
+    println!("| 1 MiB read, our stub (guest-physical) | {} | {} |", ms(o0), ms(o1));
+    println!("| 1 MiB read, QEMU's -gdb stub (host-physical) | {} | {} |", ms(q0), ms(q1));
+    println!("| ratio ours / QEMU (median) | {:.1}x | |", o1 / q1.max(1e-9));
+    for n in notes {
+        println!("note: {n}");
+    }
+    drop(s);
+    Ok(())
+}
