@@ -4,6 +4,7 @@
 //! page). Prints a table with the cost per vCPU, which must stay flat: the
 //! mechanism is linear in the number of vCPUs.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,6 +13,64 @@ use lantern_common::arch::{Clock, GuestAbi, TimeSample};
 use lantern_common::domain::{Domain, DomainConfig};
 use lantern_common::guest_area::{self, AreaKind};
 use lantern_common::lifecycle;
+
+/// Keeps freed 4 KiB pages for reuse instead of returning them to the host
+/// OS, as a hypervisor's own heap does: otherwise glibc trims its heap once
+/// more than 128 KiB is free and every round pays page faults, which measures
+/// the host kernel rather than the guest-area mechanism.
+struct PageCache {
+    free: std::sync::Mutex<Vec<usize>>,
+}
+
+// SAFETY: pages handed out are System allocations of exactly the page layout
+// (either fresh or previously freed by a caller with that layout); every
+// other layout goes straight to System.
+unsafe impl GlobalAlloc for PageCache {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if layout == PAGE {
+            if let Some(p) = self.free.lock().ok().and_then(|mut f| f.pop()) {
+                return p as *mut u8;
+            }
+        }
+        // SAFETY: forwarding the caller's layout unchanged.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if layout == PAGE {
+            if let Some(p) = self.free.lock().ok().and_then(|mut f| f.pop()) {
+                // SAFETY: a cached page is a live, exclusively owned 4 KiB block.
+                unsafe { std::ptr::write_bytes(p as *mut u8, 0, 4096) };
+                return p as *mut u8;
+            }
+        }
+        // SAFETY: forwarding the caller's layout unchanged.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if layout == PAGE {
+            // try_lock: never allocate while holding the lock (the Vec may
+            // grow); on contention fall back to freeing.
+            if let Ok(mut f) = self.free.try_lock() {
+                if f.len() < f.capacity() {
+                    f.push(ptr as usize);
+                    return;
+                }
+            }
+        }
+        // SAFETY: ptr came from System.alloc with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+const PAGE: Layout = match Layout::from_size_align(4096, 4096) {
+    Ok(l) => l,
+    Err(_) => panic!("page layout"),
+};
+
+#[global_allocator]
+static ALLOC: PageCache = PageCache { free: std::sync::Mutex::new(Vec::new()) };
 
 struct MonoClock(Instant);
 
@@ -62,6 +121,9 @@ fn measure(rounds: u32, iters: u32, mut f: impl FnMut()) -> Duration {
 }
 
 fn main() {
+    // Room for every page the largest case frees, reserved up front so the
+    // allocator never grows the cache from inside dealloc.
+    ALLOC.free.lock().unwrap().reserve_exact(1 << 14);
     let clock: Arc<dyn Clock> = Arc::new(MonoClock(Instant::now()));
     let abi: &'static dyn GuestAbi = &lantern_arch_x86::layout::X86_64;
     println!("guest-area benchmark (layout {}, {} vCPUs' areas per page, best of 7 rounds)", abi.name(), SHARING);
