@@ -650,7 +650,7 @@ mod fuzz {
                 // Broken checksum or cut short.
                 let mut f = frame_vec(b.as_bytes());
                 let n = f.len();
-                if n % 2 == 0 { f[n - 1] ^= 1; } else { f.truncate(n / 2); }
+                if n.is_multiple_of(2) { f[n - 1] ^= 1; } else { f.truncate(n / 2); }
                 f
             }),
             2 => prop::collection::vec(any::<u8>(), 1..64),
