@@ -11,6 +11,7 @@ mod e2e;
 mod gdb;
 mod gdb_e2e;
 mod host;
+mod isolation;
 mod report;
 mod setup;
 
@@ -72,6 +73,8 @@ fn cmd_test(args: &[String]) -> CmdResult {
     for arch in [board::Arch::X86_64, board::Arch::Aarch64] {
         println!("== {} board: QEMU scenarios", board::label(arch));
         board::e2e_test(arch, &mut tally);
+        println!("== {} board: a guest fault crashes only its own domain", board::label(arch));
+        isolation::isolation_test(arch, &mut tally);
         println!("== {} board: gdb on the live demo", board::label(arch));
         gdb_e2e::live_test(arch, &mut tally);
         println!("== {} board: gdb attached before the first guest instruction", board::label(arch));

@@ -115,12 +115,35 @@ fn has_word<G: Guest + ?Sized>(g: &G, word: &str) -> bool {
 /// idles forever so a debugger can attach to a live system.
 pub fn run<G: Guest + ?Sized>(g: &G) -> ! {
     let o = run_checks(g);
+    if has_word(g, "fault") {
+        fault(g);
+    }
     if has_word(g, "linger") {
         console::line(&|b| g.console(b), format_args!("SCENARIO LINGER"));
         idle(g, 0);
     }
     let reason = if o.failed == 0 { abi::SHUTDOWN_POWEROFF } else { abi::SHUTDOWN_CRASH };
     shutdown(g, reason)
+}
+
+/// Guest-physical address the `fault` command-line word reads: 768 MiB,
+/// far above the test domains' RAM (32 MiB by default; anything up to
+/// 512 MiB keeps it well outside) yet inside every guest's identity mapping
+/// (x86_64: the first 1 GiB; x86_32: paging off; arm64: the low 3 GiB of
+/// normal memory), so the access reaches the hypervisor as a nested-page /
+/// stage-2 fault rather than a guest page fault.
+pub const FAULT_GPA: u64 = 0x3000_0000;
+
+/// The `fault` command-line word: announce `FAULT now`, then read
+/// [`FAULT_GPA`], which no RAM backs. The hypervisor cannot handle that and
+/// must crash this domain (only); should the read return anyway, say so and
+/// crash ourselves so the test still fails visibly.
+fn fault<G: Guest + ?Sized>(g: &G) -> ! {
+    console::line(&|b| g.console(b), format_args!("FAULT now gpa={FAULT_GPA:#x}"));
+    let mut word = [0u8; 4];
+    g.read(FAULT_GPA, &mut word);
+    console::line(&|b| g.console(b), format_args!("FAULT survived: read {:#x}", u32::from_le_bytes(word)));
+    shutdown(g, abi::SHUTDOWN_CRASH)
 }
 
 /// `SCHEDOP_shutdown(reason)`; never returns (spins if the hypervisor

@@ -1,0 +1,149 @@
+//! Fault isolation end to end, per board: two domains boot with `--exit`,
+//! d1's test guest runs its scenario and then touches guest-physical memory
+//! no RAM backs (the guest command-line word `fault`), d2's runs normally.
+//! The hypervisor must crash d1 alone with a one-line diagnostic naming the
+//! faulting address, let d2 finish every check and power off, and still
+//! reach its orderly end (closing summary, FAIL verdict, QEMU exit status).
+
+use std::time::{Duration, Instant};
+
+use crate::board::{self, Arch, Opts};
+use crate::report::Tally;
+use crate::{board_arm, board_x86, e2e};
+
+/// The address the guests' `fault` word reads (`FAULT_GPA` in
+/// `tests/guests/scenario`); the diagnostic must name it.
+const FAULT_GPA: &str = "0x30000000";
+
+/// Upper bound for the whole boot; a hang is a failure, not a stall.
+const LIMIT: Duration = Duration::from_secs(90);
+
+/// The fields a crash diagnostic must carry on `arch` (besides the address).
+fn diagnostic_fields(arch: Arch) -> &'static [&'static str] {
+    match arch {
+        Arch::X86_64 => &["exit code ", "rip ", "gpa "],
+        Arch::Aarch64 => &["esr ", "elr ", "ipa "],
+    }
+}
+
+/// The hypervisor's crash line for a vCPU of domain `dom`, if any: a line
+/// that is not a guest's `(dN) ` line and mentions `dNvM crashed:`.
+fn crash_line(console: &str, dom: u16) -> Option<&str> {
+    let tag = format!("d{dom}v");
+    console.lines().map(str::trim_end).find(|l| {
+        e2e::domain_line(l).is_none()
+            && l.split_whitespace().any(|w| w.starts_with(&tag) && w[tag.len()..].chars().all(|c| c.is_ascii_digit()))
+            && l.contains(" crashed: ")
+    })
+}
+
+/// Whether `line` carries every diagnostic field of `arch` and names
+/// [`FAULT_GPA`] as the faulting guest-physical address.
+fn names_fault(arch: Arch, line: &str) -> bool {
+    let addr = match arch {
+        Arch::X86_64 => format!("gpa {FAULT_GPA}"),
+        Arch::Aarch64 => format!("ipa {FAULT_GPA}"),
+    };
+    diagnostic_fields(arch).iter().all(|f| line.contains(f)) && line.contains(&addr)
+}
+
+/// One board's isolation test (see the module comment); every finding is
+/// one tally record.
+pub fn isolation_test(arch: Arch, tally: &mut Tally) {
+    let name = format!("{} isolation", board::label(arch));
+    let started = Instant::now();
+    let images = match arch {
+        // d1 = the 64-bit guest (faults), d2 = the 32-bit one.
+        Arch::X86_64 => board_x86::build_demo_guests(),
+        // Two domains of the one arm64 guest.
+        Arch::Aarch64 => board_arm::build_demo_guests().map(|g| [g.clone(), g].concat()),
+    };
+    let images = match images {
+        Ok(g) => g,
+        Err(e) => return tally.record(&format!("{name}: build guests"), false, &e),
+    };
+    let log = board::work_dir(arch).join("isolation-console.log");
+    let o = Opts {
+        exit: true,
+        timeout: Some(LIMIT.as_secs()),
+        serial_log: Some(log.clone()),
+        guests: images.iter().map(|(_, p)| p.clone()).collect(),
+        vcpus: Some(board::demo_vcpus(arch)),
+        ..Opts::on(arch)
+    };
+    let mut a = match board::build(&o) {
+        Ok(a) => a,
+        Err(e) => return tally.record(&format!("{name}: build"), false, &e),
+    };
+    // Only d1 gets the word: `build` gives every domain the same command
+    // line, so add it to d1's `domain=` word (the last key, as required).
+    let d1_image = a.domains[0].1.clone();
+    let prefix = format!("domain={d1_image},");
+    a.cmdline = a
+        .cmdline
+        .split(' ')
+        .map(|w| if w.starts_with(&prefix) { format!("{w},cmdline=fault") } else { w.to_string() })
+        .collect::<Vec<_>>()
+        .join(" ");
+    if !a.cmdline.contains(",cmdline=fault") {
+        return tally.record(&format!("{name}: d1 command line"), false, &format!("no d1 word in `{}`", a.cmdline));
+    }
+    let mut s = match e2e::Session::spawn(board::qemu_command(&o, &a), &log) {
+        Ok(s) => s,
+        Err(e) => return tally.record(&format!("{name}: boot"), false, &e),
+    };
+    let code = s.wait_exit(LIMIT);
+    let console = s.console();
+    let where_ = format!("console in {}", log.display());
+
+    let fault_said = console
+        .lines()
+        .any(|l| e2e::domain_line(l.trim_end()).is_some_and(|(d, b)| d == 1 && b.starts_with("FAULT now")));
+    tally.record(&format!("{name}: d1 says `FAULT now`"), fault_said, &where_);
+
+    let diag = crash_line(&console, 1);
+    if let Some(l) = diag {
+        println!("  {name}: diagnostic: {l}");
+    }
+    tally.record(
+        &format!("{name}: hypervisor's one-line crash diagnostic for d1 names {FAULT_GPA}"),
+        diag.is_some_and(|l| names_fault(arch, l)),
+        &format!("{diag:?}; {where_}"),
+    );
+
+    let d2_image = a.domains.get(1).map(|(_, n)| n.as_str()).unwrap_or("?");
+    e2e::tally_guest_checks(tally, &name, &console, &[(2, d2_image)]);
+
+    let sum = board::summary(&console);
+    let what = |d: u16| sum.domains.iter().find(|(id, _)| *id == d).map(|(_, w)| w.as_str());
+    tally.record(&format!("{name}: summary says d1: crashed"), what(1) == Some("crashed"), &format!("{sum:?}"));
+    tally.record(
+        &format!("{name}: summary says d2: shut down (poweroff)"),
+        what(2) == Some("shut down (poweroff)"),
+        &format!("{sum:?}"),
+    );
+    tally.record(&format!("{name}: summary says verdict FAIL"), sum.verdict == Some(false), &format!("{sum:?}"));
+    tally.record(
+        &format!("{name}: QEMU exit status carries the FAILED verdict"),
+        code == Ok(board::exit_codes(arch).1),
+        &format!("QEMU exit {code:?}; {where_}"),
+    );
+    println!("  {name}: {:.1} s", started.elapsed().as_secs_f64());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_and_judges_crash_lines() {
+        let c = "(d1) FAULT now gpa=0x30000000\n(d1) d1v0 crashed: no\n\
+                 (lantern) [ERROR] d1v0 crashed: nested page fault (exit code 0x400, rip 0x1234, gpa 0x30000000, info1 0x4)\n";
+        let l = crash_line(c, 1).unwrap();
+        assert!(l.starts_with("(lantern)"));
+        assert!(names_fault(Arch::X86_64, l));
+        assert!(!names_fault(Arch::Aarch64, l));
+        assert!(crash_line(c, 2).is_none());
+        assert!(crash_line("(lantern) d10v0 crashed: x", 1).is_none());
+    }
+}
