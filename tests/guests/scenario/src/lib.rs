@@ -10,6 +10,7 @@
 
 pub mod abi;
 pub mod console;
+pub mod identity;
 pub mod layout;
 #[cfg(test)]
 mod mock;
