@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use lantern_common::arch::GuestAbi;
+use xen_abi::layout::GuestAbi;
 
 use crate::CmdResult;
 

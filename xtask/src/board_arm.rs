@@ -26,7 +26,7 @@ pub const TARGET: &str = "aarch64-unknown-none";
 /// every vCPU but 0 starts on the dummy vcpu_info area.
 pub const DEMO_VCPUS: u32 = 4;
 /// `(package, target)` of the hypervisor image.
-pub const KERNEL: (&str, &str) = ("lantern-arm-virt", TARGET);
+pub const KERNEL: (&str, &str) = ("lantern-platform-aarch64", TARGET);
 /// The machine: virt with EL2 and GICv3, one CPU; semihosting for the exit
 /// status.
 pub const MACHINE_ARGS: &[&str] = &[
@@ -44,7 +44,7 @@ pub const MACHINE_ARGS: &[&str] = &[
 
 /// The demo guest: the arm64 test guest (one domain).
 pub fn build_demo_guests() -> Result<Vec<(String, PathBuf)>, String> {
-    Ok(vec![("guest".to_string(), build_guest("arm64", TARGET)?)])
+    Ok(vec![("guest".to_string(), build_guest("aarch64", TARGET)?)])
 }
 
 /// The board's command-line words for an archive of `len` bytes.

@@ -61,8 +61,8 @@ impl GdbArch {
     /// The test guest's ELF (its symbols are loaded by default).
     pub fn guest_elf(self) -> PathBuf {
         let (target, name) = match self {
-            GdbArch::X86_64 => ("x86_64-unknown-none", "lantern-guest-x86"),
-            GdbArch::Aarch64 => ("aarch64-unknown-none", "lantern-guest-arm64"),
+            GdbArch::X86_64 => ("x86_64-unknown-none", "lantern-guest-x86_64"),
+            GdbArch::Aarch64 => ("aarch64-unknown-none", "lantern-guest-aarch64"),
         };
         target_dir().join(target).join("release").join(name)
     }

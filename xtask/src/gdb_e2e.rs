@@ -46,7 +46,7 @@ fn num(s: &str) -> Option<u64> {
 
 /// The ELF the x86 32-bit guest was built to.
 fn guest32_elf() -> PathBuf {
-    board::target_dir().join("i686-unknown-linux-gnu/release/lantern-guest-x86")
+    board::target_dir().join("i686-unknown-linux-gnu/release/lantern-guest-x86_64")
 }
 
 /// Describes the demo domains of `arch` after the guests printed their
@@ -64,7 +64,7 @@ fn domains_under_test(arch: Arch, a: &Artifacts, vcpus: u32, console: &str) -> V
                     id: *id,
                     symbols: vec![SymbolFile { path, offset: None }],
                     first_thread: (*id as u32 - 1) * vcpus + 1,
-                    variable: ("lantern_guest_x86::guest::CMDLINE.len".into(), cmdline.len().to_string()),
+                    variable: ("lantern_guest_x86_64::guest::CMDLINE.len".into(), cmdline.len().to_string()),
                 }
             })
             .collect(),
@@ -75,7 +75,7 @@ fn domains_under_test(arch: Arch, a: &Artifacts, vcpus: u32, console: &str) -> V
                 id: 1,
                 symbols: vec![SymbolFile { path: GdbArch::Aarch64.guest_elf(), offset: base }],
                 first_thread: 1,
-                variable: ("lantern_guest_arm64::guest::BOOT.vcpus".into(), vcpus.to_string()),
+                variable: ("lantern_guest_aarch64::guest::BOOT.vcpus".into(), vcpus.to_string()),
             }]
         }
     }

@@ -15,14 +15,28 @@ use crate::CmdResult;
 const BARE_METAL: [(&str, &[&str]); 3] = [
     (
         "x86_64-unknown-none",
-        &["lantern-common", "lantern-gdb", "lantern-arch-x86", "lantern-x86-qemu", "lantern-guest-x86"],
+        &[
+            "lantern-xen-abi",
+            "lantern-common",
+            "lantern-gdb",
+            "lantern-arch-x86",
+            "lantern-platform-x86_64",
+            "lantern-guest-x86_64",
+        ],
     ),
     (
         "aarch64-unknown-none",
-        &["lantern-common", "lantern-gdb", "lantern-arch-arm", "lantern-arm-virt", "lantern-guest-arm64"],
+        &[
+            "lantern-xen-abi",
+            "lantern-common",
+            "lantern-gdb",
+            "lantern-arch-arm",
+            "lantern-platform-aarch64",
+            "lantern-guest-aarch64",
+        ],
     ),
     // The 32-bit x86 test guest is built from the i686 Linux target's `core`.
-    ("i686-unknown-linux-gnu", &["lantern-guest-x86"]),
+    ("i686-unknown-linux-gnu", &["lantern-guest-x86_64"]),
 ];
 
 fn cargo() -> Command {

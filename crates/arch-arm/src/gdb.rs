@@ -4,7 +4,7 @@
 //! TTBR0/1, TCR, MAIR, VBAR, ESR, FAR, ELR, SPSR), little-endian, in the order
 //! of [`TARGET_XML`]. SP is the stack pointer of the guest's current mode.
 
-use lantern_common::errno::{Errno, XenResult};
+use xen_abi::errno::{Errno, XenResult};
 
 use crate::context::VcpuContext;
 

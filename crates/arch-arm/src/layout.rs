@@ -7,24 +7,15 @@
 //! padding) and only one vcpu_info slot lives in shared_info
 //! (`XEN_LEGACY_MAX_VCPUS` = 1): every vCPU but 0 starts on the dummy area.
 
-use lantern_common::arch::{GuestAbi, RunstateLayout, SharedInfoLayout, StructLayout, TimeInfoLayout, VcpuInfoLayout};
-use lantern_common::{field_of, struct_layout};
+use xen_abi::layout::{GuestAbi, RunstateLayout, SharedInfoLayout, StructLayout, TimeInfoLayout, VcpuInfoLayout};
+use xen_abi::public::{
+    VcpuRegisterVcpuInfo as RegisterVcpuInfo, VcpuRunstateInfo as Runstate, VcpuTimeInfo,
+    XenAddToPhysmap as AddToPhysmap, XenHvmParam as HvmParam,
+};
+use xen_abi::{field_of, struct_layout};
 
 /// `XEN_LEGACY_MAX_VCPUS` on arm.
 pub const LEGACY_MAX_VCPUS: usize = 1;
-
-/// `struct vcpu_time_info`.
-#[repr(C)]
-pub struct VcpuTimeInfo {
-    pub version: u32,
-    pub pad0: u32,
-    pub tsc_timestamp: u64,
-    pub system_time: u64,
-    pub tsc_to_system_mul: u32,
-    pub tsc_shift: i8,
-    pub flags: u8,
-    pub pad1: [u8; 2],
-}
 
 /// `struct vcpu_info` (arm64: no upcall mask, empty arch part).
 #[repr(C)]
@@ -45,40 +36,6 @@ pub struct SharedInfo {
     pub wc_sec: u32,
     pub wc_nsec: u32,
     pub wc_sec_hi: u32,
-}
-
-/// `struct vcpu_runstate_info`.
-#[repr(C)]
-pub struct Runstate {
-    pub state: i32,
-    pub state_entry_time: u64,
-    pub time: [u64; 4],
-}
-
-/// `struct vcpu_register_vcpu_info`.
-#[repr(C)]
-pub struct RegisterVcpuInfo {
-    pub mfn: u64,
-    pub offset: u32,
-    pub rsvd: u32,
-}
-
-/// `struct xen_add_to_physmap` (arm64: 64-bit idx and gpfn).
-#[repr(C)]
-pub struct AddToPhysmap {
-    pub domid: u16,
-    pub size: u16,
-    pub space: u32,
-    pub idx: u64,
-    pub gpfn: u64,
-}
-
-/// `struct xen_hvm_param`.
-#[repr(C)]
-pub struct HvmParam {
-    pub domid: u16,
-    pub index: u32,
-    pub value: u64,
 }
 
 const _: () = {
@@ -124,7 +81,7 @@ static STRUCTS: &[StructLayout] = &[
         "wc_sec_hi" => wc_sec_hi: u32,
     }),
     struct_layout!("vcpu_runstate_info", Runstate, {
-        "state" => state: i32,
+        "state" => state: u32,
         "state_entry_time" => state_entry_time: u64,
         "time[0]" => time[0]: u64,
         "time[1]" => time[1]: u64,
@@ -226,7 +183,7 @@ impl GuestAbi for Arm64Abi {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lantern_common::arch::Field;
+    use xen_abi::layout::Field;
 
     #[test]
     fn arm64_layout_is_xens() {

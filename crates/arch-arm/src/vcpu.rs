@@ -17,9 +17,9 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use lantern_common::arch::{ArchVcpu, GuestMode, VcpuExit, VcpuInitContext};
 use lantern_common::domain::Domain;
-use lantern_common::errno::{Errno, XenResult};
-use lantern_common::hypercall::schedop;
 use lantern_common::memory::P2mType;
+use xen_abi::errno::{Errno, XenResult};
+use xen_abi::nr::shutdown;
 
 use crate::context::VcpuContext;
 use crate::el2::{self, ExitKind};
@@ -310,8 +310,8 @@ impl ArmVcpu {
                     _ => ret::INVALID_PARAMETERS,
                 }
             }
-            PsciCall::SystemOff => return Some(VcpuExit::DomainShutdown(schedop::SHUTDOWN_POWEROFF)),
-            PsciCall::SystemReset => return Some(VcpuExit::DomainShutdown(schedop::SHUTDOWN_REBOOT)),
+            PsciCall::SystemOff => return Some(VcpuExit::DomainShutdown(shutdown::POWEROFF)),
+            PsciCall::SystemReset => return Some(VcpuExit::DomainShutdown(shutdown::REBOOT)),
             PsciCall::Features(fid) => {
                 if PsciCall::supported(fid) {
                     ret::SUCCESS

@@ -2,7 +2,7 @@
 //! target description and (de)serialisation from the VMCB, the saved GPRs and
 //! the FXSAVE image.
 
-use lantern_common::errno::{Errno, XenResult};
+use xen_abi::errno::{Errno, XenResult};
 
 use crate::svm::{FxArea, GuestRegs};
 use crate::vmcb::Vmcb;

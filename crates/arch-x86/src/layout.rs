@@ -7,24 +7,18 @@
 //! aligned, which is what moves `evtchn_pending_sel` to offset 4 and shrinks
 //! `vcpu_runstate_info` to 44 bytes.
 
-use lantern_common::arch::{GuestAbi, RunstateLayout, SharedInfoLayout, StructLayout, TimeInfoLayout, VcpuInfoLayout};
-use lantern_common::{field_of, struct_layout};
+use xen_abi::layout::{GuestAbi, RunstateLayout, SharedInfoLayout, StructLayout, TimeInfoLayout, VcpuInfoLayout};
+use xen_abi::public::{VcpuRegisterVcpuInfo, VcpuRunstateInfo, VcpuTimeInfo, XenAddToPhysmap, XenHvmParam};
+use xen_abi::{field_of, struct_layout};
+
+// The x86_64 layout uses the natural-alignment mirrors every native ABI shares.
+type VcpuTimeInfo64 = VcpuTimeInfo;
+type Runstate64 = VcpuRunstateInfo;
+type AddToPhysmap64 = XenAddToPhysmap;
+type HvmParam64 = XenHvmParam;
 
 /// `XEN_LEGACY_MAX_VCPUS` on x86.
 pub const LEGACY_MAX_VCPUS: usize = 32;
-
-/// `struct vcpu_time_info` (x86_64).
-#[repr(C)]
-pub struct VcpuTimeInfo64 {
-    pub version: u32,
-    pub pad0: u32,
-    pub tsc_timestamp: u64,
-    pub system_time: u64,
-    pub tsc_to_system_mul: u32,
-    pub tsc_shift: i8,
-    pub flags: u8,
-    pub pad1: [u8; 2],
-}
 
 /// `struct arch_vcpu_info` (x86_64).
 #[repr(C)]
@@ -65,40 +59,6 @@ pub struct SharedInfo64 {
     pub wc_nsec: u32,
     pub wc_sec_hi: u32,
     pub arch: ArchSharedInfo64,
-}
-
-/// `struct vcpu_runstate_info` (x86_64).
-#[repr(C)]
-pub struct Runstate64 {
-    pub state: i32,
-    pub state_entry_time: u64,
-    pub time: [u64; 4],
-}
-
-/// `struct vcpu_register_vcpu_info` (both layouts).
-#[repr(C)]
-pub struct RegisterVcpuInfo {
-    pub mfn: u64,
-    pub offset: u32,
-    pub rsvd: u32,
-}
-
-/// `struct xen_add_to_physmap` (x86_64).
-#[repr(C)]
-pub struct AddToPhysmap64 {
-    pub domid: u16,
-    pub size: u16,
-    pub space: u32,
-    pub idx: u64,
-    pub gpfn: u64,
-}
-
-/// `struct xen_hvm_param` (x86_64).
-#[repr(C)]
-pub struct HvmParam64 {
-    pub domid: u16,
-    pub index: u32,
-    pub value: u64,
 }
 
 /// `struct vcpu_time_info` (x86_32 compat).
@@ -198,7 +158,7 @@ const _: () = {
     assert!(offset_of!(SharedInfo32, wc_version) == 2304);
     assert!(size_of::<Runstate64>() == 48 && size_of::<Runstate32>() == 44);
     assert!(offset_of!(Runstate32, state_entry_time) == 4);
-    assert!(size_of::<RegisterVcpuInfo>() == 16);
+    assert!(size_of::<VcpuRegisterVcpuInfo>() == 16);
     assert!(size_of::<AddToPhysmap64>() == 24 && size_of::<AddToPhysmap32>() == 16);
     assert!(size_of::<HvmParam64>() == 16 && size_of::<HvmParam32>() == 16);
 };
@@ -257,14 +217,14 @@ macro_rules! x86_structs {
                 "arch.p2m_generation" => arch.p2m_generation: $ulong,
             }),
             struct_layout!("vcpu_runstate_info", $rs, {
-                "state" => state: i32,
+                "state" => state: u32,
                 "state_entry_time" => state_entry_time: u64,
                 "time[0]" => time[0]: u64,
                 "time[1]" => time[1]: u64,
                 "time[2]" => time[2]: u64,
                 "time[3]" => time[3]: u64,
             }),
-            struct_layout!("vcpu_register_vcpu_info", RegisterVcpuInfo, {
+            struct_layout!("vcpu_register_vcpu_info", VcpuRegisterVcpuInfo, {
                 "mfn" => mfn: u64,
                 "offset" => offset: u32,
                 "rsvd" => rsvd: u32,
@@ -388,8 +348,8 @@ mod tests {
 
     #[test]
     fn native_and_compat_differ_where_xen_says() {
-        assert_eq!(X86_64.vcpu_info().pending_sel, lantern_common::arch::Field::new(8, 8));
-        assert_eq!(X86_32.vcpu_info().pending_sel, lantern_common::arch::Field::new(4, 4));
+        assert_eq!(X86_64.vcpu_info().pending_sel, xen_abi::layout::Field::new(8, 8));
+        assert_eq!(X86_32.vcpu_info().pending_sel, xen_abi::layout::Field::new(4, 4));
         assert_eq!(X86_64.vcpu_info().size, 64);
         assert_eq!(X86_32.vcpu_info().size, 64);
         assert_eq!(X86_64.vcpu_info().align, 8);

@@ -3,7 +3,7 @@
 //! three-level and long-mode four-level tables, read through a callback that
 //! loads one 64-bit or 32-bit entry from guest-physical memory.
 
-use lantern_common::errno::{Errno, XenResult};
+use xen_abi::errno::{Errno, XenResult};
 
 /// The control-register state a walk depends on.
 #[derive(Clone, Copy, Debug)]

@@ -10,9 +10,10 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use lantern_common::arch::{ArchVcpu, GuestMode, VcpuExit, VcpuInitContext};
 use lantern_common::domain::Domain;
-use lantern_common::errno::{Errno, XenResult};
-use lantern_common::hypercall::{nr, XEN_VERSION_MAJOR, XEN_VERSION_MINOR};
 use lantern_common::memory::{P2mType, PAGE_SIZE};
+use xen_abi::errno::{Errno, XenResult};
+use xen_abi::nr::hypercall as nr;
+use xen_abi::nr::{hvm_param, memop, xenver};
 
 use crate::cpuid;
 use crate::npt::NestedPageTable;
@@ -182,9 +183,10 @@ impl SvmVcpu {
         if per_vcpu != 0 {
             return Some(per_vcpu);
         }
-        let param = d.hvm_param(lantern_common::hypercall::hvm::PARAM_CALLBACK_IRQ).unwrap_or(0);
+        let param = d.hvm_param(hvm_param::CALLBACK_IRQ as usize).unwrap_or(0);
         // HVM_PARAM_CALLBACK_TYPE_VECTOR (2) in bits 63:56.
-        (param >> 56 == 2 && param as u8 >= 0x10).then_some(param as u8)
+        (param >> hvm_param::CALLBACK_TYPE_SHIFT == hvm_param::CALLBACK_TYPE_VECTOR && param as u8 >= 0x10)
+            .then_some(param as u8)
     }
 
     /// Raises the callback vector as a virtual interrupt while
@@ -204,7 +206,7 @@ impl SvmVcpu {
     }
 
     fn latch_abi(&self, d: &Domain) {
-        let abi: &'static dyn lantern_common::arch::GuestAbi =
+        let abi: &'static dyn xen_abi::layout::GuestAbi =
             if self.is_long() { &crate::layout::X86_64 } else { &crate::layout::X86_32 };
         if let Ok(true) = d.latch_abi(abi) {
             log::info!("d{}: {} guest ABI latched", d.id, abi.name());
@@ -229,13 +231,12 @@ impl SvmVcpu {
     fn handle_cpuid(&mut self) {
         let leaf = self.vmcb.save.rax as u32;
         let sub = self.regs.rcx as u32;
-        let r = cpuid::xen_leaf(leaf, self.vcpu_id, self.domid, (XEN_VERSION_MAJOR, XEN_VERSION_MINOR)).unwrap_or_else(
-            || {
+        let r = cpuid::xen_leaf(leaf, self.vcpu_id, self.domid, (xenver::LANTERN_MAJOR, xenver::LANTERN_MINOR))
+            .unwrap_or_else(|| {
                 let h = core::arch::x86_64::__cpuid_count(leaf, sub);
                 let r = cpuid::Regs { eax: h.eax, ebx: h.ebx, ecx: h.ecx, edx: h.edx };
                 cpuid::filter_host_leaf(leaf, sub, r, self.vcpu_id)
-            },
-        );
+            });
         self.vmcb.save.rax = r.eax as u64;
         self.regs.rbx = r.ebx as u64;
         self.regs.rcx = r.ecx as u64;
@@ -448,7 +449,7 @@ impl SvmVcpu {
             (self.vmcb.save.rax & m, [r.rbx & m, r.rcx & m, r.rdx & m, r.rsi & m, r.rdi & m, r.rbp & m])
         };
         // Xen latches the shared-info format when shared_info is mapped.
-        if nr == nr::MEMORY_OP && args[0] & 0x3F == 7 {
+        if nr == nr::MEMORY_OP && args[0] & memop::CMD_MASK == memop::ADD_TO_PHYSMAP {
             self.latch_abi(d);
         }
         Some(VcpuExit::Hypercall { nr, args })

@@ -9,10 +9,11 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lantern_common::arch::{Clock, GuestAbi, TimeSample};
+use lantern_common::arch::{Clock, TimeSample};
 use lantern_common::domain::{Domain, DomainConfig};
 use lantern_common::guest_area::{self, AreaKind};
 use lantern_common::lifecycle;
+use xen_abi::layout::GuestAbi;
 
 /// Keeps freed 4 KiB pages for reuse instead of returning them to the host
 /// OS, as a hypervisor's own heap does: otherwise glibc trims its heap once

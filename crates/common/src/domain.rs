@@ -11,13 +11,14 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
-use crate::arch::{Clock, GuestAbi};
+use crate::arch::Clock;
 use crate::console::Console;
-use crate::errno::{Errno, XenResult};
 use crate::evtchn::EventChannels;
 use crate::guest_area::{AreaMap, Placement, VcpuAreas};
 use crate::memory::{DomId, Gfn, P2m, P2mType, Page, PageRef, PAGE_SIZE};
 use crate::runstate::RunstateInfo;
+use xen_abi::errno::{Errno, XenResult};
+use xen_abi::layout::GuestAbi;
 
 /// `VPF_down`: the vCPU is offline (not yet brought up, or `VCPUOP_down`).
 pub const VPF_DOWN: u32 = 1 << 0;
@@ -25,7 +26,7 @@ pub const VPF_DOWN: u32 = 1 << 0;
 pub const VPF_BLOCKED: u32 = 1 << 1;
 
 /// Number of HVM parameters a domain stores (`HVM_NR_PARAMS`).
-pub const HVM_NR_PARAMS: usize = 40;
+const HVM_NR_PARAMS: usize = xen_abi::nr::hvm_param::NR_PARAMS as usize;
 
 /// Lifecycle of a domain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -541,7 +542,7 @@ impl Domain {
             return Ok(());
         }
         v.clear_flag(VPF_DOWN);
-        crate::runstate::change(self, v, crate::runstate::RUNSTATE_RUNNABLE);
+        crate::runstate::change(self, v, xen_abi::nr::runstate::RUNNABLE);
         Ok(())
     }
 
@@ -549,7 +550,7 @@ impl Domain {
     pub fn vcpu_down(&self, v: &Vcpu) {
         if v.is_up() {
             v.set_flag(VPF_DOWN);
-            crate::runstate::change(self, v, crate::runstate::RUNSTATE_OFFLINE);
+            crate::runstate::change(self, v, xen_abi::nr::runstate::OFFLINE);
         }
     }
 }

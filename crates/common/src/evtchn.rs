@@ -4,13 +4,11 @@
 use alloc::vec::Vec;
 
 use crate::domain::{Domain, Vcpu};
-use crate::errno::{Errno, XenResult};
 use crate::memory::DomId;
+use xen_abi::errno::{Errno, XenResult};
 
 /// Most ports a domain may have (a 2-level ABI allows more; we need few).
 pub const MAX_PORTS: u32 = 1024;
-/// Number of VIRQs (`NR_VIRQS`).
-pub const NR_VIRQS: u32 = 24;
 
 /// What a port is bound to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,7 +108,7 @@ pub fn bind_loopback(d: &Domain, remote_port: u32) -> XenResult<u32> {
 
 /// `EVTCHNOP_bind_virq`.
 pub fn bind_virq(d: &Domain, virq: u32, vcpu: u32) -> XenResult<u32> {
-    if virq >= NR_VIRQS {
+    if virq >= xen_abi::nr::virq::NR_VIRQS {
         return Err(Errno::EINVAL);
     }
     d.vcpu(vcpu)?;

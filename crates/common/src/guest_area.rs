@@ -15,11 +15,11 @@
 //!   layout in force, events are marked pending and system time is updated;
 //! * unmapping vcpu_info falls back to the shared_info slot or the dummy area.
 
-use crate::arch::GuestAbi;
 use crate::domain::Domain;
 use crate::domain::Vcpu;
-use crate::errno::{Errno, XenResult};
 use crate::memory::{Gfn, PageRef, PAGE_SIZE};
+use xen_abi::errno::{Errno, XenResult};
+use xen_abi::layout::GuestAbi;
 
 /// Which of a vCPU's areas.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

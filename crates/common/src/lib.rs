@@ -13,7 +13,6 @@ pub mod boot_config;
 pub mod console;
 pub mod cpio;
 pub mod domain;
-pub mod errno;
 pub mod evtchn;
 pub mod guest_area;
 pub mod hypercall;

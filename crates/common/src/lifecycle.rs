@@ -6,9 +6,9 @@ use alloc::string::String;
 use alloc::sync::Arc;
 
 use crate::domain::{Domain, DomainConfig, Lifecycle};
-use crate::errno::XenResult;
 use crate::guest_area::{self, AreaKind};
 use crate::memory::DomId;
+use xen_abi::errno::XenResult;
 
 /// `domain_kill`: pauses the domain, unmaps every guest area (dropping their
 /// page references), closes all event channels and releases all memory.

@@ -10,9 +10,8 @@ use xmas_elf::ElfFile;
 use alloc::vec::Vec;
 
 use crate::domain::Domain;
+use xen_abi::nr::elfnote;
 
-/// `XEN_ELFNOTE_PHYS32_ENTRY`: the 32-bit physical entry point of a PVH guest.
-pub const XEN_ELFNOTE_PHYS32_ENTRY: u32 = 18;
 /// Largest segment accepted (a guest asking for more is malformed here).
 const MAX_SEGMENT: u64 = 1 << 30;
 
@@ -58,7 +57,7 @@ pub fn find_pvh_entry(notes: &[u8]) -> Option<u64> {
         let desc_at = name_at.checked_add(namesz.checked_add(3)? & !3)?;
         let next = desc_at.checked_add(descsz.checked_add(3)? & !3)?;
         let name = notes.get(name_at..name_at + namesz)?;
-        if ty == XEN_ELFNOTE_PHYS32_ENTRY && name.strip_suffix(&[0]).unwrap_or(name) == b"Xen" {
+        if ty == elfnote::PHYS32_ENTRY && name.strip_suffix(&[0]).unwrap_or(name) == elfnote::OWNER.as_bytes() {
             let desc = notes.get(desc_at..desc_at + descsz)?;
             return match descsz {
                 4 => Some(u32::from_le_bytes(desc.try_into().ok()?) as u64),

@@ -19,7 +19,7 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use hashbrown::HashMap;
 
-use crate::errno::{Errno, XenResult};
+use xen_abi::errno::{Errno, XenResult};
 
 /// Size of a guest page on every supported architecture (4 KiB granule).
 pub const PAGE_SIZE: usize = 4096;
@@ -31,9 +31,6 @@ pub type Gfn = u64;
 
 /// A domain identifier, as in Xen (`domid_t`).
 pub type DomId = u16;
-
-/// `DOMID_SELF`: a hypercall argument meaning "the calling domain".
-pub const DOMID_SELF: DomId = 0x7FF0;
 
 const PAGE_LAYOUT: Layout = match Layout::from_size_align(PAGE_SIZE, PAGE_SIZE) {
     Ok(l) => l,

@@ -2,31 +2,11 @@
 //! `XEN_RUNSTATE_UPDATE` protocol so a guest reading concurrently can tell a
 //! torn record from a complete one.
 
-use crate::arch::GuestAbi;
 use crate::domain::{Domain, Vcpu};
 use crate::guest_area::AreaMap;
+use xen_abi::layout::GuestAbi;
 
-/// `RUNSTATE_running`.
-pub const RUNSTATE_RUNNING: u32 = 0;
-/// `RUNSTATE_runnable`.
-pub const RUNSTATE_RUNNABLE: u32 = 1;
-/// `RUNSTATE_blocked`.
-pub const RUNSTATE_BLOCKED: u32 = 2;
-/// `RUNSTATE_offline`.
-pub const RUNSTATE_OFFLINE: u32 = 3;
-/// Bit 63 of `state_entry_time`: the record is being updated.
-pub const XEN_RUNSTATE_UPDATE: u64 = 1 << 63;
-
-/// Name of a runstate.
-pub fn state_name(state: u32) -> &'static str {
-    match state {
-        RUNSTATE_RUNNING => "running",
-        RUNSTATE_RUNNABLE => "runnable",
-        RUNSTATE_BLOCKED => "blocked",
-        RUNSTATE_OFFLINE => "offline",
-        _ => "?",
-    }
-}
+use xen_abi::nr::runstate::{OFFLINE, RUNNABLE, XEN_RUNSTATE_UPDATE};
 
 /// The hypervisor's record of a vCPU's runstate (`vcpu_runstate_info`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -41,11 +21,7 @@ pub struct RunstateInfo {
 
 impl RunstateInfo {
     pub(crate) fn new(up: bool, now: u64) -> Self {
-        RunstateInfo {
-            state: if up { RUNSTATE_RUNNABLE } else { RUNSTATE_OFFLINE },
-            state_entry_time: now,
-            time: [0; 4],
-        }
+        RunstateInfo { state: if up { RUNNABLE } else { OFFLINE }, state_entry_time: now, time: [0; 4] }
     }
 }
 

@@ -9,8 +9,10 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::arch::{ArchVcpu, VcpuExit};
 use crate::domain::{Domain, Lifecycle, VPF_BLOCKED};
-use crate::hypercall::{self, schedop, Call};
-use crate::runstate::{self, RUNSTATE_BLOCKED, RUNSTATE_OFFLINE, RUNSTATE_RUNNABLE, RUNSTATE_RUNNING};
+use crate::hypercall::{self, Call};
+use crate::runstate;
+use xen_abi::nr::runstate::{BLOCKED, OFFLINE, RUNNABLE, RUNNING};
+use xen_abi::nr::shutdown;
 
 /// Hypercalls a vCPU may make back to back before the loop polls the board
 /// (gdb, consoles) again.
@@ -57,7 +59,7 @@ impl Verdict {
             .domains
             .iter()
             .map(|(id, l)| match l {
-                Lifecycle::Shutdown(r) => format!("d{id}: shut down ({})", schedop::shutdown_reason_name(*r)),
+                Lifecycle::Shutdown(r) => format!("d{id}: shut down ({})", shutdown::name(*r)),
                 Lifecycle::Crashed => format!("d{id}: crashed"),
                 Lifecycle::Dead => format!("d{id}: dead"),
                 Lifecycle::Running => format!("d{id}: still running"),
@@ -69,7 +71,7 @@ impl Verdict {
 
     /// Every domain powered off cleanly.
     pub fn clean(&self) -> bool {
-        self.domains.iter().all(|(_, l)| *l == Lifecycle::Shutdown(schedop::SHUTDOWN_POWEROFF))
+        self.domains.iter().all(|(_, l)| *l == Lifecycle::Shutdown(shutdown::POWEROFF))
     }
 }
 
@@ -123,7 +125,7 @@ impl Hypervisor {
     pub fn run_slice(&mut self, di: usize, vid: u32) {
         let d = self.domains[di].clone();
         let Ok(v) = d.vcpu(vid) else { return };
-        runstate::change(&d, v, RUNSTATE_RUNNING);
+        runstate::change(&d, v, RUNNING);
         v.set_running(true);
         crate::time::update_vcpu_system_time(&d, v);
         let arch = &mut self.arch[di];
@@ -153,11 +155,11 @@ impl Hypervisor {
             _ => {}
         }
         let next = if !v.is_up() {
-            RUNSTATE_OFFLINE
+            OFFLINE
         } else if v.pause_flags() & VPF_BLOCKED != 0 {
-            RUNSTATE_BLOCKED
+            BLOCKED
         } else {
-            RUNSTATE_RUNNABLE
+            RUNNABLE
         };
         runstate::change(&d, v, next);
     }

@@ -71,7 +71,7 @@ fn write_record(d: &Domain, area: &AreaMap, base: usize, version: u32, s: &TimeS
 /// Decodes a `vcpu_time_info` at `base` in `area`'s frame.
 pub fn read_record(d: &Domain, area: &AreaMap, base: usize) -> TimeInfo {
     let l = d.abi().time_info();
-    let rd = |f: crate::arch::Field| area.page.read_uint(base + f.offset, f.size).unwrap_or(0);
+    let rd = |f: xen_abi::layout::Field| area.page.read_uint(base + f.offset, f.size).unwrap_or(0);
     TimeInfo {
         version: rd(l.version) as u32,
         tsc_timestamp: rd(l.tsc_timestamp),

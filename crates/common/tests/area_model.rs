@@ -8,14 +8,14 @@ mod support;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use lantern_common::arch::GuestAbi;
 use lantern_common::domain::{Domain, DomainConfig};
-use lantern_common::errno::Errno;
 use lantern_common::guest_area::{self, AreaKind, Placement};
 use lantern_common::lifecycle;
 use lantern_common::memory::PAGE_SIZE;
 use proptest::prelude::*;
 use support::{layouts, TestClock};
+use xen_abi::errno::Errno;
+use xen_abi::layout::GuestAbi;
 
 const RAM: u64 = 8;
 const GFNS: u64 = 10; // gfns 8 and 9 are outside the domain

@@ -4,13 +4,13 @@
 mod support;
 
 use lantern_common::domain::Domain;
-use lantern_common::errno::Errno;
 use lantern_common::guest_area::{
     self, map_guest_area, register_runstate_area, register_time_area, register_vcpu_info, AreaKind, Placement,
 };
 use lantern_common::lifecycle;
 use lantern_common::memory::{P2mType, Page, PAGE_SIZE};
 use support::*;
+use xen_abi::errno::Errno;
 
 #[test]
 fn page_crossing_offsets_are_enxio() {
@@ -295,7 +295,7 @@ fn unmapping_vcpu_info_resets_to_slot_or_dummy() {
     }
 }
 
-fn register_everything(d: &Domain, abi: &'static dyn lantern_common::arch::GuestAbi) {
+fn register_everything(d: &Domain, abi: &'static dyn xen_abi::layout::GuestAbi) {
     let size = abi.vcpu_info().size;
     for v in d.vcpus() {
         register_vcpu_info(d, Some(0), v, 16, (v.id as usize * size) as u64).unwrap();

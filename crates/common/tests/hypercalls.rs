@@ -4,11 +4,16 @@
 mod support;
 
 use lantern_common::domain::Domain;
-use lantern_common::errno::Errno;
 use lantern_common::guest_area::Placement;
-use lantern_common::hypercall::{dispatch, nr, schedop, vcpuop, Call, Outcome};
-use lantern_common::runstate::{self, RUNSTATE_BLOCKED, RUNSTATE_RUNNABLE, RUNSTATE_RUNNING, XEN_RUNSTATE_UPDATE};
+use lantern_common::hypercall::{dispatch, Call, Outcome};
+use lantern_common::runstate;
 use support::*;
+use xen_abi::errno::Errno;
+use xen_abi::nr::hypercall as nr;
+use xen_abi::nr::runstate::{
+    BLOCKED as RUNSTATE_BLOCKED, RUNNABLE as RUNSTATE_RUNNABLE, RUNNING as RUNSTATE_RUNNING, XEN_RUNSTATE_UPDATE,
+};
+use xen_abi::nr::{schedop, vcpuop};
 
 const ARG: u64 = 0x1000; // gfn 1 holds hypercall argument structs
 

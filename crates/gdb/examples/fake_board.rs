@@ -17,12 +17,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lantern_common::arch::{ArchVcpu, Clock, GuestAbi, GuestMode, TimeSample, VcpuExit, VcpuInitContext};
+use lantern_common::arch::{ArchVcpu, Clock, GuestMode, TimeSample, VcpuExit, VcpuInitContext};
 use lantern_common::domain::{Domain, DomainConfig};
-use lantern_common::errno::{Errno, XenResult};
 use lantern_common::guest_area;
 use lantern_common::sched::Hypervisor;
 use lantern_gdb::{GdbStub, Transport};
+use xen_abi::errno::{Errno, XenResult};
+use xen_abi::layout::GuestAbi;
 
 const RAM_PAGES: u64 = 256;
 

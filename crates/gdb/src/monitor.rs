@@ -9,11 +9,12 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt::Write;
 
-use lantern_common::arch::{GuestAbi, GuestMode, StructLayout};
+use lantern_common::arch::GuestMode;
 use lantern_common::domain::{Domain, Lifecycle};
 use lantern_common::guest_area::{AreaKind, AreaMap, Placement};
 use lantern_common::memory::Page;
-use lantern_common::runstate;
+use xen_abi::layout::{GuestAbi, StructLayout};
+use xen_abi::nr::runstate;
 
 use crate::json::Json;
 use crate::target::{tid_of, HvTarget};
@@ -253,7 +254,7 @@ fn vcpus(t: &HvTarget, sel: &Sel, out: &mut Out) {
         let tid = tid_of(d.id, id).map(|t| t.get() as u64).unwrap_or(0);
         let state = d.vcpu_state(v).name();
         let mode = t.arch.get(di).and_then(|a| a.get(id as usize)).map(|a| mode_name(a.mode())).unwrap_or("?");
-        let rs = runstate::state_name(v.runstate().state);
+        let rs = runstate::name(v.runstate().state);
         let placement = v.areas().vcpu_info.placement.name();
         j.begin_obj()
             .kv_str("vcpu", &name)
@@ -462,7 +463,7 @@ fn runstate_cmd(t: &HvTarget, di: usize, id: u32, out: &mut Out) {
     let mut j = Json::new();
     let mut s = String::new();
     j.begin_obj().kv_str("vcpu", &format!("d{}v{}", d.id, id)).kv_str("layout", abi.name());
-    j.key("hypervisor").begin_obj().kv_str("state", runstate::state_name(r.state)).kv_uint("state_num", r.state as u64);
+    j.key("hypervisor").begin_obj().kv_str("state", runstate::name(r.state)).kv_uint("state_num", r.state as u64);
     j.kv_uint("state_entry_time", r.state_entry_time).key("time").begin_arr();
     for x in r.time {
         j.uint(x);
@@ -473,7 +474,7 @@ fn runstate_cmd(t: &HvTarget, di: usize, id: u32, out: &mut Out) {
         "d{}v{} runstate (hypervisor): {} since {} ns; time running={} runnable={} blocked={} offline={}",
         d.id,
         id,
-        runstate::state_name(r.state),
+        runstate::name(r.state),
         r.state_entry_time,
         r.time[0],
         r.time[1],

@@ -8,13 +8,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use lantern_common::arch::{ArchVcpu, Clock, GuestAbi, GuestMode, TimeSample, VcpuExit, VcpuInitContext};
+use lantern_common::arch::{ArchVcpu, Clock, GuestMode, TimeSample, VcpuExit, VcpuInitContext};
 use lantern_common::domain::{Domain, DomainConfig};
-use lantern_common::errno::{Errno, XenResult};
 use lantern_common::guest_area;
 use lantern_common::sched::Hypervisor;
 use lantern_gdb::{frame_vec, GdbStub, Transport};
 use serde_json::Value;
+use xen_abi::errno::{Errno, XenResult};
+use xen_abi::layout::GuestAbi;
 
 /// Guest-virtual addresses of the fake vCPU: `VBASE + gpa` for RAM.
 const VBASE: u64 = 0x4000_0000;

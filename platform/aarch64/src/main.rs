@@ -15,7 +15,7 @@ mod board;
 #[cfg(not(target_os = "none"))]
 fn main() {
     eprintln!(
-        "lantern-arm-virt is a bare-metal image: build it for aarch64-unknown-none \
+        "lantern-platform-aarch64 is a bare-metal image: build it for aarch64-unknown-none \
          (cargo xtask run --arch aarch64)"
     );
     std::process::exit(2);

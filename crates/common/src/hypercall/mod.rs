@@ -9,99 +9,9 @@ use alloc::boxed::Box;
 
 use crate::arch::ArchVcpu;
 use crate::domain::Domain;
-use crate::errno::{Errno, XenResult};
+use xen_abi::errno::{Errno, XenResult};
 
-pub use misc::{XEN_VERSION_MAJOR, XEN_VERSION_MINOR};
-
-/// Hypercall numbers (`__HYPERVISOR_*`).
-pub mod nr {
-    /// `__HYPERVISOR_memory_op`.
-    pub const MEMORY_OP: u64 = 12;
-    /// `__HYPERVISOR_xen_version`.
-    pub const XEN_VERSION: u64 = 17;
-    /// `__HYPERVISOR_console_io`.
-    pub const CONSOLE_IO: u64 = 18;
-    /// `__HYPERVISOR_vm_assist`.
-    pub const VM_ASSIST: u64 = 21;
-    /// `__HYPERVISOR_vcpu_op`.
-    pub const VCPU_OP: u64 = 24;
-    /// `__HYPERVISOR_sched_op`.
-    pub const SCHED_OP: u64 = 29;
-    /// `__HYPERVISOR_event_channel_op`.
-    pub const EVENT_CHANNEL_OP: u64 = 32;
-    /// `__HYPERVISOR_hvm_op`.
-    pub const HVM_OP: u64 = 34;
-}
-
-/// `VCPUOP_*` sub-commands.
-pub mod vcpuop {
-    /// `VCPUOP_initialise`.
-    pub const INITIALISE: u64 = 0;
-    /// `VCPUOP_up`.
-    pub const UP: u64 = 1;
-    /// `VCPUOP_down`.
-    pub const DOWN: u64 = 2;
-    /// `VCPUOP_is_up`.
-    pub const IS_UP: u64 = 3;
-    /// `VCPUOP_get_runstate_info`.
-    pub const GET_RUNSTATE_INFO: u64 = 4;
-    /// `VCPUOP_register_vcpu_info`.
-    pub const REGISTER_VCPU_INFO: u64 = 10;
-    /// `VCPUOP_register_runstate_phys_area`.
-    pub const REGISTER_RUNSTATE_PHYS_AREA: u64 = 14;
-    /// `VCPUOP_register_vcpu_time_phys_area`.
-    pub const REGISTER_VCPU_TIME_PHYS_AREA: u64 = 15;
-}
-
-/// `SCHEDOP_*` and `SHUTDOWN_*`.
-pub mod schedop {
-    /// `SCHEDOP_yield`.
-    pub const YIELD: u64 = 0;
-    /// `SCHEDOP_block`.
-    pub const BLOCK: u64 = 1;
-    /// `SCHEDOP_shutdown`.
-    pub const SHUTDOWN: u64 = 2;
-    /// `SHUTDOWN_poweroff`: a clean exit.
-    pub const SHUTDOWN_POWEROFF: u32 = 0;
-    /// `SHUTDOWN_reboot`.
-    pub const SHUTDOWN_REBOOT: u32 = 1;
-    /// `SHUTDOWN_crash`.
-    pub const SHUTDOWN_CRASH: u32 = 3;
-
-    /// Xen's name of a `SHUTDOWN_*` reason.
-    pub fn shutdown_reason_name(reason: u32) -> &'static str {
-        match reason {
-            0 => "poweroff",
-            1 => "reboot",
-            2 => "suspend",
-            3 => "crash",
-            4 => "watchdog",
-            5 => "soft_reset",
-            _ => "unknown",
-        }
-    }
-}
-
-/// HVM parameter indices and `HVMOP_*`.
-pub mod hvm {
-    /// `HVMOP_set_param`.
-    pub const SET_PARAM: u64 = 0;
-    /// `HVMOP_get_param`.
-    pub const GET_PARAM: u64 = 1;
-    /// `HVMOP_set_evtchn_upcall_vector`.
-    pub const SET_EVTCHN_UPCALL_VECTOR: u64 = 23;
-    /// `HVM_PARAM_CALLBACK_IRQ`: bits 63:56 the type (2 = vector on x86,
-    /// 3 = PPI on arm), low bits the vector/PPI.
-    pub const PARAM_CALLBACK_IRQ: usize = 0;
-    /// `HVM_PARAM_STORE_PFN`.
-    pub const PARAM_STORE_PFN: usize = 1;
-    /// `HVM_PARAM_STORE_EVTCHN`.
-    pub const PARAM_STORE_EVTCHN: usize = 2;
-    /// `HVM_PARAM_CONSOLE_PFN`.
-    pub const PARAM_CONSOLE_PFN: usize = 17;
-    /// `HVM_PARAM_CONSOLE_EVTCHN`.
-    pub const PARAM_CONSOLE_EVTCHN: usize = 18;
-}
+use xen_abi::nr::hypercall as nr;
 
 /// What the scheduler should do after a hypercall.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -200,5 +110,5 @@ pub fn dispatch(call: &mut Call<'_>, nr: u64, args: [u64; 6]) -> Outcome {
         nr::HVM_OP => misc::hvm_op(call, args[0], args[1]),
         _ => Err(Errno::ENOSYS),
     };
-    Outcome { ret: crate::errno::hypercall_ret(r), deschedule: call.deschedule }
+    Outcome { ret: xen_abi::errno::hypercall_ret(r), deschedule: call.deschedule }
 }

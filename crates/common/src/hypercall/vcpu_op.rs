@@ -2,10 +2,11 @@
 
 use alloc::vec;
 
-use super::{le_u32, le_u64, vcpuop, Call};
+use super::{le_u32, le_u64, Call};
 use crate::arch::VcpuInitContext;
-use crate::errno::{Errno, XenResult};
 use crate::guest_area::{self, Placement};
+use xen_abi::errno::{Errno, XenResult};
+use xen_abi::nr::vcpuop;
 
 /// `HYPERVISOR_vcpu_op(cmd, vcpuid, arg)`.
 pub(super) fn vcpu_op(call: &mut Call<'_>, cmd: u64, vcpuid: u64, arg: u64) -> XenResult<i64> {

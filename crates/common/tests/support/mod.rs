@@ -6,9 +6,10 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use lantern_common::arch::{ArchVcpu, Clock, GuestAbi, GuestMode, TimeSample, VcpuExit, VcpuInitContext};
+use lantern_common::arch::{ArchVcpu, Clock, GuestMode, TimeSample, VcpuExit, VcpuInitContext};
 use lantern_common::domain::{Domain, DomainConfig};
-use lantern_common::errno::{Errno, XenResult};
+use xen_abi::errno::{Errno, XenResult};
+use xen_abi::layout::GuestAbi;
 
 /// Every guest ABI layout Lantern supports.
 pub fn layouts() -> Vec<&'static dyn GuestAbi> {

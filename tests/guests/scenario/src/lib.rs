@@ -1,6 +1,6 @@
 //! The guest-area conformance scenario shared by every Lantern test guest.
 //!
-//! The arch crates (`tests/guests/x86`, `tests/guests/arm64`) boot, find the
+//! The arch crates (`tests/guests/x86_64`, `tests/guests/aarch64`) boot, find the
 //! hypervisor and implement [`Guest`]; everything they have in common — the
 //! checks, the result lines, the Xen ABI numbers and the per-layout offsets —
 //! lives here once, so the three guests cannot drift apart. The crate is

@@ -14,6 +14,6 @@ mod guest;
 
 #[cfg(not(lantern_guest))]
 fn main() {
-    eprintln!("lantern-guest-arm64 is a guest image: build it with --target aarch64-unknown-none");
+    eprintln!("lantern-guest-aarch64 is a guest image: build it with --target aarch64-unknown-none");
     std::process::exit(1);
 }

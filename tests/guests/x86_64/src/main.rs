@@ -14,7 +14,7 @@ mod guest;
 #[cfg(not(lantern_guest))]
 fn main() {
     eprintln!(
-        "lantern-guest-x86 is a guest image: build it with --target x86_64-unknown-none or i686-unknown-linux-gnu"
+        "lantern-guest-x86_64 is a guest image: build it with --target x86_64-unknown-none or i686-unknown-linux-gnu"
     );
     std::process::exit(1);
 }

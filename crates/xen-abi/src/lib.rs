@@ -1,0 +1,19 @@
+//! The Xen guest ABI as Lantern speaks it, in one leaf crate: every
+//! hypercall, sub-op and errno number, the `#[repr(C)]` mirrors of the public
+//! structs that are the same on every architecture, and the layout axis of
+//! the arch boundary ([`layout::GuestAbi`] with [`layout::StructLayout`]
+//! tables). Arch crates add their own layouts (x86_64, x86_32 compat, arm64)
+//! on top; nothing here names an architecture.
+//!
+//! Numbers and struct shapes are Xen's (`xen/include/public/*.h`); the names
+//! follow Xen's with Rust casing, so a reader can grep Xen for them.
+
+#![no_std]
+#![warn(missing_docs)]
+
+pub mod errno;
+pub mod layout;
+pub mod nr;
+pub mod public;
+
+pub use errno::{Errno, XenResult};

@@ -1,0 +1,309 @@
+//! Every Xen number Lantern uses, named once: hypercalls, their sub-ops,
+//! parameters and flags (`xen.h`, `vcpu.h`, `sched.h`, `memory.h`,
+//! `event_channel.h`, `version.h`, `hvm/hvm_op.h`, `hvm/params.h`).
+//! Sub-op numbers are `u64` because they arrive in a register.
+
+/// Hypercall numbers (`__HYPERVISOR_*`, `xen.h`).
+pub mod hypercall {
+    /// `__HYPERVISOR_set_timer_op`.
+    pub const SET_TIMER_OP: u64 = 15;
+    /// `__HYPERVISOR_memory_op`.
+    pub const MEMORY_OP: u64 = 12;
+    /// `__HYPERVISOR_xen_version`.
+    pub const XEN_VERSION: u64 = 17;
+    /// `__HYPERVISOR_console_io`.
+    pub const CONSOLE_IO: u64 = 18;
+    /// `__HYPERVISOR_grant_table_op`.
+    pub const GRANT_TABLE_OP: u64 = 20;
+    /// `__HYPERVISOR_vm_assist`.
+    pub const VM_ASSIST: u64 = 21;
+    /// `__HYPERVISOR_vcpu_op`.
+    pub const VCPU_OP: u64 = 24;
+    /// `__HYPERVISOR_sched_op`.
+    pub const SCHED_OP: u64 = 29;
+    /// `__HYPERVISOR_event_channel_op`.
+    pub const EVENT_CHANNEL_OP: u64 = 32;
+    /// `__HYPERVISOR_hvm_op`.
+    pub const HVM_OP: u64 = 34;
+
+    /// Xen's name of hypercall `nr`, for logs and the debugger.
+    pub fn name(nr: u64) -> &'static str {
+        match nr {
+            SET_TIMER_OP => "set_timer_op",
+            MEMORY_OP => "memory_op",
+            XEN_VERSION => "xen_version",
+            CONSOLE_IO => "console_io",
+            GRANT_TABLE_OP => "grant_table_op",
+            VM_ASSIST => "vm_assist",
+            VCPU_OP => "vcpu_op",
+            SCHED_OP => "sched_op",
+            EVENT_CHANNEL_OP => "event_channel_op",
+            HVM_OP => "hvm_op",
+            _ => "unknown",
+        }
+    }
+}
+
+/// `VCPUOP_*` (`vcpu.h`).
+pub mod vcpuop {
+    /// `VCPUOP_initialise`.
+    pub const INITIALISE: u64 = 0;
+    /// `VCPUOP_up`.
+    pub const UP: u64 = 1;
+    /// `VCPUOP_down`.
+    pub const DOWN: u64 = 2;
+    /// `VCPUOP_is_up`.
+    pub const IS_UP: u64 = 3;
+    /// `VCPUOP_get_runstate_info`.
+    pub const GET_RUNSTATE_INFO: u64 = 4;
+    /// `VCPUOP_register_runstate_memory_area`.
+    pub const REGISTER_RUNSTATE_MEMORY_AREA: u64 = 5;
+    /// `VCPUOP_set_periodic_timer`.
+    pub const SET_PERIODIC_TIMER: u64 = 6;
+    /// `VCPUOP_stop_periodic_timer`.
+    pub const STOP_PERIODIC_TIMER: u64 = 7;
+    /// `VCPUOP_set_singleshot_timer`.
+    pub const SET_SINGLESHOT_TIMER: u64 = 8;
+    /// `VCPUOP_stop_singleshot_timer`.
+    pub const STOP_SINGLESHOT_TIMER: u64 = 9;
+    /// `VCPUOP_register_vcpu_info`.
+    pub const REGISTER_VCPU_INFO: u64 = 10;
+    /// `VCPUOP_register_vcpu_time_memory_area`.
+    pub const REGISTER_VCPU_TIME_MEMORY_AREA: u64 = 13;
+    /// `VCPUOP_register_runstate_phys_area`.
+    pub const REGISTER_RUNSTATE_PHYS_AREA: u64 = 14;
+    /// `VCPUOP_register_vcpu_time_phys_area`.
+    pub const REGISTER_VCPU_TIME_PHYS_AREA: u64 = 15;
+}
+
+/// `SCHEDOP_*` (`sched.h`).
+pub mod schedop {
+    /// `SCHEDOP_yield`.
+    pub const YIELD: u64 = 0;
+    /// `SCHEDOP_block`.
+    pub const BLOCK: u64 = 1;
+    /// `SCHEDOP_shutdown`.
+    pub const SHUTDOWN: u64 = 2;
+    /// `SCHEDOP_poll`.
+    pub const POLL: u64 = 3;
+}
+
+/// `SHUTDOWN_*` reasons (`sched.h`).
+pub mod shutdown {
+    /// `SHUTDOWN_poweroff`: a clean exit.
+    pub const POWEROFF: u32 = 0;
+    /// `SHUTDOWN_reboot`.
+    pub const REBOOT: u32 = 1;
+    /// `SHUTDOWN_suspend`.
+    pub const SUSPEND: u32 = 2;
+    /// `SHUTDOWN_crash`.
+    pub const CRASH: u32 = 3;
+    /// `SHUTDOWN_watchdog`.
+    pub const WATCHDOG: u32 = 4;
+    /// `SHUTDOWN_soft_reset`.
+    pub const SOFT_RESET: u32 = 5;
+
+    /// Xen's name of a `SHUTDOWN_*` reason.
+    pub fn name(reason: u32) -> &'static str {
+        match reason {
+            POWEROFF => "poweroff",
+            REBOOT => "reboot",
+            SUSPEND => "suspend",
+            CRASH => "crash",
+            WATCHDOG => "watchdog",
+            SOFT_RESET => "soft_reset",
+            _ => "unknown",
+        }
+    }
+}
+
+/// `HVMOP_*` (`hvm/hvm_op.h`).
+pub mod hvmop {
+    /// `HVMOP_set_param`.
+    pub const SET_PARAM: u64 = 0;
+    /// `HVMOP_get_param`.
+    pub const GET_PARAM: u64 = 1;
+    /// `HVMOP_set_evtchn_upcall_vector`.
+    pub const SET_EVTCHN_UPCALL_VECTOR: u64 = 23;
+}
+
+/// `HVM_PARAM_*` indices and values (`hvm/params.h`).
+pub mod hvm_param {
+    /// `HVM_PARAM_CALLBACK_IRQ`: bits 63:56 the type, low bits the vector/PPI.
+    pub const CALLBACK_IRQ: u32 = 0;
+    /// `HVM_PARAM_STORE_PFN`.
+    pub const STORE_PFN: u32 = 1;
+    /// `HVM_PARAM_STORE_EVTCHN`.
+    pub const STORE_EVTCHN: u32 = 2;
+    /// `HVM_PARAM_CONSOLE_PFN`.
+    pub const CONSOLE_PFN: u32 = 17;
+    /// `HVM_PARAM_CONSOLE_EVTCHN`.
+    pub const CONSOLE_EVTCHN: u32 = 18;
+    /// `HVM_NR_PARAMS`.
+    pub const NR_PARAMS: u32 = 40;
+    /// Shift of the type in `HVM_PARAM_CALLBACK_IRQ`.
+    pub const CALLBACK_TYPE_SHIFT: u32 = 56;
+    /// `HVM_PARAM_CALLBACK_TYPE_VECTOR` (x86: an IDT vector).
+    pub const CALLBACK_TYPE_VECTOR: u64 = 2;
+    /// `HVM_PARAM_CALLBACK_TYPE_PPI` (arm: a PPI).
+    pub const CALLBACK_TYPE_PPI: u64 = 3;
+}
+
+/// `XENMEM_*` (`memory.h`).
+pub mod memop {
+    /// `XENMEM_increase_reservation`.
+    pub const INCREASE_RESERVATION: u64 = 0;
+    /// `XENMEM_decrease_reservation`.
+    pub const DECREASE_RESERVATION: u64 = 1;
+    /// `XENMEM_maximum_ram_page`.
+    pub const MAXIMUM_RAM_PAGE: u64 = 2;
+    /// `XENMEM_current_reservation`.
+    pub const CURRENT_RESERVATION: u64 = 3;
+    /// `XENMEM_maximum_reservation`.
+    pub const MAXIMUM_RESERVATION: u64 = 4;
+    /// `XENMEM_populate_physmap`.
+    pub const POPULATE_PHYSMAP: u64 = 6;
+    /// `XENMEM_add_to_physmap`.
+    pub const ADD_TO_PHYSMAP: u64 = 7;
+    /// `XENMEM_memory_map`.
+    pub const MEMORY_MAP: u64 = 9;
+    /// The low bits of a memory_op command (`MEMOP_CMD_MASK`); the rest
+    /// carry continuation state.
+    pub const CMD_MASK: u64 = (1 << 6) - 1;
+}
+
+/// `XENMAPSPACE_*` (`memory.h`).
+pub mod mapspace {
+    /// `XENMAPSPACE_shared_info`.
+    pub const SHARED_INFO: u32 = 0;
+    /// `XENMAPSPACE_grant_table`.
+    pub const GRANT_TABLE: u32 = 1;
+}
+
+/// `EVTCHNOP_*` (`event_channel.h`).
+pub mod evtchnop {
+    /// `EVTCHNOP_bind_interdomain`.
+    pub const BIND_INTERDOMAIN: u64 = 0;
+    /// `EVTCHNOP_bind_virq`.
+    pub const BIND_VIRQ: u64 = 1;
+    /// `EVTCHNOP_close`.
+    pub const CLOSE: u64 = 3;
+    /// `EVTCHNOP_send`.
+    pub const SEND: u64 = 4;
+    /// `EVTCHNOP_status`.
+    pub const STATUS: u64 = 5;
+    /// `EVTCHNOP_alloc_unbound`.
+    pub const ALLOC_UNBOUND: u64 = 6;
+    /// `EVTCHNOP_bind_ipi`.
+    pub const BIND_IPI: u64 = 7;
+    /// `EVTCHNOP_bind_vcpu`.
+    pub const BIND_VCPU: u64 = 8;
+    /// `EVTCHNOP_unmask`.
+    pub const UNMASK: u64 = 9;
+}
+
+/// `VIRQ_*` (`xen.h`).
+pub mod virq {
+    /// `VIRQ_TIMER`.
+    pub const TIMER: u32 = 0;
+    /// `NR_VIRQS`.
+    pub const NR_VIRQS: u32 = 24;
+}
+
+/// `XENVER_*` (`version.h`).
+pub mod xenver {
+    /// `XENVER_version`: returns `major << 16 | minor`.
+    pub const VERSION: u64 = 0;
+    /// `XENVER_extraversion`.
+    pub const EXTRAVERSION: u64 = 1;
+    /// `XENVER_compile_info`.
+    pub const COMPILE_INFO: u64 = 2;
+    /// `XENVER_capabilities`.
+    pub const CAPABILITIES: u64 = 3;
+    /// `XENVER_changeset`.
+    pub const CHANGESET: u64 = 4;
+    /// `XENVER_platform_parameters`.
+    pub const PLATFORM_PARAMETERS: u64 = 5;
+    /// `XENVER_get_features`.
+    pub const GET_FEATURES: u64 = 6;
+    /// `XENVER_pagesize`.
+    pub const PAGESIZE: u64 = 7;
+    /// `XENVER_guest_handle`.
+    pub const GUEST_HANDLE: u64 = 8;
+    /// `XENVER_commandline`.
+    pub const COMMANDLINE: u64 = 9;
+    /// `XEN_EXTRAVERSION_LEN`, `xen_extraversion_t`'s size.
+    pub const EXTRAVERSION_LEN: usize = 16;
+    /// `XEN_CHANGESET_INFO_LEN`.
+    pub const CHANGESET_LEN: usize = 64;
+    /// `XEN_CAPABILITIES_INFO_LEN`.
+    pub const CAPABILITIES_LEN: usize = 1024;
+    /// `XEN_COMMANDLINE_LEN`.
+    pub const COMMANDLINE_LEN: usize = 1024;
+    /// `XEN_GUEST_HANDLE` buffer size (`xen_domain_handle_t`).
+    pub const GUEST_HANDLE_LEN: usize = 16;
+    /// Field sizes of `struct xen_compile_info`: compiler, compile_by,
+    /// compile_domain, compile_date.
+    pub const COMPILE_INFO_FIELDS: [usize; 4] = [64, 16, 32, 32];
+
+    /// The Xen interface version Lantern follows (major).
+    pub const LANTERN_MAJOR: u32 = 4;
+    /// The Xen interface version Lantern follows (minor).
+    pub const LANTERN_MINOR: u32 = 19;
+}
+
+/// `XENFEAT_*` bit numbers (`features.h`).
+pub mod xenfeat {
+    /// `XENFEAT_hvm_callback_vector`.
+    pub const HVM_CALLBACK_VECTOR: u32 = 8;
+    /// `XENFEAT_hvm_safe_pvclock`.
+    pub const HVM_SAFE_PVCLOCK: u32 = 9;
+}
+
+/// `CONSOLEIO_*` (`xen.h`).
+pub mod consoleio {
+    /// `CONSOLEIO_write`.
+    pub const WRITE: u64 = 0;
+    /// `CONSOLEIO_read`.
+    pub const READ: u64 = 1;
+}
+
+/// `RUNSTATE_*` and the update flag (`vcpu.h`).
+pub mod runstate {
+    /// `RUNSTATE_running`.
+    pub const RUNNING: u32 = 0;
+    /// `RUNSTATE_runnable`.
+    pub const RUNNABLE: u32 = 1;
+    /// `RUNSTATE_blocked`.
+    pub const BLOCKED: u32 = 2;
+    /// `RUNSTATE_offline`.
+    pub const OFFLINE: u32 = 3;
+    /// `XEN_RUNSTATE_UPDATE`: set in `state_entry_time` while the area is
+    /// rewritten.
+    pub const XEN_RUNSTATE_UPDATE: u64 = 1 << 63;
+
+    /// Xen's name of a runstate.
+    pub fn name(state: u32) -> &'static str {
+        match state {
+            RUNNING => "running",
+            RUNNABLE => "runnable",
+            BLOCKED => "blocked",
+            OFFLINE => "offline",
+            _ => "unknown",
+        }
+    }
+}
+
+/// `domid_t` values (`xen.h`).
+pub mod domid {
+    /// `DOMID_SELF`: a hypercall argument meaning "the calling domain".
+    pub const SELF: u16 = 0x7FF0;
+}
+
+/// ELF notes (`elfnote.h`).
+pub mod elfnote {
+    /// `XEN_ELFNOTE_PHYS32_ENTRY`: the PVH 32-bit entry point.
+    pub const PHYS32_ENTRY: u32 = 18;
+    /// The owner name of Xen's ELF notes.
+    pub const OWNER: &str = "Xen";
+}

@@ -1,0 +1,236 @@
+//! `#[repr(C)]` mirrors of the Xen public structs whose layout is the same
+//! in every native ABI (64-bit `xen_ulong_t`, natural alignment), and of the
+//! hypercall argument structs the core decodes. Each derives zerocopy's
+//! traits, so guest memory is read and written as these types by the one
+//! typed accessor, never at typed-in byte offsets.
+//!
+//! A layout whose `xen_ulong_t` is 32 bits or whose `uint64_t` is only
+//! 4-aligned (x86_32 compat) keeps its own mirrors of the structs that
+//! change, in its arch crate; where the core must decode such a struct it has
+//! both shapes here, named by the width of `xen_ulong_t`.
+
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+/// Derives for a plain-data mirror.
+macro_rules! mirror {
+    ($(#[$m:meta])* pub struct $name:ident { $($(#[$fm:meta])* pub $f:ident: $t:ty),* $(,)? }) => {
+        $(#[$m])*
+        #[repr(C)]
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+        pub struct $name { $($(#[$fm])* pub $f: $t),* }
+    };
+}
+
+mirror! {
+    /// `struct vcpu_time_info`: 32 bytes in every layout.
+    pub struct VcpuTimeInfo {
+        /// Odd while the hypervisor updates the record.
+        pub version: u32,
+        /// Padding.
+        pub pad0: u32,
+        /// Counter value at `system_time`.
+        pub tsc_timestamp: u64,
+        /// Nanoseconds since boot at `tsc_timestamp`.
+        pub system_time: u64,
+        /// Counter-to-ns multiplier (32.32 fixed point after `tsc_shift`).
+        pub tsc_to_system_mul: u32,
+        /// Counter shift before the multiplication.
+        pub tsc_shift: i8,
+        /// `XEN_PVCLOCK_*` flags.
+        pub flags: u8,
+        /// Padding.
+        pub pad1: [u8; 2],
+    }
+}
+
+mirror! {
+    /// `struct vcpu_runstate_info` with natural alignment (48 bytes).
+    pub struct VcpuRunstateInfo {
+        /// `RUNSTATE_*`.
+        pub state: u32,
+        /// Padding before the 8-aligned `state_entry_time`.
+        pub pad: u32,
+        /// System time at entry to `state`, `XEN_RUNSTATE_UPDATE` in bit 63
+        /// while the hypervisor rewrites the area.
+        pub state_entry_time: u64,
+        /// Time spent in each runstate (ns).
+        pub time: [u64; 4],
+    }
+}
+
+mirror! {
+    /// `struct vcpu_register_vcpu_info` (`VCPUOP_register_vcpu_info`).
+    pub struct VcpuRegisterVcpuInfo {
+        /// Guest frame of the area (Xen's name; a gfn for HVM guests).
+        pub mfn: u64,
+        /// Byte offset within that frame.
+        pub offset: u32,
+        /// Reserved.
+        pub rsvd: u32,
+    }
+}
+
+mirror! {
+    /// `struct vcpu_register_runstate_memory_area` and the phys-area
+    /// variants' argument: one guest address (a union of a handle and a
+    /// `uint64_t` in Xen).
+    pub struct VcpuRegisterArea {
+        /// Guest-virtual (memory_area) or guest-physical (phys_area) address.
+        pub addr: u64,
+    }
+}
+
+mirror! {
+    /// `struct xen_hvm_param` (`HVMOP_set_param` / `HVMOP_get_param`).
+    pub struct XenHvmParam {
+        /// Target domain.
+        pub domid: u16,
+        /// Padding.
+        pub pad: u16,
+        /// `HVM_PARAM_*`.
+        pub index: u32,
+        /// The value (in for set, out for get).
+        pub value: u64,
+    }
+}
+
+mirror! {
+    /// `struct xen_hvm_evtchn_upcall_vector`.
+    pub struct XenHvmEvtchnUpcallVector {
+        /// vCPU id.
+        pub vcpu: u32,
+        /// IDT vector.
+        pub vector: u8,
+        /// Padding (the C struct is 8 bytes).
+        pub pad: [u8; 3],
+    }
+}
+
+mirror! {
+    /// `struct xen_add_to_physmap` with a 64-bit `xen_ulong_t`.
+    pub struct XenAddToPhysmap {
+        /// Target domain.
+        pub domid: u16,
+        /// Number of pages (for `XENMAPSPACE_gmfn_range`).
+        pub size: u16,
+        /// `XENMAPSPACE_*`.
+        pub space: u32,
+        /// Index into the space.
+        pub idx: u64,
+        /// Guest frame to map at.
+        pub gpfn: u64,
+    }
+}
+
+mirror! {
+    /// `struct xen_add_to_physmap` with a 32-bit `xen_ulong_t`.
+    pub struct XenAddToPhysmapUlong32 {
+        /// Target domain.
+        pub domid: u16,
+        /// Number of pages.
+        pub size: u16,
+        /// `XENMAPSPACE_*`.
+        pub space: u32,
+        /// Index into the space.
+        pub idx: u32,
+        /// Guest frame to map at.
+        pub gpfn: u32,
+    }
+}
+
+mirror! {
+    /// `struct sched_shutdown` (`SCHEDOP_shutdown`).
+    pub struct SchedShutdown {
+        /// `SHUTDOWN_*`.
+        pub reason: u32,
+    }
+}
+
+mirror! {
+    /// `struct xen_feature_info` (`XENVER_get_features`).
+    pub struct XenFeatureInfo {
+        /// Which 32-bit word of features (in).
+        pub submap_idx: u32,
+        /// That word's bits (out).
+        pub submap: u32,
+    }
+}
+
+mirror! {
+    /// `struct evtchn_alloc_unbound`.
+    pub struct EvtchnAllocUnbound {
+        /// Allocating domain.
+        pub dom: u16,
+        /// Domain allowed to bind the other end.
+        pub remote_dom: u16,
+        /// The new port (out).
+        pub port: u32,
+    }
+}
+
+mirror! {
+    /// `struct evtchn_bind_interdomain`.
+    pub struct EvtchnBindInterdomain {
+        /// The other domain.
+        pub remote_dom: u16,
+        /// Padding.
+        pub pad: u16,
+        /// Its unbound port.
+        pub remote_port: u32,
+        /// The new local port (out).
+        pub local_port: u32,
+    }
+}
+
+mirror! {
+    /// `struct evtchn_bind_virq`.
+    pub struct EvtchnBindVirq {
+        /// `VIRQ_*`.
+        pub virq: u32,
+        /// vCPU to deliver to.
+        pub vcpu: u32,
+        /// The new port (out).
+        pub port: u32,
+    }
+}
+
+mirror! {
+    /// `struct evtchn_bind_ipi`.
+    pub struct EvtchnBindIpi {
+        /// vCPU to deliver to.
+        pub vcpu: u32,
+        /// The new port (out).
+        pub port: u32,
+    }
+}
+
+mirror! {
+    /// `struct evtchn_bind_vcpu`.
+    pub struct EvtchnBindVcpu {
+        /// The port.
+        pub port: u32,
+        /// Its new vCPU.
+        pub vcpu: u32,
+    }
+}
+
+mirror! {
+    /// `struct evtchn_send`, `evtchn_close`, `evtchn_unmask`: one port.
+    pub struct EvtchnPort {
+        /// The port.
+        pub port: u32,
+    }
+}
+
+// The sizes Xen's headers promise (and guests rely on).
+const _: () = {
+    use core::mem::{offset_of, size_of};
+    assert!(size_of::<VcpuTimeInfo>() == 32);
+    assert!(size_of::<VcpuRunstateInfo>() == 48 && offset_of!(VcpuRunstateInfo, state_entry_time) == 8);
+    assert!(size_of::<VcpuRegisterVcpuInfo>() == 16);
+    assert!(size_of::<XenHvmParam>() == 16 && offset_of!(XenHvmParam, value) == 8);
+    assert!(size_of::<XenHvmEvtchnUpcallVector>() == 8);
+    assert!(size_of::<XenAddToPhysmap>() == 24 && size_of::<XenAddToPhysmapUlong32>() == 16);
+    assert!(size_of::<EvtchnAllocUnbound>() == 8 && size_of::<EvtchnBindInterdomain>() == 12);
+    assert!(size_of::<EvtchnBindVirq>() == 12 && size_of::<EvtchnBindIpi>() == 8);
+};
