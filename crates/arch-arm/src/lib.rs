@@ -5,6 +5,7 @@
 
 extern crate alloc;
 
+pub mod boot;
 pub mod context;
 pub mod esr;
 pub mod fdt_gen;

@@ -15,10 +15,16 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use lantern_common::arch::{ArchVcpu, GuestMode, VcpuExit, VcpuInitContext};
+use alloc::boxed::Box;
+
+use lantern_common::addr::{Gpa, Gva};
+use lantern_common::arch::{ArchDomain, ArchVcpu, GdbRegisters, GuestMode, Preemption, VcpuExit, VcpuInitContext};
 use lantern_common::domain::Domain;
+use lantern_common::guest_memory::{GuestMemory, PhysMem};
+use lantern_common::lifecycle;
 use lantern_common::memory::P2mType;
 use xen_abi::errno::{Errno, XenResult};
+use xen_abi::layout::GuestAbi;
 use xen_abi::nr::shutdown;
 
 use crate::context::VcpuContext;
@@ -37,37 +43,63 @@ pub const XEN_HVC_IMM: u16 = 0xea1;
 const LR_EOI: u64 = 1 << 41;
 const NO_DEADLINE: u64 = u64::MAX;
 
-/// State shared by all vCPUs of one domain.
+/// The per-domain EL2 object ([`ArchDomain`]): owns what the domain's vCPUs
+/// share.
 pub struct ArmDomain {
-    /// The domain's VMID (tags its TLB entries).
-    pub vmid: u16,
-    vcpus: u32,
-    stage2: spin::Mutex<Stage2>,
-    synced_generation: AtomicU64,
-    power_on: spin::Mutex<Vec<Option<(u64, u64)>>>,
-    timer_deadline: Vec<AtomicU64>,
+    shared: Arc<ArmShared>,
+    nr_lrs: usize,
 }
 
 impl ArmDomain {
-    /// Shared state for a domain with `vcpus` vCPUs and `vmid`.
-    pub fn new(vmid: u16, vcpus: u32) -> Arc<ArmDomain> {
-        Arc::new(ArmDomain {
+    /// The object for a domain with `vcpus` vCPUs tagged `vmid`; `nr_lrs`
+    /// list registers come from the physical GIC.
+    pub fn new(vmid: u16, vcpus: u32, nr_lrs: usize) -> Self {
+        let shared = Arc::new(ArmShared {
             vmid,
             vcpus,
             stage2: spin::Mutex::new(Stage2::new()),
             synced_generation: AtomicU64::new(u64::MAX),
             power_on: spin::Mutex::new((0..vcpus).map(|_| None).collect()),
             timer_deadline: (0..vcpus).map(|_| AtomicU64::new(NO_DEADLINE)).collect(),
-        })
+            exits: AtomicU64::new(0),
+        });
+        ArmDomain { shared, nr_lrs }
+    }
+}
+
+impl ArchDomain for ArmDomain {
+    fn create_vcpu(&self, domain: &Domain, id: u32) -> Box<dyn ArchVcpu> {
+        Box::new(ArmVcpu::new(self.shared.clone(), domain.id, id, self.nr_lrs))
     }
 
-    /// Counter value at which blocked vCPU `vcpu`'s virtual timer fires, if
-    /// it is armed (the board wakes the vCPU then).
-    pub fn timer_deadline(&self, vcpu: u32) -> Option<u64> {
-        let d = self.timer_deadline.get(vcpu as usize)?.load(Ordering::Acquire);
+    fn sync_p2m(&self, domain: &Domain) {
+        self.shared.sync_stage2(domain);
+    }
+
+    fn timer_deadline(&self, vcpu: u32) -> Option<u64> {
+        let d = self.shared.timer_deadline.get(vcpu as usize)?.load(Ordering::Acquire);
         (d != NO_DEADLINE).then_some(d)
     }
 
+    fn exits(&self) -> u64 {
+        self.shared.exits.load(Ordering::Relaxed)
+    }
+}
+
+/// State shared by all vCPUs of one domain: the stage-2 tables, the VMID,
+/// pending PSCI `CPU_ON` requests and blocked vCPUs' virtual-timer deadlines.
+struct ArmShared {
+    /// The domain's VMID (tags its TLB entries).
+    vmid: u16,
+    vcpus: u32,
+    stage2: spin::Mutex<Stage2>,
+    synced_generation: AtomicU64,
+    power_on: spin::Mutex<Vec<Option<(u64, u64)>>>,
+    timer_deadline: Vec<AtomicU64>,
+    exits: AtomicU64,
+}
+
+impl ArmShared {
     /// Brings the stage-2 tables in line with the domain's p2m.
     fn sync_stage2(&self, d: &Domain) {
         let mut p2m = d.p2m.lock();
@@ -78,7 +110,7 @@ impl ArmDomain {
         let changes = p2m.take_changes();
         let mut s2 = self.stage2.lock();
         for gfn in changes {
-            let ipa = gfn << 12;
+            let ipa = gfn.0 << lantern_common::memory::PAGE_SHIFT;
             match p2m.get(gfn) {
                 Some(e) => {
                     let perm = match e.p2mt {
@@ -102,42 +134,29 @@ impl ArmDomain {
     }
 }
 
-/// Time-slice bookkeeping shared by all vCPUs on this physical CPU.
-static SLICE_TICKS: AtomicU64 = AtomicU64::new(0);
-static SLICE_DEADLINE: AtomicU64 = AtomicU64::new(0);
+/// Unique keys for vCPU contexts: the world switch skips reloading EL1
+/// state when the same context enters again.
 static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
-
-/// Sets the preemption time slice in counter ticks (0: no preemption).
-pub fn set_slice_ticks(ticks: u64) {
-    SLICE_TICKS.store(ticks, Ordering::Relaxed);
-}
-
-/// Ends the current time slice (the board calls this between slices, so the
-/// next vCPU starts a fresh one).
-pub fn end_slice() {
-    SLICE_DEADLINE.store(0, Ordering::Relaxed);
-    timer::disarm_hyp_timer();
-}
 
 /// One arm64 vCPU.
 pub struct ArmVcpu {
     id: u32,
     key: u64,
     ctx: VcpuContext,
-    dom: Arc<ArmDomain>,
+    dom: Arc<ArmShared>,
     nr_lrs: usize,
     domid: u16,
 }
 
 impl ArmVcpu {
-    /// vCPU `id` of the domain `domid` sharing `dom`; it starts at `entry`
-    /// with `x0 = arg0` (the guest DTB) when it is vCPU 0, and through PSCI
-    /// `CPU_ON` otherwise. `nr_lrs` comes from the physical GIC.
-    pub fn new(dom: Arc<ArmDomain>, domid: u16, id: u32, entry: u64, arg0: u64, nr_lrs: usize) -> Self {
+    /// vCPU `id` of the domain `domid` sharing `dom`, in its reset state;
+    /// the boot vCPU is started with `initialise(PowerOn)` (entry, x0 = the
+    /// guest DTB), the others through PSCI `CPU_ON`.
+    fn new(dom: Arc<ArmShared>, domid: u16, id: u32, nr_lrs: usize) -> Self {
         ArmVcpu {
             id,
             key: NEXT_KEY.fetch_add(1, Ordering::Relaxed),
-            ctx: VcpuContext::new(entry, arg0, id as u64),
+            ctx: VcpuContext::new(0, 0, id as u64),
             dom,
             nr_lrs,
             domid,
@@ -177,11 +196,9 @@ impl ArmVcpu {
         gic::set_ppi_enabled(gic::PPI_VTIMER, !self.ctx.vgic.holds(VTIMER_PPI, self.nr_lrs));
     }
 
-    fn arm_slice() {
-        let ticks = SLICE_TICKS.load(Ordering::Relaxed);
-        if ticks != 0 && SLICE_DEADLINE.load(Ordering::Relaxed) == 0 {
-            let deadline = timer::now() + ticks;
-            SLICE_DEADLINE.store(deadline, Ordering::Relaxed);
+    /// Arms the EL2 timer for the end of the board's time slice.
+    fn arm_slice(preempt: &dyn Preemption) {
+        if let Some(deadline) = preempt.slice_deadline() {
             timer::arm_hyp_timer_at(deadline);
         }
     }
@@ -209,7 +226,6 @@ impl ArmVcpu {
         }
         if intid == gic::PPI_HYP_TIMER {
             timer::disarm_hyp_timer();
-            SLICE_DEADLINE.store(0, Ordering::Relaxed);
         }
         gic::eoi(intid);
         match intid {
@@ -343,7 +359,7 @@ impl ArmVcpu {
             *slot = Some((entry, context_id));
         }
         v.set_initialised();
-        match d.vcpu_up(v) {
+        match lifecycle::vcpu_up(d, v) {
             Ok(()) => ret::SUCCESS,
             Err(_) => {
                 self.dom.power_on.lock()[v.id as usize] = None;
@@ -354,7 +370,7 @@ impl ArmVcpu {
 }
 
 impl ArchVcpu for ArmVcpu {
-    fn run(&mut self, d: &Domain) -> VcpuExit {
+    fn run(&mut self, d: &Domain, preempt: &mut dyn Preemption) -> VcpuExit {
         let pending = self.dom.power_on.lock()[self.id as usize].take();
         if let Some((entry, context_id)) = pending {
             // The core may already have injected an upcall for this vCPU
@@ -372,8 +388,9 @@ impl ArchVcpu for ArmVcpu {
         let vttbr = self.dom.vttbr();
         loop {
             self.update_vtimer();
-            Self::arm_slice();
+            Self::arm_slice(preempt);
             let kind = el2::run_context(&mut self.ctx, self.key, vttbr, self.nr_lrs);
+            self.dom.exits.fetch_add(1, Ordering::Relaxed);
             let exit = match kind {
                 ExitKind::Irq => self.handle_irq(),
                 ExitKind::Sync => self.handle_sync(d),
@@ -399,23 +416,25 @@ impl ArchVcpu for ArmVcpu {
         let _ = self.ctx.vgic.inject(EVTCHN_PPI, VIRQ_PRIORITY, self.nr_lrs);
     }
 
-    fn translate(&self, domain: &Domain, gva: u64, write: bool) -> XenResult<u64> {
+    fn translate(&self, domain: &Domain, gva: Gva, write: bool) -> XenResult<Gpa> {
         let regs = Stage1Regs {
             sctlr: self.ctx.sys.sctlr_el1,
             tcr: self.ctx.sys.tcr_el1,
             ttbr0: self.ctx.sys.ttbr0_el1,
             ttbr1: self.ctx.sys.ttbr1_el1,
         };
-        walk::translate(&regs, gva, write, |ipa| {
-            let mut b = [0u8; 8];
-            domain.read_gpa(ipa, &mut b).ok()?;
-            Some(u64::from_le_bytes(b))
-        })
-        .map_err(|_| Errno::EFAULT)
+        let mem = PhysMem::new(domain);
+        walk::translate(&regs, gva.0, write, |ipa| mem.read_obj::<u64>(Gpa(ipa)).ok())
+            .map(Gpa)
+            .map_err(|_| Errno::EFAULT)
     }
 
     fn mode(&self) -> GuestMode {
         GuestMode::Long64
+    }
+
+    fn guest_abi(&self) -> &'static dyn GuestAbi {
+        &crate::layout::ARM64
     }
 
     fn initialise(&mut self, ctx: &VcpuInitContext<'_>) -> XenResult<()> {
@@ -432,16 +451,18 @@ impl ArchVcpu for ArmVcpu {
     fn initialise_arg_size(&self) -> usize {
         0
     }
+}
 
-    fn gdb_target_xml(&self) -> &'static str {
+impl GdbRegisters for ArmVcpu {
+    fn target_xml(&self) -> &'static str {
         crate::gdb::TARGET_XML
     }
 
-    fn gdb_read_registers(&self, out: &mut [u8]) -> usize {
+    fn read_registers(&self, out: &mut [u8]) -> usize {
         crate::gdb::read_registers(&self.ctx, out)
     }
 
-    fn gdb_write_registers(&mut self, data: &[u8]) -> XenResult<()> {
+    fn write_registers(&mut self, data: &[u8]) -> XenResult<()> {
         crate::gdb::write_registers(&mut self.ctx, data)?;
         el2::invalidate_loaded();
         Ok(())

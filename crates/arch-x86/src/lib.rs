@@ -10,6 +10,7 @@ pub mod gdbregs;
 pub mod layout;
 pub mod npt;
 pub mod paging;
+pub mod pvh;
 pub mod svm;
 pub mod vcpu;
 pub mod vmcb;

@@ -8,12 +8,14 @@ use alloc::boxed::Box;
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use lantern_common::arch::{ArchVcpu, GuestMode, VcpuExit, VcpuInitContext};
+use lantern_common::addr::{Gpa, Gva};
+use lantern_common::arch::{ArchDomain, ArchVcpu, GdbRegisters, GuestMode, Preemption, VcpuExit, VcpuInitContext};
 use lantern_common::domain::Domain;
-use lantern_common::memory::{P2mType, PAGE_SIZE};
+use lantern_common::guest_memory::{GuestMemory, PhysMem, VirtMem};
+use lantern_common::memory::{P2mType, PAGE_SHIFT, PAGE_SIZE};
 use xen_abi::errno::{Errno, XenResult};
-use xen_abi::nr::hypercall as nr;
-use xen_abi::nr::{hvm_param, memop, xenver};
+use xen_abi::layout::GuestAbi;
+use xen_abi::nr::{hvm_param, xenver};
 
 use crate::cpuid;
 use crate::npt::NestedPageTable;
@@ -26,20 +28,9 @@ use crate::vmcb::{
 /// The debug port whose bytes become the domain's console output.
 pub const DEBUG_PORT: u16 = 0xE9;
 
-/// Exits taken by all vCPUs (for benchmarks).
-pub static EXIT_COUNT: AtomicU64 = AtomicU64::new(0);
-
-/// What the board's interrupt window reports after an INTR exit.
-pub type InterruptHook = fn() -> bool;
-
-static INTERRUPT_HOOK: spin::Once<InterruptHook> = spin::Once::new();
+/// The I/O and MSR permission maps, one copy shared by every vCPU (every
+/// access is intercepted).
 static MAPS: spin::Once<usize> = spin::Once::new();
-
-/// Registers the board function that takes pending host interrupts after an
-/// INTR exit; it returns true when the preemption timer fired.
-pub fn set_interrupt_hook(hook: InterruptHook) {
-    INTERRUPT_HOOK.call_once(|| hook);
-}
 
 fn maps_pa() -> u64 {
     *MAPS.call_once(|| Box::leak(PermissionMaps::intercept_all()) as *const PermissionMaps as usize) as u64
@@ -53,22 +44,59 @@ const UNCLAIMED_MMIO: core::ops::Range<u64> = 0xFEC0_0000..0xFF00_0000;
 #[repr(C, align(4096))]
 struct SinkPage([u8; PAGE_SIZE]);
 
-/// Per-domain SVM state shared by the domain's vCPUs: the nested page tables
-/// and the pages backing unclaimed MMIO probes.
+/// The per-domain SVM object ([`ArchDomain`]): owns what the domain's vCPUs
+/// share.
 pub struct SvmDomain {
-    npt: spin::Mutex<NestedPageTable>,
-    sinks: spin::Mutex<alloc::vec::Vec<Box<SinkPage>>>,
+    shared: Arc<SvmShared>,
 }
 
 impl SvmDomain {
     /// Empty nested tables; they fill from the p2m's change list on first run.
-    pub fn new() -> Arc<Self> {
-        Arc::new(SvmDomain {
-            npt: spin::Mutex::new(NestedPageTable::new()),
-            sinks: spin::Mutex::new(alloc::vec::Vec::new()),
-        })
+    pub fn new() -> Self {
+        SvmDomain {
+            shared: Arc::new(SvmShared {
+                npt: spin::Mutex::new(NestedPageTable::new()),
+                sinks: spin::Mutex::new(alloc::vec::Vec::new()),
+                exits: AtomicU64::new(0),
+            }),
+        }
+    }
+}
+
+impl Default for SvmDomain {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ArchDomain for SvmDomain {
+    fn create_vcpu(&self, domain: &Domain, id: u32) -> Box<dyn ArchVcpu> {
+        Box::new(SvmVcpu::new(self.shared.clone(), domain.id, id))
     }
 
+    fn sync_p2m(&self, domain: &Domain) {
+        self.shared.sync(domain);
+    }
+
+    fn timer_deadline(&self, _vcpu: u32) -> Option<u64> {
+        // No guest timer of its own yet: a halted vCPU waits for an event.
+        None
+    }
+
+    fn exits(&self) -> u64 {
+        self.shared.exits.load(Ordering::Relaxed)
+    }
+}
+
+/// What a domain's vCPUs share: the nested page tables, the pages backing
+/// unclaimed MMIO probes, and the exit count.
+struct SvmShared {
+    npt: spin::Mutex<NestedPageTable>,
+    sinks: spin::Mutex<alloc::vec::Vec<Box<SinkPage>>>,
+    exits: AtomicU64,
+}
+
+impl SvmShared {
     /// Xen answers accesses to MMIO nobody claims with all-ones reads and
     /// dropped writes (guests probe for an HPET or APIC that way). Without
     /// decode assists we cannot emulate the access, so the frame gets a
@@ -76,7 +104,7 @@ impl SvmDomain {
     /// Only for the platform-device window; any other stray access still
     /// crashes the domain.
     fn map_unclaimed(&self, d: &Domain, gpa: u64) -> bool {
-        if !UNCLAIMED_MMIO.contains(&gpa) || d.p2m.lock().get(gpa >> 12).is_some() {
+        if !UNCLAIMED_MMIO.contains(&gpa) || d.p2m.lock().get(Gpa(gpa).gfn()).is_some() {
             return false;
         }
         let page = Box::new(SinkPage([0xFF; PAGE_SIZE]));
@@ -95,8 +123,8 @@ impl SvmDomain {
         let mut npt = self.npt.lock();
         for gfn in changes {
             match p2m.get(gfn) {
-                Some(e) => npt.map(gfn << 12, e.page.host_addr(), e.p2mt == P2mType::RamRw),
-                None => npt.unmap(gfn << 12),
+                Some(e) => npt.map(gfn.0 << PAGE_SHIFT, e.page.host_addr(), e.p2mt == P2mType::RamRw),
+                None => npt.unmap(gfn.0 << PAGE_SHIFT),
             }
         }
     }
@@ -106,7 +134,7 @@ impl SvmDomain {
 pub struct SvmVcpu {
     vcpu_id: u32,
     domid: u16,
-    dom: Arc<SvmDomain>,
+    dom: Arc<SvmShared>,
     vmcb: Box<Vmcb>,
     regs: GuestRegs,
     fx: Box<FxArea>,
@@ -119,9 +147,9 @@ const VCPU_HVM_MODE_64B: u32 = 1;
 pub const VCPU_HVM_CONTEXT_SIZE: usize = 128;
 
 impl SvmVcpu {
-    /// A vCPU entering at `entry` the way Xen starts a PVH guest: 32-bit flat
-    /// protected mode, paging off, `ebx` = `start_info` (guest-physical).
-    pub fn new_pvh(dom: Arc<SvmDomain>, domid: u16, vcpu_id: u32, entry: u64, start_info: u64) -> Self {
+    /// vCPU `vcpu_id` of domain `domid`, in its reset state (32-bit flat
+    /// protected mode at 0) until it is initialised or powered on.
+    fn new(dom: Arc<SvmShared>, domid: u16, vcpu_id: u32) -> Self {
         let mut v = SvmVcpu {
             vcpu_id,
             domid,
@@ -130,9 +158,15 @@ impl SvmVcpu {
             regs: GuestRegs::default(),
             fx: Box::new(svm::initial_fx()),
         };
-        v.reset(StartMode::Flat32, entry);
-        v.regs.rbx = start_info;
+        v.reset(StartMode::Flat32, 0);
         v
+    }
+
+    /// Starts the vCPU the way Xen starts a PVH guest: 32-bit flat protected
+    /// mode, paging off, at `entry` with `ebx` = `start_info`.
+    fn power_on_pvh(&mut self, entry: u64, start_info: u64) {
+        self.reset(StartMode::Flat32, entry);
+        self.regs.rbx = start_info;
     }
 
     fn reset(&mut self, mode: StartMode, rip: u64) {
@@ -206,8 +240,7 @@ impl SvmVcpu {
     }
 
     fn latch_abi(&self, d: &Domain) {
-        let abi: &'static dyn xen_abi::layout::GuestAbi =
-            if self.is_long() { &crate::layout::X86_64 } else { &crate::layout::X86_32 };
+        let abi = self.guest_abi();
         if let Ok(true) = d.latch_abi(abi) {
             log::info!("d{}: {} guest ABI latched", d.id, abi.name());
         }
@@ -221,7 +254,7 @@ impl SvmVcpu {
         for (i, chunk) in page.chunks_exact_mut(32).enumerate() {
             chunk.copy_from_slice(&cpuid::hypercall_stub(i as u32));
         }
-        if d.write_gpa(value, &page).is_err() {
+        if PhysMem::new(d).write_bytes(Gpa(value), &page).is_err() {
             return false;
         }
         self.latch_abi(d);
@@ -344,8 +377,7 @@ impl SvmVcpu {
                 let offset = self.regs.rsi.wrapping_add(i.wrapping_mul(step)) & addr_mask;
                 let gva = self.vmcb.save.ds.base.wrapping_add(offset);
                 let mut b = [0u8; 1];
-                let ok = self.translate(d, gva, false).and_then(|gpa| d.read_gpa(gpa, &mut b)).is_ok();
-                if !ok {
+                if VirtMem::new(d, self).read_bytes(Gva(gva), &mut b).is_err() {
                     self.inject_exception(14, Some(0));
                     return None;
                 }
@@ -404,17 +436,11 @@ impl SvmVcpu {
     /// instruction at RIP (no decode assists under TCG) and loads the value
     /// if every bit is one the guest may set, else raises #GP.
     fn handle_cr4_write(&mut self, d: &Domain) -> Option<VcpuExit> {
+        // Up to 15 bytes, as far as they are readable (the instruction may
+        // end just before an unmapped page).
         let mut bytes = [0u8; 15];
         let rip = self.vmcb.save.cs.base.wrapping_add(self.vmcb.save.rip);
-        for (i, b) in bytes.iter_mut().enumerate() {
-            let ok = self
-                .translate(d, rip.wrapping_add(i as u64), false)
-                .and_then(|gpa| d.read_gpa(gpa, core::slice::from_mut(b)))
-                .is_ok();
-            if !ok {
-                break;
-            }
-        }
+        VirtMem::new(d, self).read_prefix(Gva(rip), &mut bytes);
         let Some((len, reg)) = decode_mov_to_cr4(&bytes, self.is_long()) else {
             return Some(self.crash(d, "CR4 write by an instruction the hypervisor cannot decode"));
         };
@@ -435,7 +461,7 @@ impl SvmVcpu {
         None
     }
 
-    fn hypercall_exit(&mut self, d: &Domain) -> Option<VcpuExit> {
+    fn hypercall_exit(&mut self) -> Option<VcpuExit> {
         if self.vmcb.save.cpl != 0 {
             // Xen refuses hypercalls from guest user mode.
             self.complete_hypercall(-(Errno::EPERM.0 as i64));
@@ -448,10 +474,6 @@ impl SvmVcpu {
             let m = 0xFFFF_FFFF;
             (self.vmcb.save.rax & m, [r.rbx & m, r.rcx & m, r.rdx & m, r.rsi & m, r.rdi & m, r.rbp & m])
         };
-        // Xen latches the shared-info format when shared_info is mapped.
-        if nr == nr::MEMORY_OP && args[0] & memop::CMD_MASK == memop::ADD_TO_PHYSMAP {
-            self.latch_abi(d);
-        }
         Some(VcpuExit::Hypercall { nr, args })
     }
 
@@ -553,16 +575,17 @@ pub fn decode_mov_to_cr4(bytes: &[u8], long: bool) -> Option<(usize, u8)> {
 }
 
 impl ArchVcpu for SvmVcpu {
-    fn run(&mut self, d: &Domain) -> VcpuExit {
+    fn run(&mut self, d: &Domain, preempt: &mut dyn Preemption) -> VcpuExit {
         loop {
+            // Exits handled here may change the p2m (a guest's hypercall page).
             self.dom.sync(d);
             self.update_upcall(d);
             let code = svm::vmrun_current(&mut self.vmcb, &mut self.regs, &mut self.fx);
-            EXIT_COUNT.fetch_add(1, Ordering::Relaxed);
+            self.dom.exits.fetch_add(1, Ordering::Relaxed);
             self.vmcb.control.eventinj = 0;
             match code {
                 exit::VMMCALL => {
-                    if let Some(e) = self.hypercall_exit(d) {
+                    if let Some(e) = self.hypercall_exit() {
                         return e;
                     }
                 }
@@ -587,8 +610,9 @@ impl ArchVcpu for SvmVcpu {
                     return VcpuExit::Halted;
                 }
                 exit::INTR => {
-                    let preempt = INTERRUPT_HOOK.get().map(|h| h()).unwrap_or(false);
-                    return if preempt { VcpuExit::Preempted } else { VcpuExit::HostInterrupt };
+                    // The board's periodic tick preempts; any other host
+                    // interrupt is serviced and the guest continues its slice.
+                    return if preempt.host_interrupt() { VcpuExit::Preempted } else { VcpuExit::HostInterrupt };
                 }
                 exit::NMI | exit::VINTR => {}
                 exit::INVD => self.vmcb.save.rip = self.vmcb.save.rip.wrapping_add(2),
@@ -617,13 +641,24 @@ impl ArchVcpu for SvmVcpu {
         self.update_upcall(d);
     }
 
-    fn translate(&self, d: &Domain, gva: u64, write: bool) -> XenResult<u64> {
+    fn translate(&self, d: &Domain, gva: Gva, write: bool) -> XenResult<Gpa> {
+        let mem = PhysMem::new(d);
         let mut read = |gpa: u64, size: usize| -> XenResult<u64> {
             let mut b = [0u8; 8];
-            d.read_gpa(gpa, &mut b[..size])?;
+            mem.read_bytes(Gpa(gpa), &mut b[..size])?;
             Ok(u64::from_le_bytes(b))
         };
-        paging::translate(&self.paging_state(), gva, write, &mut read)
+        paging::translate(&self.paging_state(), gva.0, write, &mut read).map(Gpa)
+    }
+
+    fn guest_abi(&self) -> &'static dyn GuestAbi {
+        // Xen's rule: a guest in 64-bit mode speaks the native layout, any
+        // other mode the 32-bit compat one.
+        if self.is_long() {
+            &crate::layout::X86_64
+        } else {
+            &crate::layout::X86_32
+        }
     }
 
     fn mode(&self) -> GuestMode {
@@ -639,23 +674,28 @@ impl ArchVcpu for SvmVcpu {
     fn initialise(&mut self, ctx: &VcpuInitContext<'_>) -> XenResult<()> {
         match ctx {
             VcpuInitContext::XenInitialise(b) => self.load_hvm_context(b),
-            VcpuInitContext::PowerOn { .. } => Err(Errno::ENOSYS),
+            VcpuInitContext::PowerOn { entry, context_id } => {
+                self.power_on_pvh(*entry, *context_id);
+                Ok(())
+            }
         }
     }
 
     fn initialise_arg_size(&self) -> usize {
         VCPU_HVM_CONTEXT_SIZE
     }
+}
 
-    fn gdb_target_xml(&self) -> &'static str {
+impl GdbRegisters for SvmVcpu {
+    fn target_xml(&self) -> &'static str {
         crate::gdbregs::TARGET_XML
     }
 
-    fn gdb_read_registers(&self, out: &mut [u8]) -> usize {
+    fn read_registers(&self, out: &mut [u8]) -> usize {
         crate::gdbregs::read(&self.vmcb, &self.regs, &self.fx, out)
     }
 
-    fn gdb_write_registers(&mut self, data: &[u8]) -> XenResult<()> {
+    fn write_registers(&mut self, data: &[u8]) -> XenResult<()> {
         crate::gdbregs::write(&mut self.vmcb, &mut self.regs, &mut self.fx, data)
     }
 }
@@ -663,7 +703,9 @@ impl ArchVcpu for SvmVcpu {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lantern_common::arch::{Clock, TimeSample};
+    use lantern_common::addr::Gfn;
+    use lantern_common::clock::{Clock, TimeSample};
+    use lantern_common::console::NoSink;
     use lantern_common::domain::DomainConfig;
 
     struct FixedClock;
@@ -681,12 +723,15 @@ mod tests {
             ram_pages: 64,
             abi: &crate::layout::X86_64,
             clock: Arc::new(FixedClock),
+            console: Arc::new(NoSink),
         })
         .unwrap()
     }
 
     fn vcpu(id: u32) -> SvmVcpu {
-        SvmVcpu::new_pvh(SvmDomain::new(), 3, id, 0x1000, 0x2000)
+        let mut v = SvmVcpu::new(SvmDomain::new().shared, 3, id);
+        v.initialise(&VcpuInitContext::PowerOn { entry: 0x1000, context_id: 0x2000 }).unwrap();
+        v
     }
 
     #[test]
@@ -700,12 +745,11 @@ mod tests {
 
     #[test]
     fn hypercall_conventions() {
-        let d = domain(1);
         let mut v = vcpu(0);
         // 32-bit: eax, ebx, ecx, edx, esi, edi, ebp (upper halves ignored).
         v.vmcb.save.rax = 0xFFFF_0000_0000_0011;
         v.regs = GuestRegs { rbx: 1, rcx: 2, rdx: 3, rsi: 4, rdi: 5, rbp: 0x1_0000_0006, ..GuestRegs::default() };
-        assert_eq!(v.hypercall_exit(&d), Some(VcpuExit::Hypercall { nr: 17, args: [1, 2, 3, 4, 5, 6] }));
+        assert_eq!(v.hypercall_exit(), Some(VcpuExit::Hypercall { nr: 17, args: [1, 2, 3, 4, 5, 6] }));
         v.complete_hypercall(-38);
         assert_eq!(v.vmcb.save.rax, 0xFFFF_FFDA);
         assert_eq!(v.vmcb.save.rip, 0x1003);
@@ -714,12 +758,12 @@ mod tests {
         v.vmcb.save.cs.attrib = ATTR_CODE64;
         v.vmcb.save.rax = 24;
         v.regs = GuestRegs { rdi: 10, rsi: 11, rdx: 12, r10: 13, r8: 14, r9: 15, ..GuestRegs::default() };
-        assert_eq!(v.hypercall_exit(&d), Some(VcpuExit::Hypercall { nr: 24, args: [10, 11, 12, 13, 14, 15] }));
+        assert_eq!(v.hypercall_exit(), Some(VcpuExit::Hypercall { nr: 24, args: [10, 11, 12, 13, 14, 15] }));
         v.complete_hypercall(-38);
         assert_eq!(v.vmcb.save.rax as i64, -38);
         // From guest user mode: -EPERM without reaching the core.
         v.vmcb.save.cpl = 3;
-        assert_eq!(v.hypercall_exit(&d), None);
+        assert_eq!(v.hypercall_exit(), None);
         assert_eq!(v.vmcb.save.rax as i64, -1);
     }
 
@@ -738,7 +782,7 @@ mod tests {
         let d = domain(1);
         let mut v = vcpu(0);
         v.vmcb.save.rip = 0x3000;
-        d.write_gpa(0x3000, &[0x0F, 0x22, 0xE0]).unwrap();
+        PhysMem::new(&d).write_bytes(Gpa(0x3000), &[0x0F, 0x22, 0xE0]).unwrap();
         v.vmcb.save.rax = 0x20 | 0x200;
         assert_eq!(v.handle_cr4_write(&d), None);
         assert_eq!((v.vmcb.save.cr4, v.vmcb.save.rip), (0x220, 0x3003));
@@ -766,7 +810,7 @@ mod tests {
         v.vmcb.save.rax = 0x5000;
         assert!(v.handle_msr(&d, true));
         let mut stub = [0u8; 9];
-        d.read_gpa(0x5000 + 17 * 32, &mut stub).unwrap();
+        PhysMem::new(&d).read_bytes(Gpa(0x5000 + 17 * 32), &mut stub).unwrap();
         assert_eq!(stub, [0xB8, 17, 0, 0, 0, 0x0F, 0x01, 0xD9, 0xC3]);
         assert_eq!(d.abi().name(), "x86_32");
         // Outside guest memory or not page aligned: #GP (false).
@@ -840,9 +884,9 @@ mod tests {
         let v = vcpu(0);
         v.dom.sync(&d);
         let (hpa, w) = v.dom.npt.lock().lookup(0x3000).unwrap();
-        assert_eq!(hpa, d.p2m.lock().get(3).unwrap().page.host_addr());
+        assert_eq!(hpa, d.p2m.lock().get(Gfn(3)).unwrap().page.host_addr());
         assert!(w);
-        d.p2m.lock().remove(3);
+        d.p2m.lock().remove(Gfn(3));
         v.dom.sync(&d);
         assert_eq!(v.dom.npt.lock().lookup(0x3000), None);
         // Unclaimed MMIO probes get an all-ones page; RAM holes do not.

@@ -1,43 +1,27 @@
-//! The arch plugin boundary: the two small traits a port implements.
+//! The arch plugin boundary: the small traits a port implements. Together
+//! with the layout axis (`xen_abi::layout::GuestAbi`) they are the whole
+//! contract between the core and an architecture; `docs/porting.md` says it
+//! in prose.
 //!
-//! * [`GuestAbi`] — the *layout* axis: where each field of the Xen guest ABI
-//!   structures (`vcpu_info`, `shared_info`, `vcpu_runstate_info`,
-//!   `vcpu_time_info`) lives for one guest ABI, plus the ABI's legacy vCPU
-//!   limit. x86 offers two (x86_64 native and x86_32 compat, chosen per
-//!   domain), arm64 one.
+//! * [`ArchDomain`] — the *per-domain* object: keeps the nested / stage-2
+//!   tables in step with the p2m, owns per-domain device models, creates the
+//!   domain's vCPUs and reports their guest-timer deadlines.
 //! * [`ArchVcpu`] — the *execution* axis: run a vCPU until the core must act,
 //!   complete a hypercall, inject an event upcall, translate guest-virtual
-//!   addresses, and expose the register file to the gdb stub.
+//!   addresses, load an initial state, name the layout its mode implies.
+//! * [`GdbRegisters`] — the register file as the gdb stub sees it, split from
+//!   execution (every [`ArchVcpu`] is one).
+//! * [`Preemption`] — the board's time-slice timer as a running vCPU sees it.
 //!
-//! Plus [`Clock`], the time source for runstate accounting and the
-//! `vcpu_time_info` records. The core never names an architecture: everything
-//! that differs between them comes through these traits. See
-//! `docs/porting.md` for the contract in prose.
+//! The core never names an architecture: everything that differs between
+//! them comes through these traits.
 
+use alloc::boxed::Box;
+
+use crate::addr::{Gpa, Gva};
+use crate::domain::Domain;
 use xen_abi::errno::XenResult;
-
-/// A sample of the hypervisor's clock, as written into `vcpu_time_info`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TimeSample {
-    /// System time in ns since the hypervisor started.
-    pub system_time_ns: u64,
-    /// The guest-visible counter (TSC on x86, CNTVCT on arm64) at that moment.
-    pub tsc: u64,
-    /// `tsc_to_system_mul`: ns = ((counter delta << shift) * mul) >> 32.
-    pub tsc_to_system_mul: u32,
-    /// `tsc_shift`.
-    pub tsc_shift: i8,
-}
-
-/// The hypervisor's time source, supplied by the board.
-pub trait Clock: Sync + Send {
-    /// Samples the clock now.
-    fn sample(&self) -> TimeSample;
-    /// Nanoseconds since start (a cheap form of `sample().system_time_ns`).
-    fn now_ns(&self) -> u64 {
-        self.sample().system_time_ns
-    }
-}
+use xen_abi::layout::GuestAbi;
 
 /// Why a vCPU stopped running and handed control back to the core.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,17 +35,17 @@ pub enum VcpuExit {
         /// Up to six arguments.
         args: [u64; 6],
     },
-    /// The guest halted/waited for an interrupt (HLT, WFI): block until an event.
+    /// The guest halted/waited for an interrupt: block until an event.
     Halted,
     /// The preemption timer fired: the time slice is over.
     Preempted,
     /// A host interrupt (serial input, timer) needs the board's attention; the
     /// vCPU can run again.
     HostInterrupt,
-    /// The vCPU turned itself off (e.g. PSCI CPU_OFF).
+    /// The vCPU turned itself off (e.g. a firmware CPU-off call).
     Down,
-    /// The whole domain asked to shut down outside a hypercall (e.g. PSCI
-    /// SYSTEM_OFF), with a `SHUTDOWN_*` reason.
+    /// The whole domain asked to shut down outside a hypercall (e.g. a
+    /// firmware system-off call), with a `SHUTDOWN_*` reason.
     DomainShutdown(u32),
     /// The guest did something the hypervisor cannot handle; the domain is
     /// crashed. The backend has already printed its diagnostic.
@@ -75,64 +59,107 @@ pub enum GuestMode {
     Real,
     /// 32-bit protected mode (paging may be on).
     Protected32,
-    /// 64-bit (x86 long mode or AArch64).
+    /// 64-bit.
     Long64,
-}
-
-/// The execution axis of the arch boundary: one vCPU's hardware context.
-///
-/// The board owns one of these per vCPU; the core's scheduler loop calls into
-/// it. Object safe, so the gdb stub can hold `&mut dyn ArchVcpu`.
-pub trait ArchVcpu: Send {
-    /// Enters the guest and runs it until it needs the core. Exits the
-    /// hardware can handle alone (CPUID, MSRs, debug-port output, ...) are
-    /// handled inside; `domain` gives access to the model for those.
-    fn run(&mut self, domain: &crate::domain::Domain) -> VcpuExit;
-
-    /// Stores a hypercall's return value and moves the guest past the call.
-    fn complete_hypercall(&mut self, ret: i64);
-
-    /// Makes the event-channel upcall visible to the guest (callback vector on
-    /// x86, virtual PPI on arm); the core calls it when `evtchn_upcall_pending`
-    /// was set. Delivery may be deferred until the guest can take interrupts.
-    fn inject_upcall(&mut self, domain: &crate::domain::Domain);
-
-    /// Translates a guest-virtual address through the vCPU's own page tables
-    /// (identity when guest paging is off) to a guest-physical address.
-    fn translate(&self, domain: &crate::domain::Domain, gva: u64, write: bool) -> XenResult<u64>;
-
-    /// The guest's current execution mode.
-    fn mode(&self) -> GuestMode;
-
-    /// Loads the initial state passed to `VCPUOP_initialise` (arch-specific
-    /// bytes, already copied from the guest) or a PSCI `CPU_ON` request.
-    fn initialise(&mut self, ctx: &VcpuInitContext<'_>) -> XenResult<()>;
-
-    /// Size in bytes of the `VCPUOP_initialise` argument for this arch, or 0
-    /// when the arch brings vCPUs up another way (arm64 uses PSCI).
-    fn initialise_arg_size(&self) -> usize;
-
-    /// gdb target description XML (registers of this vCPU's architecture).
-    fn gdb_target_xml(&self) -> &'static str;
-
-    /// Serializes the register file in the order of [`Self::gdb_target_xml`]
-    /// into `out`; returns the number of bytes written.
-    fn gdb_read_registers(&self, out: &mut [u8]) -> usize;
-
-    /// Writes the register file from gdb's byte order.
-    fn gdb_write_registers(&mut self, data: &[u8]) -> XenResult<()>;
 }
 
 /// Initial vCPU state for [`ArchVcpu::initialise`].
 #[derive(Clone, Copy, Debug)]
 pub enum VcpuInitContext<'a> {
-    /// The raw `VCPUOP_initialise` argument (e.g. x86 `vcpu_hvm_context`).
+    /// The raw `VCPUOP_initialise` argument (the arch's context struct).
     XenInitialise(&'a [u8]),
-    /// A PSCI `CPU_ON`: entry point and context id (x0).
+    /// Start at `entry` the way the arch's boot protocol starts a CPU, with
+    /// `context_id` in the protocol's argument register: the boot vCPU
+    /// (argument = the boot-information address) or a firmware CPU-on call.
     PowerOn {
         /// Entry address.
         entry: u64,
-        /// Value for the first argument register.
+        /// Value for the protocol's argument register.
         context_id: u64,
     },
+}
+
+/// The board's time-slice timer, as a vCPU's run loop sees it.
+pub trait Preemption {
+    /// Host-counter value at which the current time slice ends, for backends
+    /// whose timer is armed per guest entry; `None` when the board preempts
+    /// with a periodic tick instead.
+    fn slice_deadline(&self) -> Option<u64>;
+    /// A host interrupt made the guest exit: the board services what is
+    /// pending. Returns whether the time slice is over.
+    fn host_interrupt(&mut self) -> bool;
+}
+
+/// The gdb view of one vCPU's registers: a target description and the
+/// register file serialised in its order.
+pub trait GdbRegisters {
+    /// gdb target description XML for this vCPU's architecture and mode.
+    fn target_xml(&self) -> &'static str;
+    /// Serialises the register file in the order of [`Self::target_xml`]
+    /// into `out`; returns the number of bytes written.
+    fn read_registers(&self, out: &mut [u8]) -> usize;
+    /// Loads the register file from gdb's byte order.
+    fn write_registers(&mut self, data: &[u8]) -> XenResult<()>;
+}
+
+/// The execution axis of the arch boundary: one vCPU's hardware context.
+///
+/// The scheduler owns one of these per vCPU (in the domain's slot) and calls
+/// into it. Object safe, so the gdb stub can hold `&mut dyn ArchVcpu`.
+pub trait ArchVcpu: GdbRegisters + Send {
+    /// Enters the guest and runs it until it needs the core. Exits the
+    /// hardware can handle alone (CPUID, MSRs, debug-port output, ...) are
+    /// handled inside; `domain` gives access to the model for those and
+    /// `preempt` to the board's slice timer.
+    fn run(&mut self, domain: &Domain, preempt: &mut dyn Preemption) -> VcpuExit;
+
+    /// Stores a hypercall's return value and moves the guest past the call.
+    fn complete_hypercall(&mut self, ret: i64);
+
+    /// Makes the event-channel upcall visible to the guest; the core calls it
+    /// when `evtchn_upcall_pending` was set. Delivery may be deferred until
+    /// the guest can take interrupts.
+    fn inject_upcall(&mut self, domain: &Domain);
+
+    /// Translates a guest-virtual address through the vCPU's own page tables
+    /// (identity when guest paging is off).
+    fn translate(&self, domain: &Domain, gva: Gva, write: bool) -> XenResult<Gpa>;
+
+    /// The guest's current execution mode.
+    fn mode(&self) -> GuestMode;
+
+    /// The guest ABI layout the vCPU's current mode implies. The core
+    /// latches it for the domain where Xen does (mapping shared_info); an
+    /// arch with one layout returns it always.
+    fn guest_abi(&self) -> &'static dyn GuestAbi;
+
+    /// Loads an initial state: a `VCPUOP_initialise` argument (arch bytes,
+    /// already copied from the guest) or a power-on request.
+    fn initialise(&mut self, ctx: &VcpuInitContext<'_>) -> XenResult<()>;
+
+    /// Size in bytes of the `VCPUOP_initialise` argument for this arch, or 0
+    /// when the arch brings vCPUs up another way (firmware calls).
+    fn initialise_arg_size(&self) -> usize;
+}
+
+/// The per-domain arch object: what a domain's vCPUs share in hardware
+/// terms. The scheduler holds one per domain beside the domain itself.
+pub trait ArchDomain: Send {
+    /// Creates the context of vCPU `id`: offline, in its reset state. The
+    /// boot vCPU is then started with [`ArchVcpu::initialise`]
+    /// ([`VcpuInitContext::PowerOn`]) by the arch's boot protocol.
+    fn create_vcpu(&self, domain: &Domain, id: u32) -> Box<dyn ArchVcpu>;
+
+    /// Brings the nested / stage-2 tables in line with the domain's p2m
+    /// (draining `P2m::take_changes`). The scheduler calls it before any of
+    /// the domain's vCPUs runs.
+    fn sync_p2m(&self, domain: &Domain);
+
+    /// Host-counter value at which blocked vCPU `vcpu`'s own guest timer
+    /// fires, if it armed one the hypervisor must wake it for.
+    fn timer_deadline(&self, vcpu: u32) -> Option<u64>;
+
+    /// Exits the domain's vCPUs have taken (for benchmarks and the closing
+    /// summary).
+    fn exits(&self) -> u64;
 }

@@ -1,9 +1,10 @@
 //! Per-domain console: guest output (console_io, debug port) split into
-//! lines, kept in a short history for tools and handed to the board's sink,
-//! which prints them prefixed `(dN) `.
+//! lines, kept in a short history for tools and handed to the board's
+//! [`ConsoleSink`], which prints them prefixed `(dN) `.
 
 use alloc::collections::VecDeque;
 use alloc::string::String;
+use alloc::sync::Arc;
 
 use crate::memory::DomId;
 
@@ -12,27 +13,33 @@ pub const HISTORY_LINES: usize = 256;
 /// Longest line; longer output is split.
 pub const MAX_LINE: usize = 512;
 
-/// A board's console sink: receives each complete line of a domain.
-pub type Sink = fn(DomId, &str);
+/// Where a domain's complete console lines go: the board prints them on its
+/// console as `(dN) line`. Called with the domain's console lock held, from
+/// whatever context wrote the output.
+pub trait ConsoleSink: Send + Sync {
+    /// One complete line of domain `dom`'s output (no newline).
+    fn line(&self, dom: DomId, line: &str);
+}
 
-static SINK: spin::RwLock<Option<Sink>> = spin::RwLock::new(None);
+/// A sink that drops every line (the lines stay in the history).
+pub struct NoSink;
 
-/// Installs the board's console sink.
-pub fn set_sink(sink: Sink) {
-    *SINK.write() = Some(sink);
+impl ConsoleSink for NoSink {
+    fn line(&self, _dom: DomId, _line: &str) {}
 }
 
 /// A domain's console state.
 pub struct Console {
     dom: DomId,
+    sink: Arc<dyn ConsoleSink>,
     partial: String,
     history: VecDeque<String>,
 }
 
 impl Console {
-    /// An empty console for domain `dom`.
-    pub fn new(dom: DomId) -> Self {
-        Console { dom, partial: String::new(), history: VecDeque::new() }
+    /// An empty console for domain `dom` whose lines go to `sink`.
+    pub fn new(dom: DomId, sink: Arc<dyn ConsoleSink>) -> Self {
+        Console { dom, sink, partial: String::new(), history: VecDeque::new() }
     }
 
     /// Appends guest output; emits every completed line.
@@ -56,9 +63,7 @@ impl Console {
 
     fn flush_line(&mut self) {
         let line = core::mem::take(&mut self.partial);
-        if let Some(sink) = *SINK.read() {
-            sink(self.dom, &line);
-        }
+        self.sink.line(self.dom, &line);
         if self.history.len() == HISTORY_LINES {
             self.history.pop_front();
         }

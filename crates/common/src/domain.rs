@@ -11,12 +11,12 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
-use crate::arch::Clock;
-use crate::console::Console;
-use crate::evtchn::EventChannels;
-use crate::guest_area::{AreaMap, Placement, VcpuAreas};
-use crate::memory::{DomId, Gfn, P2m, P2mType, Page, PageRef, PAGE_SIZE};
-use crate::runstate::RunstateInfo;
+use crate::area::{AreaMap, Placement, VcpuAreas};
+use crate::clock::Clock;
+use crate::console::{Console, ConsoleSink};
+use crate::memory::{DomId, Gfn, P2m, P2mType, Page, PageRef};
+use crate::ports::EventChannels;
+use crate::runstate_info::RunstateInfo;
 use xen_abi::errno::{Errno, XenResult};
 use xen_abi::layout::GuestAbi;
 
@@ -83,6 +83,8 @@ pub struct DomainConfig {
     pub abi: &'static dyn GuestAbi,
     /// The hypervisor clock.
     pub clock: Arc<dyn Clock>,
+    /// Where the domain's console lines go.
+    pub console: Arc<dyn ConsoleSink>,
 }
 
 /// One virtual CPU.
@@ -140,11 +142,13 @@ impl Vcpu {
         self.running.store(on, Ordering::Release);
     }
 
-    pub(crate) fn set_flag(&self, f: u32) {
+    /// Sets `VPF_*` flags.
+    pub fn set_flag(&self, f: u32) {
         self.pause_flags.fetch_or(f, Ordering::AcqRel);
     }
 
-    pub(crate) fn clear_flag(&self, f: u32) {
+    /// Clears `VPF_*` flags.
+    pub fn clear_flag(&self, f: u32) {
         self.pause_flags.fetch_and(!f, Ordering::AcqRel);
     }
 
@@ -199,9 +203,6 @@ pub struct Domain {
     clock: Arc<dyn Clock>,
 }
 
-/// Marker for "no gfn".
-pub const INVALID_GFN: Gfn = u64::MAX;
-
 impl Domain {
     /// Creates a domain: RAM populated, shared_info allocated, every vCPU on
     /// its default vcpu_info (shared_info slot or dummy), vCPU 0 up and
@@ -215,7 +216,7 @@ impl Domain {
         shared_info.get();
         let dummy = Page::alloc(cfg.id)?;
         let mut p2m = P2m::new();
-        p2m.populate_ram(cfg.id, 0, cfg.ram_pages)?;
+        p2m.populate_ram(cfg.id, Gfn(0), cfg.ram_pages)?;
         let now = cfg.clock.now_ns();
         let vcpus = (0..cfg.max_vcpus)
             .map(|id| Vcpu {
@@ -238,13 +239,13 @@ impl Domain {
             lock: spin::Mutex::new(()),
             p2m: spin::Mutex::new(p2m),
             shared_info,
-            shared_info_gfn: AtomicU64::new(INVALID_GFN),
+            shared_info_gfn: AtomicU64::new(Gfn::INVALID.0),
             dummy,
             vcpus,
             pause_count: AtomicU32::new(0),
             lifecycle: spin::Mutex::new(Lifecycle::Running),
             evtchn: spin::Mutex::new(EventChannels::new()),
-            console: spin::Mutex::new(Console::new(cfg.id)),
+            console: spin::Mutex::new(Console::new(cfg.id, cfg.console)),
             hvm_params: spin::Mutex::new([0; HVM_NR_PARAMS]),
             clock: cfg.clock,
         });
@@ -310,8 +311,8 @@ impl Domain {
 
     /// The gfn shared_info is mapped at, if the guest mapped it.
     pub fn shared_info_gfn(&self) -> Option<Gfn> {
-        match self.shared_info_gfn.load(Ordering::Acquire) {
-            INVALID_GFN => None,
+        match Gfn(self.shared_info_gfn.load(Ordering::Acquire)) {
+            Gfn::INVALID => None,
             g => Some(g),
         }
     }
@@ -421,50 +422,13 @@ impl Domain {
         Ok(e.page.clone())
     }
 
-    /// Copies from guest-physical memory (any mapped RAM).
-    pub fn read_gpa(&self, gpa: u64, out: &mut [u8]) -> XenResult<()> {
-        self.for_each_gpa_chunk(gpa, out.len(), false, |page, off, start, len| {
-            page.read(off, &mut out[start..start + len])
-        })
-    }
-
-    /// Copies into guest-physical memory (read/write RAM only).
-    pub fn write_gpa(&self, gpa: u64, data: &[u8]) -> XenResult<()> {
-        self.for_each_gpa_chunk(gpa, data.len(), true, |page, off, start, len| {
-            page.write(off, &data[start..start + len])
-        })
-    }
-
-    fn for_each_gpa_chunk(
-        &self,
-        gpa: u64,
-        len: usize,
-        write: bool,
-        mut f: impl FnMut(&Page, usize, usize, usize) -> XenResult<()>,
-    ) -> XenResult<()> {
-        let p2m = self.p2m.lock();
-        let mut done = 0;
-        while done < len {
-            let addr = gpa.checked_add(done as u64).ok_or(Errno::EFAULT)?;
-            let off = (addr as usize) & (PAGE_SIZE - 1);
-            let chunk = (PAGE_SIZE - off).min(len - done);
-            let e = p2m.get(addr >> 12).ok_or(Errno::EFAULT)?;
-            if write && e.p2mt != P2mType::RamRw {
-                return Err(Errno::EFAULT);
-            }
-            f(&e.page, off, done, chunk)?;
-            done += chunk;
-        }
-        Ok(())
-    }
-
     /// `XENMEM_add_to_physmap(XENMAPSPACE_shared_info)`: maps the shared_info
     /// frame at `gfn`, replacing (and releasing) whatever RAM was there, and
     /// unmapping it from its previous gfn.
     pub fn map_shared_info(&self, gfn: Gfn) -> XenResult<()> {
         let mut p2m = self.p2m.lock();
-        let old = self.shared_info_gfn.swap(gfn, Ordering::AcqRel);
-        if old != INVALID_GFN && old != gfn {
+        let old = Gfn(self.shared_info_gfn.swap(gfn.0, Ordering::AcqRel));
+        if old != Gfn::INVALID && old != gfn {
             p2m.remove(old);
         }
         p2m.set(gfn, self.shared_info.clone(), P2mType::RamRw);
@@ -530,27 +494,5 @@ impl Domain {
         let abi = self.abi();
         let area = v.areas.lock().vcpu_info.clone();
         area.page.read_uint(area.offset + abi.vcpu_info().upcall_pending.offset, 1).is_ok_and(|b| b != 0)
-    }
-
-    /// Brings `v` up (`VCPUOP_up`, PSCI `CPU_ON`): `-EINVAL` if it has no
-    /// initial context.
-    pub fn vcpu_up(&self, v: &Vcpu) -> XenResult<()> {
-        if !v.is_initialised() {
-            return Err(Errno::EINVAL);
-        }
-        if v.is_up() {
-            return Ok(());
-        }
-        v.clear_flag(VPF_DOWN);
-        crate::runstate::change(self, v, xen_abi::nr::runstate::RUNNABLE);
-        Ok(())
-    }
-
-    /// Takes `v` down (`VCPUOP_down`, PSCI `CPU_OFF`).
-    pub fn vcpu_down(&self, v: &Vcpu) {
-        if v.is_up() {
-            v.set_flag(VPF_DOWN);
-            crate::runstate::change(self, v, xen_abi::nr::runstate::OFFLINE);
-        }
     }
 }

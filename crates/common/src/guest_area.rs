@@ -15,155 +15,18 @@
 //!   layout in force, events are marked pending and system time is updated;
 //! * unmapping vcpu_info falls back to the shared_info slot or the dummy area.
 
-use crate::domain::Domain;
-use crate::domain::Vcpu;
-use crate::memory::{Gfn, PageRef, PAGE_SIZE};
+use crate::addr::{Gfn, Gpa, PAGE_SIZE};
+use crate::area::{AreaKind, AreaMap, Placement, VcpuAreas};
+use crate::domain::{Domain, Vcpu};
+use crate::memory::{P2mType, Page};
 use xen_abi::errno::{Errno, XenResult};
-use xen_abi::layout::GuestAbi;
-
-/// Which of a vCPU's areas.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum AreaKind {
-    /// `vcpu_info` (`VCPUOP_register_vcpu_info`).
-    VcpuInfo,
-    /// `vcpu_runstate_info` (`VCPUOP_register_runstate_phys_area`).
-    Runstate,
-    /// `vcpu_time_info` (`VCPUOP_register_vcpu_time_phys_area`).
-    Time,
-}
-
-impl AreaKind {
-    /// All kinds, in display order.
-    pub const ALL: [AreaKind; 3] = [AreaKind::VcpuInfo, AreaKind::Runstate, AreaKind::Time];
-
-    /// Size of the area in the layout in force.
-    pub fn size(self, abi: &dyn GuestAbi) -> usize {
-        match self {
-            AreaKind::VcpuInfo => abi.vcpu_info().size,
-            AreaKind::Runstate => abi.runstate().size,
-            AreaKind::Time => abi.time_info().size,
-        }
-    }
-
-    /// Required alignment in the layout in force.
-    pub fn align(self, abi: &dyn GuestAbi) -> usize {
-        match self {
-            AreaKind::VcpuInfo => abi.vcpu_info().align,
-            AreaKind::Runstate => abi.runstate().align,
-            AreaKind::Time => abi.time_info().align,
-        }
-    }
-
-    /// Name used by tools (`vcpu_info`, `runstate`, `time`).
-    pub fn name(self) -> &'static str {
-        match self {
-            AreaKind::VcpuInfo => "vcpu_info",
-            AreaKind::Runstate => "runstate",
-            AreaKind::Time => "time",
-        }
-    }
-}
-
-/// Where an area lives.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Placement {
-    /// The vCPU's slot in the domain's shared_info page (vcpu_info only).
-    SharedInfoSlot,
-    /// The per-domain dummy area: writes go nowhere a guest can see
-    /// (vcpu_info only, for vCPUs beyond the legacy limit).
-    Dummy,
-    /// A guest page registered by the guest; references held.
-    Guest,
-}
-
-impl Placement {
-    /// Name used by tools.
-    pub fn name(self) -> &'static str {
-        match self {
-            Placement::SharedInfoSlot => "shared_info",
-            Placement::Dummy => "dummy",
-            Placement::Guest => "guest",
-        }
-    }
-}
-
-/// A mapped area: the frame, the byte offset in it, and where it came from.
-#[derive(Clone, Debug)]
-pub struct AreaMap {
-    /// The frame.
-    pub page: PageRef,
-    /// Byte offset of the area in the frame.
-    pub offset: usize,
-    /// Kind of placement.
-    pub placement: Placement,
-    /// The gfn (guest placements only).
-    pub gfn: Option<Gfn>,
-}
-
-impl AreaMap {
-    pub(crate) fn dummy(page: PageRef) -> Self {
-        AreaMap { page, offset: 0, placement: Placement::Dummy, gfn: None }
-    }
-
-    pub(crate) fn shared_info_slot(page: PageRef, offset: usize) -> Self {
-        AreaMap { page, offset, placement: Placement::SharedInfoSlot, gfn: None }
-    }
-
-    fn guest(page: PageRef, offset: usize, gfn: Gfn) -> Self {
-        AreaMap { page, offset, placement: Placement::Guest, gfn: Some(gfn) }
-    }
-
-    /// Reads `out.len()` bytes of the area.
-    pub fn read(&self, out: &mut [u8]) -> XenResult<()> {
-        self.page.read(self.offset, out)
-    }
-
-    /// Drops the references a guest placement holds.
-    fn release(self) {
-        if self.placement == Placement::Guest {
-            self.page.put_writable();
-            self.page.put();
-        }
-    }
-}
-
-/// A vCPU's area slots.
-#[derive(Clone, Debug)]
-pub struct VcpuAreas {
-    /// vcpu_info: always somewhere (slot, dummy or guest page).
-    pub vcpu_info: AreaMap,
-    /// Runstate area, if registered.
-    pub runstate: Option<AreaMap>,
-    /// Time area, if registered.
-    pub time: Option<AreaMap>,
-}
-
-impl VcpuAreas {
-    pub(crate) fn new(vcpu_info: AreaMap) -> Self {
-        VcpuAreas { vcpu_info, runstate: None, time: None }
-    }
-
-    /// Whether any area is on a guest page.
-    pub fn has_guest_areas(&self) -> bool {
-        self.vcpu_info.placement == Placement::Guest || self.runstate.is_some() || self.time.is_some()
-    }
-
-    /// The area of `kind`, if mapped.
-    pub fn get(&self, kind: AreaKind) -> Option<&AreaMap> {
-        match kind {
-            AreaKind::VcpuInfo => Some(&self.vcpu_info),
-            AreaKind::Runstate => self.runstate.as_ref(),
-            AreaKind::Time => self.time.as_ref(),
-        }
-    }
-}
 
 /// The populate hook run under the domain lock, before the swap: it fills
 /// the new area (`new`) given the vCPU's current areas.
 pub type Populate<'a> = &'a mut dyn FnMut(&Domain, &Vcpu, &VcpuAreas, &AreaMap);
 
 /// `map_guest_area`: maps the area of `kind` for `v` at guest-physical
-/// address `gaddr` (`!0` unregisters a runstate or time area).
+/// address `gaddr` (`None` unregisters a runstate or time area).
 ///
 /// `caller` is the vCPU making the request (`None` for the hypervisor or the
 /// debugger); any other vCPU is paused for the swap. `populate` runs under
@@ -173,7 +36,7 @@ pub fn map_guest_area(
     caller: Option<u32>,
     v: &Vcpu,
     kind: AreaKind,
-    gaddr: u64,
+    gaddr: Option<Gpa>,
     populate: Option<Populate<'_>>,
 ) -> XenResult<()> {
     let size = kind.size(d.abi());
@@ -185,21 +48,14 @@ fn map_guest_area_sized(
     caller: Option<u32>,
     v: &Vcpu,
     kind: AreaKind,
-    gaddr: u64,
+    gaddr: Option<Gpa>,
     size: usize,
     populate: Option<Populate<'_>>,
 ) -> XenResult<()> {
     let abi = d.abi();
-    let new = if gaddr == !0 {
-        // De-registration: only meaningful for the physically registered
-        // runstate and time areas; vcpu_info has no way back.
-        if kind == AreaKind::VcpuInfo {
-            return Err(Errno::EINVAL);
-        }
-        None
-    } else {
-        let gfn = gaddr >> crate::memory::PAGE_SHIFT;
-        let offset = (gaddr as usize) & (PAGE_SIZE - 1);
+    let new = if let Some(gaddr) = gaddr {
+        let gfn = gaddr.gfn();
+        let offset = gaddr.page_offset();
         if offset > PAGE_SIZE - size {
             return Err(Errno::ENXIO);
         }
@@ -208,6 +64,13 @@ fn map_guest_area_sized(
         }
         let page = d.get_writable_page(gfn)?;
         Some(AreaMap::guest(page, offset, gfn))
+    } else {
+        // De-registration: only meaningful for the physically registered
+        // runstate and time areas; vcpu_info has no way back.
+        if kind == AreaKind::VcpuInfo {
+            return Err(Errno::EINVAL);
+        }
+        None
     };
 
     let remote = caller != Some(v.id);
@@ -355,10 +218,10 @@ pub(crate) fn copy_guest_area_inner(
                 let mut p2m = child.p2m.lock();
                 match p2m.get(gfn) {
                     None => {
-                        p2m.set(gfn, crate::memory::Page::alloc(child.id)?, crate::memory::P2mType::RamRw);
+                        p2m.set(gfn, Page::alloc(child.id)?, P2mType::RamRw);
                         fresh = true;
                     }
-                    Some(e) if e.p2mt != crate::memory::P2mType::RamRw || e.page.owner() != child.id => {
+                    Some(e) if e.p2mt != P2mType::RamRw || e.page.owner() != child.id => {
                         return Err(Errno::EBUSY);
                     }
                     Some(_) => {}
@@ -366,8 +229,8 @@ pub(crate) fn copy_guest_area_inner(
             }
             // The whole rest of the page as size: all the check needs is that
             // the area fits, which it did in the parent.
-            let gaddr = (gfn << crate::memory::PAGE_SHIFT) + src.offset as u64;
-            map_guest_area_sized(child, None, cv, kind, gaddr, PAGE_SIZE - src.offset, None)?;
+            let gaddr = gfn.gpa().and_then(|a| a.checked_add(src.offset as u64)).ok_or(Errno::EINVAL)?;
+            map_guest_area_sized(child, None, cv, kind, Some(gaddr), PAGE_SIZE - src.offset, None)?;
             cv.areas.lock().get(kind).ok_or(Errno::EINVAL)?.page.clone()
         }
     };
@@ -378,31 +241,32 @@ pub(crate) fn copy_guest_area_inner(
 }
 
 /// Registers `v`'s vcpu_info at `gfn`/`offset` (`VCPUOP_register_vcpu_info`).
-pub fn register_vcpu_info(d: &Domain, caller: Option<u32>, v: &Vcpu, gfn: u64, offset: u64) -> XenResult<()> {
-    let gaddr = gfn
-        .checked_shl(crate::memory::PAGE_SHIFT)
-        .filter(|g| g >> crate::memory::PAGE_SHIFT == gfn)
-        .and_then(|g| g.checked_add(offset))
-        .ok_or(Errno::EINVAL)?;
+pub fn register_vcpu_info(d: &Domain, caller: Option<u32>, v: &Vcpu, gfn: Gfn, offset: u64) -> XenResult<()> {
+    let gaddr = gfn.gpa().and_then(|g| g.checked_add(offset)).ok_or(Errno::EINVAL)?;
     // Like Xen: an offset that moves the address into another frame is not
     // a page-crossing area but a malformed request.
-    if gaddr == !0 || gaddr >> crate::memory::PAGE_SHIFT != gfn {
+    if gaddr.0 == !0 || gaddr.gfn() != gfn {
         return Err(Errno::EINVAL);
     }
     // Preliminary check: avoid taking page references just to drop them.
     if v.areas.lock().vcpu_info.placement == Placement::Guest {
         return Err(Errno::EBUSY);
     }
-    map_guest_area(d, caller, v, AreaKind::VcpuInfo, gaddr, Some(&mut vcpu_info_populate))
+    map_guest_area(d, caller, v, AreaKind::VcpuInfo, Some(gaddr), Some(&mut vcpu_info_populate))
 }
+
+/// The guest's "unregister" address for the phys-area registrations.
+const UNREGISTER: u64 = !0;
 
 /// Registers (or with `!0` unregisters) `v`'s runstate area.
 pub fn register_runstate_area(d: &Domain, caller: Option<u32>, v: &Vcpu, gaddr: u64) -> XenResult<()> {
+    let gaddr = (gaddr != UNREGISTER).then_some(Gpa(gaddr));
     map_guest_area(d, caller, v, AreaKind::Runstate, gaddr, Some(&mut runstate_populate))
 }
 
 /// Registers (or with `!0` unregisters) `v`'s time area.
 pub fn register_time_area(d: &Domain, caller: Option<u32>, v: &Vcpu, gaddr: u64) -> XenResult<()> {
+    let gaddr = (gaddr != UNREGISTER).then_some(Gpa(gaddr));
     map_guest_area(d, caller, v, AreaKind::Time, gaddr, Some(&mut time_populate))
 }
 

@@ -8,17 +8,23 @@
 
 extern crate alloc;
 
+pub mod addr;
 pub mod arch;
+pub mod area;
 pub mod boot_config;
+pub mod clock;
 pub mod console;
 pub mod cpio;
 pub mod domain;
 pub mod evtchn;
 pub mod guest_area;
+pub mod guest_memory;
 pub mod hypercall;
 pub mod lifecycle;
 pub mod loader;
 pub mod memory;
+pub mod ports;
 pub mod runstate;
+pub mod runstate_info;
 pub mod sched;
 pub mod time;

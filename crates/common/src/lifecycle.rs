@@ -5,10 +5,15 @@
 use alloc::string::String;
 use alloc::sync::Arc;
 
-use crate::domain::{Domain, DomainConfig, Lifecycle};
-use crate::guest_area::{self, AreaKind};
+use crate::area::AreaKind;
+use crate::clock::Clock;
+use crate::console::ConsoleSink;
+use crate::domain::VPF_DOWN;
+use crate::domain::{Domain, DomainConfig, Lifecycle, Vcpu};
+use crate::guest_area;
 use crate::memory::DomId;
-use xen_abi::errno::XenResult;
+use xen_abi::errno::{Errno, XenResult};
+use xen_abi::nr::runstate;
 
 /// `domain_kill`: pauses the domain, unmaps every guest area (dropping their
 /// page references), closes all event channels and releases all memory.
@@ -30,9 +35,9 @@ pub fn soft_reset(d: &Domain) {
     crate::evtchn::reset(d);
     for v in d.vcpus() {
         if v.id == 0 {
-            let _ = d.vcpu_up(v);
+            let _ = vcpu_up(d, v);
         } else {
-            d.vcpu_down(v);
+            vcpu_down(d, v);
         }
     }
     d.set_lifecycle(Lifecycle::Running);
@@ -43,7 +48,12 @@ pub fn soft_reset(d: &Domain) {
 /// registered area copied with [`guest_area::copy_guest_area`]. The child's
 /// memory starts empty and receives the pages the areas need, each gfn once —
 /// so areas sharing a page in the parent share one page in the child.
-pub fn fork(parent: &Domain, child_id: DomId, clock: Arc<dyn crate::arch::Clock>) -> XenResult<Arc<Domain>> {
+pub fn fork(
+    parent: &Domain,
+    child_id: DomId,
+    clock: Arc<dyn Clock>,
+    console: Arc<dyn ConsoleSink>,
+) -> XenResult<Arc<Domain>> {
     let child = Domain::new(DomainConfig {
         id: child_id,
         name: String::from(parent.name.as_str()) + "-fork",
@@ -51,6 +61,7 @@ pub fn fork(parent: &Domain, child_id: DomId, clock: Arc<dyn crate::arch::Clock>
         ram_pages: 0,
         abi: parent.abi(),
         clock,
+        console,
     })?;
     parent.pause();
     let result = (|| {
@@ -67,4 +78,26 @@ pub fn fork(parent: &Domain, child_id: DomId, clock: Arc<dyn crate::arch::Clock>
     })();
     let _ = parent.unpause();
     result.map(|_| child)
+}
+
+/// Brings `v` up (`VCPUOP_up`, a firmware CPU-on call): `-EINVAL` if it has
+/// no initial context.
+pub fn vcpu_up(d: &Domain, v: &Vcpu) -> XenResult<()> {
+    if !v.is_initialised() {
+        return Err(Errno::EINVAL);
+    }
+    if v.is_up() {
+        return Ok(());
+    }
+    v.clear_flag(VPF_DOWN);
+    crate::runstate::change(d, v, runstate::RUNNABLE);
+    Ok(())
+}
+
+/// Takes `v` down (`VCPUOP_down`, a firmware CPU-off call).
+pub fn vcpu_down(d: &Domain, v: &Vcpu) {
+    if v.is_up() {
+        v.set_flag(VPF_DOWN);
+        crate::runstate::change(d, v, runstate::OFFLINE);
+    }
 }

@@ -9,7 +9,9 @@ use xmas_elf::ElfFile;
 
 use alloc::vec::Vec;
 
+use crate::addr::Gpa;
 use crate::domain::Domain;
+use crate::guest_memory::{GuestMemory, PhysMem};
 use xen_abi::nr::elfnote;
 
 /// Largest segment accepted (a guest asking for more is malformed here).
@@ -133,13 +135,13 @@ pub fn load_elf(d: &Domain, image: &[u8]) -> Result<LoadedImage, LoadError> {
                 }
                 let pa = ph.physical_addr();
                 let end = pa.checked_add(memsz).ok_or(LoadError::SegmentTooLarge)?;
-                d.write_gpa(pa, bytes).map_err(|_| LoadError::OutsideGuestMemory(pa))?;
+                PhysMem::new(d).write_bytes(Gpa(pa), bytes).map_err(|_| LoadError::OutsideGuestMemory(pa))?;
                 // Zero the rest (.bss) in page-sized chunks.
                 let zeros = [0u8; 4096];
                 let mut at = pa + filesz;
                 while at < end {
                     let n = (end - at).min(4096 - (at & 0xFFF)) as usize;
-                    d.write_gpa(at, &zeros[..n]).map_err(|_| LoadError::OutsideGuestMemory(at))?;
+                    PhysMem::new(d).write_bytes(Gpa(at), &zeros[..n]).map_err(|_| LoadError::OutsideGuestMemory(at))?;
                     at += n as u64;
                 }
                 if memsz > 0 {

@@ -21,13 +21,7 @@ use hashbrown::HashMap;
 
 use xen_abi::errno::{Errno, XenResult};
 
-/// Size of a guest page on every supported architecture (4 KiB granule).
-pub const PAGE_SIZE: usize = 4096;
-/// log2 of [`PAGE_SIZE`].
-pub const PAGE_SHIFT: u32 = 12;
-
-/// A guest frame number (guest-physical address >> 12).
-pub type Gfn = u64;
+pub use crate::addr::{Gfn, PAGE_SHIFT, PAGE_SIZE};
 
 /// A domain identifier, as in Xen (`domid_t`).
 pub type DomId = u16;
@@ -287,8 +281,9 @@ impl P2m {
 
     /// Allocates `count` fresh zeroed RAM pages for `owner` at `first_gfn..`.
     pub fn populate_ram(&mut self, owner: DomId, first_gfn: Gfn, count: u64) -> XenResult<()> {
-        for gfn in first_gfn..first_gfn + count {
-            self.set(gfn, Page::alloc(owner)?, P2mType::RamRw);
+        let end = first_gfn.0.checked_add(count).ok_or(Errno::EINVAL)?;
+        for gfn in first_gfn.0..end {
+            self.set(Gfn(gfn), Page::alloc(owner)?, P2mType::RamRw);
         }
         Ok(())
     }

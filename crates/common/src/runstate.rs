@@ -2,28 +2,12 @@
 //! `XEN_RUNSTATE_UPDATE` protocol so a guest reading concurrently can tell a
 //! torn record from a complete one.
 
+use crate::area::AreaMap;
 use crate::domain::{Domain, Vcpu};
-use crate::guest_area::AreaMap;
 use xen_abi::layout::GuestAbi;
 
-use xen_abi::nr::runstate::{OFFLINE, RUNNABLE, XEN_RUNSTATE_UPDATE};
-
-/// The hypervisor's record of a vCPU's runstate (`vcpu_runstate_info`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RunstateInfo {
-    /// Current `RUNSTATE_*`.
-    pub state: u32,
-    /// When the current state was entered (ns of system time).
-    pub state_entry_time: u64,
-    /// Total ns spent in each state before the current one was entered.
-    pub time: [u64; 4],
-}
-
-impl RunstateInfo {
-    pub(crate) fn new(up: bool, now: u64) -> Self {
-        RunstateInfo { state: if up { RUNNABLE } else { OFFLINE }, state_entry_time: now, time: [0; 4] }
-    }
-}
+use crate::runstate_info::RunstateInfo;
+use xen_abi::nr::runstate::XEN_RUNSTATE_UPDATE;
 
 /// Moves `v` to `new_state` at the clock's current time, accounting the time
 /// spent in the old state, and refreshes the guest's runstate area.

@@ -1,15 +1,20 @@
 //! The hypervisor's domains and the round-robin scheduler loop shared by
 //! every board: pick a runnable vCPU, account its runstate, enter it through
-//! its [`ArchVcpu`], and act on why it came back.
+//! its [`ArchVcpu`], and act on why it came back. The board plugs in through
+//! [`Board`]: the preemption timer, idle, the console sink, the debug
+//! transport and the exit.
 
 use alloc::boxed::Box;
+use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use crate::arch::{ArchVcpu, VcpuExit};
+use crate::arch::{ArchDomain, ArchVcpu, Preemption, VcpuExit};
+use crate::console::ConsoleSink;
 use crate::domain::{Domain, Lifecycle, VPF_BLOCKED};
 use crate::hypercall::{self, Call};
+use crate::lifecycle;
 use crate::runstate;
 use xen_abi::nr::runstate::{BLOCKED, OFFLINE, RUNNABLE, RUNNING};
 use xen_abi::nr::shutdown;
@@ -18,28 +23,79 @@ use xen_abi::nr::shutdown;
 /// (gdb, consoles) again.
 const HYPERCALL_BURST: u32 = 256;
 
-/// All domains with their vCPUs' arch contexts.
+/// One domain with everything the scheduler runs it with: the core's model,
+/// the per-domain arch object and the arch contexts of its vCPUs (indexed by
+/// vCPU id).
+pub struct DomainSlot {
+    /// The domain.
+    pub domain: Arc<Domain>,
+    /// Its per-domain arch object.
+    pub arch: Box<dyn ArchDomain>,
+    /// Its vCPUs' arch contexts, `vcpus[id]`.
+    pub vcpus: Vec<Box<dyn ArchVcpu>>,
+}
+
+impl DomainSlot {
+    /// A slot for `domain`, with one vCPU context per vCPU created by `arch`.
+    pub fn new(domain: Arc<Domain>, arch: Box<dyn ArchDomain>) -> Self {
+        let vcpus = (0..domain.max_vcpus()).map(|id| arch.create_vcpu(&domain, id)).collect();
+        DomainSlot { domain, arch, vcpus }
+    }
+
+    /// vCPU `id`'s arch context.
+    pub fn vcpu(&self, id: u32) -> Option<&dyn ArchVcpu> {
+        self.vcpus.get(id as usize).map(|v| &**v)
+    }
+
+    /// vCPU `id`'s arch context, mutably.
+    pub fn vcpu_mut(&mut self, id: u32) -> Option<&mut (dyn ArchVcpu + 'static)> {
+        self.vcpus.get_mut(id as usize).map(|v| &mut **v)
+    }
+}
+
+/// All domains, each in its slot.
 pub struct Hypervisor {
-    /// Domains, in creation order.
-    pub domains: Vec<Arc<Domain>>,
-    /// Arch contexts, `arch[i][v]` for `domains[i]` vCPU `v`.
-    pub arch: Vec<Vec<Box<dyn ArchVcpu>>>,
+    slots: Vec<DomainSlot>,
     /// All-stop: set while a debugger holds the system stopped.
     pub stopped: AtomicBool,
+    /// The attached debugger's own state (it borrows the whole hypervisor
+    /// as its target, so what it keeps between requests lives here).
+    pub debugger: DebuggerState,
     cursor: usize,
 }
 
-/// What the board does between guest slices.
-pub trait Board {
-    /// Polls devices (gdb serial line, ...) with access to the hypervisor.
+/// What an attached debugger keeps between its requests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DebuggerState {
+    /// Addresses are guest-physical (`monitor phys on`) instead of the
+    /// selected vCPU's guest-virtual ones.
+    pub physical_addresses: bool,
+    /// The debugger resumed the system and waits for the next stop.
+    pub resume_requested: bool,
+}
+
+/// What the board provides to the scheduler loop. As a [`Preemption`] it is
+/// the slice timer a running vCPU sees.
+pub trait Board: Preemption {
+    /// A time slice is about to start (the slice timer restarts).
+    fn start_slice(&mut self);
+    /// Services the board's devices between slices — above all the debug
+    /// transport (the gdb stub), which may inspect and change `hv`.
     fn poll(&mut self, hv: &mut Hypervisor);
-    /// Nothing can run: wait for an interrupt.
-    fn idle(&mut self, hv: &Hypervisor);
+    /// Nothing can run: wait for an interrupt, or at the latest until the
+    /// host counter reaches `wake_at` (a blocked vCPU's guest timer).
+    fn idle(&mut self, hv: &Hypervisor, wake_at: Option<u64>);
+    /// The host counter now, in the units of [`ArchDomain::timer_deadline`].
+    fn now_ticks(&self) -> u64;
+    /// Where the domains' console lines go.
+    fn console(&self) -> Arc<dyn ConsoleSink>;
     /// Whether the loop should return once every domain has finished (the
     /// `--exit` mode); otherwise the board keeps polling (gdb stays usable).
     fn exit_when_done(&self) -> bool {
         true
     }
+    /// Ends the run with `verdict` (powers the machine off with its status).
+    fn exit(&mut self, verdict: &Verdict) -> !;
 }
 
 /// How the run ended: per domain, its final lifecycle.
@@ -47,13 +103,15 @@ pub trait Board {
 pub struct Verdict {
     /// `(domain id, lifecycle)` for every domain.
     pub domains: Vec<(u16, Lifecycle)>,
+    /// Domains the board could not even build (each fails the run).
+    pub failed_to_build: usize,
 }
 
 impl Verdict {
     /// The closing console lines every board prints: one per domain
     /// (`dN: shut down (poweroff)`, `dN: crashed`, ...) and then
     /// `verdict PASS` or `verdict FAIL`, so tools parse one format.
-    pub fn summary_lines(&self) -> Vec<alloc::string::String> {
+    pub fn summary_lines(&self) -> Vec<String> {
         use alloc::format;
         let mut lines: Vec<_> = self
             .domains
@@ -69,42 +127,70 @@ impl Verdict {
         lines
     }
 
-    /// Every domain powered off cleanly.
+    /// Every domain was built and powered off cleanly.
     pub fn clean(&self) -> bool {
-        self.domains.iter().all(|(_, l)| *l == Lifecycle::Shutdown(shutdown::POWEROFF))
+        self.failed_to_build == 0 && self.domains.iter().all(|(_, l)| *l == Lifecycle::Shutdown(shutdown::POWEROFF))
     }
 }
 
 impl Hypervisor {
-    /// A hypervisor over `domains` with their arch contexts.
-    pub fn new(domains: Vec<Arc<Domain>>, arch: Vec<Vec<Box<dyn ArchVcpu>>>) -> Self {
-        Hypervisor { domains, arch, stopped: AtomicBool::new(false), cursor: 0 }
+    /// A hypervisor over `slots`.
+    pub fn new(slots: Vec<DomainSlot>) -> Self {
+        Hypervisor { slots, stopped: AtomicBool::new(false), debugger: DebuggerState::default(), cursor: 0 }
+    }
+
+    /// Every domain's slot, in creation order.
+    pub fn slots(&self) -> &[DomainSlot] {
+        &self.slots
+    }
+
+    /// Every domain's slot, mutably (the debugger reads and writes vCPU
+    /// state through this).
+    pub fn slots_mut(&mut self) -> &mut [DomainSlot] {
+        &mut self.slots
+    }
+
+    /// The slots read-only and the debugger state mutably, at once (a
+    /// debugger command inspects the model while it changes its own mode).
+    pub fn slots_and_debugger(&mut self) -> (&[DomainSlot], &mut DebuggerState) {
+        (&self.slots, &mut self.debugger)
+    }
+
+    /// Domains, in creation order.
+    pub fn domains(&self) -> impl Iterator<Item = &Arc<Domain>> {
+        self.slots.iter().map(|s| &s.domain)
     }
 
     /// Domain by id.
     pub fn domain(&self, id: u16) -> Option<&Arc<Domain>> {
-        self.domains.iter().find(|d| d.id == id)
+        self.domains().find(|d| d.id == id)
     }
 
     /// Whether every domain has finished.
     pub fn all_finished(&self) -> bool {
-        self.domains.iter().all(|d| d.is_finished())
+        self.domains().all(|d| d.is_finished())
     }
 
     /// The verdict so far.
     pub fn verdict(&self) -> Verdict {
-        Verdict { domains: self.domains.iter().map(|d| (d.id, d.lifecycle())).collect() }
+        Verdict { domains: self.domains().map(|d| (d.id, d.lifecycle())).collect(), failed_to_build: 0 }
     }
 
-    /// Round-robin: the next runnable (domain index, vCPU id) after the last.
+    /// Exits every vCPU has taken so far.
+    pub fn exits(&self) -> u64 {
+        self.slots.iter().map(|s| s.arch.exits()).sum()
+    }
+
+    /// Round-robin: the next runnable (slot index, vCPU id) after the last.
     pub fn pick_next(&mut self) -> Option<(usize, u32)> {
         if self.stopped.load(Ordering::Acquire) {
             return None;
         }
-        let slots: usize = self.domains.iter().map(|d| d.max_vcpus() as usize).sum();
+        let slots: usize = self.slots.iter().map(|s| s.domain.max_vcpus() as usize).sum();
         for step in 1..=slots {
             let mut flat = (self.cursor + step) % slots;
-            for (i, d) in self.domains.iter().enumerate() {
+            for (i, s) in self.slots.iter().enumerate() {
+                let d = &s.domain;
                 let n = d.max_vcpus() as usize;
                 if flat < n {
                     let v = d.vcpus().get(flat)?;
@@ -120,24 +206,53 @@ impl Hypervisor {
         None
     }
 
-    /// Runs one time slice of the vCPU `(di, vid)`, handling hypercalls in
+    /// Wakes blocked vCPUs whose own guest timer has fired (the backend
+    /// injects the timer interrupt when they run).
+    pub fn wake_expired_timers(&self, now_ticks: u64) {
+        for s in &self.slots {
+            for v in s.domain.vcpus() {
+                if v.pause_flags() & VPF_BLOCKED != 0 && s.arch.timer_deadline(v.id).is_some_and(|t| t <= now_ticks) {
+                    s.domain.vcpu_unblock(v);
+                }
+            }
+        }
+    }
+
+    /// The earliest guest-timer deadline of a blocked vCPU.
+    pub fn next_timer_deadline(&self) -> Option<u64> {
+        self.slots
+            .iter()
+            .flat_map(|s| {
+                s.domain
+                    .vcpus()
+                    .iter()
+                    .filter(|v| v.pause_flags() & VPF_BLOCKED != 0)
+                    .filter_map(|v| s.arch.timer_deadline(v.id))
+            })
+            .min()
+    }
+
+    /// Runs one time slice of the vCPU `(si, vid)`, handling hypercalls in
     /// place until it must give up the CPU.
-    pub fn run_slice(&mut self, di: usize, vid: u32) {
-        let d = self.domains[di].clone();
+    pub fn run_slice(&mut self, si: usize, vid: u32, preempt: &mut dyn Preemption) {
+        let slot = &mut self.slots[si];
+        let d = slot.domain.clone();
         let Ok(v) = d.vcpu(vid) else { return };
         runstate::change(&d, v, RUNNING);
         v.set_running(true);
         crate::time::update_vcpu_system_time(&d, v);
-        let arch = &mut self.arch[di];
+        slot.arch.sync_p2m(&d);
         let mut burst = 0;
         let exit = loop {
             if v.take_upcall_request() {
-                arch[vid as usize].inject_upcall(&d);
+                slot.vcpus[vid as usize].inject_upcall(&d);
             }
-            match arch[vid as usize].run(&d) {
+            match slot.vcpus[vid as usize].run(&d, preempt) {
                 VcpuExit::Hypercall { nr, args } => {
-                    let out = hypercall::dispatch(&mut Call::new(&d, vid, arch), nr, args);
-                    arch[vid as usize].complete_hypercall(out.ret);
+                    let out = hypercall::dispatch(&mut Call::new(&d, vid, &mut slot.vcpus), nr, args);
+                    slot.vcpus[vid as usize].complete_hypercall(out.ret);
+                    // A hypercall may have changed the p2m (shared_info, ...).
+                    slot.arch.sync_p2m(&d);
                     burst += 1;
                     if out.deschedule || burst >= HYPERCALL_BURST || !d.vcpu_runnable(v) {
                         break None;
@@ -149,7 +264,7 @@ impl Hypervisor {
         v.set_running(false);
         match exit {
             Some(VcpuExit::Halted) => d.vcpu_block(v),
-            Some(VcpuExit::Down) => d.vcpu_down(v),
+            Some(VcpuExit::Down) => lifecycle::vcpu_down(&d, v),
             Some(VcpuExit::DomainShutdown(reason)) => d.shutdown(reason),
             Some(VcpuExit::Fault) => d.crash(),
             _ => {}
@@ -169,12 +284,19 @@ impl Hypervisor {
     pub fn run(&mut self, board: &mut dyn Board) -> Verdict {
         loop {
             board.poll(self);
+            self.wake_expired_timers(board.now_ticks());
             if self.all_finished() && board.exit_when_done() {
                 return self.verdict();
             }
             match self.pick_next() {
-                Some((di, vid)) => self.run_slice(di, vid),
-                None => board.idle(self),
+                Some((si, vid)) => {
+                    board.start_slice();
+                    self.run_slice(si, vid, board);
+                }
+                None => {
+                    let wake_at = self.next_timer_deadline();
+                    board.idle(self, wake_at);
+                }
             }
         }
     }

@@ -100,8 +100,9 @@ pub struct StubStats {
 
 /// The embedded gdb stub.
 pub struct GdbStub {
+    /// The protocol engine; built on the first poll (building needs the
+    /// target, which exists only while a poll borrows the hypervisor).
     machine: Option<Machine>,
-    target: HvTarget,
     framer: Framer,
     /// Output waiting to go to the transport.
     pending: Vec<u8>,
@@ -131,11 +132,8 @@ impl Default for GdbStub {
 impl GdbStub {
     /// A stub with no session; the system runs until gdb attaches.
     pub fn new() -> Self {
-        let mut target = HvTarget::default();
-        let machine = fresh_machine(&mut target);
         GdbStub {
-            machine,
-            target,
+            machine: None,
             framer: Framer::new(MAX_PACKET),
             pending: Vec::new(),
             last_reply: Vec::new(),
@@ -175,28 +173,23 @@ impl GdbStub {
         &self.last_error
     }
 
-    /// Whether guest-physical addressing (`monitor phys on`) is in force.
-    pub fn phys(&self) -> bool {
-        self.target.phys
-    }
-
     /// Services the serial line: reads what gdb sent, answers it, and sets
     /// `hv.stopped` to whether the debugger holds the system. Never blocks
     /// waiting for input.
     pub fn poll(&mut self, hv: &mut Hypervisor, io: &mut dyn Transport) {
-        // Lend the model to the target for this poll (moving the two
-        // vectors is three words each; nothing is copied).
-        self.target.domains = core::mem::take(&mut hv.domains);
-        self.target.arch = core::mem::take(&mut hv.arch);
-
-        self.check_stop_events();
+        // The target is the hypervisor itself, borrowed for this poll.
+        let t = HvTarget::borrow(hv);
+        if self.machine.is_none() {
+            self.machine = fresh_machine(t);
+        }
+        self.check_stop_events(t);
         let budget = if self.holding() { usize::MAX } else { RUNNING_POLL_BUDGET };
         let mut n = 0;
         while n < budget {
             let Some(b) = io.read_byte() else { break };
             n += 1;
             if let Some(ev) = self.framer.push(b) {
-                self.on_event(ev);
+                self.on_event(t, ev);
             }
             if !self.pending.is_empty() && !self.framer.in_packet() {
                 io.write_all(&self.pending);
@@ -208,19 +201,16 @@ impl GdbStub {
             self.pending.clear();
         }
         io.flush();
-
-        hv.domains = core::mem::take(&mut self.target.domains);
-        hv.arch = core::mem::take(&mut self.target.arch);
-        hv.stopped.store(self.holding(), Ordering::Release);
+        t.hv().stopped.store(self.holding(), Ordering::Release);
     }
 
     /// While gdb waits for the system to stop: a domain that crashed, or
     /// every domain having finished, is reported as a stop.
-    fn check_stop_events(&mut self) {
+    fn check_stop_events(&mut self, t: &mut HvTarget) {
         if !self.session || !matches!(self.machine, Some(GdbStubStateMachine::Running(_))) {
             return;
         }
-        let doms = &self.target.domains;
+        let doms: Vec<_> = t.hv().domains().cloned().collect();
         let crashed = doms.iter().find(|d| {
             d.lifecycle() == Lifecycle::Crashed
                 && !self.at_resume.iter().any(|(id, l)| *id == d.id && *l == Lifecycle::Crashed)
@@ -229,17 +219,17 @@ impl GdbStub {
         let all_done_before = self.at_resume.iter().all(|(_, l)| *l != Lifecycle::Running);
         let reason = match crashed {
             Some(d) => tid_of(d.id, 0).map(|tid| (tid, Signal::SIGSEGV)),
-            None if all_done_now && !all_done_before => self.target.first_tid().map(|tid| (tid, Signal::SIGTRAP)),
+            None if all_done_now && !all_done_before => t.first_tid().map(|tid| (tid, Signal::SIGTRAP)),
             None => None,
         };
         let Some((tid, signal)) = reason else { return };
         if let Some(GdbStubStateMachine::Running(m)) = self.machine.take() {
-            let r = m.report_stop(&mut self.target, MultiThreadStopReason::SignalWithThread { tid, signal });
-            self.settle(r.ok());
+            let r = m.report_stop(t, MultiThreadStopReason::SignalWithThread { tid, signal });
+            self.settle(t, r.ok());
         }
     }
 
-    fn on_event(&mut self, ev: Event) {
+    fn on_event(&mut self, t: &mut HvTarget, ev: Event) {
         match ev {
             Event::Ack => {}
             Event::Nack => {
@@ -253,17 +243,17 @@ impl GdbStub {
                 // Ctrl-C only means something while gdb waits for a stop;
                 // stray 0x03 bytes on an idle line must not stop the system.
                 if self.session && matches!(self.machine, Some(GdbStubStateMachine::Running(_))) {
-                    self.feed(&[0x03]);
+                    self.feed(t, &[0x03]);
                 }
             }
             Event::Packet => {
                 let body = self.framer.body().to_vec();
-                self.on_packet(&body);
+                self.on_packet(t, &body);
             }
         }
     }
 
-    fn on_packet(&mut self, body: &[u8]) {
+    fn on_packet(&mut self, t: &mut HvTarget, body: &[u8]) {
         let new_session =
             body.starts_with(b"qSupported") || (body == b"?" && !self.holding() && !self.session_running());
         if new_session {
@@ -271,7 +261,7 @@ impl GdbStub {
             self.session = true;
             self.hold_for_attach = false;
             self.replay.clear();
-            self.machine = fresh_machine(&mut self.target);
+            self.machine = fresh_machine(t);
         }
         if body.starts_with(b"qSupported") || body.starts_with(b"Hg") || body.starts_with(b"Hc") {
             let key = &body[..2];
@@ -280,7 +270,7 @@ impl GdbStub {
         }
         let frame = frame(body);
         let start = self.pending.len();
-        if self.feed(&frame) {
+        if self.feed(t, &frame) {
             let reply = &self.pending[start..];
             let reply = reply.strip_prefix(b"+").unwrap_or(reply);
             self.last_reply = reply.to_vec();
@@ -292,7 +282,7 @@ impl GdbStub {
             self.pending.push(b'+');
             self.last_reply = frame_vec(b"E01");
             self.pending.extend_from_slice(&self.last_reply);
-            self.rebuild();
+            self.rebuild(t);
         }
     }
 
@@ -302,12 +292,12 @@ impl GdbStub {
     }
 
     /// Feeds bytes to the engine; false if it failed (and is gone).
-    fn feed(&mut self, bytes: &[u8]) -> bool {
+    fn feed(&mut self, t: &mut HvTarget, bytes: &[u8]) -> bool {
         for &b in bytes {
             let Some(m) = self.machine.take() else { return false };
             let r = match m {
-                GdbStubStateMachine::Idle(m) => m.incoming_data(&mut self.target, b),
-                GdbStubStateMachine::Running(m) => m.incoming_data(&mut self.target, b),
+                GdbStubStateMachine::Idle(m) => m.incoming_data(t, b),
+                GdbStubStateMachine::Running(m) => m.incoming_data(t, b),
                 GdbStubStateMachine::CtrlCInterrupt(_) | GdbStubStateMachine::Disconnected(_) => {
                     // `settle` never leaves these states in place.
                     return false;
@@ -315,7 +305,7 @@ impl GdbStub {
             };
             match r {
                 Ok(m) => {
-                    if !self.settle(Some(m)) {
+                    if !self.settle(t, Some(m)) {
                         return false;
                     }
                 }
@@ -331,7 +321,7 @@ impl GdbStub {
 
     /// Takes the engine's new state, moving it on from the states that need
     /// the stub's action; drains its output. False if the engine failed.
-    fn settle(&mut self, m: Option<Machine>) -> bool {
+    fn settle(&mut self, t: &mut HvTarget, m: Option<Machine>) -> bool {
         let Some(mut m) = m else { return false };
         loop {
             self.pending.append(&mut conn_of(&mut m).0);
@@ -339,12 +329,11 @@ impl GdbStub {
                 GdbStubStateMachine::CtrlCInterrupt(c) => {
                     // gdb interrupted: everything stops; report it on the
                     // first vCPU.
-                    let reason = self
-                        .target
+                    let reason = t
                         .first_tid()
                         .map(|tid| MultiThreadStopReason::SignalWithThread { tid, signal: Signal::SIGINT });
-                    self.target.resume_requested = false;
-                    match c.interrupt_handled(&mut self.target, reason) {
+                    t.debugger().resume_requested = false;
+                    match c.interrupt_handled(t, reason) {
                         Ok(m) => m,
                         Err(_) => return false,
                     }
@@ -356,8 +345,8 @@ impl GdbStub {
                     d.return_to_idle()
                 }
                 GdbStubStateMachine::Running(r) => {
-                    if core::mem::take(&mut self.target.resume_requested) {
-                        self.at_resume = self.target.domains.iter().map(|d| (d.id, d.lifecycle())).collect();
+                    if core::mem::take(&mut t.debugger().resume_requested) {
+                        self.at_resume = t.hv().domains().map(|d| (d.id, d.lifecycle())).collect();
                     }
                     self.machine = Some(GdbStubStateMachine::Running(r));
                     return true;
@@ -371,12 +360,12 @@ impl GdbStub {
     }
 
     /// A new engine carrying the current session's settings.
-    fn rebuild(&mut self) {
-        self.machine = fresh_machine(&mut self.target);
+    fn rebuild(&mut self, t: &mut HvTarget) {
+        self.machine = fresh_machine(t);
         let replay = core::mem::take(&mut self.replay);
         let keep = self.pending.len();
         for p in &replay {
-            self.feed(&frame(p));
+            self.feed(t, &frame(p));
         }
         self.pending.truncate(keep);
         self.replay = replay;

@@ -10,14 +10,15 @@ use alloc::vec::Vec;
 use core::fmt::Write;
 
 use lantern_common::arch::GuestMode;
+use lantern_common::area::{AreaKind, AreaMap, Placement};
 use lantern_common::domain::{Domain, Lifecycle};
-use lantern_common::guest_area::{AreaKind, AreaMap, Placement};
 use lantern_common::memory::Page;
 use xen_abi::layout::{GuestAbi, StructLayout};
 use xen_abi::nr::runstate;
 
 use crate::json::Json;
-use crate::target::{tid_of, HvTarget};
+use crate::target::tid_of;
+use lantern_common::sched::{DebuggerState, DomainSlot};
 
 /// Help text (also the answer to an unknown command).
 pub const HELP: &str = "\
@@ -70,8 +71,18 @@ impl Out {
     }
 }
 
+/// What the monitor commands see: the domains' slots (read-only: commands
+/// inspect and pause, they never run or rebuild anything) and the debugger's
+/// own state (`monitor phys` changes the addressing mode).
+pub struct View<'a> {
+    /// Every domain's slot.
+    pub slots: &'a [DomainSlot],
+    /// The debugger's state.
+    pub debugger: &'a mut DebuggerState,
+}
+
 /// Runs one monitor command line; returns its output (ending in a newline).
-pub fn run(t: &mut HvTarget, line: &str) -> String {
+pub fn run(t: &mut View<'_>, line: &str) -> String {
     let mut words: Vec<&str> = line.split_whitespace().collect();
     let json = words.contains(&"--json");
     words.retain(|w| *w != "--json");
@@ -131,11 +142,11 @@ pub fn run(t: &mut HvTarget, line: &str) -> String {
     out.text
 }
 
-fn domain_index(t: &HvTarget, id: u16) -> Result<usize, String> {
-    t.domains.iter().position(|d| d.id == id).ok_or_else(|| format!("no domain d{id}"))
+fn domain_index(t: &View<'_>, id: u16) -> Result<usize, String> {
+    t.slots.iter().position(|s| s.domain.id == id).ok_or_else(|| format!("no domain d{id}"))
 }
 
-fn select(t: &HvTarget, arg: Option<&str>) -> Result<Sel, String> {
+fn select(t: &View<'_>, arg: Option<&str>) -> Result<Sel, String> {
     match arg {
         None => Ok(Sel::All),
         Some(a) => {
@@ -144,7 +155,7 @@ fn select(t: &HvTarget, arg: Option<&str>) -> Result<Sel, String> {
                 Sel::Domain(d) => domain_index(t, d).map(|_| sel),
                 Sel::Vcpu(d, v) => {
                     let di = domain_index(t, d)?;
-                    if v < t.domains[di].max_vcpus() {
+                    if v < t.slots[di].domain.max_vcpus() {
                         Ok(sel)
                     } else {
                         Err(format!("no vCPU d{d}v{v}"))
@@ -156,7 +167,7 @@ fn select(t: &HvTarget, arg: Option<&str>) -> Result<Sel, String> {
     }
 }
 
-fn one_vcpu(t: &HvTarget, arg: Option<&str>) -> Result<(usize, u32), String> {
+fn one_vcpu(t: &View<'_>, arg: Option<&str>) -> Result<(usize, u32), String> {
     match arg.map(|a| select(t, Some(a))) {
         Some(Ok(Sel::Vcpu(d, v))) => Ok((domain_index(t, d)?, v)),
         Some(Err(e)) => Err(e),
@@ -164,7 +175,7 @@ fn one_vcpu(t: &HvTarget, arg: Option<&str>) -> Result<(usize, u32), String> {
     }
 }
 
-fn one_domain(t: &HvTarget, arg: Option<&str>) -> Result<usize, String> {
+fn one_domain(t: &View<'_>, arg: Option<&str>) -> Result<usize, String> {
     match arg.map(|a| select(t, Some(a))) {
         Some(Ok(Sel::Domain(d))) => domain_index(t, d),
         Some(Err(e)) => Err(e),
@@ -173,9 +184,9 @@ fn one_domain(t: &HvTarget, arg: Option<&str>) -> Result<usize, String> {
 }
 
 /// Every `(domain index, vCPU)` a selection names.
-fn vcpus_of(t: &HvTarget, sel: &Sel) -> Vec<(usize, u32)> {
+fn vcpus_of(t: &View<'_>, sel: &Sel) -> Vec<(usize, u32)> {
     let mut v = Vec::new();
-    for (di, d) in t.domains.iter().enumerate() {
+    for (di, d) in t.slots.iter().map(|s| &s.domain).enumerate() {
         for id in 0..d.max_vcpus() {
             let take = match sel {
                 Sel::All => true,
@@ -207,12 +218,12 @@ fn mode_name(m: GuestMode) -> &'static str {
     }
 }
 
-fn domains(t: &HvTarget, out: &mut Out) {
+fn domains(t: &View<'_>, out: &mut Out) {
     let mut j = Json::new();
     j.begin_obj().key("domains").begin_arr();
     let mut s = String::from("dom  name              layout  vcpus lifecycle    paused shared_info_gfn  ram_pages\n");
-    for d in &t.domains {
-        let si = d.shared_info_gfn();
+    for d in t.slots.iter().map(|s| &s.domain) {
+        let si = d.shared_info_gfn().map(|g| g.0);
         let ram = d.p2m.lock().len() as u64;
         let life = lifecycle_name(d.lifecycle());
         j.begin_obj()
@@ -243,17 +254,17 @@ fn domains(t: &HvTarget, out: &mut Out) {
     out.text = if out.json { j.finish() } else { s };
 }
 
-fn vcpus(t: &HvTarget, sel: &Sel, out: &mut Out) {
+fn vcpus(t: &View<'_>, sel: &Sel, out: &mut Out) {
     let mut j = Json::new();
     j.begin_obj().key("vcpus").begin_arr();
     let mut s = String::from("vcpu     tid     state    mode    pause flags runstate  vector vcpu_info\n");
     for (di, id) in vcpus_of(t, sel) {
-        let d = &t.domains[di];
+        let d = &t.slots[di].domain;
         let Ok(v) = d.vcpu(id) else { continue };
         let name = format!("d{}v{}", d.id, id);
         let tid = tid_of(d.id, id).map(|t| t.get() as u64).unwrap_or(0);
         let state = d.vcpu_state(v).name();
-        let mode = t.arch.get(di).and_then(|a| a.get(id as usize)).map(|a| mode_name(a.mode())).unwrap_or("?");
+        let mode = t.slots.get(di).and_then(|s| s.vcpus.get(id as usize)).map(|a| mode_name(a.mode())).unwrap_or("?");
         let rs = runstate::name(v.runstate().state);
         let placement = v.areas().vcpu_info.placement.name();
         j.begin_obj()
@@ -401,7 +412,7 @@ fn decode(
 /// Describes where an area lives: `(placement, gfn, offset, slot)`.
 fn where_is(d: &Domain, kind: AreaKind, a: &AreaMap) -> (Placement, Option<u64>, usize, Option<u64>) {
     match a.placement {
-        Placement::Guest => (Placement::Guest, a.gfn, a.offset, None),
+        Placement::Guest => (Placement::Guest, a.gfn.map(|g| g.0), a.offset, None),
         Placement::Dummy => (Placement::Dummy, None, a.offset, None),
         Placement::SharedInfoSlot => {
             let abi = d.abi();
@@ -410,7 +421,7 @@ fn where_is(d: &Domain, kind: AreaKind, a: &AreaMap) -> (Placement, Option<u64>,
             } else {
                 None
             };
-            (Placement::SharedInfoSlot, d.shared_info_gfn(), a.offset, slot)
+            (Placement::SharedInfoSlot, d.shared_info_gfn().map(|g| g.0), a.offset, slot)
         }
     }
 }
@@ -430,12 +441,12 @@ fn where_json(j: &mut Json, p: Placement, gfn: Option<u64>, offset: usize, slot:
     j.kv_str("placement", p.name()).kv_opt_uint("gfn", gfn).kv_uint("offset", offset as u64).kv_opt_uint("slot", slot);
 }
 
-fn vcpu_info(t: &HvTarget, sel: &Sel, out: &mut Out) {
+fn vcpu_info(t: &View<'_>, sel: &Sel, out: &mut Out) {
     let mut j = Json::new();
     let mut s = String::new();
     j.begin_obj().key("vcpus").begin_arr();
     for (di, id) in vcpus_of(t, sel) {
-        let d = &t.domains[di];
+        let d = &t.slots[di].domain;
         let Ok(v) = d.vcpu(id) else { continue };
         let abi = d.abi();
         let Some(layout) = abi.struct_layout("vcpu_info") else { continue };
@@ -455,8 +466,8 @@ fn vcpu_info(t: &HvTarget, sel: &Sel, out: &mut Out) {
     out.text = if out.json { j.finish() } else { s };
 }
 
-fn runstate_cmd(t: &HvTarget, di: usize, id: u32, out: &mut Out) {
-    let d = &t.domains[di];
+fn runstate_cmd(t: &View<'_>, di: usize, id: u32, out: &mut Out) {
+    let d = &t.slots[di].domain;
     let Ok(v) = d.vcpu(id) else { return };
     let abi = d.abi();
     let r = v.runstate();
@@ -501,8 +512,8 @@ fn runstate_cmd(t: &HvTarget, di: usize, id: u32, out: &mut Out) {
     out.text = if out.json { j.finish() } else { s };
 }
 
-fn time_cmd(t: &HvTarget, di: usize, id: u32, out: &mut Out) {
-    let d = &t.domains[di];
+fn time_cmd(t: &View<'_>, di: usize, id: u32, out: &mut Out) {
+    let d = &t.slots[di].domain;
     let Ok(v) = d.vcpu(id) else { return };
     let abi = d.abi();
     let Some(layout) = abi.struct_layout("vcpu_time_info") else { return };
@@ -537,11 +548,11 @@ fn time_cmd(t: &HvTarget, di: usize, id: u32, out: &mut Out) {
     out.text = if out.json { j.finish() } else { s };
 }
 
-fn shared_info(t: &HvTarget, di: usize, out: &mut Out) {
-    let d = &t.domains[di];
+fn shared_info(t: &View<'_>, di: usize, out: &mut Out) {
+    let d = &t.slots[di].domain;
     let abi = d.abi();
     let page = d.shared_info();
-    let gfn = d.shared_info_gfn();
+    let gfn = d.shared_info_gfn().map(|g| g.0);
     let mut j = Json::new();
     let mut s = String::new();
     j.begin_obj().kv_uint("d", d.id as u64).kv_str("layout", abi.name()).kv_opt_uint("gfn", gfn);
@@ -564,12 +575,12 @@ fn shared_info(t: &HvTarget, di: usize, out: &mut Out) {
     out.text = if out.json { j.finish() } else { s };
 }
 
-fn areas(t: &HvTarget, sel: &Sel, out: &mut Out) {
+fn areas(t: &View<'_>, sel: &Sel, out: &mut Out) {
     let mut j = Json::new();
     let mut s = String::from("vcpu     kind      placement    gfn        offset size layout refs wr\n");
     j.begin_obj().key("areas").begin_arr();
     for (di, id) in vcpus_of(t, sel) {
-        let d = &t.domains[di];
+        let d = &t.slots[di].domain;
         let Ok(v) = d.vcpu(id) else { continue };
         let abi = d.abi();
         let slots = v.areas();
@@ -604,8 +615,8 @@ fn areas(t: &HvTarget, sel: &Sel, out: &mut Out) {
     out.text = if out.json { j.finish() } else { s };
 }
 
-fn pause(t: &HvTarget, di: usize, on: bool, out: &mut Out) -> Result<(), String> {
-    let d = &t.domains[di];
+fn pause(t: &View<'_>, di: usize, on: bool, out: &mut Out) -> Result<(), String> {
+    let d = &t.slots[di].domain;
     if on {
         d.pause();
     } else {
@@ -621,18 +632,18 @@ fn pause(t: &HvTarget, di: usize, on: bool, out: &mut Out) -> Result<(), String>
     Ok(())
 }
 
-fn phys(t: &mut HvTarget, arg: Option<&str>, out: &mut Out) -> Result<(), String> {
+fn phys(t: &mut View<'_>, arg: Option<&str>, out: &mut Out) -> Result<(), String> {
     match arg {
-        Some("on") => t.phys = true,
-        Some("off") => t.phys = false,
+        Some("on") => t.debugger.physical_addresses = true,
+        Some("off") => t.debugger.physical_addresses = false,
         None => {}
         Some(a) => return Err(format!("phys wants on or off, not `{a}`")),
     }
     let mut j = Json::new();
-    j.begin_obj().kv_str("addressing", if t.phys { "physical" } else { "virtual" }).end_obj();
+    j.begin_obj().kv_str("addressing", if t.debugger.physical_addresses { "physical" } else { "virtual" }).end_obj();
     out.text = if out.json {
         j.finish()
-    } else if t.phys {
+    } else if t.debugger.physical_addresses {
         "memory addresses are guest-physical".to_string()
     } else {
         "memory addresses are guest-virtual (through the selected vCPU's page tables)".to_string()

@@ -3,9 +3,7 @@
 //! target description, memory goes through the selected vCPU's own page
 //! tables and then its domain's guest-physical map.
 
-use alloc::boxed::Box;
 use alloc::string::String;
-use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt::Write;
@@ -26,9 +24,11 @@ use gdbstub::target::ext::target_description_xml_override::{
 use gdbstub::target::ext::thread_extra_info::{ThreadExtraInfo, ThreadExtraInfoOps};
 use gdbstub::target::{Target, TargetError, TargetResult};
 
-use lantern_common::arch::ArchVcpu;
-use lantern_common::domain::Domain;
-use lantern_common::memory::{P2mType, PAGE_SIZE};
+use ref_cast::RefCast;
+
+use lantern_common::addr::{Gpa, Gva};
+use lantern_common::guest_memory::{GuestMemory, PhysMem, VirtMem};
+use lantern_common::sched::{DebuggerState, DomainSlot, Hypervisor};
 
 /// Thread ids per domain: `tid = domid * TIDS_PER_DOMAIN + vcpu + 1`, so a
 /// vCPU keeps its thread id for the life of the system whatever other
@@ -101,88 +101,77 @@ impl Arch for LanternArch {
     }
 }
 
-/// The stub's target: the hypervisor's domains and vCPU contexts, lent to it
-/// for the duration of one poll, plus the debugger's own state.
-#[derive(Default)]
-pub struct HvTarget {
-    /// Domains (moved in from `Hypervisor::domains` during a poll).
-    pub domains: Vec<Arc<Domain>>,
-    /// Arch contexts (moved in from `Hypervisor::arch` during a poll).
-    pub arch: Vec<Vec<Box<dyn ArchVcpu>>>,
-    /// `monitor phys on`: addresses are guest-physical.
-    pub phys: bool,
-    /// Set when gdb resumed the system (continue); the driver clears it.
-    pub resume_requested: bool,
-}
+/// The stub's target: the hypervisor itself, borrowed for the duration of
+/// one poll (a transparent wrapper, so gdbstub's `Target` can be implemented
+/// here for the core's type).
+#[derive(RefCast)]
+#[repr(transparent)]
+pub struct HvTarget(Hypervisor);
 
 impl HvTarget {
-    /// The domain index and vCPU id a thread id names.
+    /// The target view of `hv`.
+    pub fn borrow(hv: &mut Hypervisor) -> &mut HvTarget {
+        HvTarget::ref_cast_mut(hv)
+    }
+
+    /// The hypervisor.
+    pub fn hv(&self) -> &Hypervisor {
+        &self.0
+    }
+
+    /// The domains' slots.
+    pub fn slots(&self) -> &[DomainSlot] {
+        self.0.slots()
+    }
+
+    /// The debugger's own state.
+    pub fn debugger(&mut self) -> &mut DebuggerState {
+        &mut self.0.debugger
+    }
+
+    /// The slot index and vCPU id a thread id names.
     pub fn resolve(&self, tid: Tid) -> Option<(usize, u32)> {
         let (domid, v) = split_tid(tid);
-        let di = self.domains.iter().position(|d| d.id as usize == domid)?;
-        (v < self.domains[di].max_vcpus() && (v as usize) < self.arch.get(di)?.len()).then_some((di, v))
+        let si = self.slots().iter().position(|s| s.domain.id as usize == domid)?;
+        let s = &self.slots()[si];
+        (v < s.domain.max_vcpus() && (v as usize) < s.vcpus.len()).then_some((si, v))
     }
 
     /// The first vCPU of the first domain (the thread a stop is reported on).
     pub fn first_tid(&self) -> Option<Tid> {
-        self.domains.iter().find(|d| d.max_vcpus() > 0).and_then(|d| tid_of(d.id, 0))
+        self.0.domains().find(|d| d.max_vcpus() > 0).and_then(|d| tid_of(d.id, 0))
     }
 
     /// `dNvM <state> <layout>` for `info threads`.
-    pub fn describe(&self, di: usize, v: u32) -> String {
-        let d = &self.domains[di];
+    pub fn describe(&self, si: usize, v: u32) -> String {
+        let d = &self.slots()[si].domain;
         let mut s = String::new();
         let state = d.vcpu(v).map(|vc| d.vcpu_state(vc).name()).unwrap_or("?");
         let _ = write!(s, "d{}v{} {} {}", d.id, v, state, d.abi().name());
         s
     }
 
-    /// Guest-physical address of `addr` for vCPU `(di, v)`: the address
-    /// itself in phys mode, else the vCPU's own translation.
-    fn gpa(&self, di: usize, v: u32, addr: u64) -> Option<u64> {
-        if self.phys {
-            Some(addr)
+    /// Reads guest memory as gdb addresses it (the vCPU's virtual space, or
+    /// guest-physical with `monitor phys on`); returns the bytes read before
+    /// the first unreachable page.
+    pub fn read_mem(&self, si: usize, v: u32, start: u64, data: &mut [u8]) -> usize {
+        let s = &self.slots()[si];
+        if self.0.debugger.physical_addresses {
+            PhysMem::new(&s.domain).read_prefix(Gpa(start), data)
         } else {
-            self.arch[di][v as usize].translate(&self.domains[di], addr, false).ok()
+            VirtMem::new(&s.domain, &*s.vcpus[v as usize]).read_prefix(Gva(start), data)
         }
     }
 
-    /// Reads guest memory page by page; returns the bytes read before the
-    /// first untranslatable or unmapped page.
-    pub fn read_mem(&self, di: usize, v: u32, start: u64, data: &mut [u8]) -> usize {
-        let d = &self.domains[di];
-        let mut done = 0;
-        while done < data.len() {
-            let Some(addr) = start.checked_add(done as u64) else { break };
-            let chunk = (PAGE_SIZE - (addr as usize & (PAGE_SIZE - 1))).min(data.len() - done);
-            let Some(gpa) = self.gpa(di, v, addr) else { break };
-            if d.read_gpa(gpa, &mut data[done..done + chunk]).is_err() {
-                break;
-            }
-            done += chunk;
-        }
-        done
-    }
-
-    /// Writes guest memory: every page is translated first, so a write that
-    /// fails changes nothing.
-    pub fn write_mem(&self, di: usize, v: u32, start: u64, data: &[u8]) -> bool {
-        let d = &self.domains[di];
-        let mut pieces = Vec::new();
-        let mut done = 0;
-        while done < data.len() {
-            let Some(addr) = start.checked_add(done as u64) else { return false };
-            let chunk = (PAGE_SIZE - (addr as usize & (PAGE_SIZE - 1))).min(data.len() - done);
-            let Some(gpa) = self.gpa(di, v, addr) else { return false };
-            // Check writability before touching anything.
-            let writable = d.p2m.lock().get(gpa >> 12).is_some_and(|e| e.p2mt == P2mType::RamRw);
-            if !writable {
-                return false;
-            }
-            pieces.push((gpa, done, chunk));
-            done += chunk;
-        }
-        pieces.iter().all(|&(gpa, off, len)| d.write_gpa(gpa, &data[off..off + len]).is_ok())
+    /// Writes guest memory; a write that cannot complete changes nothing.
+    pub fn write_mem(&self, si: usize, v: u32, start: u64, data: &[u8]) -> bool {
+        let s = &self.slots()[si];
+        let done = if self.0.debugger.physical_addresses {
+            PhysMem::new(&s.domain).write_bytes(Gpa(start), data)
+        } else {
+            VirtMem::new(&s.domain, &*s.vcpus[v as usize]).write_bytes(Gva(start), data)
+        };
+        done.is_ok()
     }
 }
 
@@ -222,7 +211,7 @@ impl MultiThreadBase for HvTarget {
     fn read_registers(&mut self, regs: &mut RegBlob, tid: Tid) -> TargetResult<(), Self> {
         let (di, v) = self.resolve(tid).ok_or(TargetError::Errno(GDB_EINVAL))?;
         let mut buf = vec![0u8; MAX_REGS];
-        let n = self.arch[di][v as usize].gdb_read_registers(&mut buf);
+        let n = self.slots()[di].vcpus[v as usize].read_registers(&mut buf);
         if n == 0 {
             return Err(TargetError::Errno(GDB_EINVAL));
         }
@@ -233,7 +222,7 @@ impl MultiThreadBase for HvTarget {
 
     fn write_registers(&mut self, regs: &RegBlob, tid: Tid) -> TargetResult<(), Self> {
         let (di, v) = self.resolve(tid).ok_or(TargetError::Errno(GDB_EINVAL))?;
-        self.arch[di][v as usize].gdb_write_registers(&regs.0).map_err(|_| TargetError::Errno(GDB_EINVAL))
+        self.0.slots_mut()[di].vcpus[v as usize].write_registers(&regs.0).map_err(|_| TargetError::Errno(GDB_EINVAL))
     }
 
     fn read_addrs(&mut self, start: u64, data: &mut [u8], tid: Tid) -> TargetResult<usize, Self> {
@@ -254,7 +243,7 @@ impl MultiThreadBase for HvTarget {
     }
 
     fn list_active_threads(&mut self, thread_is_active: &mut dyn FnMut(Tid)) -> Result<(), Self::Error> {
-        for d in &self.domains {
+        for d in self.0.domains() {
             for v in 0..d.max_vcpus() {
                 if let Some(tid) = tid_of(d.id, v) {
                     thread_is_active(tid);
@@ -276,7 +265,7 @@ impl MultiThreadBase for HvTarget {
 impl MultiThreadResume for HvTarget {
     fn resume(&mut self) -> Result<(), Self::Error> {
         // All-stop: whatever gdb asked per thread, everything runs again.
-        self.resume_requested = true;
+        self.0.debugger.resume_requested = true;
         Ok(())
     }
 
@@ -324,7 +313,8 @@ impl TargetDescriptionXmlOverride for HvTarget {
         }
         // Every vCPU of a board has the same architecture: the first one's
         // description stands for all.
-        let xml = self.arch.iter().flatten().next().map(|a| a.gdb_target_xml()).ok_or(TargetError::NonFatal)?;
+        let xml = self.slots().iter().flat_map(|s| s.vcpus.first()).next().map(|a| a.target_xml());
+        let xml = xml.ok_or(TargetError::NonFatal)?;
         let xml = xml.as_bytes();
         let start = (offset as usize).min(xml.len());
         let n = (xml.len() - start).min(length).min(buf.len());
@@ -339,7 +329,8 @@ impl MonitorCmd for HvTarget {
             outputln!(out, "error: command is not UTF-8");
             return Ok(());
         };
-        let text = crate::monitor::run(self, cmd);
+        let (slots, debugger) = self.0.slots_and_debugger();
+        let text = crate::monitor::run(&mut crate::monitor::View { slots, debugger }, cmd);
         out.write_raw(text.as_bytes());
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! The board's clock: the core's [`CounterClock`] over the TSC, calibrated
 //! at boot.
 
-use lantern_common::time::CounterClock;
+use lantern_common::clock::CounterClock;
 
 fn rdtsc() -> u64 {
     // SAFETY: RDTSC only reads the time-stamp counter; it has no side effects.

@@ -79,8 +79,7 @@ extern "C" fn kmain(start_info_pa: u64) -> ! {
         Some((pa, len)) => unsafe { core::slice::from_raw_parts(pa as *const u8, len as usize) },
         None => &[],
     };
-    let clean = domains::run(&cfg, archive);
-    exit_qemu(clean);
+    domains::run(&cfg, archive)
 }
 
 /// Picks the heap: the biggest piece of RAM above the image and below 4 GiB

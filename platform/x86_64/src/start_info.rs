@@ -3,11 +3,9 @@
 
 use core::ptr::read_unaligned;
 
-/// `XEN_HVM_START_MAGIC_VALUE`.
-pub const HVM_START_MAGIC: u32 = 0x336e_c578;
+use lantern_arch_x86::pvh::{HvmMemmapTableEntry, HvmModlistEntry, HvmStartInfo, START_MAGIC};
 
-/// E820 type of usable RAM.
-pub const E820_RAM: u32 = 1;
+pub use lantern_arch_x86::pvh::MEMMAP_TYPE_RAM as E820_RAM;
 
 /// What the board needs from `hvm_start_info`, copied out of guest-ABI memory.
 pub struct StartInfo {
@@ -43,25 +41,22 @@ fn c_str(addr: u64) -> &'static str {
 
 /// Parses `hvm_start_info` at physical address `pa`; `None` on a bad magic.
 pub fn parse(pa: u64) -> Option<StartInfo> {
-    if rd::<u32>(pa) != HVM_START_MAGIC {
+    let si: HvmStartInfo = rd(pa);
+    if si.magic != START_MAGIC {
         return None;
     }
-    let version = rd::<u32>(pa + 4);
-    let nr_modules = rd::<u32>(pa + 12);
-    let modlist = rd::<u64>(pa + 16);
-    let cmdline = rd::<u64>(pa + 24);
-    let mut info = StartInfo { cmdline: c_str(cmdline), module: None, memmap: [(0, 0, 0); 32], memmap_len: 0 };
-    if nr_modules > 0 && modlist != 0 {
-        info.module = Some((rd::<u64>(modlist), rd::<u64>(modlist + 8)));
+    let mut info = StartInfo { cmdline: c_str(si.cmdline_paddr), module: None, memmap: [(0, 0, 0); 32], memmap_len: 0 };
+    if si.nr_modules > 0 && si.modlist_paddr != 0 {
+        let m: HvmModlistEntry = rd(si.modlist_paddr);
+        info.module = Some((m.paddr, m.size));
     }
-    if version >= 1 {
-        let memmap = rd::<u64>(pa + 40);
-        let entries = rd::<u32>(pa + 48) as usize;
-        for i in 0..entries.min(32) {
-            let e = memmap + 24 * i as u64;
-            info.memmap[i] = (rd::<u64>(e), rd::<u64>(e + 8), rd::<u32>(e + 16));
+    if si.version >= 1 {
+        let entries = (si.memmap_entries as usize).min(32);
+        for (i, slot) in info.memmap[..entries].iter_mut().enumerate() {
+            let e: HvmMemmapTableEntry = rd(si.memmap_paddr + (core::mem::size_of::<HvmMemmapTableEntry>() * i) as u64);
+            *slot = (e.addr, e.size, e.kind);
         }
-        info.memmap_len = entries.min(32);
+        info.memmap_len = entries;
     }
     Some(info)
 }

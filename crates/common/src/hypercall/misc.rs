@@ -1,11 +1,18 @@
 //! The smaller hypercalls: `xen_version`, `console_io`, `sched_op`,
 //! `memory_op` (add_to_physmap of shared_info), `event_channel_op`, `hvm_op`.
 
-use super::{le_u16, le_u32, le_u64, Call};
+use zerocopy::IntoBytes;
+
+use super::Call;
+use crate::addr::Gfn;
 use crate::evtchn;
 use xen_abi::errno::{Errno, XenResult};
 use xen_abi::nr::domid::SELF as DOMID_SELF;
 use xen_abi::nr::{consoleio, evtchnop, hvm_param, hvmop, mapspace, memop, schedop, xenfeat, xenver};
+use xen_abi::public::{
+    EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindIpi, EvtchnBindVcpu, EvtchnBindVirq, EvtchnPort,
+    SchedShutdown, XenAddToPhysmap, XenAddToPhysmapUlong32, XenFeatureInfo, XenHvmEvtchnUpcallVector, XenHvmParam,
+};
 
 const COMPILE: [usize; 4] = xenver::COMPILE_INFO_FIELDS;
 
@@ -31,13 +38,15 @@ pub(super) fn xen_version(call: &mut Call<'_>, cmd: u64, arg: u64) -> XenResult<
         }
         xenver::GUEST_HANDLE => call.copy_to_guest(arg, &[0u8; xenver::GUEST_HANDLE_LEN]).map(|_| 0),
         xenver::GET_FEATURES => {
-            // struct xen_feature_info { unsigned int submap_idx; uint32_t submap; }
-            let b: [u8; 8] = call.read_arg(arg)?;
-            let idx = le_u32(&b, 0);
-            // XENFEAT_hvm_callback_vector (8) and XENFEAT_hvm_safe_pvclock (9).
-            let submap: u32 =
-                if idx == 0 { (1 << xenfeat::HVM_CALLBACK_VECTOR) | (1 << xenfeat::HVM_SAFE_PVCLOCK) } else { 0 };
-            call.copy_to_guest(arg + 4, &submap.to_le_bytes()).map(|_| 0)
+            let info: XenFeatureInfo = call.read(arg)?;
+            let submap: u32 = if info.submap_idx == 0 {
+                (1 << xenfeat::HVM_CALLBACK_VECTOR) | (1 << xenfeat::HVM_SAFE_PVCLOCK)
+            } else {
+                0
+            };
+            // Like Xen, only the `submap` field goes back to the guest.
+            let at = core::mem::offset_of!(XenFeatureInfo, submap) as u64;
+            call.copy_to_guest(arg.wrapping_add(at), submap.as_bytes()).map(|_| 0)
         }
         xenver::PAGESIZE => Ok(crate::memory::PAGE_SIZE as i64),
         _ => Err(Errno::ENOSYS),
@@ -95,9 +104,8 @@ pub(super) fn sched_op(call: &mut Call<'_>, cmd: u64, arg: u64) -> XenResult<i64
             Ok(0)
         }
         schedop::SHUTDOWN => {
-            // struct sched_shutdown { unsigned int reason; }
-            let b: [u8; 4] = call.read_arg(arg)?;
-            d.shutdown(le_u32(&b, 0));
+            let r: SchedShutdown = call.read(arg)?;
+            d.shutdown(r.reason);
             call.deschedule();
             Ok(0)
         }
@@ -117,28 +125,33 @@ pub(super) fn memory_op(call: &mut Call<'_>, cmd: u64, arg: u64) -> XenResult<i6
     let d = call.domain;
     match cmd & memop::CMD_MASK {
         memop::ADD_TO_PHYSMAP => {
-            // struct xen_add_to_physmap { domid_t domid; uint16_t size;
-            //   unsigned int space; xen_ulong_t idx; xen_pfn_t gpfn; }
-            // idx/gpfn are xen_ulong_t-sized: 8 bytes native, 4 in compat.
-            let w = d.abi().xen_ulong_size();
-            let mut b = [0u8; 24];
-            call.copy_from_guest(arg, &mut b[..8 + 2 * w])?;
-            check_self(call, le_u16(&b, 0))?;
-            let space = le_u32(&b, 4);
-            let (idx, gpfn) =
-                if w == 8 { (le_u64(&b, 8), le_u64(&b, 16)) } else { (le_u32(&b, 8) as u64, le_u32(&b, 12) as u64) };
+            // Xen latches the shared_info layout (native or compat) from the
+            // caller's mode when shared_info is mapped; the argument's shape
+            // (xen_ulong_t idx and gpfn) follows the same mode.
+            let abi = call.caller()?.guest_abi();
+            let (domid, space, idx, gpfn) = if abi.xen_ulong_size() == 8 {
+                let a: XenAddToPhysmap = call.read(arg)?;
+                (a.domid, a.space, a.idx, a.gpfn)
+            } else {
+                let a: XenAddToPhysmapUlong32 = call.read(arg)?;
+                (a.domid, a.space, a.idx as u64, a.gpfn as u64)
+            };
+            check_self(call, domid)?;
             if space != mapspace::SHARED_INFO {
                 return Err(Errno::ENOSYS);
             }
             if idx != 0 {
                 return Err(Errno::EINVAL);
             }
-            d.map_shared_info(gpfn).map(|_| 0)
+            if let Ok(true) = d.latch_abi(abi) {
+                log::info!("d{}: {} guest ABI latched", d.id, abi.name());
+            }
+            d.map_shared_info(Gfn(gpfn)).map(|_| 0)
         }
-        memop::MAXIMUM_RAM_PAGE => Ok(d.p2m.lock().iter().map(|(g, _)| g).max().unwrap_or(0) as i64),
+        memop::MAXIMUM_RAM_PAGE => Ok(d.p2m.lock().iter().map(|(g, _)| g.0).max().unwrap_or(0) as i64),
         memop::CURRENT_RESERVATION | memop::MAXIMUM_RESERVATION => {
-            let b: [u8; 2] = call.read_arg(arg)?;
-            check_self(call, le_u16(&b, 0))?;
+            let domid: u16 = call.read(arg)?;
+            check_self(call, domid)?;
             Ok(d.p2m.lock().len() as i64)
         }
         _ => Err(Errno::ENOSYS),
@@ -149,42 +162,37 @@ pub(super) fn event_channel_op(call: &mut Call<'_>, cmd: u64, arg: u64) -> XenRe
     let d = call.domain;
     match cmd {
         evtchnop::ALLOC_UNBOUND => {
-            // { domid_t dom, remote_dom; evtchn_port_t port (out); }
-            let b: [u8; 8] = call.read_arg(arg)?;
-            check_self(call, le_u16(&b, 0))?;
-            let remote = match le_u16(&b, 2) {
+            let mut a: EvtchnAllocUnbound = call.read(arg)?;
+            check_self(call, a.dom)?;
+            let remote = match a.remote_dom {
                 DOMID_SELF => d.id,
                 r => r,
             };
-            let port = evtchn::alloc_unbound(d, remote)?;
-            call.copy_to_guest(arg + 4, &port.to_le_bytes()).map(|_| 0)
+            a.port = evtchn::alloc_unbound(d, remote)?;
+            call.write(arg, &a).map(|_| 0)
         }
         evtchnop::BIND_INTERDOMAIN => {
-            // { domid_t remote_dom; evtchn_port_t remote_port; evtchn_port_t local_port (out); }
-            let b: [u8; 12] = call.read_arg(arg)?;
-            check_self(call, le_u16(&b, 0))?;
-            let port = evtchn::bind_loopback(d, le_u32(&b, 4))?;
-            call.copy_to_guest(arg + 8, &port.to_le_bytes()).map(|_| 0)
+            let mut a: EvtchnBindInterdomain = call.read(arg)?;
+            check_self(call, a.remote_dom)?;
+            a.local_port = evtchn::bind_loopback(d, a.remote_port)?;
+            call.write(arg, &a).map(|_| 0)
         }
         evtchnop::BIND_VIRQ => {
-            // { uint32_t virq; uint32_t vcpu; evtchn_port_t port (out); }
-            let b: [u8; 12] = call.read_arg(arg)?;
-            let port = evtchn::bind_virq(d, le_u32(&b, 0), le_u32(&b, 4))?;
-            call.copy_to_guest(arg + 8, &port.to_le_bytes()).map(|_| 0)
+            let mut a: EvtchnBindVirq = call.read(arg)?;
+            a.port = evtchn::bind_virq(d, a.virq, a.vcpu)?;
+            call.write(arg, &a).map(|_| 0)
         }
         evtchnop::BIND_IPI => {
-            // { uint32_t vcpu; evtchn_port_t port (out); }
-            let b: [u8; 8] = call.read_arg(arg)?;
-            let port = evtchn::bind_ipi(d, le_u32(&b, 0))?;
-            call.copy_to_guest(arg + 4, &port.to_le_bytes()).map(|_| 0)
+            let mut a: EvtchnBindIpi = call.read(arg)?;
+            a.port = evtchn::bind_ipi(d, a.vcpu)?;
+            call.write(arg, &a).map(|_| 0)
         }
         evtchnop::BIND_VCPU => {
-            let b: [u8; 8] = call.read_arg(arg)?;
-            evtchn::bind_vcpu(d, le_u32(&b, 0), le_u32(&b, 4)).map(|_| 0)
+            let a: EvtchnBindVcpu = call.read(arg)?;
+            evtchn::bind_vcpu(d, a.port, a.vcpu).map(|_| 0)
         }
         evtchnop::SEND | evtchnop::CLOSE | evtchnop::UNMASK => {
-            let b: [u8; 4] = call.read_arg(arg)?;
-            let port = le_u32(&b, 0);
+            let EvtchnPort { port } = call.read(arg)?;
             match cmd {
                 evtchnop::SEND => evtchn::send(d, port),
                 evtchnop::CLOSE => evtchn::close(d, port),
@@ -200,12 +208,11 @@ pub(super) fn hvm_op(call: &mut Call<'_>, cmd: u64, arg: u64) -> XenResult<i64> 
     let d = call.domain;
     match cmd {
         hvmop::SET_PARAM | hvmop::GET_PARAM => {
-            // struct xen_hvm_param { domid_t domid; uint32_t index; uint64_t value; }
-            let b: [u8; 16] = call.read_arg(arg)?;
-            check_self(call, le_u16(&b, 0))?;
-            let index = le_u32(&b, 4) as usize;
+            let mut p: XenHvmParam = call.read(arg)?;
+            check_self(call, p.domid)?;
+            let index = p.index as usize;
             if cmd == hvmop::SET_PARAM {
-                d.set_hvm_param(index, le_u64(&b, 8))?;
+                d.set_hvm_param(index, p.value)?;
                 Ok(0)
             } else {
                 let v = d.hvm_param(index)?;
@@ -215,18 +222,17 @@ pub(super) fn hvm_op(call: &mut Call<'_>, cmd: u64, arg: u64) -> XenResult<i64> 
                 if v == 0 && (index == hvm_param::CONSOLE_PFN as usize || index == hvm_param::CONSOLE_EVTCHN as usize) {
                     return Err(Errno::ENOENT);
                 }
-                call.copy_to_guest(arg + 8, &v.to_le_bytes()).map(|_| 0)
+                p.value = v;
+                call.write(arg, &p).map(|_| 0)
             }
         }
         hvmop::SET_EVTCHN_UPCALL_VECTOR => {
-            // struct xen_hvm_evtchn_upcall_vector { uint32_t vcpu; uint8_t vector; }
-            let b: [u8; 5] = call.read_arg(arg)?;
-            let vector = b[4];
+            let XenHvmEvtchnUpcallVector { vcpu, vector, .. } = call.read(arg)?;
             // Vectors below 0x10 are exceptions, not interrupts.
             if vector < 0x10 {
                 return Err(Errno::EINVAL);
             }
-            d.vcpu(le_u32(&b, 0))?.set_upcall_vector(vector);
+            d.vcpu(vcpu)?.set_upcall_vector(vector);
             Ok(0)
         }
         _ => Err(Errno::ENOSYS),

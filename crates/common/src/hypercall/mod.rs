@@ -7,8 +7,12 @@ mod vcpu_op;
 
 use alloc::boxed::Box;
 
+use zerocopy::{FromBytes, Immutable, IntoBytes};
+
+use crate::addr::Gva;
 use crate::arch::ArchVcpu;
 use crate::domain::Domain;
+use crate::guest_memory::{GuestMemory, VirtMem};
 use xen_abi::errno::{Errno, XenResult};
 
 use xen_abi::nr::hypercall as nr;
@@ -31,70 +35,50 @@ pub struct Call<'a> {
     /// Calling vCPU id.
     pub vcpu: u32,
     /// Arch contexts of the domain's vCPUs, indexed by vCPU id.
-    pub arch: &'a mut [Box<dyn ArchVcpu>],
+    pub vcpus: &'a mut [Box<dyn ArchVcpu>],
     deschedule: bool,
 }
 
 impl<'a> Call<'a> {
     /// A call from `vcpu` of `domain`.
-    pub fn new(domain: &'a Domain, vcpu: u32, arch: &'a mut [Box<dyn ArchVcpu>]) -> Self {
-        Call { domain, vcpu, arch, deschedule: false }
+    pub fn new(domain: &'a Domain, vcpu: u32, vcpus: &'a mut [Box<dyn ArchVcpu>]) -> Self {
+        Call { domain, vcpu, vcpus, deschedule: false }
     }
 
-    fn caller_arch(&self) -> XenResult<&dyn ArchVcpu> {
-        self.arch.get(self.vcpu as usize).map(|b| &**b).ok_or(Errno::EFAULT)
+    /// The calling vCPU's arch context.
+    pub fn caller(&self) -> XenResult<&dyn ArchVcpu> {
+        self.vcpus.get(self.vcpu as usize).map(|b| &**b).ok_or(Errno::EFAULT)
     }
 
-    /// `copy_from_guest`: reads through the caller's page tables.
-    pub fn copy_from_guest(&self, gva: u64, out: &mut [u8]) -> XenResult<()> {
-        let arch = self.caller_arch()?;
-        let mut done = 0;
-        while done < out.len() {
-            let va = gva.checked_add(done as u64).ok_or(Errno::EFAULT)?;
-            let chunk = (crate::memory::PAGE_SIZE - (va as usize & 0xfff)).min(out.len() - done);
-            let gpa = arch.translate(self.domain, va, false).map_err(|_| Errno::EFAULT)?;
-            self.domain.read_gpa(gpa, &mut out[done..done + chunk]).map_err(|_| Errno::EFAULT)?;
-            done += chunk;
-        }
-        Ok(())
+    /// The caller's guest-virtual memory (`copy_{from,to}_guest`'s view).
+    pub fn guest(&self) -> XenResult<VirtMem<'_>> {
+        Ok(VirtMem::new(self.domain, self.caller()?))
     }
 
-    /// `copy_to_guest`: writes through the caller's page tables.
-    pub fn copy_to_guest(&self, gva: u64, data: &[u8]) -> XenResult<()> {
-        let arch = self.caller_arch()?;
-        let mut done = 0;
-        while done < data.len() {
-            let va = gva.checked_add(done as u64).ok_or(Errno::EFAULT)?;
-            let chunk = (crate::memory::PAGE_SIZE - (va as usize & 0xfff)).min(data.len() - done);
-            let gpa = arch.translate(self.domain, va, true).map_err(|_| Errno::EFAULT)?;
-            self.domain.write_gpa(gpa, &data[done..done + chunk]).map_err(|_| Errno::EFAULT)?;
-            done += chunk;
-        }
-        Ok(())
+    /// `copy_from_guest` of a whole argument struct.
+    pub fn read<T: FromBytes + IntoBytes>(&self, arg: u64) -> XenResult<T> {
+        self.guest()?.read_obj(Gva(arg))
     }
 
-    /// Reads a fixed-size argument struct.
-    pub fn read_arg<const N: usize>(&self, gva: u64) -> XenResult<[u8; N]> {
-        let mut b = [0u8; N];
-        self.copy_from_guest(gva, &mut b)?;
-        Ok(b)
+    /// `copy_to_guest` of a whole struct.
+    pub fn write<T: IntoBytes + Immutable>(&self, arg: u64, value: &T) -> XenResult<()> {
+        self.guest()?.write_obj(Gva(arg), value)
+    }
+
+    /// `copy_from_guest` of bytes.
+    pub fn copy_from_guest(&self, arg: u64, out: &mut [u8]) -> XenResult<()> {
+        self.guest()?.read_bytes(Gva(arg), out)
+    }
+
+    /// `copy_to_guest` of bytes.
+    pub fn copy_to_guest(&self, arg: u64, data: &[u8]) -> XenResult<()> {
+        self.guest()?.write_bytes(Gva(arg), data)
     }
 
     /// Marks the caller as giving up the CPU.
     pub fn deschedule(&mut self) {
         self.deschedule = true;
     }
-}
-
-/// Little-endian field readers for argument structs.
-pub(crate) fn le_u16(b: &[u8], off: usize) -> u16 {
-    u16::from_le_bytes([b[off], b[off + 1]])
-}
-pub(crate) fn le_u32(b: &[u8], off: usize) -> u32 {
-    u32::from_le_bytes(b[off..off + 4].try_into().unwrap_or([0; 4]))
-}
-pub(crate) fn le_u64(b: &[u8], off: usize) -> u64 {
-    u64::from_le_bytes(b[off..off + 8].try_into().unwrap_or([0; 8]))
 }
 
 /// Dispatches hypercall `nr` with `args` for `call`. Never panics on guest

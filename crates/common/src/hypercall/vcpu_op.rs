@@ -2,11 +2,15 @@
 
 use alloc::vec;
 
-use super::{le_u32, le_u64, Call};
+use super::Call;
+use crate::addr::Gfn;
 use crate::arch::VcpuInitContext;
-use crate::guest_area::{self, Placement};
+use crate::area::Placement;
+use crate::guest_area;
+use crate::lifecycle;
 use xen_abi::errno::{Errno, XenResult};
 use xen_abi::nr::vcpuop;
+use xen_abi::public::{VcpuRegisterArea, VcpuRegisterVcpuInfo};
 
 /// `HYPERVISOR_vcpu_op(cmd, vcpuid, arg)`.
 pub(super) fn vcpu_op(call: &mut Call<'_>, cmd: u64, vcpuid: u64, arg: u64) -> XenResult<i64> {
@@ -19,23 +23,24 @@ pub(super) fn vcpu_op(call: &mut Call<'_>, cmd: u64, vcpuid: u64, arg: u64) -> X
             if v.areas.lock().vcpu_info.placement == Placement::Dummy {
                 return Err(Errno::EINVAL);
             }
-            let size = call.arch.get(vcpuid as usize).ok_or(Errno::ENOENT)?.initialise_arg_size();
+            let size = call.vcpus.get(vcpuid as usize).ok_or(Errno::ENOENT)?.initialise_arg_size();
             if size == 0 {
                 return Err(Errno::ENOSYS);
             }
+            // The arch's context struct, copied once; the arch decodes it.
             let mut buf = vec![0u8; size];
             call.copy_from_guest(arg, &mut buf)?;
             let _domain_lock = d.lock.lock();
             if v.is_initialised() {
                 return Err(Errno::EEXIST);
             }
-            call.arch[vcpuid as usize].initialise(&VcpuInitContext::XenInitialise(&buf))?;
+            call.vcpus[vcpuid as usize].initialise(&VcpuInitContext::XenInitialise(&buf))?;
             v.set_initialised();
             Ok(0)
         }
-        vcpuop::UP => d.vcpu_up(v).map(|_| 0),
+        vcpuop::UP => lifecycle::vcpu_up(d, v).map(|_| 0),
         vcpuop::DOWN => {
-            d.vcpu_down(v);
+            lifecycle::vcpu_down(d, v);
             if vcpuid == call.vcpu {
                 call.deschedule();
             }
@@ -43,6 +48,7 @@ pub(super) fn vcpu_op(call: &mut Call<'_>, cmd: u64, vcpuid: u64, arg: u64) -> X
         }
         vcpuop::IS_UP => Ok(v.is_up() as i64),
         vcpuop::GET_RUNSTATE_INFO => {
+            // Laid out by the layout in force (the compat record is packed).
             let info = v.runstate();
             let l = d.abi().runstate();
             let mut buf = [0u8; 64];
@@ -57,21 +63,19 @@ pub(super) fn vcpu_op(call: &mut Call<'_>, cmd: u64, vcpuid: u64, arg: u64) -> X
             Ok(0)
         }
         vcpuop::REGISTER_VCPU_INFO => {
-            // struct vcpu_register_vcpu_info { uint64_t mfn; uint32_t offset; uint32_t rsvd; }
-            let b: [u8; 16] = call.read_arg(arg)?;
-            let (gfn, offset, rsvd) = (le_u64(&b, 0), le_u32(&b, 8), le_u32(&b, 12));
-            if rsvd != 0 {
+            let r: VcpuRegisterVcpuInfo = call.read(arg)?;
+            if r.rsvd != 0 {
                 return Err(Errno::EINVAL);
             }
-            guest_area::register_vcpu_info(d, Some(call.vcpu), v, gfn, offset as u64).map(|_| 0)
+            guest_area::register_vcpu_info(d, Some(call.vcpu), v, Gfn(r.mfn), r.offset as u64).map(|_| 0)
         }
         vcpuop::REGISTER_RUNSTATE_PHYS_AREA => {
-            let b: [u8; 8] = call.read_arg(arg)?;
-            guest_area::register_runstate_area(d, Some(call.vcpu), v, le_u64(&b, 0)).map(|_| 0)
+            let r: VcpuRegisterArea = call.read(arg)?;
+            guest_area::register_runstate_area(d, Some(call.vcpu), v, r.addr).map(|_| 0)
         }
         vcpuop::REGISTER_VCPU_TIME_PHYS_AREA => {
-            let b: [u8; 8] = call.read_arg(arg)?;
-            guest_area::register_time_area(d, Some(call.vcpu), v, le_u64(&b, 0)).map(|_| 0)
+            let r: VcpuRegisterArea = call.read(arg)?;
+            guest_area::register_time_area(d, Some(call.vcpu), v, r.addr).map(|_| 0)
         }
         _ => Err(Errno::ENOSYS),
     }

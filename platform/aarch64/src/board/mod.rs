@@ -247,8 +247,7 @@ extern "C" fn lantern_main(x0: u64) -> ! {
         let ok = selftest::run(&m);
         power::off(if ok { 0 } else { 1 }, &m)
     }
-    let status = domains::run(&m, &cfg);
-    power::off(status, &m)
+    domains::run(&m, &cfg)
 }
 
 use aarch64_cpu::registers::Readable;
