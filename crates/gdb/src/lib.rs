@@ -27,6 +27,7 @@ pub mod framing;
 pub mod json;
 pub mod monitor;
 pub mod target;
+pub mod thread_id;
 
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
@@ -40,7 +41,8 @@ use lantern_common::domain::Lifecycle;
 use lantern_common::sched::Hypervisor;
 
 pub use framing::FrameStats;
-pub use target::{split_tid, tid_of, HvTarget, TIDS_PER_DOMAIN};
+pub use target::HvTarget;
+pub use thread_id::{split_tid, tid_of, TIDS_PER_DOMAIN};
 
 /// Largest packet body accepted (and `PacketSize` advertised, less framing):
 /// large enough that gdb reads memory in 8 KiB requests.

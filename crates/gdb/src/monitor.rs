@@ -17,7 +17,7 @@ use xen_abi::layout::{GuestAbi, StructLayout};
 use xen_abi::nr::runstate;
 
 use crate::json::Json;
-use crate::target::tid_of;
+use crate::thread_id::tid_of;
 use lantern_common::sched::{DebuggerState, DomainSlot};
 
 /// Help text (also the answer to an unknown command).

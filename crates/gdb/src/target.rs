@@ -7,7 +7,6 @@ use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt::Write;
-use core::num::NonZeroUsize;
 
 use gdbstub::arch::{Arch, Registers};
 use gdbstub::common::{Signal, Tid};
@@ -26,14 +25,7 @@ use gdbstub::target::{Target, TargetError, TargetResult};
 
 use ref_cast::RefCast;
 
-use lantern_common::addr::{Gpa, Gva};
-use lantern_common::guest_memory::{GuestMemory, PhysMem, VirtMem};
-use lantern_common::sched::{DebuggerState, DomainSlot, Hypervisor};
-
-/// Thread ids per domain: `tid = domid * TIDS_PER_DOMAIN + vcpu + 1`, so a
-/// vCPU keeps its thread id for the life of the system whatever other
-/// domains come and go.
-pub const TIDS_PER_DOMAIN: usize = 1024;
+use crate::thread_id::{split_tid, tid_of};
 
 /// Largest register file any arch may return (bytes).
 pub const MAX_REGS: usize = 4096;
@@ -43,19 +35,9 @@ const GDB_EFAULT: u8 = 14;
 /// `EINVAL`, for a thread id that names no vCPU.
 const GDB_EINVAL: u8 = 22;
 
-/// The thread id of vCPU `vcpu` of domain `domid`.
-pub fn tid_of(domid: u16, vcpu: u32) -> Option<Tid> {
-    if vcpu as usize >= TIDS_PER_DOMAIN - 1 {
-        return None;
-    }
-    NonZeroUsize::new(domid as usize * TIDS_PER_DOMAIN + vcpu as usize + 1)
-}
-
-/// `(domid, vcpu)` of a thread id.
-pub fn split_tid(tid: Tid) -> (usize, u32) {
-    let t = tid.get() - 1;
-    (t / TIDS_PER_DOMAIN, (t % TIDS_PER_DOMAIN) as u32)
-}
+use lantern_common::addr::{Gpa, Gva};
+use lantern_common::guest_memory::{GuestMemory, PhysMem, VirtMem};
+use lantern_common::sched::{DebuggerState, DomainSlot, Hypervisor};
 
 /// The architecture as the stub sees it: a register file of opaque bytes
 /// whose layout only the target description (from the arch crate) knows.
