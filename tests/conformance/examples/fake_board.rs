@@ -4,7 +4,7 @@
 //! `tools/gdb/lantern.py` can be exercised without QEMU:
 //!
 //! ```sh
-//! cargo run -p lantern-gdb --example fake_board -- --arch x86_64 --port 4444 --seconds 60
+//! cargo run -p lantern-conformance --example fake_board -- --arch x86_64 --port 4444 --seconds 60
 //! gdb-multiarch -batch -ex 'set architecture i386:x86-64' -ex 'target remote 127.0.0.1:4444' -ex 'info threads'
 //! ```
 //!

@@ -1,7 +1,6 @@
-//! Shared fixtures for the core's integration tests: a settable clock, an
-//! arch vCPU that translates identity, domain builders, and the list of
+//! The shared test kit of Lantern's cross-arch host tests: a settable clock,
+//! an arch vCPU that translates identity, domain builders, and the list of
 //! layouts every rule is checked in.
-#![allow(dead_code)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

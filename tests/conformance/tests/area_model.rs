@@ -3,8 +3,6 @@
 //! reference model — results (errnos), placements, and every page's
 //! reference and writable-type counts.
 
-mod support;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -12,8 +10,8 @@ use lantern_common::domain::{Domain, DomainConfig};
 use lantern_common::guest_area::{self, AreaKind, Placement};
 use lantern_common::lifecycle;
 use lantern_common::memory::PAGE_SIZE;
+use lantern_conformance::{layouts, TestClock};
 use proptest::prelude::*;
-use support::{layouts, TestClock};
 use xen_abi::errno::Errno;
 use xen_abi::layout::GuestAbi;
 

@@ -1,15 +1,13 @@
 //! The guest-area rules (map/unmap/copy, vcpu_info semantics), each checked
 //! in every layout: x86_64 native, x86_32 compat and arm64.
 
-mod support;
-
 use lantern_common::domain::Domain;
 use lantern_common::guest_area::{
     self, map_guest_area, register_runstate_area, register_time_area, register_vcpu_info, AreaKind, Placement,
 };
 use lantern_common::lifecycle;
 use lantern_common::memory::{P2mType, Page, PAGE_SIZE};
-use support::*;
+use lantern_conformance::*;
 use xen_abi::errno::Errno;
 
 #[test]

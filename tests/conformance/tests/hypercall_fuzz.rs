@@ -3,16 +3,14 @@
 //! either success or a Xen errno, and leave every page's reference counts
 //! consistent with the areas actually registered — in every layout.
 
-mod support;
-
 use std::collections::HashMap;
 
 use lantern_common::arch::ArchVcpu;
 use lantern_common::domain::Domain;
 use lantern_common::guest_area::{AreaKind, Placement};
 use lantern_common::hypercall::{dispatch, Call};
+use lantern_conformance::{domain, fake_vcpus, layouts, RAM_PAGES};
 use proptest::prelude::*;
-use support::{domain, fake_vcpus, layouts, RAM_PAGES};
 
 /// Every errno the core may return.
 const ERRNOS: [i64; 19] = [1, 2, 3, 5, 6, 7, 11, 12, 13, 14, 16, 17, 19, 22, 28, 34, 38, 95, 114];
