@@ -1,5 +1,6 @@
 //! The guest-area rules (map/unmap/copy, vcpu_info semantics), each checked
-//! in every layout: x86_64 native, x86_32 compat and arm64.
+//! in every layout of the kit's list (x86_64 native, x86_32 compat and
+//! arm64 today).
 
 use lantern_common::domain::Domain;
 use lantern_common::guest_area::{

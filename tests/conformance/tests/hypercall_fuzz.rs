@@ -9,7 +9,7 @@ use lantern_common::arch::ArchVcpu;
 use lantern_common::domain::Domain;
 use lantern_common::guest_area::{AreaKind, Placement};
 use lantern_common::hypercall::{dispatch, Call};
-use lantern_conformance::{domain, fake_vcpus, layouts, RAM_PAGES};
+use lantern_conformance::{domain, fake_vcpus, layouts, LAYOUTS, RAM_PAGES};
 use proptest::prelude::*;
 
 /// Every errno the core may return.
@@ -107,7 +107,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
 
     #[test]
-    fn random_hypercalls_never_break_the_core(which in 0usize..3, calls in prop::collection::vec(hypercall(), 1..32)) {
+    fn random_hypercalls_never_break_the_core(which in 0..LAYOUTS.len(), calls in prop::collection::vec(hypercall(), 1..32)) {
         let abi = layouts()[which];
         let (d, _) = domain(abi, 4);
         let mut arch: Vec<Box<dyn ArchVcpu>> = fake_vcpus(4);
