@@ -121,7 +121,7 @@ pub fn run_host_tests(tally: &mut Tally) {
 /// `cargo xtask bench` (host part): the guest-area benchmark.
 pub fn run_host_bench() -> CmdResult {
     let mut c = cargo();
-    c.args(["bench", "-p", "lantern-common", "--bench", "guest_area"]);
+    c.args(["bench", "-p", "lantern-conformance", "--bench", "guest_area"]);
     let (ok, _) = run_echo(c);
     if ok {
         Ok(())

@@ -1,7 +1,6 @@
 //! The guest-area rules (map/unmap/copy, vcpu_info semantics), each checked
-//! in every layout: x86_64 native, x86_32 compat and arm64.
-
-mod support;
+//! in every layout of the kit's list (x86_64 native, x86_32 compat and
+//! arm64 today).
 
 use lantern_common::domain::Domain;
 use lantern_common::guest_area::{
@@ -9,7 +8,7 @@ use lantern_common::guest_area::{
 };
 use lantern_common::lifecycle;
 use lantern_common::memory::{P2mType, Page, PAGE_SIZE};
-use support::*;
+use lantern_conformance::*;
 use xen_abi::errno::Errno;
 
 #[test]

@@ -3,17 +3,15 @@
 //! reference model — results (errnos), placements, and every page's
 //! reference and writable-type counts.
 
-mod support;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use lantern_common::domain::{Domain, DomainConfig};
+use lantern_common::domain::Domain;
 use lantern_common::guest_area::{self, AreaKind, Placement};
 use lantern_common::lifecycle;
 use lantern_common::memory::PAGE_SIZE;
+use lantern_conformance::{layouts, TestClock, TestDomain, LAYOUTS};
 use proptest::prelude::*;
-use support::{layouts, TestClock};
 use xen_abi::errno::Errno;
 use xen_abi::layout::GuestAbi;
 
@@ -110,15 +108,7 @@ fn check(d: &Domain, abi: &dyn GuestAbi, m: &Model) -> Result<(), TestCaseError>
 fn run(abi: &'static dyn GuestAbi, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let vcpus = abi.legacy_max_vcpus().min(2) + 2;
     let clock = Arc::new(TestClock::default());
-    let d = Domain::new(DomainConfig {
-        id: 1,
-        name: "model".into(),
-        max_vcpus: vcpus,
-        ram_pages: RAM,
-        abi,
-        clock: clock.clone(),
-    })
-    .unwrap();
+    let d = TestDomain::new(abi).name("model").vcpus(vcpus).ram_pages(RAM).clock(clock.clone()).build();
     // Keep every frame alive so counts can be checked after kill too.
     let frames: Vec<_> = (0..RAM).map(|g| d.p2m.lock().get(g).unwrap().page.clone()).collect();
     let mut m = Model::default();
@@ -199,7 +189,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 10_000, ..ProptestConfig::default() })]
 
     #[test]
-    fn guest_areas_match_the_reference_model(which in 0usize..3, ops in prop::collection::vec(op(4), 1..24)) {
+    fn guest_areas_match_the_reference_model(which in 0..LAYOUTS.len(), ops in prop::collection::vec(op(4), 1..24)) {
         let abi = layouts()[which];
         // Ops name vCPUs up to 3; clamp to the domain's vCPUs.
         let vcpus = abi.legacy_max_vcpus().min(2) + 2;

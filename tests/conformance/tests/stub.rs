@@ -4,90 +4,36 @@
 //! and robustness against a hostile or broken line.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use lantern_common::arch::{ArchVcpu, Clock, GuestMode, TimeSample, VcpuExit, VcpuInitContext};
-use lantern_common::domain::{Domain, DomainConfig};
+use lantern_common::arch::ArchVcpu;
+use lantern_common::domain::Domain;
 use lantern_common::guest_area;
 use lantern_common::sched::Hypervisor;
+use lantern_conformance::{layout, FakeVcpu, TestClock, TestDomain, RAM_PAGES};
 use lantern_gdb::{frame_vec, GdbStub, Transport};
 use serde_json::Value;
-use xen_abi::errno::{Errno, XenResult};
 use xen_abi::layout::GuestAbi;
 
-/// Guest-virtual addresses of the fake vCPU: `VBASE + gpa` for RAM.
+/// Guest-virtual addresses of the fake vCPUs: `VBASE + gpa` for RAM, so a
+/// guest-physical address read as a virtual one is unmapped.
 const VBASE: u64 = 0x4000_0000;
-const RAM_PAGES: u64 = 64;
 const FAKE_XML: &str = r#"<?xml version="1.0"?><target version="1.0"><architecture>fake</architecture><feature name="org.lantern.fake"><reg name="r0" bitsize="64"/><reg name="r1" bitsize="64"/></feature></target>"#;
 
-struct TestClock(AtomicU64);
-
-impl Clock for TestClock {
-    fn sample(&self) -> TimeSample {
-        let ns = self.0.load(Ordering::SeqCst);
-        TimeSample { system_time_ns: ns, tsc: ns * 3, tsc_to_system_mul: 0x5555_5555, tsc_shift: -1 }
-    }
-}
-
-/// A vCPU whose page tables map `VBASE + x` to guest-physical `x`.
-struct FakeVcpu {
-    regs: [u64; 2],
-}
-
-impl ArchVcpu for FakeVcpu {
-    fn run(&mut self, _d: &Domain) -> VcpuExit {
-        VcpuExit::Halted
-    }
-    fn complete_hypercall(&mut self, _ret: i64) {}
-    fn inject_upcall(&mut self, _d: &Domain) {}
-    fn translate(&self, _d: &Domain, gva: u64, _write: bool) -> XenResult<u64> {
-        match gva.checked_sub(VBASE) {
-            Some(gpa) if gpa < RAM_PAGES << 12 => Ok(gpa),
-            _ => Err(Errno::EFAULT),
-        }
-    }
-    fn mode(&self) -> GuestMode {
-        GuestMode::Long64
-    }
-    fn initialise(&mut self, _ctx: &VcpuInitContext<'_>) -> XenResult<()> {
-        Ok(())
-    }
-    fn initialise_arg_size(&self) -> usize {
-        0
-    }
-    fn gdb_target_xml(&self) -> &'static str {
-        FAKE_XML
-    }
-    fn gdb_read_registers(&self, out: &mut [u8]) -> usize {
-        out[..8].copy_from_slice(&self.regs[0].to_le_bytes());
-        out[8..16].copy_from_slice(&self.regs[1].to_le_bytes());
-        16
-    }
-    fn gdb_write_registers(&mut self, data: &[u8]) -> XenResult<()> {
-        if data.len() < 16 {
-            return Err(Errno::EINVAL);
-        }
-        self.regs[0] = u64::from_le_bytes(data[..8].try_into().unwrap());
-        self.regs[1] = u64::from_le_bytes(data[8..16].try_into().unwrap());
-        Ok(())
-    }
-}
-
-fn domain(id: u16, abi: &'static dyn GuestAbi, vcpus: u32) -> (Arc<Domain>, Vec<Box<dyn ArchVcpu>>) {
-    let clock = Arc::new(TestClock(AtomicU64::new(5_000_000)));
-    let d = Domain::new(DomainConfig {
-        id,
-        name: format!("guest{id}"),
-        max_vcpus: vcpus,
-        ram_pages: RAM_PAGES,
-        abi,
-        clock,
-    })
-    .unwrap();
+/// Domain `id`, named `guest{id}`, on a test clock at 5 ms whose negative
+/// `tsc_shift` checks that the monitor keeps the field's sign; its fake vCPUs
+/// map RAM at `VBASE` and hold two registers, `0x1111_0000 + vCPU id` and
+/// `0xdead_beef`.
+fn guest(id: u16, abi: &'static dyn GuestAbi, vcpus: u32) -> (Arc<Domain>, Vec<Box<dyn ArchVcpu>>) {
+    let clock = Arc::new(TestClock::starting_at(5_000_000).with_tsc_shift(-1));
+    let d = TestDomain::new(abi).id(id).name(format!("guest{id}")).vcpus(vcpus).clock(clock).build();
     let arch = (0..vcpus)
-        .map(|v| Box::new(FakeVcpu { regs: [0x1111_0000 + v as u64, 0xdead_beef] }) as Box<dyn ArchVcpu>)
+        .map(|v| {
+            let regs = [0x1111_0000 + v as u64, 0xdead_beef].iter().flat_map(|r| r.to_le_bytes()).collect();
+            FakeVcpu::identity(RAM_PAGES).mapped_at(VBASE).with_registers(FAKE_XML, regs).boxed()
+        })
         .collect();
     (d, arch)
 }
@@ -96,14 +42,14 @@ fn domain(id: u16, abi: &'static dyn GuestAbi, vcpus: u32) -> (Arc<Domain>, Vec<
 /// runstate and time area, shared_info mapped at gfn 8. d2: x86_32, 2 vCPUs,
 /// v1 registered at gfn 6 offset 0x20. d3: arm64, 2 vCPUs, v0 at gfn 7.
 fn system() -> Hypervisor {
-    let (d1, a1) = domain(1, &lantern_arch_x86::layout::X86_64, 4);
+    let (d1, a1) = guest(1, layout("x86_64"), 4);
     d1.map_shared_info(8).unwrap();
     guest_area::register_vcpu_info(&d1, Some(0), d1.vcpu(0).unwrap(), 5, 0x40).unwrap();
     guest_area::register_runstate_area(&d1, Some(0), d1.vcpu(0).unwrap(), (9 << 12) | 0x100).unwrap();
     guest_area::register_time_area(&d1, Some(0), d1.vcpu(0).unwrap(), (9 << 12) | 0x200).unwrap();
-    let (d2, a2) = domain(2, &lantern_arch_x86::layout::X86_32, 2);
+    let (d2, a2) = guest(2, layout("x86_32"), 2);
     guest_area::register_vcpu_info(&d2, Some(1), d2.vcpu(1).unwrap(), 6, 0x20).unwrap();
-    let (d3, a3) = domain(3, &lantern_arch_arm::layout::ARM64, 2);
+    let (d3, a3) = guest(3, layout("arm64"), 2);
     guest_area::register_vcpu_info(&d3, Some(0), d3.vcpu(0).unwrap(), 7, 0).unwrap();
     // A recognisable guest variable at gpa 0x3000 (gva VBASE + 0x3000).
     d1.write_gpa(0x3000, b"lantern!").unwrap();
@@ -573,7 +519,7 @@ fn crash_while_running_is_reported_as_a_stop() {
 /// Host-side cost of the stub: prints numbers (run with --nocapture).
 #[test]
 fn measure_vcpu_info_all_64() {
-    let (d, a) = domain(1, &lantern_arch_x86::layout::X86_64, 64);
+    let (d, a) = guest(1, layout("x86_64"), 64);
     for v in 0..64 {
         guest_area::register_vcpu_info(&d, None, d.vcpu(v).unwrap(), 10 + v as u64 / 64, (v as u64 % 64) * 64).unwrap();
     }

@@ -1,13 +1,11 @@
 //! Hypercall dispatch in Xen numbering, driven as a guest would: argument
 //! structs written to guest memory, numbers and pointers in, errnos out.
 
-mod support;
-
 use lantern_common::domain::Domain;
 use lantern_common::guest_area::Placement;
 use lantern_common::hypercall::{dispatch, Call, Outcome};
 use lantern_common::runstate;
-use support::*;
+use lantern_conformance::*;
 use xen_abi::errno::Errno;
 use xen_abi::nr::hypercall as nr;
 use xen_abi::nr::runstate::{

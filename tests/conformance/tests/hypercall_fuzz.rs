@@ -3,16 +3,14 @@
 //! either success or a Xen errno, and leave every page's reference counts
 //! consistent with the areas actually registered — in every layout.
 
-mod support;
-
 use std::collections::HashMap;
 
 use lantern_common::arch::ArchVcpu;
 use lantern_common::domain::Domain;
 use lantern_common::guest_area::{AreaKind, Placement};
 use lantern_common::hypercall::{dispatch, Call};
+use lantern_conformance::{domain, fake_vcpus, layouts, LAYOUTS, RAM_PAGES};
 use proptest::prelude::*;
-use support::{domain, fake_vcpus, layouts, RAM_PAGES};
 
 /// Every errno the core may return.
 const ERRNOS: [i64; 19] = [1, 2, 3, 5, 6, 7, 11, 12, 13, 14, 16, 17, 19, 22, 28, 34, 38, 95, 114];
@@ -109,7 +107,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
 
     #[test]
-    fn random_hypercalls_never_break_the_core(which in 0usize..3, calls in prop::collection::vec(hypercall(), 1..32)) {
+    fn random_hypercalls_never_break_the_core(which in 0..LAYOUTS.len(), calls in prop::collection::vec(hypercall(), 1..32)) {
         let abi = layouts()[which];
         let (d, _) = domain(abi, 4);
         let mut arch: Vec<Box<dyn ArchVcpu>> = fake_vcpus(4);

@@ -9,10 +9,11 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lantern_common::arch::{Clock, TimeSample};
-use lantern_common::domain::{Domain, DomainConfig};
+use lantern_common::arch::Clock;
+use lantern_common::domain::Domain;
 use lantern_common::guest_area::{self, AreaKind};
 use lantern_common::lifecycle;
+use lantern_conformance::{HostClock, TestDomain};
 use xen_abi::layout::GuestAbi;
 
 /// Keeps freed 4 KiB pages for reuse instead of returning them to the host
@@ -73,20 +74,11 @@ const PAGE: Layout = match Layout::from_size_align(4096, 4096) {
 #[global_allocator]
 static ALLOC: PageCache = PageCache { free: std::sync::Mutex::new(Vec::new()) };
 
-struct MonoClock(Instant);
-
-impl Clock for MonoClock {
-    fn sample(&self) -> TimeSample {
-        let ns = self.0.elapsed().as_nanos() as u64;
-        TimeSample { system_time_ns: ns, tsc: ns, tsc_to_system_mul: 1 << 31, tsc_shift: 1 }
-    }
-}
-
 const SHARING: u32 = 4;
 
 fn build(abi: &'static dyn GuestAbi, vcpus: u32, clock: Arc<dyn Clock>) -> Arc<Domain> {
     let pages = (vcpus / SHARING + 1) as u64 * 3 + 4;
-    Domain::new(DomainConfig { id: 1, name: "bench".into(), max_vcpus: vcpus, ram_pages: pages, abi, clock }).unwrap()
+    TestDomain::new(abi).name("bench").vcpus(vcpus).ram_pages(pages).clock(clock).build()
 }
 
 fn register_all(d: &Domain) {
@@ -125,8 +117,8 @@ fn main() {
     // Room for every page the largest case frees, reserved up front so the
     // allocator never grows the cache from inside dealloc.
     ALLOC.free.lock().unwrap().reserve_exact(1 << 14);
-    let clock: Arc<dyn Clock> = Arc::new(MonoClock(Instant::now()));
-    let abi: &'static dyn GuestAbi = &lantern_arch_x86::layout::X86_64;
+    let clock: Arc<dyn Clock> = Arc::new(HostClock::new());
+    let abi = lantern_conformance::layout("x86_64");
     println!("guest-area benchmark (layout {}, {} vCPUs' areas per page, best of 7 rounds)", abi.name(), SHARING);
     println!("{:>6} | {:>14} {:>12} | {:>14} {:>12}", "vCPUs", "map+unmap", "per vCPU", "fork", "per vCPU");
     let mut per_vcpu = Vec::new();

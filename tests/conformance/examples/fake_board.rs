@@ -1,10 +1,11 @@
 //! A host-side stand-in for a board: serves the gdb stub on a TCP port over
-//! a model of a few domains whose vCPUs are fakes with a real register
-//! layout (x86_64 or aarch64), so the real `gdb-multiarch` and
+//! a model of one domain per guest ABI layout of the chosen arch (`--arch`,
+//! any arch in the kit's list of layouts), whose vCPUs are fakes with that
+//! arch's real register layout, so the real `gdb-multiarch` and
 //! `tools/gdb/lantern.py` can be exercised without QEMU:
 //!
 //! ```sh
-//! cargo run -p lantern-gdb --example fake_board -- --arch x86_64 --port 4444 --seconds 60
+//! cargo run -p lantern-conformance --example fake_board -- --arch x86_64 --port 4444 --seconds 60
 //! gdb-multiarch -batch -ex 'set architecture i386:x86-64' -ex 'target remote 127.0.0.1:4444' -ex 'info threads'
 //! ```
 //!
@@ -13,71 +14,21 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lantern_common::arch::{ArchVcpu, Clock, GuestMode, TimeSample, VcpuExit, VcpuInitContext};
-use lantern_common::domain::{Domain, DomainConfig};
+use lantern_common::arch::ArchVcpu;
+use lantern_common::domain::Domain;
 use lantern_common::guest_area;
 use lantern_common::sched::Hypervisor;
+use lantern_conformance::{FakeVcpu, HostClock, Layout, TestDomain, LAYOUTS};
 use lantern_gdb::{GdbStub, Transport};
-use xen_abi::errno::{Errno, XenResult};
-use xen_abi::layout::GuestAbi;
 
+/// RAM of each fake domain: room for the areas and the guest string below.
 const RAM_PAGES: u64 = 256;
 
-struct HostClock(Instant, AtomicU64);
-
-impl Clock for HostClock {
-    fn sample(&self) -> TimeSample {
-        let ns = self.0.elapsed().as_nanos() as u64 + self.1.load(Ordering::Relaxed);
-        TimeSample { system_time_ns: ns, tsc: ns * 2, tsc_to_system_mul: 0x8000_0000, tsc_shift: 0 }
-    }
-}
-
-/// Identity-translating vCPU with a register file of the chosen arch.
-struct FakeVcpu {
-    xml: &'static str,
-    regs: Vec<u8>,
-}
-
-impl ArchVcpu for FakeVcpu {
-    fn run(&mut self, _d: &Domain) -> VcpuExit {
-        VcpuExit::Preempted
-    }
-    fn complete_hypercall(&mut self, _ret: i64) {}
-    fn inject_upcall(&mut self, _d: &Domain) {}
-    fn translate(&self, _d: &Domain, gva: u64, _write: bool) -> XenResult<u64> {
-        if gva < RAM_PAGES << 12 {
-            Ok(gva)
-        } else {
-            Err(Errno::EFAULT)
-        }
-    }
-    fn mode(&self) -> GuestMode {
-        GuestMode::Long64
-    }
-    fn initialise(&mut self, _ctx: &VcpuInitContext<'_>) -> XenResult<()> {
-        Ok(())
-    }
-    fn initialise_arg_size(&self) -> usize {
-        0
-    }
-    fn gdb_target_xml(&self) -> &'static str {
-        self.xml
-    }
-    fn gdb_read_registers(&self, out: &mut [u8]) -> usize {
-        out[..self.regs.len()].copy_from_slice(&self.regs);
-        self.regs.len()
-    }
-    fn gdb_write_registers(&mut self, data: &[u8]) -> XenResult<()> {
-        let n = data.len().min(self.regs.len());
-        self.regs[..n].copy_from_slice(&data[..n]);
-        Ok(())
-    }
-}
-
+/// The debug transport: one gdb connection at a time on a non-blocking
+/// listener, read a byte per call as the board's UART is.
 struct Tcp {
     listener: TcpListener,
     conn: Option<TcpStream>,
@@ -119,25 +70,19 @@ impl Transport for Tcp {
     }
 }
 
-fn domain(
-    id: u16,
-    abi: &'static dyn GuestAbi,
-    vcpus: u32,
-    xml: &'static str,
-    nregs: usize,
-) -> (Arc<Domain>, Vec<Box<dyn ArchVcpu>>) {
-    let clock = Arc::new(HostClock(Instant::now(), AtomicU64::new(1_000_000)));
-    let d =
-        Domain::new(DomainConfig { id, name: format!("fake{id}"), max_vcpus: vcpus, ram_pages: RAM_PAGES, abi, clock })
-            .expect("domain");
+/// Domain `id` in `layout`, its fake vCPUs identity-mapped over its RAM and
+/// holding the arch's gdb register file, zero but for the vCPU id in byte 0.
+fn domain(id: u16, layout: &Layout, vcpus: u32) -> (Arc<Domain>, Vec<Box<dyn ArchVcpu>>) {
+    let clock = Arc::new(HostClock::new());
+    let d = TestDomain::new(layout.abi).id(id).name(format!("fake{id}")).vcpus(vcpus).ram_pages(RAM_PAGES).clock(clock);
     let arch = (0..vcpus)
         .map(|v| {
-            let mut regs = vec![0u8; nregs];
+            let mut regs = vec![0u8; layout.gdb_registers_size];
             regs[0] = v as u8;
-            Box::new(FakeVcpu { xml, regs }) as Box<dyn ArchVcpu>
+            FakeVcpu::identity(RAM_PAGES).with_registers(layout.gdb_target_xml, regs).boxed()
         })
         .collect();
-    (d, arch)
+    (d.build(), arch)
 }
 
 fn main() {
@@ -154,13 +99,17 @@ fn main() {
         doms.push(d);
         archs.push(a);
     };
-    if arch == "aarch64" {
-        let (xml, n) = (lantern_arch_arm::gdb::TARGET_XML, lantern_arch_arm::gdb::REGS_SIZE);
-        add(domain(1, &lantern_arch_arm::layout::ARM64, vcpus, xml, n));
-    } else {
-        let (xml, n) = (lantern_arch_x86::gdbregs::TARGET_XML, lantern_arch_x86::gdbregs::REGS_SIZE);
-        add(domain(1, &lantern_arch_x86::layout::X86_64, vcpus, xml, n));
-        add(domain(2, &lantern_arch_x86::layout::X86_32, 2, xml, n));
+    let layouts: Vec<&Layout> = LAYOUTS.iter().filter(|l| l.arch == arch).collect();
+    if layouts.is_empty() {
+        let mut known: Vec<&str> = LAYOUTS.iter().map(|l| l.arch).collect();
+        known.dedup();
+        eprintln!("fake board: no layout for --arch {arch} (known: {})", known.join(", "));
+        std::process::exit(2);
+    }
+    for (i, layout) in layouts.into_iter().enumerate() {
+        // The first domain gets --vcpus; further ones (x86_32 beside x86_64)
+        // two, enough to show a second thread in them.
+        add(domain(i as u16 + 1, layout, if i == 0 { vcpus } else { 2 }));
     }
     for d in &doms {
         d.map_shared_info(0x80).expect("shared_info");

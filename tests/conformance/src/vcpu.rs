@@ -1,0 +1,116 @@
+//! The fake arch vCPU of the host tests: the arch side of the plugin
+//! boundary with no CPU behind it.
+
+use lantern_common::arch::{ArchVcpu, GuestMode, VcpuExit, VcpuInitContext};
+use lantern_common::domain::Domain;
+use xen_abi::errno::{Errno, XenResult};
+
+use crate::domain::RAM_PAGES;
+
+/// An arch vCPU for tests: its "page tables" map guest-virtual
+/// `virt_base + gpa` to `gpa` for the first `mapped_bytes` of guest-physical
+/// memory and nothing else; `VCPUOP_initialise` takes 8 bytes, an entry point,
+/// which it records; it counts the upcalls injected; and it shows gdb the
+/// register file it was given, refusing, as the real arches do, a write
+/// shorter than that file.
+pub struct FakeVcpu {
+    /// Guest-virtual address of guest-physical 0.
+    pub virt_base: u64,
+    /// How many bytes of guest-physical memory, from 0, are mapped.
+    pub mapped_bytes: u64,
+    /// The entry point of the last initialise or power-on.
+    pub entry: Option<u64>,
+    /// Upcalls injected so far.
+    pub upcalls: u32,
+    target_xml: &'static str,
+    registers: Vec<u8>,
+}
+
+impl FakeVcpu {
+    /// Guest-virtual == guest-physical over `ram_pages`, no registers.
+    pub fn identity(ram_pages: u64) -> Self {
+        FakeVcpu {
+            virt_base: 0,
+            mapped_bytes: ram_pages << 12,
+            entry: None,
+            upcalls: 0,
+            target_xml: "",
+            registers: Vec::new(),
+        }
+    }
+
+    /// Maps guest-physical 0 at `virt_base` instead, so that a guest-physical
+    /// address used as a virtual one does not translate.
+    pub fn mapped_at(self, virt_base: u64) -> Self {
+        FakeVcpu { virt_base, ..self }
+    }
+
+    /// Gives the vCPU a gdb register file: its target description and its
+    /// initial contents (whose length is the file's size).
+    pub fn with_registers(self, target_xml: &'static str, registers: Vec<u8>) -> Self {
+        FakeVcpu { target_xml, registers, ..self }
+    }
+
+    /// As the `Box<dyn ArchVcpu>` the scheduler and the hypercall layer take.
+    pub fn boxed(self) -> Box<dyn ArchVcpu> {
+        Box::new(self)
+    }
+}
+
+/// `n` identity-mapped fake vCPUs over [`RAM_PAGES`], for hypercall tests.
+pub fn fake_vcpus(n: u32) -> Vec<Box<dyn ArchVcpu>> {
+    (0..n).map(|_| FakeVcpu::identity(RAM_PAGES).boxed()).collect()
+}
+
+impl ArchVcpu for FakeVcpu {
+    fn run(&mut self, _domain: &Domain) -> VcpuExit {
+        VcpuExit::Halted
+    }
+
+    fn complete_hypercall(&mut self, _ret: i64) {}
+
+    fn inject_upcall(&mut self, _domain: &Domain) {
+        self.upcalls += 1;
+    }
+
+    fn translate(&self, _domain: &Domain, gva: u64, _write: bool) -> XenResult<u64> {
+        match gva.checked_sub(self.virt_base) {
+            Some(gpa) if gpa < self.mapped_bytes => Ok(gpa),
+            _ => Err(Errno::EFAULT),
+        }
+    }
+
+    fn mode(&self) -> GuestMode {
+        GuestMode::Long64
+    }
+
+    fn initialise(&mut self, ctx: &VcpuInitContext<'_>) -> XenResult<()> {
+        self.entry = Some(match ctx {
+            VcpuInitContext::XenInitialise(b) => u64::from_le_bytes(b[..8].try_into().unwrap()),
+            VcpuInitContext::PowerOn { entry, .. } => *entry,
+        });
+        Ok(())
+    }
+
+    fn initialise_arg_size(&self) -> usize {
+        8
+    }
+
+    fn gdb_target_xml(&self) -> &'static str {
+        self.target_xml
+    }
+
+    fn gdb_read_registers(&self, out: &mut [u8]) -> usize {
+        out[..self.registers.len()].copy_from_slice(&self.registers);
+        self.registers.len()
+    }
+
+    fn gdb_write_registers(&mut self, data: &[u8]) -> XenResult<()> {
+        let n = self.registers.len();
+        if data.len() < n {
+            return Err(Errno::EINVAL);
+        }
+        self.registers.copy_from_slice(&data[..n]);
+        Ok(())
+    }
+}
