@@ -433,7 +433,7 @@ impl ArchVcpu for ArmVcpu {
         GuestMode::Long64
     }
 
-    fn guest_abi(&self) -> &'static dyn GuestAbi {
+    fn guest_abi(&self, _domain: &Domain) -> &'static dyn GuestAbi {
         &crate::layout::ARM64
     }
 

@@ -240,7 +240,7 @@ impl SvmVcpu {
     }
 
     fn latch_abi(&self, d: &Domain) {
-        let abi = self.guest_abi();
+        let abi = self.guest_abi(d);
         if let Ok(true) = d.latch_abi(abi) {
             log::info!("d{}: {} guest ABI latched", d.id, abi.name());
         }
@@ -651,7 +651,7 @@ impl ArchVcpu for SvmVcpu {
         paging::translate(&self.paging_state(), gva.0, write, &mut read).map(Gpa)
     }
 
-    fn guest_abi(&self) -> &'static dyn GuestAbi {
+    fn guest_abi(&self, _domain: &Domain) -> &'static dyn GuestAbi {
         // Xen's rule: a guest in 64-bit mode speaks the native layout, any
         // other mode the 32-bit compat one.
         if self.is_long() {

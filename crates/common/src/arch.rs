@@ -128,10 +128,11 @@ pub trait ArchVcpu: GdbRegisters + Send {
     /// The guest's current execution mode.
     fn mode(&self) -> GuestMode;
 
-    /// The guest ABI layout the vCPU's current mode implies. The core
-    /// latches it for the domain where Xen does (mapping shared_info); an
-    /// arch with one layout returns it always.
-    fn guest_abi(&self) -> &'static dyn GuestAbi;
+    /// The guest ABI layout the vCPU's current mode implies for `domain`.
+    /// The core decodes mode-dependent arguments with it and latches it for
+    /// the domain where Xen does (mapping shared_info); an arch with one
+    /// layout returns it always.
+    fn guest_abi(&self, domain: &Domain) -> &'static dyn GuestAbi;
 
     /// Loads an initial state: a `VCPUOP_initialise` argument (arch bytes,
     /// already copied from the guest) or a power-on request.

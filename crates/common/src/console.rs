@@ -42,6 +42,11 @@ impl Console {
         Console { dom, sink, partial: String::new(), history: VecDeque::new() }
     }
 
+    /// Where this console's lines go (a forked domain's go to the same place).
+    pub fn sink(&self) -> Arc<dyn ConsoleSink> {
+        self.sink.clone()
+    }
+
     /// Appends guest output; emits every completed line.
     pub fn write(&mut self, bytes: &[u8]) {
         for &b in bytes {

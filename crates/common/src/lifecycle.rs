@@ -7,7 +7,6 @@ use alloc::sync::Arc;
 
 use crate::area::AreaKind;
 use crate::clock::Clock;
-use crate::console::ConsoleSink;
 use crate::domain::VPF_DOWN;
 use crate::domain::{Domain, DomainConfig, Lifecycle, Vcpu};
 use crate::guest_area;
@@ -48,12 +47,7 @@ pub fn soft_reset(d: &Domain) {
 /// registered area copied with [`guest_area::copy_guest_area`]. The child's
 /// memory starts empty and receives the pages the areas need, each gfn once —
 /// so areas sharing a page in the parent share one page in the child.
-pub fn fork(
-    parent: &Domain,
-    child_id: DomId,
-    clock: Arc<dyn Clock>,
-    console: Arc<dyn ConsoleSink>,
-) -> XenResult<Arc<Domain>> {
+pub fn fork(parent: &Domain, child_id: DomId, clock: Arc<dyn Clock>) -> XenResult<Arc<Domain>> {
     let child = Domain::new(DomainConfig {
         id: child_id,
         name: String::from(parent.name.as_str()) + "-fork",
@@ -61,7 +55,7 @@ pub fn fork(
         ram_pages: 0,
         abi: parent.abi(),
         clock,
-        console,
+        console: parent.console.lock().sink(),
     })?;
     parent.pause();
     let result = (|| {

@@ -9,9 +9,11 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lantern_common::arch::Clock;
+use lantern_common::addr::Gfn;
+use lantern_common::area::AreaKind;
+use lantern_common::clock::Clock;
 use lantern_common::domain::Domain;
-use lantern_common::guest_area::{self, AreaKind};
+use lantern_common::guest_area;
 use lantern_common::lifecycle;
 use lantern_conformance::{HostClock, TestDomain};
 use xen_abi::layout::GuestAbi;
@@ -85,7 +87,7 @@ fn register_all(d: &Domain) {
     for v in d.vcpus() {
         let page = (v.id / SHARING) as u64 * 3;
         let slot = (v.id % SHARING) as u64;
-        guest_area::register_vcpu_info(d, Some(v.id), v, page, slot * 64).unwrap();
+        guest_area::register_vcpu_info(d, Some(v.id), v, Gfn(page), slot * 64).unwrap();
         guest_area::register_runstate_area(d, Some(v.id), v, ((page + 1) << 12) + slot * 64).unwrap();
         guest_area::register_time_area(d, Some(v.id), v, ((page + 2) << 12) + slot * 32).unwrap();
     }

@@ -17,11 +17,12 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use lantern_common::addr::Gfn;
 use lantern_common::arch::ArchVcpu;
 use lantern_common::domain::Domain;
 use lantern_common::guest_area;
 use lantern_common::sched::Hypervisor;
-use lantern_conformance::{FakeVcpu, HostClock, Layout, TestDomain, LAYOUTS};
+use lantern_conformance::{slot, write_phys, FakeVcpu, HostClock, Layout, TestDomain, LAYOUTS};
 use lantern_gdb::{GdbStub, Transport};
 
 /// RAM of each fake domain: room for the areas and the guest string below.
@@ -112,15 +113,16 @@ fn main() {
         add(domain(i as u16 + 1, layout, if i == 0 { vcpus } else { 2 }));
     }
     for d in &doms {
-        d.map_shared_info(0x80).expect("shared_info");
+        d.map_shared_info(Gfn(0x80)).expect("shared_info");
         for v in 0..d.max_vcpus() {
             let vc = d.vcpu(v).expect("vcpu");
-            guest_area::register_vcpu_info(d, None, vc, 0x90 + v as u64 / 64, (v as u64 % 64) * 64).expect("vcpu_info");
+            guest_area::register_vcpu_info(d, None, vc, Gfn(0x90 + v as u64 / 64), (v as u64 % 64) * 64)
+                .expect("vcpu_info");
         }
         guest_area::register_runstate_area(d, None, d.vcpu(0).expect("v0"), 0xa0 << 12).expect("runstate");
-        d.write_gpa(0x1000, b"lantern fake guest\0").expect("write");
+        write_phys(d, 0x1000, b"lantern fake guest\0").expect("write");
     }
-    let mut hv = Hypervisor::new(doms, archs);
+    let mut hv = Hypervisor::new(doms.into_iter().zip(archs).map(|(d, a)| slot(d, a)).collect());
     let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind");
     listener.set_nonblocking(true).expect("nonblocking");
     println!("fake board ({arch}): gdb stub on 127.0.0.1:{port} for {seconds} s");

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use lantern_common::arch::{Clock, TimeSample};
+use lantern_common::clock::{Clock, TimeSample};
 
 /// A clock the test moves by hand: system time starts where the test says
 /// and changes only by [`TestClock::advance`]; the counter reads three ticks

@@ -3,9 +3,13 @@
 
 use std::sync::Arc;
 
-use lantern_common::arch::Clock;
+use lantern_common::addr::{Gfn, Gpa};
+use lantern_common::clock::Clock;
+use lantern_common::console::NoSink;
 use lantern_common::domain::{Domain, DomainConfig};
+use lantern_common::guest_memory::{GuestMemory, PhysMem};
 use lantern_common::memory::{DomId, PageRef};
+use xen_abi::errno::XenResult;
 use xen_abi::layout::GuestAbi;
 
 use crate::clock::TestClock;
@@ -71,6 +75,8 @@ impl TestDomain {
             ram_pages: self.ram_pages,
             abi: self.abi,
             clock: self.clock.unwrap_or_else(|| Arc::new(TestClock::starting_at(CLOCK_START_NS))),
+            // Tests read the console's history instead.
+            console: Arc::new(NoSink),
         })
         .expect("test domain")
     }
@@ -85,7 +91,7 @@ pub fn domain(abi: &'static dyn GuestAbi, vcpus: u32) -> (Arc<Domain>, Arc<TestC
 
 /// The frame at `gfn` of `d`.
 pub fn page(d: &Domain, gfn: u64) -> PageRef {
-    d.p2m.lock().get(gfn).unwrap().page.clone()
+    d.p2m.lock().get(Gfn(gfn)).unwrap().page.clone()
 }
 
 /// Reads `size` bytes at `off` of the frame at `gfn` as a little-endian integer.
@@ -96,4 +102,15 @@ pub fn read(d: &Domain, gfn: u64, off: usize, size: usize) -> u64 {
 /// The guest-physical address `gfn << 12 | off`.
 pub fn gaddr(gfn: u64, off: usize) -> u64 {
     (gfn << 12) | off as u64
+}
+
+/// Writes `data` at guest-physical `gpa` of `d` (test set-up: the argument
+/// structs a guest would have written).
+pub fn write_phys(d: &Domain, gpa: u64, data: &[u8]) -> XenResult<()> {
+    PhysMem::new(d).write_bytes(Gpa(gpa), data)
+}
+
+/// Reads `out.len()` bytes at guest-physical `gpa` of `d`.
+pub fn read_phys(d: &Domain, gpa: u64, out: &mut [u8]) -> XenResult<()> {
+    PhysMem::new(d).read_bytes(Gpa(gpa), out)
 }

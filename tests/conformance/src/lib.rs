@@ -13,6 +13,6 @@ pub mod layouts;
 pub mod vcpu;
 
 pub use clock::{HostClock, TestClock};
-pub use domain::{domain, gaddr, page, read, TestDomain, RAM_PAGES};
+pub use domain::{domain, gaddr, page, read, read_phys, write_phys, TestDomain, RAM_PAGES};
 pub use layouts::{layout, layouts, Layout, LAYOUTS};
-pub use vcpu::{fake_vcpus, FakeVcpu};
+pub use vcpu::{fake_vcpus, slot, FakeDomain, FakeVcpu};

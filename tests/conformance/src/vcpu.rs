@@ -1,9 +1,14 @@
 //! The fake arch vCPU of the host tests: the arch side of the plugin
 //! boundary with no CPU behind it.
 
-use lantern_common::arch::{ArchVcpu, GuestMode, VcpuExit, VcpuInitContext};
+use lantern_common::addr::{Gpa, Gva};
+use lantern_common::arch::{ArchDomain, ArchVcpu, GdbRegisters, GuestMode, Preemption, VcpuExit, VcpuInitContext};
+use lantern_common::sched::DomainSlot;
+use std::sync::Arc;
+
 use lantern_common::domain::Domain;
 use xen_abi::errno::{Errno, XenResult};
+use xen_abi::layout::GuestAbi;
 
 use crate::domain::RAM_PAGES;
 
@@ -63,7 +68,7 @@ pub fn fake_vcpus(n: u32) -> Vec<Box<dyn ArchVcpu>> {
 }
 
 impl ArchVcpu for FakeVcpu {
-    fn run(&mut self, _domain: &Domain) -> VcpuExit {
+    fn run(&mut self, _domain: &Domain, _preempt: &mut dyn Preemption) -> VcpuExit {
         VcpuExit::Halted
     }
 
@@ -73,15 +78,20 @@ impl ArchVcpu for FakeVcpu {
         self.upcalls += 1;
     }
 
-    fn translate(&self, _domain: &Domain, gva: u64, _write: bool) -> XenResult<u64> {
-        match gva.checked_sub(self.virt_base) {
-            Some(gpa) if gpa < self.mapped_bytes => Ok(gpa),
+    fn translate(&self, _domain: &Domain, gva: Gva, _write: bool) -> XenResult<Gpa> {
+        match gva.0.checked_sub(self.virt_base) {
+            Some(gpa) if gpa < self.mapped_bytes => Ok(Gpa(gpa)),
             _ => Err(Errno::EFAULT),
         }
     }
 
     fn mode(&self) -> GuestMode {
         GuestMode::Long64
+    }
+
+    fn guest_abi(&self, domain: &Domain) -> &'static dyn GuestAbi {
+        // A fake vCPU speaks whatever layout its domain was built with.
+        domain.abi()
     }
 
     fn initialise(&mut self, ctx: &VcpuInitContext<'_>) -> XenResult<()> {
@@ -95,17 +105,19 @@ impl ArchVcpu for FakeVcpu {
     fn initialise_arg_size(&self) -> usize {
         8
     }
+}
 
-    fn gdb_target_xml(&self) -> &'static str {
+impl GdbRegisters for FakeVcpu {
+    fn target_xml(&self) -> &'static str {
         self.target_xml
     }
 
-    fn gdb_read_registers(&self, out: &mut [u8]) -> usize {
+    fn read_registers(&self, out: &mut [u8]) -> usize {
         out[..self.registers.len()].copy_from_slice(&self.registers);
         self.registers.len()
     }
 
-    fn gdb_write_registers(&mut self, data: &[u8]) -> XenResult<()> {
+    fn write_registers(&mut self, data: &[u8]) -> XenResult<()> {
         let n = self.registers.len();
         if data.len() < n {
             return Err(Errno::EINVAL);
@@ -113,4 +125,33 @@ impl ArchVcpu for FakeVcpu {
         self.registers.copy_from_slice(&data[..n]);
         Ok(())
     }
+}
+
+/// The fake per-domain arch object: no nested tables to keep in step, no
+/// guest timers; it creates identity-mapped [`FakeVcpu`]s.
+#[derive(Default)]
+pub struct FakeDomain;
+
+impl ArchDomain for FakeDomain {
+    fn create_vcpu(&self, _domain: &Domain, _id: u32) -> Box<dyn ArchVcpu> {
+        FakeVcpu::identity(RAM_PAGES).boxed()
+    }
+
+    fn sync_p2m(&self, domain: &Domain) {
+        domain.p2m.lock().take_changes();
+    }
+
+    fn timer_deadline(&self, _vcpu: u32) -> Option<u64> {
+        None
+    }
+
+    fn exits(&self) -> u64 {
+        0
+    }
+}
+
+/// A scheduler slot for `domain` with the given vCPU contexts (one per vCPU).
+pub fn slot(domain: Arc<Domain>, vcpus: Vec<Box<dyn ArchVcpu>>) -> DomainSlot {
+    assert_eq!(vcpus.len(), domain.max_vcpus() as usize, "one context per vCPU");
+    DomainSlot { domain, arch: Box::new(FakeDomain), vcpus }
 }

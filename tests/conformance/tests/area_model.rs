@@ -6,8 +6,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use lantern_common::addr::{Gfn, Gpa};
+use lantern_common::area::{AreaKind, Placement};
 use lantern_common::domain::Domain;
-use lantern_common::guest_area::{self, AreaKind, Placement};
+use lantern_common::guest_area;
 use lantern_common::lifecycle;
 use lantern_common::memory::PAGE_SIZE;
 use lantern_conformance::{layouts, TestClock, TestDomain, LAYOUTS};
@@ -84,7 +86,7 @@ fn check(d: &Domain, abi: &dyn GuestAbi, m: &Model) -> Result<(), TestCaseError>
     for v in d.vcpus() {
         let a = v.areas();
         for (ki, kind) in AreaKind::ALL.iter().enumerate() {
-            let got = a.get(*kind).filter(|x| x.placement == Placement::Guest).map(|x| (x.gfn.unwrap(), x.offset));
+            let got = a.get(*kind).filter(|x| x.placement == Placement::Guest).map(|x| (x.gfn.unwrap().0, x.offset));
             prop_assert_eq!(got, m.areas.get(&(v.id, ki)).copied(), "vcpu {} {}", v.id, kind.name());
         }
         if !m.areas.contains_key(&(v.id, 0)) {
@@ -94,7 +96,7 @@ fn check(d: &Domain, abi: &dyn GuestAbi, m: &Model) -> Result<(), TestCaseError>
     }
     let p2m = d.p2m.lock();
     for gfn in 0..RAM {
-        match p2m.get(gfn) {
+        match p2m.get(Gfn(gfn)) {
             Some(e) => {
                 let n = m.on_gfn(gfn);
                 prop_assert_eq!((e.page.refs(), e.page.writable_refs()), (1 + n, n), "gfn {}", gfn);
@@ -110,7 +112,7 @@ fn run(abi: &'static dyn GuestAbi, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let clock = Arc::new(TestClock::default());
     let d = TestDomain::new(abi).name("model").vcpus(vcpus).ram_pages(RAM).clock(clock.clone()).build();
     // Keep every frame alive so counts can be checked after kill too.
-    let frames: Vec<_> = (0..RAM).map(|g| d.p2m.lock().get(g).unwrap().page.clone()).collect();
+    let frames: Vec<_> = (0..RAM).map(|g| d.p2m.lock().get(Gfn(g)).unwrap().page.clone()).collect();
     let mut m = Model::default();
     for op in ops {
         match op {
@@ -125,7 +127,7 @@ fn run(abi: &'static dyn GuestAbi, ops: Vec<Op>) -> Result<(), TestCaseError> {
                         Some(0),
                         v,
                         kind,
-                        gaddr,
+                        Some(Gpa(gaddr)),
                         Some(&mut guest_area::vcpu_info_populate),
                     ),
                     AreaKind::Runstate => guest_area::register_runstate_area(&d, Some(0), v, gaddr),
@@ -155,10 +157,10 @@ fn run(abi: &'static dyn GuestAbi, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     for (ki, kind) in AreaKind::ALL.iter().enumerate() {
                         let want = m.areas.get(&(v.id, ki)).copied();
                         let got = a.get(*kind).filter(|x| x.placement == Placement::Guest);
-                        prop_assert_eq!(got.map(|x| (x.gfn.unwrap(), x.offset)), want);
+                        prop_assert_eq!(got.map(|x| (x.gfn.unwrap().0, x.offset)), want);
                         if let Some(x) = got {
                             let addr = x.page.host_addr() as usize;
-                            prop_assert_eq!(*by_gfn.entry(x.gfn.unwrap()).or_insert(addr), addr);
+                            prop_assert_eq!(*by_gfn.entry(x.gfn.unwrap().0).or_insert(addr), addr);
                         }
                     }
                 }

@@ -2,9 +2,11 @@
 //! in every layout of the kit's list (x86_64 native, x86_32 compat and
 //! arm64 today).
 
+use lantern_common::addr::{Gfn, Gpa};
+use lantern_common::area::{AreaKind, Placement};
 use lantern_common::domain::Domain;
 use lantern_common::guest_area::{
-    self, map_guest_area, register_runstate_area, register_time_area, register_vcpu_info, AreaKind, Placement,
+    self, map_guest_area, register_runstate_area, register_time_area, register_vcpu_info,
 };
 use lantern_common::lifecycle;
 use lantern_common::memory::{P2mType, Page, PAGE_SIZE};
@@ -23,18 +25,18 @@ fn page_crossing_offsets_are_enxio() {
             // (vcpu_info is tested separately as it can't be re-registered).
             let last_fit = (PAGE_SIZE - size) / align * align;
             let crossing = last_fit + align;
-            let r = map_guest_area(&d, Some(0), v, kind, gaddr(5, crossing), None);
+            let r = map_guest_area(&d, Some(0), v, kind, Some(Gpa(gaddr(5, crossing))), None);
             assert_eq!(r, Err(Errno::ENXIO), "{} {}: offset {crossing}", abi.name(), kind.name());
             if kind != AreaKind::VcpuInfo {
-                assert_eq!(map_guest_area(&d, Some(0), v, kind, gaddr(5, last_fit), None), Ok(()));
+                assert_eq!(map_guest_area(&d, Some(0), v, kind, Some(Gpa(gaddr(5, last_fit))), None), Ok(()));
             }
         }
         assert_eq!(
-            register_vcpu_info(&d, Some(0), v, 5, (PAGE_SIZE - abi.vcpu_info().size + 1) as u64),
+            register_vcpu_info(&d, Some(0), v, Gfn(5), (PAGE_SIZE - abi.vcpu_info().size + 1) as u64),
             Err(Errno::ENXIO)
         );
         assert_eq!(
-            register_vcpu_info(&d, Some(0), v, 5, (PAGE_SIZE - abi.vcpu_info().size) as u64),
+            register_vcpu_info(&d, Some(0), v, Gfn(5), (PAGE_SIZE - abi.vcpu_info().size) as u64),
             Ok(()),
             "{}: a vcpu_info ending exactly at the page end fits",
             abi.name()
@@ -51,7 +53,7 @@ fn misaligned_offsets_are_enxio_in_the_layout_in_force() {
         for off in [1usize, 2, 3, align / 2 + align / 4 + 1] {
             if off % align != 0 {
                 assert_eq!(
-                    register_vcpu_info(&d, Some(0), v, 3, off as u64),
+                    register_vcpu_info(&d, Some(0), v, Gfn(3), off as u64),
                     Err(Errno::ENXIO),
                     "{} off {off}",
                     abi.name()
@@ -59,14 +61,14 @@ fn misaligned_offsets_are_enxio_in_the_layout_in_force() {
             }
         }
         // 4-byte aligned but not 8: only the x86_32 compat layout accepts it.
-        let r = register_vcpu_info(&d, Some(0), v, 3, 4);
+        let r = register_vcpu_info(&d, Some(0), v, Gfn(3), 4);
         if align == 4 {
             assert_eq!(r, Ok(()), "compat accepts 4-aligned");
         } else {
             assert_eq!(r, Err(Errno::ENXIO), "{} refuses 4-aligned", abi.name());
         }
         for kind in [AreaKind::Runstate, AreaKind::Time] {
-            assert_eq!(map_guest_area(&d, Some(0), v, kind, gaddr(6, 2), None), Err(Errno::ENXIO));
+            assert_eq!(map_guest_area(&d, Some(0), v, kind, Some(Gpa(gaddr(6, 2))), None), Err(Errno::ENXIO));
         }
     }
 }
@@ -77,20 +79,20 @@ fn bad_frames_are_einval_and_take_no_references() {
         let (d, _) = domain(abi, 1);
         let v = d.vcpu(0).unwrap();
         // Outside the domain's RAM.
-        assert_eq!(register_vcpu_info(&d, Some(0), v, RAM_PAGES + 10, 0), Err(Errno::EINVAL));
+        assert_eq!(register_vcpu_info(&d, Some(0), v, Gfn(RAM_PAGES + 10), 0), Err(Errno::EINVAL));
         assert_eq!(register_runstate_area(&d, Some(0), v, gaddr(1 << 30, 0)), Err(Errno::EINVAL));
         // Read-only RAM.
         let ro = Page::alloc(d.id).unwrap();
-        d.p2m.lock().set(RAM_PAGES, ro.clone(), P2mType::RamRo);
+        d.p2m.lock().set(Gfn(RAM_PAGES), ro.clone(), P2mType::RamRo);
         assert_eq!(register_time_area(&d, Some(0), v, gaddr(RAM_PAGES, 0)), Err(Errno::EINVAL));
         assert_eq!((ro.refs(), ro.writable_refs()), (1, 0));
         // Another domain's page mapped here (foreign).
         let foreign = Page::alloc(d.id + 1).unwrap();
-        d.p2m.lock().set(RAM_PAGES + 1, foreign.clone(), P2mType::RamRw);
-        assert_eq!(register_vcpu_info(&d, Some(0), v, RAM_PAGES + 1, 0), Err(Errno::EINVAL));
+        d.p2m.lock().set(Gfn(RAM_PAGES + 1), foreign.clone(), P2mType::RamRw);
+        assert_eq!(register_vcpu_info(&d, Some(0), v, Gfn(RAM_PAGES + 1), 0), Err(Errno::EINVAL));
         assert_eq!((foreign.refs(), foreign.writable_refs()), (1, 0));
         // An offset that leaves the frame is a malformed request, not a crossing.
-        assert_eq!(register_vcpu_info(&d, Some(0), v, 2, PAGE_SIZE as u64), Err(Errno::EINVAL));
+        assert_eq!(register_vcpu_info(&d, Some(0), v, Gfn(2), PAGE_SIZE as u64), Err(Errno::EINVAL));
         // Still on the default placement.
         assert_eq!(v.areas().vcpu_info.placement, Placement::SharedInfoSlot);
     }
@@ -101,19 +103,19 @@ fn vcpu_info_reregistration_is_ebusy_and_keeps_the_first() {
     for abi in layouts() {
         let (d, _) = domain(abi, 1);
         let v = d.vcpu(0).unwrap();
-        assert_eq!(register_vcpu_info(&d, Some(0), v, 7, 64), Ok(()));
+        assert_eq!(register_vcpu_info(&d, Some(0), v, Gfn(7), 64), Ok(()));
         let p7 = page(&d, 7);
         assert_eq!((p7.refs(), p7.writable_refs()), (2, 1));
-        assert_eq!(register_vcpu_info(&d, Some(0), v, 8, 0), Err(Errno::EBUSY));
-        assert_eq!(register_vcpu_info(&d, Some(0), v, 7, 64), Err(Errno::EBUSY));
+        assert_eq!(register_vcpu_info(&d, Some(0), v, Gfn(8), 0), Err(Errno::EBUSY));
+        assert_eq!(register_vcpu_info(&d, Some(0), v, Gfn(7), 64), Err(Errno::EBUSY));
         // The core path (without the preliminary check) refuses too, and
         // drops the references it took for the refused page.
-        let r = map_guest_area(&d, Some(0), v, AreaKind::VcpuInfo, gaddr(8, 0), None);
+        let r = map_guest_area(&d, Some(0), v, AreaKind::VcpuInfo, Some(Gpa(gaddr(8, 0))), None);
         assert_eq!(r, Err(Errno::EBUSY));
         let p8 = page(&d, 8);
         assert_eq!((p8.refs(), p8.writable_refs()), (1, 0));
         let a = v.areas().vcpu_info;
-        assert_eq!((a.placement, a.gfn, a.offset), (Placement::Guest, Some(7), 64));
+        assert_eq!((a.placement, a.gfn, a.offset), (Placement::Guest, Some(Gfn(7)), 64));
         // Runstate and time areas may be moved freely.
         assert_eq!(register_runstate_area(&d, Some(0), v, gaddr(9, 0)), Ok(()));
         assert_eq!(register_runstate_area(&d, Some(0), v, gaddr(10, 0)), Ok(()));
@@ -128,32 +130,39 @@ fn remote_vcpu_is_paused_for_the_swap_then_resumed() {
         let (d, _) = domain(abi, 3);
         let v1 = d.vcpu(1).unwrap();
         v1.set_initialised();
-        d.vcpu_up(v1).unwrap();
+        lifecycle::vcpu_up(&d, v1).unwrap();
         assert!(d.vcpu_runnable(v1));
         let mut seen = None;
-        let mut populate =
-            |d: &Domain, v: &lantern_common::domain::Vcpu, _: &guest_area::VcpuAreas, _: &guest_area::AreaMap| {
-                seen = Some((v.pause_count(), d.lock.is_locked(), d.vcpu_runnable(v)));
-            };
+        let mut populate = |d: &Domain,
+                            v: &lantern_common::domain::Vcpu,
+                            _: &lantern_common::area::VcpuAreas,
+                            _: &lantern_common::area::AreaMap| {
+            seen = Some((v.pause_count(), d.lock.is_locked(), d.vcpu_runnable(v)));
+        };
         // vCPU 0 registers an area for vCPU 1.
-        map_guest_area(&d, Some(0), v1, AreaKind::Runstate, gaddr(4, 0), Some(&mut populate)).unwrap();
+        map_guest_area(&d, Some(0), v1, AreaKind::Runstate, Some(Gpa(gaddr(4, 0))), Some(&mut populate)).unwrap();
         assert_eq!(seen, Some((1, true, false)), "{}: paused and under the domain lock during populate", abi.name());
         assert_eq!(v1.pause_count(), 0);
         assert!(d.vcpu_runnable(v1), "resumed afterwards");
         // A vCPU registering for itself is not paused.
         let v0 = d.vcpu(0).unwrap();
         let mut self_seen = None;
-        let mut populate =
-            |_: &Domain, v: &lantern_common::domain::Vcpu, _: &guest_area::VcpuAreas, _: &guest_area::AreaMap| {
-                self_seen = Some(v.pause_count());
-            };
-        map_guest_area(&d, Some(0), v0, AreaKind::Time, gaddr(4, 512), Some(&mut populate)).unwrap();
+        let mut populate = |_: &Domain,
+                            v: &lantern_common::domain::Vcpu,
+                            _: &lantern_common::area::VcpuAreas,
+                            _: &lantern_common::area::AreaMap| {
+            self_seen = Some(v.pause_count());
+        };
+        map_guest_area(&d, Some(0), v0, AreaKind::Time, Some(Gpa(gaddr(4, 512))), Some(&mut populate)).unwrap();
         assert_eq!(self_seen, Some(0));
         // Failure paths resume the vCPU too.
-        assert_eq!(register_vcpu_info(&d, Some(0), v1, 4, 1), Err(Errno::ENXIO));
+        assert_eq!(register_vcpu_info(&d, Some(0), v1, Gfn(4), 1), Err(Errno::ENXIO));
         d.vcpu(1).unwrap();
-        assert_eq!(register_vcpu_info(&d, Some(0), v1, 4, 1024), Ok(()));
-        assert_eq!(map_guest_area(&d, Some(0), v1, AreaKind::VcpuInfo, gaddr(4, 2048), None), Err(Errno::EBUSY));
+        assert_eq!(register_vcpu_info(&d, Some(0), v1, Gfn(4), 1024), Ok(()));
+        assert_eq!(
+            map_guest_area(&d, Some(0), v1, AreaKind::VcpuInfo, Some(Gpa(gaddr(4, 2048))), None),
+            Err(Errno::EBUSY)
+        );
         assert_eq!(v1.pause_count(), 0);
     }
 }
@@ -165,7 +174,7 @@ fn two_vcpus_share_one_page() {
         let size = abi.vcpu_info().size;
         for id in 0..4u32 {
             let v = d.vcpu(id).unwrap();
-            register_vcpu_info(&d, Some(0), v, 12, (id as usize * size) as u64).unwrap();
+            register_vcpu_info(&d, Some(0), v, Gfn(12), (id as usize * size) as u64).unwrap();
         }
         let p = page(&d, 12);
         assert_eq!((p.refs(), p.writable_refs()), (5, 4), "{}: one p2m ref + one per area", abi.name());
@@ -194,7 +203,7 @@ fn contents_carried_over_from_the_shared_info_slot() {
         si.write_uint(slot + 1, 1, 1).unwrap();
         si.write_uint(slot + vi.pending_sel.offset, vi.pending_sel.size, 0b1010).unwrap();
         let v = d.vcpu(0).unwrap();
-        register_vcpu_info(&d, Some(0), v, 20, 0).unwrap();
+        register_vcpu_info(&d, Some(0), v, Gfn(20), 0).unwrap();
         assert_eq!(read(&d, 20, vi.upcall_pending.offset, 1), 1);
         assert_eq!(read(&d, 20, 1, 1), 1, "{}: byte 1 carried", abi.name());
         if abi.name() == "x86_64" {
@@ -203,7 +212,7 @@ fn contents_carried_over_from_the_shared_info_slot() {
             let v1 = d.vcpu(1).unwrap();
             let slot1 = slot + vi.size;
             si.write_uint(slot1 + 16, 8, 0x1234_5678).unwrap();
-            register_vcpu_info(&d, Some(0), v1, 20, 64).unwrap();
+            register_vcpu_info(&d, Some(0), v1, Gfn(20), 64).unwrap();
             assert_eq!(read(&d, 20, 64 + 16, 8), 0x1234_5678);
         }
         // The guest's view now lives on the new page: events go there.
@@ -222,7 +231,7 @@ fn from_the_dummy_area_zeroed_and_upcall_masked_where_the_abi_has_a_mask() {
         assert_eq!(v.areas().vcpu_info.placement, Placement::Dummy);
         let p = page(&d, 30);
         p.fill(0, PAGE_SIZE, 0xEE).unwrap();
-        register_vcpu_info(&d, Some(0), v, 30, 128).unwrap();
+        register_vcpu_info(&d, Some(0), v, Gfn(30), 128).unwrap();
         let mut got = vec![0u8; vi.size];
         p.read(128, &mut got).unwrap();
         let mask = got[1];
@@ -247,7 +256,7 @@ fn pending_sel_is_all_ones_in_the_width_of_the_layout() {
     for abi in layouts() {
         let (d, _) = domain(abi, 1);
         let vi = abi.vcpu_info();
-        register_vcpu_info(&d, Some(0), d.vcpu(0).unwrap(), 40, 256).unwrap();
+        register_vcpu_info(&d, Some(0), d.vcpu(0).unwrap(), Gfn(40), 256).unwrap();
         let p = page(&d, 40);
         let (off, size) = (vi.pending_sel.offset, vi.pending_sel.size);
         let expect_size = if abi.name() == "x86_32" { 4 } else { 8 };
@@ -276,8 +285,8 @@ fn unmapping_vcpu_info_resets_to_slot_or_dummy() {
         let (d, _) = domain(abi, n);
         for id in [0, n - 1] {
             let v = d.vcpu(id).unwrap();
-            register_vcpu_info(&d, Some(0), v, 50, 0).unwrap_or_else(|_| {
-                register_vcpu_info(&d, Some(0), v, 51, 0).unwrap();
+            register_vcpu_info(&d, Some(0), v, Gfn(50), 0).unwrap_or_else(|_| {
+                register_vcpu_info(&d, Some(0), v, Gfn(51), 0).unwrap();
             });
             guest_area::unmap_guest_area(&d, v, AreaKind::VcpuInfo);
             let want = if id < abi.legacy_max_vcpus() { Placement::SharedInfoSlot } else { Placement::Dummy };
@@ -290,14 +299,14 @@ fn unmapping_vcpu_info_resets_to_slot_or_dummy() {
         register_runstate_area(&d, Some(0), v, !0).unwrap();
         assert!(v.areas().runstate.is_none());
         assert_eq!(page(&d, 52).writable_refs(), 0);
-        assert_eq!(register_vcpu_info(&d, Some(0), v, u64::MAX >> 12, 4095), Err(Errno::EINVAL));
+        assert_eq!(register_vcpu_info(&d, Some(0), v, Gfn(u64::MAX >> 12), 4095), Err(Errno::EINVAL));
     }
 }
 
 fn register_everything(d: &Domain, abi: &'static dyn xen_abi::layout::GuestAbi) {
     let size = abi.vcpu_info().size;
     for v in d.vcpus() {
-        register_vcpu_info(d, Some(0), v, 16, (v.id as usize * size) as u64).unwrap();
+        register_vcpu_info(d, Some(0), v, Gfn(16), (v.id as usize * size) as u64).unwrap();
         register_runstate_area(d, Some(0), v, gaddr(17, v.id as usize * 64)).unwrap();
         register_time_area(d, Some(0), v, gaddr(18, v.id as usize * 32)).unwrap();
     }
@@ -307,7 +316,7 @@ fn register_everything(d: &Domain, abi: &'static dyn xen_abi::layout::GuestAbi) 
 fn kill_and_soft_reset_return_page_counts_to_baseline() {
     for abi in layouts() {
         let (d, _) = domain(abi, 3);
-        d.map_shared_info(60).unwrap();
+        d.map_shared_info(Gfn(60)).unwrap();
         let pages: Vec<_> = (16..19).map(|g| page(&d, g)).collect();
         let si = d.shared_info().clone();
         assert_eq!((si.refs(), si.writable_refs()), (2, 0));
@@ -337,7 +346,7 @@ fn fork_keeps_shared_pages_shared_and_copies_contents() {
         let areas: Vec<_> = child.vcpus().iter().map(|v| v.areas()).collect();
         for a in &areas {
             assert_eq!(a.vcpu_info.placement, Placement::Guest);
-            assert_eq!(a.vcpu_info.gfn, Some(16));
+            assert_eq!(a.vcpu_info.gfn, Some(Gfn(16)));
             assert!(std::sync::Arc::ptr_eq(&a.vcpu_info.page, &areas[0].vcpu_info.page), "{}: one page", abi.name());
             assert!(std::sync::Arc::ptr_eq(
                 &a.runstate.as_ref().unwrap().page,

@@ -6,10 +6,10 @@
 use std::collections::HashMap;
 
 use lantern_common::arch::ArchVcpu;
+use lantern_common::area::{AreaKind, Placement};
 use lantern_common::domain::Domain;
-use lantern_common::guest_area::{AreaKind, Placement};
 use lantern_common::hypercall::{dispatch, Call};
-use lantern_conformance::{domain, fake_vcpus, layouts, LAYOUTS, RAM_PAGES};
+use lantern_conformance::{domain, fake_vcpus, layouts, write_phys, LAYOUTS, RAM_PAGES};
 use proptest::prelude::*;
 
 /// Every errno the core may return.
@@ -113,7 +113,7 @@ proptest! {
         let mut arch: Vec<Box<dyn ArchVcpu>> = fake_vcpus(4);
         for (i, hc) in calls.iter().enumerate() {
             // Put the random argument bytes wherever the pointer aims, if it can.
-            let _ = d.write_gpa(hc.args[if hc.nr == 24 { 2 } else { 1 }], &hc.arg_bytes);
+            let _ = write_phys(&d, hc.args[if hc.nr == 24 { 2 } else { 1 }], &hc.arg_bytes);
             let vcpu = (i % 4) as u32;
             let out = dispatch(&mut Call::new(&d, vcpu, &mut arch), hc.nr, hc.args);
             prop_assert!(out.ret >= 0 || ERRNOS.contains(&-out.ret), "{:?} returned {}", hc, out.ret);

@@ -1,8 +1,9 @@
 //! Hypercall dispatch in Xen numbering, driven as a guest would: argument
 //! structs written to guest memory, numbers and pointers in, errnos out.
 
+use lantern_common::addr::Gfn;
+use lantern_common::area::Placement;
 use lantern_common::domain::Domain;
-use lantern_common::guest_area::Placement;
 use lantern_common::hypercall::{dispatch, Call, Outcome};
 use lantern_common::runstate;
 use lantern_conformance::*;
@@ -26,7 +27,7 @@ fn call(
 }
 
 fn vcpu_op(d: &Domain, arch: &mut [Box<dyn lantern_common::arch::ArchVcpu>], cmd: u64, target: u64, arg: &[u8]) -> i64 {
-    d.write_gpa(ARG, arg).unwrap();
+    write_phys(&d, ARG, arg).unwrap();
     call(d, arch, 0, nr::VCPU_OP, [cmd, target, ARG, 0, 0, 0]).ret
 }
 
@@ -118,7 +119,7 @@ fn runstate_area_follows_state_changes_with_the_update_flag_clear() {
         let out = 13u64 << 12;
         assert_eq!(call(&d, &mut arch, 0, nr::VCPU_OP, [vcpuop::GET_RUNSTATE_INFO, 0, out, 0, 0, 0]).ret, 0);
         let mut b = vec![0u8; abi.runstate().size];
-        d.read_gpa(out, &mut b).unwrap();
+        read_phys(&d, out, &mut b).unwrap();
         let e = abi.runstate().state_entry_time.offset;
         assert_eq!(u64::from_le_bytes(b[e..e + 8].try_into().unwrap()), r.state_entry_time);
     }
@@ -159,16 +160,16 @@ fn event_channel_send_sets_pending_bits_and_requests_an_upcall() {
         let (d, _) = domain(abi, 2);
         let mut arch = fake_vcpus(2);
         // bind_ipi { vcpu = 1 }
-        d.write_gpa(ARG, &[1, 0, 0, 0, 0, 0, 0, 0]).unwrap();
+        write_phys(&d, ARG, &[1, 0, 0, 0, 0, 0, 0, 0]).unwrap();
         assert_eq!(call(&d, &mut arch, 0, nr::EVENT_CHANNEL_OP, [7, ARG, 0, 0, 0, 0]).ret, 0);
         let mut port = [0u8; 4];
-        d.read_gpa(ARG + 4, &mut port).unwrap();
+        read_phys(&d, ARG + 4, &mut port).unwrap();
         let port = u32::from_le_bytes(port);
         assert_eq!(port, 1);
         let v1 = d.vcpu(1).unwrap();
         v1.take_upcall_request();
         // Clear the slot (vCPU 1 has a slot on x86 only; on arm it is on the dummy).
-        d.write_gpa(ARG, &port.to_le_bytes()).unwrap();
+        write_phys(&d, ARG, &port.to_le_bytes()).unwrap();
         assert_eq!(call(&d, &mut arch, 0, nr::EVENT_CHANNEL_OP, [4, ARG, 0, 0, 0, 0]).ret, 0);
         let si = abi.shared_info();
         assert_eq!(d.shared_info().read_uint(si.evtchn_pending.offset, abi.xen_ulong_size()).unwrap(), 1 << port);
@@ -181,7 +182,7 @@ fn event_channel_send_sets_pending_bits_and_requests_an_upcall() {
             .unwrap();
         assert_eq!(sel & 1, 1, "word 0 selected");
         // Sending to a closed port is EINVAL.
-        d.write_gpa(ARG, &99u32.to_le_bytes()).unwrap();
+        write_phys(&d, ARG, &99u32.to_le_bytes()).unwrap();
         assert_eq!(
             call(&d, &mut arch, 0, nr::EVENT_CHANNEL_OP, [4, ARG, 0, 0, 0, 0]).ret,
             Errno::EINVAL.to_hypercall_ret()
@@ -199,18 +200,18 @@ fn shared_info_mapping_and_sched_ops() {
         let mut b = vec![0xf0, 0x7f, 0, 0, 0, 0, 0, 0];
         b.extend_from_slice(&0u64.to_le_bytes()[..w]);
         b.extend_from_slice(&40u64.to_le_bytes()[..w]);
-        d.write_gpa(ARG, &b).unwrap();
+        write_phys(&d, ARG, &b).unwrap();
         assert_eq!(call(&d, &mut arch, 0, nr::MEMORY_OP, [7, ARG, 0, 0, 0, 0]).ret, 0, "{}", abi.name());
-        assert_eq!(d.shared_info_gfn(), Some(40));
+        assert_eq!(d.shared_info_gfn(), Some(Gfn(40)));
         assert!(std::sync::Arc::ptr_eq(&page(&d, 40), d.shared_info()));
         // The guest now sees its vcpu_info slot through that gfn.
         assert_eq!(d.vcpu(0).unwrap().areas().vcpu_info.placement, Placement::SharedInfoSlot);
         // Another domain's id is refused.
-        d.write_gpa(ARG, &[5, 0]).unwrap();
+        write_phys(&d, ARG, &[5, 0]).unwrap();
         assert_eq!(call(&d, &mut arch, 0, nr::MEMORY_OP, [7, ARG, 0, 0, 0, 0]).ret, Errno::ESRCH.to_hypercall_ret());
         let o = call(&d, &mut arch, 0, nr::SCHED_OP, [schedop::YIELD, 0, 0, 0, 0, 0]);
         assert!(o.deschedule && o.ret == 0);
-        d.write_gpa(ARG, &0u32.to_le_bytes()).unwrap();
+        write_phys(&d, ARG, &0u32.to_le_bytes()).unwrap();
         let o = call(&d, &mut arch, 0, nr::SCHED_OP, [schedop::SHUTDOWN, ARG, 0, 0, 0, 0]);
         assert!(o.deschedule);
         assert_eq!(d.lifecycle(), lantern_common::domain::Lifecycle::Shutdown(0));
@@ -222,9 +223,9 @@ fn shared_info_mapping_and_sched_ops() {
 fn console_io_lines_are_split() {
     let (d, _) = domain(layouts()[0], 1);
     let mut arch = fake_vcpus(1);
-    d.write_gpa(ARG, b"hello\nwor").unwrap();
+    write_phys(&d, ARG, b"hello\nwor").unwrap();
     assert_eq!(call(&d, &mut arch, 0, nr::CONSOLE_IO, [0, 9, ARG, 0, 0, 0]).ret, 0);
-    d.write_gpa(ARG, b"ld\n").unwrap();
+    write_phys(&d, ARG, b"ld\n").unwrap();
     assert_eq!(call(&d, &mut arch, 0, nr::CONSOLE_IO, [0, 3, ARG, 0, 0, 0]).ret, 0);
     let lines: Vec<String> = d.console.lock().history().map(String::from).collect();
     assert_eq!(lines, ["hello", "world"]);
@@ -238,16 +239,16 @@ fn console_io_lines_are_split() {
 fn xen_version_strings_clear_their_whole_fields() {
     let (d, _) = domain(layouts()[0], 1);
     let mut arch = fake_vcpus(1);
-    d.write_gpa(ARG, &[0xff; 160]).unwrap();
+    write_phys(&d, ARG, &[0xff; 160]).unwrap();
     assert_eq!(call(&d, &mut arch, 0, nr::XEN_VERSION, [1, ARG, 0, 0, 0, 0]).ret, 0);
     let mut b = [0u8; 17];
-    d.read_gpa(ARG, &mut b).unwrap();
+    read_phys(&d, ARG, &mut b).unwrap();
     assert_eq!(&b[..9], b"-lantern\0");
     assert!(b[9..16].iter().all(|x| *x == 0), "rest of extraversion[16] cleared");
     assert_eq!(b[16], 0xff, "nothing past the field");
     assert_eq!(call(&d, &mut arch, 0, nr::XEN_VERSION, [2, ARG, 0, 0, 0, 0]).ret, 0);
     let mut info = [0u8; 145];
-    d.read_gpa(ARG, &mut info).unwrap();
+    read_phys(&d, ARG, &mut info).unwrap();
     assert_eq!(&info[..6], b"rustc\0");
     assert_eq!(&info[64..72], b"lantern\0");
     assert!(info[72..144].iter().all(|x| *x == 0));

@@ -8,11 +8,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
+use lantern_common::addr::Gfn;
 use lantern_common::arch::ArchVcpu;
 use lantern_common::domain::Domain;
 use lantern_common::guest_area;
 use lantern_common::sched::Hypervisor;
-use lantern_conformance::{layout, FakeVcpu, TestClock, TestDomain, RAM_PAGES};
+use lantern_conformance::{layout, slot, write_phys, FakeVcpu, TestClock, TestDomain, RAM_PAGES};
 use lantern_gdb::{frame_vec, GdbStub, Transport};
 use serde_json::Value;
 use xen_abi::layout::GuestAbi;
@@ -43,17 +44,17 @@ fn guest(id: u16, abi: &'static dyn GuestAbi, vcpus: u32) -> (Arc<Domain>, Vec<B
 /// v1 registered at gfn 6 offset 0x20. d3: arm64, 2 vCPUs, v0 at gfn 7.
 fn system() -> Hypervisor {
     let (d1, a1) = guest(1, layout("x86_64"), 4);
-    d1.map_shared_info(8).unwrap();
-    guest_area::register_vcpu_info(&d1, Some(0), d1.vcpu(0).unwrap(), 5, 0x40).unwrap();
+    d1.map_shared_info(Gfn(8)).unwrap();
+    guest_area::register_vcpu_info(&d1, Some(0), d1.vcpu(0).unwrap(), Gfn(5), 0x40).unwrap();
     guest_area::register_runstate_area(&d1, Some(0), d1.vcpu(0).unwrap(), (9 << 12) | 0x100).unwrap();
     guest_area::register_time_area(&d1, Some(0), d1.vcpu(0).unwrap(), (9 << 12) | 0x200).unwrap();
     let (d2, a2) = guest(2, layout("x86_32"), 2);
-    guest_area::register_vcpu_info(&d2, Some(1), d2.vcpu(1).unwrap(), 6, 0x20).unwrap();
+    guest_area::register_vcpu_info(&d2, Some(1), d2.vcpu(1).unwrap(), Gfn(6), 0x20).unwrap();
     let (d3, a3) = guest(3, layout("arm64"), 2);
-    guest_area::register_vcpu_info(&d3, Some(0), d3.vcpu(0).unwrap(), 7, 0).unwrap();
+    guest_area::register_vcpu_info(&d3, Some(0), d3.vcpu(0).unwrap(), Gfn(7), 0).unwrap();
     // A recognisable guest variable at gpa 0x3000 (gva VBASE + 0x3000).
-    d1.write_gpa(0x3000, b"lantern!").unwrap();
-    Hypervisor::new(vec![d1, d2, d3], vec![a1, a2, a3])
+    write_phys(&d1, 0x3000, b"lantern!").unwrap();
+    Hypervisor::new(vec![slot(d1, a1), slot(d2, a2), slot(d3, a3)])
 }
 
 /// An in-memory serial line.
@@ -521,9 +522,10 @@ fn crash_while_running_is_reported_as_a_stop() {
 fn measure_vcpu_info_all_64() {
     let (d, a) = guest(1, layout("x86_64"), 64);
     for v in 0..64 {
-        guest_area::register_vcpu_info(&d, None, d.vcpu(v).unwrap(), 10 + v as u64 / 64, (v as u64 % 64) * 64).unwrap();
+        guest_area::register_vcpu_info(&d, None, d.vcpu(v).unwrap(), Gfn(10 + v as u64 / 64), (v as u64 % 64) * 64)
+            .unwrap();
     }
-    let mut c = Client::new(Hypervisor::new(vec![d], vec![a]));
+    let mut c = Client::new(Hypervisor::new(vec![slot(d, a)]));
     c.attach();
     let cmd = frame_vec(format!("qRcmd,{}", hex(b"vcpu-info d1 --json")).as_bytes());
     let n = 50;

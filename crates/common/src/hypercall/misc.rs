@@ -128,7 +128,7 @@ pub(super) fn memory_op(call: &mut Call<'_>, cmd: u64, arg: u64) -> XenResult<i6
             // Xen latches the shared_info layout (native or compat) from the
             // caller's mode when shared_info is mapped; the argument's shape
             // (xen_ulong_t idx and gpfn) follows the same mode.
-            let abi = call.caller()?.guest_abi();
+            let abi = call.caller()?.guest_abi(d);
             let (domid, space, idx, gpfn) = if abi.xen_ulong_size() == 8 {
                 let a: XenAddToPhysmap = call.read(arg)?;
                 (a.domid, a.space, a.idx, a.gpfn)
