@@ -6,11 +6,12 @@ use std::fmt::Write;
 
 use xen_abi::layout::GuestAbi;
 
-use crate::CmdResult;
+use crate::{boards, CmdResult};
 
-/// Every ABI, in the order tools print them.
-pub fn abis() -> [&'static dyn GuestAbi; 3] {
-    [&lantern_arch_x86::layout::X86_64, &lantern_arch_x86::layout::X86_32, &lantern_arch_arm::layout::ARM64]
+/// Every ABI, in the order tools print them: board by board, each board's
+/// in its own order.
+pub fn abis() -> Vec<&'static dyn GuestAbi> {
+    boards::all().iter().flat_map(|b| b.guest_abis().iter().copied()).collect()
 }
 
 /// `{"x86_64": {"vcpu_info": {"size": 64, "align": 8, "fields": {...}}, ...}, ...}`

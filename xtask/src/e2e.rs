@@ -1,13 +1,18 @@
-//! End-to-end plumbing shared by both boards: a QEMU session with its serial
-//! console in a log file (stdin from /dev/null, killed on drop), waiting for
-//! console lines, and turning the test guests' `CHECK` lines into tallied
-//! results.
+//! End to end on a board: a QEMU session with its serial console in a log
+//! file (stdin from /dev/null, killed on drop), waiting for console lines,
+//! turning the test guests' `CHECK` lines into tallied results, and the
+//! board's scenario test of `cargo xtask test`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::boards::BoardSpec;
+use crate::build::{build, work_dir};
+use crate::opts::Opts;
+use crate::qemu::qemu_command;
 use crate::report::Tally;
+use crate::summary::summary;
 
 /// A running QEMU whose console goes to `log`.
 pub struct Session {
@@ -181,6 +186,43 @@ pub fn tally_guest_checks(tally: &mut Tally, label: &str, console: &str, domains
             ),
         }
     }
+}
+
+/// A board's part of `cargo xtask test`: boots the demo guests with
+/// `--exit`, records every `CHECK` line, that each scenario completed, that
+/// the hypervisor's closing lines say every domain powered off and PASS, and
+/// QEMU's exit status.
+pub fn scenario_test(board: &'static dyn BoardSpec, tally: &mut Tally) {
+    let name = board.name();
+    let log = work_dir(board).join("e2e-console.log");
+    let o = Opts { exit: true, timeout: Some(180), serial_log: Some(log.clone()), ..Opts::on(board) };
+    let a = match build(&o) {
+        Ok(a) => a,
+        Err(e) => return tally.record(&format!("{name}: build"), false, &e),
+    };
+    let mut s = match Session::spawn(qemu_command(&o, &a), &log) {
+        Ok(s) => s,
+        Err(e) => return tally.record(&format!("{name}: boot"), false, &e),
+    };
+    let code = s.wait_exit(Duration::from_secs(180));
+    let console = s.console();
+    let doms: Vec<(u16, &str)> = a.domains.iter().map(|(d, n)| (*d, n.as_str())).collect();
+    tally_guest_checks(tally, name, &console, &doms);
+    let sum = summary(&console);
+    for (d, _) in &a.domains {
+        let what = sum.domains.iter().find(|(id, _)| id == d).map(|(_, w)| w.as_str());
+        tally.record(
+            &format!("{name}: hypervisor says d{d} shut down (poweroff)"),
+            what == Some("shut down (poweroff)"),
+            &format!("{what:?}"),
+        );
+    }
+    tally.record(&format!("{name}: hypervisor verdict PASS"), sum.verdict == Some(true), &format!("{sum:?}"));
+    tally.record(
+        &format!("{name}: QEMU exit status carries the clean verdict"),
+        code == Ok(board.exit_statuses().clean),
+        &format!("QEMU exit {code:?}, console in {}", log.display()),
+    );
 }
 
 #[cfg(test)]

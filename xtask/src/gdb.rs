@@ -7,70 +7,9 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::boards::{self, BoardSpec};
 use crate::setup::root;
 use crate::CmdResult;
-
-/// Default gdb port of the x86_64 board (`cargo xtask run --arch x86_64`).
-pub const DEFAULT_GDB_PORT_X86_64: u16 = 1234;
-/// Default gdb port of the arm64 board (`cargo xtask run --arch aarch64`).
-pub const DEFAULT_GDB_PORT_AARCH64: u16 = 1235;
-
-/// The board gdb talks to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum GdbArch {
-    /// QEMU q35, AMD SVM.
-    X86_64,
-    /// QEMU virt, EL2.
-    Aarch64,
-}
-
-impl GdbArch {
-    /// Parses `x86_64` / `aarch64` (also `arm64`).
-    pub fn parse(s: &str) -> Result<GdbArch, String> {
-        match s {
-            "x86_64" | "x86-64" => Ok(GdbArch::X86_64),
-            "aarch64" | "arm64" => Ok(GdbArch::Aarch64),
-            other => Err(format!("unknown --arch `{other}` (x86_64 or aarch64)")),
-        }
-    }
-
-    /// The board's default gdb port.
-    pub fn default_port(self) -> u16 {
-        match self {
-            GdbArch::X86_64 => DEFAULT_GDB_PORT_X86_64,
-            GdbArch::Aarch64 => DEFAULT_GDB_PORT_AARCH64,
-        }
-    }
-
-    /// The `--arch` spelling.
-    pub fn name(self) -> &'static str {
-        match self {
-            GdbArch::X86_64 => "x86_64",
-            GdbArch::Aarch64 => "aarch64",
-        }
-    }
-
-    /// gdb's `set architecture` name.
-    pub fn gdb_name(self) -> &'static str {
-        match self {
-            GdbArch::X86_64 => "i386:x86-64",
-            GdbArch::Aarch64 => "aarch64",
-        }
-    }
-
-    /// The test guest's ELF (its symbols are loaded by default).
-    pub fn guest_elf(self) -> PathBuf {
-        let (target, name) = match self {
-            GdbArch::X86_64 => ("x86_64-unknown-none", "lantern-guest-x86_64"),
-            GdbArch::Aarch64 => ("aarch64-unknown-none", "lantern-guest-aarch64"),
-        };
-        target_dir().join(target).join("release").join(name)
-    }
-}
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"))
-}
 
 /// `tools/gdb/lantern.py`.
 pub fn lantern_py() -> PathBuf {
@@ -105,13 +44,13 @@ impl SymbolFile {
 
 /// The gdb commands (in order) that set up a session: architecture,
 /// helpers, symbols, then `target remote`.
-pub fn setup_commands(arch: GdbArch, port: u16, symbols: &[SymbolFile]) -> Vec<String> {
+pub fn setup_commands(board: &dyn BoardSpec, port: u16, symbols: &[SymbolFile]) -> Vec<String> {
     let mut ex = vec![
         "set pagination off".to_string(),
         "set confirm off".to_string(),
         // Serial-line latency: allow slow replies (e.g. a long monitor answer).
         "set remotetimeout 20".to_string(),
-        format!("set architecture {}", arch.gdb_name()),
+        format!("set architecture {}", board.gdb_arch()),
         format!("source {}", lantern_py().display()),
     ];
     for s in symbols {
@@ -164,13 +103,13 @@ impl BatchOutput {
 /// usual setup, see [`setup_commands`]), then `commands` one by one; killed
 /// after `timeout`. gdb detaches at the end of the batch (the system runs on).
 pub fn run_batch(
-    arch: GdbArch,
+    board: &dyn BoardSpec,
     port: u16,
     symbols: &[SymbolFile],
     commands: &[&str],
     timeout: Duration,
 ) -> Result<BatchOutput, String> {
-    let mut ex = setup_commands(arch, port, symbols);
+    let mut ex = setup_commands(board, port, symbols);
     ex.extend(commands.iter().map(|c| c.to_string()));
     run_gdb_batch(&ex, timeout)
 }
@@ -226,26 +165,39 @@ pub fn send_hostile_input(port: u16) -> Result<(), String> {
     Ok(())
 }
 
-/// The default symbols for `arch`: the test guest's ELF, when it was built.
-pub fn default_symbols(arch: GdbArch) -> Vec<SymbolFile> {
-    let elf = arch.guest_elf();
-    if elf.exists() {
-        vec![SymbolFile { path: elf, offset: None }]
-    } else {
-        Vec::new()
-    }
+/// The default symbols on `board`: its first demo guest's ELF, when it was
+/// built.
+pub fn default_symbols(board: &dyn BoardSpec) -> Vec<SymbolFile> {
+    board
+        .demo_guests()
+        .first()
+        .map(|g| g.elf())
+        .filter(|elf| elf.exists())
+        .map(|path| SymbolFile { path, offset: None })
+        .into_iter()
+        .collect()
 }
 
-const USAGE: &str = "\
-usage: cargo xtask gdb [--arch x86_64|aarch64] [--gdb-port P] [--symbols ELF[@OFFSET]]...
+/// The help text of `cargo xtask gdb` (the boards and their ports from the
+/// registry).
+fn usage() -> String {
+    let ports: Vec<String> =
+        boards::all().iter().map(|b| format!("{} for {}", b.default_gdb_port(), b.name())).collect();
+    format!(
+        "\
+usage: cargo xtask gdb [--arch {}] [--gdb-port P] [--symbols ELF[@OFFSET]]...
                        [--no-symbols] [--batch SCRIPT] [-ex CMD]...
   Starts gdb-multiarch attached to the gdb stub of a running `cargo xtask run`
-  (default port 1234 for x86_64, 1235 for aarch64), with tools/gdb/lantern.py
-  loaded and the test guest's symbols (if built). --batch runs SCRIPT and exits.";
+  (default port {}), with tools/gdb/lantern.py
+  loaded and the test guest's symbols (if built). --batch runs SCRIPT and exits.",
+        boards::names("|", "|"),
+        ports.join(", "),
+    )
+}
 
 /// `cargo xtask gdb ...`.
 pub fn cmd_gdb(args: &[String]) -> CmdResult {
-    let mut arch = GdbArch::X86_64;
+    let mut board = boards::default_board();
     let mut port = None;
     let mut symbols = Vec::new();
     let mut no_symbols = false;
@@ -253,9 +205,9 @@ pub fn cmd_gdb(args: &[String]) -> CmdResult {
     let mut extra = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
-        let mut value = |name: &str| it.next().cloned().ok_or_else(|| format!("{name} needs a value\n{USAGE}"));
+        let mut value = |name: &str| it.next().cloned().ok_or_else(|| format!("{name} needs a value\n{}", usage()));
         match a.as_str() {
-            "--arch" => arch = GdbArch::parse(&value("--arch")?)?,
+            "--arch" => board = boards::by_name(&value("--arch")?)?,
             "--gdb-port" => {
                 port = Some(value("--gdb-port")?.parse::<u16>().map_err(|_| "--gdb-port takes a port".to_string())?)
             }
@@ -264,29 +216,29 @@ pub fn cmd_gdb(args: &[String]) -> CmdResult {
             "--batch" => batch = Some(PathBuf::from(value("--batch")?)),
             "-ex" => extra.push(value("-ex")?),
             "-h" | "--help" => {
-                println!("{USAGE}");
+                println!("{}", usage());
                 return Ok(());
             }
-            other => return Err(format!("unknown option `{other}`\n{USAGE}")),
+            other => return Err(format!("unknown option `{other}`\n{}", usage())),
         }
     }
     crate::setup::ensure_qemu_and_gdb()?;
-    let port = port.unwrap_or(arch.default_port());
+    let port = port.unwrap_or(board.default_gdb_port());
     if symbols.is_empty() && !no_symbols {
-        symbols = default_symbols(arch);
+        symbols = default_symbols(board);
     }
     if let Some(script) = batch {
         let mut cmds: Vec<String> = vec![format!("source {}", script.display())];
         cmds.extend(extra);
         let refs: Vec<&str> = cmds.iter().map(String::as_str).collect();
-        let out = run_batch(arch, port, &symbols, &refs, Duration::from_secs(600))?;
+        let out = run_batch(board, port, &symbols, &refs, Duration::from_secs(600))?;
         print!("{}", out.stdout);
         eprint!("{}", out.stderr);
         return if out.code == Some(0) { Ok(()) } else { Err(format!("gdb exited with {:?}", out.code)) };
     }
-    let mut ex = setup_commands(arch, port, &symbols);
+    let mut ex = setup_commands(board, port, &symbols);
     ex.extend(extra);
-    eprintln!("xtask: gdb-multiarch → 127.0.0.1:{port} ({})", arch.gdb_name());
+    eprintln!("xtask: gdb-multiarch → 127.0.0.1:{port} ({})", board.gdb_arch());
     let status = Command::new("gdb-multiarch")
         .arg("-q")
         .args(to_args(&ex))
@@ -589,13 +541,10 @@ mod tests {
 
     #[test]
     fn parses_options() {
-        assert_eq!(GdbArch::parse("arm64").unwrap().default_port(), 1235);
-        assert_eq!(GdbArch::parse("x86_64").unwrap().default_port(), 1234);
-        assert!(GdbArch::parse("mips").is_err());
         let s = SymbolFile::parse("/tmp/g.elf@0x40000000").unwrap();
         assert_eq!(s.offset, Some(0x4000_0000));
         assert_eq!(SymbolFile::parse("g.elf").unwrap().offset, None);
-        let ex = setup_commands(GdbArch::Aarch64, 1235, &[s]);
+        let ex = setup_commands(boards::by_name("aarch64").unwrap(), 1235, &[s]);
         assert!(ex.contains(&"set architecture aarch64".to_string()));
         assert!(ex.contains(&"add-symbol-file /tmp/g.elf -o 0x40000000".to_string()));
         assert_eq!(ex.last().unwrap(), "target remote 127.0.0.1:1235");

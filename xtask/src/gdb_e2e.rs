@@ -4,13 +4,18 @@
 //! about themselves; measures attach time, a whole-system `vcpu-info` and a
 //! 1 MiB memory read (our stub vs QEMU's built-in one).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::board::{self, label, Arch, Artifacts, Opts};
+use crate::bench::min_median;
+use crate::boards::{BoardSpec, ProbeValue};
+use crate::build::{build, work_dir, Artifacts};
 use crate::e2e::{self, Session};
-use crate::gdb::{self, BatchOutput, GdbArch, Json, SymbolFile};
+use crate::gdb::{self, BatchOutput, Json, SymbolFile};
+use crate::opts::Opts;
+use crate::qemu::qemu_command;
 use crate::report::Tally;
+use crate::run::free_port;
+use crate::summary::summary;
 
 /// Per-domain facts the checks need: which ELF holds its symbols, the gdb
 /// thread number of its vCPU 0, and a symbol to read.
@@ -44,41 +49,28 @@ fn num(s: &str) -> Option<u64> {
     }
 }
 
-/// The ELF the x86 32-bit guest was built to.
-fn guest32_elf() -> PathBuf {
-    board::target_dir().join("i686-unknown-linux-gnu/release/lantern-guest-x86_64")
-}
-
-/// Describes the demo domains of `arch` after the guests printed their
+/// Describes the demo domains of `board` after the guests printed their
 /// reports (`console`).
-fn domains_under_test(arch: Arch, a: &Artifacts, vcpus: u32, console: &str) -> Vec<DomainUnderTest> {
-    match arch {
-        Arch::X86_64 => a
-            .domains
-            .iter()
-            .map(|(id, _)| {
-                let path = if *id == 1 { GdbArch::X86_64.guest_elf() } else { guest32_elf() };
-                // The guest keeps its command line in a static buffer.
-                let cmdline = report(console, *id, "cmdline").unwrap_or_default();
-                DomainUnderTest {
-                    id: *id,
-                    symbols: vec![SymbolFile { path, offset: None }],
-                    first_thread: (*id as u32 - 1) * vcpus + 1,
-                    variable: ("lantern_guest_x86_64::guest::CMDLINE.len".into(), cmdline.len().to_string()),
-                }
-            })
-            .collect(),
-        Arch::Aarch64 => {
-            // Position independent, linked at 0: relocate by the load address.
-            let base = report(console, 1, "image_base").and_then(|b| num(&b));
-            vec![DomainUnderTest {
-                id: 1,
-                symbols: vec![SymbolFile { path: GdbArch::Aarch64.guest_elf(), offset: base }],
-                first_thread: 1,
-                variable: ("lantern_guest_aarch64::guest::BOOT.vcpus".into(), vcpus.to_string()),
-            }]
-        }
-    }
+fn domains_under_test(board: &dyn BoardSpec, a: &Artifacts, vcpus: u32, console: &str) -> Vec<DomainUnderTest> {
+    let symbols = board.guest_symbols();
+    a.domains
+        .iter()
+        .zip(board.demo_guests())
+        .map(|((id, _), guest)| {
+            // A guest linked at 0 is relocated by the load address it reported.
+            let offset = symbols.load_base_key.and_then(|key| report(console, *id, key)).and_then(|b| num(&b));
+            let expected = match symbols.expected {
+                ProbeValue::ReportedLen(key) => report(console, *id, key).unwrap_or_default().len(),
+                ProbeValue::DomainVcpus => vcpus as usize,
+            };
+            DomainUnderTest {
+                id: *id,
+                symbols: vec![SymbolFile { path: guest.elf(), offset }],
+                first_thread: (*id as u32 - 1) * vcpus + 1,
+                variable: (symbols.probe.into(), expected.to_string()),
+            }
+        })
+        .collect()
 }
 
 fn has_line(text: &str, parts: &[&str]) -> bool {
@@ -107,12 +99,12 @@ fn runstate_total(out: &BatchOutput, vcpu: &str) -> Option<i128> {
     })
 }
 
-/// Boots the demo of `arch` alive (`linger`) with a gdb port and waits for
+/// Boots the demo alive (`linger`) with a gdb port and waits for
 /// every domain's `SCENARIO LINGER` (or `END`).
 fn boot_lingering(o: &Opts, what: &str) -> Result<(Session, Artifacts, String), String> {
-    let a = board::build(o)?;
+    let a = build(o)?;
     let log = o.serial_log.clone().ok_or("no serial log")?;
-    let mut s = Session::spawn(board::qemu_command(o, &a), &log)?;
+    let mut s = Session::spawn(qemu_command(o, &a), &log)?;
     let ids: Vec<u16> = a.domains.iter().map(|(d, _)| *d).collect();
     let console = s
         .wait_for(Duration::from_secs(240), |c| {
@@ -125,21 +117,21 @@ fn boot_lingering(o: &Opts, what: &str) -> Result<(Session, Artifacts, String), 
     Ok((s, a, console))
 }
 
-/// The live-system gdb test of `arch` (see the module doc).
-pub fn live_test(arch: Arch, tally: &mut Tally) {
-    let name = format!("{} gdb", label(arch));
+/// The live-system gdb test of `board` (see the module doc).
+pub fn live_test(board: &'static dyn BoardSpec, tally: &mut Tally) {
+    let name = format!("{} gdb", board.name());
     let rec =
         |tally: &mut Tally, what: &str, ok: bool, detail: &str| tally.record(&format!("{name}: {what}"), ok, detail);
-    let Some(port) = board::free_port() else { return rec(tally, "free TCP port", false, "none found") };
-    let log = board::work_dir(arch).join("gdb-live-console.log");
-    let o = Opts { timeout: Some(600), serial_log: Some(log.clone()), gdb_port: Some(port), ..Opts::on(arch) };
-    let vcpus = board::demo_vcpus(arch);
+    let Some(port) = free_port() else { return rec(tally, "free TCP port", false, "none found") };
+    let log = work_dir(board).join("gdb-live-console.log");
+    let o = Opts { timeout: Some(600), serial_log: Some(log.clone()), gdb_port: Some(port), ..Opts::on(board) };
+    let vcpus = board.demo_vcpus();
     let (mut s, a, console) = match boot_lingering(&o, "guests linger") {
         Ok(x) => x,
         Err(e) => return rec(tally, "boot the demo and wait for SCENARIO LINGER", false, &e),
     };
     rec(tally, "every domain reached SCENARIO LINGER", true, "");
-    let doms = domains_under_test(arch, &a, vcpus, &console);
+    let doms = domains_under_test(board, &a, vcpus, &console);
 
     // 1. A broken client first: the stub must survive it.
     let hostile = gdb::send_hostile_input(port);
@@ -174,7 +166,7 @@ pub fn live_test(arch: Arch, tally: &mut Tally) {
         cmds.push(format!("print/x $lantern(b\"{dn}v0\", b\"gfn\")"));
         cmds.push(format!("print $lantern(b\"{dn}v0\", b\"area.fields.state\", b\"runstate\")"));
         let refs: Vec<&str> = cmds.iter().map(String::as_str).collect();
-        let out = match gdb::run_batch(arch, port, &d.symbols, &refs, timeout) {
+        let out = match gdb::run_batch(board, port, &d.symbols, &refs, timeout) {
             Ok(o) => o,
             Err(e) => return rec(tally, &format!("{dn}: run gdb-multiarch"), false, &e),
         };
@@ -186,10 +178,8 @@ pub fn live_test(arch: Arch, tally: &mut Tally) {
             &text,
         );
         if i == 0 {
-            let layouts: Vec<(u16, &str)> = match arch {
-                Arch::X86_64 => vec![(1, "x86_64"), (2, "x86_32")],
-                Arch::Aarch64 => vec![(1, "arm64")],
-            };
+            let layouts: Vec<(u16, &str)> =
+                a.domains.iter().zip(board.demo_guests()).map(|((id, _), g)| (*id, g.layout)).collect();
             let missing: Vec<String> = layouts
                 .iter()
                 .flat_map(|(dom, lay)| (0..vcpus).map(move |v| (dom, v, lay)))
@@ -283,7 +273,7 @@ pub fn live_test(arch: Arch, tally: &mut Tally) {
     std::thread::sleep(Duration::from_secs(2));
     for (dn, t0) in before {
         let cmd = format!("monitor runstate {dn}v0 --json");
-        let after = gdb::run_batch(arch, port, &[], &[cmd.as_str()], timeout)
+        let after = gdb::run_batch(board, port, &[], &[cmd.as_str()], timeout)
             .ok()
             .and_then(|o| runstate_total(&o, &format!("{dn}v0")));
         rec(
@@ -295,110 +285,80 @@ pub fn live_test(arch: Arch, tally: &mut Tally) {
     }
     let alive = s.wait_exit(Duration::from_millis(10)).is_err();
     rec(tally, "QEMU still running at the end (no crash)", alive, &format!("console in {}", log.display()));
-    let bad = board::summary(&s.console());
+    let bad = summary(&s.console());
     rec(tally, "no domain ended during the gdb session", bad.domains.is_empty(), &format!("{bad:?}"));
 }
 
-/// `--wait-gdb` on `arch`: gdb attaches before the first guest instruction,
-/// sees the entry state, `continue`s, and the run then ends cleanly.
-pub fn wait_gdb_test(arch: Arch, tally: &mut Tally) {
-    let name = format!("{} gdb-wait", label(arch));
+/// `--wait-gdb` on `board`: gdb attaches before the first guest
+/// instruction, sees the entry state, `continue`s, and the run then ends
+/// cleanly.
+pub fn wait_gdb_test(board: &'static dyn BoardSpec, tally: &mut Tally) {
+    let name = format!("{} gdb-wait", board.name());
     let rec =
         |tally: &mut Tally, what: &str, ok: bool, detail: &str| tally.record(&format!("{name}: {what}"), ok, detail);
-    let Some(port) = board::free_port() else { return rec(tally, "free TCP port", false, "none found") };
-    let log = board::work_dir(arch).join("gdb-wait-console.log");
+    let Some(port) = free_port() else { return rec(tally, "free TCP port", false, "none found") };
+    let log = work_dir(board).join("gdb-wait-console.log");
     let o = Opts {
         exit: true,
         timeout: Some(240),
         serial_log: Some(log.clone()),
         gdb_port: Some(port),
         wait_gdb: true,
-        ..Opts::on(arch)
+        ..Opts::on(board)
     };
-    let a = match board::build(&o) {
+    let a = match build(&o) {
         Ok(a) => a,
         Err(e) => return rec(tally, "build", false, &e),
     };
-    let mut s = match Session::spawn(board::qemu_command(&o, &a), &log) {
+    let mut s = match Session::spawn(qemu_command(&o, &a), &log) {
         Ok(s) => s,
         Err(e) => return rec(tally, "boot", false, &e),
     };
     if let Err(e) = s.wait_for(Duration::from_secs(60), |c| c.contains("gdb-wait: holding")) {
         return rec(tally, "hypervisor waits for gdb", false, &e);
     }
-    let regs = match arch {
-        Arch::X86_64 => "info registers rip",
-        Arch::Aarch64 => "info registers pc x0 cpsr",
-    };
-    let cmds = ["info threads", "monitor domains", regs, "x/1i $pc", "continue"];
-    let out = match gdb::run_batch(arch, port, &gdb::default_symbols(arch), &cmds, Duration::from_secs(180)) {
+    let entry = board.entry_state();
+    let cmds = ["info threads", "monitor domains", entry.registers, "x/1i $pc", "continue"];
+    let out = match gdb::run_batch(board, port, &gdb::default_symbols(board), &cmds, Duration::from_secs(180)) {
         Ok(o) => o,
         Err(e) => return rec(tally, "run gdb-multiarch", false, &e),
     };
     let text = out.text();
-    let has = |needle: &str| text.contains(needle);
-    let line_with = |a: &str, b: &str| has_line(&text, &[a, b]);
-    match arch {
-        Arch::X86_64 => {
-            let v = board::demo_vcpus(arch);
-            let all = (0..v).all(|i| has(&format!("(d1v{i} ")) && has(&format!("(d2v{i} ")));
-            rec(tally, &format!("threads are vCPUs d1v0..d1v{0}, d2v0..d2v{0}", v - 1), all, &text);
-            // d2 latches the x86_32 layout only at its first hypercall.
-            rec(
-                tally,
-                "monitor domains: d1 guest64, d2 guest32",
-                line_with("d1 ", "guest64") && line_with("d2 ", "guest32"),
-                &text,
-            );
-            rec(tally, "vCPU 0 held at the PVH entry (pvh_start32)", line_with("rip", "pvh_start32"), &text);
-            rec(tally, "disassembly through guest memory at the entry", line_with("=> ", "pvh_start32"), &text);
-        }
-        Arch::Aarch64 => {
-            rec(tally, "threads are vCPUs d1v0..d1v3", (0..4).all(|v| has(&format!("d1v{v} "))), &text);
-            rec(tally, "monitor domains names d1 with the arm64 layout", line_with("d1 ", "arm64"), &text);
-            rec(tally, "vCPU 0 at the Image entry (pc 0)", line_with("pc ", "0x0 "), &text);
-            rec(tally, "x0 holds the guest DTB address", line_with("x0 ", "0x1e00000"), &text);
-            rec(tally, "cpsr is EL1h with DAIF masked", line_with("cpsr", "0x3c5"), &text);
-            rec(tally, "disassembly through guest memory (Image branch)", has("b\t0x40"), &text);
-        }
+    let v = board.demo_vcpus();
+    let ranges: Vec<String> = a.domains.iter().map(|(d, _)| format!("d{d}v0..d{d}v{}", v - 1)).collect();
+    let all = a.domains.iter().all(|(d, _)| (0..v).all(|i| text.contains(&format!("(d{d}v{i} "))));
+    rec(tally, &format!("threads are vCPUs {}", ranges.join(", ")), all, &text);
+    for check in entry.checks {
+        rec(tally, check.name, check.holds(&text), &text);
     }
     let code = s.wait_exit(Duration::from_secs(200));
     let console = s.console();
     let doms: Vec<(u16, &str)> = a.domains.iter().map(|(d, n)| (*d, n.as_str())).collect();
-    e2e::tally_guest_checks(tally, &format!("{} under gdb", label(arch)), &console, &doms);
-    let sum = board::summary(&console);
+    e2e::tally_guest_checks(tally, &format!("{} under gdb", board.name()), &console, &doms);
+    let sum = summary(&console);
     rec(
         tally,
         "clean power-off after continue (verdict PASS)",
-        code == Ok(board::exit_codes(arch).0) && sum.verdict == Some(true),
+        code == Ok(board.exit_statuses().clean) && sum.verdict == Some(true),
         &format!("{code:?} {sum:?}"),
     );
 }
 
-/// gdb figures of `cargo xtask bench` on `arch`: attach time,
-/// `lantern vcpu-info all` on a 64-vCPU domain (16 on arm64), and a 1 MiB memory read
-/// through our stub vs QEMU's built-in stub on the same VM.
-pub fn bench(arch: Arch, runs: usize) -> Result<(), String> {
-    // The largest domain the test guest supports on arm64 is 16 vCPUs; on
-    // x86 the stub's view of 64 vCPUs is the figure the issue asks for.
-    let vcpus = match arch {
-        Arch::X86_64 => 64,
-        Arch::Aarch64 => 16,
-    };
-    // A host-physical RAM range for QEMU's stub (x86: 1 MiB..2 MiB; virt:
-    // RAM starts at 1 GiB, the hypervisor at 1 GiB + 2 MiB).
-    let host_range = match arch {
-        Arch::X86_64 => "0x100000 0x200000",
-        Arch::Aarch64 => "0x41000000 0x41100000",
-    };
-    let port = board::free_port().ok_or("no free port")?;
+/// gdb figures of `cargo xtask bench` on `board`: attach time,
+/// `lantern vcpu-info all` on a domain of the board's many vCPUs
+/// ([`BenchParams::gdb_vcpus`](crate::boards::BenchParams)), and a 1 MiB
+/// memory read through our stub vs QEMU's built-in stub on the same VM.
+pub fn bench(board: &'static dyn BoardSpec, runs: usize) -> Result<(), String> {
+    let params = board.bench();
+    let vcpus = params.gdb_vcpus;
+    let port = free_port().ok_or("no free port")?;
     let qport = loop {
-        let p = board::free_port().ok_or("no free port")?;
+        let p = free_port().ok_or("no free port")?;
         if p != port {
             break p;
         }
     };
-    let log = board::work_dir(arch).join("gdb-bench-console.log");
+    let log = work_dir(board).join("gdb-bench-console.log");
     let o = Opts {
         timeout: Some(900),
         serial_log: Some(log),
@@ -406,10 +366,10 @@ pub fn bench(arch: Arch, runs: usize) -> Result<(), String> {
         qemu_gdb_port: Some(qport),
         vcpus: Some(vcpus),
         demo_domains: Some(1),
-        ..Opts::on(arch)
+        ..Opts::on(board)
     };
-    let a = board::build(&o)?;
-    let mut s = Session::spawn(board::qemu_command(&o, &a), o.serial_log.as_ref().ok_or("no log")?)?;
+    let a = build(&o)?;
+    let mut s = Session::spawn(qemu_command(&o, &a), o.serial_log.as_ref().ok_or("no log")?)?;
     s.wait_for(Duration::from_secs(240), |c| c.contains("(d1) SCENARIO "))?;
     let t = Duration::from_secs(300);
     let secs = |o: &BatchOutput| o.elapsed.as_secs_f64();
@@ -419,9 +379,9 @@ pub fn bench(arch: Arch, runs: usize) -> Result<(), String> {
     let mut qemu = Vec::new();
     let mut notes = Vec::new();
     for _ in 0..runs {
-        let e = gdb::run_batch(arch, port, &[], &[], t)?;
+        let e = gdb::run_batch(board, port, &[], &[], t)?;
         attach.push(secs(&e));
-        let v = gdb::run_batch(arch, port, &[], &["lantern vcpu-info all"], t)?;
+        let v = gdb::run_batch(board, port, &[], &["lantern vcpu-info all"], t)?;
         let rows = v.stdout.lines().filter(|l| l.starts_with("d1v")).count();
         if rows != vcpus as usize {
             notes.push(format!("vcpu-info all printed {rows} rows, not {vcpus}"));
@@ -429,7 +389,7 @@ pub fn bench(arch: Arch, runs: usize) -> Result<(), String> {
         vinfo.push(secs(&v) - secs(&e));
         // The same 1 MiB of guest RAM: guest-physical 1 MiB..2 MiB of d1.
         let m = gdb::run_batch(
-            arch,
+            board,
             port,
             &[],
             &["monitor phys on", "dump binary memory /dev/null 0x100000 0x200000", "monitor phys off"],
@@ -439,25 +399,26 @@ pub fn bench(arch: Arch, runs: usize) -> Result<(), String> {
             notes.push(format!("our stub's read failed: {}", m.text()));
         }
         ours.push(secs(&m) - secs(&e));
-        // QEMU's stub sees the host: its physical memory, 1 MiB from 1 MiB.
-        let dump = format!("dump binary memory /dev/null {host_range}");
-        let q = crate::gdb::run_plain_batch(
+        // QEMU's stub sees the host: 1 MiB of the board's host-physical RAM.
+        let (start, end) = params.host_ram;
+        let dump = format!("dump binary memory /dev/null {start:#x} {end:#x}");
+        let q = gdb::run_plain_batch(
             qport,
             &["maintenance packet Qqemu.PhyMemMode:1", &dump, "maintenance packet Qqemu.PhyMemMode:0"],
             t,
         )?;
-        let q0 = crate::gdb::run_plain_batch(qport, &[], t)?;
+        let q0 = gdb::run_plain_batch(qport, &[], t)?;
         if q.code != Some(0) {
             notes.push(format!("QEMU stub read failed: {}", q.text()));
         }
         qemu.push(secs(&q) - secs(&q0));
     }
     let ms = |v: f64| format!("{:.1} ms", v * 1e3);
-    let (a0, a1) = board::min_median(&attach);
-    let (v0, v1) = board::min_median(&vinfo);
-    let (o0, o1) = board::min_median(&ours);
-    let (q0, q1) = board::min_median(&qemu);
-    println!("== gdb ({}, one domain of {vcpus} vCPUs, {runs} runs each; min / median)", label(arch));
+    let (a0, a1) = min_median(&attach);
+    let (v0, v1) = min_median(&vinfo);
+    let (o0, o1) = min_median(&ours);
+    let (q0, q1) = min_median(&qemu);
+    println!("== gdb ({}, one domain of {vcpus} vCPUs, {runs} runs each; min / median)", board.name());
     println!("| figure | min | median |");
     println!("|---|---|---|");
     println!("| gdb attach (target remote + detach, batch) | {} | {} |", ms(a0), ms(a1));

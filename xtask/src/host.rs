@@ -1,43 +1,41 @@
 //! Host-side work: the workspace's unit and property tests, lint gates
-//! (rustfmt, clippy on the host and both bare-metal targets), the ABI doc
-//! check, and the host benchmark.
+//! (rustfmt, clippy on the host and every board's bare-metal targets), the
+//! ABI doc check, and the host benchmark.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use crate::report::{parse_cargo_test, Tally};
 use crate::setup::root;
-use crate::CmdResult;
+use crate::{boards, CmdResult};
+
+/// The crates every board's hypervisor image is built from, whatever the
+/// architecture.
+const ARCH_NEUTRAL: [&str; 3] = ["lantern-xen-abi", "lantern-common", "lantern-gdb"];
 
 /// Each bare-metal target with the crates that build for it (and must be
-/// clippy-clean there): the arch-neutral crates everywhere, each arch's own
-/// crates only on its target.
-const BARE_METAL: [(&str, &[&str]); 3] = [
-    (
-        "x86_64-unknown-none",
-        &[
-            "lantern-xen-abi",
-            "lantern-common",
-            "lantern-gdb",
-            "lantern-arch-x86",
-            "lantern-platform-x86_64",
-            "lantern-guest-x86_64",
-        ],
-    ),
-    (
-        "aarch64-unknown-none",
-        &[
-            "lantern-xen-abi",
-            "lantern-common",
-            "lantern-gdb",
-            "lantern-arch-arm",
-            "lantern-platform-aarch64",
-            "lantern-guest-aarch64",
-        ],
-    ),
-    // The 32-bit x86 test guest is built from the i686 Linux target's `core`.
-    ("i686-unknown-linux-gnu", &["lantern-guest-x86_64"]),
-];
+/// clippy-clean there): on each board's image target, the arch-neutral
+/// crates, the board's arch crate, its platform and the demo guests built
+/// for that target; on a target only a demo guest uses (the 32-bit x86
+/// guest is built from the i686 Linux target's `core`), that guest.
+fn bare_metal_targets() -> Vec<(&'static str, Vec<&'static str>)> {
+    let mut targets: Vec<(&str, Vec<&str>)> = boards::all()
+        .iter()
+        .map(|b| {
+            let mut crates = ARCH_NEUTRAL.to_vec();
+            crates.extend([b.arch_crate(), b.kernel().package]);
+            (b.kernel().target, crates)
+        })
+        .collect();
+    for g in boards::all().iter().flat_map(|b| b.demo_guests()) {
+        match targets.iter_mut().find(|(t, _)| *t == g.target) {
+            Some((_, crates)) if crates.contains(&g.package) => {}
+            Some((_, crates)) => crates.push(g.package),
+            None => targets.push((g.target, vec![g.package])),
+        }
+    }
+    targets
+}
 
 fn cargo() -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
@@ -101,7 +99,7 @@ pub fn run_host_tests(tally: &mut Tally) {
     let (ok, _) = run_echo(c);
     tally.record("clippy (host)", ok, "");
 
-    for (target, crates) in BARE_METAL {
+    for (target, crates) in bare_metal_targets() {
         let mut c = cargo();
         c.args(["clippy", "--target", target, "--color", "never"]);
         for p in crates {
@@ -127,5 +125,36 @@ pub fn run_host_bench() -> CmdResult {
         Ok(())
     } else {
         Err("host benchmark failed".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lints_every_crate_on_each_board_target() {
+        let x86 = [
+            "lantern-xen-abi",
+            "lantern-common",
+            "lantern-gdb",
+            "lantern-arch-x86",
+            "lantern-platform-x86_64",
+            "lantern-guest-x86_64",
+        ];
+        let arm = [
+            "lantern-xen-abi",
+            "lantern-common",
+            "lantern-gdb",
+            "lantern-arch-arm",
+            "lantern-platform-aarch64",
+            "lantern-guest-aarch64",
+        ];
+        let want: Vec<(&str, Vec<&str>)> = vec![
+            ("x86_64-unknown-none", x86.to_vec()),
+            ("aarch64-unknown-none", arm.to_vec()),
+            ("i686-unknown-linux-gnu", vec!["lantern-guest-x86_64"]),
+        ];
+        assert_eq!(bare_metal_targets(), want);
     }
 }

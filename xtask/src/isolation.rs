@@ -7,9 +7,13 @@
 
 use std::time::{Duration, Instant};
 
-use crate::board::{self, Arch, Opts};
+use crate::boards::BoardSpec;
+use crate::build::{build, build_demo_guests, work_dir};
+use crate::e2e;
+use crate::opts::Opts;
+use crate::qemu::qemu_command;
 use crate::report::Tally;
-use crate::{board_arm, board_x86, e2e};
+use crate::summary::summary;
 
 /// The address the guests' `fault` word reads (`FAULT_GPA` in
 /// `tests/guests/scenario`); the diagnostic must name it.
@@ -17,14 +21,6 @@ const FAULT_GPA: &str = "0x30000000";
 
 /// Upper bound for the whole boot; a hang is a failure, not a stall.
 const LIMIT: Duration = Duration::from_secs(90);
-
-/// The fields a crash diagnostic must carry on `arch` (besides the address).
-fn diagnostic_fields(arch: Arch) -> &'static [&'static str] {
-    match arch {
-        Arch::X86_64 => &["exit code ", "rip ", "gpa "],
-        Arch::Aarch64 => &["esr ", "elr ", "ipa "],
-    }
-}
 
 /// The hypervisor's crash line for a vCPU of domain `dom`, if any: a line
 /// that is not a guest's `(dN) ` line and mentions `dNvM crashed:`.
@@ -37,41 +33,35 @@ fn crash_line(console: &str, dom: u16) -> Option<&str> {
     })
 }
 
-/// Whether `line` carries every diagnostic field of `arch` and names
+/// Whether `line` carries every diagnostic field of `board` and names
 /// [`FAULT_GPA`] as the faulting guest-physical address.
-fn names_fault(arch: Arch, line: &str) -> bool {
-    let addr = match arch {
-        Arch::X86_64 => format!("gpa {FAULT_GPA}"),
-        Arch::Aarch64 => format!("ipa {FAULT_GPA}"),
-    };
-    diagnostic_fields(arch).iter().all(|f| line.contains(f)) && line.contains(&addr)
+fn names_fault(board: &dyn BoardSpec, line: &str) -> bool {
+    let diag = board.fault_diagnostic();
+    let addr = format!("{}{FAULT_GPA}", diag.address_field);
+    diag.fields.iter().all(|f| line.contains(f)) && line.contains(&addr)
 }
 
 /// One board's isolation test (see the module comment); every finding is
 /// one tally record.
-pub fn isolation_test(arch: Arch, tally: &mut Tally) {
-    let name = format!("{} isolation", board::label(arch));
+pub fn isolation_test(board: &'static dyn BoardSpec, tally: &mut Tally) {
+    let name = format!("{} isolation", board.name());
     let started = Instant::now();
-    let images = match arch {
-        // d1 = the 64-bit guest (faults), d2 = the 32-bit one.
-        Arch::X86_64 => board_x86::build_demo_guests(),
-        // Two domains of the one arm64 guest.
-        Arch::Aarch64 => board_arm::build_demo_guests().map(|g| [g.clone(), g].concat()),
-    };
-    let images = match images {
-        Ok(g) => g,
+    // Two domains (d1 faults, d2 runs normally): the board's first two demo
+    // guests, or its one demo guest twice.
+    let images = match build_demo_guests(board) {
+        Ok(g) => g.iter().cycle().take(2).cloned().collect::<Vec<_>>(),
         Err(e) => return tally.record(&format!("{name}: build guests"), false, &e),
     };
-    let log = board::work_dir(arch).join("isolation-console.log");
+    let log = work_dir(board).join("isolation-console.log");
     let o = Opts {
         exit: true,
         timeout: Some(LIMIT.as_secs()),
         serial_log: Some(log.clone()),
         guests: images.iter().map(|(_, p)| p.clone()).collect(),
-        vcpus: Some(board::demo_vcpus(arch)),
-        ..Opts::on(arch)
+        vcpus: Some(board.demo_vcpus()),
+        ..Opts::on(board)
     };
-    let mut a = match board::build(&o) {
+    let mut a = match build(&o) {
         Ok(a) => a,
         Err(e) => return tally.record(&format!("{name}: build"), false, &e),
     };
@@ -88,7 +78,7 @@ pub fn isolation_test(arch: Arch, tally: &mut Tally) {
     if !a.cmdline.contains(",cmdline=fault") {
         return tally.record(&format!("{name}: d1 command line"), false, &format!("no d1 word in `{}`", a.cmdline));
     }
-    let mut s = match e2e::Session::spawn(board::qemu_command(&o, &a), &log) {
+    let mut s = match e2e::Session::spawn(qemu_command(&o, &a), &log) {
         Ok(s) => s,
         Err(e) => return tally.record(&format!("{name}: boot"), false, &e),
     };
@@ -107,14 +97,14 @@ pub fn isolation_test(arch: Arch, tally: &mut Tally) {
     }
     tally.record(
         &format!("{name}: hypervisor's one-line crash diagnostic for d1 names {FAULT_GPA}"),
-        diag.is_some_and(|l| names_fault(arch, l)),
+        diag.is_some_and(|l| names_fault(board, l)),
         &format!("{diag:?}; {where_}"),
     );
 
     let d2_image = a.domains.get(1).map(|(_, n)| n.as_str()).unwrap_or("?");
     e2e::tally_guest_checks(tally, &name, &console, &[(2, d2_image)]);
 
-    let sum = board::summary(&console);
+    let sum = summary(&console);
     let what = |d: u16| sum.domains.iter().find(|(id, _)| *id == d).map(|(_, w)| w.as_str());
     tally.record(&format!("{name}: summary says d1: crashed"), what(1) == Some("crashed"), &format!("{sum:?}"));
     tally.record(
@@ -125,7 +115,7 @@ pub fn isolation_test(arch: Arch, tally: &mut Tally) {
     tally.record(&format!("{name}: summary says verdict FAIL"), sum.verdict == Some(false), &format!("{sum:?}"));
     tally.record(
         &format!("{name}: QEMU exit status carries the FAILED verdict"),
-        code == Ok(board::exit_codes(arch).1),
+        code == Ok(board.exit_statuses().failed),
         &format!("QEMU exit {code:?}; {where_}"),
     );
     println!("  {name}: {:.1} s", started.elapsed().as_secs_f64());
@@ -141,8 +131,9 @@ mod tests {
                  (lantern) [ERROR] d1v0 crashed: nested page fault (exit code 0x400, rip 0x1234, gpa 0x30000000, info1 0x4)\n";
         let l = crash_line(c, 1).unwrap();
         assert!(l.starts_with("(lantern)"));
-        assert!(names_fault(Arch::X86_64, l));
-        assert!(!names_fault(Arch::Aarch64, l));
+        let board = |name| crate::boards::by_name(name).unwrap();
+        assert!(names_fault(board("x86_64"), l));
+        assert!(!names_fault(board("aarch64"), l));
         assert!(crash_line(c, 2).is_none());
         assert!(crash_line("(lantern) d10v0 crashed: x", 1).is_none());
     }

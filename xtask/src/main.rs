@@ -4,16 +4,20 @@
 //! before doing anything that needs it.
 
 mod abi;
-mod board;
-mod board_arm;
-mod board_x86;
+mod bench;
+mod boards;
+mod build;
 mod e2e;
 mod gdb;
 mod gdb_e2e;
 mod host;
 mod isolation;
+mod opts;
+mod qemu;
 mod report;
+mod run;
 mod setup;
+mod summary;
 
 use std::process::ExitCode;
 
@@ -22,8 +26,8 @@ usage: cargo xtask <command> [options]
 
 commands:
   run     boot Lantern in QEMU with the demo domains and a gdb port
-  test    every test: host unit tests, then the QEMU + gdb scenarios on both
-          architectures; ends with `N passed, N failed`
+  test    every test: host unit tests, then the QEMU + gdb scenarios on every
+          board; ends with `N passed, N failed`
   bench   benchmarks (host guest-area benchmark; in-guest figures per board)
   abi     print the guest-ABI struct layouts (`--json` for machines)
   gdb     start gdb-multiarch attached to a running `cargo xtask run`
@@ -42,7 +46,7 @@ fn main() -> ExitCode {
         "test" => cmd_test(rest),
         "abi" => abi::cmd_abi(rest),
         "bench" => cmd_bench(rest),
-        "run" => board::cmd_run(rest),
+        "run" => run::cmd_run(rest),
         "gdb" => gdb::cmd_gdb(rest),
         "-h" | "--help" | "help" => {
             print!("{USAGE}");
@@ -70,15 +74,16 @@ fn cmd_test(args: &[String]) -> CmdResult {
     setup::ensure_qemu_and_gdb()?;
     let mut tally = report::Tally::default();
     host::run_host_tests(&mut tally);
-    for arch in [board::Arch::X86_64, board::Arch::Aarch64] {
-        println!("== {} board: QEMU scenarios", board::label(arch));
-        board::e2e_test(arch, &mut tally);
-        println!("== {} board: a guest fault crashes only its own domain", board::label(arch));
-        isolation::isolation_test(arch, &mut tally);
-        println!("== {} board: gdb on the live demo", board::label(arch));
-        gdb_e2e::live_test(arch, &mut tally);
-        println!("== {} board: gdb attached before the first guest instruction", board::label(arch));
-        gdb_e2e::wait_gdb_test(arch, &mut tally);
+    for &board in boards::all() {
+        let name = board.name();
+        println!("== {name} board: QEMU scenarios");
+        e2e::scenario_test(board, &mut tally);
+        println!("== {name} board: a guest fault crashes only its own domain");
+        isolation::isolation_test(board, &mut tally);
+        println!("== {name} board: gdb on the live demo");
+        gdb_e2e::live_test(board, &mut tally);
+        println!("== {name} board: gdb attached before the first guest instruction");
+        gdb_e2e::wait_gdb_test(board, &mut tally);
     }
     tally.finish()
 }
@@ -90,9 +95,11 @@ fn cmd_bench(args: &[String]) -> CmdResult {
     setup::ensure_rust_targets()?;
     setup::ensure_qemu_and_gdb()?;
     host::run_host_bench()?;
-    board::bench(board::Arch::X86_64, 5)?;
-    board::bench(board::Arch::Aarch64, 5)?;
-    gdb_e2e::bench(board::Arch::X86_64, 5)?;
-    gdb_e2e::bench(board::Arch::Aarch64, 5)?;
+    for &board in boards::all() {
+        bench::bench(board, 5)?;
+    }
+    for &board in boards::all() {
+        gdb_e2e::bench(board, 5)?;
+    }
     Ok(())
 }

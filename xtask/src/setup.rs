@@ -1,15 +1,22 @@
 //! Making a fresh Debian machine ready: rustup targets listed in
-//! `rust-toolchain.toml`, and QEMU + gdb-multiarch from Debian's packages.
-//! Anything that cannot be installed is a loud error, never a skipped test.
+//! `rust-toolchain.toml`, and every board's QEMU + gdb-multiarch from
+//! Debian's packages. Anything that cannot be installed is a loud error,
+//! never a skipped test. Also where the repository and cargo's target
+//! directory are.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use crate::CmdResult;
+use crate::{boards, CmdResult};
 
 /// The repository root (xtask lives one level down).
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask has a parent").to_path_buf()
+}
+
+/// cargo's target directory (where the boards keep their files too).
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"))
 }
 
 fn toolchain_file() -> Result<(String, Vec<String>), String> {
@@ -67,10 +74,11 @@ fn have(tool: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Makes sure `qemu-system-x86_64`, `qemu-system-aarch64` and `gdb-multiarch`
-/// exist, installing Debian's packages when missing (as root).
+/// Makes sure every board's QEMU binary and `gdb-multiarch` exist,
+/// installing Debian's packages when missing (as root).
 pub fn ensure_qemu_and_gdb() -> CmdResult {
-    let tools = ["qemu-system-x86_64", "qemu-system-aarch64", "gdb-multiarch"];
+    let mut tools: Vec<&str> = boards::all().iter().map(|b| b.qemu_binary()).collect();
+    tools.push("gdb-multiarch");
     if tools.iter().all(|t| have(t)) {
         return Ok(());
     }
@@ -93,15 +101,14 @@ pub fn ensure_qemu_and_gdb() -> CmdResult {
         }
     };
     run(&["apt-get", "update"])?;
-    run(&[
-        "apt-get",
-        "install",
-        "-y",
-        "--no-install-recommends",
-        "qemu-system-x86",
-        "qemu-system-arm",
-        "gdb-multiarch",
-    ])?;
+    let mut install = vec!["apt-get", "install", "-y", "--no-install-recommends"];
+    for b in boards::all() {
+        if !install.contains(&b.qemu_package()) {
+            install.push(b.qemu_package());
+        }
+    }
+    install.push("gdb-multiarch");
+    run(&install)?;
     match tools.iter().find(|t| !have(t)) {
         Some(t) => Err(format!("{t} is still missing after installing Debian's packages")),
         None => Ok(()),

@@ -1,0 +1,165 @@
+//! The aarch64 board: QEMU `virt` at EL2 (`virtualization=on`, GICv3, `-cpu
+//! max`). QEMU's generic loader puts the boot module at [`MODULES_ADDR`] and
+//! the command-line word `lantern.modules=ADDR,SIZE` tells the hypervisor;
+//! `lantern.semihosting` makes its power-off set QEMU's exit status. The
+//! demo guest is the arm64 test guest, one domain.
+
+use std::ffi::OsString;
+use std::path::Path;
+
+use lantern_arch_arm::layout::ARM64;
+use xen_abi::layout::GuestAbi;
+
+use super::{
+    BenchParams, BoardSpec, DemoGuest, EntryState, ExitStatuses, FaultDiagnostic, GuestSymbols, Kernel, LineCheck,
+    ProbeValue,
+};
+
+/// The aarch64 board.
+pub struct Aarch64;
+
+/// Rust target of everything that runs inside QEMU.
+const TARGET: &str = "aarch64-unknown-none";
+
+/// Host-physical address where QEMU puts the module archive (RAM is
+/// 0x4000_0000..0x6000_0000 with `-m 512M`; the hypervisor's heap stops
+/// below the archive).
+const MODULES_ADDR: u64 = 0x5800_0000;
+/// Largest archive that fits between [`MODULES_ADDR`] and the end of RAM.
+const MODULES_MAX: u64 = 0x0800_0000;
+
+static GUEST_ABIS: [&dyn GuestAbi; 1] = [&ARM64];
+
+const DEMO_GUESTS: &[DemoGuest] = &[DemoGuest {
+    image: "guest",
+    crate_dir: "aarch64",
+    package: "lantern-guest-aarch64",
+    target: TARGET,
+    layout: "arm64",
+}];
+
+/// The machine: virt with EL2 and GICv3, one CPU; semihosting for the exit
+/// status.
+const MACHINE_ARGS: &[&str] = &[
+    "-M",
+    "virt,virtualization=on,gic-version=3",
+    "-cpu",
+    "max",
+    "-m",
+    "512M",
+    "-smp",
+    "1",
+    "-semihosting-config",
+    "enable=on,target=native",
+];
+
+/// At the Image entry: pc 0, x0 = the guest DTB, EL1h with DAIF masked, and
+/// the Image header's first branch.
+const ENTRY_CHECKS: &[LineCheck] = &[
+    LineCheck { name: "monitor domains names d1 with the arm64 layout", lines: &[&["d1 ", "arm64"]] },
+    LineCheck { name: "vCPU 0 at the Image entry (pc 0)", lines: &[&["pc ", "0x0 "]] },
+    LineCheck { name: "x0 holds the guest DTB address", lines: &[&["x0 ", "0x1e00000"]] },
+    LineCheck { name: "cpsr is EL1h with DAIF masked", lines: &[&["cpsr", "0x3c5"]] },
+    LineCheck { name: "disassembly through guest memory (Image branch)", lines: &[&["b\t0x40"]] },
+];
+
+impl BoardSpec for Aarch64 {
+    fn name(&self) -> &'static str {
+        "aarch64"
+    }
+
+    fn kernel(&self) -> Kernel {
+        Kernel { package: "lantern-platform-aarch64", target: TARGET }
+    }
+
+    fn arch_crate(&self) -> &'static str {
+        "lantern-arch-arm"
+    }
+
+    fn guest_abis(&self) -> &'static [&'static dyn GuestAbi] {
+        &GUEST_ABIS
+    }
+
+    fn scratch_dir(&self) -> &'static str {
+        "lantern-arm"
+    }
+
+    fn qemu_binary(&self) -> &'static str {
+        "qemu-system-aarch64"
+    }
+
+    fn qemu_package(&self) -> &'static str {
+        "qemu-system-arm"
+    }
+
+    fn machine_args(&self) -> &'static [&'static str] {
+        MACHINE_ARGS
+    }
+
+    /// virt has one PL011 (the console): a PCI 16550 carries gdb.
+    fn gdb_serial_args(&self, chardev: &str) -> Vec<String> {
+        vec!["-device".into(), format!("pci-serial,chardev={chardev}")]
+    }
+
+    fn boot_words(&self, module_len: u64) -> Result<Vec<String>, String> {
+        if module_len > MODULES_MAX {
+            return Err(format!("guest images too large: {module_len} bytes (at most {MODULES_MAX})"));
+        }
+        Ok(vec![format!("lantern.modules={MODULES_ADDR:#x},{module_len:#x}"), "lantern.semihosting".to_string()])
+    }
+
+    /// The generic loader, raw at [`MODULES_ADDR`].
+    fn module_args(&self, module: &Path) -> Vec<OsString> {
+        vec!["-device".into(), format!("loader,file={},addr={MODULES_ADDR:#x},force-raw=on", module.display()).into()]
+    }
+
+    /// The semihosting exit status the hypervisor asks for.
+    fn exit_statuses(&self) -> ExitStatuses {
+        ExitStatuses { clean: 0, failed: 1 }
+    }
+
+    fn demo_guests(&self) -> &'static [DemoGuest] {
+        DEMO_GUESTS
+    }
+
+    /// The scenario needs at least 3, and on arm64 every vCPU but 0 starts
+    /// on the dummy vcpu_info area.
+    fn demo_vcpus(&self) -> u32 {
+        4
+    }
+
+    fn gdb_arch(&self) -> &'static str {
+        "aarch64"
+    }
+
+    fn default_gdb_port(&self) -> u16 {
+        1235
+    }
+
+    /// The guest is position independent, linked at 0, and reports where
+    /// it was loaded; it keeps its boot facts (vCPU count) in a static.
+    fn guest_symbols(&self) -> GuestSymbols {
+        GuestSymbols {
+            load_base_key: Some("image_base"),
+            probe: "lantern_guest_aarch64::guest::BOOT.vcpus",
+            expected: ProbeValue::DomainVcpus,
+        }
+    }
+
+    fn entry_state(&self) -> EntryState {
+        EntryState { registers: "info registers pc x0 cpsr", checks: ENTRY_CHECKS }
+    }
+
+    /// The syndrome, the exception link register and the stage-2 fault
+    /// address.
+    fn fault_diagnostic(&self) -> FaultDiagnostic {
+        FaultDiagnostic { fields: &["esr ", "elr ", "ipa "], address_field: "ipa " }
+    }
+
+    /// The test guest supports at most 16 vCPUs; virt's RAM starts at 1 GiB
+    /// and the hypervisor at 1 GiB + 2 MiB, so QEMU's stub reads 1 MiB from
+    /// 1 GiB + 16 MiB. No `selftest` boot word here.
+    fn bench(&self) -> BenchParams {
+        BenchParams { gdb_vcpus: 16, host_ram: (0x4100_0000, 0x4110_0000), selftest: false }
+    }
+}

@@ -1,0 +1,269 @@
+//! The boards xtask can build, boot, test and debug: the [`BoardSpec`] trait
+//! holds everything that differs between them, and the registry lists them.
+//! The rest of xtask asks a board, never an architecture: porting Lantern to
+//! a new board means one new file here implementing [`BoardSpec`] and one
+//! line in the `registry!` below.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use xen_abi::layout::GuestAbi;
+
+use crate::setup::target_dir;
+
+/// Declares each board's module and lists its spec, in registry order (the
+/// first is the default `--arch`): one line per board.
+macro_rules! registry {
+    ($($module:ident :: $spec:ident),+ $(,)?) => {
+        $(mod $module;)+
+        static BOARDS: &[&dyn BoardSpec] = &[$(&$module::$spec),+];
+    };
+}
+
+registry! {
+    x86_64::X86_64,
+    aarch64::Aarch64,
+}
+
+/// Everything xtask needs to know about one board: how to build and boot
+/// it, how gdb reaches it, and what its tests expect to see.
+pub trait BoardSpec: Sync {
+    /// The board's name: the Rust target arch (`x86_64`, `aarch64`), as
+    /// `--arch` takes it and as test names and section headers show it.
+    fn name(&self) -> &'static str;
+    /// The hypervisor image.
+    fn kernel(&self) -> Kernel;
+    /// The `crates/arch-*` package the image is built on (clippy-checked on
+    /// the image's target by `cargo xtask test`).
+    fn arch_crate(&self) -> &'static str;
+    /// The guest-ABI layouts this board's domains can run in, in the order
+    /// `cargo xtask abi` prints them.
+    fn guest_abis(&self) -> &'static [&'static dyn GuestAbi];
+    /// The board's scratch directory under cargo's target directory (boot
+    /// module, console logs).
+    fn scratch_dir(&self) -> &'static str;
+    /// The QEMU system emulator that runs the board.
+    fn qemu_binary(&self) -> &'static str;
+    /// The Debian package that provides [`Self::qemu_binary`].
+    fn qemu_package(&self) -> &'static str;
+    /// The machine: model, CPU, memory, CPU count and the device (if any)
+    /// that turns the hypervisor's verdict into QEMU's exit status.
+    fn machine_args(&self) -> &'static [&'static str];
+    /// The QEMU arguments that attach the gdb stub's serial line to the
+    /// host socket chardev named `chardev`.
+    fn gdb_serial_args(&self, chardev: &str) -> Vec<String>;
+    /// The board's own hypervisor command-line words for a boot module of
+    /// `module_len` bytes (where to find the module, how to report the
+    /// verdict); an error if the module cannot reach the hypervisor.
+    fn boot_words(&self, module_len: u64) -> Result<Vec<String>, String>;
+    /// The QEMU arguments that hand the boot module at `module` to the
+    /// hypervisor.
+    fn module_args(&self, module: &Path) -> Vec<OsString>;
+    /// QEMU's exit statuses for the hypervisor's verdicts.
+    fn exit_statuses(&self) -> ExitStatuses;
+    /// The demo domains' guests, one per domain in domain-id order (d1
+    /// first).
+    fn demo_guests(&self) -> &'static [DemoGuest];
+    /// vCPUs of each demo domain.
+    fn demo_vcpus(&self) -> u32;
+    /// gdb's `set architecture` name.
+    fn gdb_arch(&self) -> &'static str;
+    /// The gdb stub's port when `--gdb-port` is not given.
+    fn default_gdb_port(&self) -> u16;
+    /// How the live gdb test reads a demo guest through its symbols.
+    fn guest_symbols(&self) -> GuestSymbols;
+    /// What gdb must show of a vCPU held before its first instruction
+    /// (`--wait-gdb`).
+    fn entry_state(&self) -> EntryState;
+    /// What the hypervisor's crash diagnostic for a guest fault must name.
+    fn fault_diagnostic(&self) -> FaultDiagnostic;
+    /// The parameters of the board's `cargo xtask bench` figures.
+    fn bench(&self) -> BenchParams;
+}
+
+/// Boards appear in options and test output by name.
+impl fmt::Debug for dyn BoardSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A board's hypervisor image: the package and the Rust target it is built for.
+#[derive(Clone, Copy, Debug)]
+pub struct Kernel {
+    /// The platform package (`platform/<board>`).
+    pub package: &'static str,
+    /// Its bare-metal Rust target.
+    pub target: &'static str,
+}
+
+/// QEMU's exit statuses for the hypervisor's two verdicts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExitStatuses {
+    /// Every domain ended cleanly.
+    pub clean: i32,
+    /// Some domain did not.
+    pub failed: i32,
+}
+
+/// One demo domain's guest: a test-guest crate built for one target.
+#[derive(Clone, Copy, Debug)]
+pub struct DemoGuest {
+    /// The image's name in the boot module (the domain's name).
+    pub image: &'static str,
+    /// The crate's directory under `tests/guests/`.
+    pub crate_dir: &'static str,
+    /// The crate's package, which is also its ELF's file name.
+    pub package: &'static str,
+    /// The Rust target the domain's image is built for.
+    pub target: &'static str,
+    /// The Xen guest-ABI layout the domain runs in, as the gdb stub names
+    /// it (one of the board's [`BoardSpec::guest_abis`]).
+    pub layout: &'static str,
+}
+
+impl DemoGuest {
+    /// The ELF a release build of this guest produces (its symbols for gdb).
+    pub fn elf(&self) -> PathBuf {
+        target_dir().join(self.target).join("release").join(self.package)
+    }
+}
+
+/// How the live gdb test reads a guest through its ELF symbols.
+#[derive(Clone, Copy, Debug)]
+pub struct GuestSymbols {
+    /// For a guest linked at 0 and relocated at load time: the `REPORT` key
+    /// under which it prints its load address, by which gdb relocates the
+    /// symbols. `None` for a guest that runs where it is linked.
+    pub load_base_key: Option<&'static str>,
+    /// A gdb expression (Rust syntax) naming one of the guest's statics.
+    pub probe: &'static str,
+    /// Where the value the probe must print comes from.
+    pub expected: ProbeValue,
+}
+
+/// The source of a symbol probe's expected value.
+#[derive(Clone, Copy, Debug)]
+pub enum ProbeValue {
+    /// The length of the string the guest reported under this `REPORT` key.
+    ReportedLen(&'static str),
+    /// The number of vCPUs of the guest's domain.
+    DomainVcpus,
+}
+
+/// What gdb shows of vCPU 0 held at its entry point (`--wait-gdb`).
+#[derive(Clone, Copy, Debug)]
+pub struct EntryState {
+    /// The gdb command that prints the registers the checks read.
+    pub registers: &'static str,
+    /// The checks on gdb's output (threads, `monitor domains`, the
+    /// registers, `x/1i $pc`).
+    pub checks: &'static [LineCheck],
+}
+
+/// A named check on command output: each group of words must share one
+/// line (groups may sit on different lines).
+#[derive(Clone, Copy, Debug)]
+pub struct LineCheck {
+    /// The check's name in the tally.
+    pub name: &'static str,
+    /// The groups of words.
+    pub lines: &'static [&'static [&'static str]],
+}
+
+impl LineCheck {
+    /// Whether `text` has a line for every group.
+    pub fn holds(&self, text: &str) -> bool {
+        self.lines.iter().all(|parts| text.lines().any(|l| parts.iter().all(|p| l.contains(p))))
+    }
+}
+
+/// The fields of the hypervisor's one-line crash diagnostic for a guest
+/// fault on this board.
+#[derive(Clone, Copy, Debug)]
+pub struct FaultDiagnostic {
+    /// Every field the line must carry (exit reason, program counter, ...).
+    pub fields: &'static [&'static str],
+    /// The field followed by the faulting guest-physical address.
+    pub address_field: &'static str,
+}
+
+/// The parameters of a board's `cargo xtask bench` figures.
+#[derive(Clone, Copy, Debug)]
+pub struct BenchParams {
+    /// vCPUs of the one domain the gdb benchmark inspects.
+    pub gdb_vcpus: u32,
+    /// `(start, end)` of the host-physical RAM that QEMU's own gdb stub
+    /// reads in the 1 MiB memory-read comparison.
+    pub host_ram: (u64, u64),
+    /// Whether the hypervisor has the `selftest` boot word (a raw guest's
+    /// hypercall round trip, without a guest kernel).
+    pub selftest: bool,
+}
+
+/// Every board, the default first.
+pub fn all() -> &'static [&'static dyn BoardSpec] {
+    BOARDS
+}
+
+/// The board `--arch` uses when it is not given.
+pub fn default_board() -> &'static dyn BoardSpec {
+    BOARDS[0]
+}
+
+/// The board called `name`.
+pub fn by_name(name: &str) -> Result<&'static dyn BoardSpec, String> {
+    BOARDS
+        .iter()
+        .copied()
+        .find(|b| b.name() == name)
+        .ok_or_else(|| format!("unknown --arch `{name}` ({})", names(", ", " or ")))
+}
+
+/// Every board's name, joined by `sep` but the last two by `last`
+/// (`x86_64, aarch64 or riscv64`).
+pub fn names(sep: &str, last: &str) -> String {
+    let names: Vec<&str> = BOARDS.iter().map(|b| b.name()).collect();
+    match names.split_last() {
+        Some((tail, [])) => tail.to_string(),
+        Some((tail, head)) => format!("{}{last}{tail}", head.join(sep)),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn looks_boards_up_by_their_one_name() {
+        assert_eq!(by_name("aarch64").unwrap().default_gdb_port(), 1235);
+        assert_eq!(by_name("x86_64").unwrap().default_gdb_port(), 1234);
+        assert!(by_name("mips").is_err());
+        // One spelling per architecture: the Rust target arch, no aliases.
+        assert!(by_name("arm64").is_err() && by_name("x86-64").is_err());
+        assert_eq!(default_board().name(), "x86_64");
+        assert_eq!(names(", ", " or "), "x86_64 or aarch64");
+        assert_eq!(names("|", "|"), "x86_64|aarch64");
+        assert_eq!(by_name("mips").unwrap_err(), "unknown --arch `mips` (x86_64 or aarch64)");
+    }
+
+    #[test]
+    fn every_board_is_consistent() {
+        for (i, b) in all().iter().enumerate() {
+            let name = b.name();
+            assert!(b.kernel().target.starts_with(name), "{name}: kernel target {}", b.kernel().target);
+            assert!(!all()[..i].iter().any(|o| o.name() == name), "{name} registered twice");
+            assert!(!all()[..i].iter().any(|o| o.default_gdb_port() == b.default_gdb_port()), "{name}: port");
+            assert!(!all()[..i].iter().any(|o| o.scratch_dir() == b.scratch_dir()), "{name}: scratch dir");
+            assert!(!b.demo_guests().is_empty(), "{name}: no demo guest");
+            let layouts: Vec<&str> = b.guest_abis().iter().map(|a| a.name()).collect();
+            for g in b.demo_guests() {
+                assert!(layouts.contains(&g.layout), "{name}: {} runs in unknown layout {}", g.image, g.layout);
+            }
+            let statuses = b.exit_statuses();
+            assert_ne!(statuses.clean, statuses.failed, "{name}: verdicts indistinguishable");
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! Building what a boot needs: the hypervisor image and the guests (cargo,
+//! for the board's targets), the boot module (every guest image in one newc
+//! cpio archive) and the hypervisor command line (boot configuration plus
+//! the board's own words).
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use lantern_common::boot_config::{BootConfig, DomainSpec};
+use lantern_common::cpio;
+
+use crate::boards::BoardSpec;
+use crate::opts::Opts;
+use crate::setup::{root, target_dir};
+
+/// Default guest memory per domain.
+pub const DEMO_MEM: u64 = 32 << 20;
+
+/// What [`build`] produced.
+#[derive(Clone, Debug)]
+pub struct Artifacts {
+    /// The hypervisor ELF.
+    pub kernel: PathBuf,
+    /// The boot module: every guest image in one newc cpio archive.
+    pub module: PathBuf,
+    /// The hypervisor command line (boot configuration + board words).
+    pub cmdline: String,
+    /// `(domain id, image name)` of every domain, in order.
+    pub domains: Vec<(u16, String)>,
+}
+
+/// Runs `cargo build` with `args` and returns the path of the executable it
+/// produced (the last `compiler-artifact` of cargo's JSON messages).
+pub fn cargo_build_executable(args: &[&str]) -> Result<PathBuf, String> {
+    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(root())
+        .args(["build", "--message-format=json-render-diagnostics"])
+        .args(args)
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("cargo build {} failed", args.join(" ")));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let key = "\"executable\":\"";
+    text.lines()
+        .filter(|l| l.contains("\"reason\":\"compiler-artifact\""))
+        .filter_map(|l| {
+            let start = l.find(key)? + key.len();
+            let end = start + l[start..].find('"')?;
+            Some(PathBuf::from(&l[start..end]))
+        })
+        .next_back()
+        .ok_or_else(|| format!("cargo build {} produced no executable", args.join(" ")))
+}
+
+/// Builds a test-guest crate (`tests/guests/<dir>`) in release for `target`.
+pub fn build_guest(dir: &str, target: &str) -> Result<PathBuf, String> {
+    let manifest = root().join("tests/guests").join(dir).join("Cargo.toml");
+    let manifest = manifest.to_str().ok_or("non-UTF-8 path")?.to_string();
+    cargo_build_executable(&["--manifest-path", &manifest, "--release", "--target", target])
+}
+
+/// Builds `board`'s demo guests: `(image name, ELF)` per demo domain.
+pub fn build_demo_guests(board: &dyn BoardSpec) -> Result<Vec<(String, PathBuf)>, String> {
+    board.demo_guests().iter().map(|g| Ok((g.image.to_string(), build_guest(g.crate_dir, g.target)?))).collect()
+}
+
+/// `board`'s scratch directory under the target directory.
+pub fn work_dir(board: &dyn BoardSpec) -> PathBuf {
+    target_dir().join(board.scratch_dir())
+}
+
+/// Builds the hypervisor and the guests, writes the boot module and computes
+/// the command line.
+pub fn build(opts: &Opts) -> Result<Artifacts, String> {
+    let board = opts.board;
+    let image = board.kernel();
+    let mut args = vec!["-p", image.package, "--target", image.target];
+    if !opts.debug {
+        args.push("--release");
+    }
+    let kernel = cargo_build_executable(&args)?;
+    let demo = opts.guests.is_empty();
+    let mut guests: Vec<(String, PathBuf)> = if demo {
+        build_demo_guests(board)?
+    } else {
+        opts.guests
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let stem = p.file_name().and_then(|s| s.to_str()).unwrap_or("guest");
+                (format!("{}-{stem}", i + 1), p.clone())
+            })
+            .collect()
+    };
+    if let Some(n) = opts.demo_domains {
+        guests.truncate(n.max(1));
+    }
+    let mut files = Vec::new();
+    for (name, path) in &guests {
+        let data = std::fs::read(path).map_err(|e| format!("reading guest {}: {e}", path.display()))?;
+        files.push((name.clone(), data));
+    }
+    let refs: Vec<(&str, &[u8])> = files.iter().map(|(n, d)| (n.as_str(), d.as_slice())).collect();
+    let archive = cpio::write_newc(&refs);
+    let mut words = board.boot_words(archive.len() as u64)?;
+    let dir = work_dir(board);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let module = dir.join("boot.cpio");
+    std::fs::write(&module, &archive).map_err(|e| format!("writing {}: {e}", module.display()))?;
+
+    let mut cfg = BootConfig { exit_when_done: opts.exit, ..BootConfig::default() };
+    for (name, _) in &guests {
+        let mut d = DomainSpec::new(name);
+        d.vcpus = opts.vcpus.unwrap_or(if demo { board.demo_vcpus() } else { 1 });
+        d.mem_bytes = opts.mem.unwrap_or(DEMO_MEM);
+        let mut cmd: Vec<&str> = opts.guest_cmdline.iter().map(String::as_str).collect();
+        if demo && !opts.exit {
+            // The demo guests stay alive after their checks (for gdb).
+            cmd.push("linger");
+        }
+        d.cmdline = cmd.join(" ");
+        cfg.domains.push(d);
+    }
+    let rest = cfg.to_cmdline();
+    if !rest.is_empty() {
+        words.push(rest);
+    }
+    if opts.wait_gdb {
+        words.push("gdb-wait".into());
+    }
+    words.extend(opts.append.iter().cloned());
+    let domains = guests.iter().enumerate().map(|(i, (n, _))| (i as u16 + 1, n.clone())).collect();
+    Ok(Artifacts { kernel, module, cmdline: words.join(" "), domains })
+}

@@ -1,0 +1,158 @@
+//! The options of `cargo xtask run` (one set for every board), their parser
+//! and help text. The tests build the same options in code.
+
+use std::path::PathBuf;
+
+use crate::boards::{self, BoardSpec};
+
+/// Options of `cargo xtask run`.
+#[derive(Clone, Debug)]
+pub struct Opts {
+    /// `--arch NAME`: the board (default: the registry's first).
+    pub board: &'static dyn BoardSpec,
+    /// `--guest ELF` (repeatable): boot these images instead of the demo guests.
+    pub guests: Vec<PathBuf>,
+    /// `--exit`: end once every domain has shut down, exit with the verdict.
+    pub exit: bool,
+    /// `--timeout S`: kill QEMU after S seconds (default 120 with `--exit`).
+    pub timeout: Option<u64>,
+    /// `--dry-run`: print the QEMU command line instead of running it.
+    pub dry_run: bool,
+    /// `--debug`: build the hypervisor with the dev profile (default release).
+    pub debug: bool,
+    /// `--vcpus N`: vCPUs for every domain.
+    pub vcpus: Option<u32>,
+    /// `--mem SIZE`: memory per domain (K/M/G suffixes).
+    pub mem: Option<u64>,
+    /// `--append WORD` (repeatable): extra hypervisor command-line words.
+    pub append: Vec<String>,
+    /// `--guest-cmdline TEXT`: command line for every domain (e.g. `bench`).
+    pub guest_cmdline: Option<String>,
+    /// `--gdb-port P`: expose the gdb stub's serial line on 127.0.0.1:P.
+    pub gdb_port: Option<u16>,
+    /// `--wait-gdb`: hold every vCPU before its first instruction until gdb
+    /// attaches and continues (the boot-configuration word `gdb-wait`).
+    pub wait_gdb: bool,
+    /// `--serial-log FILE`: write the console to FILE instead of stdout.
+    pub serial_log: Option<PathBuf>,
+    /// Only the first N demo guests (benchmarks run one domain alone).
+    pub demo_domains: Option<usize>,
+    /// QEMU's own gdb stub on 127.0.0.1:P (`-gdb`), for comparisons.
+    pub qemu_gdb_port: Option<u16>,
+}
+
+impl Default for Opts {
+    fn default() -> Self {
+        Opts::on(boards::default_board())
+    }
+}
+
+impl Opts {
+    /// Default options on `board`.
+    pub fn on(board: &'static dyn BoardSpec) -> Opts {
+        Opts {
+            board,
+            guests: Vec::new(),
+            exit: false,
+            timeout: None,
+            dry_run: false,
+            debug: false,
+            vcpus: None,
+            mem: None,
+            append: Vec::new(),
+            guest_cmdline: None,
+            gdb_port: None,
+            wait_gdb: false,
+            serial_log: None,
+            demo_domains: None,
+            qemu_gdb_port: None,
+        }
+    }
+}
+
+/// The help text of `cargo xtask run` (the board-dependent parts from the
+/// registry).
+pub fn run_usage() -> String {
+    let all = boards::all();
+    let ports: Vec<String> = all.iter().map(|b| format!("127.0.0.1:{} ({})", b.default_gdb_port(), b.name())).collect();
+    let vcpus: Vec<String> = all.iter().map(|b| format!("{} {}", b.demo_vcpus(), b.name())).collect();
+    let arch = format!("--arch {}", boards::names("|", "|"));
+    format!(
+        "\
+usage: cargo xtask run [options]
+  Builds Lantern and the guests and boots them in QEMU; the gdb stub listens on
+  {} unless --gdb-port says otherwise.
+options:
+  {arch:<23} board (default {})
+  --guest ELF             boot this guest image instead of the demo guests (repeatable)
+  --exit                  end when every domain has shut down; exit status = verdict
+  --timeout S             kill QEMU after S seconds (default 120 with --exit)
+  --dry-run               print the QEMU command line (shell-quoted) instead of running it
+  --debug                 build the hypervisor with the dev profile (default release)
+  --vcpus N               vCPUs of every domain (demo default: {})
+  --mem SIZE              memory of every domain (K/M/G suffixes; default 32M)
+  --append WORD           extra hypervisor command-line word (repeatable)
+  --guest-cmdline TEXT    command line of every domain (e.g. bench)
+  --gdb-port P            gdb stub port
+  --wait-gdb              hold every vCPU before its first instruction until gdb continues
+  --serial-log FILE       console to FILE instead of the terminal
+Without --exit the demo guests get `linger` and stay alive for gdb.",
+        ports.join(" / "),
+        boards::default_board().name(),
+        vcpus.join(", "),
+    )
+}
+
+/// Parses the options of `cargo xtask run`. `Ok(None)` means `--help`.
+pub fn parse_opts(args: &[String]) -> Result<Option<Opts>, String> {
+    let mut o = Opts::default();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = |name: &str| it.next().cloned().ok_or_else(|| format!("{name} needs a value"));
+        fn num<T: std::str::FromStr>(v: String, what: &str) -> Result<T, String> {
+            v.parse().map_err(|_| format!("{what}, not `{v}`"))
+        }
+        match a.as_str() {
+            "--arch" => o.board = boards::by_name(&value("--arch")?)?,
+            "--guest" => o.guests.push(PathBuf::from(value("--guest")?)),
+            "--exit" => o.exit = true,
+            "--dry-run" => o.dry_run = true,
+            "--debug" => o.debug = true,
+            "--timeout" => o.timeout = Some(num(value("--timeout")?, "--timeout takes seconds")?),
+            "--vcpus" => o.vcpus = Some(num(value("--vcpus")?, "--vcpus takes a number")?),
+            "--mem" => {
+                let v = value("--mem")?;
+                o.mem = Some(lantern_common::boot_config::parse_size(&v).ok_or(format!("bad --mem size {v}"))?)
+            }
+            "--append" => o.append.push(value("--append")?),
+            "--guest-cmdline" => o.guest_cmdline = Some(value("--guest-cmdline")?),
+            "--gdb-port" => o.gdb_port = Some(num(value("--gdb-port")?, "--gdb-port takes a port")?),
+            "--wait-gdb" => o.wait_gdb = true,
+            "--serial-log" => o.serial_log = Some(PathBuf::from(value("--serial-log")?)),
+            "-h" | "--help" => return Ok(None),
+            other => return Err(format!("unknown option `{other}`\n{}", run_usage())),
+        }
+    }
+    Ok(Some(o))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_run_options() {
+        let args: Vec<String> =
+            ["--arch", "aarch64", "--exit", "--vcpus", "3", "--wait-gdb", "--gdb-port", "4000", "--mem", "16M"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+        let o = parse_opts(&args).unwrap().unwrap();
+        assert_eq!(o.board.name(), "aarch64");
+        assert!(o.exit && o.wait_gdb);
+        assert_eq!((o.vcpus, o.gdb_port, o.mem), (Some(3), Some(4000), Some(16 << 20)));
+        assert!(parse_opts(&["--help".to_string()]).unwrap().is_none());
+        assert!(parse_opts(&["--arch".to_string(), "mips".to_string()]).is_err());
+        assert!(parse_opts(&["--bogus".to_string()]).is_err());
+    }
+}

@@ -1,0 +1,95 @@
+//! The QEMU command line that boots a build on its board (machine, console,
+//! gdb serial line, hypervisor image, boot module, command line), and its
+//! shell rendering for `cargo xtask run --dry-run`.
+
+use std::process::Command;
+
+use crate::build::Artifacts;
+use crate::opts::Opts;
+
+/// The id of the host-socket chardev that carries the gdb stub's serial
+/// line; each board attaches its gdb UART to it.
+const GDB_CHARDEV: &str = "gdbser";
+
+/// The QEMU command that boots `a` (no `timeout` wrapper: the callers
+/// enforce it).
+pub fn qemu_command(opts: &Opts, a: &Artifacts) -> Command {
+    let board = opts.board;
+    let mut c = Command::new(board.qemu_binary());
+    c.args(board.machine_args());
+    c.args(["-display", "none", "-monitor", "none", "-no-reboot"]);
+    match &opts.serial_log {
+        Some(f) => c.arg("-serial").arg(format!("file:{}", f.display())),
+        None => c.args(["-serial", "stdio"]),
+    };
+    if let Some(port) = opts.gdb_port {
+        c.arg("-chardev")
+            .arg(format!("socket,id={GDB_CHARDEV},host=127.0.0.1,port={port},server=on,wait=off,nodelay=on"));
+        c.args(board.gdb_serial_args(GDB_CHARDEV));
+    }
+    if let Some(port) = opts.qemu_gdb_port {
+        c.arg("-gdb").arg(format!("tcp:127.0.0.1:{port}"));
+    }
+    c.arg("-kernel").arg(&a.kernel);
+    c.args(board.module_args(&a.module));
+    c.arg("-append").arg(&a.cmdline);
+    c
+}
+
+fn shell_quote(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c)) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// Renders a command as a shell line.
+pub fn command_line(c: &Command) -> String {
+    std::iter::once(c.get_program())
+        .chain(c.get_args())
+        .map(|a| shell_quote(&a.to_string_lossy()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_for_the_shell() {
+        assert_eq!(shell_quote("a b"), "'a b'");
+    }
+
+    #[test]
+    fn boots_each_board_on_its_own_machine() {
+        let a = Artifacts {
+            kernel: "/k".into(),
+            module: "/m.cpio".into(),
+            cmdline: "domain=g".into(),
+            domains: vec![(1, "g".into())],
+        };
+        let line = |arch: &str| {
+            let o = Opts { gdb_port: Some(4000), ..Opts::on(crate::boards::by_name(arch).unwrap()) };
+            command_line(&qemu_command(&o, &a))
+        };
+        let common = "-display none -monitor none -no-reboot -serial stdio \
+                      -chardev socket,id=gdbser,host=127.0.0.1,port=4000,server=on,wait=off,nodelay=on";
+        assert_eq!(
+            line("x86_64"),
+            format!(
+                "qemu-system-x86_64 -M q35 -cpu max -m 1G -smp 1 -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
+                 {common} -serial chardev:gdbser -kernel /k -initrd /m.cpio -append domain=g"
+            )
+        );
+        assert_eq!(
+            line("aarch64"),
+            format!(
+                "qemu-system-aarch64 -M virt,virtualization=on,gic-version=3 -cpu max -m 512M -smp 1 \
+                 -semihosting-config enable=on,target=native {common} -device pci-serial,chardev=gdbser \
+                 -kernel /k -device loader,file=/m.cpio,addr=0x58000000,force-raw=on -append domain=g"
+            )
+        );
+    }
+}

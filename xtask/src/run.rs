@@ -1,0 +1,151 @@
+//! Running QEMU: `cargo xtask run` itself, and the plain and timed boots the
+//! tests and benchmarks use (the timed one timestamps every console line).
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::build::{build, Artifacts};
+use crate::e2e;
+use crate::opts::{parse_opts, run_usage, Opts};
+use crate::qemu::{command_line, qemu_command};
+use crate::summary::{hv_domain_line, summary, Summary};
+
+/// How long a boot may run: `--timeout`, or 120 s with `--exit`, else for ever.
+fn limit(opts: &Opts) -> Option<Duration> {
+    opts.timeout.or(if opts.exit { Some(120) } else { None }).map(Duration::from_secs)
+}
+
+/// Boots QEMU and waits for it (or the timeout); returns QEMU's exit status.
+pub fn boot(opts: &Opts, a: &Artifacts) -> Result<i32, String> {
+    let mut cmd = qemu_command(opts, a);
+    // The console is interactive only on a terminal run without --exit /
+    // --timeout; otherwise QEMU must not read the caller's stdin.
+    if opts.exit || opts.timeout.is_some() || opts.serial_log.is_some() {
+        cmd.stdin(Stdio::null());
+    }
+    let mut child = cmd.spawn().map_err(|e| format!("cannot start {}: {e}", cmd.get_program().to_string_lossy()))?;
+    let limit = limit(opts);
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            return Ok(status.code().unwrap_or(-1));
+        }
+        if limit.is_some_and(|l| start.elapsed() > l) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("QEMU timed out after {} s", limit.unwrap_or_default().as_secs()));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `cargo xtask run`: build, announce the gdb port, then boot (or print the
+/// QEMU command line with `--dry-run`).
+pub fn cmd_run(args: &[String]) -> Result<(), String> {
+    let Some(mut opts) = parse_opts(args)? else {
+        println!("{}", run_usage());
+        return Ok(());
+    };
+    crate::setup::ensure_rust_targets()?;
+    crate::setup::ensure_qemu_and_gdb()?;
+    let port = *opts.gdb_port.get_or_insert(opts.board.default_gdb_port());
+    let a = build(&opts)?;
+    if opts.dry_run {
+        println!("{}", command_line(&qemu_command(&opts, &a)));
+        return Ok(());
+    }
+    eprintln!(
+        "xtask: gdb stub on 127.0.0.1:{port} — attach with `cargo xtask gdb --arch {} --gdb-port {port}`",
+        opts.board.name()
+    );
+    let exit = opts.board.exit_statuses();
+    match boot(&opts, &a)? {
+        c if c == exit.clean => Ok(()),
+        c if c == exit.failed => Err("the hypervisor's verdict: some domain did not end cleanly".into()),
+        code => Err(format!("QEMU exited with status {code} (no verdict from the hypervisor)")),
+    }
+}
+
+/// How a timed boot went (see [`boot_timed`]).
+#[derive(Clone, Debug, Default)]
+pub struct Timing {
+    /// QEMU's exit status (`None` if it was killed at the timeout).
+    pub status: Option<i32>,
+    /// Every console line.
+    pub lines: Vec<String>,
+    /// QEMU start → first console line.
+    pub first_line: Option<Duration>,
+    /// QEMU start → first guest line (`(dN) ...`).
+    pub first_guest_line: Option<Duration>,
+    /// QEMU start → the last `(lantern) dN: shut down` line.
+    pub last_shutdown: Option<Duration>,
+    /// QEMU start → exit.
+    pub total: Duration,
+}
+
+impl Timing {
+    /// The closing lines of this run.
+    pub fn summary(&self) -> Summary {
+        summary(&self.lines.join("\n"))
+    }
+}
+
+/// Boots with the console on a pipe and timestamps its lines; `echo`
+/// prints them as they come.
+pub fn boot_timed(opts: &Opts, a: &Artifacts, echo: bool) -> Result<Timing, String> {
+    let mut o = opts.clone();
+    o.serial_log = None;
+    let mut cmd = qemu_command(&o, a);
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+    let start = Instant::now();
+    let mut child = cmd.spawn().map_err(|e| format!("cannot start {}: {e}", cmd.get_program().to_string_lossy()))?;
+    let out = child.stdout.take().ok_or("no QEMU stdout")?;
+    let (tx, rx) = mpsc::channel::<(Instant, String)>();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send((Instant::now(), line.trim_end_matches('\r').to_string())).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = start + limit(opts).unwrap_or(Duration::from_secs(120));
+    let mut t = Timing::default();
+    let mut killed = false;
+    loop {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok((at, line)) => {
+                if echo {
+                    println!("{line}");
+                }
+                let at = at - start;
+                t.first_line.get_or_insert(at);
+                if e2e::domain_line(&line).is_some() {
+                    t.first_guest_line.get_or_insert(at);
+                }
+                if hv_domain_line(&line).is_some_and(|(_, w)| w.starts_with("shut down")) {
+                    t.last_shutdown = Some(at);
+                }
+                t.lines.push(line);
+            }
+            // The reader ends when QEMU closes its stdout, i.e. exits.
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if !killed && Instant::now() >= deadline {
+            let _ = child.kill();
+            killed = true;
+        }
+    }
+    let status = child.wait().map_err(|e| format!("waiting for QEMU: {e}"))?;
+    t.status = if killed { None } else { status.code() };
+    t.total = start.elapsed();
+    let _ = reader.join();
+    Ok(t)
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> Option<u16> {
+    std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok().map(|a| a.port())
+}
