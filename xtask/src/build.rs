@@ -11,7 +11,7 @@ use lantern_common::cpio;
 
 use crate::boards::BoardSpec;
 use crate::opts::Opts;
-use crate::setup::{root, target_dir};
+use crate::paths::{root, target_dir};
 
 /// Default guest memory per domain.
 pub const DEMO_MEM: u64 = 32 << 20;

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::boards::{self, BoardSpec};
-use crate::setup::root;
+use crate::paths::root;
 use crate::CmdResult;
 
 /// `tools/gdb/lantern.py`.

@@ -5,8 +5,8 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
+use crate::paths::root;
 use crate::report::{parse_cargo_test, Tally};
-use crate::setup::root;
 use crate::{boards, CmdResult};
 
 /// The crates every board's hypervisor image is built from, whatever the

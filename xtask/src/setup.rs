@@ -1,23 +1,12 @@
 //! Making a fresh Debian machine ready: rustup targets listed in
 //! `rust-toolchain.toml`, and every board's QEMU + gdb-multiarch from
 //! Debian's packages. Anything that cannot be installed is a loud error,
-//! never a skipped test. Also where the repository and cargo's target
-//! directory are.
+//! never a skipped test.
 
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
+use crate::paths::root;
 use crate::{boards, CmdResult};
-
-/// The repository root (xtask lives one level down).
-pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask has a parent").to_path_buf()
-}
-
-/// cargo's target directory (where the boards keep their files too).
-pub fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"))
-}
 
 fn toolchain_file() -> Result<(String, Vec<String>), String> {
     let path = root().join("rust-toolchain.toml");

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use xen_abi::layout::GuestAbi;
 
-use crate::setup::target_dir;
+use crate::paths::target_dir;
 
 /// Declares each board's module and lists its spec, in registry order (the
 /// first is the default `--arch`): one line per board.
