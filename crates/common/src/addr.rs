@@ -128,7 +128,7 @@ mod tests {
         assert_eq!(Gfn(0x12345).gpa(), Some(Gpa(0x1234_5000)));
         assert_eq!(Gfn(u64::MAX).gpa(), None);
         assert_eq!(Gfn(1 << 52).gpa(), None, "the shift must not wrap");
-        assert_eq!(Gfn((1 << 52) - 1).gpa(), Some(Gpa(u64::MAX & !0xFFF)));
+        assert_eq!(Gfn((1 << 52) - 1).gpa(), Some(Gpa(!0xFFF)));
         assert_eq!(Gpa(u64::MAX).checked_add(1), None);
         assert_eq!(format!("{:?}", Gva(0x10)), "gva:0x10");
     }

@@ -27,7 +27,7 @@ fn call(
 }
 
 fn vcpu_op(d: &Domain, arch: &mut [Box<dyn lantern_common::arch::ArchVcpu>], cmd: u64, target: u64, arg: &[u8]) -> i64 {
-    write_phys(&d, ARG, arg).unwrap();
+    write_phys(d, ARG, arg).unwrap();
     call(d, arch, 0, nr::VCPU_OP, [cmd, target, ARG, 0, 0, 0]).ret
 }
 

@@ -1,0 +1,278 @@
+//! The scheduler loop (`sched::Hypervisor`) driven by scripted vCPUs and a
+//! recording board: round-robin order, hypercalls handled in place, why a
+//! vCPU stopped deciding its runstate and its domain's lifecycle, the
+//! all-stop flag, guest-timer wake-ups, p2m syncs, and the verdict.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use lantern_common::addr::{Gpa, Gva};
+use lantern_common::arch::{ArchDomain, ArchVcpu, GdbRegisters, GuestMode, Preemption, VcpuExit, VcpuInitContext};
+use lantern_common::console::{ConsoleSink, NoSink};
+use lantern_common::domain::{Domain, Lifecycle, VPF_BLOCKED};
+use lantern_common::lifecycle;
+use lantern_common::sched::{Board, DomainSlot, Hypervisor, Verdict};
+use lantern_conformance::{layout, TestDomain};
+use xen_abi::errno::{Errno, XenResult};
+use xen_abi::layout::GuestAbi;
+use xen_abi::nr::hypercall;
+use xen_abi::nr::runstate::{BLOCKED, OFFLINE, RUNNABLE};
+use xen_abi::nr::{schedop, shutdown, xenver};
+
+/// What every scripted vCPU of a test appends to: (domain, vCPU) of each
+/// `run`, and the return values the core completed hypercalls with.
+#[derive(Default)]
+struct Log {
+    runs: Mutex<Vec<(u16, u32)>>,
+    returns: Mutex<Vec<i64>>,
+}
+
+/// A vCPU that plays back a script of exits, then halts.
+struct ScriptedVcpu {
+    domid: u16,
+    id: u32,
+    script: VecDeque<VcpuExit>,
+    log: Arc<Log>,
+}
+
+impl GdbRegisters for ScriptedVcpu {
+    fn target_xml(&self) -> &'static str {
+        ""
+    }
+    fn read_registers(&self, _out: &mut [u8]) -> usize {
+        0
+    }
+    fn write_registers(&mut self, _data: &[u8]) -> XenResult<()> {
+        Err(Errno::EINVAL)
+    }
+}
+
+impl ArchVcpu for ScriptedVcpu {
+    fn run(&mut self, _domain: &Domain, _preempt: &mut dyn Preemption) -> VcpuExit {
+        self.log.runs.lock().unwrap().push((self.domid, self.id));
+        self.script.pop_front().unwrap_or(VcpuExit::Halted)
+    }
+    fn complete_hypercall(&mut self, ret: i64) {
+        self.log.returns.lock().unwrap().push(ret);
+    }
+    fn inject_upcall(&mut self, _domain: &Domain) {}
+    fn translate(&self, _domain: &Domain, gva: Gva, _write: bool) -> XenResult<Gpa> {
+        Ok(Gpa(gva.0))
+    }
+    fn mode(&self) -> GuestMode {
+        GuestMode::Long64
+    }
+    fn guest_abi(&self, domain: &Domain) -> &'static dyn GuestAbi {
+        domain.abi()
+    }
+    fn initialise(&mut self, _ctx: &VcpuInitContext<'_>) -> XenResult<()> {
+        Ok(())
+    }
+    fn initialise_arg_size(&self) -> usize {
+        0
+    }
+}
+
+/// A per-domain object that counts p2m syncs and reports a settable guest
+/// timer deadline for every vCPU.
+#[derive(Default)]
+struct CountingDomain {
+    syncs: Arc<AtomicUsize>,
+    deadline: Arc<AtomicU64>,
+}
+
+impl ArchDomain for CountingDomain {
+    fn create_vcpu(&self, domain: &Domain, id: u32) -> Box<dyn ArchVcpu> {
+        Box::new(ScriptedVcpu { domid: domain.id, id, script: VecDeque::new(), log: Arc::default() })
+    }
+    fn sync_p2m(&self, domain: &Domain) {
+        domain.p2m.lock().take_changes();
+        self.syncs.fetch_add(1, Ordering::SeqCst);
+    }
+    fn timer_deadline(&self, _vcpu: u32) -> Option<u64> {
+        match self.deadline.load(Ordering::SeqCst) {
+            0 => None,
+            t => Some(t),
+        }
+    }
+    fn exits(&self) -> u64 {
+        7
+    }
+}
+
+/// A board that records what the loop asked of it and stops the loop after
+/// a number of idles.
+#[derive(Default)]
+struct RecordingBoard {
+    slices: usize,
+    polls: usize,
+    idles: Vec<Option<u64>>,
+    now: u64,
+}
+
+impl Preemption for RecordingBoard {
+    fn slice_deadline(&self) -> Option<u64> {
+        None
+    }
+    fn host_interrupt(&mut self) -> bool {
+        true
+    }
+}
+
+impl Board for RecordingBoard {
+    fn start_slice(&mut self) {
+        self.slices += 1;
+    }
+    fn poll(&mut self, _hv: &mut Hypervisor) {
+        self.polls += 1;
+    }
+    fn idle(&mut self, hv: &Hypervisor, wake_at: Option<u64>) {
+        self.idles.push(wake_at);
+        // Time passes while idle; a test that never finishes its domains
+        // would loop here, so give up loudly after a while.
+        self.now += 100;
+        assert!(self.idles.len() < 1000, "the loop never finished: {:?}", hv.verdict());
+    }
+    fn now_ticks(&self) -> u64 {
+        self.now
+    }
+    fn console(&self) -> Arc<dyn ConsoleSink> {
+        Arc::new(NoSink)
+    }
+    fn exit(&mut self, _verdict: &Verdict) -> ! {
+        panic!("the scheduler never calls exit itself");
+    }
+}
+
+/// A slot of `vcpus` scripted vCPUs (all up), vCPU `i` playing `scripts[i]`.
+fn scripted(id: u16, scripts: Vec<Vec<VcpuExit>>, log: &Arc<Log>) -> (DomainSlot, Arc<AtomicUsize>, Arc<AtomicU64>) {
+    let d = TestDomain::new(layout("x86_64")).id(id).vcpus(scripts.len() as u32).build();
+    for v in d.vcpus().iter().skip(1) {
+        v.set_initialised();
+        lifecycle::vcpu_up(&d, v).unwrap();
+    }
+    let arch = CountingDomain::default();
+    let (syncs, deadline) = (arch.syncs.clone(), arch.deadline.clone());
+    let vcpus = scripts
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| {
+            Box::new(ScriptedVcpu { domid: id, id: i as u32, script: s.into(), log: log.clone() }) as Box<dyn ArchVcpu>
+        })
+        .collect();
+    (DomainSlot { domain: d, arch: Box::new(arch), vcpus }, syncs, deadline)
+}
+
+fn hypercall(nr: u64, args: [u64; 6]) -> VcpuExit {
+    VcpuExit::Hypercall { nr, args }
+}
+
+fn poweroff() -> VcpuExit {
+    VcpuExit::DomainShutdown(shutdown::POWEROFF)
+}
+
+#[test]
+fn hypercalls_are_handled_in_place_and_their_results_returned() {
+    let log = Arc::default();
+    let (slot, syncs, _) = scripted(
+        1,
+        vec![vec![
+            hypercall(hypercall::XEN_VERSION, [xenver::VERSION, 0, 0, 0, 0, 0]),
+            hypercall(99, [0; 6]),
+            poweroff(),
+        ]],
+        &log,
+    );
+    let mut hv = Hypervisor::new(vec![slot]);
+    let verdict = hv.run(&mut RecordingBoard::default());
+    let version = ((xenver::LANTERN_MAJOR << 16) | xenver::LANTERN_MINOR) as i64;
+    assert_eq!(*log.returns.lock().unwrap(), [version, Errno::ENOSYS.to_hypercall_ret()]);
+    // One slice ran all three exits back to back: three entries.
+    assert_eq!(log.runs.lock().unwrap().len(), 3);
+    assert!(syncs.load(Ordering::SeqCst) >= 3, "synced before the slice and after each hypercall");
+    assert!(verdict.clean(), "{:?}", verdict.summary_lines());
+    assert_eq!(verdict.summary_lines(), ["d1: shut down (poweroff)", "verdict PASS"]);
+    assert_eq!(hv.exits(), 7);
+}
+
+#[test]
+fn round_robin_over_every_runnable_vcpu_of_every_domain() {
+    let log = Arc::default();
+    let preempted = || vec![VcpuExit::Preempted, VcpuExit::Preempted, poweroff()];
+    let (a, _, _) = scripted(1, vec![preempted(), vec![VcpuExit::Preempted, VcpuExit::Preempted]], &log);
+    let (b, _, _) = scripted(2, vec![preempted()], &log);
+    let mut hv = Hypervisor::new(vec![a, b]);
+    let mut board = RecordingBoard::default();
+    hv.run(&mut board);
+    let runs = log.runs.lock().unwrap().clone();
+    // Fair turns: d1v1, d2v0, d1v0, d1v1, ... (the cursor starts after d1v0).
+    assert_eq!(&runs[..4], [(1, 1), (2, 0), (1, 0), (1, 1)]);
+    assert_eq!(board.slices, runs.len(), "each run was one slice here");
+    assert!(board.polls > runs.len(), "the board is polled between slices");
+}
+
+#[test]
+fn why_a_vcpu_stopped_decides_its_state() {
+    let log = Arc::default();
+    // v0 blocks (then the domain is shut down from v1), v1 goes down via
+    // SCHEDOP_shutdown after v2 faulted in the other domain.
+    let (a, _, _) = scripted(1, vec![vec![VcpuExit::Halted], vec![VcpuExit::Down]], &log);
+    let (b, _, _) = scripted(2, vec![vec![VcpuExit::Fault]], &log);
+    let mut hv = Hypervisor::new(vec![a, b]);
+    let mut board = RecordingBoard::default();
+    // Run single slices by hand to look at the states in between.
+    hv.run_slice(0, 0, &mut board);
+    let d1 = hv.domain(1).unwrap().clone();
+    let v0 = d1.vcpu(0).unwrap();
+    assert_ne!(v0.pause_flags() & VPF_BLOCKED, 0, "halted ⇒ blocked");
+    assert_eq!(v0.runstate().state, BLOCKED);
+    hv.run_slice(0, 1, &mut board);
+    let v1 = d1.vcpu(1).unwrap();
+    assert!(!v1.is_up());
+    assert_eq!(v1.runstate().state, OFFLINE);
+    hv.run_slice(1, 0, &mut board);
+    assert_eq!(hv.domain(2).unwrap().lifecycle(), Lifecycle::Crashed, "a fault crashes only its domain");
+    assert_eq!(d1.lifecycle(), Lifecycle::Running);
+    let verdict = hv.verdict();
+    assert!(!verdict.clean());
+    assert_eq!(verdict.summary_lines(), ["d1: still running", "d2: crashed", "verdict FAIL"]);
+}
+
+#[test]
+fn a_yield_gives_up_the_cpu_but_stays_runnable() {
+    let log = Arc::default();
+    let (a, _, _) = scripted(1, vec![vec![hypercall(hypercall::SCHED_OP, [schedop::YIELD, 0, 0, 0, 0, 0])]], &log);
+    let mut hv = Hypervisor::new(vec![a]);
+    hv.run_slice(0, 0, &mut RecordingBoard::default());
+    let d = hv.domain(1).unwrap();
+    assert_eq!(log.runs.lock().unwrap().len(), 1, "the slice ended at the yield");
+    assert_eq!(d.vcpu(0).unwrap().runstate().state, RUNNABLE);
+}
+
+#[test]
+fn a_stopped_system_runs_nothing() {
+    let log = Arc::default();
+    let (a, _, _) = scripted(1, vec![vec![poweroff()]], &log);
+    let mut hv = Hypervisor::new(vec![a]);
+    hv.stopped.store(true, Ordering::SeqCst);
+    assert_eq!(hv.pick_next(), None);
+    hv.stopped.store(false, Ordering::SeqCst);
+    assert_eq!(hv.pick_next(), Some((0, 0)));
+}
+
+#[test]
+fn a_blocked_vcpu_wakes_at_its_guest_timer() {
+    let log = Arc::default();
+    let (a, _, deadline) = scripted(1, vec![vec![VcpuExit::Halted, poweroff()]], &log);
+    deadline.store(250, Ordering::SeqCst);
+    let mut hv = Hypervisor::new(vec![a]);
+    let mut board = RecordingBoard::default();
+    let verdict = hv.run(&mut board);
+    assert!(verdict.clean());
+    // Idle was told the deadline, and the vCPU ran again once the board's
+    // counter passed it (after three idles of 100 ticks).
+    assert_eq!(board.idles.first(), Some(&Some(250)));
+    assert_eq!(board.idles.len(), 3);
+    assert_eq!(log.runs.lock().unwrap().len(), 2);
+}
