@@ -6,8 +6,11 @@
 extern crate alloc;
 
 pub mod cpuid;
+pub mod decode;
 pub mod gdbregs;
+pub mod hvm_context;
 pub mod layout;
+pub mod msr;
 pub mod npt;
 pub mod paging;
 pub mod pvh;

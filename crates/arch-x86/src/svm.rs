@@ -166,13 +166,10 @@ pub use hw::*;
 #[cfg(target_os = "none")]
 mod hw {
     use super::{FxArea, GuestRegs};
+    use crate::msr;
     use crate::vmcb::{efer, Vmcb};
     use alloc::boxed::Box;
     use core::arch::{asm, global_asm};
-
-    const MSR_EFER: u32 = 0xC000_0080;
-    const MSR_VM_CR: u32 = 0xC001_0114;
-    const MSR_VM_HSAVE_PA: u32 = 0xC001_0117;
 
     /// Host state areas SVM needs once per physical CPU.
     pub struct HostCpu {
@@ -210,17 +207,17 @@ mod hw {
         if svm.edx & 1 == 0 {
             return Err("SVM without nested paging (use -cpu max or EPYC)");
         }
-        if rdmsr(MSR_VM_CR) & (1 << 4) != 0 {
+        if rdmsr(msr::VM_CR) & (1 << 4) != 0 {
             return Err("SVM disabled by firmware (VM_CR.SVMDIS)");
         }
-        wrmsr(MSR_EFER, rdmsr(MSR_EFER) | efer::SVME);
+        wrmsr(msr::EFER, rdmsr(msr::EFER) | efer::SVME);
         // SAFETY: the two boxes are plain page-sized allocations handed to
         // hardware by physical (= identity-mapped virtual) address.
         let hsave: Box<[u8; 4096]> = unsafe {
             let p: Box<Page> = Box::new(Page([0; 4096]));
             Box::from_raw(Box::into_raw(p) as *mut [u8; 4096])
         };
-        wrmsr(MSR_VM_HSAVE_PA, hsave.as_ptr() as u64);
+        wrmsr(msr::VM_HSAVE_PA, hsave.as_ptr() as u64);
         Ok(HostCpu { _hsave: hsave, host_vmcb: Box::new(Vmcb::zeroed()) })
     }
 

@@ -373,12 +373,90 @@ pub mod exit {
     pub const VMRUN: u64 = 0x80;
     /// VMMCALL.
     pub const VMMCALL: u64 = 0x81;
+    /// VMLOAD.
+    pub const VMLOAD: u64 = 0x82;
+    /// VMSAVE.
+    pub const VMSAVE: u64 = 0x83;
+    /// STGI.
+    pub const STGI: u64 = 0x84;
+    /// CLGI.
+    pub const CLGI: u64 = 0x85;
+    /// SKINIT.
+    pub const SKINIT: u64 = 0x86;
     /// XSETBV.
     pub const XSETBV: u64 = 0x8D;
     /// Nested page fault (EXITINFO2 = faulting GPA).
     pub const NPF: u64 = 0x400;
     /// VMRUN consistency checks failed (low 32 bits all ones).
     pub const INVALID: u64 = 0xFFFF_FFFF;
+}
+
+/// EXITINFO1 of an IOIO exit (APM vol. 2, figure 15-2).
+pub mod ioio {
+    /// IN (set) or OUT (clear).
+    pub const TYPE_IN: u64 = 1 << 0;
+    /// String instruction (INS/OUTS).
+    pub const STR: u64 = 1 << 2;
+    /// REP prefix.
+    pub const REP: u64 = 1 << 3;
+    /// Operand size, one-hot (1, 2 or 4 bytes), in bits 4–6.
+    pub const SIZE_SHIFT: u32 = 4;
+    /// Address size, one-hot (A16 = 1, A32 = 2, A64 = 4), in bits 7–9.
+    pub const ADDR_SHIFT: u32 = 7;
+    /// The port, in bits 16–31.
+    pub const PORT_SHIFT: u32 = 16;
+}
+
+/// Exception vectors the backend raises in the guest.
+pub mod vector {
+    /// #UD, invalid opcode.
+    pub const UD: u8 = 6;
+    /// #GP, general protection.
+    pub const GP: u8 = 13;
+    /// #PF, page fault.
+    pub const PF: u8 = 14;
+}
+
+/// VMCB segment attribute bits (descriptor bits 52–55 as stored in 8–11).
+pub mod seg_attr {
+    /// L: 64-bit code segment.
+    pub const L: u16 = 1 << 9;
+    /// D/B: 32-bit default operand and address size.
+    pub const DB: u16 = 1 << 10;
+}
+
+/// CR0 bits.
+pub mod cr0 {
+    /// Protection enable.
+    pub const PE: u64 = 1 << 0;
+    /// Extension type (always 1 on modern CPUs).
+    pub const ET: u64 = 1 << 4;
+    /// Paging.
+    pub const PG: u64 = 1 << 31;
+}
+
+/// CR4 bits.
+pub mod cr4 {
+    /// Physical address extension.
+    pub const PAE: u64 = 1 << 5;
+    /// VMX enable.
+    pub const VMXE: u64 = 1 << 13;
+    /// RDFSBASE and friends.
+    pub const FSGSBASE: u64 = 1 << 16;
+    /// Process-context identifiers.
+    pub const PCIDE: u64 = 1 << 17;
+    /// Supervisor-mode execution prevention.
+    pub const SMEP: u64 = 1 << 20;
+    /// Supervisor-mode access prevention.
+    pub const SMAP: u64 = 1 << 21;
+}
+
+/// RFLAGS bits.
+pub mod rflags {
+    /// Bit 1, reserved, always set.
+    pub const FIXED: u64 = 1 << 1;
+    /// Direction flag: string instructions walk downwards.
+    pub const DF: u64 = 1 << 10;
 }
 
 /// EFER bits.

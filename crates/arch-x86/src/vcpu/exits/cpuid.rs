@@ -1,0 +1,41 @@
+//! The CPUID exit: Xen's hypervisor leaves answered by [`crate::cpuid`], every
+//! other leaf the host's with what Lantern does not virtualize masked out.
+
+use xen_abi::nr::xenver;
+
+use crate::cpuid;
+use crate::vcpu::SvmVcpu;
+
+impl SvmVcpu {
+    /// Emulates CPUID (leaf in EAX, subleaf in ECX) and skips the 2-byte
+    /// instruction.
+    pub(in crate::vcpu) fn handle_cpuid(&mut self) {
+        let leaf = self.vmcb.save.rax as u32;
+        let sub = self.regs.rcx as u32;
+        let r = cpuid::xen_leaf(leaf, self.vcpu_id, self.domid, (xenver::LANTERN_MAJOR, xenver::LANTERN_MINOR))
+            .unwrap_or_else(|| {
+                let h = core::arch::x86_64::__cpuid_count(leaf, sub);
+                let r = cpuid::Regs { eax: h.eax, ebx: h.ebx, ecx: h.ecx, edx: h.edx };
+                cpuid::filter_host_leaf(leaf, sub, r, self.vcpu_id)
+            });
+        self.vmcb.save.rax = r.eax as u64;
+        self.regs.rbx = r.ebx as u64;
+        self.regs.rcx = r.ecx as u64;
+        self.regs.rdx = r.edx as u64;
+        self.vmcb.save.rip = self.vmcb.save.rip.wrapping_add(2);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::vcpu::testing::vcpu;
+
+    #[test]
+    fn cpuid_xen_leaves() {
+        let mut v = vcpu(5);
+        v.vmcb.save.rax = 0x4000_0004;
+        v.handle_cpuid();
+        assert_eq!((v.regs.rbx, v.regs.rcx), (5, 3));
+        assert_eq!(v.vmcb.save.rip, 0x1002);
+    }
+}

@@ -1,0 +1,157 @@
+//! The IOIO exit: port I/O. No device answers (IN reads all ones, OUT is
+//! dropped) except the debug port, whose bytes, from OUT or a string OUTS,
+//! become the domain's console output.
+
+use lantern_common::addr::Gva;
+use lantern_common::arch::VcpuExit;
+use lantern_common::domain::Domain;
+use lantern_common::guest_memory::{GuestMemory, VirtMem};
+
+use crate::vcpu::SvmVcpu;
+use crate::vmcb::{ioio, rflags, seg_attr, vector};
+
+/// The debug port whose bytes become the domain's console output.
+pub const DEBUG_PORT: u16 = 0xE9;
+
+/// Most bytes one exit copies for `rep outs`: a longer one is resumed by
+/// re-executing the instruction with the remaining count.
+const MAX_PER_EXIT: u64 = 4096;
+
+impl SvmVcpu {
+    /// Emulates the IN/OUT/OUTS described by EXITINFO1 and continues at
+    /// EXITINFO2; string IN crashes the domain (never emulated).
+    pub(in crate::vcpu) fn handle_io(&mut self, d: &Domain) -> Option<VcpuExit> {
+        let info = self.vmcb.control.exitinfo1;
+        let port = (info >> ioio::PORT_SHIFT) as u16;
+        let is_in = info & ioio::TYPE_IN != 0;
+        let string = info & ioio::STR != 0;
+        let rep = info & ioio::REP != 0;
+        let size = ((info >> ioio::SIZE_SHIFT) & 7) as u32; // one-hot: 1, 2 or 4 bytes
+        let next_rip = self.vmcb.control.exitinfo2;
+        if string {
+            if is_in {
+                return Some(self.crash(d, "string IN is not emulated"));
+            }
+            // Address size from EXITINFO1 (A16/A32/A64); QEMU leaves those
+            // bits clear, so fall back to the code segment's default.
+            let addr_mask = match (info >> ioio::ADDR_SHIFT) & 7 {
+                4 => u64::MAX,
+                2 => 0xFFFF_FFFF,
+                1 => 0xFFFF,
+                _ if self.is_long() => u64::MAX,
+                _ if self.vmcb.save.cs.attrib & seg_attr::DB != 0 => 0xFFFF_FFFF,
+                _ => 0xFFFF,
+            };
+            let total = if rep { self.regs.rcx & addr_mask } else { 1 };
+            let count = total.min(MAX_PER_EXIT);
+            // EFLAGS.DF walks the source downwards.
+            let step = if self.vmcb.save.rflags & rflags::DF != 0 {
+                (size.max(1) as u64).wrapping_neg()
+            } else {
+                size.max(1) as u64
+            };
+            for i in 0..count {
+                let offset = self.regs.rsi.wrapping_add(i.wrapping_mul(step)) & addr_mask;
+                let gva = self.vmcb.save.ds.base.wrapping_add(offset);
+                let mut b = [0u8; 1];
+                if VirtMem::new(d, self).read_bytes(Gva(gva), &mut b).is_err() {
+                    self.inject_exception(vector::PF, Some(0));
+                    return None;
+                }
+                if port == DEBUG_PORT {
+                    d.console.lock().write(&b);
+                }
+            }
+            let keep = !addr_mask;
+            let advance = |r: u64, by: u64| (r & keep) | (r.wrapping_add(by) & addr_mask);
+            self.regs.rsi = advance(self.regs.rsi, count.wrapping_mul(step));
+            if rep {
+                self.regs.rcx = advance(self.regs.rcx, count.wrapping_neg());
+                if total > count {
+                    return None; // RIP unchanged: continue next entry.
+                }
+            }
+        } else if is_in {
+            // No device answers: all ones. A 32-bit IN zero-extends into RAX.
+            let rax = &mut self.vmcb.save.rax;
+            *rax = match size {
+                1 => *rax | 0xFF,
+                2 => *rax | 0xFFFF,
+                _ => 0xFFFF_FFFF,
+            };
+        } else if port == DEBUG_PORT {
+            d.console.lock().write(&[self.vmcb.save.rax as u8]);
+        }
+        self.vmcb.save.rip = next_rip;
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use alloc::string::String;
+    use alloc::vec::Vec;
+
+    use lantern_common::addr::Gpa;
+    use lantern_common::guest_memory::{GuestMemory, PhysMem};
+
+    use super::DEBUG_PORT;
+    use crate::vcpu::testing::{domain, vcpu};
+    use crate::vmcb::event;
+
+    /// EXITINFO1 for an access of `size` bytes to `port`.
+    fn info(port: u16, size: u64, flags: u64) -> u64 {
+        (port as u64) << 16 | size << 4 | flags
+    }
+
+    fn history(d: &lantern_common::domain::Domain) -> Vec<String> {
+        d.console.lock().history().map(String::from).collect()
+    }
+
+    #[test]
+    fn in_reads_all_ones_and_out_reaches_the_debug_port() {
+        let d = domain(1);
+        let mut v = vcpu(0);
+        for (size, before, after) in
+            [(1, 0x1234_5600, 0x1234_56FF), (2, 0x1234_0000, 0x1234_FFFF), (4, 0xFFFF_0000_1234_5678, 0xFFFF_FFFF)]
+        {
+            v.vmcb.save.rax = before;
+            v.vmcb.control.exitinfo1 = info(0x71, size, 1);
+            v.vmcb.control.exitinfo2 = 0x1002;
+            assert_eq!(v.handle_io(&d), None);
+            assert_eq!((v.vmcb.save.rax, v.vmcb.save.rip), (after, 0x1002), "IN of {size} bytes");
+        }
+        for b in *b"ok\n" {
+            v.vmcb.save.rax = b as u64;
+            v.vmcb.control.exitinfo1 = info(DEBUG_PORT, 1, 0);
+            assert_eq!(v.handle_io(&d), None);
+        }
+        // Another port's OUT is dropped.
+        v.vmcb.save.rax = b'x' as u64;
+        v.vmcb.control.exitinfo1 = info(0x80, 1, 0);
+        assert_eq!(v.handle_io(&d), None);
+        assert_eq!(history(&d), ["ok"]);
+    }
+
+    #[test]
+    fn rep_outs_to_the_debug_port() {
+        let d = domain(1);
+        let mut v = vcpu(0);
+        PhysMem::new(&d).write_bytes(Gpa(0x6000), b"hello\nworld\n").unwrap();
+        // rep outsb, 32-bit code segment (address size from CS), forwards.
+        v.regs.rsi = 0x6000;
+        v.regs.rcx = 12;
+        v.vmcb.control.exitinfo1 = info(DEBUG_PORT, 1, (1 << 2) | (1 << 3));
+        v.vmcb.control.exitinfo2 = 0x1002;
+        assert_eq!(v.handle_io(&d), None);
+        assert_eq!(history(&d), ["hello", "world"]);
+        assert_eq!((v.regs.rsi, v.regs.rcx, v.vmcb.save.rip), (0x600C, 0, 0x1002));
+        // An unreadable source raises #PF and leaves RIP alone.
+        v.vmcb.save.rip = 0x1000;
+        v.regs.rsi = 0x10_0000;
+        v.regs.rcx = 1;
+        assert_eq!(v.handle_io(&d), None);
+        assert_eq!(v.vmcb.control.eventinj, event::exception(14, Some(0)));
+        assert_eq!(v.vmcb.save.rip, 0x1000);
+    }
+}

@@ -1,0 +1,202 @@
+//! The MSR exit: RDMSR/WRMSR emulated against the VMCB (every access is
+//! intercepted, none reaches the real MSRs), Xen's hypercall-page MSR, and
+//! benign answers for the MSRs guests probe; anything else is #GP.
+
+use lantern_common::addr::Gpa;
+use lantern_common::arch::ArchVcpu;
+use lantern_common::domain::Domain;
+use lantern_common::guest_memory::{GuestMemory, PhysMem};
+use lantern_common::memory::PAGE_SIZE;
+
+use crate::cpuid;
+use crate::msr;
+use crate::vcpu::SvmVcpu;
+use crate::vmcb::{efer, vector};
+
+impl SvmVcpu {
+    /// The MSR exit (EXITINFO1 bit 0: WRMSR): emulates the access or raises
+    /// #GP.
+    pub(in crate::vcpu) fn msr_exit(&mut self, d: &Domain) {
+        if !self.handle_msr(d, self.vmcb.control.exitinfo1 & 1 != 0) {
+            self.inject_exception(vector::GP, Some(0));
+        }
+    }
+
+    /// Emulates RDMSR/WRMSR; `false` means "raise #GP".
+    fn handle_msr(&mut self, d: &Domain, write: bool) -> bool {
+        let index = self.regs.rcx as u32;
+        let value = (self.regs.rdx << 32) | (self.vmcb.save.rax & 0xFFFF_FFFF);
+        let s = &mut self.vmcb.save;
+        // MSRs the VMCB holds for the guest: read and written as they are.
+        let slot: Option<&mut u64> = match index {
+            msr::STAR => Some(&mut s.star),
+            msr::LSTAR => Some(&mut s.lstar),
+            msr::CSTAR => Some(&mut s.cstar),
+            msr::SFMASK => Some(&mut s.sfmask),
+            msr::FS_BASE => Some(&mut s.fs.base),
+            msr::GS_BASE => Some(&mut s.gs.base),
+            msr::KERNEL_GS_BASE => Some(&mut s.kernel_gs_base),
+            msr::SYSENTER_CS => Some(&mut s.sysenter_cs),
+            msr::SYSENTER_ESP => Some(&mut s.sysenter_esp),
+            msr::SYSENTER_EIP => Some(&mut s.sysenter_eip),
+            msr::PAT => Some(&mut s.g_pat),
+            msr::DEBUGCTL => Some(&mut s.dbgctl),
+            _ => None,
+        };
+        let result: Option<u64> = if let Some(slot) = slot {
+            if write {
+                *slot = value;
+            }
+            Some(*slot)
+        } else {
+            match (index, write) {
+                (msr::EFER, false) => Some(s.efer & !efer::SVME),
+                // Only SCE, LME and NXE are the guest's to set (LMA is
+                // hardware's, SVME is ours): anything else is a #GP, as it
+                // would otherwise fail VMRUN's checks and crash the domain.
+                (msr::EFER, true) if value & !(efer::SCE | efer::LME | efer::LMA | efer::NXE) == 0 => {
+                    s.efer = (value & !efer::LMA) | (s.efer & efer::LMA) | efer::SVME;
+                    Some(0)
+                }
+                (cpuid::HYPERCALL_PAGE_MSR, true) => {
+                    if !self.write_hypercall_page(d, value) {
+                        return false;
+                    }
+                    Some(0)
+                }
+                (msr::TSC, false) => {
+                    // SAFETY: RDTSC has no side effects.
+                    Some(unsafe { core::arch::x86_64::_rdtsc() })
+                }
+                // No local APIC is emulated (CPUID hides it), so APIC_BASE
+                // faults like other absent MSRs. MTRR capabilities/default
+                // type, MISC_ENABLE, microcode signature, MCG_CAP,
+                // SPEC_CTRL, TSC_AUX: benign zeros.
+                (
+                    msr::MTRR_CAP
+                    | msr::MTRR_DEF_TYPE
+                    | msr::MISC_ENABLE
+                    | msr::BIOS_SIGN_ID
+                    | msr::MCG_CAP
+                    | msr::SPEC_CTRL
+                    | msr::TSC_AUX,
+                    false,
+                ) => Some(0),
+                // Writes dropped: MTRR default type, SPEC_CTRL, PRED_CMD, the
+                // microcode signature, TSC_AUX, MISC_ENABLE.
+                (
+                    msr::MTRR_DEF_TYPE
+                    | msr::SPEC_CTRL
+                    | msr::PRED_CMD
+                    | msr::BIOS_SIGN_ID
+                    | msr::TSC_AUX
+                    | msr::MISC_ENABLE,
+                    true,
+                ) => Some(0),
+                _ => None,
+            }
+        };
+        let Some(v) = result else { return false };
+        if !write {
+            self.vmcb.save.rax = v & 0xFFFF_FFFF;
+            self.regs.rdx = v >> 32;
+        }
+        self.vmcb.save.rip = self.vmcb.save.rip.wrapping_add(2);
+        true
+    }
+
+    /// Xen's hypercall-page MSR: fills the page-aligned guest frame at
+    /// `value` with one 32-byte stub per hypercall and latches the guest ABI
+    /// from the current mode, as Xen does. `false` means "raise #GP".
+    fn write_hypercall_page(&mut self, d: &Domain, value: u64) -> bool {
+        if value & 0xFFF != 0 {
+            return false;
+        }
+        let mut page = [0u8; PAGE_SIZE];
+        for (i, chunk) in page.chunks_exact_mut(32).enumerate() {
+            chunk.copy_from_slice(&cpuid::hypercall_stub(i as u32));
+        }
+        if PhysMem::new(d).write_bytes(Gpa(value), &page).is_err() {
+            return false;
+        }
+        self.latch_abi(d);
+        true
+    }
+
+    fn latch_abi(&self, d: &Domain) {
+        let abi = self.guest_abi(d);
+        if let Ok(true) = d.latch_abi(abi) {
+            log::info!("d{}: {} guest ABI latched", d.id, abi.name());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use lantern_common::addr::Gpa;
+    use lantern_common::guest_memory::{GuestMemory, PhysMem};
+
+    use crate::cpuid;
+    use crate::vcpu::testing::{domain, vcpu};
+    use crate::vmcb::{efer, event};
+
+    #[test]
+    fn hypercall_page_latches_compat_in_32bit_mode() {
+        let d = domain(1);
+        let mut v = vcpu(0);
+        v.regs.rcx = cpuid::HYPERCALL_PAGE_MSR as u64;
+        v.vmcb.save.rax = 0x5000;
+        assert!(v.handle_msr(&d, true));
+        let mut stub = [0u8; 9];
+        PhysMem::new(&d).read_bytes(Gpa(0x5000 + 17 * 32), &mut stub).unwrap();
+        assert_eq!(stub, [0xB8, 17, 0, 0, 0, 0x0F, 0x01, 0xD9, 0xC3]);
+        assert_eq!(d.abi().name(), "x86_32");
+        // Outside guest memory or not page aligned: #GP (false).
+        v.vmcb.save.rax = 0x10_0000;
+        assert!(!v.handle_msr(&d, true));
+        v.vmcb.save.rax = 0x5001;
+        assert!(!v.handle_msr(&d, true));
+    }
+
+    #[test]
+    fn msrs() {
+        let d = domain(1);
+        let mut v = vcpu(0);
+        // EFER keeps SVME hidden and set; LMA stays hardware-owned.
+        v.regs.rcx = 0xC000_0080;
+        v.vmcb.save.rax = efer::LME;
+        assert!(v.handle_msr(&d, true));
+        assert_eq!(v.vmcb.save.efer, efer::LME | efer::SVME);
+        assert!(v.handle_msr(&d, false));
+        assert_eq!(v.vmcb.save.rax, efer::LME);
+        v.vmcb.save.rax = 1 << 20;
+        assert!(!v.handle_msr(&d, true), "reserved EFER bit");
+        // FS base lives in the VMCB.
+        v.regs.rcx = 0xC000_0100;
+        v.vmcb.save.rax = 0x1234;
+        v.regs.rdx = 0xFFFF_8000;
+        assert!(v.handle_msr(&d, true));
+        assert_eq!(v.vmcb.save.fs.base, 0xFFFF_8000_0000_1234);
+        // Unknown MSRs (and APIC_BASE: no local APIC) fault.
+        v.regs.rcx = 0x1B;
+        assert!(!v.handle_msr(&d, false));
+    }
+
+    #[test]
+    fn msr_exit_raises_gp() {
+        let d = domain(1);
+        let mut v = vcpu(0);
+        // WRMSR (EXITINFO1 = 1) to the read-only MTRR capabilities.
+        v.regs.rcx = 0xFE;
+        v.vmcb.control.exitinfo1 = 1;
+        v.msr_exit(&d);
+        assert_eq!(v.vmcb.control.eventinj, event::exception(13, Some(0)));
+        assert_eq!(v.vmcb.save.rip, 0x1000);
+        // RDMSR (EXITINFO1 = 0) of it reads zero and moves on.
+        v.vmcb.control.eventinj = 0;
+        v.vmcb.control.exitinfo1 = 0;
+        v.vmcb.save.rax = 0xAA;
+        v.msr_exit(&d);
+        assert_eq!((v.vmcb.control.eventinj, v.vmcb.save.rax, v.vmcb.save.rip), (0, 0, 0x1002));
+    }
+}
