@@ -1,6 +1,6 @@
 //! The per-vCPU EL1 context that the EL2 world switch saves and restores.
 //!
-//! [`GuestRegs`] is shared with the assembly in `el2.rs`, so its layout is
+//! [`GuestRegs`] is shared with the assembly in `hw/el2.rs`, so its layout is
 //! fixed (`#[repr(C)]`, offsets asserted below). The EL1 system registers and
 //! the virtual GIC interface state are saved/restored from Rust around each
 //! guest entry.

@@ -10,6 +10,11 @@
 //! and interrupts meant for the hypervisor's own bookkeeping. Everything the
 //! hypervisor cannot make sense of crashes only the domain, with ESR, ELR and
 //! IPA in the diagnostic.
+//!
+//! Every touch of the hardware (the world switch, syndrome registers, TLB
+//! maintenance, the GIC CPU interface, the timers) goes through the
+//! [`PhysicalCpu`] the domain was created with, so this logic runs on the
+//! host too, where the unit tests below drive it through a test double.
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -28,13 +33,12 @@ use xen_abi::layout::GuestAbi;
 use xen_abi::nr::shutdown;
 
 use crate::context::VcpuContext;
-use crate::el2::{self, ExitKind};
 use crate::esr::{self, ec, Esr};
 use crate::guest::{self, EVTCHN_PPI, VIRQ_PRIORITY, VTIMER_PPI};
+use crate::hw::{intid, ExitKind, PhysicalCpu, Syndrome};
 use crate::psci::{self, affinity, ret, PsciCall};
 use crate::stage2::{S2Perm, Stage2};
 use crate::walk::{self, Stage1Regs};
-use crate::{gic, timer};
 
 /// The Xen hypercall immediate: `hvc #0xEA1`.
 pub const XEN_HVC_IMM: u16 = 0xea1;
@@ -51,10 +55,11 @@ pub struct ArmDomain {
 }
 
 impl ArmDomain {
-    /// The object for a domain with `vcpus` vCPUs tagged `vmid`; `nr_lrs`
-    /// list registers come from the physical GIC.
-    pub fn new(vmid: u16, vcpus: u32, nr_lrs: usize) -> Self {
+    /// The object for a domain with `vcpus` vCPUs tagged `vmid`, run on
+    /// `cpu`; `nr_lrs` list registers come from the physical GIC.
+    pub fn new(cpu: &'static dyn PhysicalCpu, vmid: u16, vcpus: u32, nr_lrs: usize) -> Self {
         let shared = Arc::new(ArmShared {
+            cpu,
             vmid,
             vcpus,
             stage2: spin::Mutex::new(Stage2::new()),
@@ -89,6 +94,8 @@ impl ArchDomain for ArmDomain {
 /// State shared by all vCPUs of one domain: the stage-2 tables, the VMID,
 /// pending PSCI `CPU_ON` requests and blocked vCPUs' virtual-timer deadlines.
 struct ArmShared {
+    /// The physical CPU the domain's vCPUs run on.
+    cpu: &'static dyn PhysicalCpu,
     /// The domain's VMID (tags its TLB entries).
     vmid: u16,
     vcpus: u32,
@@ -126,7 +133,7 @@ impl ArmShared {
             }
         }
         self.synced_generation.store(generation, Ordering::Release);
-        el2::flush_guest_tlbs();
+        self.cpu.flush_guest_tlbs();
     }
 
     fn vttbr(&self) -> u64 {
@@ -170,13 +177,13 @@ impl ArmVcpu {
 
     fn reset(&mut self, entry: u64, context_id: u64) {
         self.ctx.reset(entry, context_id);
-        el2::invalidate_loaded();
+        self.dom.cpu.forget_loaded_context();
     }
 
     fn vtimer_firing(&self) -> bool {
         let ctl = self.ctx.sys.cntv_ctl_el0;
         // ENABLE set, IMASK clear, and the compare value reached (CNTVOFF is 0).
-        ctl & 1 != 0 && ctl & 2 == 0 && timer::now() >= self.ctx.sys.cntv_cval_el0
+        ctl & 1 != 0 && ctl & 2 == 0 && self.dom.cpu.counter() >= self.ctx.sys.cntv_cval_el0
     }
 
     /// Injects the virtual timer when it has fired, and keeps the physical
@@ -193,17 +200,17 @@ impl ArmVcpu {
                 }
             }
         }
-        gic::set_ppi_enabled(gic::PPI_VTIMER, !self.ctx.vgic.holds(VTIMER_PPI, self.nr_lrs));
+        self.dom.cpu.set_ppi_enabled(intid::PPI_VTIMER, !self.ctx.vgic.holds(VTIMER_PPI, self.nr_lrs));
     }
 
     /// Arms the EL2 timer for the end of the board's time slice.
-    fn arm_slice(preempt: &dyn Preemption) {
+    fn arm_slice(&self, preempt: &dyn Preemption) {
         if let Some(deadline) = preempt.slice_deadline() {
-            timer::arm_hyp_timer_at(deadline);
+            self.dom.cpu.arm_hyp_timer_at(deadline);
         }
     }
 
-    fn crash(&self, what: &str, syn: &el2::Syndrome) -> VcpuExit {
+    fn crash(&self, what: &str, syn: &Syndrome) -> VcpuExit {
         let e = Esr(syn.esr);
         log::error!(
             "d{}v{} crashed: unhandled {} ({}): esr {:#x} elr {:#x} far {:#x} ipa {:#x}",
@@ -220,25 +227,26 @@ impl ArmVcpu {
     }
 
     fn handle_irq(&mut self) -> Option<VcpuExit> {
-        let intid = gic::ack();
-        if intid == gic::SPURIOUS {
+        let cpu = self.dom.cpu;
+        let irq = cpu.ack_interrupt();
+        if irq == intid::SPURIOUS {
             return None;
         }
-        if intid == gic::PPI_HYP_TIMER {
-            timer::disarm_hyp_timer();
+        if irq == intid::PPI_HYP_TIMER {
+            cpu.disarm_hyp_timer();
         }
-        gic::eoi(intid);
-        match intid {
-            gic::PPI_HYP_TIMER => Some(VcpuExit::Preempted),
+        cpu.end_interrupt(irq);
+        match irq {
+            intid::PPI_HYP_TIMER => Some(VcpuExit::Preempted),
             // Virtual timer or a completed virtual interrupt: re-evaluated on
             // the way back in.
-            gic::PPI_VTIMER | gic::PPI_MAINTENANCE => None,
+            intid::PPI_VTIMER | intid::PPI_MAINTENANCE => None,
             _ => Some(VcpuExit::HostInterrupt),
         }
     }
 
-    fn handle_sync(&mut self, d: &Domain) -> Option<VcpuExit> {
-        let syn = el2::syndrome();
+    /// Handles a synchronous exit with syndrome `syn`.
+    fn handle_sync(&mut self, d: &Domain, syn: &Syndrome) -> Option<VcpuExit> {
         let e = Esr(syn.esr);
         match e.ec() {
             ec::HVC64 => match e.imm16() {
@@ -270,7 +278,7 @@ impl ArmVcpu {
                 self.dom.timer_deadline[self.id as usize].store(deadline, Ordering::Release);
                 Some(VcpuExit::Halted)
             }
-            ec::DABT_LOWER => self.mmio(&syn),
+            ec::DABT_LOWER => self.mmio(syn),
             ec::SYSREG => {
                 // ICC_SGI1R_EL1 writes (IPIs) trap with IMO set; SGIs between
                 // vCPUs are not offered, so they are ignored rather than fatal.
@@ -281,14 +289,14 @@ impl ArmVcpu {
                     self.ctx.regs.pc += 4;
                     return None;
                 }
-                Some(self.crash("system register access", &syn))
+                Some(self.crash("system register access", syn))
             }
-            _ => Some(self.crash("exception", &syn)),
+            _ => Some(self.crash("exception", syn)),
         }
     }
 
     /// Emulates an access to the virtual GIC frames; anything else is fatal.
-    fn mmio(&mut self, syn: &el2::Syndrome) -> Option<VcpuExit> {
+    fn mmio(&mut self, syn: &Syndrome) -> Option<VcpuExit> {
         let e = Esr(syn.esr);
         let ipa = esr::fault_ipa(syn.hpfar, syn.far);
         let (Some(dev), Some(access)) = (guest::classify(ipa, self.dom.vcpus), e.data_abort()) else {
@@ -386,17 +394,17 @@ impl ArchVcpu for ArmVcpu {
         self.dom.timer_deadline[self.id as usize].store(NO_DEADLINE, Ordering::Release);
         self.dom.sync_stage2(d);
         let vttbr = self.dom.vttbr();
+        let cpu = self.dom.cpu;
         loop {
             self.update_vtimer();
-            Self::arm_slice(preempt);
-            let kind = el2::run_context(&mut self.ctx, self.key, vttbr, self.nr_lrs);
+            self.arm_slice(preempt);
+            let kind = cpu.run_context(&mut self.ctx, self.key, vttbr, self.nr_lrs);
             self.dom.exits.fetch_add(1, Ordering::Relaxed);
             let exit = match kind {
                 ExitKind::Irq => self.handle_irq(),
-                ExitKind::Sync => self.handle_sync(d),
+                ExitKind::Sync => self.handle_sync(d, &cpu.syndrome()),
                 ExitKind::Fiq | ExitKind::SError | ExitKind::Aarch32 => {
-                    let syn = el2::syndrome();
-                    Some(self.crash("asynchronous exception or AArch32 state", &syn))
+                    Some(self.crash("asynchronous exception or AArch32 state", &cpu.syndrome()))
                 }
             };
             if let Some(exit) = exit {
@@ -464,7 +472,571 @@ impl GdbRegisters for ArmVcpu {
 
     fn write_registers(&mut self, data: &[u8]) -> XenResult<()> {
         crate::gdb::write_registers(&mut self.ctx, data)?;
-        el2::invalidate_loaded();
+        self.dom.cpu.forget_loaded_context();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::LR_STATE_SHIFT;
+    use crate::hw::fake::FakeCpu;
+    use crate::psci::PSCI_VERSION_1_0;
+    use lantern_common::addr::Gfn;
+    use lantern_common::clock::{Clock, TimeSample};
+    use lantern_common::console::NoSink;
+    use lantern_common::domain::DomainConfig;
+    use lantern_common::memory::Page;
+    use smccc::psci as fid;
+
+    const NR_LRS: usize = 4;
+    const ENTRY: u64 = 0x4008_0000;
+    const DTB: u64 = 0x4000_0000;
+
+    struct FixedClock;
+    impl Clock for FixedClock {
+        fn sample(&self) -> TimeSample {
+            TimeSample { system_time_ns: 1000, tsc: 5000, tsc_to_system_mul: 1 << 31, tsc_shift: 0 }
+        }
+    }
+
+    /// A domain, its arch object and the fake CPU they run on.
+    struct Fixture {
+        d: Arc<Domain>,
+        arch: ArmDomain,
+        cpu: &'static FakeCpu,
+    }
+
+    fn fixture(vcpus: u32) -> Fixture {
+        let d = Domain::new(DomainConfig {
+            id: 3,
+            name: "t".into(),
+            max_vcpus: vcpus,
+            ram_pages: 64,
+            abi: &crate::layout::ARM64,
+            clock: Arc::new(FixedClock),
+            console: Arc::new(NoSink),
+        })
+        .unwrap();
+        let cpu = FakeCpu::leaked();
+        Fixture { d, arch: ArmDomain::new(cpu, 7, vcpus, NR_LRS), cpu }
+    }
+
+    impl Fixture {
+        /// vCPU `id` in its reset state; vCPU 0 powered on at [`ENTRY`] with
+        /// x0 = [`DTB`], as the boot protocol starts it.
+        fn vcpu(&self, id: u32) -> ArmVcpu {
+            let mut v = ArmVcpu::new(self.arch.shared.clone(), self.d.id, id, NR_LRS);
+            if id == 0 {
+                v.initialise(&VcpuInitContext::PowerOn { entry: ENTRY, context_id: DTB }).unwrap();
+            }
+            v
+        }
+    }
+
+    /// The board's slice timer: a fixed deadline, never a host interrupt.
+    struct Slice(Option<u64>);
+    impl Preemption for Slice {
+        fn slice_deadline(&self) -> Option<u64> {
+            self.0
+        }
+        fn host_interrupt(&mut self) -> bool {
+            false
+        }
+    }
+
+    fn esr(class: u32, iss: u32) -> u64 {
+        ((class as u64) << 26) | (1 << 25) | iss as u64
+    }
+
+    fn sync(esr: u64) -> Syndrome {
+        Syndrome { esr, ..Syndrome::default() }
+    }
+
+    /// `hvc #imm`.
+    fn hvc(imm: u16) -> Syndrome {
+        sync(esr(ec::HVC64, imm as u32))
+    }
+
+    /// The Xen hypercall `hvc #0xEA1`.
+    fn xen_hvc() -> Syndrome {
+        hvc(XEN_HVC_IMM)
+    }
+
+    /// A PSCI call through `hvc #0` with x0..x3 = `regs`; returns the exit
+    /// and the value left in x0.
+    fn psci_call(v: &mut ArmVcpu, d: &Domain, regs: [u64; 4]) -> (Option<VcpuExit>, i64) {
+        v.ctx.regs.x[..4].copy_from_slice(&regs);
+        let exit = v.handle_sync(d, &hvc(0));
+        (exit, v.ctx.regs.x[0] as i64)
+    }
+
+    /// ISS of a trapped MSR/MRS with the given encoding and transfer register.
+    fn sysreg_iss(op0: u32, op1: u32, crn: u32, crm: u32, op2: u32, rt: u32, read: bool) -> u32 {
+        (op0 << 20) | (op2 << 17) | (op1 << 14) | (crn << 10) | (rt << 5) | (crm << 1) | read as u32
+    }
+
+    /// A stage-2 data abort at `ipa` with a valid syndrome.
+    fn data_abort(ipa: u64, size: usize, reg: u32, sixty_four: bool, write: bool) -> Syndrome {
+        let sas = size.trailing_zeros();
+        let iss = (1 << 24) | (sas << 22) | (reg << 16) | ((sixty_four as u32) << 15) | ((write as u32) << 6) | 0x07;
+        Syndrome { esr: esr(ec::DABT_LOWER, iss), far: ipa & 0xfff, hpfar: (ipa >> 12) << 4 }
+    }
+
+    #[test]
+    fn boot_vcpu_state() {
+        let r = fixture(1);
+        let v = r.vcpu(0);
+        assert_eq!((v.context().regs.pc, v.context().regs.x[0]), (ENTRY, DTB));
+        assert_eq!(v.context().vmpidr, 0x8000_0000);
+        assert_eq!(r.vcpu(2).context().vmpidr, 0x8000_0002);
+        assert_eq!(v.mode(), GuestMode::Long64);
+        assert_eq!(v.guest_abi().name(), "arm64");
+        assert_eq!(v.initialise_arg_size(), 0);
+        assert_eq!(r.cpu.loaded_forgotten(), 1, "a reset context must be reloaded in full");
+    }
+
+    #[test]
+    fn xen_initialise_is_not_offered() {
+        let r = fixture(1);
+        let mut v = r.vcpu(0);
+        assert_eq!(v.initialise(&VcpuInitContext::XenInitialise(&[0; 64])), Err(Errno::ENOSYS));
+    }
+
+    #[test]
+    fn hypercall_register_convention() {
+        let r = fixture(1);
+        let mut v = r.vcpu(0);
+        v.ctx.regs.x[16] = 29;
+        v.ctx.regs.x[..6].copy_from_slice(&[1, 2, 3, 4, 5, 6]);
+        r.cpu.script_exit(ExitKind::Sync, xen_hvc());
+        let exit = v.run(&r.d, &mut Slice(Some(777)));
+        // x16 is the number, x0..x4 the arguments (x5 is not one).
+        assert_eq!(exit, VcpuExit::Hypercall { nr: 29, args: [1, 2, 3, 4, 5, 0] });
+        v.complete_hypercall(-38);
+        assert_eq!(v.ctx.regs.x[0] as i64, -38, "the result goes to x0");
+        assert_eq!(v.ctx.regs.pc, ENTRY, "ELR_EL2 already points past the HVC");
+        // The entry used this vCPU's key and the domain's stage 2, and the
+        // slice timer was armed for the board's deadline.
+        let entry = &r.cpu.entries()[0];
+        assert_eq!((entry.key, entry.vttbr, entry.pc), (v.key, r.arch.shared.vttbr(), ENTRY));
+        assert_eq!(entry.vttbr >> 48, 7, "VMID");
+        assert_eq!(r.cpu.hyp_timer(), Some(777));
+        assert_eq!(r.arch.exits(), 1);
+    }
+
+    #[test]
+    fn other_hvc_immediates_are_not_supported() {
+        let r = fixture(1);
+        let mut v = r.vcpu(0);
+        assert_eq!(v.handle_sync(&r.d, &hvc(0x1234)), None);
+        assert_eq!(v.ctx.regs.x[0] as i64, ret::NOT_SUPPORTED);
+    }
+
+    #[test]
+    fn psci_queries() {
+        let r = fixture(1);
+        let mut v = r.vcpu(0);
+        assert_eq!(psci_call(&mut v, &r.d, [fid::PSCI_VERSION as u64, 0, 0, 0]), (None, PSCI_VERSION_1_0 as i64));
+        let cpu_on = fid::PSCI_CPU_ON_64 as u64;
+        assert_eq!(psci_call(&mut v, &r.d, [fid::PSCI_FEATURES as u64, cpu_on, 0, 0]), (None, ret::SUCCESS));
+        assert_eq!(psci_call(&mut v, &r.d, [fid::PSCI_FEATURES as u64, 0xC400_0001, 0, 0]), (None, ret::NOT_SUPPORTED));
+        assert_eq!(psci_call(&mut v, &r.d, [fid::PSCI_MIGRATE_INFO_TYPE as u64, 0, 0, 0]), (None, 2));
+        assert_eq!(psci_call(&mut v, &r.d, [0x8400_00ff, 0, 0, 0]), (None, ret::NOT_SUPPORTED));
+    }
+
+    #[test]
+    fn psci_cpu_on_a_down_vcpu_then_affinity_info() {
+        let r = fixture(2);
+        let mut v0 = r.vcpu(0);
+        let affinity_info = |v: &mut ArmVcpu, target: u64, level: u64| {
+            psci_call(v, &r.d, [fid::PSCI_AFFINITY_INFO_64 as u64, target, level, 0])
+        };
+        assert_eq!(affinity_info(&mut v0, 1, 0), (None, affinity::OFF));
+        assert_eq!(affinity_info(&mut v0, 0, 0), (None, affinity::ON));
+        assert!(!r.d.vcpu(1).unwrap().is_up());
+
+        let on = psci_call(&mut v0, &r.d, [fid::PSCI_CPU_ON_64 as u64, 1, 0x4010_0000, 0x55]);
+        assert_eq!(on, (None, ret::SUCCESS));
+        assert!(r.d.vcpu(1).unwrap().is_up());
+        assert!(r.d.vcpu(1).unwrap().is_initialised());
+        assert_eq!(affinity_info(&mut v0, 1, 0), (None, affinity::ON));
+        // Only affinity level 0 is known, and only existing vCPUs.
+        assert_eq!(affinity_info(&mut v0, 1, 1), (None, ret::INVALID_PARAMETERS));
+        assert_eq!(affinity_info(&mut v0, 5, 0), (None, ret::INVALID_PARAMETERS));
+
+        // The target starts at the entry with x0 = the context id when it
+        // first runs.
+        let mut v1 = r.vcpu(1);
+        r.cpu.script_exit(ExitKind::Sync, xen_hvc());
+        let exit = v1.run(&r.d, &mut Slice(None));
+        assert_eq!(exit, VcpuExit::Hypercall { nr: 0, args: [0x55, 0, 0, 0, 0, 0] });
+        assert_eq!(r.cpu.entries()[0].pc, 0x4010_0000);
+        assert_eq!(r.cpu.hyp_timer(), None, "no slice deadline: the timer stays off");
+        assert!(r.arch.shared.power_on.lock()[1].is_none(), "the request is consumed");
+    }
+
+    #[test]
+    fn psci_cpu_on_an_up_vcpu_is_already_on() {
+        let r = fixture(2);
+        let mut v0 = r.vcpu(0);
+        let cpu_on =
+            |v: &mut ArmVcpu, target: u64| psci_call(v, &r.d, [fid::PSCI_CPU_ON_64 as u64, target, 0x4010_0000, 0]).1;
+        assert_eq!(cpu_on(&mut v0, 0), ret::ALREADY_ON);
+        assert_eq!(cpu_on(&mut v0, 1), ret::SUCCESS);
+        assert_eq!(cpu_on(&mut v0, 1), ret::ALREADY_ON);
+        // Higher affinity levels and absent vCPUs are invalid targets.
+        assert_eq!(cpu_on(&mut v0, 0x100), ret::INVALID_PARAMETERS);
+        assert_eq!(cpu_on(&mut v0, 2), ret::INVALID_PARAMETERS);
+    }
+
+    #[test]
+    fn cpu_on_keeps_an_upcall_marked_while_the_vcpu_was_off() {
+        let r = fixture(2);
+        let mut v0 = r.vcpu(0);
+        let mut v1 = r.vcpu(1);
+        assert_eq!(psci_call(&mut v0, &r.d, [fid::PSCI_CPU_ON_64 as u64, 1, 0x4010_0000, 0]).1, ret::SUCCESS);
+        r.d.vcpu_mark_events_pending(r.d.vcpu(1).unwrap());
+        r.cpu.script_exit(ExitKind::Sync, xen_hvc());
+        v1.run(&r.d, &mut Slice(None));
+        let lr = r.cpu.entries()[0].lrs[0];
+        assert_eq!((lr & 0xffff_ffff) as u32, EVTCHN_PPI);
+        assert_eq!(lr >> LR_STATE_SHIFT, 1, "pending");
+    }
+
+    #[test]
+    fn psci_cpu_off_and_system_calls() {
+        let r = fixture(1);
+        let mut v = r.vcpu(0);
+        let call = |v: &mut ArmVcpu, f: u32| psci_call(v, &r.d, [f as u64, 0, 0, 0]).0;
+        assert_eq!(call(&mut v, fid::PSCI_CPU_OFF), Some(VcpuExit::Down));
+        assert_eq!(call(&mut v, fid::PSCI_SYSTEM_OFF), Some(VcpuExit::DomainShutdown(shutdown::POWEROFF)));
+        assert_eq!(call(&mut v, fid::PSCI_SYSTEM_RESET), Some(VcpuExit::DomainShutdown(shutdown::REBOOT)));
+    }
+
+    #[test]
+    fn psci_through_smc_moves_past_the_instruction() {
+        let r = fixture(1);
+        let mut v = r.vcpu(0);
+        v.ctx.regs.x[0] = fid::PSCI_SYSTEM_OFF as u64;
+        let exit = v.handle_sync(&r.d, &sync(esr(ec::SMC64, 0)));
+        assert_eq!(exit, Some(VcpuExit::DomainShutdown(shutdown::POWEROFF)));
+        assert_eq!(v.ctx.regs.pc, ENTRY + 4);
+        v.ctx.regs.x[0] = fid::PSCI_VERSION as u64;
+        assert_eq!(v.handle_sync(&r.d, &sync(esr(ec::SMC64, 0))), None);
+        assert_eq!((v.ctx.regs.x[0], v.ctx.regs.pc), (PSCI_VERSION_1_0, ENTRY + 8));
+    }
+
+    #[test]
+    fn wfi_with_nothing_pending_halts_and_records_the_vtimer_deadline() {
+        let r = fixture(1);
+        let mut v = r.vcpu(0);
+        let wfi = sync(esr(ec::WFX, 0));
+        r.cpu.set_counter(100);
+        // Virtual timer off: halted with no deadline of its own.
+        assert_eq!(v.handle_sync(&r.d, &wfi), Some(VcpuExit::Halted));
+        assert_eq!(v.ctx.regs.pc, ENTRY + 4);
+        assert_eq!(r.arch.timer_deadline(0), None);
+        // Enabled and unmasked, not yet due: the board must wake it then.
+        v.ctx.sys.cntv_ctl_el0 = 1;
+        v.ctx.sys.cntv_cval_el0 = 5000;
+        assert_eq!(v.handle_sync(&r.d, &wfi), Some(VcpuExit::Halted));
+        assert_eq!(r.arch.timer_deadline(0), Some(5000));
+        // Masked (IMASK): no deadline.
+        v.ctx.sys.cntv_ctl_el0 = 3;
+        assert_eq!(v.handle_sync(&r.d, &wfi), Some(VcpuExit::Halted));
+        assert_eq!(r.arch.timer_deadline(0), None);
+        assert_eq!(r.arch.timer_deadline(9), None, "no such vCPU");
+    }
+
+    #[test]
+    fn wfi_with_an_interrupt_due_continues() {
+        let r = fixture(1);
+        let mut v = r.vcpu(0);
+        let wfi = sync(esr(ec::WFX, 0));
+        // The virtual timer has fired.
+        v.ctx.sys.cntv_ctl_el0 = 1;
+        v.ctx.sys.cntv_cval_el0 = 50;
+        r.cpu.set_counter(100);
+        assert_eq!(v.handle_sync(&r.d, &wfi), None);
+        assert_eq!(v.ctx.regs.pc, ENTRY + 4);
+        // A virtual interrupt is pending in a list register.
+        v.ctx.sys.cntv_ctl_el0 = 0;
+        v.inject_upcall(&r.d);
+        assert_eq!(v.handle_sync(&r.d, &wfi), None);
+        assert_eq!(r.arch.timer_deadline(0), None);
+    }
+
+    #[test]
+    fn running_again_clears_the_recorded_deadline() {
+        let r = fixture(1);
+        let mut v = r.vcpu(0);
+        v.ctx.sys.cntv_ctl_el0 = 1;
+        v.ctx.sys.cntv_cval_el0 = 5000;
+        r.cpu.script_exit(ExitKind::Sync, sync(esr(ec::WFX, 0)));
+        assert_eq!(v.run(&r.d, &mut Slice(None)), VcpuExit::Halted);
+        assert_eq!(r.arch.timer_deadline(0), Some(5000));
+        r.cpu.script_exit(ExitKind::Sync, xen_hvc());
+        assert!(matches!(v.run(&r.d, &mut Slice(None)), VcpuExit::Hypercall { .. }));
+        assert_eq!(r.arch.timer_deadline(0), None);
+    }
+
+    #[test]
+    fn wfe_yields_the_slice() {
+        let r = fixture(1);
+        let mut v = r.vcpu(0);
+        assert_eq!(v.handle_sync(&r.d, &sync(esr(ec::WFX, 1))), Some(VcpuExit::Preempted));
+        assert_eq!(v.ctx.regs.pc, ENTRY + 4);
+    }
+
+    #[test]
+    fn icc_sgi1r_writes_are_skipped() {
+        let r = fixture(1);
+        let mut v = r.vcpu(0);
+        let sgi1r_write = sync(esr(ec::SYSREG, sysreg_iss(3, 0, 12, 11, 5, 2, false)));
+        assert_eq!(v.handle_sync(&r.d, &sgi1r_write), None);
+        assert_eq!(v.ctx.regs.pc, ENTRY + 4);
+    }
+
+    #[test]
+    fn unknown_sysreg_trap_crashes_the_domain() {
+        let r = fixture(1);
+        let mut v = r.vcpu(0);
+        // ICC_SGI0R_EL1 (op2 = 7) is not the one that is ignored.
+        let sgi0r = sync(esr(ec::SYSREG, sysreg_iss(3, 0, 12, 11, 7, 2, false)));
+        assert_eq!(v.handle_sync(&r.d, &sgi0r), Some(VcpuExit::Fault));
+        let impdef = sync(esr(ec::SYSREG, sysreg_iss(3, 1, 15, 2, 0, 0, true)));
+        assert_eq!(v.handle_sync(&r.d, &impdef), Some(VcpuExit::Fault));
+        assert_eq!(v.ctx.regs.pc, ENTRY, "a crashed vCPU stays at the instruction");
+    }
+
+    #[test]
+    fn unhandled_exception_classes_crash_the_domain() {
+        let r = fixture(1);
+        let mut v = r.vcpu(0);
+        assert_eq!(v.handle_sync(&r.d, &sync(esr(ec::IABT_LOWER, 0x07))), Some(VcpuExit::Fault));
+        assert_eq!(v.handle_sync(&r.d, &sync(esr(ec::BRK64, 0))), Some(VcpuExit::Fault));
+    }
+
+    #[test]
+    fn mmio_reads_of_the_distributor() {
+        let r = fixture(2);
+        let mut v = r.vcpu(0);
+        let gicd = crate::guest::GuestMap::GICD_BASE;
+        // 32-bit GICD_TYPER into w5.
+        assert_eq!(v.handle_sync(&r.d, &data_abort(gicd + 4, 4, 5, false, false)), None);
+        assert_eq!(v.ctx.regs.x[5], (9 << 19) | 1);
+        assert_eq!(v.ctx.regs.pc, ENTRY + 4);
+        // GICD_CTLR: affinity routing on.
+        v.handle_sync(&r.d, &data_abort(gicd, 4, 6, false, false));
+        assert_eq!(v.ctx.regs.x[6], 1 << 4);
+        // PIDR2 says GICv3.
+        v.handle_sync(&r.d, &data_abort(gicd + 0xffe8, 4, 7, false, false));
+        assert_eq!(v.ctx.regs.x[7], 0x3b);
+        // A byte read is truncated to the access size.
+        v.ctx.regs.x[8] = u64::MAX;
+        v.handle_sync(&r.d, &data_abort(gicd + 0x8, 1, 8, false, false));
+        assert_eq!(v.ctx.regs.x[8], 0x3b);
+        // Unimplemented registers read as zero.
+        v.ctx.regs.x[9] = u64::MAX;
+        v.handle_sync(&r.d, &data_abort(gicd + 0x100, 4, 9, false, false));
+        assert_eq!(v.ctx.regs.x[9], 0);
+        assert_eq!(v.ctx.regs.pc, ENTRY + 20);
+    }
+
+    #[test]
+    fn mmio_reads_of_a_redistributor() {
+        let r = fixture(2);
+        let mut v = r.vcpu(0);
+        let gicr1 = crate::guest::GuestMap::GICR_BASE + crate::guest::GuestMap::GICR_STRIDE;
+        // 64-bit GICR_TYPER of the last redistributor.
+        v.handle_sync(&r.d, &data_abort(gicr1 + 8, 8, 1, true, false));
+        assert_eq!(v.ctx.regs.x[1], (1 << 32) | (1 << 8) | (1 << 4));
+        // Its high word through a 32-bit read.
+        v.handle_sync(&r.d, &data_abort(gicr1 + 0xc, 4, 2, false, false));
+        assert_eq!(v.ctx.regs.x[2], 1);
+    }
+
+    #[test]
+    fn mmio_writes_and_xzr_reads_are_ignored() {
+        let r = fixture(1);
+        let mut v = r.vcpu(0);
+        let gicd = crate::guest::GuestMap::GICD_BASE;
+        v.ctx.regs.x[3] = 0x1234;
+        assert_eq!(v.handle_sync(&r.d, &data_abort(gicd, 4, 3, false, true)), None);
+        assert_eq!(v.ctx.regs.x[3], 0x1234);
+        assert_eq!(v.handle_sync(&r.d, &data_abort(gicd + 4, 4, 31, false, false)), None);
+        assert_eq!(v.ctx.regs.pc, ENTRY + 8);
+    }
+
+    #[test]
+    fn data_aborts_outside_the_gic_crash_the_domain() {
+        let r = fixture(1);
+        let mut v = r.vcpu(0);
+        assert_eq!(v.handle_sync(&r.d, &data_abort(0x0900_0000, 4, 0, false, false)), Some(VcpuExit::Fault));
+        // The redistributor of a vCPU the domain does not have.
+        let gicr1 = crate::guest::GuestMap::GICR_BASE + crate::guest::GuestMap::GICR_STRIDE;
+        assert_eq!(v.handle_sync(&r.d, &data_abort(gicr1, 4, 0, false, false)), Some(VcpuExit::Fault));
+        // No instruction syndrome: cannot be emulated.
+        let mut no_isv = data_abort(crate::guest::GuestMap::GICD_BASE, 4, 0, false, false);
+        no_isv.esr &= !(1 << 24);
+        assert_eq!(v.handle_sync(&r.d, &no_isv), Some(VcpuExit::Fault));
+        assert_eq!(v.ctx.regs.pc, ENTRY);
+    }
+
+    #[test]
+    fn hyp_timer_interrupt_ends_the_slice() {
+        let r = fixture(1);
+        let mut v = r.vcpu(0);
+        r.cpu.script_irq(intid::PPI_HYP_TIMER);
+        assert_eq!(v.run(&r.d, &mut Slice(Some(1000))), VcpuExit::Preempted);
+        assert_eq!(r.cpu.ended_irqs(), [intid::PPI_HYP_TIMER]);
+        assert_eq!(r.cpu.hyp_timer(), None, "disarmed so its line drops");
+    }
+
+    #[test]
+    fn other_host_interrupts_go_to_the_board() {
+        let r = fixture(1);
+        let mut v = r.vcpu(0);
+        r.cpu.script_irq(33);
+        assert_eq!(v.run(&r.d, &mut Slice(None)), VcpuExit::HostInterrupt);
+        assert_eq!(r.cpu.ended_irqs(), [33]);
+    }
+
+    #[test]
+    fn vtimer_maintenance_and_spurious_interrupts_reenter_the_guest() {
+        let r = fixture(1);
+        let mut v = r.vcpu(0);
+        r.cpu.script_irq(intid::PPI_VTIMER);
+        r.cpu.script_irq(intid::PPI_MAINTENANCE);
+        r.cpu.script_exit(ExitKind::Irq, Syndrome::default()); // nothing left to acknowledge
+        r.cpu.script_exit(ExitKind::Sync, xen_hvc());
+        assert!(matches!(v.run(&r.d, &mut Slice(None)), VcpuExit::Hypercall { .. }));
+        assert_eq!(r.cpu.ended_irqs(), [intid::PPI_VTIMER, intid::PPI_MAINTENANCE]);
+        assert_eq!(r.cpu.entries().len(), 4);
+        assert_eq!(r.arch.exits(), 4);
+        assert_eq!(r.cpu.exits_left(), 0);
+    }
+
+    #[test]
+    fn asynchronous_exceptions_and_aarch32_crash_the_domain() {
+        let r = fixture(1);
+        for kind in [ExitKind::Fiq, ExitKind::SError, ExitKind::Aarch32] {
+            let mut v = r.vcpu(0);
+            r.cpu.script_exit(kind, Syndrome::default());
+            assert_eq!(v.run(&r.d, &mut Slice(None)), VcpuExit::Fault, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn a_fired_vtimer_is_injected_with_its_ppi_masked() {
+        let r = fixture(1);
+        let mut v = r.vcpu(0);
+        v.ctx.sys.cntv_ctl_el0 = 1;
+        v.ctx.sys.cntv_cval_el0 = 50;
+        r.cpu.set_counter(100);
+        r.cpu.script_exit(ExitKind::Sync, xen_hvc());
+        v.run(&r.d, &mut Slice(None));
+        let lr = r.cpu.entries()[0].lrs[0];
+        assert_eq!((lr & 0xffff_ffff) as u32, VTIMER_PPI);
+        assert_ne!(lr & LR_EOI, 0, "a maintenance interrupt reports the guest's EOI");
+        assert!(!r.cpu.ppi_enabled(intid::PPI_VTIMER), "the still-high line must not exit again");
+        // Once the guest has completed it and the timer is off, PPI 27 is
+        // unmasked again.
+        v.ctx.vgic.lr[0] = 0;
+        v.ctx.sys.cntv_ctl_el0 = 0;
+        r.cpu.script_exit(ExitKind::Sync, xen_hvc());
+        v.run(&r.d, &mut Slice(None));
+        assert_eq!(r.cpu.entries()[1].lrs[0], 0);
+        assert!(r.cpu.ppi_enabled(intid::PPI_VTIMER));
+    }
+
+    #[test]
+    fn a_pending_vtimer_is_not_injected_twice() {
+        let r = fixture(1);
+        let mut v = r.vcpu(0);
+        v.ctx.sys.cntv_ctl_el0 = 1;
+        r.cpu.set_counter(100);
+        v.update_vtimer();
+        v.update_vtimer();
+        assert_eq!(v.ctx.vgic.lr.iter().filter(|lr| **lr != 0).count(), 1);
+    }
+
+    #[test]
+    fn upcall_injects_the_event_channel_ppi() {
+        let r = fixture(1);
+        let mut v = r.vcpu(0);
+        v.inject_upcall(&r.d);
+        assert!(v.ctx.vgic.holds(EVTCHN_PPI, NR_LRS));
+        assert!(v.ctx.vgic.dirty, "the list registers must be rewritten on entry");
+        assert_eq!((v.ctx.vgic.lr[0] >> 48) & 0xff, VIRQ_PRIORITY as u64);
+    }
+
+    #[test]
+    fn stage2_follows_the_p2m() {
+        let r = fixture(1);
+        r.arch.sync_p2m(&r.d);
+        let ram = r.d.p2m.lock().get(Gfn(3)).unwrap().page.host_addr();
+        assert_eq!(r.arch.shared.stage2.lock().lookup(0x3123), Some((ram + 0x123, true)));
+        assert_eq!(r.arch.shared.stage2.lock().mapped_pages(), 64);
+        assert_eq!(r.cpu.tlb_flushes(), 1);
+        // Nothing changed: no work, no flush.
+        r.arch.sync_p2m(&r.d);
+        assert_eq!(r.cpu.tlb_flushes(), 1);
+        // Unmap.
+        r.d.p2m.lock().remove(Gfn(3));
+        r.arch.sync_p2m(&r.d);
+        assert_eq!(r.arch.shared.stage2.lock().lookup(0x3000), None);
+        assert_eq!(r.cpu.tlb_flushes(), 2);
+        // Map read-only, then beyond the 4 GiB IPA space (stays unreachable).
+        let rom = Page::alloc(3).unwrap();
+        let rom_addr = rom.host_addr();
+        r.d.p2m.lock().set(Gfn(0x80), rom, P2mType::RamRo);
+        r.d.p2m.lock().set(Gfn(1 << 20), Page::alloc(3).unwrap(), P2mType::RamRw);
+        r.arch.sync_p2m(&r.d);
+        assert_eq!(r.arch.shared.stage2.lock().lookup(0x8_0000), Some((rom_addr, false)));
+        assert_eq!(r.arch.shared.stage2.lock().mapped_pages(), 64);
+    }
+
+    #[test]
+    fn run_syncs_stage2_before_entering() {
+        let r = fixture(1);
+        let mut v = r.vcpu(0);
+        r.cpu.script_exit(ExitKind::Sync, xen_hvc());
+        v.run(&r.d, &mut Slice(None));
+        assert!(r.arch.shared.stage2.lock().lookup(0).is_some());
+        assert_eq!(r.cpu.entries()[0].vttbr & 0xffff_ffff_ffff, r.arch.shared.stage2.lock().root_pa());
+    }
+
+    #[test]
+    fn translate_with_the_mmu_off_is_flat() {
+        let r = fixture(1);
+        let v = r.vcpu(0);
+        assert_eq!(v.translate(&r.d, Gva(0x1234), true), Ok(Gpa(0x1234)));
+    }
+
+    #[test]
+    fn gdb_register_writes_force_a_full_reload() {
+        let r = fixture(1);
+        let mut v = r.vcpu(0);
+        let mut regs = [0u8; crate::gdb::REGS_SIZE];
+        assert_eq!(v.read_registers(&mut regs), crate::gdb::REGS_SIZE);
+        regs[0] = 0x42;
+        let before = r.cpu.loaded_forgotten();
+        v.write_registers(&regs).unwrap();
+        assert_eq!(v.ctx.regs.x[0], DTB | 0x42);
+        assert_eq!(r.cpu.loaded_forgotten(), before + 1);
+        assert_eq!(v.target_xml(), crate::gdb::TARGET_XML);
+    }
+
+    #[test]
+    fn create_vcpu_through_the_arch_domain() {
+        let r = fixture(2);
+        let mut v: Box<dyn ArchVcpu> = r.arch.create_vcpu(&r.d, 1);
+        assert_eq!(v.initialise(&VcpuInitContext::PowerOn { entry: 0x5000, context_id: 9 }), Ok(()));
+        r.cpu.script_exit(ExitKind::Sync, xen_hvc());
+        assert_eq!(v.run(&r.d, &mut Slice(None)), VcpuExit::Hypercall { nr: 0, args: [9, 0, 0, 0, 0, 0] });
+        assert_eq!(r.cpu.entries()[0].pc, 0x5000);
     }
 }

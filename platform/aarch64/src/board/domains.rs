@@ -9,10 +9,11 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
+use lantern_arch_arm::boot;
 use lantern_arch_arm::guest::GuestMap;
+use lantern_arch_arm::hw::{gic, intid, timer, El2};
 use lantern_arch_arm::layout::ARM64;
 use lantern_arch_arm::vcpu::ArmDomain;
-use lantern_arch_arm::{boot, gic, timer};
 use lantern_common::arch::{Preemption, VcpuInitContext};
 use lantern_common::boot_config::{BootConfig, DomainSpec};
 use lantern_common::clock::Clock;
@@ -110,7 +111,7 @@ impl Board for ArmBoard<'_> {
         // level-triggered PPI would keep waking us. Blocked vCPUs' timers
         // are tracked as deadlines instead (the backend unmasks PPI 27 again
         // on the next entry).
-        gic::set_ppi_enabled(gic::PPI_VTIMER, false);
+        gic::set_ppi_enabled(intid::PPI_VTIMER, false);
         // With a gdb line, wake up regularly to look at it.
         let gdb_deadline = self.gdb.as_ref().map(|_| timer::now() + self.machine.freq * GDB_POLL_MS / 1000);
         let deadline = match (wake_at, gdb_deadline) {
@@ -124,12 +125,12 @@ impl Board for ArmBoard<'_> {
         // Interrupts stay masked at EL2: WFI still wakes on a pending one,
         // which is then taken off the GIC here.
         aarch64_cpu::asm::wfi();
-        let intid = gic::ack();
-        if intid != gic::SPURIOUS {
-            if intid == gic::PPI_HYP_TIMER {
+        let irq = gic::ack();
+        if irq != intid::SPURIOUS {
+            if irq == intid::PPI_HYP_TIMER {
                 timer::disarm_hyp_timer();
             }
-            gic::eoi(intid);
+            gic::eoi(irq);
         }
     }
 
@@ -190,7 +191,7 @@ fn build_domain(
         b.dtb.0,
         b.dtb_len
     );
-    let mut slot = DomainSlot::new(d, Box::new(ArmDomain::new(id, spec.vcpus, nr_lrs)));
+    let mut slot = DomainSlot::new(d, Box::new(ArmDomain::new(&El2, id, spec.vcpus, nr_lrs)));
     let boot_vcpu = slot.vcpu_mut(0).ok_or_else(|| String::from("a domain needs a vCPU"))?;
     boot_vcpu
         .initialise(&VcpuInitContext::PowerOn { entry: b.entry, context_id: b.dtb.0 })

@@ -12,7 +12,7 @@ use core::arch::global_asm;
 use core::panic::PanicInfo;
 
 use buddy_system_allocator::LockedHeap;
-use lantern_arch_arm::{el2, gic, timer};
+use lantern_arch_arm::hw::{el2, gic, intid, timer};
 
 pub use console::print_fmt;
 
@@ -200,9 +200,9 @@ extern "C" fn lantern_main(x0: u64) -> ! {
     let mpidr = aarch64_cpu::registers::MPIDR_EL1.get();
     // SAFETY: the GIC frames come from the DTB and are mapped Device.
     let gic = unsafe { gic::Gic::init(info.gicd as usize, info.gicr as usize, mpidr) };
-    gic.enable_ppi(gic::PPI_HYP_TIMER, 0x80);
-    gic.enable_ppi(gic::PPI_VTIMER, 0x80);
-    gic.enable_ppi(gic::PPI_MAINTENANCE, 0x80);
+    gic.enable_ppi(intid::PPI_HYP_TIMER, 0x80);
+    gic.enable_ppi(intid::PPI_VTIMER, 0x80);
+    gic.enable_ppi(intid::PPI_MAINTENANCE, 0x80);
     log::info!("gicv3: {} list registers", gic.nr_lrs());
     if let (Some(ecam), Some(io)) = (info.ecam, info.pci_io) {
         if let Some(mut u) = pci_uart::PciUart::probe(ecam, io) {

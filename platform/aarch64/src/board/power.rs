@@ -4,7 +4,7 @@
 use core::arch::asm;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use lantern_arch_arm::el2::HostTrap;
+use lantern_arch_arm::hw::el2::HostTrap;
 use lantern_arch_arm::psci;
 
 use super::console;

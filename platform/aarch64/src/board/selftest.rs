@@ -6,10 +6,9 @@ use alloc::alloc::{alloc_zeroed, Layout};
 use core::arch::global_asm;
 
 use lantern_arch_arm::context::VcpuContext;
-use lantern_arch_arm::el2::{self, ExitKind};
 use lantern_arch_arm::esr::{self, ec, Esr};
+use lantern_arch_arm::hw::{el2, gic, intid, timer, ExitKind};
 use lantern_arch_arm::stage2::{S2Perm, Stage2};
-use lantern_arch_arm::{gic, timer};
 
 use super::Machine;
 
@@ -106,19 +105,19 @@ pub fn run(m: &Machine) -> bool {
         let kind = el2::run_context(&mut ctx, 1, vttbr, nr_lrs);
         match kind {
             ExitKind::Irq => {
-                let intid = gic::ack();
-                if intid == gic::SPURIOUS {
+                let irq = gic::ack();
+                if irq == intid::SPURIOUS {
                     continue;
                 }
-                gic::eoi(intid);
-                if intid == gic::PPI_HYP_TIMER {
+                gic::eoi(irq);
+                if irq == intid::PPI_HYP_TIMER {
                     timer::disarm_hyp_timer();
                     log::info!("selftest: preempted by the EL2 timer at pc {:#x}", ctx.regs.pc);
                     steps |= 1 << 7;
                     // Skip the guest's `b .` so it goes on to the fault test.
                     ctx.regs.pc += 4;
                 } else {
-                    log::info!("selftest: host irq {}", intid);
+                    log::info!("selftest: host irq {}", irq);
                 }
                 continue;
             }
@@ -150,11 +149,11 @@ pub fn run(m: &Machine) -> bool {
                         steps |= 1 << 3;
                     }
                     5 => {
-                        ok &= ctx.vgic.inject(gic::PPI_EVTCHN, 0xa0, nr_lrs);
+                        ok &= ctx.vgic.inject(intid::PPI_EVTCHN, 0xa0, nr_lrs);
                     }
                     6 => {
                         log::info!("selftest: guest took virtual irq {} through a list register", x0);
-                        ok &= x0 == gic::PPI_EVTCHN as u64;
+                        ok &= x0 == intid::PPI_EVTCHN as u64;
                         steps |= 1 << 5;
                     }
                     7 => {

@@ -1,23 +1,13 @@
 //! GICv3 for the hypervisor: distributor, this CPU's redistributor, the
 //! system-register CPU interface (ICC_*) used at EL2, and the virtual CPU
 //! interface control (ICH_*) whose list registers carry guest interrupts.
+//! The INTIDs it is used with are in [`super::intid`].
 
 use core::arch::asm;
 use core::ptr::{read_volatile, write_volatile};
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use aarch64_cpu::registers::*;
-
-/// The EL2 (hypervisor) physical timer PPI.
-pub const PPI_HYP_TIMER: u32 = 26;
-/// The EL1 virtual timer PPI.
-pub const PPI_VTIMER: u32 = 27;
-/// The GIC maintenance interrupt PPI.
-pub const PPI_MAINTENANCE: u32 = 25;
-/// Xen's event-channel upcall PPI on arm.
-pub const PPI_EVTCHN: u32 = 31;
-/// INTID meaning "nothing pending".
-pub const SPURIOUS: u32 = 1023;
 
 const GICD_CTLR: usize = 0x0000;
 const GICD_CTLR_RWP: u32 = 1 << 31;

@@ -13,24 +13,12 @@ use core::arch::{asm, global_asm};
 
 use aarch64_cpu::registers::*;
 
+use super::gic;
+use super::{ExitKind, Syndrome};
 use crate::context::{
-    El1Sysregs, GuestRegs, VcpuContext, VgicState, OFF_FPCR, OFF_FPSR, OFF_HOST_SP, OFF_PC, OFF_PSTATE, OFF_V,
+    El1Sysregs, GuestRegs, VcpuContext, VgicState, LR_STATE_SHIFT, OFF_FPCR, OFF_FPSR, OFF_HOST_SP, OFF_PC, OFF_PSTATE,
+    OFF_V,
 };
-
-/// Why [`enter`] returned.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ExitKind {
-    /// A synchronous exception (HVC, SMC, abort, trapped instruction).
-    Sync,
-    /// A physical IRQ arrived while the guest ran.
-    Irq,
-    /// A physical FIQ arrived.
-    Fiq,
-    /// An SError.
-    SError,
-    /// An exception from AArch32 EL0/EL1 (not supported: the guest is crashed).
-    Aarch32,
-}
 
 global_asm!(
     r#"
@@ -38,66 +26,34 @@ global_asm!(
 .balign 2048
 .global lantern_el2_vectors
 lantern_el2_vectors:
-// Current EL with SP_EL0: never used by the host.
+// One vector entry per exception kind, 0x80 bytes apart. Entries 0..7 are
+// the hypervisor's own exceptions (current EL with SP_EL0, then with SP_ELx):
+// the vector index goes to the host-trap reporter in x0. Entries 8..15 are
+// guest exits (lower EL in AArch64: sync, IRQ, FIQ, SError; then AArch32,
+// never entered on purpose as HCR_EL2.RW = 1): the guest's x0/x1 go on the
+// host stack and the exit kind (0..3, 4 for every AArch32 entry) in x1.
+.macro lantern_host_trap_vector index
 .balign 0x80
-    mov x0, #0
+    mov x0, #\index
     b lantern_el2_host_trap_asm
-.balign 0x80
-    mov x0, #1
-    b lantern_el2_host_trap_asm
-.balign 0x80
-    mov x0, #2
-    b lantern_el2_host_trap_asm
-.balign 0x80
-    mov x0, #3
-    b lantern_el2_host_trap_asm
-// Current EL with SP_ELx: a fault in the hypervisor itself.
-.balign 0x80
-    mov x0, #4
-    b lantern_el2_host_trap_asm
-.balign 0x80
-    mov x0, #5
-    b lantern_el2_host_trap_asm
-.balign 0x80
-    mov x0, #6
-    b lantern_el2_host_trap_asm
-.balign 0x80
-    mov x0, #7
-    b lantern_el2_host_trap_asm
-// Lower EL, AArch64: guest exits.
+.endm
+.macro lantern_guest_exit_vector kind
 .balign 0x80
     stp x0, x1, [sp, #-16]!
-    mov x1, #0
+    mov x1, #\kind
     b lantern_guest_exit
-.balign 0x80
-    stp x0, x1, [sp, #-16]!
-    mov x1, #1
-    b lantern_guest_exit
-.balign 0x80
-    stp x0, x1, [sp, #-16]!
-    mov x1, #2
-    b lantern_guest_exit
-.balign 0x80
-    stp x0, x1, [sp, #-16]!
-    mov x1, #3
-    b lantern_guest_exit
-// Lower EL, AArch32: never entered on purpose (HCR_EL2.RW = 1).
-.balign 0x80
-    stp x0, x1, [sp, #-16]!
-    mov x1, #4
-    b lantern_guest_exit
-.balign 0x80
-    stp x0, x1, [sp, #-16]!
-    mov x1, #4
-    b lantern_guest_exit
-.balign 0x80
-    stp x0, x1, [sp, #-16]!
-    mov x1, #4
-    b lantern_guest_exit
-.balign 0x80
-    stp x0, x1, [sp, #-16]!
-    mov x1, #4
-    b lantern_guest_exit
+.endm
+.irp index, 0, 1, 2, 3, 4, 5, 6, 7
+    lantern_host_trap_vector \index
+.endr
+.irp kind, 0, 1, 2, 3
+    lantern_guest_exit_vector \kind
+.endr
+.rept 4
+    lantern_guest_exit_vector 4
+.endr
+.purgem lantern_host_trap_vector
+.purgem lantern_guest_exit_vector
 
 .balign 4
 lantern_el2_host_trap_asm:
@@ -236,6 +192,9 @@ lantern_guest_exit:
     pstate = const OFF_PSTATE,
 );
 
+// SAFETY: both symbols are defined by the assembly above with these types:
+// the vector table (only its address is taken) and the entry stub, which
+// follows the C calling convention.
 unsafe extern "C" {
     static lantern_el2_vectors: u8;
     fn lantern_run_guest(regs: *mut GuestRegs) -> u64;
@@ -243,6 +202,8 @@ unsafe extern "C" {
 
 /// Called (never returns) when the hypervisor itself takes an exception.
 /// The board installs the reporter with [`set_host_trap_handler`].
+// SAFETY: no other symbol of this name exists; the vectors' host-trap stub
+// branches here with the vector index and the stack pointer.
 #[unsafe(no_mangle)]
 extern "C" fn lantern_el2_host_trap(kind: u64, sp: u64) -> ! {
     let info = HostTrap { kind, esr: ESR_EL2.get(), elr: ELR_EL2.get(), far: FAR_EL2.get(), sp };
@@ -322,24 +283,7 @@ pub fn enter(regs: &mut GuestRegs) -> ExitKind {
     // saves and restores every callee-saved register of the host and returns
     // on the host stack it was called on.
     let k = unsafe { lantern_run_guest(regs) };
-    match k {
-        0 => ExitKind::Sync,
-        1 => ExitKind::Irq,
-        2 => ExitKind::Fiq,
-        3 => ExitKind::SError,
-        _ => ExitKind::Aarch32,
-    }
-}
-
-/// Syndrome registers of the last exit.
-#[derive(Clone, Copy, Debug)]
-pub struct Syndrome {
-    /// ESR_EL2.
-    pub esr: u64,
-    /// FAR_EL2.
-    pub far: u64,
-    /// HPFAR_EL2.
-    pub hpfar: u64,
+    ExitKind::from_vector(k)
 }
 
 /// Reads the syndrome of the exception that just exited the guest.
@@ -413,7 +357,7 @@ pub fn save_sysregs(s: &mut El1Sysregs) {
 /// Loads the virtual GIC interface state (list registers, VMCR, APRs).
 pub fn load_vgic(v: &VgicState, nr_lrs: usize) {
     for (i, lr) in v.lr.iter().enumerate().take(nr_lrs) {
-        crate::gic::write_lr(i, *lr);
+        gic::write_lr(i, *lr);
     }
     ICH_VMCR_EL2.set(v.vmcr);
     ICH_AP0R0_EL2.set(v.ap0r0);
@@ -423,12 +367,12 @@ pub fn load_vgic(v: &VgicState, nr_lrs: usize) {
 /// Saves the virtual GIC interface state after an exit.
 pub fn save_vgic(v: &mut VgicState, nr_lrs: usize) {
     for (i, lr) in v.lr.iter_mut().enumerate().take(nr_lrs) {
-        *lr = crate::gic::read_lr(i);
+        *lr = gic::read_lr(i);
         // An invalid LR that asked for an EOI maintenance interrupt keeps the
         // maintenance line asserted until it is rewritten: free it now.
-        if *lr >> crate::context::LR_STATE_SHIFT == 0 && *lr != 0 {
+        if *lr >> LR_STATE_SHIFT == 0 && *lr != 0 {
             *lr = 0;
-            crate::gic::write_lr(i, 0);
+            gic::write_lr(i, 0);
         }
     }
     v.vmcr = ICH_VMCR_EL2.get();
