@@ -592,7 +592,7 @@ mod tests {
         assert_eq!(v.context().vmpidr, 0x8000_0000);
         assert_eq!(r.vcpu(2).context().vmpidr, 0x8000_0002);
         assert_eq!(v.mode(), GuestMode::Long64);
-        assert_eq!(v.guest_abi().name(), "arm64");
+        assert_eq!(v.guest_abi(&r.d).name(), "arm64");
         assert_eq!(v.initialise_arg_size(), 0);
         assert_eq!(r.cpu.loaded_forgotten(), 1, "a reset context must be reloaded in full");
     }
