@@ -193,12 +193,6 @@ guest_exception_common:
     .balign 4096
 guest_l1_table:
     .skip 4096
-    .global guest_shared_info
-guest_shared_info:
-    .skip 4096
-    .global guest_scratch
-guest_scratch:
-    .skip 4 * 4096
     .balign 16
     .global guest_stacks
 guest_stacks:
@@ -219,8 +213,4 @@ const TCR_EL1: u64 = 32 | (1 << 8) | (1 << 10) | (3 << 12) | (1 << 23);
 extern "C" {
     /// Secondary entry point handed to PSCI CPU_ON.
     pub fn guest_secondary_entry();
-    /// Page replaced by shared_info.
-    pub static guest_shared_info: u8;
-    /// Four zeroed scratch pages.
-    pub static guest_scratch: u8;
 }

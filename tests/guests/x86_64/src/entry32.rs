@@ -4,6 +4,8 @@
 
 use core::arch::{asm, global_asm};
 
+use lantern_guest_scenario::UNUSED_HYPERCALL;
+
 // PVH entry for vCPU 0 and the VCPUOP_initialise entry of secondaries, both
 // in 32-bit flat protected mode with paging off. vCPU 0 clears .bss and
 // takes the first stack; everyone enables SSE (Rust on i686 uses SSE2),
@@ -73,27 +75,8 @@ guest_gdt_ptr:
     .short guest_gdt_end - guest_gdt - 1
     .long guest_gdt
 
-    .section .note.Xen, "a", @note
-    .balign 4
-    .long 4
-    .long 4
-    .long 18
-    .asciz "Xen"
-    .balign 4
-    .long pvh_start32
-    .balign 4
-
     .section .bss.guest_pages, "aw", @nobits
     .balign 4096
-    .global guest_hypercall_page
-guest_hypercall_page:
-    .skip 4096
-    .global guest_shared_info
-guest_shared_info:
-    .skip 4096
-    .global guest_scratch
-guest_scratch:
-    .skip 4 * 4096
     .global guest_stacks
 guest_stacks:
     .skip {stacks}
@@ -143,7 +126,7 @@ pub unsafe fn hypercall(stub: usize, a: [u64; 5]) -> i64 {
     ret as i32 as i64
 }
 
-/// A raw VMMCALL with hypercall number 0xffff (unused): the baseline trap.
+/// A raw VMMCALL with [`UNUSED_HYPERCALL`]: the baseline trap.
 ///
 /// # Safety
 /// Only meaningful under a hypervisor that handles VMMCALL (else #UD).
@@ -152,7 +135,7 @@ pub unsafe fn bare_vmmcall() -> i64 {
     // SAFETY: per the function contract; no memory is named. ebx/esi/edi
     // carry no arguments here, so nothing reserved needs saving.
     unsafe {
-        asm!("vmmcall", inlateout("eax") 0xffffu32 => ret, lateout("ecx") _, lateout("edx") _,
+        asm!("vmmcall", inlateout("eax") UNUSED_HYPERCALL as u32 => ret, lateout("ecx") _, lateout("edx") _,
              options(nostack));
     }
     ret as i32 as i64

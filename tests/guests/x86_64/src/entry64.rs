@@ -3,6 +3,8 @@
 
 use core::arch::{asm, global_asm};
 
+use lantern_guest_scenario::UNUSED_HYPERCALL;
+
 // PVH entry for vCPU 0 and the VCPUOP_initialise entry of secondaries.
 //
 // Both arrive in 32-bit flat protected mode with paging off (vCPU 0 with
@@ -103,16 +105,6 @@ guest_gdt_ptr:
     .short guest_gdt_end - guest_gdt - 1
     .long guest_gdt
 
-    .section .note.Xen, "a", @note
-    .balign 4
-    .long 4
-    .long 8
-    .long 18
-    .asciz "Xen"
-    .balign 4
-    .quad pvh_start32
-    .balign 4
-
     .section .bss.guest_pages, "aw", @nobits
     .balign 4096
 guest_pml4:
@@ -121,15 +113,6 @@ guest_pdpt:
     .skip 4096
 guest_pd:
     .skip 4096
-    .global guest_hypercall_page
-guest_hypercall_page:
-    .skip 4096
-    .global guest_shared_info
-guest_shared_info:
-    .skip 4096
-    .global guest_scratch
-guest_scratch:
-    .skip 4 * 4096
     .global guest_stacks
 guest_stacks:
     .skip {stacks}
@@ -169,7 +152,7 @@ pub unsafe fn hypercall(stub: usize, a: [u64; 5]) -> i64 {
     ret
 }
 
-/// A raw VMMCALL with hypercall number 0xffff (unused): the baseline trap.
+/// A raw VMMCALL with [`UNUSED_HYPERCALL`]: the baseline trap.
 ///
 /// # Safety
 /// Only meaningful under a hypervisor that handles VMMCALL (else #UD).
@@ -177,7 +160,7 @@ pub unsafe fn bare_vmmcall() -> i64 {
     let ret: i64;
     // SAFETY: per the function contract; no memory is named.
     unsafe {
-        asm!("vmmcall", inlateout("rax") 0xffffu64 => ret, lateout("rdi") _, lateout("rsi") _,
+        asm!("vmmcall", inlateout("rax") UNUSED_HYPERCALL => ret, lateout("rdi") _, lateout("rsi") _,
              lateout("rdx") _, lateout("r10") _, lateout("r8") _, options(nostack));
     }
     ret

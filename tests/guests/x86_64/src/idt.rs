@@ -3,9 +3,8 @@
 //! 64-bit and the 32-bit build.
 
 use core::arch::{asm, global_asm};
-use core::fmt::Write;
 
-use lantern_guest_scenario::{abi, console::Buf, Guest};
+use lantern_guest_scenario::{console, Guest};
 
 use super::GUEST;
 
@@ -190,11 +189,12 @@ extern "C" fn exception(frame: *const usize) -> ! {
         // SAFETY: the CPU pushed the return frame right above the vector.
         unsafe { (0, *frame.add(1)) }
     };
-    let mut b = Buf::<160>::new();
-    let _ = writeln!(b, "EXCEPTION vcpu={} vector={vector} error={err:#x} ip={ip:#x}", super::current_vcpu());
-    GUEST.console(b.as_bytes());
+    let vcpu = super::current_vcpu();
+    let report = format_args!("EXCEPTION vcpu={vcpu} vector={vector} error={err:#x} ip={ip:#x}");
     if !super::HYPERCALLS_READY.load(core::sync::atomic::Ordering::Acquire) {
+        // No hypervisor to shut us down: report on the debug port and stop.
+        console::line(&|b| GUEST.console(b), report);
         super::halt_forever();
     }
-    lantern_guest_scenario::shutdown(&GUEST, abi::SHUTDOWN_CRASH)
+    lantern_guest_scenario::crash(&GUEST, report)
 }
