@@ -1,14 +1,16 @@
 //! The guest proper (compiled only for the guest targets, see `build.rs`).
 
 #[cfg(target_arch = "x86")]
-#[path = "entry32.rs"]
-mod entry;
+#[path = "hypercall32.rs"]
+mod hypercall;
 #[cfg(target_arch = "x86_64")]
-#[path = "entry64.rs"]
-mod entry;
+#[path = "hypercall64.rs"]
+mod hypercall;
 
 #[path = "cpu.rs"]
 mod cpu;
+#[path = "entry.rs"]
+mod entry;
 #[path = "idt.rs"]
 mod idt;
 #[cfg(target_arch = "x86")]
@@ -120,7 +122,7 @@ unsafe impl Guest for X86Guest {
         // holds a stub per hypercall number below HYPERCALL_STUBS.
         unsafe {
             let stub = HYPERCALL_PAGE.gpa() as usize + nr as usize * xen_x86::HYPERCALL_STUB_SIZE;
-            entry::hypercall(stub, args)
+            hypercall::hypercall(stub, args)
         }
     }
 
@@ -193,7 +195,7 @@ unsafe impl Guest for X86Guest {
     fn bare_trap(&self) -> i64 {
         // SAFETY: VMMCALL with a number no hypercall uses: the hypervisor
         // only decodes and refuses it.
-        unsafe { entry::bare_vmmcall() }
+        unsafe { hypercall::bare_vmmcall() }
     }
 
     fn name(&self) -> &'static str {

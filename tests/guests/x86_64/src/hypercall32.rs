@@ -1,92 +1,9 @@
-//! 32-bit guest: PVH entry that stays in 32-bit protected mode with paging
-//! off (so the hypervisor latches the compat layout), plus the 32-bit
-//! hypercall convention.
+//! The 32-bit build's hypercall convention: arguments in ebx, ecx, edx,
+//! esi, edi, the result in eax, through a stub of the hypercall page.
 
-use core::arch::{asm, global_asm};
+use core::arch::asm;
 
 use lantern_guest_scenario::UNUSED_HYPERCALL;
-
-// PVH entry for vCPU 0 and the VCPUOP_initialise entry of secondaries, both
-// in 32-bit flat protected mode with paging off. vCPU 0 clears .bss and
-// takes the first stack; everyone enables SSE (Rust on i686 uses SSE2),
-// loads our GDT and calls Rust with (vcpu id, start_info) on the stack.
-global_asm!(
-    r#"
-    .section .text.boot, "ax"
-    .global pvh_start32
-pvh_start32:
-    cli
-    cld
-    mov esi, ebx
-    mov edi, offset __bss_start
-    mov ecx, offset __bss_end
-    sub ecx, edi
-    xor eax, eax
-    rep stosb
-    mov esp, offset guest_stacks + {stack}
-    xor edi, edi
-    jmp 3f
-
-    .global ap_start32
-ap_start32:
-    cli
-    cld
-    xor esi, esi
-3:
-    mov eax, cr0
-    and eax, 0xfffffffb
-    or eax, 0x2
-    mov cr0, eax
-    mov eax, cr4
-    or eax, 0x600
-    mov cr4, eax
-    lgdt [guest_gdt_ptr]
-    push 0x08
-    mov eax, offset guest_flat32
-    push eax
-    retf
-guest_flat32:
-    mov ax, 0x10
-    mov ds, ax
-    mov es, ax
-    mov ss, ax
-    mov fs, ax
-    mov gs, ax
-    sub esp, 8
-    push esi
-    push edi
-    test edi, edi
-    jnz 5f
-    call {boot}
-    ud2
-5:
-    call {ap}
-    ud2
-
-    .section .rodata.gdt, "a"
-    .balign 16
-guest_gdt:
-    .quad 0
-    .quad 0x00cf9a000000ffff
-    .quad 0x00cf92000000ffff
-guest_gdt_end:
-    .balign 4
-guest_gdt_ptr:
-    .short guest_gdt_end - guest_gdt - 1
-    .long guest_gdt
-
-    .section .bss.guest_pages, "aw", @nobits
-    .balign 4096
-    .global guest_stacks
-guest_stacks:
-    .skip {stacks}
-    .text
-"#,
-    stack = const super::STACK_SIZE,
-    stacks = const super::STACK_SIZE * super::MAX_VCPUS,
-    boot = sym super::boot_main,
-    ap = sym super::ap_main,
-);
 
 /// Call the hypercall stub at `stub` with the 32-bit convention: ebx, ecx,
 /// edx, esi, edi carry the arguments, eax the result.
