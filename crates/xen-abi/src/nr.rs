@@ -214,6 +214,9 @@ pub mod virq {
 pub mod xenver {
     /// `XENVER_version`: returns `major << 16 | minor`.
     pub const VERSION: u64 = 0;
+    /// Where the major number sits in `XENVER_version`'s result (and in
+    /// eax of the x86 CPUID version leaf): bits 31:16, the minor below.
+    pub const VERSION_MAJOR_SHIFT: u32 = 16;
     /// `XENVER_extraversion`.
     pub const EXTRAVERSION: u64 = 1;
     /// `XENVER_compile_info`.

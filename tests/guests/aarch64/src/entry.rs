@@ -13,6 +13,12 @@ use core::arch::global_asm;
 // on other layouts), the top 1 GiB (GIC and other devices) Device-nGnRnE.
 global_asm!(
     r#"
+    // The address of `sym` in `reg`, PC-relative (works wherever we run).
+    .macro adr_l reg, sym
+    adrp \reg, \sym
+    add \reg, \reg, :lo12:\sym
+    .endm
+
     .section .text.head, "ax"
     .global _start
 _start:
@@ -30,33 +36,28 @@ _start:
 guest_primary_entry:
     mov x19, x0
     adr x20, _start
-    adrp x1, __rela_start
-    add x1, x1, :lo12:__rela_start
-    adrp x2, __rela_end
-    add x2, x2, :lo12:__rela_end
+    adr_l x1, __rela_start
+    adr_l x2, __rela_end
 2:
     cmp x1, x2
     b.hs 3f
     ldp x3, x4, [x1], #16
     ldr x5, [x1], #8
-    cmp w4, #1027
+    cmp w4, #{r_aarch64_relative}
     b.ne 2b
     add x5, x5, x20
     str x5, [x3, x20]
     b 2b
 3:
-    adrp x1, __bss_start
-    add x1, x1, :lo12:__bss_start
-    adrp x2, __bss_end
-    add x2, x2, :lo12:__bss_end
+    adr_l x1, __bss_start
+    adr_l x2, __bss_end
 4:
     cmp x1, x2
     b.hs 5f
     stp xzr, xzr, [x1], #16
     b 4b
 5:
-    adrp x1, guest_l1_table
-    add x1, x1, :lo12:guest_l1_table
+    adr_l x1, guest_l1_table
     mov x2, #0x705
     str x2, [x1]
     mov x3, #0x40000000
@@ -87,8 +88,7 @@ guest_common_entry:
     msr mair_el1, x2
     ldr x2, ={tcr}
     msr tcr_el1, x2
-    adrp x2, guest_l1_table
-    add x2, x2, :lo12:guest_l1_table
+    adr_l x2, guest_l1_table
     msr ttbr0_el1, x2
     isb
     tlbi vmalle1
@@ -101,12 +101,10 @@ guest_common_entry:
     bic x2, x2, #(1 << 1)
     msr sctlr_el1, x2
     isb
-    adrp x2, guest_vectors
-    add x2, x2, :lo12:guest_vectors
+    adr_l x2, guest_vectors
     msr vbar_el1, x2
     msr tpidr_el1, x21
-    adrp x2, guest_stacks
-    add x2, x2, :lo12:guest_stacks
+    adr_l x2, guest_stacks
     add x3, x21, #1
     mov x4, #{stack}
     madd x2, x3, x4, x2
@@ -193,12 +191,6 @@ guest_exception_common:
     .balign 4096
 guest_l1_table:
     .skip 4096
-    .global guest_shared_info
-guest_shared_info:
-    .skip 4096
-    .global guest_scratch
-guest_scratch:
-    .skip 4 * 4096
     .balign 16
     .global guest_stacks
 guest_stacks:
@@ -206,11 +198,16 @@ guest_stacks:
     .text
 "#,
     tcr = const TCR_EL1,
+    r_aarch64_relative = const R_AARCH64_RELATIVE,
     stack = const super::STACK_SIZE,
     stacks = const super::STACK_SIZE * super::MAX_VCPUS,
     main = sym super::vcpu_main,
     exc = sym super::exception,
 );
+
+/// `R_AARCH64_RELATIVE`: the only relocation type a static PIE image has
+/// (the entry code applies them itself).
+const R_AARCH64_RELATIVE: u32 = 1027;
 
 /// TCR_EL1: T0SZ = 32 (4 GiB), inner/outer write-back, inner shareable,
 /// 4 KiB granule, TTBR1 walks disabled (EPD1), 32-bit IPS.
@@ -219,8 +216,4 @@ const TCR_EL1: u64 = 32 | (1 << 8) | (1 << 10) | (3 << 12) | (1 << 23);
 extern "C" {
     /// Secondary entry point handed to PSCI CPU_ON.
     pub fn guest_secondary_entry();
-    /// Page replaced by shared_info.
-    pub static guest_shared_info: u8;
-    /// Four zeroed scratch pages.
-    pub static guest_scratch: u8;
 }

@@ -5,16 +5,21 @@ mod entry;
 
 use core::arch::asm;
 use core::fmt::Write;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 
-use lantern_guest_scenario::console::{Buf, Words};
-use lantern_guest_scenario::{abi, layout, Guest, Layout, MAX_VCPUS as TABLE_VCPUS};
+use lantern_guest_scenario::console::{Buf, LineLock, Words};
+use lantern_guest_scenario::hypercall as xen;
+use lantern_guest_scenario::identity::GuestPages;
+use lantern_guest_scenario::{layout, Guest, Layout, MAX_VCPUS as TABLE_VCPUS};
+use xen_abi::Errno;
 
 /// Most vCPUs this guest has stacks for.
 pub const MAX_VCPUS: usize = 16;
 /// Per-vCPU stack size.
 pub const STACK_SIZE: usize = 16384;
-/// Xen's event-channel upcall PPI on arm.
+/// `XEN_HYPERCALL_TAG`: the immediate of Xen's `hvc` on arm.
+const XEN_HYPERCALL_TAG: u16 = 0xea1;
+/// `GUEST_EVTCHN_PPI`: Xen's event-channel upcall PPI on arm.
 const EVTCHN_PPI: u32 = 31;
 /// PSCI 0.2+ `CPU_ON` (SMC64 calling convention).
 const PSCI_CPU_ON: u64 = 0xc400_0003;
@@ -35,8 +40,11 @@ struct BootInfo {
 
 static mut BOOT: BootInfo = BootInfo { cmdline: Buf::new(), vcpus: 1, mpidr: [0; MAX_VCPUS], gicr_base: 0 };
 
+/// The page replaced by shared_info and the scratch pages.
+static PAGES: GuestPages = GuestPages::new();
+
 /// Serialises console lines from different vCPUs.
-static CONSOLE_LOCK: AtomicBool = AtomicBool::new(false);
+static CONSOLE_LOCK: LineLock = LineLock::new();
 /// Number of IRQs that were not the upcall (diagnostics).
 static STRAY_IRQS: AtomicU64 = AtomicU64::new(0);
 
@@ -46,14 +54,15 @@ fn boot() -> &'static BootInfo {
     unsafe { &*core::ptr::addr_of!(BOOT) }
 }
 
-/// Raw `hvc #0xEA1`: x16 = number, x0..x4 = arguments, x0 = result.
+/// Raw `hvc #XEN_HYPERCALL_TAG`: x16 = number, x0..x4 = arguments, x0 = result.
 fn xen_hypercall(nr: u64, a: [u64; 5]) -> i64 {
     let ret: i64;
     // SAFETY: a Xen hypercall only touches guest memory the arguments name
     // (buffers the caller owns); argument registers are declared clobbered.
     unsafe {
         asm!(
-            "hvc #0xea1",
+            "hvc #{tag}",
+            tag = const XEN_HYPERCALL_TAG,
             in("x16") nr,
             inlateout("x0") a[0] => ret,
             inlateout("x1") a[1] => _,
@@ -94,49 +103,28 @@ pub struct ArmGuest;
 /// The one instance.
 pub static GUEST: ArmGuest = ArmGuest;
 
-impl Guest for ArmGuest {
+// SAFETY: the entry code maps the low 3 GiB (all of RAM) 1:1 as normal
+// memory, and the shared_info and scratch pages are `PAGES`, which no Rust
+// reference reaches.
+unsafe impl Guest for ArmGuest {
     fn layout(&self) -> &'static Layout {
         &layout::ARM64
     }
 
-    fn hypercall(&self, nr: u32, args: [u64; 5]) -> i64 {
-        xen_hypercall(nr as u64, args)
+    fn hypercall(&self, nr: u64, args: [u64; 5]) -> i64 {
+        xen_hypercall(nr, args)
     }
 
     fn console(&self, bytes: &[u8]) {
-        while CONSOLE_LOCK.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
-            core::hint::spin_loop();
-        }
-        xen_hypercall(
-            abi::hc::CONSOLE_IO as u64,
-            [abi::CONSOLEIO_WRITE, bytes.len() as u64, bytes.as_ptr() as u64, 0, 0],
-        );
-        CONSOLE_LOCK.store(false, Ordering::Release);
-    }
-
-    fn read(&self, gpa: u64, buf: &mut [u8]) {
-        // SAFETY: guest RAM is identity-mapped, and the scenario only names
-        // pages it was given (or shared_info), which are not Rust objects.
-        unsafe { lantern_guest_scenario::identity::read(gpa, buf) }
-    }
-
-    fn write(&self, gpa: u64, data: &[u8]) {
-        // SAFETY: as for `read`.
-        unsafe { lantern_guest_scenario::identity::write(gpa, data) }
-    }
-
-    fn gpa_of(&self, p: *const u8) -> u64 {
-        // Identity map: virtual == guest-physical.
-        p as u64
+        CONSOLE_LOCK.with(|| xen::console_write(self, bytes));
     }
 
     fn scratch_pages(&self) -> [u64; 4] {
-        let base = core::ptr::addr_of!(entry::guest_scratch) as u64;
-        [base, base + 4096, base + 2 * 4096, base + 3 * 4096]
+        PAGES.scratch()
     }
 
     fn shared_info_page(&self) -> u64 {
-        core::ptr::addr_of!(entry::guest_shared_info) as u64
+        PAGES.shared_info()
     }
 
     fn vcpu_count(&self) -> u32 {
@@ -145,7 +133,7 @@ impl Guest for ArmGuest {
 
     fn start_secondary(&self, vcpu: u32) -> i64 {
         if vcpu as usize >= MAX_VCPUS {
-            return -abi::errno::EINVAL;
+            return Errno::EINVAL.to_hypercall_ret();
         }
         let entry = entry::guest_secondary_entry as *const () as u64;
         psci(PSCI_CPU_ON, boot().mpidr[vcpu as usize], entry, vcpu as u64)
@@ -193,7 +181,7 @@ impl Guest for ArmGuest {
     }
 
     fn bare_trap(&self) -> i64 {
-        xen_hypercall(0xffff, [0; 5])
+        xen_hypercall(lantern_guest_scenario::UNUSED_HYPERCALL, [0; 5])
     }
 }
 
@@ -323,16 +311,14 @@ pub unsafe extern "C" fn exception(kind: u64, frame: *const u64) {
     }
     // SAFETY: per the contract, the entry asm saved ELR_EL1 at frame[21].
     let elr = unsafe { *frame.add(21) };
-    let mut b = Buf::<160>::new();
-    let _ = writeln!(b, "EXCEPTION vcpu={} kind={kind} esr={esr:#x} elr={elr:#x} far={far:#x}", current_vcpu());
-    GUEST.console(b.as_bytes());
-    lantern_guest_scenario::shutdown(&GUEST, abi::SHUTDOWN_CRASH)
+    let vcpu = current_vcpu();
+    lantern_guest_scenario::crash(
+        &GUEST,
+        format_args!("EXCEPTION vcpu={vcpu} kind={kind} esr={esr:#x} elr={elr:#x} far={far:#x}"),
+    )
 }
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-    let mut b = Buf::<256>::new();
-    let _ = writeln!(b, "PANIC vcpu={}: {}", current_vcpu(), info);
-    GUEST.console(b.as_bytes());
-    lantern_guest_scenario::shutdown(&GUEST, abi::SHUTDOWN_CRASH)
+    lantern_guest_scenario::crash(&GUEST, format_args!("PANIC vcpu={}: {}", current_vcpu(), info))
 }

@@ -1,6 +1,8 @@
-//! Line-oriented console output: fixed-size buffers, no allocation.
+//! Line-oriented console output: fixed-size buffers, no allocation, and a
+//! lock so lines from different vCPUs never interleave.
 
 use core::fmt;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 /// A fixed-capacity text buffer usable with `write!`; text past the capacity
 /// is dropped (a truncated line beats a panic inside a test guest).
@@ -76,6 +78,33 @@ pub fn line(out: &dyn Fn(&[u8]), args: fmt::Arguments<'_>) {
     out(b.as_bytes());
 }
 
+/// Serialises console output from different vCPUs: a spin lock (there is
+/// no scheduler to sleep on), held while one line goes out.
+pub struct LineLock(AtomicBool);
+
+impl LineLock {
+    /// An unlocked lock.
+    pub const fn new() -> Self {
+        LineLock(AtomicBool::new(false))
+    }
+
+    /// Run `f` holding the lock.
+    pub fn with<R>(&self, f: impl FnOnce() -> R) -> R {
+        while self.0.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
+            core::hint::spin_loop();
+        }
+        let r = f();
+        self.0.store(false, Ordering::Release);
+        r
+    }
+}
+
+impl Default for LineLock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,6 +121,13 @@ mod tests {
     fn words_joined_with_commas() {
         assert_eq!(format!("{}", Words("  linger  bench ")), "linger,bench");
         assert_eq!(format!("{}", Words("")), "");
+    }
+
+    #[test]
+    fn line_lock_is_released() {
+        let lock = LineLock::new();
+        assert_eq!(lock.with(|| 1), 1);
+        assert_eq!(lock.with(|| 2), 2, "a second holder gets the lock");
     }
 
     #[test]

@@ -1,5 +1,10 @@
-//! Guest-memory access for guests whose RAM is identity-mapped (virtual ==
-//! guest-physical): both real test guests are, so they share these.
+//! Guest memory for guests whose RAM is identity-mapped (virtual ==
+//! guest-physical): both real test guests and the host mock are, so they
+//! share the accessors, and the real guests share the pages they hand out.
+
+use core::cell::UnsafeCell;
+
+use crate::PAGE_SIZE;
 
 /// Reads `buf.len()` bytes at guest-physical `gpa`, volatile so updates the
 /// hypervisor makes behind the compiler's back are seen.
@@ -23,5 +28,68 @@ pub unsafe fn write(gpa: u64, data: &[u8]) {
     for (i, b) in data.iter().enumerate() {
         // SAFETY: per the function contract.
         unsafe { core::ptr::write_volatile((gpa as usize + i) as *mut u8, *b) };
+    }
+}
+
+/// One page of guest RAM that the guest hands to the hypervisor. Its
+/// contents are only ever reached through raw pointers ([`read`] /
+/// [`write`], or the hypervisor itself), never through a Rust reference.
+#[repr(C, align(4096))]
+pub struct Page(UnsafeCell<[u8; PAGE_SIZE as usize]>);
+
+impl Page {
+    /// A zeroed page (a `static` of these lands in `.bss`).
+    pub const fn new() -> Self {
+        Page(UnsafeCell::new([0; PAGE_SIZE as usize]))
+    }
+
+    /// Guest-physical address of the page (identity mapping).
+    pub fn gpa(&self) -> u64 {
+        self.0.get() as usize as u64
+    }
+}
+
+impl Default for Page {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+// SAFETY: no Rust reference to the contents is ever created (see `Page`), so
+// sharing a page between vCPUs cannot race on anything the compiler sees;
+// the accesses through raw pointers are volatile.
+unsafe impl Sync for Page {}
+
+/// The pages every real test guest gives the scenario
+/// ([`Guest::shared_info_page`](crate::Guest::shared_info_page) and
+/// [`Guest::scratch_pages`](crate::Guest::scratch_pages)).
+#[repr(C)]
+pub struct GuestPages {
+    /// The RAM page that `XENMEM_add_to_physmap` replaces with shared_info.
+    shared_info: Page,
+    /// Four zeroed pages for the vcpu_info, runstate and time areas.
+    scratch: [Page; 4],
+}
+
+impl GuestPages {
+    /// All pages zeroed.
+    pub const fn new() -> Self {
+        GuestPages { shared_info: Page::new(), scratch: [Page::new(), Page::new(), Page::new(), Page::new()] }
+    }
+
+    /// Guest-physical address of the page to replace with shared_info.
+    pub fn shared_info(&self) -> u64 {
+        self.shared_info.gpa()
+    }
+
+    /// Guest-physical addresses of the scratch pages.
+    pub fn scratch(&self) -> [u64; 4] {
+        self.scratch.each_ref().map(Page::gpa)
+    }
+}
+
+impl Default for GuestPages {
+    fn default() -> Self {
+        Self::new()
     }
 }

@@ -1,21 +1,99 @@
-//! The guest-visible layouts the scenario checks against: x86_64 native,
-//! x86_32 compat and arm64 (facts from Xen's public headers).
+//! The guest's view of the three layouts the scenario checks against
+//! (x86_64 native, x86_32 compat, arm64): `#[repr(C)]` mirrors of what
+//! differs per layout in Xen's public headers (`vcpu_info`, the compat
+//! `vcpu_runstate_info`), the shared structs from `xen_abi::public`, and one
+//! [`Layout`] table per layout whose offsets and sizes are all measured from
+//! those mirrors.
+
+use core::mem::{align_of, offset_of, size_of};
+
+use xen_abi::nr::{domid, mapspace};
+use xen_abi::public::{VcpuRunstateInfo, VcpuTimeInfo, XenAddToPhysmap, XenAddToPhysmapUlong32};
+use zerocopy::IntoBytes;
+
+/// `struct arch_vcpu_info` of x86_64: `unsigned long cr2, pad;`.
+#[allow(dead_code, reason = "a mirror only measured with offset_of!")]
+#[repr(C)]
+struct ArchVcpuInfoX86_64 {
+    cr2: u64,
+    pad: u64,
+}
+
+/// `struct vcpu_info` of x86_64 (native layout). The padding is spelled
+/// out and the alignment forced, so the mirror has the 64-bit layout even
+/// where `u64` is only 4-aligned (the scenario is also built for i686).
+#[allow(dead_code, reason = "a mirror only measured with offset_of!")]
+#[repr(C, align(8))]
+struct VcpuInfoX86_64 {
+    evtchn_upcall_pending: u8,
+    evtchn_upcall_mask: u8,
+    pad: [u8; 6],
+    evtchn_pending_sel: u64,
+    arch: ArchVcpuInfoX86_64,
+    time: VcpuTimeInfo,
+}
+
+/// `struct arch_vcpu_info` of x86_32 (compat): `unsigned long cr2; unsigned long pad[5];`.
+#[allow(dead_code, reason = "a mirror only measured with offset_of!")]
+#[repr(C)]
+struct ArchVcpuInfoX86_32 {
+    cr2: u32,
+    pad: [u32; 5],
+}
+
+/// `struct vcpu_info` of x86_32 (compat layout: 32-bit `xen_ulong_t`, and
+/// `uint64_t` only 4-aligned, as the i386 ABI has it).
+#[allow(dead_code, reason = "a mirror only measured with offset_of!")]
+#[repr(C, packed(4))]
+struct VcpuInfoX86_32 {
+    evtchn_upcall_pending: u8,
+    evtchn_upcall_mask: u8,
+    evtchn_pending_sel: u32,
+    arch: ArchVcpuInfoX86_32,
+    time: VcpuTimeInfo,
+}
+
+/// `struct vcpu_info` of arm64 (`struct arch_vcpu_info` is empty); padding
+/// and alignment as for [`VcpuInfoX86_64`].
+#[allow(dead_code, reason = "a mirror only measured with offset_of!")]
+#[repr(C, align(8))]
+struct VcpuInfoArm64 {
+    evtchn_upcall_pending: u8,
+    evtchn_upcall_mask: u8,
+    pad: [u8; 6],
+    evtchn_pending_sel: u64,
+    time: VcpuTimeInfo,
+}
+
+/// `struct vcpu_runstate_info` of x86_32 (compat): `state_entry_time` and
+/// `time[]` only 4-aligned, so the struct is packed to 44 bytes.
+#[allow(dead_code, reason = "a mirror only measured with offset_of!")]
+#[repr(C, packed(4))]
+struct VcpuRunstateInfoX86_32 {
+    state: i32,
+    state_entry_time: u64,
+    time: [u64; 4],
+}
+
+// Sizes Xen's headers promise, and the offsets the scenario assumes are the
+// same in every layout.
+const _: () = {
+    assert!(size_of::<VcpuInfoX86_64>() == 64 && size_of::<VcpuInfoX86_32>() == 64);
+    assert!(size_of::<VcpuInfoArm64>() == 48);
+    assert!(size_of::<VcpuRunstateInfoX86_32>() == 44);
+    assert!(offset_of!(VcpuInfoX86_32, evtchn_upcall_pending) == VI_UPCALL_PENDING as usize);
+    assert!(offset_of!(VcpuInfoArm64, evtchn_upcall_pending) == VI_UPCALL_PENDING as usize);
+    assert!(offset_of!(VcpuInfoX86_32, evtchn_upcall_mask) == VI_UPCALL_MASK as usize);
+    assert!(offset_of!(VcpuInfoArm64, evtchn_upcall_mask) == VI_UPCALL_MASK as usize);
+    assert!(VCPU_INFO_MAX >= size_of::<VcpuInfoX86_64>() && VCPU_INFO_MAX >= size_of::<VcpuInfoArm64>());
+};
 
 /// Byte offset of `evtchn_upcall_pending` in every vcpu_info layout.
-pub const VI_UPCALL_PENDING: u64 = 0;
+pub const VI_UPCALL_PENDING: u64 = offset_of!(VcpuInfoX86_64, evtchn_upcall_pending) as u64;
 /// Byte offset of `evtchn_upcall_mask` in every vcpu_info layout.
-pub const VI_UPCALL_MASK: u64 = 1;
-
-/// Byte offset of `version` in `struct vcpu_time_info`.
-pub const TIME_VERSION: u64 = 0;
-/// Byte offset of `system_time` in `struct vcpu_time_info` (same in compat).
-pub const TIME_SYSTEM_TIME: u64 = 16;
-/// Byte offset of `tsc_to_system_mul` in `struct vcpu_time_info`.
-pub const TIME_TSC_TO_SYSTEM_MUL: u64 = 24;
-/// Byte offset of `tsc_shift` (signed) in `struct vcpu_time_info`.
-pub const TIME_TSC_SHIFT: u64 = 28;
-/// Size of `struct vcpu_time_info` (same in compat).
-pub const TIME_SIZE: u64 = 32;
+pub const VI_UPCALL_MASK: u64 = offset_of!(VcpuInfoX86_64, evtchn_upcall_mask) as u64;
+/// Room for a vcpu_info of any layout (buffers the scenario reads one into).
+pub const VCPU_INFO_MAX: usize = 64;
 
 /// One guest ABI layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,8 +106,9 @@ pub struct Layout {
     pub vcpu_info_align: u32,
     /// Offset of `evtchn_pending_sel`.
     pub pending_sel_offset: u32,
-    /// Width of `evtchn_pending_sel` in bytes (`xen_ulong_t`).
-    pub pending_sel_width: u32,
+    /// Width of `xen_ulong_t` in bytes: of `evtchn_pending_sel`, and of
+    /// `idx` / `gpfn` in `struct xen_add_to_physmap`.
+    pub xen_ulong_size: u32,
     /// Whether `evtchn_upcall_mask` is honoured (x86 yes, arm64 no).
     pub has_upcall_mask: bool,
     /// Offset of `vcpu_info.time`.
@@ -46,78 +125,87 @@ pub struct Layout {
     pub runstate_entry_offset: u32,
     /// Offset of `time[4]` in the runstate area.
     pub runstate_time_offset: u32,
-    /// Width of `xen_ulong_t` / `xen_pfn_t` in `struct xen_add_to_physmap`.
-    pub physmap_word: u32,
+}
+
+/// A [`Layout`] measured from its mirrors: `vcpu_info` type, runstate
+/// type, `xen_ulong_t` type, and what the mirrors cannot say.
+macro_rules! layout_of {
+    ($name:literal, $vcpu_info:ty, $runstate:ty, $xen_ulong:ty,
+     upcall_mask: $mask:expr, arch_marker: $marker:expr, legacy_vcpus: $legacy:expr) => {
+        Layout {
+            name: $name,
+            vcpu_info_size: size_of::<$vcpu_info>() as u32,
+            vcpu_info_align: align_of::<$vcpu_info>() as u32,
+            pending_sel_offset: offset_of!($vcpu_info, evtchn_pending_sel) as u32,
+            xen_ulong_size: size_of::<$xen_ulong>() as u32,
+            has_upcall_mask: $mask,
+            vcpu_info_time_offset: offset_of!($vcpu_info, time) as u32,
+            arch_marker_offset: $marker,
+            legacy_vcpus: $legacy,
+            runstate_size: size_of::<$runstate>() as u32,
+            runstate_entry_offset: offset_of!($runstate, state_entry_time) as u32,
+            runstate_time_offset: offset_of!($runstate, time) as u32,
+        }
+    };
 }
 
 /// x86_64 guests (and any 64-bit HVM guest): Xen's native layout.
-pub const X86_64: Layout = Layout {
-    name: "native",
-    vcpu_info_size: 64,
-    vcpu_info_align: 8,
-    pending_sel_offset: 8,
-    pending_sel_width: 8,
-    has_upcall_mask: true,
-    vcpu_info_time_offset: 32,
-    arch_marker_offset: Some(24),
-    legacy_vcpus: 32,
-    runstate_size: 48,
-    runstate_entry_offset: 8,
-    runstate_time_offset: 16,
-    physmap_word: 8,
-};
+pub const X86_64: Layout = layout_of!("native", VcpuInfoX86_64, VcpuRunstateInfo, u64,
+    upcall_mask: true, arch_marker: Some(offset_of!(VcpuInfoX86_64, arch.pad) as u32), legacy_vcpus: 32);
 
 /// 32-bit x86 guests: Xen's compat (x86_32) layout.
-pub const X86_32: Layout = Layout {
-    name: "compat",
-    vcpu_info_size: 64,
-    vcpu_info_align: 4,
-    pending_sel_offset: 4,
-    pending_sel_width: 4,
-    has_upcall_mask: true,
-    vcpu_info_time_offset: 32,
-    arch_marker_offset: Some(12),
-    legacy_vcpus: 32,
-    runstate_size: 44,
-    runstate_entry_offset: 4,
-    runstate_time_offset: 12,
-    physmap_word: 4,
-};
+pub const X86_32: Layout = layout_of!("compat", VcpuInfoX86_32, VcpuRunstateInfoX86_32, u32,
+    upcall_mask: true, arch_marker: Some(offset_of!(VcpuInfoX86_32, arch.pad) as u32), legacy_vcpus: 32);
 
-/// arm64 guests.
-pub const ARM64: Layout = Layout {
-    name: "arm64",
-    vcpu_info_size: 48,
-    vcpu_info_align: 8,
-    pending_sel_offset: 8,
-    pending_sel_width: 8,
-    has_upcall_mask: false,
-    vcpu_info_time_offset: 16,
-    arch_marker_offset: None,
-    legacy_vcpus: 1,
-    runstate_size: 48,
-    runstate_entry_offset: 8,
-    runstate_time_offset: 16,
-    physmap_word: 8,
-};
+/// arm64 guests (`evtchn_upcall_mask` is there but Xen on arm ignores it;
+/// `struct arch_vcpu_info` is empty, so there is no spare field to mark).
+pub const ARM64: Layout = layout_of!("arm64", VcpuInfoArm64, VcpuRunstateInfo, u64,
+    upcall_mask: false, arch_marker: None, legacy_vcpus: 1);
+
+/// `struct xen_add_to_physmap` in the shape of one layout's `xen_ulong_t`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddToPhysmap {
+    /// 64-bit `xen_ulong_t` (x86_64, arm64).
+    Ulong64(XenAddToPhysmap),
+    /// 32-bit `xen_ulong_t` (x86_32 compat).
+    Ulong32(XenAddToPhysmapUlong32),
+}
+
+impl AddToPhysmap {
+    /// The argument as the hypervisor reads it.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            AddToPhysmap::Ulong64(a) => a.as_bytes(),
+            AddToPhysmap::Ulong32(a) => a.as_bytes(),
+        }
+    }
+}
 
 impl Layout {
-    /// Encode `struct xen_add_to_physmap` for mapping shared_info at `gfn`:
-    /// `{ domid_t domid; uint16_t size; unsigned int space; xen_ulong_t idx; xen_pfn_t gpfn; }`.
-    /// Returns the buffer and its used length.
-    pub fn add_to_physmap_shared_info(&self, gfn: u64) -> ([u8; 24], usize) {
-        let mut b = [0u8; 24];
-        b[0..2].copy_from_slice(&crate::abi::DOMID_SELF.to_le_bytes());
-        b[4..8].copy_from_slice(&crate::abi::XENMAPSPACE_SHARED_INFO.to_le_bytes());
-        let w = self.physmap_word as usize;
-        // idx = 0 (the shared_info frame itself), then gpfn.
-        b[8 + w..8 + 2 * w].copy_from_slice(&gfn.to_le_bytes()[..w]);
-        (b, 8 + 2 * w)
+    /// `struct xen_add_to_physmap` mapping shared_info (`XENMAPSPACE_shared_info`,
+    /// idx 0: the shared_info frame itself) at `gfn` of the calling domain.
+    pub fn add_to_physmap_shared_info(&self, gfn: u64) -> AddToPhysmap {
+        if self.xen_ulong_size == size_of::<u64>() as u32 {
+            AddToPhysmap::Ulong64(XenAddToPhysmap {
+                domid: domid::SELF,
+                space: mapspace::SHARED_INFO,
+                gpfn: gfn,
+                ..Default::default()
+            })
+        } else {
+            // A compat guest's frames are below 16 TiB: the gfn fits.
+            AddToPhysmap::Ulong32(XenAddToPhysmapUlong32 {
+                domid: domid::SELF,
+                space: mapspace::SHARED_INFO,
+                gpfn: gfn as u32,
+                ..Default::default()
+            })
+        }
     }
 
     /// The all-ones value of `evtchn_pending_sel` in this layout.
     pub fn pending_sel_all_ones(&self) -> u64 {
-        if self.pending_sel_width == 8 {
+        if self.xen_ulong_size == size_of::<u64>() as u32 {
             u64::MAX
         } else {
             u32::MAX as u64
@@ -127,8 +215,9 @@ impl Layout {
     /// Decode `evtchn_pending_sel` from the raw bytes of a vcpu_info.
     pub fn pending_sel(&self, vi: &[u8]) -> u64 {
         let o = self.pending_sel_offset as usize;
+        let width = self.xen_ulong_size as usize;
         let mut w = [0u8; 8];
-        w[..self.pending_sel_width as usize].copy_from_slice(&vi[o..o + self.pending_sel_width as usize]);
+        w[..width].copy_from_slice(&vi[o..o + width]);
         u64::from_le_bytes(w)
     }
 }
@@ -146,14 +235,34 @@ mod tests {
     }
 
     #[test]
+    fn table_matches_xen_headers() {
+        // The offsets Xen's public headers give, spelled out once more so a
+        // change to a mirror cannot go unnoticed.
+        let native = (X86_64.vcpu_info_align, X86_64.pending_sel_offset, X86_64.vcpu_info_time_offset);
+        assert_eq!(native, (8, 8, 32));
+        assert_eq!(X86_64.arch_marker_offset, Some(24));
+        let compat = (X86_32.vcpu_info_align, X86_32.pending_sel_offset, X86_32.vcpu_info_time_offset);
+        assert_eq!(compat, (4, 4, 32));
+        assert_eq!(X86_32.arch_marker_offset, Some(12));
+        assert_eq!((ARM64.vcpu_info_align, ARM64.pending_sel_offset, ARM64.vcpu_info_time_offset), (8, 8, 16));
+        assert_eq!((X86_64.runstate_size, X86_64.runstate_entry_offset, X86_64.runstate_time_offset), (48, 8, 16));
+        assert_eq!((X86_32.runstate_size, X86_32.runstate_entry_offset, X86_32.runstate_time_offset), (44, 4, 12));
+        assert_eq!((VI_UPCALL_PENDING, VI_UPCALL_MASK), (0, 1));
+    }
+
+    #[test]
     fn physmap_encoding_per_width() {
-        let (b, n) = X86_64.add_to_physmap_shared_info(0x1234);
-        assert_eq!(n, 24);
+        let arg = X86_64.add_to_physmap_shared_info(0x1234);
+        let b = arg.as_bytes();
+        assert_eq!(b.len(), 24);
         assert_eq!(&b[0..2], &[0xf0, 0x7f]);
+        assert_eq!(&b[4..8], &[0; 4], "XENMAPSPACE_shared_info");
         assert_eq!(&b[8..16], &[0; 8]);
         assert_eq!(u64::from_le_bytes(b[16..24].try_into().unwrap()), 0x1234);
-        let (b, n) = X86_32.add_to_physmap_shared_info(0x1234);
-        assert_eq!(n, 16);
+        let arg = X86_32.add_to_physmap_shared_info(0x1234);
+        let b = arg.as_bytes();
+        assert_eq!(b.len(), 16);
+        assert_eq!(&b[0..2], &[0xf0, 0x7f]);
         assert_eq!(u32::from_le_bytes(b[12..16].try_into().unwrap()), 0x1234);
     }
 

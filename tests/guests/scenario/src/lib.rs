@@ -2,24 +2,53 @@
 //!
 //! The arch crates (`tests/guests/x86_64`, `tests/guests/aarch64`) boot, find the
 //! hypervisor and implement [`Guest`]; everything they have in common — the
-//! checks, the result lines, the Xen ABI numbers and the per-layout offsets —
-//! lives here once, so the three guests cannot drift apart. The crate is
+//! checks, the result lines, the hypercalls and the per-layout offsets —
+//! lives here once, so the three guests cannot drift apart. Xen's numbers and
+//! argument structs come from `xen_abi` (`crates/xen-abi`). The crate is
 //! `no_std` and never touches hardware itself, which is why its logic can be
 //! unit-tested on the host against a mock [`Guest`].
+//!
+//! Modules, by job:
+//! - the run: `run` ([`run()`], [`run_checks`]: the order of the checks,
+//!   the end of the run),
+//!   `context` (the state one run shares, result plumbing);
+//! - the checks, one module per topic: `basics` (xen_version, shared_info),
+//!   `upcall` (event upcalls), `vcpu_info` (registration on vCPU 0),
+//!   `bringup` (secondary vCPUs: dummy area, remote registration), `time_area`,
+//!   `runstate`;
+//! - `bench` (the `bench` command-line word) and `report` (`REPORT` lines);
+//! - the tools they use: [`hypercall`], [`layout`], [`console`], [`identity`].
 #![cfg_attr(not(test), no_std)]
+// Failure reasons are fixed-size text buffers (no allocator in a guest), so
+// `Result<(), Reason>` is deliberately larger than clippy likes.
+#![allow(clippy::result_large_err)]
 
-pub mod abi;
+#[macro_use]
+mod context;
+
+mod basics;
+mod bench;
+mod bringup;
 pub mod console;
+pub mod hypercall;
 pub mod identity;
 pub mod layout;
 #[cfg(test)]
 mod mock;
-mod scenario;
+mod report;
+mod run;
+mod runstate;
+mod time_area;
+mod upcall;
+mod vcpu_info;
 
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64};
 
+pub use bringup::secondary_main;
+pub use context::Outcome;
 pub use layout::Layout;
-pub use scenario::{run, run_checks, secondary_main, shutdown, Outcome};
+pub use run::{crash, run, run_checks, shutdown, FAULT_GPA};
+pub use upcall::on_upcall;
 
 /// Highest vCPU count the shared per-vCPU tables can track.
 pub const MAX_VCPUS: usize = 64;
@@ -27,31 +56,52 @@ pub const MAX_VCPUS: usize = 64;
 /// Size of a guest page (4 KiB on every supported guest).
 pub const PAGE_SIZE: u64 = 4096;
 
+/// A hypercall number no hypercall uses: the hypervisor decodes it and
+/// answers `-ENOSYS`, so a call with it costs the bare trap and nothing else
+/// (the `bench` baseline, [`Guest::bare_trap`]).
+pub const UNUSED_HYPERCALL: u64 = 0xffff;
+
 /// What an arch crate provides so the shared scenario can run on it.
 ///
-/// Guest memory is identity-mapped in every test guest, so a guest-physical
-/// address (`gpa`) is also a pointer the guest can dereference; the trait
-/// still funnels every access through [`Guest::read`] / [`Guest::write`] so the
-/// host tests can substitute their own memory.
-pub trait Guest: Sync {
+/// # Safety
+/// The scenario dereferences the guest-physical addresses this trait hands
+/// it: [`Guest::scratch_pages`] and [`Guest::shared_info_page`] must name
+/// page-aligned RAM pages the guest owns and no Rust reference aliases, and
+/// unless [`Guest::read`] / [`Guest::write`] / [`Guest::gpa_of`] are
+/// overridden, guest memory must be identity-mapped (virtual ==
+/// guest-physical), as it is in every test guest and in the host mock.
+pub unsafe trait Guest: Sync {
     /// The vcpu_info / runstate layout the hypervisor should apply to us.
     fn layout(&self) -> &'static Layout;
 
-    /// Issue hypercall `nr` with up to five arguments; returns the raw result
-    /// (negative Xen errno on failure), sign-extended from the guest word.
-    fn hypercall(&self, nr: u32, args: [u64; 5]) -> i64;
+    /// Issue hypercall `nr` (`xen_abi::nr::hypercall`) with up to five
+    /// arguments; returns the raw result (negative Xen errno on failure),
+    /// sign-extended from the guest word.
+    fn hypercall(&self, nr: u64, args: [u64; 5]) -> i64;
 
     /// Write raw bytes to the console (`console_io` CONSOLEIO_write).
     fn console(&self, bytes: &[u8]);
 
-    /// Read `buf.len()` bytes of guest memory at `gpa`.
-    fn read(&self, gpa: u64, buf: &mut [u8]);
+    /// Read `buf.len()` bytes of guest memory at `gpa` (volatile: the
+    /// hypervisor changes these pages behind the compiler's back).
+    fn read(&self, gpa: u64, buf: &mut [u8]) {
+        // SAFETY: the trait's contract: RAM is identity-mapped and the
+        // scenario only names pages it was given (or shared_info, or its own
+        // live buffers), which no Rust reference aliases.
+        unsafe { identity::read(gpa, buf) }
+    }
 
-    /// Write `data` to guest memory at `gpa`.
-    fn write(&self, gpa: u64, data: &[u8]);
+    /// Write `data` to guest memory at `gpa` (volatile).
+    fn write(&self, gpa: u64, data: &[u8]) {
+        // SAFETY: as for `read`.
+        unsafe { identity::write(gpa, data) }
+    }
 
     /// Guest-physical address of a buffer the guest owns (stack or static).
-    fn gpa_of(&self, p: *const u8) -> u64;
+    fn gpa_of(&self, p: *const u8) -> u64 {
+        // Identity mapping: the pointer is the address.
+        p as usize as u64
+    }
 
     /// Guest-physical addresses of four page-aligned, zeroed RAM pages the
     /// scenario may hand to the hypervisor as vcpu_info / runstate / time pages.
@@ -98,10 +148,10 @@ pub trait Guest: Sync {
     }
 
     /// The cheapest possible trap to the hypervisor: the hypercall
-    /// instruction itself with an unused hypercall number (expects
-    /// `-ENOSYS`), the baseline the `bench` figures are compared with.
+    /// instruction itself with [`UNUSED_HYPERCALL`] (expects `-ENOSYS`), the
+    /// baseline the `bench` figures are compared with.
     fn bare_trap(&self) -> i64 {
-        -abi::errno::ENOSYS
+        xen_abi::Errno::ENOSYS.to_hypercall_ret()
     }
 
     /// Spin for a short while without leaving the guest (used to get
@@ -131,25 +181,7 @@ const ZERO32: AtomicU32 = AtomicU32::new(0);
 #[allow(clippy::declare_interior_mutable_const)]
 const ZERO64: AtomicU64 = AtomicU64::new(0);
 
-/// The one table of per-vCPU state.
+/// The one table of per-vCPU state. It is defined here, at the crate root,
+/// because debugger scripts name it `lantern_guest_scenario::VCPUS`.
 pub static VCPUS: VcpuTable =
     VcpuTable { alive: [ZERO32; MAX_VCPUS], upcalls: [ZERO32; MAX_VCPUS], vcpu_info_gpa: [ZERO64; MAX_VCPUS] };
-
-/// Called by an arch crate's upcall interrupt handler on vCPU `vcpu`.
-///
-/// Acknowledges the upcall the way Xen guests do — clear
-/// `evtchn_upcall_pending` in the vCPU's current vcpu_info — and counts it.
-/// The callback-vector upcall is level-like (re-raised while
-/// `evtchn_upcall_pending` is set), so clearing it is what stops the flood.
-/// `evtchn_pending_sel` is left alone: the scenario inspects it.
-pub fn on_upcall<G: Guest + ?Sized>(g: &G, vcpu: u32) {
-    let v = vcpu as usize;
-    if v >= MAX_VCPUS {
-        return;
-    }
-    let gpa = VCPUS.vcpu_info_gpa[v].load(Ordering::Acquire);
-    if gpa != 0 {
-        g.write(gpa + layout::VI_UPCALL_PENDING, &[0]);
-    }
-    VCPUS.upcalls[v].fetch_add(1, Ordering::AcqRel);
-}

@@ -4,11 +4,16 @@
 
 use std::alloc::{alloc_zeroed, Layout as AllocLayout};
 use std::cell::Cell;
+use std::mem::offset_of;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use crate::abi::{self, errno, hc};
-use crate::layout::{self, Layout, ARM64, X86_32, X86_64};
+use xen_abi::nr::{consoleio, domid, hypercall as hc, mapspace, runstate, schedop, vcpuop, xenver};
+use xen_abi::public::{VcpuRegisterArea, VcpuRegisterVcpuInfo, VcpuTimeInfo, XenAddToPhysmap, XenAddToPhysmapUlong32};
+use xen_abi::Errno;
+use zerocopy::{FromBytes, IntoBytes};
+
+use crate::layout::{Layout, ARM64, VCPU_INFO_MAX, VI_UPCALL_MASK, VI_UPCALL_PENDING, X86_32, X86_64};
 use crate::{run_checks, secondary_main, Guest, PAGE_SIZE, VCPUS};
 
 thread_local! {
@@ -57,7 +62,9 @@ impl MockXen {
     fn new(layout: &'static Layout, nvcpus: u32, dummy_refused: bool) -> &'static Self {
         let pages = 16;
         // SAFETY: non-zero size, valid alignment; leaked for the test's life.
-        let ram = unsafe { alloc_zeroed(AllocLayout::from_size_align(pages * 4096, 4096).unwrap()) };
+        let ram = unsafe {
+            alloc_zeroed(AllocLayout::from_size_align(pages * PAGE_SIZE as usize, PAGE_SIZE as usize).unwrap())
+        };
         let vcpus = (0..nvcpus)
             .map(|v| VcpuState {
                 vi: if v < layout.legacy_vcpus { Where::Slot } else { Where::Dummy },
@@ -103,16 +110,18 @@ impl MockXen {
         self.write(gpa, bytes);
     }
 
+    /// Read a hypercall argument struct (or a number) at `gpa`.
+    fn get<T: FromBytes + IntoBytes>(&self, gpa: u64) -> T {
+        crate::context::read_obj(self, gpa)
+    }
+
     /// Write the time fields (version even) into a vcpu_time_info at `gpa`.
     fn put_time(&self, gpa: u64, now: u64) {
-        let ver = u32::from_le_bytes({
-            let mut b = [0; 4];
-            self.read(gpa, &mut b);
-            b
-        });
+        let version_gpa = gpa + offset_of!(VcpuTimeInfo, version) as u64;
+        let ver: u32 = self.get(version_gpa);
         let ver = (ver | 1).wrapping_add(1);
-        self.put(gpa + layout::TIME_SYSTEM_TIME, &now.to_le_bytes());
-        self.put(gpa + layout::TIME_VERSION, &ver.to_le_bytes());
+        self.put(gpa + offset_of!(VcpuTimeInfo, system_time) as u64, &now.to_le_bytes());
+        self.put(version_gpa, &ver.to_le_bytes());
     }
 
     /// "Context switch" of vCPU `v`: it was runnable for a while, runs now.
@@ -120,12 +129,12 @@ impl MockXen {
         let now = self.now();
         let l = self.layout;
         let s = &mut st.vcpus[v as usize];
-        s.rs_time[0] += now.saturating_sub(s.rs_entry.max(1_000_000)) / 2;
-        s.rs_time[1] += waited;
+        s.rs_time[runstate::RUNNING as usize] += now.saturating_sub(s.rs_entry.max(1_000_000)) / 2;
+        s.rs_time[runstate::RUNNABLE as usize] += waited;
         s.rs_entry = now;
         let (rs, tm) = (s.runstate, s.time);
         if rs != 0 {
-            self.put(rs, &abi::RUNSTATE_RUNNING.to_le_bytes());
+            self.put(rs, &runstate::RUNNING.to_le_bytes());
             self.put(rs + l.runstate_entry_offset as u64, &now.to_le_bytes());
             for i in 0..4 {
                 let t = st.vcpus[v as usize].rs_time[i];
@@ -148,9 +157,9 @@ impl MockXen {
             let s = &st.vcpus[v as usize];
             match self.vi_addr(&st, v) {
                 Some(a) if s.irq_on && s.registered => {
-                    let mut b = [0u8; 2];
-                    self.read(a, &mut b);
-                    b[0] == 1 && (!self.layout.has_upcall_mask || b[1] == 0)
+                    let pending: u8 = self.get(a + VI_UPCALL_PENDING);
+                    let mask: u8 = self.get(a + VI_UPCALL_MASK);
+                    pending == 1 && (!self.layout.has_upcall_mask || mask == 0)
                 }
                 _ => false,
             }
@@ -163,22 +172,22 @@ impl MockXen {
     fn vcpu_op(&self, cmd: u64, v: u64, arg: u64) -> i64 {
         let l = self.layout;
         if v >= self.nvcpus as u64 {
-            return -errno::ENOENT;
+            return Errno::ENOENT.to_hypercall_ret();
         }
         let v = v as u32;
         let mut st = self.st.lock().unwrap();
         match cmd {
-            abi::VCPUOP_IS_UP => st.vcpus[v as usize].up as i64,
-            abi::VCPUOP_INITIALISE => {
+            vcpuop::IS_UP => st.vcpus[v as usize].up as i64,
+            vcpuop::INITIALISE => {
                 if st.vcpus[v as usize].vi == Where::Dummy {
-                    return -errno::EINVAL;
+                    return Errno::EINVAL.to_hypercall_ret();
                 }
                 st.vcpus[v as usize].initialised = true;
                 0
             }
-            abi::VCPUOP_UP => {
+            vcpuop::UP => {
                 if !st.vcpus[v as usize].initialised {
-                    return -errno::EINVAL;
+                    return Errno::EINVAL.to_hypercall_ret();
                 }
                 if !st.vcpus[v as usize].up {
                     st.vcpus[v as usize].up = true;
@@ -186,30 +195,27 @@ impl MockXen {
                 }
                 0
             }
-            abi::VCPUOP_REGISTER_VCPU_INFO => {
-                let mut b = [0u8; 16];
-                self.read(arg, &mut b);
-                let gfn = u64::from_le_bytes(b[0..8].try_into().unwrap());
-                let off = u32::from_le_bytes(b[8..12].try_into().unwrap());
-                if off > 4096 - l.vcpu_info_size || off % l.vcpu_info_align != 0 {
-                    return -errno::ENXIO;
+            vcpuop::REGISTER_VCPU_INFO => {
+                let VcpuRegisterVcpuInfo { mfn: gfn, offset: off, .. } = self.get(arg);
+                if off > PAGE_SIZE as u32 - l.vcpu_info_size || off % l.vcpu_info_align != 0 {
+                    return Errno::ENXIO.to_hypercall_ret();
                 }
                 if gfn < self.ram / PAGE_SIZE || gfn >= self.ram / PAGE_SIZE + self.pages {
-                    return -errno::EINVAL;
+                    return Errno::EINVAL.to_hypercall_ret();
                 }
                 if st.vcpus[v as usize].registered {
-                    return -errno::EBUSY;
+                    return Errno::EBUSY.to_hypercall_ret();
                 }
                 let new = gfn * PAGE_SIZE + off as u64;
-                let mut area = [0u8; 64];
+                let mut area = [0u8; VCPU_INFO_MAX];
                 match self.vi_addr(&st, v) {
                     Some(old) => self.read(old, &mut area[..l.vcpu_info_size as usize]),
-                    None if l.has_upcall_mask => area[1] = 1,
+                    None if l.has_upcall_mask => area[VI_UPCALL_MASK as usize] = 1,
                     None => {}
                 }
                 let o = l.pending_sel_offset as usize;
-                area[o..o + l.pending_sel_width as usize].fill(0xff);
-                area[0] = 1;
+                area[o..o + l.xen_ulong_size as usize].fill(0xff);
+                area[VI_UPCALL_PENDING as usize] = 1;
                 self.put(new, &area[..l.vcpu_info_size as usize]);
                 self.put_time(new + l.vcpu_info_time_offset as u64, self.now());
                 let s = &mut st.vcpus[v as usize];
@@ -217,11 +223,9 @@ impl MockXen {
                 s.registered = true;
                 0
             }
-            abi::VCPUOP_REGISTER_RUNSTATE_PHYS_AREA | abi::VCPUOP_REGISTER_VCPU_TIME_PHYS_AREA => {
-                let mut b = [0u8; 8];
-                self.read(arg, &mut b);
-                let gpa = u64::from_le_bytes(b);
-                if cmd == abi::VCPUOP_REGISTER_RUNSTATE_PHYS_AREA {
+            vcpuop::REGISTER_RUNSTATE_PHYS_AREA | vcpuop::REGISTER_VCPU_TIME_PHYS_AREA => {
+                let VcpuRegisterArea { addr: gpa } = self.get(arg);
+                if cmd == vcpuop::REGISTER_RUNSTATE_PHYS_AREA {
                     st.vcpus[v as usize].runstate = gpa;
                 } else {
                     st.vcpus[v as usize].time = gpa;
@@ -229,8 +233,31 @@ impl MockXen {
                 self.schedule_in(&mut st, v, 0);
                 0
             }
-            _ => -errno::ENOSYS,
+            _ => Errno::ENOSYS.to_hypercall_ret(),
         }
+    }
+
+    /// `XENMEM_add_to_physmap` of shared_info, in the layout's shape: only
+    /// onto the page the guest named as its shared_info page.
+    fn add_to_physmap(&self, arg: u64) -> i64 {
+        let (dom, space, idx, gpfn) = if self.layout.xen_ulong_size == 8 {
+            let a: XenAddToPhysmap = self.get(arg);
+            (a.domid, a.space, a.idx, a.gpfn)
+        } else {
+            let a: XenAddToPhysmapUlong32 = self.get(arg);
+            (a.domid, a.space, a.idx as u64, a.gpfn as u64)
+        };
+        // Host addresses exceed 32 bits; a 32-bit guest's are not.
+        let mask = if self.layout.xen_ulong_size == 8 { u64::MAX } else { u32::MAX as u64 };
+        if dom != domid::SELF
+            || space != mapspace::SHARED_INFO
+            || idx != 0
+            || gpfn != (self.shinfo() / PAGE_SIZE) & mask
+        {
+            return Errno::EINVAL.to_hypercall_ret();
+        }
+        self.st.lock().unwrap().mapped = true;
+        0
     }
 
     fn spawn(&self, v: u32) {
@@ -243,12 +270,14 @@ impl MockXen {
     }
 }
 
-impl Guest for MockXen {
+// SAFETY: the mock's "guest memory" is host memory, identity-mapped by
+// definition: its pages are leaked allocations nobody holds a reference to.
+unsafe impl Guest for MockXen {
     fn layout(&self) -> &'static Layout {
         self.layout
     }
 
-    fn hypercall(&self, nr: u32, a: [u64; 5]) -> i64 {
+    fn hypercall(&self, nr: u64, a: [u64; 5]) -> i64 {
         let me = ME.with(|m| m.get());
         if self.done.load(Ordering::SeqCst) && me != 0 {
             // The run is over: park this secondary for good.
@@ -257,8 +286,10 @@ impl Guest for MockXen {
             }
         }
         let rc = match nr {
-            hc::XEN_VERSION => (4 << 16) | 19,
-            hc::CONSOLE_IO => {
+            hc::XEN_VERSION if a[0] == xenver::VERSION => {
+                ((xenver::LANTERN_MAJOR << xenver::VERSION_MAJOR_SHIFT) | xenver::LANTERN_MINOR) as i64
+            }
+            hc::CONSOLE_IO if a[0] == consoleio::WRITE => {
                 let mut b = vec![0u8; a[1] as usize];
                 self.read(a[2], &mut b);
                 let mut st = self.st.lock().unwrap();
@@ -269,23 +300,9 @@ impl Guest for MockXen {
                 }
                 0
             }
-            hc::MEMORY_OP => {
-                let (mut b, _) = self.layout.add_to_physmap_shared_info(0);
-                self.read(a[1], &mut b[..]);
-                let w = self.layout.physmap_word as usize;
-                let mut g = [0u8; 8];
-                g[..w].copy_from_slice(&b[8 + w..8 + 2 * w]);
-                // Host addresses exceed 32 bits; a 32-bit guest's are not.
-                let mask = if w == 8 { u64::MAX } else { u32::MAX as u64 };
-                if u64::from_le_bytes(g) != (self.shinfo() / PAGE_SIZE) & mask {
-                    -errno::EINVAL
-                } else {
-                    self.st.lock().unwrap().mapped = true;
-                    0
-                }
-            }
+            hc::MEMORY_OP => self.add_to_physmap(a[1]),
             hc::VCPU_OP => self.vcpu_op(a[0], a[1], a[2]),
-            hc::SCHED_OP if a[0] == abi::SCHEDOP_YIELD => {
+            hc::SCHED_OP if a[0] == schedop::YIELD => {
                 // Give the secondary threads a chance, as a real yield would.
                 std::thread::sleep(std::time::Duration::from_micros(20));
                 let mut st = self.st.lock().unwrap();
@@ -294,33 +311,14 @@ impl Guest for MockXen {
             }
             hc::SCHED_OP => 0,
             hc::HVM_OP => 0,
-            _ => -errno::ENOSYS,
+            _ => Errno::ENOSYS.to_hypercall_ret(),
         };
         self.maybe_upcall();
         rc
     }
 
     fn console(&self, bytes: &[u8]) {
-        self.hypercall(hc::CONSOLE_IO, [0, bytes.len() as u64, bytes.as_ptr() as u64, 0, 0]);
-    }
-
-    fn read(&self, gpa: u64, buf: &mut [u8]) {
-        for (i, b) in buf.iter_mut().enumerate() {
-            // SAFETY: the scenario only passes addresses of the mock's RAM
-            // or of its own live buffers.
-            *b = unsafe { std::ptr::read_volatile((gpa as usize + i) as *const u8) };
-        }
-    }
-
-    fn write(&self, gpa: u64, data: &[u8]) {
-        for (i, b) in data.iter().enumerate() {
-            // SAFETY: as for `read`.
-            unsafe { std::ptr::write_volatile((gpa as usize + i) as *mut u8, *b) };
-        }
-    }
-
-    fn gpa_of(&self, p: *const u8) -> u64 {
-        p as u64
+        crate::hypercall::console_write(self, bytes);
     }
 
     fn scratch_pages(&self) -> [u64; 4] {
@@ -338,14 +336,14 @@ impl Guest for MockXen {
 
     fn start_secondary(&self, vcpu: u32) -> i64 {
         if self.dummy_refused {
-            let rc = self.vcpu_op(abi::VCPUOP_INITIALISE, vcpu as u64, 0);
+            let rc = self.vcpu_op(vcpuop::INITIALISE, vcpu as u64, 0);
             if rc != 0 {
                 return rc;
             }
         } else {
             self.st.lock().unwrap().vcpus[vcpu as usize].initialised = true;
         }
-        self.vcpu_op(abi::VCPUOP_UP, vcpu as u64, 0)
+        self.vcpu_op(vcpuop::UP, vcpu as u64, 0)
     }
 
     fn dummy_start_refused(&self) -> bool {

@@ -1,25 +1,37 @@
 //! The guest proper (compiled only for the guest targets, see `build.rs`).
 
 #[cfg(target_arch = "x86")]
-#[path = "entry32.rs"]
-mod entry;
+#[path = "hypercall32.rs"]
+mod hypercall;
 #[cfg(target_arch = "x86_64")]
-#[path = "entry64.rs"]
-mod entry;
+#[path = "hypercall64.rs"]
+mod hypercall;
 
 #[path = "cpu.rs"]
 mod cpu;
+#[path = "entry.rs"]
+mod entry;
 #[path = "idt.rs"]
 mod idt;
 #[cfg(target_arch = "x86")]
 #[path = "mem32.rs"]
 mod mem32;
+#[path = "xen_x86.rs"]
+mod xen_x86;
 
 use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-use lantern_guest_scenario::console::{Buf, Words};
-use lantern_guest_scenario::{abi, layout, Guest, Layout};
+use lantern_guest_scenario::console::{self, Buf, LineLock, Words};
+use lantern_guest_scenario::hypercall::{self as xen, Version};
+use lantern_guest_scenario::identity::{GuestPages, Page};
+use lantern_guest_scenario::{layout, Guest, Layout};
+use xen_abi::nr::{domid, hvm_param, hvmop, hypercall as nr, vcpuop};
+use xen_abi::public::XenHvmParam;
+use xen_abi::Errno;
+use zerocopy::IntoBytes;
+
+use xen_x86::{HvmStartInfo, Phys32EntryNote, VcpuHvmContext};
 
 /// Most vCPUs this guest has stacks for.
 pub const MAX_VCPUS: usize = 48;
@@ -29,21 +41,27 @@ pub const STACK_SIZE: usize = 16384;
 /// IDT vector the hypervisor is asked to deliver event upcalls on.
 pub const UPCALL_VECTOR: u8 = 0xf3;
 
-/// `hvm_start_info.magic`.
-const HVM_START_MAGIC: u32 = 0x336e_c578;
+/// The debug console I/O port (QEMU `-debugcon`, Lantern's debug port).
+const DEBUG_PORT: u16 = 0xe9;
 
 extern "C" {
-    /// Page the hypervisor fills with hypercall stubs (entry asm, .bss).
-    static guest_hypercall_page: u8;
-    /// Page replaced by shared_info (entry asm, .bss).
-    static guest_shared_info: u8;
-    /// Four zeroed scratch pages (entry asm, .bss).
-    static guest_scratch: u8;
     /// Base of the per-vCPU stacks (entry asm, .bss).
     static guest_stacks: u8;
+    /// 32-bit entry point of vCPU 0, where the PVH note points (entry asm).
+    fn pvh_start32();
     /// 32-bit entry point of secondary vCPUs (entry asm).
     fn ap_start32();
 }
+
+/// The PVH entry note, by which the loader finds `pvh_start32`.
+#[used]
+#[link_section = ".note.Xen"]
+static PVH_ENTRY_NOTE: Phys32EntryNote = Phys32EntryNote::new(pvh_start32);
+
+/// The page the hypervisor fills with hypercall stubs.
+static HYPERCALL_PAGE: Page = Page::new();
+/// The page replaced by shared_info and the scratch pages.
+static PAGES: GuestPages = GuestPages::new();
 
 /// Set once the hypercall page is installed: console output then goes
 /// through `console_io` instead of the debug port.
@@ -51,26 +69,23 @@ static HYPERCALLS_READY: AtomicBool = AtomicBool::new(false);
 /// Number of hypercall pages (informational).
 static HYPERCALL_PAGES: AtomicU32 = AtomicU32::new(0);
 /// Serialises console lines from different vCPUs.
-static CONSOLE_LOCK: AtomicBool = AtomicBool::new(false);
+static CONSOLE_LOCK: LineLock = LineLock::new();
 
 /// The guest command line copied out of hvm_start_info.
 static mut CMDLINE: Buf<256> = Buf::new();
 
-/// Write bytes to the 0xe9 debug port (QEMU `-debugcon`, Lantern's debug port).
+/// Write bytes to the debug port.
 fn debugcon(bytes: &[u8]) {
     for &b in bytes {
-        // SAFETY: port 0xe9 is the debug console; writing it has no effect
-        // on memory or on our state.
-        unsafe { core::arch::asm!("out dx, al", in("dx") 0xe9u16, in("al") b, options(nomem, nostack)) };
+        // SAFETY: the debug port is the debug console; writing it has no
+        // effect on memory or on our state.
+        unsafe { core::arch::asm!("out dx, al", in("dx") DEBUG_PORT, in("al") b, options(nomem, nostack)) };
     }
 }
 
 /// Early diagnostics before (or without) a hypervisor: debug port only.
 fn early(args: core::fmt::Arguments<'_>) {
-    let mut b = Buf::<256>::new();
-    let _ = b.write_fmt(args);
-    let _ = b.write_str("\n");
-    debugcon(b.as_bytes());
+    console::line(&debugcon, args);
 }
 
 /// Stop this vCPU for good without a hypervisor to shut us down.
@@ -87,7 +102,10 @@ pub struct X86Guest;
 /// The one instance (it has no state of its own).
 pub static GUEST: X86Guest = X86Guest;
 
-impl Guest for X86Guest {
+// SAFETY: guest RAM is identity-mapped (paging off in the 32-bit build, a
+// 1:1 map of the first 1 GiB in the 64-bit one), and the shared_info and
+// scratch pages are `PAGES`, which no Rust reference reaches.
+unsafe impl Guest for X86Guest {
     fn layout(&self) -> &'static Layout {
         if cfg!(target_arch = "x86_64") {
             &layout::X86_64
@@ -96,57 +114,34 @@ impl Guest for X86Guest {
         }
     }
 
-    fn hypercall(&self, nr: u32, args: [u64; 5]) -> i64 {
-        if !HYPERCALLS_READY.load(Ordering::Acquire) || nr >= 128 {
-            return -abi::errno::ENOSYS;
+    fn hypercall(&self, nr: u64, args: [u64; 5]) -> i64 {
+        if !HYPERCALLS_READY.load(Ordering::Acquire) || nr >= xen_x86::HYPERCALL_STUBS {
+            return Errno::ENOSYS.to_hypercall_ret();
         }
         // SAFETY: the page was installed through the hypervisor's MSR and
-        // holds a 32-byte stub per hypercall number (< 128).
+        // holds a stub per hypercall number below HYPERCALL_STUBS.
         unsafe {
-            let stub = core::ptr::addr_of!(guest_hypercall_page) as usize + nr as usize * 32;
-            entry::hypercall(stub, args)
+            let stub = HYPERCALL_PAGE.gpa() as usize + nr as usize * xen_x86::HYPERCALL_STUB_SIZE;
+            hypercall::hypercall(stub, args)
         }
     }
 
     fn console(&self, bytes: &[u8]) {
-        while CONSOLE_LOCK.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
-            core::hint::spin_loop();
-        }
-        if HYPERCALLS_READY.load(Ordering::Acquire) {
-            self.hypercall(
-                abi::hc::CONSOLE_IO,
-                [abi::CONSOLEIO_WRITE, bytes.len() as u64, bytes.as_ptr() as u64, 0, 0],
-            );
-        } else {
-            debugcon(bytes);
-        }
-        CONSOLE_LOCK.store(false, Ordering::Release);
-    }
-
-    fn read(&self, gpa: u64, buf: &mut [u8]) {
-        // SAFETY: guest RAM is identity-mapped, and the scenario only names
-        // pages it was given (or shared_info), which are not Rust objects.
-        unsafe { lantern_guest_scenario::identity::read(gpa, buf) }
-    }
-
-    fn write(&self, gpa: u64, data: &[u8]) {
-        // SAFETY: as for `read`.
-        unsafe { lantern_guest_scenario::identity::write(gpa, data) }
-    }
-
-    fn gpa_of(&self, p: *const u8) -> u64 {
-        // Identity mapping (paging off in the 32-bit guest, 1:1 in the
-        // 64-bit one).
-        p as usize as u64
+        CONSOLE_LOCK.with(|| {
+            if HYPERCALLS_READY.load(Ordering::Acquire) {
+                xen::console_write(self, bytes);
+            } else {
+                debugcon(bytes);
+            }
+        });
     }
 
     fn scratch_pages(&self) -> [u64; 4] {
-        let base = core::ptr::addr_of!(guest_scratch) as usize as u64;
-        [base, base + 4096, base + 2 * 4096, base + 3 * 4096]
+        PAGES.scratch()
     }
 
     fn shared_info_page(&self) -> u64 {
-        core::ptr::addr_of!(guest_shared_info) as usize as u64
+        PAGES.shared_info()
     }
 
     fn vcpu_count(&self) -> u32 {
@@ -157,14 +152,14 @@ impl Guest for X86Guest {
 
     fn start_secondary(&self, vcpu: u32) -> i64 {
         if vcpu as usize >= MAX_VCPUS {
-            return -abi::errno::EINVAL;
+            return Errno::EINVAL.to_hypercall_ret();
         }
         let ctx = ap_context(vcpu);
-        let rc = self.hypercall(abi::hc::VCPU_OP, [abi::VCPUOP_INITIALISE, vcpu as u64, ctx.as_ptr() as u64, 0, 0]);
+        let rc = xen::vcpu_op(self, vcpuop::INITIALISE, vcpu, ctx.as_bytes());
         if rc != 0 {
             return rc;
         }
-        self.hypercall(abi::hc::VCPU_OP, [abi::VCPUOP_UP, vcpu as u64, 0, 0, 0])
+        xen::vcpu_up(self, vcpu)
     }
 
     fn dummy_start_refused(&self) -> bool {
@@ -172,9 +167,9 @@ impl Guest for X86Guest {
     }
 
     fn setup_upcall(&self) -> i64 {
-        let value = (abi::HVM_PARAM_CALLBACK_TYPE_VECTOR << 56) | UPCALL_VECTOR as u64;
-        let arg = abi::hvm_param_arg(abi::HVM_PARAM_CALLBACK_IRQ, value);
-        self.hypercall(abi::hc::HVM_OP, [abi::HVMOP_SET_PARAM, arg.as_ptr() as u64, 0, 0, 0])
+        let value = (hvm_param::CALLBACK_TYPE_VECTOR << hvm_param::CALLBACK_TYPE_SHIFT) | UPCALL_VECTOR as u64;
+        let arg = XenHvmParam { domid: domid::SELF, pad: 0, index: hvm_param::CALLBACK_IRQ, value };
+        self.hypercall(nr::HVM_OP, [hvmop::SET_PARAM, self.gpa_of(arg.as_bytes().as_ptr()), 0, 0, 0])
     }
 
     fn upcalls_enabled(&self, on: bool) {
@@ -200,7 +195,7 @@ impl Guest for X86Guest {
     fn bare_trap(&self) -> i64 {
         // SAFETY: VMMCALL with a number no hypercall uses: the hypervisor
         // only decodes and refuses it.
-        unsafe { entry::bare_vmmcall() }
+        unsafe { hypercall::bare_vmmcall() }
     }
 
     fn name(&self) -> &'static str {
@@ -215,21 +210,20 @@ impl Guest for X86Guest {
 /// `struct vcpu_hvm_context` for a secondary: 32-bit flat protected mode,
 /// paging off, at `ap_start32`, with its own stack and `edi` = vCPU id (the
 /// same state the PVH entry gives vCPU 0).
-fn ap_context(vcpu: u32) -> [u8; 128] {
+fn ap_context(vcpu: u32) -> VcpuHvmContext {
     let stack_top = core::ptr::addr_of!(guest_stacks) as usize + (vcpu as usize + 1) * STACK_SIZE;
-    abi::vcpu_hvm_context_32(ap_start32 as *const () as usize as u32, stack_top as u32, vcpu)
+    VcpuHvmContext::flat32(ap_start32 as *const () as usize as u32, stack_top as u32, vcpu)
 }
 
 /// Find Xen's CPUID leaves: returns the base leaf.
 fn find_xen_leaves() -> Option<u32> {
-    for base in (0x4000_0000u32..0x4001_0000).step_by(0x100) {
+    let bases =
+        (xen_x86::XEN_CPUID_FIRST_LEAF..xen_x86::XEN_CPUID_BASE_END).step_by(xen_x86::XEN_CPUID_LEAF_STRIDE as usize);
+    bases.into_iter().find(|&base| {
         let r = cpu::cpuid(base);
         let sig = [r.1.to_le_bytes(), r.2.to_le_bytes(), r.3.to_le_bytes()];
-        if sig.as_flattened() == b"XenVMMXenVMM" && r.0 >= base + 2 {
-            return Some(base);
-        }
-    }
-    None
+        sig.as_flattened() == xen_x86::XEN_CPUID_SIGNATURE.as_bytes() && r.0 >= base + xen_x86::XEN_CPUID_LEAF_HYPERCALL
+    })
 }
 
 /// Copy the command line out of hvm_start_info (if any).
@@ -237,15 +231,13 @@ fn read_start_info(start_info: u32) {
     if start_info == 0 {
         return;
     }
-    let si = start_info as usize;
-    let mut b = [0u8; 32];
-    GUEST.read(si as u64, &mut b);
-    let magic = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-    if magic != HVM_START_MAGIC {
-        early(format_args!("lantern-guest: bad hvm_start_info magic {magic:#x}"));
+    let mut si = HvmStartInfo::default();
+    GUEST.read(start_info as u64, si.as_mut_bytes());
+    if si.magic != xen_x86::XEN_HVM_START_MAGIC_VALUE {
+        early(format_args!("lantern-guest: bad hvm_start_info magic {:#x}", si.magic));
         return;
     }
-    let cmdline = u64::from_le_bytes(b[24..32].try_into().unwrap_or([0; 8]));
+    let cmdline = si.cmdline_paddr;
     if cmdline == 0 {
         return;
     }
@@ -271,31 +263,32 @@ pub extern "C" fn boot_main(vcpu: u32, start_info: u32) -> ! {
     read_start_info(start_info);
     let Some(base) = find_xen_leaves() else {
         early(format_args!(
-            "lantern-guest-{}: Xen CPUID signature (XenVMMXenVMM at 0x40000000..) not found; halting",
-            GUEST.name()
+            "lantern-guest-{}: Xen CPUID signature ({} at {:#x}..) not found; halting",
+            GUEST.name(),
+            xen_x86::XEN_CPUID_SIGNATURE,
+            xen_x86::XEN_CPUID_FIRST_LEAF
         ));
         if GUEST.cmdline().split_ascii_whitespace().any(|w| w == "selftest") {
             selftest_without_xen();
         }
         halt_forever();
     };
-    let version = cpu::cpuid(base + 1).0;
+    let version = cpu::cpuid(base + xen_x86::XEN_CPUID_LEAF_VERSION).0;
     let (pages, msr) = {
-        let r = cpu::cpuid(base + 2);
+        let r = cpu::cpuid(base + xen_x86::XEN_CPUID_LEAF_HYPERCALL);
         (r.0, r.1)
     };
     HYPERCALL_PAGES.store(pages, Ordering::Relaxed);
-    let page = core::ptr::addr_of!(guest_hypercall_page) as usize as u64;
-    // SAFETY: the MSR named by Xen's leaf base+2 asks the hypervisor to
+    let page = HYPERCALL_PAGE.gpa();
+    // SAFETY: the MSR named by Xen's hypercall leaf asks the hypervisor to
     // write hypercall stubs into our page (page 0 in the low 12 bits).
     unsafe { cpu::wrmsr(msr, page) };
     HYPERCALLS_READY.store(true, Ordering::Release);
     let mut b = Buf::<160>::new();
     let _ = writeln!(
         b,
-        "REPORT cpuid_base={base:#x} cpuid_version={}.{} hypercall_msr={msr:#x} hypercall_page={page:#x} cmdline={}",
-        version >> 16,
-        version & 0xffff,
+        "REPORT cpuid_base={base:#x} cpuid_version={} hypercall_msr={msr:#x} hypercall_page={page:#x} cmdline={}",
+        Version(version as u64),
         Words(GUEST.cmdline())
     );
     GUEST.console(b.as_bytes());
@@ -310,7 +303,7 @@ fn selftest_without_xen() {
     let before = lantern_guest_scenario::VCPUS.upcalls[0].load(Ordering::Acquire);
     // SAFETY: the IDT is loaded and has a handler for this vector; the stub
     // saves every register it touches.
-    unsafe { core::arch::asm!("int 0xf3") };
+    unsafe { core::arch::asm!("int {vector}", vector = const UPCALL_VECTOR) };
     let after = lantern_guest_scenario::VCPUS.upcalls[0].load(Ordering::Acquire);
     early(format_args!("selftest: upcall vector handled, upcalls {before} -> {after}"));
     // SAFETY: deliberately raises #UD to test the exception path; the
@@ -334,8 +327,5 @@ pub fn current_vcpu() -> u32 {
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-    let mut b = Buf::<256>::new();
-    let _ = writeln!(b, "PANIC vcpu={}: {}", current_vcpu(), info);
-    GUEST.console(b.as_bytes());
-    lantern_guest_scenario::shutdown(&GUEST, abi::SHUTDOWN_CRASH)
+    lantern_guest_scenario::crash(&GUEST, format_args!("PANIC vcpu={}: {}", current_vcpu(), info))
 }

@@ -3,25 +3,40 @@
 //! 64-bit and the 32-bit build.
 
 use core::arch::{asm, global_asm};
-use core::fmt::Write;
 
-use lantern_guest_scenario::{abi, console::Buf, Guest};
+use lantern_guest_scenario::{console, Guest};
 
 use super::GUEST;
 
-// Exception stubs push their vector number and join a common path that
-// hands the frame to Rust. The upcall stub saves the caller-saved registers
-// and the FPU/SSE state (the Rust handler may use SSE), calls Rust and
-// returns with iret.
-#[cfg(target_arch = "x86_64")]
-global_asm!(
-    r#"
+/// Bytes per exception stub: stub `n` sits at `guest_exc_stubs + n * 16`,
+/// so no table of their addresses is needed.
+const EXC_STUB_SIZE: usize = 16;
+
+// One stub per exception vector, the same in both builds: push the vector
+// number and join the build's common path (`guest_exc_common`), which hands
+// the frame to Rust. Each stub (push imm8 + jmp) is well under 16 bytes.
+macro_rules! exception_stubs {
+    () => {
+        r#"
     .text
+    .balign {stub_size}
+    .global guest_exc_stubs
+guest_exc_stubs:
     .irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
-guest_exc_\n:
+    .balign {stub_size}
     push \n
     jmp guest_exc_common
     .endr
+"#
+    };
+}
+
+// The upcall stub saves the caller-saved registers and the FPU/SSE state
+// (the Rust handler may use SSE), calls Rust and returns with iret.
+#[cfg(target_arch = "x86_64")]
+global_asm!(
+    exception_stubs!(),
+    r#"
 guest_exc_common:
     mov rdi, rsp
     and rsp, -16
@@ -58,29 +73,16 @@ guest_upcall_entry:
     pop rcx
     pop rax
     iretq
-
-    .section .rodata.guest_exc_table, "a"
-    .balign 8
-    .global guest_exc_table
-guest_exc_table:
-    .irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
-    .quad guest_exc_\n
-    .endr
-    .text
 "#,
+    stub_size = const EXC_STUB_SIZE,
     exc = sym exception,
     upcall = sym upcall,
 );
 
 #[cfg(target_arch = "x86")]
 global_asm!(
+    exception_stubs!(),
     r#"
-    .text
-    .irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
-guest_exc_\n:
-    push \n
-    jmp guest_exc_common
-    .endr
 guest_exc_common:
     mov eax, esp
     and esp, -16
@@ -107,29 +109,24 @@ guest_upcall_entry:
     pop ecx
     pop eax
     iretd
-
-    .section .rodata.guest_exc_table, "a"
-    .balign 4
-    .global guest_exc_table
-guest_exc_table:
-    .irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
-    .long guest_exc_\n
-    .endr
-    .text
 "#,
+    stub_size = const EXC_STUB_SIZE,
     exc = sym exception,
     upcall = sym upcall,
 );
 
 extern "C" {
-    static guest_exc_table: [usize; 32];
+    /// The first of the 32 exception stubs.
+    static guest_exc_stubs: u8;
     fn guest_upcall_entry();
 }
 
+/// Exception vectors (0..32) the CPU reserves, each with a stub.
+const EXCEPTION_VECTORS: usize = 32;
 /// Words per gate: 16-byte gates in long mode, 8-byte in protected mode.
 const GATE_WORDS: usize = if cfg!(target_arch = "x86_64") { 2 } else { 1 };
 /// Our code selector (see the GDT in the entry asm).
-const CODE_SEL: u64 = if cfg!(target_arch = "x86_64") { 0x18 } else { 0x08 };
+const CODE_SEL: u64 = super::entry::CODE_SELECTOR as u64;
 
 /// The IDT (shared by all vCPUs; written once by vCPU 0 before any secondary runs).
 static mut IDT: [u64; 256 * GATE_WORDS] = [0; 256 * GATE_WORDS];
@@ -149,10 +146,9 @@ pub fn init() {
     // SAFETY: runs once on vCPU 0 before any secondary is started, so no
     // other reference to IDT exists.
     let idt = unsafe { &mut *core::ptr::addr_of_mut!(IDT) };
-    // SAFETY: the table is immutable data emitted by the asm above.
-    let table = unsafe { &*core::ptr::addr_of!(guest_exc_table) };
-    for (v, &h) in table.iter().enumerate() {
-        set_gate(idt, v, h);
+    let stubs = core::ptr::addr_of!(guest_exc_stubs) as usize;
+    for v in 0..EXCEPTION_VECTORS {
+        set_gate(idt, v, stubs + v * EXC_STUB_SIZE);
     }
     set_gate(idt, super::UPCALL_VECTOR as usize, guest_upcall_entry as *const () as usize);
     load();
@@ -190,11 +186,12 @@ extern "C" fn exception(frame: *const usize) -> ! {
         // SAFETY: the CPU pushed the return frame right above the vector.
         unsafe { (0, *frame.add(1)) }
     };
-    let mut b = Buf::<160>::new();
-    let _ = writeln!(b, "EXCEPTION vcpu={} vector={vector} error={err:#x} ip={ip:#x}", super::current_vcpu());
-    GUEST.console(b.as_bytes());
+    let vcpu = super::current_vcpu();
+    let report = format_args!("EXCEPTION vcpu={vcpu} vector={vector} error={err:#x} ip={ip:#x}");
     if !super::HYPERCALLS_READY.load(core::sync::atomic::Ordering::Acquire) {
+        // No hypervisor to shut us down: report on the debug port and stop.
+        console::line(&|b| GUEST.console(b), report);
         super::halt_forever();
     }
-    lantern_guest_scenario::shutdown(&GUEST, abi::SHUTDOWN_CRASH)
+    lantern_guest_scenario::crash(&GUEST, report)
 }

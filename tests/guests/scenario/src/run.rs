@@ -1,0 +1,105 @@
+//! A whole run: the checks in their order ([`run_checks`]), then what the
+//! command line asks for (`bench`, `fault`, `linger`) and the end of the
+//! domain ([`run`], [`shutdown`]).
+
+use core::sync::atomic::Ordering;
+
+use xen_abi::nr::shutdown as shutdown_reason;
+
+use crate::console;
+use crate::context::{Ctx, Outcome};
+use crate::hypercall;
+use crate::{basics, bench, bringup, report, runstate, time_area, upcall, vcpu_info};
+use crate::{Guest, MAX_VCPUS, VCPUS};
+
+/// Guest-physical address the `fault` command-line word reads: 768 MiB,
+/// far above the test domains' RAM (32 MiB by default; anything up to
+/// 512 MiB keeps it well outside) yet inside every guest's identity mapping
+/// (x86_64: the first 1 GiB; x86_32: paging off; arm64: the low 3 GiB of
+/// normal memory), so the access reaches the hypervisor as a nested-page /
+/// stage-2 fault rather than a guest page fault.
+pub const FAULT_GPA: u64 = 0x3000_0000;
+
+/// Run every check on the calling vCPU (vCPU 0), print the result lines and
+/// the final `SCENARIO END` line, and return the totals.
+pub fn run_checks(g: &dyn Guest) -> Outcome {
+    let mut cx = Ctx::new(g);
+    cx.vcpus = bringup::probe_vcpus(g);
+    report::guest(&cx);
+    basics::checks(&mut cx);
+    upcall::callback_set(&mut cx);
+    vcpu_info::refusals(&mut cx);
+    vcpu_info::register_vcpu0(&mut cx);
+    let (dummy, remote) = bringup::dummy_and_remote(cx.layout);
+    bringup::dummy_vcpu(&mut cx, dummy);
+    bringup::remote_vcpu(&mut cx, remote);
+    time_area::checks(&mut cx);
+    runstate::checks(&mut cx, remote);
+    report::vcpus(&cx);
+    if has_word(g, "bench") {
+        bench::run(&cx);
+    }
+    let o = cx.outcome;
+    cx.say(format_args!("SCENARIO END passed={} failed={}", o.passed, o.failed));
+    o
+}
+
+/// Whether the guest command line contains `word`.
+fn has_word(g: &dyn Guest, word: &str) -> bool {
+    g.cmdline().split_ascii_whitespace().any(|w| w == word)
+}
+
+/// Run the scenario, then power off (every check passed) or crash (any
+/// failed) — unless the command line says `linger`, in which case vCPU 0
+/// idles forever so a debugger can attach to a live system.
+pub fn run(g: &dyn Guest) -> ! {
+    let o = run_checks(g);
+    if has_word(g, "fault") {
+        fault(g);
+    }
+    if has_word(g, "linger") {
+        console::line(&|b| g.console(b), format_args!("SCENARIO LINGER"));
+        idle(g, 0);
+    }
+    shutdown(g, if o.failed == 0 { shutdown_reason::POWEROFF } else { shutdown_reason::CRASH })
+}
+
+/// The `fault` command-line word: announce `FAULT now`, then read
+/// [`FAULT_GPA`], which no RAM backs. The hypervisor cannot handle that and
+/// must crash this domain (only); should the read return anyway, say so and
+/// crash ourselves so the test still fails visibly.
+fn fault(g: &dyn Guest) -> ! {
+    console::line(&|b| g.console(b), format_args!("FAULT now gpa={FAULT_GPA:#x}"));
+    let mut word = [0u8; 4];
+    g.read(FAULT_GPA, &mut word);
+    console::line(&|b| g.console(b), format_args!("FAULT survived: read {:#x}", u32::from_le_bytes(word)));
+    shutdown(g, shutdown_reason::CRASH)
+}
+
+/// `SCHEDOP_shutdown(reason)` (`xen_abi::nr::shutdown`); never returns
+/// (spins if the hypervisor ignores the request, so the failure is visible
+/// rather than silent).
+pub fn shutdown(g: &dyn Guest, reason: u32) -> ! {
+    let rc = hypercall::sched_shutdown(g, reason);
+    console::line(&|b| g.console(b), format_args!("SCENARIO shutdown returned rc={rc}"));
+    idle(g, 0)
+}
+
+/// Print `args` as one line (what went wrong), then shut down with
+/// `SHUTDOWN_crash`: how the guests' panic and exception handlers end.
+pub fn crash(g: &dyn Guest, args: core::fmt::Arguments<'_>) -> ! {
+    console::line(&|b| g.console(b), args);
+    shutdown(g, shutdown_reason::CRASH)
+}
+
+/// Idle loop: stay alive (still updating runstate and time) by yielding.
+fn idle(g: &dyn Guest, vcpu: u32) -> ! {
+    g.upcalls_enabled(true);
+    loop {
+        if (vcpu as usize) < MAX_VCPUS {
+            VCPUS.alive[vcpu as usize].fetch_add(1, Ordering::AcqRel);
+        }
+        g.busy_wait(20_000);
+        hypercall::sched_yield(g);
+    }
+}
