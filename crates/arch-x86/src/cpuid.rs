@@ -29,7 +29,9 @@ pub fn xen_leaf(leaf: u32, vcpu_id: u32, domid: u16, version: (u32, u32)) -> Opt
             ecx: u32::from_le_bytes(*b"MMXe"),
             edx: u32::from_le_bytes(*b"nVMM"),
         },
-        0x4000_0001 => Regs { eax: (version.0 << 16) | version.1, ..Regs::default() },
+        0x4000_0001 => {
+            Regs { eax: (version.0 << xen_abi::nr::xenver::VERSION_MAJOR_SHIFT) | version.1, ..Regs::default() }
+        }
         // One hypercall page, installed through MSR 0x40000000.
         0x4000_0002 => Regs { eax: 1, ebx: HYPERCALL_PAGE_MSR, ..Regs::default() },
         // HVM leaf: XEN_HVM_CPUID_VCPU_ID_PRESENT (bit 3) and

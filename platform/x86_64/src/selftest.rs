@@ -93,7 +93,7 @@ fn run_guest(host: &mut svm::HostCpu, maps: &PermissionMaps, long: bool) -> bool
             exit::IOIO => {
                 let port = (vmcb.control.exitinfo1 >> 16) & 0xFFFF;
                 crate::println!("(lantern) {name} guest: out {port:#x} <- {:?}", vmcb.save.rax as u8 as char);
-                seen.2 = port == 0xE9 && vmcb.save.rax as u8 == b'K';
+                seen.2 = port == u64::from(lantern_arch_x86::vcpu::DEBUG_PORT) && vmcb.save.rax as u8 == b'K';
                 vmcb.save.rip = vmcb.control.exitinfo2;
             }
             exit::HLT => {

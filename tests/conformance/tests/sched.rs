@@ -186,7 +186,7 @@ fn hypercalls_are_handled_in_place_and_their_results_returned() {
     );
     let mut hv = Hypervisor::new(vec![slot]);
     let verdict = hv.run(&mut RecordingBoard::default());
-    let version = ((xenver::LANTERN_MAJOR << 16) | xenver::LANTERN_MINOR) as i64;
+    let version = ((xenver::LANTERN_MAJOR << xenver::VERSION_MAJOR_SHIFT) | xenver::LANTERN_MINOR) as i64;
     assert_eq!(*log.returns.lock().unwrap(), [version, Errno::ENOSYS.to_hypercall_ret()]);
     // One slice ran all three exits back to back: three entries.
     assert_eq!(log.runs.lock().unwrap().len(), 3);

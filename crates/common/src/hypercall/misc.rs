@@ -18,7 +18,7 @@ const COMPILE: [usize; 4] = xenver::COMPILE_INFO_FIELDS;
 
 pub(super) fn xen_version(call: &mut Call<'_>, cmd: u64, arg: u64) -> XenResult<i64> {
     match cmd {
-        xenver::VERSION => Ok(((xenver::LANTERN_MAJOR << 16) | xenver::LANTERN_MINOR) as i64),
+        xenver::VERSION => Ok(((xenver::LANTERN_MAJOR << xenver::VERSION_MAJOR_SHIFT) | xenver::LANTERN_MINOR) as i64),
         xenver::EXTRAVERSION => copy_strings(call, arg, &[(b"-lantern", xenver::EXTRAVERSION_LEN)]),
         xenver::CHANGESET => copy_strings(call, arg, &[(b"lantern", xenver::CHANGESET_LEN)]),
         xenver::CAPABILITIES => copy_strings(call, arg, &[(b"hvm-3.0", xenver::CAPABILITIES_LEN)]),
