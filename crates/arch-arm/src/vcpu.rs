@@ -459,6 +459,11 @@ impl ArchVcpu for ArmVcpu {
     fn initialise_arg_size(&self) -> usize {
         0
     }
+
+    fn check_upcall_vector(&self, _vector: u8) -> XenResult<()> {
+        // Xen on arm has no per-vCPU upcall vector (the event PPI is fixed).
+        Err(Errno::ENOSYS)
+    }
 }
 
 impl GdbRegisters for ArmVcpu {
@@ -484,22 +489,13 @@ mod tests {
     use crate::hw::fake::FakeCpu;
     use crate::psci::PSCI_VERSION_1_0;
     use lantern_common::addr::Gfn;
-    use lantern_common::clock::{Clock, TimeSample};
-    use lantern_common::console::NoSink;
-    use lantern_common::domain::DomainConfig;
     use lantern_common::memory::Page;
+    use lantern_testkit::TestDomain;
     use smccc::psci as fid;
 
     const NR_LRS: usize = 4;
     const ENTRY: u64 = 0x4008_0000;
     const DTB: u64 = 0x4000_0000;
-
-    struct FixedClock;
-    impl Clock for FixedClock {
-        fn sample(&self) -> TimeSample {
-            TimeSample { system_time_ns: 1000, tsc: 5000, tsc_to_system_mul: 1 << 31, tsc_shift: 0 }
-        }
-    }
 
     /// A domain, its arch object and the fake CPU they run on.
     struct Fixture {
@@ -509,16 +505,7 @@ mod tests {
     }
 
     fn fixture(vcpus: u32) -> Fixture {
-        let d = Domain::new(DomainConfig {
-            id: 3,
-            name: "t".into(),
-            max_vcpus: vcpus,
-            ram_pages: 64,
-            abi: &crate::layout::ARM64,
-            clock: Arc::new(FixedClock),
-            console: Arc::new(NoSink),
-        })
-        .unwrap();
+        let d = TestDomain::new(&crate::layout::ARM64).id(3).vcpus(vcpus).build();
         let cpu = FakeCpu::leaked();
         Fixture { d, arch: ArmDomain::new(cpu, 7, vcpus, NR_LRS), cpu }
     }
@@ -582,6 +569,12 @@ mod tests {
         let sas = size.trailing_zeros();
         let iss = (1 << 24) | (sas << 22) | (reg << 16) | ((sixty_four as u32) << 15) | ((write as u32) << 6) | 0x07;
         Syndrome { esr: esr(ec::DABT_LOWER, iss), far: ipa & 0xfff, hpfar: (ipa >> 12) << 4 }
+    }
+
+    #[test]
+    fn no_per_vcpu_upcall_vector_on_arm() {
+        let r = fixture(1);
+        assert_eq!(r.vcpu(0).check_upcall_vector(0xF3), Err(Errno::ENOSYS));
     }
 
     #[test]

@@ -2,6 +2,11 @@
 //! ("XenVMMXenVMM", version, hypercall-page MSR, HVM features) and the host's
 //! leaves with the features Lantern does not virtualize masked out.
 
+use xen_abi::arch_x86::{
+    CPUID_FIRST_LEAF, CPUID_HVM_DOMID_PRESENT, CPUID_HVM_VCPU_ID_PRESENT, CPUID_LEAF_HVM, CPUID_LEAF_HYPERCALL,
+    CPUID_LEAF_VERSION, CPUID_SIGNATURE, HYPERCALL_STUB_SIZE,
+};
+
 /// The MSR a guest writes its hypercall page's address to (leaf 0x40000002 EBX).
 pub const HYPERCALL_PAGE_MSR: u32 = 0x4000_0000;
 /// Highest hypervisor leaf.
@@ -23,20 +28,21 @@ pub struct Regs {
 /// Answers a hypervisor leaf (0x40000000..=0x400000FF); `None` for others.
 pub fn xen_leaf(leaf: u32, vcpu_id: u32, domid: u16, version: (u32, u32)) -> Option<Regs> {
     let r = match leaf {
-        0x4000_0000 => Regs {
-            eax: MAX_XEN_LEAF,
-            ebx: u32::from_le_bytes(*b"XenV"),
-            ecx: u32::from_le_bytes(*b"MMXe"),
-            edx: u32::from_le_bytes(*b"nVMM"),
-        },
-        0x4000_0001 => {
+        CPUID_FIRST_LEAF => {
+            let sig = CPUID_SIGNATURE.as_bytes();
+            let word = |i: usize| u32::from_le_bytes([sig[i], sig[i + 1], sig[i + 2], sig[i + 3]]);
+            Regs { eax: MAX_XEN_LEAF, ebx: word(0), ecx: word(4), edx: word(8) }
+        }
+        l if l == CPUID_FIRST_LEAF + CPUID_LEAF_VERSION => {
             Regs { eax: (version.0 << xen_abi::nr::xenver::VERSION_MAJOR_SHIFT) | version.1, ..Regs::default() }
         }
         // One hypercall page, installed through MSR 0x40000000.
-        0x4000_0002 => Regs { eax: 1, ebx: HYPERCALL_PAGE_MSR, ..Regs::default() },
-        // HVM leaf: XEN_HVM_CPUID_VCPU_ID_PRESENT (bit 3) and
-        // XEN_HVM_CPUID_DOMID_PRESENT (bit 4).
-        0x4000_0004 => Regs { eax: (1 << 3) | (1 << 4), ebx: vcpu_id, ecx: domid as u32, edx: 0 },
+        l if l == CPUID_FIRST_LEAF + CPUID_LEAF_HYPERCALL => {
+            Regs { eax: 1, ebx: HYPERCALL_PAGE_MSR, ..Regs::default() }
+        }
+        l if l == CPUID_FIRST_LEAF + CPUID_LEAF_HVM => {
+            Regs { eax: CPUID_HVM_VCPU_ID_PRESENT | CPUID_HVM_DOMID_PRESENT, ebx: vcpu_id, ecx: domid as u32, edx: 0 }
+        }
         0x4000_0003 | 0x4000_0005 => Regs::default(),
         0x4000_0006..=0x4000_00FF => Regs::default(),
         _ => return None,
@@ -70,9 +76,9 @@ pub fn filter_host_leaf(leaf: u32, subleaf: u32, mut r: Regs, vcpu_id: u32) -> R
 
 /// The 32-byte hypercall stub for hypercall `nr`: `mov eax, nr; vmmcall; ret`,
 /// padded with `int3`. (`__HYPERVISOR_iret`, 23, is `ud2` as in Xen.)
-pub fn hypercall_stub(nr: u32) -> [u8; 32] {
-    let mut s = [0xCCu8; 32];
-    if nr == 23 {
+pub fn hypercall_stub(nr: u32) -> [u8; HYPERCALL_STUB_SIZE] {
+    let mut s = [0xCCu8; HYPERCALL_STUB_SIZE];
+    if u64::from(nr) == xen_abi::nr::hypercall::IRET {
         s[0] = 0x0F;
         s[1] = 0x0B;
         return s;

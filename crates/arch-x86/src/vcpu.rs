@@ -15,7 +15,7 @@ use lantern_common::arch::{ArchDomain, ArchVcpu, GdbRegisters, GuestMode, Preemp
 use lantern_common::domain::Domain;
 use lantern_common::guest_memory::{GuestMemory, PhysMem};
 use lantern_common::memory::{P2mType, PAGE_SHIFT};
-use xen_abi::errno::XenResult;
+use xen_abi::errno::{Errno, XenResult};
 use xen_abi::layout::GuestAbi;
 use xen_abi::nr::hvm_param;
 
@@ -32,6 +32,10 @@ pub use exits::io::DEBUG_PORT;
 /// The I/O and MSR permission maps, one copy shared by every vCPU (every
 /// access is intercepted).
 static MAPS: spin::Once<usize> = spin::Once::new();
+
+/// The lowest IDT vector that is an interrupt rather than an exception
+/// (Xen refuses lower ones for event upcalls).
+const FIRST_INTERRUPT_VECTOR: u8 = 0x10;
 
 fn maps_pa() -> u64 {
     *MAPS.call_once(|| Box::leak(PermissionMaps::intercept_all()) as *const PermissionMaps as usize) as u64
@@ -201,7 +205,8 @@ impl SvmVcpu {
         }
         let param = d.hvm_param(hvm_param::CALLBACK_IRQ as usize).unwrap_or(0);
         // HVM_PARAM_CALLBACK_TYPE_VECTOR (2) in bits 63:56.
-        (param >> hvm_param::CALLBACK_TYPE_SHIFT == hvm_param::CALLBACK_TYPE_VECTOR && param as u8 >= 0x10)
+        (param >> hvm_param::CALLBACK_TYPE_SHIFT == hvm_param::CALLBACK_TYPE_VECTOR
+            && param as u8 >= FIRST_INTERRUPT_VECTOR)
             .then_some(param as u8)
     }
 
@@ -331,6 +336,14 @@ impl ArchVcpu for SvmVcpu {
     fn initialise_arg_size(&self) -> usize {
         VCPU_HVM_CONTEXT_SIZE
     }
+
+    fn check_upcall_vector(&self, vector: u8) -> XenResult<()> {
+        // Vectors below 0x10 are exceptions, not interrupts.
+        if vector < FIRST_INTERRUPT_VECTOR {
+            return Err(Errno::EINVAL);
+        }
+        Ok(())
+    }
 }
 
 impl GdbRegisters for SvmVcpu {
@@ -351,29 +364,11 @@ impl GdbRegisters for SvmVcpu {
 #[cfg(test)]
 mod testing {
     use super::*;
-    use lantern_common::clock::{Clock, TimeSample};
-    use lantern_common::console::NoSink;
-    use lantern_common::domain::DomainConfig;
+    use lantern_testkit::TestDomain;
 
-    struct FixedClock;
-    impl Clock for FixedClock {
-        fn sample(&self) -> TimeSample {
-            TimeSample { system_time_ns: 1000, tsc: 5000, tsc_to_system_mul: 1 << 31, tsc_shift: 0 }
-        }
-    }
-
-    /// Domain 3 with `vcpus` vCPUs and 64 pages of RAM from 0.
+    /// Domain 3 with `vcpus` vCPUs and the kit's RAM from gfn 0.
     pub(super) fn domain(vcpus: u32) -> Arc<Domain> {
-        Domain::new(DomainConfig {
-            id: 3,
-            name: "t".into(),
-            max_vcpus: vcpus,
-            ram_pages: 64,
-            abi: &crate::layout::X86_64,
-            clock: Arc::new(FixedClock),
-            console: Arc::new(NoSink),
-        })
-        .unwrap()
+        TestDomain::new(&crate::layout::X86_64).id(3).vcpus(vcpus).build()
     }
 
     /// vCPU `id` of a fresh domain 3, powered on at 0x1000 with `ebx` = 0x2000.
@@ -448,6 +443,14 @@ mod tests {
         ctx[0] = 7;
         assert_eq!(v.initialise(&VcpuInitContext::XenInitialise(&ctx)), Err(Errno::EINVAL));
         assert_eq!(v.vmcb.save.rip, 0x4000);
+    }
+
+    #[test]
+    fn upcall_vectors_must_be_interrupts() {
+        let v = vcpu(0);
+        assert_eq!(v.check_upcall_vector(0x0F), Err(Errno::EINVAL));
+        assert_eq!(v.check_upcall_vector(0x10), Ok(()));
+        assert_eq!(v.check_upcall_vector(0xFF), Ok(()));
     }
 
     #[test]

@@ -141,6 +141,12 @@ pub trait ArchVcpu: GdbRegisters + Send {
     /// Size in bytes of the `VCPUOP_initialise` argument for this arch, or 0
     /// when the arch brings vCPUs up another way (firmware calls).
     fn initialise_arg_size(&self) -> usize;
+
+    /// Whether `vector` may carry event upcalls
+    /// (`HVMOP_set_evtchn_upcall_vector`): `Ok` where the arch delivers
+    /// upcalls on interrupt vectors and `vector` is one, the arch's errno
+    /// otherwise (`-ENOSYS` where the op does not exist, as on arm).
+    fn check_upcall_vector(&self, vector: u8) -> XenResult<()>;
 }
 
 /// The per-domain arch object: what a domain's vCPUs share in hardware

@@ -11,6 +11,8 @@ pub mod hypercall {
     pub const MEMORY_OP: u64 = 12;
     /// `__HYPERVISOR_xen_version`.
     pub const XEN_VERSION: u64 = 17;
+    /// `__HYPERVISOR_iret` (PV only: an HVM guest's stub for it traps).
+    pub const IRET: u64 = 23;
     /// `__HYPERVISOR_console_io`.
     pub const CONSOLE_IO: u64 = 18;
     /// `__HYPERVISOR_grant_table_op`.

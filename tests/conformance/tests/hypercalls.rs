@@ -255,3 +255,26 @@ fn xen_version_strings_clear_their_whole_fields() {
     assert_eq!(info[144], 0xff);
     assert_eq!(call(&d, &mut arch, 0, nr::XEN_VERSION, [99, ARG, 0, 0, 0, 0]).ret, Errno::ENOSYS.to_hypercall_ret());
 }
+
+#[test]
+fn the_upcall_vector_rule_is_the_callers_arch() {
+    use xen_abi::nr::hvmop;
+    use xen_abi::public::XenHvmEvtchnUpcallVector;
+    use zerocopy::IntoBytes;
+    for abi in layouts() {
+        let (d, _) = domain(abi, 2);
+        let mut arch = fake_vcpus(2);
+        let set = |arch: &mut [Box<dyn lantern_common::arch::ArchVcpu>], vcpu: u32, vector: u8| {
+            let arg = XenHvmEvtchnUpcallVector { vcpu, vector, pad: [0; 3] };
+            write_phys(&d, ARG, arg.as_bytes()).unwrap();
+            call(&d, arch, 0, nr::HVM_OP, [hvmop::SET_EVTCHN_UPCALL_VECTOR, ARG, 0, 0, 0, 0]).ret
+        };
+        // The fake vCPU models an arch whose upcalls ride interrupt vectors
+        // from 0x10: below is refused and nothing is recorded.
+        assert_eq!(set(&mut arch, 1, 0x0F), Errno::EINVAL.to_hypercall_ret());
+        assert_eq!(d.vcpu(1).unwrap().upcall_vector(), 0);
+        assert_eq!(set(&mut arch, 1, 0xF3), 0);
+        assert_eq!(d.vcpu(1).unwrap().upcall_vector(), 0xF3);
+        assert_eq!(set(&mut arch, 9, 0xF3), Errno::ENOENT.to_hypercall_ret(), "no vCPU 9");
+    }
+}

@@ -72,6 +72,9 @@ impl ArchVcpu for ScriptedVcpu {
     fn initialise_arg_size(&self) -> usize {
         0
     }
+    fn check_upcall_vector(&self, _vector: u8) -> XenResult<()> {
+        Err(Errno::ENOSYS)
+    }
 }
 
 /// A per-domain object that counts p2m syncs and reports a settable guest

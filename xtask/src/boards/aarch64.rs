@@ -81,7 +81,7 @@ impl BoardSpec for Aarch64 {
     }
 
     fn scratch_dir(&self) -> &'static str {
-        "lantern-arm"
+        "lantern-aarch64"
     }
 
     fn qemu_binary(&self) -> &'static str {

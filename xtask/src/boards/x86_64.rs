@@ -72,7 +72,7 @@ impl BoardSpec for X86_64 {
     }
 
     fn scratch_dir(&self) -> &'static str {
-        "lantern-x86"
+        "lantern-x86_64"
     }
 
     fn qemu_binary(&self) -> &'static str {

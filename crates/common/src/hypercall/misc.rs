@@ -228,10 +228,9 @@ pub(super) fn hvm_op(call: &mut Call<'_>, cmd: u64, arg: u64) -> XenResult<i64> 
         }
         hvmop::SET_EVTCHN_UPCALL_VECTOR => {
             let XenHvmEvtchnUpcallVector { vcpu, vector, .. } = call.read(arg)?;
-            // Vectors below 0x10 are exceptions, not interrupts.
-            if vector < 0x10 {
-                return Err(Errno::EINVAL);
-            }
+            // Whether the vector can carry upcalls, and whether the arch
+            // has per-vCPU upcall vectors at all, is the arch's to say.
+            call.caller()?.check_upcall_vector(vector)?;
             d.vcpu(vcpu)?.set_upcall_vector(vector);
             Ok(0)
         }

@@ -212,7 +212,7 @@ unsafe impl Guest for X86Guest {
 /// same state the PVH entry gives vCPU 0).
 fn ap_context(vcpu: u32) -> VcpuHvmContext {
     let stack_top = core::ptr::addr_of!(guest_stacks) as usize + (vcpu as usize + 1) * STACK_SIZE;
-    VcpuHvmContext::flat32(ap_start32 as *const () as usize as u32, stack_top as u32, vcpu)
+    xen_x86::flat32_context(ap_start32 as *const () as usize as u32, stack_top as u32, vcpu)
 }
 
 /// Find Xen's CPUID leaves: returns the base leaf.

@@ -113,7 +113,7 @@ impl SvmVcpu {
             return false;
         }
         let mut page = [0u8; PAGE_SIZE];
-        for (i, chunk) in page.chunks_exact_mut(32).enumerate() {
+        for (i, chunk) in page.chunks_exact_mut(xen_abi::arch_x86::HYPERCALL_STUB_SIZE).enumerate() {
             chunk.copy_from_slice(&cpuid::hypercall_stub(i as u32));
         }
         if PhysMem::new(d).write_bytes(Gpa(value), &page).is_err() {
