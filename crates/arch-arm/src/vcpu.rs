@@ -153,6 +153,11 @@ pub struct ArmVcpu {
     dom: Arc<ArmShared>,
     nr_lrs: usize,
     domid: u16,
+    /// The slice deadline this vCPU last armed the EL2 timer for: re-arming
+    /// on every guest entry costs a timer reprogram each time, so it is done
+    /// once per slice (every slice has a new, later deadline; between slices
+    /// the board owns the timer).
+    armed_slice: Option<u64>,
 }
 
 impl ArmVcpu {
@@ -167,6 +172,7 @@ impl ArmVcpu {
             dom,
             nr_lrs,
             domid,
+            armed_slice: None,
         }
     }
 
@@ -204,9 +210,13 @@ impl ArmVcpu {
     }
 
     /// Arms the EL2 timer for the end of the board's time slice.
-    fn arm_slice(&self, preempt: &dyn Preemption) {
-        if let Some(deadline) = preempt.slice_deadline() {
-            self.dom.cpu.arm_hyp_timer_at(deadline);
+    fn arm_slice(&mut self, preempt: &dyn Preemption) {
+        let deadline = preempt.slice_deadline();
+        if deadline.is_some() && deadline != self.armed_slice {
+            if let Some(at) = deadline {
+                self.dom.cpu.arm_hyp_timer_at(at);
+            }
+            self.armed_slice = deadline;
         }
     }
 
