@@ -74,6 +74,68 @@ pub fn filter_host_leaf(leaf: u32, subleaf: u32, mut r: Regs, vcpu_id: u32) -> R
     r
 }
 
+/// A CPUID register, for [`CR4_FEATURES`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reg {
+    /// ebx
+    Ebx,
+    /// ecx
+    Ecx,
+    /// edx
+    Edx,
+}
+
+impl Regs {
+    /// The value of register `r`.
+    pub fn get(&self, r: Reg) -> u32 {
+        match r {
+            Reg::Ebx => self.ebx,
+            Reg::Ecx => self.ecx,
+            Reg::Edx => self.edx,
+        }
+    }
+}
+
+/// CR4 bits a guest may set whatever CPUID says: PCE has no feature flag.
+pub const CR4_ALWAYS_VALID: u64 = 1 << 8;
+
+/// The CR4 bits Lantern lets a guest set, each with the CPUID feature
+/// (leaf 1 or leaf 7 subleaf 0, register, bit) that announces it: the bit is
+/// valid only while the guest's CPUID shows the feature, as Xen decides.
+/// CR4 bits not listed (VMXE, SMXE, OSXSAVE, LA57, PKE, CET, PKS) are
+/// always reserved here; their features are hidden or not virtualized.
+pub const CR4_FEATURES: &[(u64, u32, Reg, u32)] = &[
+    (1 << 0, 1, Reg::Edx, 1),   // VME: VME
+    (1 << 1, 1, Reg::Edx, 1),   // PVI: VME
+    (1 << 2, 1, Reg::Edx, 4),   // TSD: TSC
+    (1 << 3, 1, Reg::Edx, 2),   // DE: DE
+    (1 << 4, 1, Reg::Edx, 3),   // PSE: PSE
+    (1 << 5, 1, Reg::Edx, 6),   // PAE: PAE
+    (1 << 6, 1, Reg::Edx, 7),   // MCE: MCE
+    (1 << 7, 1, Reg::Edx, 13),  // PGE: PGE
+    (1 << 9, 1, Reg::Edx, 24),  // OSFXSR: FXSR
+    (1 << 10, 1, Reg::Edx, 25), // OSXMMEXCPT: SSE
+    (1 << 11, 7, Reg::Ecx, 2),  // UMIP: UMIP
+    (1 << 16, 7, Reg::Ebx, 0),  // FSGSBASE: FSGSBASE
+    (1 << 17, 1, Reg::Ecx, 17), // PCIDE: PCID
+    (1 << 20, 7, Reg::Ebx, 7),  // SMEP: SMEP
+    (1 << 21, 7, Reg::Ebx, 20), // SMAP: SMAP
+];
+
+/// The CR4 bits valid for a guest whose CPUID answers `leaf1` and `leaf7`
+/// (subleaf 0) — pass the filtered leaves the guest itself sees, so CR4
+/// and CPUID cannot disagree.
+pub fn cr4_valid_bits(leaf1: Regs, leaf7: Regs) -> u64 {
+    CR4_FEATURES.iter().fold(CR4_ALWAYS_VALID, |acc, &(cr4, leaf, reg, bit)| {
+        let regs = if leaf == 1 { leaf1 } else { leaf7 };
+        if regs.get(reg) & (1 << bit) != 0 {
+            acc | cr4
+        } else {
+            acc
+        }
+    })
+}
+
 /// The 32-byte hypercall stub for hypercall `nr`: `mov eax, nr; vmmcall; ret`,
 /// padded with `int3`. (`__HYPERVISOR_iret`, 23, is `ud2` as in Xen.)
 pub fn hypercall_stub(nr: u32) -> [u8; HYPERCALL_STUB_SIZE] {
@@ -121,5 +183,39 @@ mod tests {
         assert_eq!(r.ebx >> 24, 3);
         let r = filter_host_leaf(0x8000_0001, 0, Regs { ecx: 4, ..Regs::default() }, 0);
         assert_eq!(r.ecx, 0);
+    }
+
+    const ALL: Regs = Regs { eax: !0, ebx: !0, ecx: !0, edx: !0 };
+
+    #[test]
+    fn cr4_bits_follow_the_filtered_cpuid() {
+        let (l1, l7) = (filter_host_leaf(1, 0, ALL, 0), filter_host_leaf(7, 0, ALL, 0));
+        let valid = cr4_valid_bits(l1, l7);
+        // Every CR4 bit allowed has its feature shown to the guest.
+        for bit in 0..64 {
+            let cr4 = 1u64 << bit;
+            if valid & cr4 == 0 || cr4 & CR4_ALWAYS_VALID != 0 {
+                continue;
+            }
+            let features: alloc::vec::Vec<_> = CR4_FEATURES.iter().filter(|f| f.0 == cr4).collect();
+            assert!(!features.is_empty(), "CR4 bit {bit} allowed without a CPUID feature");
+            for &&(_, leaf, reg, fbit) in &features {
+                let r = if leaf == 1 { l1 } else { l7 };
+                assert_ne!(r.get(reg) & (1 << fbit), 0, "CR4 bit {bit} allowed but its feature is hidden");
+            }
+        }
+        // UMIP (leaf 7 ECX bit 2) is hidden, so CR4.UMIP is refused; the
+        // features the filter keeps stay usable.
+        assert_eq!(l7.ecx & (1 << 2), 0);
+        assert_eq!(valid & (1 << 11), 0);
+        assert_eq!(valid & (1 << 13 | 1 << 18), 0, "VMXE and OSXSAVE stay reserved");
+        // The filter drops leaf 7 EBX's upper half (AVX-512 and more), SMAP
+        // (bit 20) with it: CR4.SMAP is refused too.
+        assert_eq!(valid, 0x07FF | 1 << 16 | 1 << 17 | 1 << 20);
+        // A host without a feature: its CR4 bit goes.
+        let no_pcid = Regs { ecx: l1.ecx & !(1 << 17), ..l1 };
+        assert_eq!(cr4_valid_bits(no_pcid, l7) & (1 << 17), 0);
+        // Were UMIP shown, CR4.UMIP would be valid.
+        assert_ne!(cr4_valid_bits(l1, Regs { ecx: 1 << 2, ..l7 }) & (1 << 11), 0);
     }
 }

@@ -7,7 +7,6 @@
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
-use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use lantern_common::addr::{Gpa, Gva};
@@ -53,7 +52,7 @@ impl SvmDomain {
         SvmDomain {
             shared: Arc::new(SvmShared {
                 npt: spin::Mutex::new(NestedPageTable::new()),
-                sinks: spin::Mutex::new(Vec::new()),
+                sink: exits::npf::SinkPage::new(),
                 exits: AtomicU64::new(0),
             }),
         }
@@ -85,11 +84,12 @@ impl ArchDomain for SvmDomain {
     }
 }
 
-/// What a domain's vCPUs share: the nested page tables, the pages backing
-/// unclaimed MMIO probes (see [`exits::npf`]), and the exit count.
+/// What a domain's vCPUs share: the nested page tables, the read-only page
+/// backing every unclaimed MMIO frame (see [`exits::npf`]), and the exit
+/// count.
 struct SvmShared {
     npt: spin::Mutex<NestedPageTable>,
-    sinks: spin::Mutex<Vec<Box<exits::npf::SinkPage>>>,
+    sink: Box<exits::npf::SinkPage>,
     exits: AtomicU64,
 }
 

@@ -391,6 +391,21 @@ pub mod exit {
     pub const INVALID: u64 = 0xFFFF_FFFF;
 }
 
+/// EXITINFO1 of a nested page fault: a page-fault error code plus where in
+/// the walk the fault hit (APM vol. 2, 15.25.6).
+pub mod npf_info {
+    /// The nested entry was present (a protection fault).
+    pub const PRESENT: u64 = 1 << 0;
+    /// The access was a write.
+    pub const WRITE: u64 = 1 << 1;
+    /// The access was an instruction fetch.
+    pub const FETCH: u64 = 1 << 4;
+    /// The fault hit the final guest-physical address of the access.
+    pub const FINAL_GPA: u64 = 1 << 32;
+    /// The fault hit a guest page-table access during the guest's walk.
+    pub const GUEST_WALK: u64 = 1 << 33;
+}
+
 /// EXITINFO1 of an IOIO exit (APM vol. 2, figure 15-2).
 pub mod ioio {
     /// IN (set) or OUT (clear).

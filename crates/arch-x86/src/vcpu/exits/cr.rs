@@ -11,15 +11,13 @@ use crate::decode::{decode_mov_to_cr4, gpr};
 use crate::vcpu::SvmVcpu;
 use crate::vmcb::{cr4, efer, vector};
 
-/// CR4 bits a guest may set: VME..OSXMMEXCPT and UMIP (bits 0–11),
-/// FSGSBASE, PCIDE, SMEP, SMAP. XSAVE is hidden and VMX absent, so OSXSAVE
-/// and VMXE are reserved here.
-const CR4_ALLOWED: u64 = 0x0FFF | cr4::FSGSBASE | cr4::PCIDE | cr4::SMEP | cr4::SMAP;
-
 impl SvmVcpu {
     /// Emulates `mov cr4, reg` (the only CR4 write form): decodes the
     /// instruction at RIP and loads the value if every bit is one the guest
-    /// may set, else raises #GP.
+    /// may set — those whose feature the guest's own CPUID shows, see
+    /// [`crate::cpuid::CR4_FEATURES`] — else raises #GP. As on hardware,
+    /// clearing PAE in long mode and turning PCIDE on outside long mode or
+    /// with a non-zero CR3[11:0] raise #GP too.
     pub(in crate::vcpu) fn handle_cr4_write(&mut self, d: &Domain) -> Option<VcpuExit> {
         // Up to 15 bytes, as far as they are readable (the instruction may
         // end just before an unmapped page).
@@ -33,8 +31,11 @@ impl SvmVcpu {
         if !self.is_long() {
             value &= 0xFFFF_FFFF;
         }
-        let pae_off_in_long = self.vmcb.save.efer & efer::LMA != 0 && value & cr4::PAE == 0;
-        if value & !CR4_ALLOWED != 0 || pae_off_in_long {
+        let long_active = self.vmcb.save.efer & efer::LMA != 0;
+        let pae_off_in_long = long_active && value & cr4::PAE == 0;
+        let pcide_on = value & cr4::PCIDE != 0 && self.vmcb.save.cr4 & cr4::PCIDE == 0;
+        let bad_pcide = pcide_on && (!long_active || self.vmcb.save.cr3 & 0xFFF != 0);
+        if value & !self.cr4_valid_bits() != 0 || pae_off_in_long || bad_pcide {
             self.inject_exception(vector::GP, Some(0));
             return None;
         }
@@ -66,5 +67,33 @@ mod tests {
         assert_eq!(v.handle_cr4_write(&d), None);
         assert_eq!(v.vmcb.control.eventinj, event::exception(13, Some(0)));
         assert_eq!(v.vmcb.save.rip, 0x3000);
+    }
+
+    #[test]
+    fn cr4_umip_refused_while_cpuid_hides_it() {
+        let d = domain(1);
+        let mut v = vcpu(0);
+        v.vmcb.save.rip = 0x3000;
+        PhysMem::new(&d).write_bytes(Gpa(0x3000), &[0x0F, 0x22, 0xE0]).unwrap();
+        // The guest's CPUID hides UMIP (leaf 7 ECX bit 2) ...
+        assert_eq!(v.guest_cpuid(7, 0).ecx & (1 << 2), 0);
+        assert_eq!(v.cr4_valid_bits() & (1 << 11), 0);
+        // ... so setting CR4.UMIP faults and CR4 keeps its value.
+        let before = v.vmcb.save.cr4;
+        v.vmcb.save.rax = 0x20 | (1 << 11);
+        assert_eq!(v.handle_cr4_write(&d), None);
+        assert_eq!(v.vmcb.control.eventinj, event::exception(13, Some(0)));
+        assert_eq!((v.vmcb.save.cr4, v.vmcb.save.rip), (before, 0x3000));
+    }
+
+    #[test]
+    fn cr4_pcide_needs_long_mode() {
+        let d = domain(1);
+        let mut v = vcpu(0);
+        v.vmcb.save.rip = 0x3000;
+        PhysMem::new(&d).write_bytes(Gpa(0x3000), &[0x0F, 0x22, 0xE0]).unwrap();
+        v.vmcb.save.rax = 0x20 | cr4::PCIDE;
+        assert_eq!(v.handle_cr4_write(&d), None);
+        assert_eq!(v.vmcb.control.eventinj, event::exception(13, Some(0)));
     }
 }

@@ -1,78 +1,167 @@
 //! The nested-page-fault exit: a guest access to a frame the nested tables
-//! do not map (or map read-only). Probes of the platform-device window get
-//! an all-ones sink page, as Xen answers unclaimed MMIO; any other fault
-//! crashes the domain.
+//! do not map (or map read-only). The platform-device window answers as Xen
+//! answers MMIO nobody claims: reads return all ones, writes are discarded.
+//! Any other fault crashes the domain.
 
 use alloc::boxed::Box;
 
-use lantern_common::addr::Gpa;
+use lantern_common::addr::{Gpa, Gva};
 use lantern_common::arch::VcpuExit;
 use lantern_common::domain::Domain;
+use lantern_common::guest_memory::{GuestMemory, VirtMem};
 use lantern_common::memory::PAGE_SIZE;
 
+use crate::decode::{decode_mov_store_len, CodeSize, MAX_INSN_LEN};
 use crate::vcpu::{SvmShared, SvmVcpu};
+use crate::vmcb::{cr0, npf_info, seg_attr};
 
 /// The platform-device window (I/O APIC, HPET, local APIC) a PVH guest may
 /// probe although Lantern emulates none of those devices.
 const UNCLAIMED_MMIO: core::ops::Range<u64> = 0xFEC0_0000..0xFF00_0000;
 
-/// A page standing in for unclaimed MMIO: reads as all ones at first.
+/// The page standing in for every unclaimed MMIO frame of a domain: all
+/// ones, mapped read-only so it stays that way.
 #[repr(C, align(4096))]
-pub(in crate::vcpu) struct SinkPage([u8; PAGE_SIZE]);
+pub(in crate::vcpu) struct SinkPage(pub(in crate::vcpu) [u8; PAGE_SIZE]);
+
+impl SinkPage {
+    /// A fresh all-ones page.
+    pub(in crate::vcpu) fn new() -> Box<Self> {
+        Box::new(SinkPage([0xFF; PAGE_SIZE]))
+    }
+}
 
 impl SvmShared {
-    /// Xen answers accesses to MMIO nobody claims with all-ones reads and
-    /// dropped writes (guests probe for an HPET or APIC that way). Without
-    /// decode assists we cannot emulate the access, so the frame gets a
-    /// private page filled with 0xFF instead: a probe reads "no device".
-    /// Only for the platform-device window; any other stray access still
-    /// crashes the domain.
+    /// Maps the domain's sink page read-only at `gpa`'s frame if `gpa` is
+    /// unclaimed MMIO (in the platform-device window, nothing in the p2m):
+    /// reads then see "no device" without an exit, writes fault and are
+    /// dropped by [`SvmVcpu::handle_npf`]. Returns whether `gpa` is
+    /// unclaimed MMIO.
     fn map_unclaimed(&self, d: &Domain, gpa: u64) -> bool {
         if !UNCLAIMED_MMIO.contains(&gpa) || d.p2m.lock().get(Gpa(gpa).gfn()).is_some() {
             return false;
         }
-        let page = Box::new(SinkPage([0xFF; PAGE_SIZE]));
-        self.npt.lock().map(gpa & !0xFFF, page.0.as_ptr() as u64, true);
-        self.sinks.lock().push(page);
+        self.npt.lock().map(gpa & !0xFFF, self.sink.0.as_ptr() as u64, false);
         true
     }
 }
 
 impl SvmVcpu {
-    /// The nested page fault at EXITINFO2: retried after mapping a sink
-    /// page, or the domain crashes.
-    pub(in crate::vcpu) fn handle_npf(&mut self, d: &Domain) -> Option<VcpuExit> {
-        if self.dom.map_unclaimed(d, self.vmcb.control.exitinfo2) {
-            None
+    /// The default operand/address size of the code the vCPU runs.
+    fn code_size(&self) -> CodeSize {
+        let s = &self.vmcb.save;
+        if self.is_long() {
+            CodeSize::Bits64
+        } else if s.cr0 & cr0::PE != 0 && s.cs.attrib & seg_attr::DB != 0 {
+            CodeSize::Bits32
         } else {
-            Some(self.crash(d, "nested page fault (unmapped or read-only gpa)"))
+            CodeSize::Bits16
         }
+    }
+
+    /// The nested page fault at EXITINFO2. Unclaimed MMIO gets the
+    /// read-only sink page; a read retries against it, a write is skipped
+    /// (its instruction decoded at RIP for the length, with no decode
+    /// assists under TCG) without being performed. Anything else, or a
+    /// write by an instruction the decoder does not know, crashes the
+    /// domain.
+    pub(in crate::vcpu) fn handle_npf(&mut self, d: &Domain) -> Option<VcpuExit> {
+        let (info, gpa) = (self.vmcb.control.exitinfo1, self.vmcb.control.exitinfo2);
+        if !self.dom.map_unclaimed(d, gpa) {
+            return Some(self.crash(d, "nested page fault (unmapped or read-only gpa)"));
+        }
+        if info & npf_info::WRITE == 0 {
+            return None;
+        }
+        if info & npf_info::GUEST_WALK != 0 {
+            return Some(self.crash(d, "guest page-table update in unclaimed MMIO"));
+        }
+        let mut bytes = [0u8; MAX_INSN_LEN];
+        let rip = self.vmcb.save.cs.base.wrapping_add(self.vmcb.save.rip);
+        VirtMem::new(d, self).read_prefix(Gva(rip), &mut bytes);
+        let Some(len) = decode_mov_store_len(&bytes, self.code_size()) else {
+            log::error!("d{}v{}: write to unclaimed MMIO {gpa:#x} by {bytes:02x?}", d.id, self.vcpu_id);
+            return Some(self.crash(d, "write to unclaimed MMIO by an instruction the hypervisor cannot decode"));
+        };
+        let mut next = self.vmcb.save.rip.wrapping_add(len as u64);
+        if self.code_size() != CodeSize::Bits64 {
+            next &= 0xFFFF_FFFF;
+        }
+        self.vmcb.save.rip = next;
+        None
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use lantern_common::addr::Gpa;
     use lantern_common::arch::VcpuExit;
+    use lantern_common::guest_memory::{GuestMemory, PhysMem};
 
     use crate::vcpu::testing::{domain, vcpu};
+    use crate::vmcb::npf_info::{FINAL_GPA, PRESENT, WRITE};
 
     #[test]
-    fn unclaimed_mmio_gets_a_sink_page() {
+    fn unclaimed_mmio_reads_map_the_sink_read_only() {
         let d = domain(1);
         let mut v = vcpu(0);
-        // Unclaimed MMIO probes get an all-ones page; RAM holes do not.
-        assert!(v.dom.map_unclaimed(&d, 0xFED0_0000));
-        assert!(!v.dom.map_unclaimed(&d, 0x8000_0000));
-        let (hpa, writable) = v.dom.npt.lock().lookup(0xFED0_0000).unwrap();
-        assert!(writable);
-        let sinks = v.dom.sinks.lock();
-        assert_eq!((sinks.len(), hpa), (1, sinks[0].0.as_ptr() as u64));
-        assert!(sinks[0].0.iter().all(|&b| b == 0xFF));
-        drop(sinks);
-        // Through the exit: the local APIC window is a sink, a RAM hole is not.
+        // A read of the HPET window: the shared sink, read-only, retried.
+        v.vmcb.control.exitinfo1 = FINAL_GPA;
+        v.vmcb.control.exitinfo2 = 0xFED0_0000;
+        assert_eq!(v.handle_npf(&d), None);
         v.vmcb.control.exitinfo2 = 0xFEE0_0030;
         assert_eq!(v.handle_npf(&d), None);
+        let sink = v.dom.sink.0.as_ptr() as u64;
+        assert_eq!(v.dom.npt.lock().lookup(0xFED0_0000), Some((sink, false)));
+        assert_eq!(v.dom.npt.lock().lookup(0xFEE0_0030), Some((sink + 0x30, false)));
+        assert!(v.dom.sink.0.iter().all(|&b| b == 0xFF));
+        assert_eq!(v.vmcb.save.rip, 0x1000, "a read is retried, not skipped");
+        // A RAM hole is no sink.
         v.vmcb.control.exitinfo2 = 0x8000_0000;
         assert_eq!(v.handle_npf(&d), Some(VcpuExit::Fault));
+        assert_eq!(v.dom.npt.lock().lookup(0x8000_0000), None);
+    }
+
+    #[test]
+    fn unclaimed_mmio_writes_are_skipped() {
+        let d = domain(1);
+        let mut v = vcpu(0);
+        // mov dword [0xFEC00000], 0x12345678 (XTF xsa-239 selects an I/O
+        // APIC register and reads it back).
+        let insn = [0xC7, 0x05, 0x00, 0x00, 0xC0, 0xFE, 0x78, 0x56, 0x34, 0x12];
+        PhysMem::new(&d).write_bytes(Gpa(0x3000), &insn).unwrap();
+        v.vmcb.save.rip = 0x3000;
+        v.vmcb.control.exitinfo1 = FINAL_GPA | WRITE;
+        v.vmcb.control.exitinfo2 = 0xFEC0_0000;
+        assert_eq!(v.handle_npf(&d), None);
+        assert_eq!(v.vmcb.save.rip, 0x300A);
+        // The frame is now the sink, read-only, still all ones.
+        assert_eq!(v.dom.npt.lock().lookup(0xFEC0_0000), Some((v.dom.sink.0.as_ptr() as u64, false)));
+        assert!(v.dom.sink.0.iter().all(|&b| b == 0xFF));
+        // The next write faults on the present read-only entry: skipped too.
+        v.vmcb.save.rip = 0x3000;
+        v.vmcb.control.exitinfo1 = FINAL_GPA | WRITE | PRESENT;
+        assert_eq!(v.handle_npf(&d), None);
+        assert_eq!(v.vmcb.save.rip, 0x300A);
+        // An instruction the decoder does not know crashes the domain
+        // (add dword [0xFEC00000], eax).
+        PhysMem::new(&d).write_bytes(Gpa(0x3000), &[0x01, 0x05, 0x00, 0x00, 0xC0, 0xFE]).unwrap();
+        v.vmcb.save.rip = 0x3000;
+        assert_eq!(v.handle_npf(&d), Some(VcpuExit::Fault));
+        assert_eq!(v.vmcb.save.rip, 0x3000);
+    }
+
+    #[test]
+    fn writes_to_ram_holes_still_crash() {
+        let d = domain(1);
+        let mut v = vcpu(0);
+        PhysMem::new(&d).write_bytes(Gpa(0x3000), &[0x89, 0x08]).unwrap();
+        v.vmcb.save.rip = 0x3000;
+        v.vmcb.control.exitinfo1 = FINAL_GPA | WRITE;
+        for gpa in [0x8000_0000, 0xFF00_0000, 0xFEB0_0000] {
+            v.vmcb.control.exitinfo2 = gpa;
+            assert_eq!(v.handle_npf(&d), Some(VcpuExit::Fault), "{gpa:#x}");
+            assert_eq!(v.vmcb.save.rip, 0x3000);
+        }
     }
 }
