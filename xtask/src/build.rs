@@ -78,7 +78,7 @@ pub fn build(opts: &Opts) -> Result<Artifacts, String> {
     let board = opts.board;
     let image = board.kernel();
     let mut args = vec!["-p", image.package, "--target", image.target];
-    if !opts.debug {
+    if !opts.dev_build {
         args.push("--release");
     }
     let kernel = cargo_build_executable(&args)?;
@@ -111,7 +111,7 @@ pub fn build(opts: &Opts) -> Result<Artifacts, String> {
     let module = dir.join("boot.cpio");
     std::fs::write(&module, &archive).map_err(|e| format!("writing {}: {e}", module.display()))?;
 
-    let mut cfg = BootConfig { exit_when_done: opts.exit, ..BootConfig::default() };
+    let mut cfg = BootConfig { exit_when_done: opts.exit, log_level: opts.log, ..BootConfig::default() };
     for (name, _) in &guests {
         let mut d = DomainSpec::new(name);
         d.vcpus = opts.vcpus.unwrap_or(if demo { board.demo_vcpus() } else { 1 });

@@ -18,8 +18,12 @@ pub struct Opts {
     pub timeout: Option<u64>,
     /// `--dry-run`: print the QEMU command line instead of running it.
     pub dry_run: bool,
-    /// `--debug`: build the hypervisor with the dev profile (default release).
-    pub debug: bool,
+    /// `--dev-build`: build the hypervisor with the dev profile (default
+    /// release).
+    pub dev_build: bool,
+    /// `--log LEVEL`: the hypervisor's log level (`lantern.log=LEVEL`);
+    /// `debug` shows every unhandled guest request.
+    pub log: Option<log::LevelFilter>,
     /// `--vcpus N`: vCPUs for every domain.
     pub vcpus: Option<u32>,
     /// `--mem SIZE`: memory per domain (K/M/G suffixes).
@@ -56,7 +60,8 @@ impl Opts {
             exit: false,
             timeout: None,
             dry_run: false,
-            debug: false,
+            dev_build: false,
+            log: None,
             vcpus: None,
             mem: None,
             append: Vec::new(),
@@ -88,7 +93,10 @@ options:
   --exit                  end when every domain has shut down; exit status = verdict
   --timeout S             kill QEMU after S seconds (default 120 with --exit)
   --dry-run               print the QEMU command line (shell-quoted) instead of running it
-  --debug                 build the hypervisor with the dev profile (default release)
+  --dev-build             build the hypervisor with the dev profile (default release)
+  --log LEVEL             hypervisor log level: error|warn|info|debug|trace (debug also
+                          lists every hypercall answered -ENOSYS and every register,
+                          port or MMIO access refused or defaulted, with counts at the end)
   --vcpus N               vCPUs of every domain (demo default: {})
   --mem SIZE              memory of every domain (K/M/G suffixes; default 32M)
   --append WORD           extra hypervisor command-line word (repeatable)
@@ -117,7 +125,11 @@ pub fn parse_opts(args: &[String]) -> Result<Option<Opts>, String> {
             "--guest" => o.guests.push(PathBuf::from(value("--guest")?)),
             "--exit" => o.exit = true,
             "--dry-run" => o.dry_run = true,
-            "--debug" => o.debug = true,
+            "--dev-build" => o.dev_build = true,
+            "--log" => {
+                let v = value("--log")?;
+                o.log = Some(v.parse().map_err(|_| format!("--log takes error|warn|info|debug|trace, not `{v}`"))?)
+            }
             "--timeout" => o.timeout = Some(num(value("--timeout")?, "--timeout takes seconds")?),
             "--vcpus" => o.vcpus = Some(num(value("--vcpus")?, "--vcpus takes a number")?),
             "--mem" => {
@@ -154,5 +166,9 @@ mod tests {
         assert!(parse_opts(&["--help".to_string()]).unwrap().is_none());
         assert!(parse_opts(&["--arch".to_string(), "mips".to_string()]).is_err());
         assert!(parse_opts(&["--bogus".to_string()]).is_err());
+        let o = parse_opts(&["--log".to_string(), "debug".to_string(), "--dev-build".to_string()]).unwrap().unwrap();
+        assert_eq!((o.log, o.dev_build), (Some(log::LevelFilter::Debug), true));
+        assert!(parse_opts(&["--log".to_string(), "loud".to_string()]).is_err());
+        assert!(parse_opts(&["--debug".to_string()]).is_err(), "renamed to --dev-build");
     }
 }

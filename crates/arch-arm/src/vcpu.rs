@@ -24,6 +24,7 @@ use alloc::boxed::Box;
 
 use lantern_common::addr::{Gpa, Gva};
 use lantern_common::arch::{ArchDomain, ArchVcpu, GdbRegisters, GuestMode, Preemption, VcpuExit, VcpuInitContext};
+use lantern_common::diag::Unhandled;
 use lantern_common::domain::Domain;
 use lantern_common::guest_memory::{GuestMemory, PhysMem};
 use lantern_common::lifecycle;
@@ -265,7 +266,10 @@ impl ArmVcpu {
                     Some(VcpuExit::Hypercall { nr: x[16], args: [x[0], x[1], x[2], x[3], x[4], 0] })
                 }
                 0 => self.psci(d),
-                _ => {
+                imm => {
+                    let kind =
+                        Unhandled::Access { space: "HVC", index: imm as u64, write: false, answer: "not supported" };
+                    d.note_unhandled(Some(self.id), kind);
                     self.ctx.regs.x[0] = ret::NOT_SUPPORTED as u64;
                     None
                 }
@@ -296,6 +300,9 @@ impl ArmVcpu {
                 let (op0, op1, crn, crm, op2) =
                     ((iss >> 20) & 3, (iss >> 14) & 7, (iss >> 10) & 0xf, (iss >> 1) & 0xf, (iss >> 17) & 7);
                 if (op0, op1, crn, crm, op2) == (3, 0, 12, 11, 5) {
+                    let kind =
+                        Unhandled::Access { space: "sysreg ICC_SGI1R_EL1", index: 0, write: true, answer: "ignored" };
+                    d.note_unhandled(Some(self.id), kind);
                     self.ctx.regs.pc += 4;
                     return None;
                 }
@@ -355,7 +362,12 @@ impl ArmVcpu {
             }
             // 2: no trusted OS needs migrating.
             PsciCall::MigrateInfoType => 2,
-            PsciCall::Unknown(_) => ret::NOT_SUPPORTED,
+            PsciCall::Unknown(fid) => {
+                let kind =
+                    Unhandled::Access { space: "PSCI", index: fid as u64, write: false, answer: "not supported" };
+                d.note_unhandled(Some(self.id), kind);
+                ret::NOT_SUPPORTED
+            }
         };
         self.ctx.regs.x[0] = r as u64;
         None
@@ -647,6 +659,9 @@ mod tests {
         assert_eq!(psci_call(&mut v, &r.d, [fid::PSCI_FEATURES as u64, 0xC400_0001, 0, 0]), (None, ret::NOT_SUPPORTED));
         assert_eq!(psci_call(&mut v, &r.d, [fid::PSCI_MIGRATE_INFO_TYPE as u64, 0, 0, 0]), (None, 2));
         assert_eq!(psci_call(&mut v, &r.d, [0x8400_00ff, 0, 0, 0]), (None, ret::NOT_SUPPORTED));
+        // The unknown function is counted for `lantern.log=debug`.
+        let unknown = Unhandled::Access { space: "PSCI", index: 0x8400_00ff, write: false, answer: "not supported" };
+        assert_eq!(r.d.diag.lock().count(&unknown), 1);
     }
 
     #[test]

@@ -15,6 +15,9 @@
 //!   (it may contain commas).
 //! * `exit` — end the run once every domain has shut down.
 //! * `gdb-wait` — stop before the first guest instruction until gdb attaches.
+//! * `log=LEVEL` — the hypervisor's log level (`error`, `warn`, `info`,
+//!   `debug`, `trace`); `debug` also shows every unhandled guest request
+//!   (see `diag`).
 //! * `lantern.` may prefix any word; unknown words are kept in
 //!   [`BootConfig::unknown`] for the board to warn about.
 
@@ -57,6 +60,8 @@ pub struct BootConfig {
     pub exit_when_done: bool,
     /// Wait for gdb before running guests.
     pub wait_for_gdb: bool,
+    /// `log=LEVEL`, if given.
+    pub log_level: Option<log::LevelFilter>,
     /// Words that were not understood.
     pub unknown: Vec<String>,
 }
@@ -149,6 +154,12 @@ pub fn parse(cmdline: &str) -> Result<BootConfig, ConfigError> {
             Some(("domain" | "dom", v)) => cfg.domains.push(parse_domain(v)?),
             None if w == "exit" => cfg.exit_when_done = true,
             None if w == "gdb-wait" => cfg.wait_for_gdb = true,
+            Some(("log", v)) => {
+                cfg.log_level =
+                    Some(v.parse().map_err(|_| {
+                        ConfigError(alloc::format!("log level must be error|warn|info|debug|trace: '{v}'"))
+                    })?)
+            }
             _ => cfg.unknown.push(word.clone()),
         }
     }
@@ -165,6 +176,9 @@ impl BootConfig {
         }
         if self.wait_for_gdb {
             words.push("gdb-wait".to_string());
+        }
+        if let Some(level) = self.log_level {
+            words.push(alloc::format!("log={}", level.as_str().to_ascii_lowercase()));
         }
         for d in &self.domains {
             let mut w = alloc::format!("domain={},vcpus={}", d.image, d.vcpus);
@@ -204,7 +218,8 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let c = parse(r#"exit domain=x.elf,vcpus=2,mem=8M,cmdline="hello world" domain=y"#).unwrap();
+        let c = parse(r#"exit lantern.log=debug domain=x.elf,vcpus=2,mem=8M,cmdline="hello world" domain=y"#).unwrap();
+        assert_eq!(c.log_level, Some(log::LevelFilter::Debug));
         assert_eq!(parse(&c.to_cmdline()).unwrap(), c);
     }
 
@@ -215,6 +230,7 @@ mod tests {
         assert!(parse("domain=x,vcpus=1000").is_err());
         assert!(parse("domain=x,mem=12").is_err());
         assert!(parse("domain=x,colour=red").is_err());
+        assert!(parse("log=loud").is_err());
         assert_eq!(parse("").unwrap(), BootConfig::default());
     }
 

@@ -14,6 +14,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use crate::area::{AreaMap, Placement, VcpuAreas};
 use crate::clock::Clock;
 use crate::console::{Console, ConsoleSink};
+use crate::diag::{Diagnostics, Unhandled};
 use crate::memory::{DomId, Gfn, P2m, P2mType, Page, PageRef};
 use crate::ports::EventChannels;
 use crate::runstate_info::RunstateInfo;
@@ -199,6 +200,8 @@ pub struct Domain {
     pub evtchn: spin::Mutex<EventChannels>,
     /// Console output, split into lines.
     pub console: spin::Mutex<Console>,
+    /// What the guest asked for and did not get.
+    pub diag: spin::Mutex<Diagnostics>,
     hvm_params: spin::Mutex<[u64; HVM_NR_PARAMS]>,
     clock: Arc<dyn Clock>,
 }
@@ -246,6 +249,7 @@ impl Domain {
             lifecycle: spin::Mutex::new(Lifecycle::Running),
             evtchn: spin::Mutex::new(EventChannels::new()),
             console: spin::Mutex::new(Console::new(cfg.id, cfg.console)),
+            diag: spin::Mutex::new(Diagnostics::default()),
             hvm_params: spin::Mutex::new([0; HVM_NR_PARAMS]),
             clock: cfg.clock,
         });
@@ -433,6 +437,17 @@ impl Domain {
         }
         p2m.set(gfn, self.shared_info.clone(), P2mType::RamRw);
         Ok(())
+    }
+
+    /// Counts an unhandled request of `v` (`None`: not tied to a vCPU) and
+    /// logs the first of its kind at debug level.
+    pub fn note_unhandled(&self, v: Option<u32>, kind: Unhandled) {
+        if self.diag.lock().note(kind) {
+            match v {
+                Some(v) => log::debug!("d{}v{}: {} (first time)", self.id, v, kind.describe()),
+                None => log::debug!("d{}: {} (first time)", self.id, kind.describe()),
+            }
+        }
     }
 
     /// Records that the guest shut down with `reason`.

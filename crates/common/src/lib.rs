@@ -15,6 +15,7 @@ pub mod boot_config;
 pub mod clock;
 pub mod console;
 pub mod cpio;
+pub mod diag;
 pub mod domain;
 pub mod evtchn;
 pub mod guest_area;

@@ -176,6 +176,12 @@ impl Hypervisor {
         Verdict { domains: self.domains().map(|d| (d.id, d.lifecycle())).collect(), failed_to_build: 0 }
     }
 
+    /// The unhandled-request counts of every domain, one line per kind
+    /// (the board logs them at debug level when the run ends).
+    pub fn diagnostic_lines(&self) -> Vec<String> {
+        self.domains().flat_map(|d| d.diag.lock().summary_lines(d.id)).collect()
+    }
+
     /// Exits every vCPU has taken so far.
     pub fn exits(&self) -> u64 {
         self.slots.iter().map(|s| s.arch.exits()).sum()

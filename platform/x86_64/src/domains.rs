@@ -196,5 +196,8 @@ pub fn run(cfg: &BootConfig, archive: &[u8]) -> ! {
     let ms = (clock.now_ns() - t0) / 1_000_000;
     let exits = hv.exits();
     crate::println!("(lantern) all domains finished in {ms} ms, {exits} exits ({} exits/s)", exits * 1000 / ms.max(1));
+    for line in hv.diagnostic_lines() {
+        log::debug!("unhandled: {line}");
+    }
     board.exit(&verdict)
 }

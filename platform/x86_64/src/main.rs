@@ -70,6 +70,9 @@ extern "C" fn kmain(start_info_pa: u64) -> ! {
             exit_qemu(false);
         }
     };
+    if let Some(level) = cfg.log_level {
+        log::set_max_level(level);
+    }
     if cfg.unknown.iter().any(|w| w == "selftest") {
         selftest::run(&info);
     }

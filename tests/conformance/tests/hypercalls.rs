@@ -278,3 +278,20 @@ fn the_upcall_vector_rule_is_the_callers_arch() {
         assert_eq!(set(&mut arch, 9, 0xF3), Errno::ENOENT.to_hypercall_ret(), "no vCPU 9");
     }
 }
+
+#[test]
+fn enosys_hypercalls_are_counted_for_the_diagnostics() {
+    use lantern_common::diag::Unhandled;
+    let (d, _) = domain(layout("x86_64"), 1);
+    let mut arch = fake_vcpus(1);
+    assert_eq!(call(&d, &mut arch, 0, 63, [7, 0, 0, 0, 0, 0]).ret, Errno::ENOSYS.to_hypercall_ret());
+    assert_eq!(call(&d, &mut arch, 0, 63, [7, 0, 0, 0, 0, 0]).ret, Errno::ENOSYS.to_hypercall_ret());
+    // A known hypercall with an unknown sub-op is counted too, a success is not.
+    assert_eq!(call(&d, &mut arch, 0, nr::VCPU_OP, [99, 0, 0, 0, 0, 0]).ret, Errno::ENOSYS.to_hypercall_ret());
+    assert_eq!(call(&d, &mut arch, 0, nr::VCPU_OP, [vcpuop::IS_UP, 0, 0, 0, 0, 0]).ret, 1);
+    let diag = d.diag.lock();
+    assert_eq!(diag.count(&Unhandled::Hypercall { nr: 63, sub: 7 }), 2);
+    assert_eq!(diag.count(&Unhandled::Hypercall { nr: nr::VCPU_OP, sub: 99 }), 1);
+    assert_eq!(diag.entries().len(), 2);
+    assert_eq!(diag.summary_lines(d.id)[0], "d1: hypercall 24 (vcpu_op) sub-op 99: -ENOSYS (x1)");
+}

@@ -11,6 +11,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 use crate::addr::Gva;
 use crate::arch::ArchVcpu;
+use crate::diag::Unhandled;
 use crate::domain::Domain;
 use crate::guest_memory::{GuestMemory, VirtMem};
 use xen_abi::errno::{Errno, XenResult};
@@ -94,5 +95,8 @@ pub fn dispatch(call: &mut Call<'_>, nr: u64, args: [u64; 6]) -> Outcome {
         nr::HVM_OP => misc::hvm_op(call, args[0], args[1]),
         _ => Err(Errno::ENOSYS),
     };
+    if r == Err(Errno::ENOSYS) {
+        call.domain.note_unhandled(Some(call.vcpu), Unhandled::Hypercall { nr, sub: args[0] });
+    }
     Outcome { ret: xen_abi::errno::hypercall_ret(r), deschedule: call.deschedule }
 }

@@ -245,6 +245,9 @@ pub fn run(m: &Machine, cfg: &BootConfig) -> ! {
         }
     }
     let verdict = hv.run(&mut board);
+    for line in hv.diagnostic_lines() {
+        log::debug!("unhandled: {line}");
+    }
     // The machine powers off next: tearing every domain down first would
     // only cost time.
     core::mem::forget(hv);

@@ -236,9 +236,12 @@ extern "C" fn lantern_main(x0: u64) -> ! {
             power::off(2, &m)
         }
     };
+    if let Some(level) = cfg.log_level {
+        log::set_max_level(level);
+    }
     for w in &cfg.unknown {
         let w = w.strip_prefix("lantern.").unwrap_or(w);
-        if !(w.starts_with("modules=") || w == "semihosting" || w == "gdb-uart-hello" || w.starts_with("log=")) {
+        if !(w.starts_with("modules=") || w == "semihosting" || w == "gdb-uart-hello") {
             log::warn!("ignoring unknown boot word '{}'", w);
         }
     }

@@ -4,6 +4,7 @@
 
 use lantern_common::addr::Gva;
 use lantern_common::arch::VcpuExit;
+use lantern_common::diag::Unhandled;
 use lantern_common::domain::Domain;
 use lantern_common::guest_memory::{GuestMemory, VirtMem};
 
@@ -73,6 +74,8 @@ impl SvmVcpu {
             }
         } else if is_in {
             // No device answers: all ones. A 32-bit IN zero-extends into RAX.
+            let kind = Unhandled::Access { space: "port", index: port as u64, write: false, answer: "all ones" };
+            d.note_unhandled(Some(self.vcpu_id), kind);
             let rax = &mut self.vmcb.save.rax;
             *rax = match size {
                 1 => *rax | 0xFF,
@@ -81,6 +84,9 @@ impl SvmVcpu {
             };
         } else if port == DEBUG_PORT {
             d.console.lock().write(&[self.vmcb.save.rax as u8]);
+        } else {
+            let kind = Unhandled::Access { space: "port", index: port as u64, write: true, answer: "dropped" };
+            d.note_unhandled(Some(self.vcpu_id), kind);
         }
         self.vmcb.save.rip = next_rip;
         None
@@ -91,6 +97,7 @@ impl SvmVcpu {
 mod tests {
     use alloc::string::String;
     use alloc::vec::Vec;
+    use lantern_common::diag::Unhandled;
 
     use lantern_common::addr::Gpa;
     use lantern_common::guest_memory::{GuestMemory, PhysMem};
@@ -131,6 +138,13 @@ mod tests {
         v.vmcb.control.exitinfo1 = info(0x80, 1, 0);
         assert_eq!(v.handle_io(&d), None);
         assert_eq!(history(&d), ["ok"]);
+        // Both kinds of unanswered access are counted for `lantern.log=debug`;
+        // the debug port is not one of them.
+        let diag = d.diag.lock();
+        let read = Unhandled::Access { space: "port", index: 0x71, write: false, answer: "all ones" };
+        let write = Unhandled::Access { space: "port", index: 0x80, write: true, answer: "dropped" };
+        assert_eq!((diag.count(&read), diag.count(&write)), (3, 1));
+        assert_eq!(diag.entries().len(), 2);
     }
 
     #[test]

@@ -9,6 +9,8 @@ use lantern_common::guest_memory::{GuestMemory, PhysMem};
 use lantern_common::memory::PAGE_SIZE;
 
 use crate::cpuid;
+use lantern_common::diag::Unhandled;
+
 use crate::msr;
 use crate::vcpu::SvmVcpu;
 use crate::vmcb::{efer, vector};
@@ -17,9 +19,17 @@ impl SvmVcpu {
     /// The MSR exit (EXITINFO1 bit 0: WRMSR): emulates the access or raises
     /// #GP.
     pub(in crate::vcpu) fn msr_exit(&mut self, d: &Domain) {
-        if !self.handle_msr(d, self.vmcb.control.exitinfo1 & 1 != 0) {
+        let write = self.vmcb.control.exitinfo1 & 1 != 0;
+        if !self.handle_msr(d, write) {
+            self.note_msr(d, write, "#GP");
             self.inject_exception(vector::GP, Some(0));
         }
+    }
+
+    /// Counts an MSR access answered with a default or refused.
+    fn note_msr(&self, d: &Domain, write: bool, answer: &'static str) {
+        let kind = Unhandled::Access { space: "MSR", index: self.regs.rcx & 0xFFFF_FFFF, write, answer };
+        d.note_unhandled(Some(self.vcpu_id), kind);
     }
 
     /// Emulates RDMSR/WRMSR; `false` means "raise #GP".
@@ -81,7 +91,10 @@ impl SvmVcpu {
                     | msr::SPEC_CTRL
                     | msr::TSC_AUX,
                     false,
-                ) => Some(0),
+                ) => {
+                    self.note_msr(d, false, "reads as zero");
+                    Some(0)
+                }
                 // Writes dropped: MTRR default type, SPEC_CTRL, PRED_CMD, the
                 // microcode signature, TSC_AUX, MISC_ENABLE.
                 (
@@ -92,7 +105,10 @@ impl SvmVcpu {
                     | msr::TSC_AUX
                     | msr::MISC_ENABLE,
                     true,
-                ) => Some(0),
+                ) => {
+                    self.note_msr(d, true, "dropped");
+                    Some(0)
+                }
                 _ => None,
             }
         };

@@ -7,6 +7,7 @@ use alloc::boxed::Box;
 
 use lantern_common::addr::{Gpa, Gva};
 use lantern_common::arch::VcpuExit;
+use lantern_common::diag::Unhandled;
 use lantern_common::domain::Domain;
 use lantern_common::guest_memory::{GuestMemory, VirtMem};
 use lantern_common::memory::PAGE_SIZE;
@@ -70,7 +71,10 @@ impl SvmVcpu {
         if !self.dom.map_unclaimed(d, gpa) {
             return Some(self.crash(d, "nested page fault (unmapped or read-only gpa)"));
         }
-        if info & npf_info::WRITE == 0 {
+        let write = info & npf_info::WRITE != 0;
+        let answer = if write { "dropped" } else { "all ones" };
+        d.note_unhandled(Some(self.vcpu_id), Unhandled::Access { space: "MMIO", index: gpa & !0xFFF, write, answer });
+        if !write {
             return None;
         }
         if info & npf_info::GUEST_WALK != 0 {
