@@ -2,9 +2,8 @@
 //! both speak, named once: the CPUID leaves that find Xen
 //! (`arch-x86/cpuid.h`), the hypercall page's geometry, the PVH start info
 //! (`arch-x86/hvm/start_info.h`) and the HVM vCPU context of
-//! `VCPUOP_initialise` (`hvm/hvm_vcpu.h`). Like Xen's `public/arch-x86/`,
-//! this is the one arch-named module of the ABI crate: the hypervisor's x86
-//! backend and the x86 test guest both build on it.
+//! `VCPUOP_initialise` (`hvm/hvm_vcpu.h`). Like Xen's `public/arch-x86/`:
+//! the hypervisor's x86 backend and the x86 test guest both build on it.
 
 use core::mem::{offset_of, size_of};
 

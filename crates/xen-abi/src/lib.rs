@@ -3,8 +3,9 @@
 //! structs that are the same on every architecture, and the layout axis of
 //! the arch boundary ([`layout::GuestAbi`] with [`layout::StructLayout`]
 //! tables). Arch crates add their own layouts (x86_64, x86_32 compat, arm64)
-//! on top. The one exception is [`arch_x86`], the x86 public headers the
-//! hypervisor's backend and the x86 test guest both speak.
+//! on top. The exceptions are the `arch_*` modules: an arch's public-header
+//! numbers and structs that its backend and its test guest both speak (like
+//! Xen's `public/arch-*/`).
 //!
 //! Numbers and struct shapes are Xen's (`xen/include/public/*.h`); the names
 //! follow Xen's with Rust casing, so a reader can grep Xen for them.

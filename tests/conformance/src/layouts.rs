@@ -1,8 +1,6 @@
 //! The one list of guest ABI layouts that every conformance test, property
 //! test, the bench and the fake board are run in.
 
-use lantern_arch_arm as arm;
-use lantern_arch_x86 as x86;
 use xen_abi::layout::GuestAbi;
 
 /// One guest ABI layout Lantern supports, and what a vCPU of its arch shows
@@ -37,13 +35,14 @@ impl Layout {
 /// a new port joins all of them, and the fake board, by adding its layout
 /// here: one line, plus its arch crate as a dependency of this crate. For
 /// riscv64 that line would read
-/// `Layout::new(&riscv::layout::RISCV64, "riscv64", riscv::gdb::TARGET_XML, riscv::gdb::REGS_SIZE),`.
+/// `Layout::new(&lantern_arch_riscv::layout::RISCV64, "riscv64", lantern_arch_riscv::gdb::TARGET_XML, lantern_arch_riscv::gdb::REGS_SIZE),`.
 /// Nothing else in the conformance crate lists layouts; tests that check a
 /// particular layout's numbers look it up by name with [`layout`].
+#[rustfmt::skip]
 pub static LAYOUTS: &[Layout] = &[
-    Layout::new(&x86::layout::X86_64, "x86_64", x86::gdbregs::TARGET_XML, x86::gdbregs::REGS_SIZE),
-    Layout::new(&x86::layout::X86_32, "x86_64", x86::gdbregs::TARGET_XML, x86::gdbregs::REGS_SIZE),
-    Layout::new(&arm::layout::ARM64, "aarch64", arm::gdb::TARGET_XML, arm::gdb::REGS_SIZE),
+    Layout::new(&lantern_arch_x86::layout::X86_64, "x86_64", lantern_arch_x86::gdbregs::TARGET_XML, lantern_arch_x86::gdbregs::REGS_SIZE),
+    Layout::new(&lantern_arch_x86::layout::X86_32, "x86_64", lantern_arch_x86::gdbregs::TARGET_XML, lantern_arch_x86::gdbregs::REGS_SIZE),
+    Layout::new(&lantern_arch_arm::layout::ARM64, "aarch64", lantern_arch_arm::gdb::TARGET_XML, lantern_arch_arm::gdb::REGS_SIZE),
 ];
 
 /// The layouts of [`LAYOUTS`], for tests that check a rule in each.
