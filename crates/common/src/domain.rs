@@ -99,7 +99,6 @@ pub struct Vcpu {
     upcall_vector: AtomicU8,
     pub(crate) areas: spin::Mutex<VcpuAreas>,
     pub(crate) runstate: spin::Mutex<RunstateInfo>,
-    pub(crate) time_version: AtomicU32,
 }
 
 impl Vcpu {
@@ -229,7 +228,6 @@ impl Domain {
                 upcall_vector: AtomicU8::new(0),
                 areas: spin::Mutex::new(VcpuAreas::new(AreaMap::dummy(dummy.clone()))),
                 runstate: spin::Mutex::new(RunstateInfo::new(id == 0, now)),
-                time_version: AtomicU32::new(0),
             })
             .collect();
         let d = Arc::new(Domain {

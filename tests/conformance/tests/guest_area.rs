@@ -377,3 +377,64 @@ fn fork_of_an_unregistered_domain_keeps_default_placements() {
         assert!(child.p2m.lock().is_empty());
     }
 }
+
+#[test]
+fn fork_applies_the_registration_post_steps_after_the_copy() {
+    use lantern_common::time;
+    for abi in layouts() {
+        let (parent, clock) = domain(abi, 3);
+        register_everything(&parent, abi);
+        let vi = abi.vcpu_info();
+        let tv = abi.time_info().version.offset;
+        for _ in 0..5 {
+            for v in parent.vcpus() {
+                time::update_vcpu_system_time(&parent, v);
+            }
+        }
+        // The guest has consumed everything it had pending.
+        for v in parent.vcpus() {
+            let a = v.areas().vcpu_info;
+            a.page.write_uint(a.offset + vi.pending_sel.offset, vi.pending_sel.size, 0).unwrap();
+            a.page.write_uint(a.offset + vi.upcall_pending.offset, 1, 0).unwrap();
+        }
+        let parent_versions: Vec<(u64, u64)> = parent
+            .vcpus()
+            .iter()
+            .map(|v| {
+                let a = v.areas();
+                let t = a.time.unwrap();
+                (
+                    a.vcpu_info.page.read_uint(a.vcpu_info.offset + vi.time + tv, 4).unwrap(),
+                    t.page.read_uint(t.offset + tv, 4).unwrap(),
+                )
+            })
+            .collect();
+        clock.advance(5_000);
+        let now = lantern_common::clock::Clock::now_ns(&*clock);
+        let child = lifecycle::fork(&parent, 9, clock).unwrap();
+        let all_ones = if vi.pending_sel.size == 8 { u64::MAX } else { u32::MAX as u64 };
+        for (v, (pvi, pta)) in child.vcpus().iter().zip(parent_versions) {
+            let a = v.areas();
+            let n = abi.name();
+            let sel = a.vcpu_info.page.read_uint(a.vcpu_info.offset + vi.pending_sel.offset, vi.pending_sel.size);
+            assert_eq!(sel.unwrap(), all_ones, "{n} v{}: pending_sel", v.id);
+            assert!(child.upcall_pending(v), "{n} v{}: upcall pending", v.id);
+            let rec = time::read_record(&child, &a.vcpu_info, a.vcpu_info.offset + vi.time);
+            assert_eq!(rec.system_time, now, "{n} v{}: fresh time in vcpu_info", v.id);
+            assert!(
+                rec.version.is_multiple_of(2) && rec.version as u64 > pvi,
+                "{n} v{}: {pvi} -> {}",
+                v.id,
+                rec.version
+            );
+            let t = a.time.unwrap();
+            let rec = time::read_record(&child, &t, t.offset);
+            assert!(
+                rec.version.is_multiple_of(2) && rec.version as u64 > pta,
+                "{n} v{}: {pta} -> {}",
+                v.id,
+                rec.version
+            );
+        }
+    }
+}
