@@ -281,3 +281,26 @@ fn the_upcall_vector_rule_is_the_callers_arch() {
         assert_eq!(set(&mut arch, 9, 0xF3), Errno::ENOENT.to_hypercall_ret(), "no vCPU 9");
     }
 }
+
+#[test]
+fn get_features_is_the_arch_word_and_only_submap_is_written() {
+    use xen_abi::nr::xenver;
+    for abi in layouts() {
+        let (d, _) = domain(abi, 1);
+        let mut arch = fake_vcpus(1);
+        // struct xen_feature_info { uint32_t submap_idx; uint32_t submap; }
+        let get = |arch: &mut [Box<dyn lantern_common::arch::ArchVcpu>], idx: u32| {
+            let mut b = idx.to_le_bytes().to_vec();
+            b.extend_from_slice(&0xffff_ffffu32.to_le_bytes());
+            write_phys(&d, ARG, &b).unwrap();
+            let ret = call(&d, arch, 0, nr::XEN_VERSION, [xenver::GET_FEATURES, ARG, 0, 0, 0, 0]).ret;
+            let mut out = [0u8; 8];
+            read_phys(&d, ARG, &mut out).unwrap();
+            (ret, u32::from_le_bytes(out[..4].try_into().unwrap()), u32::from_le_bytes(out[4..].try_into().unwrap()))
+        };
+        assert_eq!(get(&mut arch, 0), (0, 0, FAKE_FEATURES), "{}", abi.name());
+        // Xen has one submap: any other index is EINVAL and nothing is written.
+        assert_eq!(get(&mut arch, 1), (Errno::EINVAL.to_hypercall_ret(), 1, 0xffff_ffff));
+        assert_eq!(get(&mut arch, u32::MAX).0, Errno::EINVAL.to_hypercall_ret());
+    }
+}
