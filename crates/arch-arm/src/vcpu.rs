@@ -89,6 +89,11 @@ impl ArchDomain for ArmDomain {
     fn exits(&self) -> u64 {
         self.shared.exits.load(Ordering::Relaxed)
     }
+
+    fn soft_reset_supported(&self) -> XenResult<()> {
+        // Xen on arm has no soft reset (no CONFIG_HAS_SOFT_RESET).
+        Err(Errno::ENOSYS)
+    }
 }
 
 /// State shared by all vCPUs of one domain: the stage-2 tables, the VMID,
@@ -585,6 +590,16 @@ mod tests {
         let sas = size.trailing_zeros();
         let iss = (1 << 24) | (sas << 22) | (reg << 16) | ((sixty_four as u32) << 15) | ((write as u32) << 6) | 0x07;
         Syndrome { esr: esr(ec::DABT_LOWER, iss), far: ipa & 0xfff, hpfar: (ipa >> 12) << 4 }
+    }
+
+    #[test]
+    fn no_soft_reset_on_arm() {
+        let r = fixture(1);
+        assert_eq!(r.arch.soft_reset_supported(), Err(Errno::ENOSYS));
+        // And the core refuses before touching the domain.
+        r.d.shutdown(xen_abi::nr::shutdown::SOFT_RESET);
+        assert_eq!(lifecycle::soft_reset(&r.d, &r.arch), Err(Errno::ENOSYS));
+        assert!(r.d.is_finished());
     }
 
     #[test]

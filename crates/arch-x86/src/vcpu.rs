@@ -83,6 +83,11 @@ impl ArchDomain for SvmDomain {
     fn exits(&self) -> u64 {
         self.shared.exits.load(Ordering::Relaxed)
     }
+
+    fn soft_reset_supported(&self) -> XenResult<()> {
+        // Xen soft-resets HVM domains, and every Lantern x86 domain is one.
+        Ok(())
+    }
 }
 
 /// What a domain's vCPUs share: the nested page tables, the pages backing
@@ -469,6 +474,11 @@ mod tests {
         ctx[0] = 7;
         assert_eq!(v.initialise(&VcpuInitContext::XenInitialise(&ctx)), Err(Errno::EINVAL));
         assert_eq!(v.vmcb.save.rip, 0x4000);
+    }
+
+    #[test]
+    fn soft_reset_is_offered() {
+        assert_eq!(SvmDomain::new().soft_reset_supported(), Ok(()));
     }
 
     #[test]

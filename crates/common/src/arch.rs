@@ -174,4 +174,9 @@ pub trait ArchDomain: Send {
     /// Exits the domain's vCPUs have taken (for benchmarks and the closing
     /// summary).
     fn exits(&self) -> u64;
+
+    /// Whether the domain may be soft reset (`domain_soft_reset`): `Ok`
+    /// where Xen offers it (x86 HVM), the arch's errno otherwise (`-ENOSYS`
+    /// where Xen has no soft reset, as on arm).
+    fn soft_reset_supported(&self) -> XenResult<()>;
 }

@@ -433,6 +433,25 @@ impl Domain {
         Ok(())
     }
 
+    /// Soft reset's step for shared_info (Xen's x86 `arch_domain_soft_reset`):
+    /// the gfn shared_info is mapped at, if any, gets a fresh RAM page, and
+    /// shared_info is no longer mapped anywhere. The frame itself stays the
+    /// domain's (its own reference).
+    pub(crate) fn replace_shared_info_gfn(&self) -> XenResult<()> {
+        let mut p2m = self.p2m.lock();
+        let Some(gfn) = self.shared_info_gfn() else {
+            return Ok(());
+        };
+        match p2m.get(gfn) {
+            Some(e) if alloc::sync::Arc::ptr_eq(&e.page, &self.shared_info) => {}
+            _ => return Err(Errno::EINVAL),
+        }
+        let fresh = Page::alloc(self.id)?;
+        p2m.set(gfn, fresh, P2mType::RamRw);
+        self.shared_info_gfn.store(Gfn::INVALID.0, Ordering::Release);
+        Ok(())
+    }
+
     /// Records that the guest shut down with `reason`.
     pub fn shutdown(&self, reason: u32) {
         let mut l = self.lifecycle.lock();

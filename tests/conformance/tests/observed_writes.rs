@@ -239,7 +239,8 @@ fn soft_reset_closes_every_event_channel() {
         let ipi = evtchn::bind_ipi(&d, 1).unwrap();
         let virq = evtchn::bind_virq(&d, 0, 0).unwrap();
         let unbound = evtchn::alloc_unbound(&d, d.id).unwrap();
-        lifecycle::soft_reset(&d);
+        d.shutdown(xen_abi::nr::shutdown::SOFT_RESET);
+        lifecycle::soft_reset(&d, &FakeDomain).unwrap();
         for port in [ipi, virq, unbound] {
             assert_eq!(evtchn::send(&d, port), Err(xen_abi::errno::Errno::EINVAL), "{}: port {port}", abi.name());
         }

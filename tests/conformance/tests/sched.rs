@@ -106,6 +106,9 @@ impl ArchDomain for CountingDomain {
     fn exits(&self) -> u64 {
         7
     }
+    fn soft_reset_supported(&self) -> XenResult<()> {
+        Ok(())
+    }
 }
 
 /// A board that records what the loop asked of it and stops the loop after

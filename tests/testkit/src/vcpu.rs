@@ -167,6 +167,11 @@ impl ArchDomain for FakeDomain {
     fn exits(&self) -> u64 {
         0
     }
+
+    fn soft_reset_supported(&self) -> XenResult<()> {
+        // The arch the fake models offers soft reset (x86 HVM).
+        Ok(())
+    }
 }
 
 /// A scheduler slot for `domain` with the given vCPU contexts (one per vCPU).
