@@ -90,6 +90,11 @@ impl ArchDomain for ArmDomain {
     fn exits(&self) -> u64 {
         self.shared.exits.load(Ordering::Relaxed)
     }
+
+    fn soft_reset_supported(&self) -> XenResult<()> {
+        // Xen on arm has no soft reset (no CONFIG_HAS_SOFT_RESET).
+        Err(Errno::ENOSYS)
+    }
 }
 
 /// State shared by all vCPUs of one domain: the stage-2 tables, the VMID,
@@ -486,7 +491,23 @@ impl ArchVcpu for ArmVcpu {
         // Xen on arm has no per-vCPU upcall vector (the event PPI is fixed).
         Err(Errno::ENOSYS)
     }
+
+    fn xen_features(&self, submap_idx: u32) -> u32 {
+        match submap_idx {
+            0 => GUEST_FEATURES,
+            _ => 0,
+        }
+    }
 }
+
+/// `XENVER_get_features` submap 0 of an arm guest, as Xen's: translated
+/// (stage 2) and not direct-mapped, SMCCC calls supported, the physically
+/// registered runstate area (the time area is x86-only in Xen). Left out:
+/// `memory_op_vnode_supported` (no `XENMEM_get_vnumainfo`).
+pub const GUEST_FEATURES: u32 = {
+    use xen_abi::nr::xenfeat::*;
+    word(&[WRITABLE_PAGE_TABLES, AUTO_TRANSLATED_PHYSMAP, ARM_SMCCC_SUPPORTED, NOT_DIRECT_MAPPED, RUNSTATE_PHYS_AREA])
+};
 
 impl GdbRegisters for ArmVcpu {
     fn target_xml(&self) -> &'static str {
@@ -591,6 +612,32 @@ mod tests {
         let sas = size.trailing_zeros();
         let iss = (1 << 24) | (sas << 22) | (reg << 16) | ((sixty_four as u32) << 15) | ((write as u32) << 6) | 0x07;
         Syndrome { esr: esr(ec::DABT_LOWER, iss), far: ipa & 0xfff, hpfar: (ipa >> 12) << 4 }
+    }
+
+    #[test]
+    fn no_soft_reset_on_arm() {
+        let r = fixture(1);
+        assert_eq!(r.arch.soft_reset_supported(), Err(Errno::ENOSYS));
+        // And the core refuses before touching the domain.
+        r.d.shutdown(xen_abi::nr::shutdown::SOFT_RESET);
+        assert_eq!(lifecycle::soft_reset(&r.d, &r.arch), Err(Errno::ENOSYS));
+        assert!(r.d.is_finished());
+    }
+
+    #[test]
+    fn features_are_xens_for_an_arm_guest() {
+        use xen_abi::nr::xenfeat::*;
+        let r = fixture(1);
+        let f = r.vcpu(0).xen_features(0);
+        for bit in [WRITABLE_PAGE_TABLES, AUTO_TRANSLATED_PHYSMAP, ARM_SMCCC_SUPPORTED, NOT_DIRECT_MAPPED] {
+            assert_ne!(f & (1 << bit), 0, "bit {bit}");
+        }
+        assert_ne!(f & (1 << RUNSTATE_PHYS_AREA), 0);
+        // x86-only bits.
+        for bit in [HVM_CALLBACK_VECTOR, HVM_SAFE_PVCLOCK, VCPU_TIME_PHYS_AREA, DIRECT_MAPPED] {
+            assert_eq!(f & (1 << bit), 0, "bit {bit}");
+        }
+        assert_eq!(r.vcpu(0).xen_features(1), 0);
     }
 
     #[test]

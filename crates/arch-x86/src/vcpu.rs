@@ -82,6 +82,11 @@ impl ArchDomain for SvmDomain {
     fn exits(&self) -> u64 {
         self.shared.exits.load(Ordering::Relaxed)
     }
+
+    fn soft_reset_supported(&self) -> XenResult<()> {
+        // Xen soft-resets HVM domains, and every Lantern x86 domain is one.
+        Ok(())
+    }
 }
 
 /// What a domain's vCPUs share: the nested page tables, the read-only page
@@ -344,7 +349,33 @@ impl ArchVcpu for SvmVcpu {
         }
         Ok(())
     }
+
+    fn xen_features(&self, submap_idx: u32) -> u32 {
+        match submap_idx {
+            0 => HVM_FEATURES,
+            _ => 0,
+        }
+    }
 }
+
+/// `XENVER_get_features` submap 0 of an HVM/PVH guest, as Xen's: a
+/// translated (HAP) guest that is not direct-mapped, with the HVM callback
+/// vector, the safe pvclock and the physically registered runstate and time
+/// areas. Left out: `memory_op_vnode_supported` (no `XENMEM_get_vnumainfo`),
+/// `dm_msix_all_writes` (no device model), `hvm_pirqs` (no PIRQs).
+/// `supervisor_mode_kernel` is a PV-era bit Xen no longer reports.
+pub const HVM_FEATURES: u32 = {
+    use xen_abi::nr::xenfeat::*;
+    word(&[
+        WRITABLE_PAGE_TABLES,
+        AUTO_TRANSLATED_PHYSMAP,
+        HVM_CALLBACK_VECTOR,
+        HVM_SAFE_PVCLOCK,
+        NOT_DIRECT_MAPPED,
+        RUNSTATE_PHYS_AREA,
+        VCPU_TIME_PHYS_AREA,
+    ])
+};
 
 impl GdbRegisters for SvmVcpu {
     fn target_xml(&self) -> &'static str {
@@ -443,6 +474,28 @@ mod tests {
         ctx[0] = 7;
         assert_eq!(v.initialise(&VcpuInitContext::XenInitialise(&ctx)), Err(Errno::EINVAL));
         assert_eq!(v.vmcb.save.rip, 0x4000);
+    }
+
+    #[test]
+    fn soft_reset_is_offered() {
+        assert_eq!(SvmDomain::new().soft_reset_supported(), Ok(()));
+    }
+
+    #[test]
+    fn features_are_xens_for_an_hvm_guest() {
+        use xen_abi::nr::xenfeat::*;
+        let v = vcpu(0);
+        let f = v.xen_features(0);
+        for bit in [WRITABLE_PAGE_TABLES, AUTO_TRANSLATED_PHYSMAP, HVM_CALLBACK_VECTOR, HVM_SAFE_PVCLOCK] {
+            assert_ne!(f & (1 << bit), 0, "bit {bit}");
+        }
+        for bit in [RUNSTATE_PHYS_AREA, VCPU_TIME_PHYS_AREA, NOT_DIRECT_MAPPED] {
+            assert_ne!(f & (1 << bit), 0, "bit {bit}");
+        }
+        for bit in [ARM_SMCCC_SUPPORTED, DIRECT_MAPPED, DOM0, MMU_PT_UPDATE_PRESERVE_AD, HVM_PIRQS] {
+            assert_eq!(f & (1 << bit), 0, "bit {bit}");
+        }
+        assert_eq!(v.xen_features(1), 0);
     }
 
     #[test]

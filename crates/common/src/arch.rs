@@ -147,6 +147,11 @@ pub trait ArchVcpu: GdbRegisters + Send {
     /// upcalls on interrupt vectors and `vector` is one, the arch's errno
     /// otherwise (`-ENOSYS` where the op does not exist, as on arm).
     fn check_upcall_vector(&self, vector: u8) -> XenResult<()>;
+
+    /// Feature word `submap_idx` (below `xenfeat::NR_SUBMAPS`) of
+    /// `XENVER_get_features`: the `XENFEAT_*` bits Xen gives a guest of
+    /// this arch and type, less any for an interface Lantern lacks.
+    fn xen_features(&self, submap_idx: u32) -> u32;
 }
 
 /// The per-domain arch object: what a domain's vCPUs share in hardware
@@ -169,4 +174,9 @@ pub trait ArchDomain: Send {
     /// Exits the domain's vCPUs have taken (for benchmarks and the closing
     /// summary).
     fn exits(&self) -> u64;
+
+    /// Whether the domain may be soft reset (`domain_soft_reset`): `Ok`
+    /// where Xen offers it (x86 HVM), the arch's errno otherwise (`-ENOSYS`
+    /// where Xen has no soft reset, as on arm).
+    fn soft_reset_supported(&self) -> XenResult<()>;
 }

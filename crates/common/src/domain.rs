@@ -100,7 +100,6 @@ pub struct Vcpu {
     upcall_vector: AtomicU8,
     pub(crate) areas: spin::Mutex<VcpuAreas>,
     pub(crate) runstate: spin::Mutex<RunstateInfo>,
-    pub(crate) time_version: AtomicU32,
 }
 
 impl Vcpu {
@@ -232,7 +231,6 @@ impl Domain {
                 upcall_vector: AtomicU8::new(0),
                 areas: spin::Mutex::new(VcpuAreas::new(AreaMap::dummy(dummy.clone()))),
                 runstate: spin::Mutex::new(RunstateInfo::new(id == 0, now)),
-                time_version: AtomicU32::new(0),
             })
             .collect();
         let d = Arc::new(Domain {
@@ -448,6 +446,25 @@ impl Domain {
                 None => log::debug!("d{}: {} (first time)", self.id, kind.describe()),
             }
         }
+    }
+
+    /// Soft reset's step for shared_info (Xen's `arch_domain_soft_reset`):
+    /// the gfn shared_info is mapped at, if any, gets a fresh RAM page, and
+    /// shared_info is no longer mapped anywhere. The frame itself stays the
+    /// domain's (its own reference).
+    pub(crate) fn replace_shared_info_gfn(&self) -> XenResult<()> {
+        let mut p2m = self.p2m.lock();
+        let Some(gfn) = self.shared_info_gfn() else {
+            return Ok(());
+        };
+        match p2m.get(gfn) {
+            Some(e) if alloc::sync::Arc::ptr_eq(&e.page, &self.shared_info) => {}
+            _ => return Err(Errno::EINVAL),
+        }
+        let fresh = Page::alloc(self.id)?;
+        p2m.set(gfn, fresh, P2mType::RamRw);
+        self.shared_info_gfn.store(Gfn::INVALID.0, Ordering::Release);
+        Ok(())
     }
 
     /// Records that the guest shut down with `reason`.

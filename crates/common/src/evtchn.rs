@@ -63,9 +63,14 @@ pub fn close(d: &Domain, port: u32) -> XenResult<()> {
     Ok(())
 }
 
-/// Closes every port (kill, soft reset).
+/// Closes every port (kill, soft reset) and clears every pending and mask
+/// bit in shared_info, so no event of the old ports survives into new ones.
 pub fn reset(d: &Domain) {
     *d.evtchn.lock() = EventChannels::new();
+    let si = d.abi().shared_info();
+    let page = d.shared_info();
+    let _ = page.fill(si.evtchn_pending.offset, si.evtchn_pending.size, 0);
+    let _ = page.fill(si.evtchn_mask.offset, si.evtchn_mask.size, 0);
 }
 
 /// `EVTCHNOP_send`.

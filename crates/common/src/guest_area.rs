@@ -186,8 +186,10 @@ pub fn unmap_guest_area(d: &Domain, v: &Vcpu, kind: AreaKind) {
 
 /// `copy_guest_area` (domain fork): maps the child's area of `kind` on the
 /// page with the same gfn in the child — allocating that page if the child
-/// has none there yet — and copies the parent's page contents. Two vCPUs whose
-/// areas share a page in the parent thus share one page in the child.
+/// has none there yet — and copies the parent's page contents as the
+/// populate step, so the registration post-steps then apply on top of the
+/// copy. Two vCPUs whose areas share a page in the parent thus share one page
+/// in the child.
 pub fn copy_guest_area(child: &Domain, cv: &Vcpu, parent: &Domain, pv: &Vcpu, kind: AreaKind) -> XenResult<()> {
     copy_guest_area_inner(child, cv, parent, pv, kind, true)
 }
@@ -210,10 +212,15 @@ pub(crate) fn copy_guest_area_inner(
     };
     let gfn = src.gfn.ok_or(Errno::EINVAL)?;
     let existing = cv.areas.lock().get(kind).filter(|a| a.placement == Placement::Guest).cloned();
-    let mut fresh = false;
-    let dst = match existing {
-        Some(a) => a.page,
+    match existing {
+        Some(a) => {
+            if copy_existing {
+                a.page.copy_from_page(&src.page);
+            }
+            copy_post_steps(child, cv, kind, &a);
+        }
         None => {
+            let mut fresh = false;
             {
                 let mut p2m = child.p2m.lock();
                 match p2m.get(gfn) {
@@ -227,17 +234,36 @@ pub(crate) fn copy_guest_area_inner(
                     Some(_) => {}
                 }
             }
+            // The copy is the populate step, so it lands before the swap and
+            // the registration's post-steps (vcpu_info: pending_sel all ones,
+            // events pending, fresh time) apply to the copied contents, as in
+            // Xen's fork.
+            let copy = fresh || copy_existing;
+            let mut populate = |d: &Domain, v: &Vcpu, _: &VcpuAreas, new: &AreaMap| {
+                if copy {
+                    new.page.copy_from_page(&src.page);
+                }
+                if kind == AreaKind::Time {
+                    crate::time::write_time_area(d, v, new);
+                }
+            };
             // The whole rest of the page as size: all the check needs is that
             // the area fits, which it did in the parent.
             let gaddr = gfn.gpa().and_then(|a| a.checked_add(src.offset as u64)).ok_or(Errno::EINVAL)?;
-            map_guest_area_sized(child, None, cv, kind, Some(gaddr), PAGE_SIZE - src.offset, None)?;
-            cv.areas.lock().get(kind).ok_or(Errno::EINVAL)?.page.clone()
+            map_guest_area_sized(child, None, cv, kind, Some(gaddr), PAGE_SIZE - src.offset, Some(&mut populate))?;
         }
-    };
-    if fresh || copy_existing {
-        dst.copy_from_page(&src.page);
     }
     Ok(())
+}
+
+/// The registration post-steps for an area [`copy_guest_area`] filled
+/// without a new mapping (the child's area was already on that page).
+fn copy_post_steps(d: &Domain, v: &Vcpu, kind: AreaKind, area: &AreaMap) {
+    match kind {
+        AreaKind::VcpuInfo => vcpu_info_registered(d, v),
+        AreaKind::Time => crate::time::write_time_area(d, v, area),
+        AreaKind::Runstate => {}
+    }
 }
 
 /// Registers `v`'s vcpu_info at `gfn`/`offset` (`VCPUOP_register_vcpu_info`).

@@ -5,6 +5,7 @@
 use alloc::string::String;
 use alloc::sync::Arc;
 
+use crate::arch::ArchDomain;
 use crate::area::AreaKind;
 use crate::clock::Clock;
 use crate::domain::VPF_DOWN;
@@ -25,22 +26,29 @@ pub fn kill(d: &Domain) {
     let _ = d.unpause();
 }
 
-/// `domain_soft_reset`: unmaps every guest area and closes every event
-/// channel but keeps memory; vCPUs return to their creation state (vCPU 0 up,
-/// the rest down) so the guest can boot again.
-pub fn soft_reset(d: &Domain) {
-    d.pause();
-    guest_area::unmap_all(d);
-    crate::evtchn::reset(d);
-    for v in d.vcpus() {
-        if v.id == 0 {
-            let _ = vcpu_up(d, v);
-        } else {
-            vcpu_down(d, v);
-        }
+/// `domain_soft_reset`, after Xen: only where the arch offers it (`arch`
+/// says; `-ENOSYS` on arm), and only once every vCPU is paused for shutdown —
+/// the domain has shut down (`SCHEDOP_shutdown`), else `-EINVAL`. Then every
+/// event channel is closed (pending and mask bits cleared in shared_info
+/// too), every guest area unmapped, and the RAM at shared_info's gfn given
+/// back as a fresh page (the shared_info frame itself stays the domain's,
+/// unmapped until the guest maps it again), so the new kernel finds no hole.
+/// Memory and vCPU states are kept; the domain resumes where its vCPUs were.
+pub fn soft_reset(d: &Domain, arch: &dyn ArchDomain) -> XenResult<()> {
+    arch.soft_reset_supported()?;
+    if !matches!(d.lifecycle(), Lifecycle::Shutdown(_)) {
+        return Err(Errno::EINVAL);
     }
-    d.set_lifecycle(Lifecycle::Running);
+    d.pause();
+    crate::evtchn::reset(d);
+    guest_area::unmap_all(d);
+    let result = d.replace_shared_info_gfn();
+    match result {
+        Ok(()) => d.set_lifecycle(Lifecycle::Running),
+        Err(_) => d.crash(),
+    }
     let _ = d.unpause();
+    result
 }
 
 /// Forks `parent` into a new domain `child_id`: same vCPUs and ABI, every

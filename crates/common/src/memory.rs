@@ -139,23 +139,71 @@ impl Page {
     }
 
     /// Reads a little-endian unsigned integer of `size` bytes (1, 2, 4 or 8).
+    /// 8-byte reads and naturally aligned 4-byte reads are single loads (see
+    /// [`Page::write_uint`]).
     pub fn read_uint(&self, offset: usize, size: usize) -> XenResult<u64> {
-        let mut b = [0u8; 8];
-        self.read(offset, &mut b[..size.min(8)])?;
-        Ok(u64::from_le_bytes(b))
+        match size {
+            8 if offset.is_multiple_of(8) => {
+                Self::check(offset, 8)?;
+                Ok(self.atomic64(offset).load(Ordering::Acquire))
+            }
+            8 => {
+                Self::check(offset, 8)?;
+                Ok(u64::from_le(self.read_u64_unaligned(offset)))
+            }
+            4 if offset.is_multiple_of(4) => {
+                Self::check(offset, 4)?;
+                Ok(self.atomic32(offset).load(Ordering::Acquire) as u64)
+            }
+            _ => {
+                let mut b = [0u8; 8];
+                self.read(offset, &mut b[..size.min(8)])?;
+                Ok(u64::from_le_bytes(b))
+            }
+        }
     }
 
     /// Writes the low `size` bytes (1, 2, 4 or 8) of `value`, little-endian.
     /// Naturally aligned 4- and 8-byte stores are single atomic stores, so a
-    /// guest never observes a torn `evtchn_pending_sel` or `version`.
+    /// guest never observes a torn `evtchn_pending_sel` or `version`; an
+    /// 8-byte store at any offset is one store instruction too (Xen's
+    /// `write_atomic`), e.g. the packed compat runstate's `state_entry_time`
+    /// at offset 4.
     pub fn write_uint(&self, offset: usize, size: usize, value: u64) -> XenResult<()> {
         Self::check(offset, size)?;
         match size {
             8 if offset.is_multiple_of(8) => self.atomic64(offset).store(value, Ordering::Release),
+            8 => self.write_u64_unaligned(offset, value.to_le()),
             4 if offset.is_multiple_of(4) => self.atomic32(offset).store(value as u32, Ordering::Release),
             _ => self.write(offset, &value.to_le_bytes()[..size])?,
         }
         Ok(())
+    }
+
+    /// One unaligned 8-byte store. Callers checked the bounds.
+    ///
+    /// Why this is enough: on the boards' CPUs (x86-64, and AArch64 on
+    /// Normal memory, which guest RAM is) an unaligned 8-byte store is a
+    /// single instruction, and one that stays within a cache line is
+    /// single-copy atomic, so a concurrent reader sees the old or the new
+    /// value, never a mix — which is what Xen's `write_atomic` gives the
+    /// compat runstate too. A byte copy (`memcpy`) would give no such
+    /// guarantee: the bare-metal `memcpy` may store byte by byte.
+    fn write_u64_unaligned(&self, offset: usize, value: u64) {
+        core::sync::atomic::fence(Ordering::Release);
+        // SAFETY: offset..offset+8 lies inside the live 4 KiB allocation
+        // (checked by the caller); `write_unaligned` has no alignment
+        // requirement, and no Rust reference into the frame exists.
+        unsafe { core::ptr::write_unaligned(self.ptr.as_ptr().add(offset) as *mut u64, value) };
+    }
+
+    /// One unaligned 8-byte load (the reader's side of
+    /// [`Page::write_u64_unaligned`]). Callers checked the bounds.
+    fn read_u64_unaligned(&self, offset: usize) -> u64 {
+        // SAFETY: as in `write_u64_unaligned`, for a load.
+        let v = unsafe { core::ptr::read_unaligned(self.ptr.as_ptr().add(offset) as *const u64) };
+        core::sync::atomic::fence(Ordering::Acquire);
+        v
     }
 
     /// Atomically ORs `mask` into the `size`-byte (4 or 8) word at `offset`

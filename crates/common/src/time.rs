@@ -33,30 +33,38 @@ pub fn update_vcpu_system_time(d: &Domain, v: &Vcpu) {
         let a = v.areas.lock();
         (a.vcpu_info.clone(), a.time.clone())
     };
-    let version = next_version(v);
     let ti = d.abi().vcpu_info().time;
-    write_record(d, &vcpu_info, vcpu_info.offset + ti, version, &sample);
+    write_record(d, &vcpu_info, vcpu_info.offset + ti, &sample);
     if let Some(area) = time_area {
-        write_record(d, &area, area.offset, version, &sample);
+        write_record(d, &area, area.offset, &sample);
     }
 }
 
 /// Populates a newly registered time area with a fresh record.
-pub(crate) fn write_time_area(d: &Domain, v: &Vcpu, area: &AreaMap) {
+pub(crate) fn write_time_area(d: &Domain, _v: &Vcpu, area: &AreaMap) {
     let sample = d.clock().sample();
-    let version = next_version(v);
-    write_record(d, area, area.offset, version, &sample);
+    write_record(d, area, area.offset, &sample);
 }
 
-/// The next even version number for `v`'s records.
-fn next_version(v: &Vcpu) -> u32 {
-    v.time_version.fetch_add(2, Ordering::AcqRel).wrapping_add(2)
+/// `version_update_begin`: the odd version marking an update in progress,
+/// derived from the version the record holds now, so versions never restart
+/// or go backwards (a forked child, a re-registered area, a torn odd value
+/// left behind all continue upwards).
+pub fn version_update_begin(current: u32) -> u32 {
+    current.wrapping_add(1) | 1
 }
 
-fn write_record(d: &Domain, area: &AreaMap, base: usize, version: u32, s: &TimeSample) {
+/// `version_update_end`: the even version closing an update begun at `odd`.
+pub fn version_update_end(odd: u32) -> u32 {
+    odd.wrapping_add(1)
+}
+
+fn write_record(d: &Domain, area: &AreaMap, base: usize, s: &TimeSample) {
     let l = d.abi().time_info();
     let p = &area.page;
-    let _ = p.write_uint(base + l.version.offset, 4, version.wrapping_sub(1) as u64);
+    let current = p.read_uint(base + l.version.offset, 4).unwrap_or(0) as u32;
+    let odd = version_update_begin(current);
+    let _ = p.write_uint(base + l.version.offset, 4, odd as u64);
     fence(Ordering::Release);
     let _ = p.write_uint(base + l.tsc_timestamp.offset, 8, s.tsc);
     let _ = p.write_uint(base + l.system_time.offset, 8, s.system_time_ns);
@@ -65,7 +73,7 @@ fn write_record(d: &Domain, area: &AreaMap, base: usize, version: u32, s: &TimeS
     // XEN_PVCLOCK_TSC_STABLE_BIT: one physical CPU, one counter.
     let _ = p.write_uint(base + l.flags.offset, 1, 1);
     fence(Ordering::Release);
-    let _ = p.write_uint(base + l.version.offset, 4, version as u64);
+    let _ = p.write_uint(base + l.version.offset, 4, version_update_end(odd) as u64);
 }
 
 /// Decodes a `vcpu_time_info` at `base` in `area`'s frame.

@@ -170,8 +170,14 @@ fn run(abi: &'static dyn GuestAbi, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 check(&d, abi, &m)?;
             }
             Op::SoftReset => {
-                lifecycle::soft_reset(&d);
-                m.areas.clear();
+                d.shutdown(xen_abi::nr::shutdown::SOFT_RESET);
+                let r = lifecycle::soft_reset(&d, &lantern_conformance::FakeDomain);
+                if m.dead {
+                    prop_assert_eq!(r, Err(xen_abi::errno::Errno::EINVAL), "a dead domain is not shut down");
+                } else {
+                    prop_assert_eq!(r, Ok(()));
+                    m.areas.clear();
+                }
             }
             Op::Kill => {
                 lifecycle::kill(&d);

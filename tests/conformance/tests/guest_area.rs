@@ -322,8 +322,11 @@ fn kill_and_soft_reset_return_page_counts_to_baseline() {
         assert_eq!((si.refs(), si.writable_refs()), (2, 0));
         register_everything(&d, abi);
         assert!(pages.iter().all(|p| p.refs() == 4 && p.writable_refs() == 3));
-        lifecycle::soft_reset(&d);
+        d.shutdown(xen_abi::nr::shutdown::SOFT_RESET);
+        lifecycle::soft_reset(&d, &FakeDomain).unwrap();
         assert!(pages.iter().all(|p| (p.refs(), p.writable_refs()) == (1, 0)), "{}", abi.name());
+        // shared_info left gfn 60 (a fresh RAM page took its place).
+        assert_eq!((si.refs(), si.writable_refs()), (1, 0));
         assert!(d.vcpus().iter().all(|v| !v.areas().has_guest_areas()));
         assert!(d.vcpu(0).unwrap().is_up() && !d.vcpu(1).unwrap().is_up());
         // Registering again works after a soft reset (no stale EBUSY).
@@ -376,4 +379,151 @@ fn fork_of_an_unregistered_domain_keeps_default_placements() {
         assert_eq!(child.vcpu(0).unwrap().areas().vcpu_info.placement, Placement::SharedInfoSlot);
         assert!(child.p2m.lock().is_empty());
     }
+}
+
+#[test]
+fn fork_applies_the_registration_post_steps_after_the_copy() {
+    use lantern_common::time;
+    for abi in layouts() {
+        let (parent, clock) = domain(abi, 3);
+        register_everything(&parent, abi);
+        let vi = abi.vcpu_info();
+        let tv = abi.time_info().version.offset;
+        for _ in 0..5 {
+            for v in parent.vcpus() {
+                time::update_vcpu_system_time(&parent, v);
+            }
+        }
+        // The guest has consumed everything it had pending.
+        for v in parent.vcpus() {
+            let a = v.areas().vcpu_info;
+            a.page.write_uint(a.offset + vi.pending_sel.offset, vi.pending_sel.size, 0).unwrap();
+            a.page.write_uint(a.offset + vi.upcall_pending.offset, 1, 0).unwrap();
+        }
+        let parent_versions: Vec<(u64, u64)> = parent
+            .vcpus()
+            .iter()
+            .map(|v| {
+                let a = v.areas();
+                let t = a.time.unwrap();
+                (
+                    a.vcpu_info.page.read_uint(a.vcpu_info.offset + vi.time + tv, 4).unwrap(),
+                    t.page.read_uint(t.offset + tv, 4).unwrap(),
+                )
+            })
+            .collect();
+        clock.advance(5_000);
+        let now = lantern_common::clock::Clock::now_ns(&*clock);
+        let child = lifecycle::fork(&parent, 9, clock).unwrap();
+        let all_ones = if vi.pending_sel.size == 8 { u64::MAX } else { u32::MAX as u64 };
+        for (v, (pvi, pta)) in child.vcpus().iter().zip(parent_versions) {
+            let a = v.areas();
+            let n = abi.name();
+            let sel = a.vcpu_info.page.read_uint(a.vcpu_info.offset + vi.pending_sel.offset, vi.pending_sel.size);
+            assert_eq!(sel.unwrap(), all_ones, "{n} v{}: pending_sel", v.id);
+            assert!(child.upcall_pending(v), "{n} v{}: upcall pending", v.id);
+            let rec = time::read_record(&child, &a.vcpu_info, a.vcpu_info.offset + vi.time);
+            assert_eq!(rec.system_time, now, "{n} v{}: fresh time in vcpu_info", v.id);
+            assert!(
+                rec.version.is_multiple_of(2) && rec.version as u64 > pvi,
+                "{n} v{}: {pvi} -> {}",
+                v.id,
+                rec.version
+            );
+            let t = a.time.unwrap();
+            let rec = time::read_record(&child, &t, t.offset);
+            assert!(
+                rec.version.is_multiple_of(2) && rec.version as u64 > pta,
+                "{n} v{}: {pta} -> {}",
+                v.id,
+                rec.version
+            );
+        }
+    }
+}
+
+/// An arch without soft reset (as arm in Xen).
+struct NoSoftReset;
+
+impl lantern_common::arch::ArchDomain for NoSoftReset {
+    fn create_vcpu(&self, d: &Domain, id: u32) -> Box<dyn lantern_common::arch::ArchVcpu> {
+        FakeDomain.create_vcpu(d, id)
+    }
+    fn sync_p2m(&self, d: &Domain) {
+        FakeDomain.sync_p2m(d)
+    }
+    fn timer_deadline(&self, _vcpu: u32) -> Option<u64> {
+        None
+    }
+    fn exits(&self) -> u64 {
+        0
+    }
+    fn soft_reset_supported(&self) -> xen_abi::errno::XenResult<()> {
+        Err(Errno::ENOSYS)
+    }
+}
+
+#[test]
+fn soft_reset_needs_the_arch_and_a_shut_down_domain() {
+    use lantern_common::domain::Lifecycle;
+    for abi in layouts() {
+        let n = abi.name();
+        let (d, _) = domain(abi, 2);
+        register_everything(&d, abi);
+        let port = lantern_common::evtchn::bind_ipi(&d, 0).unwrap();
+        // Running: every vCPU is not paused for shutdown.
+        assert_eq!(lifecycle::soft_reset(&d, &FakeDomain), Err(Errno::EINVAL), "{n}");
+        d.shutdown(xen_abi::nr::shutdown::SOFT_RESET);
+        // An arch without soft reset refuses it even then.
+        assert_eq!(lifecycle::soft_reset(&d, &NoSoftReset), Err(Errno::ENOSYS), "{n}");
+        // Nothing was torn down by the refusals.
+        assert!(d.vcpus().iter().all(|v| v.areas().vcpu_info.placement == Placement::Guest), "{n}");
+        assert_eq!(lantern_common::evtchn::send(&d, port), Ok(()), "{n}: port still bound");
+        assert_eq!(d.lifecycle(), Lifecycle::Shutdown(xen_abi::nr::shutdown::SOFT_RESET));
+        assert_eq!(d.pause_count(), 0);
+    }
+}
+
+#[test]
+fn soft_reset_clears_event_bits_replaces_shared_info_ram_and_keeps_vcpu_states() {
+    for abi in layouts() {
+        let n = abi.name();
+        let (d, _) = domain(abi, 2);
+        d.map_shared_info(Gfn(40)).unwrap();
+        let si = abi.shared_info();
+        let w = abi.xen_ulong_size();
+        let page = d.shared_info().clone();
+        page.fill(si.evtchn_pending.offset, si.evtchn_pending.size, 0xff).unwrap();
+        page.fill(si.evtchn_mask.offset, si.evtchn_mask.size, 0xff).unwrap();
+        // vCPU 1 up, vCPU 0 down: a soft reset keeps both as they are.
+        let (v0, v1) = (d.vcpu(0).unwrap(), d.vcpu(1).unwrap());
+        v1.set_initialised();
+        lifecycle::vcpu_up(&d, v1).unwrap();
+        lifecycle::vcpu_down(&d, v0);
+        d.shutdown(xen_abi::nr::shutdown::SOFT_RESET);
+        assert_eq!(lifecycle::soft_reset(&d, &FakeDomain), Ok(()), "{n}");
+        assert!(!d.is_finished(), "{n}: the domain resumes");
+        assert_eq!(d.pause_count(), 0);
+        for i in 0..si.evtchn_pending.size / w {
+            assert_eq!(page.read_uint(si.evtchn_pending.offset + i * w, w).unwrap(), 0, "{n}: pending word {i}");
+            assert_eq!(page.read_uint(si.evtchn_mask.offset + i * w, w).unwrap(), 0, "{n}: mask word {i}");
+        }
+        // gfn 40 is RAM again, a fresh zeroed page; shared_info is the same
+        // frame, mapped nowhere, holding only the domain's own reference.
+        let ram = page_at(&d, 40);
+        assert!(!std::sync::Arc::ptr_eq(&ram, &page), "{n}: a new page at the old gfn");
+        assert_eq!(ram.owner(), d.id);
+        assert_eq!(ram.read_uint(si.evtchn_pending.offset, 8).unwrap(), 0);
+        assert!(std::sync::Arc::ptr_eq(d.shared_info(), &page));
+        assert_eq!(d.shared_info_gfn(), None);
+        assert_eq!((page.refs(), page.writable_refs()), (1, 0));
+        assert!(!v0.is_up() && v1.is_up(), "{n}: vCPU states are kept");
+        // The guest maps shared_info again where it likes.
+        d.map_shared_info(Gfn(41)).unwrap();
+        assert_eq!(d.shared_info_gfn(), Some(Gfn(41)));
+    }
+}
+
+fn page_at(d: &Domain, gfn: u64) -> lantern_common::memory::PageRef {
+    d.p2m.lock().get(Gfn(gfn)).expect("RAM at gfn").page.clone()
 }

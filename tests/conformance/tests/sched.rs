@@ -72,6 +72,10 @@ impl ArchVcpu for ScriptedVcpu {
     fn initialise_arg_size(&self) -> usize {
         0
     }
+    fn xen_features(&self, _submap_idx: u32) -> u32 {
+        0
+    }
+
     fn check_upcall_vector(&self, _vector: u8) -> XenResult<()> {
         Err(Errno::ENOSYS)
     }
@@ -101,6 +105,9 @@ impl ArchDomain for CountingDomain {
     }
     fn exits(&self) -> u64 {
         7
+    }
+    fn soft_reset_supported(&self) -> XenResult<()> {
+        Ok(())
     }
 }
 

@@ -113,7 +113,18 @@ impl ArchVcpu for FakeVcpu {
         }
         Ok(())
     }
+
+    fn xen_features(&self, submap_idx: u32) -> u32 {
+        match submap_idx {
+            0 => FAKE_FEATURES,
+            _ => 0,
+        }
+    }
 }
+
+/// The fake's `XENVER_get_features` word: a pattern no arch reports, so a
+/// test sees that the word comes from the arch and not from the core.
+pub const FAKE_FEATURES: u32 = 0x5a5a_0f0f;
 
 impl GdbRegisters for FakeVcpu {
     fn target_xml(&self) -> &'static str {
@@ -155,6 +166,11 @@ impl ArchDomain for FakeDomain {
 
     fn exits(&self) -> u64 {
         0
+    }
+
+    fn soft_reset_supported(&self) -> XenResult<()> {
+        // The arch the fake models offers soft reset (x86 HVM).
+        Ok(())
     }
 }
 

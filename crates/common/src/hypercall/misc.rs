@@ -39,11 +39,12 @@ pub(super) fn xen_version(call: &mut Call<'_>, cmd: u64, arg: u64) -> XenResult<
         xenver::GUEST_HANDLE => call.copy_to_guest(arg, &[0u8; xenver::GUEST_HANDLE_LEN]).map(|_| 0),
         xenver::GET_FEATURES => {
             let info: XenFeatureInfo = call.read(arg)?;
-            let submap: u32 = if info.submap_idx == 0 {
-                (1 << xenfeat::HVM_CALLBACK_VECTOR) | (1 << xenfeat::HVM_SAFE_PVCLOCK)
-            } else {
-                0
-            };
+            // Like Xen: only the submaps that exist; their bits are the
+            // arch's (and guest type's) to say.
+            if info.submap_idx >= xenfeat::NR_SUBMAPS {
+                return Err(Errno::EINVAL);
+            }
+            let submap = call.caller()?.xen_features(info.submap_idx);
             // Like Xen, only the `submap` field goes back to the guest.
             let at = core::mem::offset_of!(XenFeatureInfo, submap) as u64;
             call.copy_to_guest(arg.wrapping_add(at), submap.as_bytes()).map(|_| 0)

@@ -63,10 +63,9 @@ pub(super) fn vcpu_op(call: &mut Call<'_>, cmd: u64, vcpuid: u64, arg: u64) -> X
             Ok(0)
         }
         vcpuop::REGISTER_VCPU_INFO => {
+            // `rsvd` is never read, as in Xen: Linux leaves it
+            // uninitialised and treats any failure here as fatal.
             let r: VcpuRegisterVcpuInfo = call.read(arg)?;
-            if r.rsvd != 0 {
-                return Err(Errno::EINVAL);
-            }
             guest_area::register_vcpu_info(d, Some(call.vcpu), v, Gfn(r.mfn), r.offset as u64).map(|_| 0)
         }
         vcpuop::REGISTER_RUNSTATE_PHYS_AREA => {
