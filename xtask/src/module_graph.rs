@@ -13,23 +13,84 @@ pub type ModuleGraph = BTreeMap<String, BTreeSet<String>>;
 /// Reads the module graph of the crate whose sources are under `src`.
 pub fn read(src: &Path) -> std::io::Result<ModuleGraph> {
     let mut graph = ModuleGraph::new();
+    // Items the crate root re-exports (`pub use a::{X, y}`) belong to the
+    // module they come from: `crate::X` is an edge to `a`.
+    let mut reexports = BTreeMap::new();
+    for root in ["lib.rs", "main.rs"] {
+        if let Ok(text) = std::fs::read_to_string(src.join(root)) {
+            reexports.extend(root_reexports(&strip_comments(&text)));
+        }
+    }
     for file in rust_files(src)? {
         let rel = file.strip_prefix(src).unwrap_or(&file);
-        let top_level_file = rel.components().count() == 1;
-        let name = rel.iter().next().and_then(|c| c.to_str()).unwrap_or("").trim_end_matches(".rs").to_string();
-        if top_level_file && (name == "lib" || name == "main") {
+        let parts: Vec<&str> = rel.iter().filter_map(|c| c.to_str()).collect();
+        if parts.len() == 1 && (parts[0] == "lib.rs" || parts[0] == "main.rs") {
             continue;
         }
+        let name = parts[0].trim_end_matches(".rs").to_string();
+        // `super::` means the crate root in `a.rs` and in `a/mod.rs`.
+        let at_top = parts.len() == 1 || (parts.len() == 2 && parts[1] == "mod.rs");
         let text = strip_comments(&std::fs::read_to_string(&file)?);
         let mut uses = crate_paths(&text, "crate::");
-        // In a top-level file `super::` is the crate root too.
-        if top_level_file {
+        if at_top {
             uses.extend(crate_paths(&text, "super::"));
         }
-        uses.remove(&name);
+        let uses: BTreeSet<String> = uses
+            .into_iter()
+            .filter_map(|u| {
+                if u.starts_with(|c: char| c.is_ascii_lowercase()) && !reexports.contains_key(&u) {
+                    Some(u)
+                } else {
+                    reexports.get(&u).cloned()
+                }
+            })
+            .filter(|u| *u != name)
+            .collect();
         graph.entry(name).or_default().extend(uses);
     }
     Ok(graph)
+}
+
+/// `pub use module::{A, b}` / `pub use module::A` lines of a crate root:
+/// re-exported name → its module.
+fn root_reexports(text: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for line in text.split(';') {
+        let Some(rest) = line.trim().strip_prefix("pub use ") else { continue };
+        let rest = rest.trim_start_matches("crate::").trim_start_matches("self::");
+        let Some((module, items)) = rest.split_once("::") else { continue };
+        if !module.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+            continue;
+        }
+        for item in top_level_items(items.trim().trim_start_matches('{').trim_end_matches('}')) {
+            let last = item.rsplit("::").next().unwrap_or(&item);
+            let alias = last.split(" as ").last().unwrap_or(last).trim();
+            if !alias.is_empty() && alias != "*" {
+                out.insert(alias.to_string(), module.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// The comma-separated items of a `{...}` group, nested groups kept whole.
+fn top_level_items(group: &str) -> Vec<String> {
+    let (mut items, mut cur, mut depth) = (Vec::new(), String::new(), 0);
+    for c in group.chars() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth -= 1,
+            ',' if depth == 0 => {
+                items.push(core::mem::take(&mut cur).trim().to_string());
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(c);
+    }
+    items.push(cur.trim().to_string());
+    items.retain(|i| !i.is_empty());
+    items
 }
 
 /// Every cycle in `graph`, each as the modules along it (first = last).
@@ -88,22 +149,37 @@ fn strip_comments(text: &str) -> String {
 }
 
 /// The first path segment after each `prefix` (`crate::a::b` → `a`, and
-/// each name of `crate::{a, b::c}`).
+/// each top-level name of `crate::{a, b::{C, d}}`), capitalised names too
+/// (items re-exported by the crate root).
 fn crate_paths(text: &str, prefix: &str) -> BTreeSet<String> {
     let ident = |s: &str| s.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect::<String>();
     let mut out = BTreeSet::new();
     for (at, _) in text.match_indices(prefix) {
         let before = text[..at].chars().next_back();
-        if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+        if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$') {
             continue;
         }
         let rest = &text[at + prefix.len()..];
         if let Some(group) = rest.strip_prefix('{') {
-            let group = &group[..group.find('}').unwrap_or(group.len())];
-            out.extend(group.split(',').map(|p| ident(p.trim())).filter(|p| !p.is_empty() && p != "self"));
+            // The group up to its matching brace.
+            let mut depth = 1;
+            let end = group
+                .char_indices()
+                .find(|&(_, c)| {
+                    match c {
+                        '{' => depth += 1,
+                        '}' => depth -= 1,
+                        _ => {}
+                    }
+                    depth == 0
+                })
+                .map_or(group.len(), |(i, _)| i);
+            out.extend(
+                top_level_items(&group[..end]).iter().map(|p| ident(p)).filter(|p| !p.is_empty() && p != "self"),
+            );
         } else {
             let name = ident(rest);
-            if !name.is_empty() && name.chars().next().is_some_and(|c| c.is_ascii_lowercase()) {
+            if !name.is_empty() {
                 out.insert(name);
             }
         }
@@ -129,8 +205,16 @@ mod tests {
 
     #[test]
     fn reads_crate_paths() {
-        let p = crate_paths("use crate::{a, b::C, self};\nlet x = crate::d::e(); my_crate::f;", "crate::");
-        assert_eq!(p, ["a", "b", "d"].iter().map(|s| s.to_string()).collect());
+        let p = crate_paths(
+            "use crate::{a::{X, y}, b::C, self};\nlet x = crate::d::e(); my_crate::f; crate::Z;",
+            "crate::",
+        );
+        assert_eq!(p, ["Z", "a", "b", "d"].iter().map(|s| s.to_string()).collect());
+        let r =
+            root_reexports("pub use upcall::{on_upcall, Upcall as U};\npub use layout::Layout;\npub use xen_abi::nr;");
+        assert_eq!(r.get("on_upcall").map(String::as_str), Some("upcall"));
+        assert_eq!(r.get("U").map(String::as_str), Some("upcall"));
+        assert_eq!(r.get("Layout").map(String::as_str), Some("layout"));
     }
 
     /// Every crate of the workspace, its modules in one direction.

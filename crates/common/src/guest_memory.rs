@@ -78,6 +78,17 @@ pub trait GuestMemory {
         Ok(())
     }
 
+    /// Sets `len` bytes at `addr` to `byte` (a loader zeroing `.bss`), or
+    /// nothing at all if any page of the range is unreachable or not
+    /// writable (`-EFAULT`).
+    fn fill(&self, addr: Self::Addr, len: usize, byte: u8) -> XenResult<()> {
+        let pieces = resolve_for_write(self, addr.raw(), len)?;
+        for (page, offset, range) in pieces {
+            page.fill(offset, range.len(), byte)?;
+        }
+        Ok(())
+    }
+
     /// Reads a whole `T` (a `#[repr(C)]` mirror) from `addr`.
     fn read_obj<T: FromBytes + IntoBytes>(&self, addr: Self::Addr) -> XenResult<T>
     where

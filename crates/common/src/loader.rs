@@ -136,14 +136,11 @@ pub fn load_elf(d: &Domain, image: &[u8]) -> Result<LoadedImage, LoadError> {
                 let pa = ph.physical_addr();
                 let end = pa.checked_add(memsz).ok_or(LoadError::SegmentTooLarge)?;
                 PhysMem::new(d).write_bytes(Gpa(pa), bytes).map_err(|_| LoadError::OutsideGuestMemory(pa))?;
-                // Zero the rest (.bss) in page-sized chunks.
-                let zeros = [0u8; 4096];
-                let mut at = pa + filesz;
-                while at < end {
-                    let n = (end - at).min(4096 - (at & 0xFFF)) as usize;
-                    PhysMem::new(d).write_bytes(Gpa(at), &zeros[..n]).map_err(|_| LoadError::OutsideGuestMemory(at))?;
-                    at += n as u64;
-                }
+                // Zero the rest (.bss): some guests do not clear their own.
+                let bss = pa + filesz;
+                PhysMem::new(d)
+                    .fill(Gpa(bss), (memsz - filesz) as usize, 0)
+                    .map_err(|_| LoadError::OutsideGuestMemory(bss))?;
                 if memsz > 0 {
                     out.low = out.low.min(pa);
                     out.high = out.high.max(end);

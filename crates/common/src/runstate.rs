@@ -58,6 +58,21 @@ pub fn write_area(abi: &dyn GuestAbi, area: &AreaMap, info: &RunstateInfo) {
     let _ = p.write_uint(base + entry.offset, entry.size, info.state_entry_time);
 }
 
+/// `info` as the bytes of a `vcpu_runstate_info` in `abi`'s layout (the
+/// compat one is packed), for `VCPUOP_get_runstate_info`; returns the buffer
+/// and the layout's size.
+pub fn encode(abi: &dyn GuestAbi, info: &RunstateInfo) -> ([u8; 64], usize) {
+    let l = abi.runstate();
+    let mut buf = [0u8; 64];
+    let mut put = |off: usize, bytes: &[u8]| buf[off..off + bytes.len()].copy_from_slice(bytes);
+    put(l.state.offset, &info.state.to_le_bytes()[..l.state.size]);
+    put(l.state_entry_time.offset, &info.state_entry_time.to_le_bytes()[..l.state_entry_time.size]);
+    for (i, t) in info.time.iter().enumerate() {
+        put(l.time.offset + i * 8, &t.to_le_bytes());
+    }
+    (buf, l.size)
+}
+
 /// Reads a runstate record from guest memory in `abi`'s layout.
 pub fn read_area(abi: &dyn GuestAbi, area: &AreaMap) -> RunstateInfo {
     let l = abi.runstate();

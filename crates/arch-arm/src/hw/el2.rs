@@ -200,20 +200,23 @@ unsafe extern "C" {
     fn lantern_run_guest(regs: *mut GuestRegs) -> u64;
 }
 
-/// Called (never returns) when the hypervisor itself takes an exception.
-/// The board installs the reporter with [`set_host_trap_handler`].
+/// Called (never returns) when the hypervisor itself takes an exception: a
+/// bug, reported as a panic (the board's panic handler prints it and powers
+/// off), with the syndrome registers.
 // SAFETY: no other symbol of this name exists; the vectors' host-trap stub
 // branches here with the vector index and the stack pointer.
 #[unsafe(no_mangle)]
 extern "C" fn lantern_el2_host_trap(kind: u64, sp: u64) -> ! {
-    let info = HostTrap { kind, esr: ESR_EL2.get(), elr: ELR_EL2.get(), far: FAR_EL2.get(), sp };
-    let handler = *HOST_TRAP.lock();
-    match handler {
-        Some(h) => h(&info),
-        None => loop {
-            aarch64_cpu::asm::wfe();
-        },
-    }
+    let t = HostTrap { kind, esr: ESR_EL2.get(), elr: ELR_EL2.get(), far: FAR_EL2.get(), sp };
+    panic!(
+        "hypervisor fault: vector {} esr {:#x} ({}) elr {:#x} far {:#x} sp {:#x}",
+        t.kind,
+        t.esr,
+        crate::esr::Esr(t.esr).ec_name(),
+        t.elr,
+        t.far,
+        t.sp
+    )
 }
 
 /// What the hypervisor knows about an exception it took itself.
@@ -229,13 +232,6 @@ pub struct HostTrap {
     pub far: u64,
     /// SP at the time.
     pub sp: u64,
-}
-
-static HOST_TRAP: spin::Mutex<Option<fn(&HostTrap) -> !>> = spin::Mutex::new(None);
-
-/// Installs the function that reports a hypervisor exception (and powers off).
-pub fn set_host_trap_handler(f: fn(&HostTrap) -> !) {
-    *HOST_TRAP.lock() = Some(f);
 }
 
 /// HCR_EL2 while guests run: AArch64 EL1, stage 2 on, physical IRQ/FIQ/SError

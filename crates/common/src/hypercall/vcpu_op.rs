@@ -49,17 +49,8 @@ pub(super) fn vcpu_op(call: &mut Call<'_>, cmd: u64, vcpuid: u64, arg: u64) -> X
         vcpuop::IS_UP => Ok(v.is_up() as i64),
         vcpuop::GET_RUNSTATE_INFO => {
             // Laid out by the layout in force (the compat record is packed).
-            let info = v.runstate();
-            let l = d.abi().runstate();
-            let mut buf = [0u8; 64];
-            buf[l.state.offset..l.state.offset + 4].copy_from_slice(&info.state.to_le_bytes());
-            let e = l.state_entry_time.offset;
-            buf[e..e + 8].copy_from_slice(&info.state_entry_time.to_le_bytes());
-            for (i, t) in info.time.iter().enumerate() {
-                let o = l.time.offset + i * 8;
-                buf[o..o + 8].copy_from_slice(&t.to_le_bytes());
-            }
-            call.copy_to_guest(arg, &buf[..l.size])?;
+            let (buf, size) = crate::runstate::encode(d.abi(), &v.runstate());
+            call.copy_to_guest(arg, &buf[..size])?;
             Ok(0)
         }
         vcpuop::REGISTER_VCPU_INFO => {

@@ -168,7 +168,6 @@ extern "C" fn lantern_main(x0: u64) -> ! {
         info.ram.0 + info.ram.1,
         info.bootargs
     );
-    el2::set_host_trap_handler(power::host_trap);
     power::set_semihosting(info.semihosting);
 
     // Heap: from the end of the image to the end of RAM, stopping below the

@@ -4,10 +4,8 @@
 use core::arch::asm;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use lantern_arch_arm::hw::el2::HostTrap;
 use lantern_arch_arm::psci;
 
-use super::console;
 use super::Machine;
 
 static SEMIHOSTING: AtomicBool = AtomicBool::new(false);
@@ -48,18 +46,4 @@ pub fn off_raw(code: i32) -> ! {
     loop {
         aarch64_cpu::asm::wfe();
     }
-}
-
-/// Reports an exception taken by the hypervisor itself, then powers off.
-pub fn host_trap(t: &HostTrap) -> ! {
-    console::emergency(format_args!(
-        "(lantern) HYPERVISOR FAULT kind {} esr {:#x} ({}) elr {:#x} far {:#x} sp {:#x}\n",
-        t.kind,
-        t.esr,
-        lantern_arch_arm::esr::Esr(t.esr).ec_name(),
-        t.elr,
-        t.far,
-        t.sp
-    ));
-    off_raw(3)
 }
