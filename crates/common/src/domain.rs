@@ -3,8 +3,9 @@
 //!
 //! Locking, after Xen: `Domain::lock` is the domain lock and is held only for
 //! the short critical sections that swap guest areas or tear them down; the
-//! p2m, the per-vCPU area slots and the event channels have their own spin
-//! locks. Lock order: domain lock → vCPU areas → p2m → event channels.
+//! p2m, the per-vCPU area slots, the grant table and the event channels have
+//! their own spin locks. Lock order: domain lock → vCPU areas → grant table →
+//! p2m → event channels.
 
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -15,6 +16,7 @@ use crate::area::{AreaMap, Placement, VcpuAreas};
 use crate::clock::Clock;
 use crate::console::{Console, ConsoleSink};
 use crate::diag::{Diagnostics, Unhandled};
+use crate::grants::GrantTable;
 use crate::memory::{DomId, Gfn, P2m, P2mType, Page, PageRef};
 use crate::ports::EventChannels;
 use crate::runstate_info::RunstateInfo;
@@ -201,6 +203,8 @@ pub struct Domain {
     pub console: spin::Mutex<Console>,
     /// What the guest asked for and did not get.
     pub diag: spin::Mutex<Diagnostics>,
+    /// The grant table (v1) and the grant mappings this domain holds.
+    pub grant_table: spin::Mutex<GrantTable>,
     hvm_params: spin::Mutex<[u64; HVM_NR_PARAMS]>,
     clock: Arc<dyn Clock>,
 }
@@ -248,6 +252,7 @@ impl Domain {
             evtchn: spin::Mutex::new(EventChannels::new()),
             console: spin::Mutex::new(Console::new(cfg.id, cfg.console)),
             diag: spin::Mutex::new(Diagnostics::default()),
+            grant_table: spin::Mutex::new(GrantTable::new()),
             hvm_params: spin::Mutex::new([0; HVM_NR_PARAMS]),
             clock: cfg.clock,
         });

@@ -1,5 +1,5 @@
 //! Lantern's arch-neutral core: domains, vCPUs, guest memory, the guest-area
-//! mechanism (vcpu_info, runstate, time), event channels, hypercall dispatch
+//! mechanism (vcpu_info, runstate, time), event channels, grant tables, hypercall dispatch
 //! and the scheduler loop. It never names an architecture; ports plug in
 //! through the traits in [`arch`].
 
@@ -16,8 +16,11 @@ pub mod clock;
 pub mod console;
 pub mod cpio;
 pub mod diag;
+pub mod directory;
 pub mod domain;
 pub mod evtchn;
+pub mod grant_table;
+pub mod grants;
 pub mod guest_area;
 pub mod guest_memory;
 pub mod hypercall;

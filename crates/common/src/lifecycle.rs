@@ -8,6 +8,7 @@ use alloc::sync::Arc;
 use crate::arch::ArchDomain;
 use crate::area::AreaKind;
 use crate::clock::Clock;
+use crate::directory::{DomainDirectory, NoDomains};
 use crate::domain::VPF_DOWN;
 use crate::domain::{Domain, DomainConfig, Lifecycle, Vcpu};
 use crate::guest_area;
@@ -15,11 +16,20 @@ use crate::memory::DomId;
 use xen_abi::errno::{Errno, XenResult};
 use xen_abi::nr::runstate;
 
-/// `domain_kill`: pauses the domain, unmaps every guest area (dropping their
-/// page references), closes all event channels and releases all memory.
+/// `domain_kill` of a domain no other domain can see: [`kill_among`] with
+/// an empty directory (its own grant mappings are still torn down).
 pub fn kill(d: &Domain) {
+    kill_among(d, &NoDomains);
+}
+
+/// `domain_kill`: pauses the domain, unmaps every guest area (dropping their
+/// page references), tears down its grant mappings and the mappings the
+/// domains of `others` hold of its grants, closes all event channels and
+/// releases all memory.
+pub fn kill_among(d: &Domain, others: &dyn DomainDirectory) {
     d.pause();
     guest_area::unmap_all(d);
+    crate::grant_table::release_all(d, others);
     crate::evtchn::reset(d);
     d.p2m.lock().clear();
     d.set_lifecycle(Lifecycle::Dead);

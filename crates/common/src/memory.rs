@@ -229,6 +229,18 @@ impl Page {
         }
     }
 
+    /// Atomically replaces the naturally aligned 4-byte word at `offset`
+    /// with `new` if it still holds `current` (a guest-shared word such as a
+    /// grant entry's flags and domid); returns the value found, `Ok` if it
+    /// was `current` and the store happened.
+    pub fn compare_exchange32(&self, offset: usize, current: u32, new: u32) -> XenResult<Result<u32, u32>> {
+        Self::check(offset, 4)?;
+        if !offset.is_multiple_of(4) {
+            return Err(Errno::EINVAL);
+        }
+        Ok(self.atomic32(offset).compare_exchange(current, new, Ordering::AcqRel, Ordering::Acquire))
+    }
+
     fn atomic64(&self, offset: usize) -> &AtomicU64 {
         // SAFETY: callers checked that offset..offset+8 lies inside the live
         // allocation and is 8-aligned; AtomicU64 has the layout of u64, and

@@ -12,9 +12,11 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::arch::{ArchDomain, ArchVcpu, Preemption, VcpuExit};
 use crate::console::ConsoleSink;
+use crate::directory::DomainDirectory;
 use crate::domain::{Domain, Lifecycle, VPF_BLOCKED};
 use crate::hypercall::{self, Call};
 use crate::lifecycle;
+use crate::memory::DomId;
 use crate::runstate;
 use xen_abi::nr::runstate::{BLOCKED, OFFLINE, RUNNABLE, RUNNING};
 use xen_abi::nr::shutdown;
@@ -50,6 +52,19 @@ impl DomainSlot {
     /// vCPU `id`'s arch context, mutably.
     pub fn vcpu_mut(&mut self, id: u32) -> Option<&mut (dyn ArchVcpu + 'static)> {
         self.vcpus.get_mut(id as usize).map(|v| &mut **v)
+    }
+}
+
+/// The domains of the slots around the running one: what its hypercalls
+/// find other domains in.
+struct OtherSlots<'a> {
+    before: &'a [DomainSlot],
+    after: &'a [DomainSlot],
+}
+
+impl DomainDirectory for OtherSlots<'_> {
+    fn find(&self, id: DomId) -> Option<&Domain> {
+        self.before.iter().chain(self.after).map(|s| &*s.domain).find(|d| d.id == id)
     }
 }
 
@@ -241,7 +256,9 @@ impl Hypervisor {
     /// Runs one time slice of the vCPU `(si, vid)`, handling hypercalls in
     /// place until it must give up the CPU.
     pub fn run_slice(&mut self, si: usize, vid: u32, preempt: &mut dyn Preemption) {
-        let slot = &mut self.slots[si];
+        let (before, rest) = self.slots.split_at_mut(si);
+        let Some((slot, after)) = rest.split_first_mut() else { return };
+        let others = OtherSlots { before, after };
         let d = slot.domain.clone();
         let Ok(v) = d.vcpu(vid) else { return };
         runstate::change(&d, v, RUNNING);
@@ -255,7 +272,7 @@ impl Hypervisor {
             }
             match slot.vcpus[vid as usize].run(&d, preempt) {
                 VcpuExit::Hypercall { nr, args } => {
-                    let out = hypercall::dispatch(&mut Call::new(&d, vid, &mut slot.vcpus), nr, args);
+                    let out = hypercall::dispatch(&mut Call::with_domains(&d, vid, &mut slot.vcpus, &others), nr, args);
                     slot.vcpus[vid as usize].complete_hypercall(out.ret);
                     // A hypercall may have changed the p2m (shared_info, ...).
                     slot.arch.sync_p2m(&d);

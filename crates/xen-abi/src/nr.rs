@@ -1,6 +1,7 @@
 //! Every Xen number Lantern uses, named once: hypercalls, their sub-ops,
 //! parameters and flags (`xen.h`, `vcpu.h`, `sched.h`, `memory.h`,
-//! `event_channel.h`, `version.h`, `hvm/hvm_op.h`, `hvm/params.h`).
+//! `event_channel.h`, `version.h`, `hvm/hvm_op.h`, `hvm/params.h`,
+//! `grant_table.h`).
 //! Sub-op numbers are `u64` because they arrive in a register.
 
 /// Hypercall numbers (`__HYPERVISOR_*`, `xen.h`).
@@ -180,6 +181,133 @@ pub mod mapspace {
     pub const SHARED_INFO: u32 = 0;
     /// `XENMAPSPACE_grant_table`.
     pub const GRANT_TABLE: u32 = 1;
+}
+
+/// `XENMAPIDX_*` (`memory.h`): flags in `xen_add_to_physmap.idx`.
+pub mod mapidx {
+    /// `XENMAPIDX_grant_table_status`: the index names a v2 status frame.
+    pub const GRANT_TABLE_STATUS: u64 = 1 << 31;
+}
+
+/// `GNTTABOP_*` (`grant_table.h`).
+pub mod gnttabop {
+    /// `GNTTABOP_map_grant_ref`.
+    pub const MAP_GRANT_REF: u64 = 0;
+    /// `GNTTABOP_unmap_grant_ref`.
+    pub const UNMAP_GRANT_REF: u64 = 1;
+    /// `GNTTABOP_setup_table`.
+    pub const SETUP_TABLE: u64 = 2;
+    /// `GNTTABOP_dump_table`.
+    pub const DUMP_TABLE: u64 = 3;
+    /// `GNTTABOP_transfer`.
+    pub const TRANSFER: u64 = 4;
+    /// `GNTTABOP_copy`.
+    pub const COPY: u64 = 5;
+    /// `GNTTABOP_query_size`.
+    pub const QUERY_SIZE: u64 = 6;
+    /// `GNTTABOP_unmap_and_replace`.
+    pub const UNMAP_AND_REPLACE: u64 = 7;
+    /// `GNTTABOP_set_version`.
+    pub const SET_VERSION: u64 = 8;
+    /// `GNTTABOP_get_status_frames`.
+    pub const GET_STATUS_FRAMES: u64 = 9;
+    /// `GNTTABOP_get_version`.
+    pub const GET_VERSION: u64 = 10;
+}
+
+/// `GTF_*`: the flags of a v1 grant entry (`grant_table.h`).
+pub mod gtf {
+    /// `GTF_invalid`: the entry grants nothing.
+    pub const INVALID: u16 = 0;
+    /// `GTF_permit_access`: the entry grants access to `frame` to `domid`.
+    pub const PERMIT_ACCESS: u16 = 1;
+    /// `GTF_accept_transfer`.
+    pub const ACCEPT_TRANSFER: u16 = 2;
+    /// `GTF_transitive` (v2 only).
+    pub const TRANSITIVE: u16 = 3;
+    /// `GTF_type_mask`.
+    pub const TYPE_MASK: u16 = 3;
+    /// `GTF_readonly`: the grantee may only read.
+    pub const READONLY: u16 = 1 << 2;
+    /// `GTF_reading`: set by Xen while the grant is mapped or copied from.
+    pub const READING: u16 = 1 << 3;
+    /// `GTF_writing`: set by Xen while the grant is mapped writable or copied to.
+    pub const WRITING: u16 = 1 << 4;
+    /// `GTF_PWT`.
+    pub const PWT: u16 = 1 << 5;
+    /// `GTF_PCD`.
+    pub const PCD: u16 = 1 << 6;
+    /// `GTF_PAT`.
+    pub const PAT: u16 = 1 << 7;
+    /// `GTF_sub_page` (v2 only).
+    pub const SUB_PAGE: u16 = 1 << 8;
+}
+
+/// `GNTMAP_*` flags of `gnttab_map_grant_ref` (`grant_table.h`).
+pub mod gntmap {
+    /// `GNTMAP_device_map`.
+    pub const DEVICE_MAP: u32 = 1 << 0;
+    /// `GNTMAP_host_map`.
+    pub const HOST_MAP: u32 = 1 << 1;
+    /// `GNTMAP_readonly`.
+    pub const READONLY: u32 = 1 << 2;
+    /// `GNTMAP_application_map`.
+    pub const APPLICATION_MAP: u32 = 1 << 3;
+    /// `GNTMAP_contains_pte`.
+    pub const CONTAINS_PTE: u32 = 1 << 4;
+}
+
+/// `GNTCOPY_*` flags of `gnttab_copy` (`grant_table.h`).
+pub mod gntcopy {
+    /// `GNTCOPY_source_gref`: the source is a grant reference, not a gmfn.
+    pub const SOURCE_GREF: u16 = 1 << 0;
+    /// `GNTCOPY_dest_gref`: the destination is a grant reference.
+    pub const DEST_GREF: u16 = 1 << 1;
+}
+
+/// `GNTST_*`: per-operation status codes of grant-table ops, returned in
+/// the argument struct's `status` field (`grant_table.h`).
+pub mod gnttab_status {
+    /// `GNTST_okay`.
+    pub const OKAY: i16 = 0;
+    /// `GNTST_general_error`.
+    pub const GENERAL_ERROR: i16 = -1;
+    /// `GNTST_bad_domain`.
+    pub const BAD_DOMAIN: i16 = -2;
+    /// `GNTST_bad_gntref`.
+    pub const BAD_GNTREF: i16 = -3;
+    /// `GNTST_bad_handle`.
+    pub const BAD_HANDLE: i16 = -4;
+    /// `GNTST_bad_virt_addr`.
+    pub const BAD_VIRT_ADDR: i16 = -5;
+    /// `GNTST_bad_dev_addr`.
+    pub const BAD_DEV_ADDR: i16 = -6;
+    /// `GNTST_no_device_space`.
+    pub const NO_DEVICE_SPACE: i16 = -7;
+    /// `GNTST_permission_denied`.
+    pub const PERMISSION_DENIED: i16 = -8;
+    /// `GNTST_bad_page`.
+    pub const BAD_PAGE: i16 = -9;
+    /// `GNTST_bad_copy_arg`.
+    pub const BAD_COPY_ARG: i16 = -10;
+    /// `GNTST_address_too_big`.
+    pub const ADDRESS_TOO_BIG: i16 = -11;
+    /// `GNTST_eagain`.
+    pub const EAGAIN: i16 = -12;
+    /// `GNTST_no_space`.
+    pub const NO_SPACE: i16 = -13;
+}
+
+/// Grant-table geometry (`grant_table.h`, `xen/grant_table.h`).
+pub mod gnttab {
+    /// Size of a `grant_entry_v1` in bytes.
+    pub const ENTRY_V1_SIZE: usize = 8;
+    /// `INITIAL_NR_GRANT_FRAMES`: frames a grant table starts with.
+    pub const INITIAL_FRAMES: u32 = 1;
+    /// Grant table versions: v1, the one Lantern implements.
+    pub const VERSION_1: u32 = 1;
+    /// Grant table v2 (refused).
+    pub const VERSION_2: u32 = 2;
 }
 
 /// `EVTCHNOP_*` (`event_channel.h`).

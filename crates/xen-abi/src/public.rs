@@ -222,6 +222,192 @@ mirror! {
     }
 }
 
+mirror! {
+    /// `struct grant_entry_v1`: one entry of a v1 grant table, written by
+    /// the granting guest.
+    pub struct GrantEntryV1 {
+        /// `GTF_*`.
+        pub flags: u16,
+        /// The domain the access is granted to.
+        pub domid: u16,
+        /// The granted frame (a gfn of the granter).
+        pub frame: u32,
+    }
+}
+
+mirror! {
+    /// `struct gnttab_setup_table` with a 64-bit guest handle (x86_64, arm).
+    pub struct GnttabSetupTable {
+        /// Target domain (in).
+        pub dom: u16,
+        /// Padding.
+        pub pad0: u16,
+        /// Frames wanted (in).
+        pub nr_frames: u32,
+        /// `GNTST_*` (out).
+        pub status: i16,
+        /// Padding before the 8-aligned handle.
+        pub pad1: [u8; 6],
+        /// Guest handle of the `xen_pfn_t` array receiving the frames' gfns.
+        pub frame_list: u64,
+    }
+}
+
+mirror! {
+    /// `struct gnttab_setup_table` with a 32-bit guest handle (x86_32
+    /// compat, where `xen_pfn_t` is 32 bits too).
+    pub struct GnttabSetupTableHandle32 {
+        /// Target domain (in).
+        pub dom: u16,
+        /// Padding.
+        pub pad0: u16,
+        /// Frames wanted (in).
+        pub nr_frames: u32,
+        /// `GNTST_*` (out).
+        pub status: i16,
+        /// Padding.
+        pub pad1: u16,
+        /// Guest handle of the `xen_pfn_t` array.
+        pub frame_list: u32,
+    }
+}
+
+mirror! {
+    /// `struct gnttab_query_size`.
+    pub struct GnttabQuerySize {
+        /// Target domain (in).
+        pub dom: u16,
+        /// Padding.
+        pub pad0: u16,
+        /// Frames in use (out).
+        pub nr_frames: u32,
+        /// Most frames the table may grow to (out).
+        pub max_nr_frames: u32,
+        /// `GNTST_*` (out).
+        pub status: i16,
+        /// Padding.
+        pub pad1: u16,
+    }
+}
+
+mirror! {
+    /// `struct gnttab_set_version`.
+    pub struct GnttabSetVersion {
+        /// Requested version (in); the version in force (out).
+        pub version: u32,
+    }
+}
+
+mirror! {
+    /// `struct gnttab_get_version`.
+    pub struct GnttabGetVersion {
+        /// Target domain (in).
+        pub dom: u16,
+        /// Padding.
+        pub pad: u16,
+        /// The version in force (out).
+        pub version: u32,
+    }
+}
+
+mirror! {
+    /// `struct gnttab_map_grant_ref`: the same 32 bytes in every layout.
+    pub struct GnttabMapGrantRef {
+        /// Where to map (for an HVM guest: a guest-physical address).
+        pub host_addr: u64,
+        /// `GNTMAP_*`.
+        pub flags: u32,
+        /// The grant reference in `dom`'s table.
+        pub r#ref: u32,
+        /// The granting domain.
+        pub dom: u16,
+        /// `GNTST_*` (out).
+        pub status: i16,
+        /// Handle for the unmap (out).
+        pub handle: u32,
+        /// Device address of the frame (out).
+        pub dev_bus_addr: u64,
+    }
+}
+
+mirror! {
+    /// `struct gnttab_unmap_grant_ref`: the same 24 bytes in every layout.
+    pub struct GnttabUnmapGrantRef {
+        /// The address the grant was mapped at.
+        pub host_addr: u64,
+        /// The device address, or 0.
+        pub dev_bus_addr: u64,
+        /// The map's handle.
+        pub handle: u32,
+        /// `GNTST_*` (out).
+        pub status: i16,
+        /// Padding.
+        pub pad: u16,
+    }
+}
+
+mirror! {
+    /// One side of a `struct gnttab_copy` with a 64-bit `xen_pfn_t`.
+    pub struct GnttabCopyPtr {
+        /// A grant reference (low 32 bits) or a gmfn (`GNTCOPY_*_gref`).
+        pub u: u64,
+        /// The domain.
+        pub domid: u16,
+        /// Byte offset within the frame.
+        pub offset: u16,
+        /// Padding.
+        pub pad: u32,
+    }
+}
+
+mirror! {
+    /// `struct gnttab_copy` with a 64-bit `xen_pfn_t` (x86_64, arm).
+    pub struct GnttabCopy {
+        /// Source.
+        pub source: GnttabCopyPtr,
+        /// Destination.
+        pub dest: GnttabCopyPtr,
+        /// Bytes to copy.
+        pub len: u16,
+        /// `GNTCOPY_*`.
+        pub flags: u16,
+        /// `GNTST_*` (out).
+        pub status: i16,
+        /// Padding.
+        pub pad: [u8; 2],
+    }
+}
+
+mirror! {
+    /// One side of a `struct gnttab_copy` with a 32-bit `xen_pfn_t`.
+    pub struct GnttabCopyPtrUlong32 {
+        /// A grant reference or a gmfn.
+        pub u: u32,
+        /// The domain.
+        pub domid: u16,
+        /// Byte offset within the frame.
+        pub offset: u16,
+    }
+}
+
+mirror! {
+    /// `struct gnttab_copy` with a 32-bit `xen_pfn_t` (x86_32 compat).
+    pub struct GnttabCopyUlong32 {
+        /// Source.
+        pub source: GnttabCopyPtrUlong32,
+        /// Destination.
+        pub dest: GnttabCopyPtrUlong32,
+        /// Bytes to copy.
+        pub len: u16,
+        /// `GNTCOPY_*`.
+        pub flags: u16,
+        /// `GNTST_*` (out).
+        pub status: i16,
+        /// Padding.
+        pub pad: [u8; 2],
+    }
+}
+
 // The sizes Xen's headers promise (and guests rely on).
 const _: () = {
     use core::mem::{offset_of, size_of};
@@ -233,4 +419,12 @@ const _: () = {
     assert!(size_of::<XenAddToPhysmap>() == 24 && size_of::<XenAddToPhysmapUlong32>() == 16);
     assert!(size_of::<EvtchnAllocUnbound>() == 8 && size_of::<EvtchnBindInterdomain>() == 12);
     assert!(size_of::<EvtchnBindVirq>() == 12 && size_of::<EvtchnBindIpi>() == 8);
+    assert!(size_of::<GrantEntryV1>() == crate::nr::gnttab::ENTRY_V1_SIZE);
+    assert!(size_of::<GnttabSetupTable>() == 24 && offset_of!(GnttabSetupTable, frame_list) == 16);
+    assert!(size_of::<GnttabSetupTableHandle32>() == 16 && offset_of!(GnttabSetupTableHandle32, frame_list) == 12);
+    assert!(size_of::<GnttabQuerySize>() == 16 && size_of::<GnttabGetVersion>() == 8);
+    assert!(size_of::<GnttabMapGrantRef>() == 32 && offset_of!(GnttabMapGrantRef, dev_bus_addr) == 24);
+    assert!(size_of::<GnttabUnmapGrantRef>() == 24 && offset_of!(GnttabUnmapGrantRef, status) == 20);
+    assert!(size_of::<GnttabCopy>() == 40 && offset_of!(GnttabCopy, status) == 36);
+    assert!(size_of::<GnttabCopyUlong32>() == 24 && offset_of!(GnttabCopyUlong32, status) == 20);
 };

@@ -12,7 +12,7 @@ use lantern_common::hypercall::{dispatch, Call};
 use lantern_conformance::{domain, fake_vcpus, layouts, write_phys, LAYOUTS, RAM_PAGES};
 use proptest::prelude::*;
 use xen_abi::errno::Errno;
-use xen_abi::nr::hypercall;
+use xen_abi::nr::{gnttabop, hypercall};
 
 /// The errnos hypercall `nr` with arguments `args` may legally return, per
 /// hypercall and sub-op, as Xen defines them for the checks the core makes.
@@ -75,6 +75,20 @@ fn legal_errnos(nr: u64, args: &[u64; 6]) -> &'static [Errno] {
             hvmop::SET_EVTCHN_UPCALL_VECTOR => &[Errno::EFAULT, Errno::EINVAL, Errno::ENOENT],
             _ => &[Errno::ENOSYS],
         },
+        // Batched grant ops report per-op GNTST_* codes in their structs; the
+        // hypercall itself fails only on the call's own shape (and a
+        // negative count, for every sub-op).
+        hypercall::GRANT_TABLE_OP => match args[0] {
+            gnttabop::SETUP_TABLE
+            | gnttabop::QUERY_SIZE
+            | gnttabop::MAP_GRANT_REF
+            | gnttabop::UNMAP_GRANT_REF
+            | gnttabop::COPY => &[Errno::EFAULT, Errno::EINVAL, Errno::ENOMEM],
+            gnttabop::SET_VERSION => &[Errno::EFAULT, Errno::EINVAL, Errno::ENOSYS],
+            gnttabop::GET_VERSION => &[Errno::EFAULT, Errno::EINVAL, Errno::ESRCH, Errno::EPERM],
+            // A negative count is refused before the sub-op is looked at.
+            _ => &[Errno::EINVAL, Errno::ENOSYS],
+        },
         _ => &[Errno::ENOSYS],
     }
 }
@@ -131,6 +145,7 @@ fn hypercall() -> impl Strategy<Value = Hc> {
             hypercall::SCHED_OP,
             hypercall::EVENT_CHANNEL_OP,
             hypercall::HVM_OP,
+            hypercall::GRANT_TABLE_OP,
         ]),
         1 => 0u64..64,
         1 => any::<u64>(),

@@ -138,6 +138,9 @@ pub(super) fn memory_op(call: &mut Call<'_>, cmd: u64, arg: u64) -> XenResult<i6
                 (a.domid, a.space, a.idx as u64, a.gpfn as u64)
             };
             check_self(call, domid)?;
+            if space == mapspace::GRANT_TABLE {
+                return crate::grant_table::map_frame(d, idx, Gfn(gpfn)).map(|_| 0);
+            }
             if space != mapspace::SHARED_INFO {
                 return Err(Errno::ENOSYS);
             }

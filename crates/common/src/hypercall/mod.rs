@@ -2,6 +2,7 @@
 //! extracts the number and arguments from the guest's registers (its calling
 //! convention) and stores the result; everything else happens here.
 
+mod grant_table;
 mod misc;
 mod vcpu_op;
 
@@ -12,6 +13,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes};
 use crate::addr::Gva;
 use crate::arch::ArchVcpu;
 use crate::diag::Unhandled;
+use crate::directory::{DomainDirectory, NoDomains};
 use crate::domain::Domain;
 use crate::guest_memory::{GuestMemory, VirtMem};
 use xen_abi::errno::{Errno, XenResult};
@@ -27,9 +29,10 @@ pub struct Outcome {
     pub deschedule: bool,
 }
 
-/// One hypercall in flight: the calling domain and vCPU, and the arch
-/// contexts of all the domain's vCPUs (the caller's translates guest-virtual
-/// argument pointers; `VCPUOP_initialise` loads another's).
+/// One hypercall in flight: the calling domain and vCPU, the arch contexts
+/// of all the domain's vCPUs (the caller's translates guest-virtual argument
+/// pointers; `VCPUOP_initialise` loads another's), and the other domains it
+/// may name (grant maps and copies).
 pub struct Call<'a> {
     /// Calling domain.
     pub domain: &'a Domain,
@@ -37,13 +40,25 @@ pub struct Call<'a> {
     pub vcpu: u32,
     /// Arch contexts of the domain's vCPUs, indexed by vCPU id.
     pub vcpus: &'a mut [Box<dyn ArchVcpu>],
+    /// The other domains, by id.
+    pub domains: &'a dyn DomainDirectory,
     deschedule: bool,
 }
 
 impl<'a> Call<'a> {
-    /// A call from `vcpu` of `domain`.
+    /// A call from `vcpu` of `domain`, which sees no other domain.
     pub fn new(domain: &'a Domain, vcpu: u32, vcpus: &'a mut [Box<dyn ArchVcpu>]) -> Self {
-        Call { domain, vcpu, vcpus, deschedule: false }
+        Self::with_domains(domain, vcpu, vcpus, &NoDomains)
+    }
+
+    /// A call from `vcpu` of `domain` that finds other domains in `domains`.
+    pub fn with_domains(
+        domain: &'a Domain,
+        vcpu: u32,
+        vcpus: &'a mut [Box<dyn ArchVcpu>],
+        domains: &'a dyn DomainDirectory,
+    ) -> Self {
+        Call { domain, vcpu, vcpus, domains, deschedule: false }
     }
 
     /// The calling vCPU's arch context.
@@ -93,6 +108,7 @@ pub fn dispatch(call: &mut Call<'_>, nr: u64, args: [u64; 6]) -> Outcome {
         nr::MEMORY_OP => misc::memory_op(call, args[0], args[1]),
         nr::EVENT_CHANNEL_OP => misc::event_channel_op(call, args[0], args[1]),
         nr::HVM_OP => misc::hvm_op(call, args[0], args[1]),
+        nr::GRANT_TABLE_OP => grant_table::grant_table_op(call, args[0], args[1], args[2]),
         _ => Err(Errno::ENOSYS),
     };
     if r == Err(Errno::ENOSYS) {
