@@ -121,9 +121,9 @@ mod tests {
     #[test]
     fn hvc_syndrome() {
         // EC 0x16, IL, imm 0xEA1
-        let e = Esr((0x16 << 26) | (1 << 25) | 0xea1);
+        let e = Esr((0x16 << 26) | (1 << 25) | u64::from(xen_abi::arch_arm::HYPERCALL_HVC_IMM));
         assert_eq!(e.ec(), ec::HVC64);
-        assert_eq!(e.imm16(), 0xea1);
+        assert_eq!(e.imm16(), xen_abi::arch_arm::HYPERCALL_HVC_IMM);
         assert!(e.il32());
     }
 

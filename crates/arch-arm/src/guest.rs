@@ -3,8 +3,8 @@
 //! lets a guest probe them (the interrupts themselves travel through the list
 //! registers; the emulated frames are read-as-described, writes ignored).
 
-/// Xen's event-channel upcall PPI on arm.
-pub const EVTCHN_PPI: u32 = 31;
+/// Xen's event-channel upcall PPI on arm (`GUEST_EVTCHN_PPI`).
+pub use xen_abi::arch_arm::EVTCHN_PPI;
 /// The EL1 virtual timer PPI.
 pub const VTIMER_PPI: u32 = 27;
 /// Priority given to injected virtual interrupts.

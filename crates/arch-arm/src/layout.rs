@@ -15,7 +15,7 @@ use xen_abi::public::{
 use xen_abi::{field_of, struct_layout};
 
 /// `XEN_LEGACY_MAX_VCPUS` on arm.
-pub const LEGACY_MAX_VCPUS: usize = 1;
+pub const LEGACY_MAX_VCPUS: usize = xen_abi::arch_arm::XEN_LEGACY_MAX_VCPUS;
 
 /// `struct vcpu_info` (arm64: no upcall mask, empty arch part).
 #[repr(C)]

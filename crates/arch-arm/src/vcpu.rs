@@ -41,8 +41,8 @@ use crate::psci::{self, affinity, ret, PsciCall};
 use crate::stage2::{S2Perm, Stage2};
 use crate::walk::{self, Stage1Regs};
 
-/// The Xen hypercall immediate: `hvc #0xEA1`.
-pub const XEN_HVC_IMM: u16 = 0xea1;
+/// The Xen hypercall immediate: `hvc #0xEA1` (`XEN_HYPERCALL_TAG`).
+pub use xen_abi::arch_arm::HYPERCALL_HVC_IMM as XEN_HVC_IMM;
 /// List register bit asking for a maintenance interrupt when the guest
 /// deactivates the interrupt (non-hardware interrupts only).
 const LR_EOI: u64 = 1 << 41;
@@ -670,14 +670,14 @@ mod tests {
     fn hypercall_register_convention() {
         let r = fixture(1);
         let mut v = r.vcpu(0);
-        v.ctx.regs.x[16] = 29;
+        v.ctx.regs.x[16] = xen_abi::nr::hypercall::SCHED_OP;
         v.ctx.regs.x[..6].copy_from_slice(&[1, 2, 3, 4, 5, 6]);
         r.cpu.script_exit(ExitKind::Sync, xen_hvc());
         let exit = v.run(&r.d, &mut Slice(Some(777)));
         // x16 is the number, x0..x4 the arguments (x5 is not one).
-        assert_eq!(exit, VcpuExit::Hypercall { nr: 29, args: [1, 2, 3, 4, 5, 0] });
-        v.complete_hypercall(-38);
-        assert_eq!(v.ctx.regs.x[0] as i64, -38, "the result goes to x0");
+        assert_eq!(exit, VcpuExit::Hypercall { nr: xen_abi::nr::hypercall::SCHED_OP, args: [1, 2, 3, 4, 5, 0] });
+        v.complete_hypercall(Errno::ENOSYS.to_hypercall_ret());
+        assert_eq!(v.ctx.regs.x[0] as i64, Errno::ENOSYS.to_hypercall_ret(), "the result goes to x0");
         assert_eq!(v.ctx.regs.pc, ENTRY, "ELR_EL2 already points past the HVC");
         // The entry used this vCPU's key and the domain's stage 2, and the
         // slice timer was armed for the board's deadline.

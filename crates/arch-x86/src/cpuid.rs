@@ -4,13 +4,13 @@
 
 use xen_abi::arch_x86::{
     CPUID_FIRST_LEAF, CPUID_HVM_DOMID_PRESENT, CPUID_HVM_VCPU_ID_PRESENT, CPUID_LEAF_HVM, CPUID_LEAF_HYPERCALL,
-    CPUID_LEAF_VERSION, CPUID_SIGNATURE, HYPERCALL_STUB_SIZE,
+    CPUID_LEAF_STRIDE, CPUID_LEAF_VERSION, CPUID_MAX_NUM_LEAVES, CPUID_SIGNATURE, HYPERCALL_STUB_SIZE,
 };
 
 /// The MSR a guest writes its hypercall page's address to (leaf 0x40000002 EBX).
 pub const HYPERCALL_PAGE_MSR: u32 = 0x4000_0000;
 /// Highest hypervisor leaf.
-pub const MAX_XEN_LEAF: u32 = 0x4000_0005;
+pub const MAX_XEN_LEAF: u32 = CPUID_FIRST_LEAF + CPUID_MAX_NUM_LEAVES;
 
 /// CPUID results.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -43,8 +43,8 @@ pub fn xen_leaf(leaf: u32, vcpu_id: u32, domid: u16, version: (u32, u32)) -> Opt
         l if l == CPUID_FIRST_LEAF + CPUID_LEAF_HVM => {
             Regs { eax: CPUID_HVM_VCPU_ID_PRESENT | CPUID_HVM_DOMID_PRESENT, ebx: vcpu_id, ecx: domid as u32, edx: 0 }
         }
-        0x4000_0003 | 0x4000_0005 => Regs::default(),
-        0x4000_0006..=0x4000_00FF => Regs::default(),
+        // The time and PV leaves, and the rest of Xen's range: all zero.
+        l if (CPUID_FIRST_LEAF..CPUID_FIRST_LEAF + CPUID_LEAF_STRIDE).contains(&l) => Regs::default(),
         _ => return None,
     };
     Some(r)
@@ -155,25 +155,26 @@ pub fn hypercall_stub(nr: u32) -> [u8; HYPERCALL_STUB_SIZE] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use xen_abi::nr::hypercall::XEN_VERSION;
 
     #[test]
     fn signature() {
-        let r = xen_leaf(0x4000_0000, 0, 1, (4, 19)).unwrap();
+        let r = xen_leaf(CPUID_FIRST_LEAF, 0, 1, (4, 19)).unwrap();
         let mut sig = [0u8; 12];
         sig[0..4].copy_from_slice(&r.ebx.to_le_bytes());
         sig[4..8].copy_from_slice(&r.ecx.to_le_bytes());
         sig[8..12].copy_from_slice(&r.edx.to_le_bytes());
         assert_eq!(&sig, b"XenVMMXenVMM");
-        assert_eq!(xen_leaf(0x4000_0001, 0, 1, (4, 19)).unwrap().eax, 0x0004_0013);
-        assert_eq!(xen_leaf(0x4000_0002, 0, 1, (4, 19)).unwrap().ebx, 0x4000_0000);
+        assert_eq!(xen_leaf(CPUID_FIRST_LEAF + CPUID_LEAF_VERSION, 0, 1, (4, 19)).unwrap().eax, 0x0004_0013);
+        assert_eq!(xen_leaf(CPUID_FIRST_LEAF + CPUID_LEAF_HYPERCALL, 0, 1, (4, 19)).unwrap().ebx, HYPERCALL_PAGE_MSR);
         assert!(xen_leaf(1, 0, 1, (4, 19)).is_none());
     }
 
     #[test]
     fn stub_bytes() {
-        let s = hypercall_stub(17);
-        assert_eq!(&s[..9], &[0xB8, 17, 0, 0, 0, 0x0F, 0x01, 0xD9, 0xC3]);
-        assert_eq!(&hypercall_stub(23)[..2], &[0x0F, 0x0B]);
+        let s = hypercall_stub(XEN_VERSION as u32);
+        assert_eq!(&s[..9], &[0xB8, XEN_VERSION as u8, 0, 0, 0, 0x0F, 0x01, 0xD9, 0xC3]);
+        assert_eq!(&hypercall_stub(xen_abi::nr::hypercall::IRET as u32)[..2], &[0x0F, 0x0B]);
     }
 
     #[test]

@@ -18,7 +18,7 @@ type AddToPhysmap64 = XenAddToPhysmap;
 type HvmParam64 = XenHvmParam;
 
 /// `XEN_LEGACY_MAX_VCPUS` on x86.
-pub const LEGACY_MAX_VCPUS: usize = 32;
+pub const LEGACY_MAX_VCPUS: usize = xen_abi::arch_x86::XEN_LEGACY_MAX_VCPUS;
 
 /// `struct arch_vcpu_info` (x86_64).
 #[repr(C)]

@@ -175,13 +175,13 @@ mod tests {
     fn pvh_note_found_after_other_notes() {
         let mut n = note(b"GNU\0", 3, &[1, 2, 3, 4, 5]);
         n.extend(note(b"Xen\0", 6, b"xen-3.0\0"));
-        n.extend(note(b"Xen\0", 18, &0x10_0040u64.to_le_bytes()));
+        n.extend(note(b"Xen\0", elfnote::PHYS32_ENTRY, &0x10_0040u64.to_le_bytes()));
         assert_eq!(find_pvh_entry(&n), Some(0x10_0040));
-        assert_eq!(find_pvh_entry(&note(b"Xen\0", 18, &0x2000u32.to_le_bytes())), Some(0x2000));
+        assert_eq!(find_pvh_entry(&note(b"Xen\0", elfnote::PHYS32_ENTRY, &0x2000u32.to_le_bytes())), Some(0x2000));
         assert_eq!(find_pvh_entry(&note(b"Xen\0", 17, &[0; 8])), None);
         assert_eq!(find_pvh_entry(&[0xFF; 11]), None);
         // A bogus size must not panic.
-        let mut bad = note(b"Xen\0", 18, &[0; 8]);
+        let mut bad = note(b"Xen\0", elfnote::PHYS32_ENTRY, &[0; 8]);
         bad[4] = 0xFF;
         bad[7] = 0xFF;
         assert_eq!(find_pvh_entry(&bad), None);

@@ -2,8 +2,10 @@
 //! both speak, named once: the CPUID leaves that find Xen
 //! (`arch-x86/cpuid.h`), the hypercall page's geometry, the PVH start info
 //! (`arch-x86/hvm/start_info.h`) and the HVM vCPU context of
-//! `VCPUOP_initialise` (`hvm/hvm_vcpu.h`). Like Xen's `public/arch-x86/`:
-//! the hypervisor's x86 backend and the x86 test guest both build on it.
+//! `VCPUOP_initialise` (`hvm/hvm_vcpu.h`), the vcpu_info slot count of
+//! shared_info (`arch-x86/xen.h`) and the HVM debug console port. Like Xen's
+//! `public/arch-x86/` (and [`crate::arch_arm`] for arm), the hypervisor's
+//! x86 backend and the x86 test guest both build on it.
 
 use core::mem::{offset_of, size_of};
 
@@ -17,6 +19,9 @@ pub const CPUID_LEAF_STRIDE: u32 = 0x100;
 pub const CPUID_BASE_END: u32 = 0x4001_0000;
 /// `XEN_CPUID_SIGNATURE_EBX/ECX/EDX` of the base leaf, in register order.
 pub const CPUID_SIGNATURE: &str = "XenVMMXenVMM";
+/// `XEN_CPUID_MAX_NUM_LEAVES`: the base leaf's eax is base + this, the
+/// highest Xen leaf.
+pub const CPUID_MAX_NUM_LEAVES: u32 = 5;
 /// Leaf base + 1: eax = Xen's version (as `XENVER_version` encodes it).
 pub const CPUID_LEAF_VERSION: u32 = 1;
 /// Leaf base + 2: eax = number of hypercall pages, ebx = the MSR that
@@ -28,6 +33,14 @@ pub const CPUID_LEAF_HVM: u32 = 4;
 pub const CPUID_HVM_VCPU_ID_PRESENT: u32 = 1 << 3;
 /// `XEN_HVM_CPUID_DOMID_PRESENT` (leaf base + 4, eax): ecx holds the domain id.
 pub const CPUID_HVM_DOMID_PRESENT: u32 = 1 << 4;
+
+/// `XEN_LEGACY_MAX_VCPUS` on x86: vCPUs below this id have a vcpu_info slot
+/// in shared_info.
+pub const XEN_LEGACY_MAX_VCPUS: usize = 32;
+
+/// The HVM debug console port (`XEN_HVM_DEBUGCONS_IOPORT`; QEMU's
+/// `-debugcon`): bytes written to it become the domain's console output.
+pub const DEBUG_PORT: u16 = 0xe9;
 
 /// Bytes per hypercall stub in the hypercall page: stub `nr` is at
 /// `nr * 32`.

@@ -3,9 +3,10 @@
 //! structs that are the same on every architecture, and the layout axis of
 //! the arch boundary ([`layout::GuestAbi`] with [`layout::StructLayout`]
 //! tables). Arch crates add their own layouts (x86_64, x86_32 compat, arm64)
-//! on top. The exceptions are the `arch_*` modules: an arch's public-header
-//! numbers and structs that its backend and its test guest both speak (like
-//! Xen's `public/arch-*/`).
+//! on top. The exceptions are [`arch_x86`] and [`arch_arm`], the
+//! arch-specific public headers (`arch-x86/*.h`, `arch-arm.h`) the
+//! hypervisor's backend, the board and the test guest of that arch all
+//! speak.
 //!
 //! Numbers and struct shapes are Xen's (`xen/include/public/*.h`); the names
 //! follow Xen's with Rust casing, so a reader can grep Xen for them.
@@ -13,6 +14,7 @@
 #![no_std]
 #![warn(missing_docs)]
 
+pub mod arch_arm;
 pub mod arch_x86;
 pub mod errno;
 pub mod layout;

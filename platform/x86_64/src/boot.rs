@@ -19,7 +19,7 @@ global_asm!(
     .balign 4
     .long 4
     .long 8
-    .long 18
+    .long {phys32_entry}
     .asciz "Xen"
     .balign 4
     .quad pvh_start32
@@ -132,4 +132,5 @@ global_asm!(
     .popsection
     "#,
     stack_size = const BOOT_STACK_SIZE,
+    phys32_entry = const xen_abi::nr::elfnote::PHYS32_ENTRY,
 );

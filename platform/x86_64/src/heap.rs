@@ -109,6 +109,7 @@ impl State {
 // classes are powers of two carved from page-aligned pages, so a class block is
 // aligned to its size ≥ align).
 unsafe impl GlobalAlloc for Heap {
+    // SAFETY: GlobalAlloc's contract (non-zero size); the impl's SAFETY above holds.
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let mut st = self.state.lock();
         if let Some(class) = small_class(&layout) {
@@ -134,6 +135,7 @@ unsafe impl GlobalAlloc for Heap {
         st.alloc_pages(order, layout.align()) as *mut u8
     }
 
+    // SAFETY: as `alloc`, and the returned block is zeroed before it is handed out.
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarding the caller's contract to `alloc`.
         let p = unsafe { self.alloc(layout) };
@@ -160,6 +162,7 @@ unsafe impl GlobalAlloc for Heap {
         p
     }
 
+    // SAFETY: the caller passes a block `alloc` returned with this layout, so it goes back to its own list.
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         let mut st = self.state.lock();
         if let Some(class) = small_class(&layout) {

@@ -41,11 +41,16 @@ fn run_guest(host: &mut svm::HostCpu, maps: &PermissionMaps, long: bool) -> bool
     }
     // Loop: N x vmmcall; then cpuid; out 0xe9 'K'; hlt.
     let code: &[u8] = &[
-        0x0f, 0x01, 0xd9, // vmmcall
-        0x0f, 0xa2, // cpuid
-        0xb0, b'K', // mov al, 'K'
-        0xe6, 0xe9, // out 0xe9, al
-        0xf4, // hlt
+        0x0f,
+        0x01,
+        0xd9, // vmmcall
+        0x0f,
+        0xa2, // cpuid
+        0xb0,
+        b'K', // mov al, 'K'
+        0xe6,
+        xen_abi::arch_x86::DEBUG_PORT as u8, // out DEBUG_PORT (imm8), al
+        0xf4,                                // hlt
     ];
     pages[0].0[..code.len()].copy_from_slice(code);
     let mode = if long {
@@ -93,7 +98,7 @@ fn run_guest(host: &mut svm::HostCpu, maps: &PermissionMaps, long: bool) -> bool
             exit::IOIO => {
                 let port = (vmcb.control.exitinfo1 >> 16) & 0xFFFF;
                 crate::println!("(lantern) {name} guest: out {port:#x} <- {:?}", vmcb.save.rax as u8 as char);
-                seen.2 = port == u64::from(lantern_arch_x86::vcpu::DEBUG_PORT) && vmcb.save.rax as u8 == b'K';
+                seen.2 = port == u64::from(xen_abi::arch_x86::DEBUG_PORT) && vmcb.save.rax as u8 == b'K';
                 vmcb.save.rip = vmcb.control.exitinfo2;
             }
             exit::HLT => {

@@ -30,6 +30,7 @@ struct PageCache {
 // (either fresh or previously freed by a caller with that layout); every
 // other layout goes straight to System.
 unsafe impl GlobalAlloc for PageCache {
+    // SAFETY: GlobalAlloc's contract; a cached page is exactly `PAGE`, the rest is System's.
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if layout == PAGE {
             if let Some(p) = self.free.lock().ok().and_then(|mut f| f.pop()) {
@@ -40,6 +41,7 @@ unsafe impl GlobalAlloc for PageCache {
         unsafe { System.alloc(layout) }
     }
 
+    // SAFETY: as `alloc`; a cached page is zeroed before it is handed out.
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         if layout == PAGE {
             if let Some(p) = self.free.lock().ok().and_then(|mut f| f.pop()) {
@@ -52,6 +54,7 @@ unsafe impl GlobalAlloc for PageCache {
         unsafe { System.alloc_zeroed(layout) }
     }
 
+    // SAFETY: the caller passes a block this allocator returned with this layout.
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if layout == PAGE {
             // try_lock: never allocate while holding the lock (the Vec may

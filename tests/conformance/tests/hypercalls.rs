@@ -12,7 +12,12 @@ use xen_abi::nr::hypercall as nr;
 use xen_abi::nr::runstate::{
     BLOCKED as RUNSTATE_BLOCKED, RUNNABLE as RUNSTATE_RUNNABLE, RUNNING as RUNSTATE_RUNNING, XEN_RUNSTATE_UPDATE,
 };
-use xen_abi::nr::{schedop, vcpuop};
+use xen_abi::nr::{consoleio, domid, evtchnop, mapspace, memop, schedop, shutdown, vcpuop, xenver};
+use xen_abi::public::{
+    EvtchnBindIpi, EvtchnPort, SchedShutdown, VcpuRegisterArea, VcpuRegisterVcpuInfo, XenAddToPhysmap,
+    XenAddToPhysmapUlong32,
+};
+use zerocopy::IntoBytes;
 
 const ARG: u64 = 0x1000; // gfn 1 holds hypercall argument structs
 
@@ -31,11 +36,29 @@ fn vcpu_op(d: &Domain, arch: &mut [Box<dyn lantern_common::arch::ArchVcpu>], cmd
     call(d, arch, 0, nr::VCPU_OP, [cmd, target, ARG, 0, 0, 0]).ret
 }
 
+fn reg_info_arg(gfn: u64, off: u32) -> VcpuRegisterVcpuInfo {
+    VcpuRegisterVcpuInfo { mfn: gfn, offset: off, rsvd: 0 }
+}
+
 fn reg_info(gfn: u64, off: u32) -> Vec<u8> {
-    let mut b = gfn.to_le_bytes().to_vec();
-    b.extend_from_slice(&off.to_le_bytes());
-    b.extend_from_slice(&0u32.to_le_bytes());
-    b
+    reg_info_arg(gfn, off).as_bytes().to_vec()
+}
+
+/// The `xen_add_to_physmap` argument in the `xen_ulong_t` width of the
+/// layout in force.
+fn add_to_physmap(xen_ulong_size: usize, arg: XenAddToPhysmap) -> Vec<u8> {
+    if xen_ulong_size == 8 {
+        arg.as_bytes().to_vec()
+    } else {
+        let narrow = XenAddToPhysmapUlong32 {
+            domid: arg.domid,
+            size: arg.size,
+            space: arg.space,
+            idx: arg.idx as u32,
+            gpfn: arg.gpfn as u32,
+        };
+        narrow.as_bytes().to_vec()
+    }
 }
 
 #[test]
@@ -52,9 +75,8 @@ fn register_vcpu_info_errnos_through_the_hypercall() {
         assert_eq!(vcpu_op(&d, a, vcpuop::REGISTER_VCPU_INFO, 1 << 40, &reg_info(5, 0)), e(Errno::ENOENT));
         // Xen never reads `rsvd` (Linux leaves it uninitialised): garbage
         // there must not fail the registration.
-        let mut rsvd = reg_info(5, 0);
-        rsvd[12..16].copy_from_slice(&0xdead_beefu32.to_le_bytes());
-        assert_eq!(vcpu_op(&d, a, vcpuop::REGISTER_VCPU_INFO, 0, &rsvd), 0);
+        let rsvd = VcpuRegisterVcpuInfo { rsvd: 0xdead_beef, ..reg_info_arg(5, 0) };
+        assert_eq!(vcpu_op(&d, a, vcpuop::REGISTER_VCPU_INFO, 0, rsvd.as_bytes()), 0);
         assert_eq!(vcpu_op(&d, a, vcpuop::REGISTER_VCPU_INFO, 0, &reg_info(6, 0)), e(Errno::EBUSY));
         // A bad argument pointer is EFAULT, never a crash.
         assert_eq!(
@@ -97,7 +119,10 @@ fn runstate_area_follows_state_changes_with_the_update_flag_clear() {
         let (d, clock) = domain(abi, 1);
         let mut arch = fake_vcpus(1);
         let addr = (11u64 << 12) + 64;
-        assert_eq!(vcpu_op(&d, &mut arch, vcpuop::REGISTER_RUNSTATE_PHYS_AREA, 0, &addr.to_le_bytes()), 0);
+        assert_eq!(
+            vcpu_op(&d, &mut arch, vcpuop::REGISTER_RUNSTATE_PHYS_AREA, 0, VcpuRegisterArea { addr }.as_bytes()),
+            0
+        );
         let v = d.vcpu(0).unwrap();
         let area = v.areas().runstate.unwrap();
         let r0 = runstate::read_area(abi, &area);
@@ -132,7 +157,10 @@ fn time_area_versions_are_even_and_time_advances() {
         let (d, clock) = domain(abi, 1);
         let mut arch = fake_vcpus(1);
         let addr = (12u64 << 12) + 32;
-        assert_eq!(vcpu_op(&d, &mut arch, vcpuop::REGISTER_VCPU_TIME_PHYS_AREA, 0, &addr.to_le_bytes()), 0);
+        assert_eq!(
+            vcpu_op(&d, &mut arch, vcpuop::REGISTER_VCPU_TIME_PHYS_AREA, 0, VcpuRegisterArea { addr }.as_bytes()),
+            0
+        );
         let v = d.vcpu(0).unwrap();
         let area = v.areas().time.unwrap();
         let t0 = lantern_common::time::read_record(&d, &area, area.offset);
@@ -151,7 +179,7 @@ fn time_area_versions_are_even_and_time_advances() {
         // A misaligned time area in this layout.
         let bad = (12u64 << 12) + 2;
         assert_eq!(
-            vcpu_op(&d, &mut arch, vcpuop::REGISTER_VCPU_TIME_PHYS_AREA, 0, &bad.to_le_bytes()),
+            vcpu_op(&d, &mut arch, vcpuop::REGISTER_VCPU_TIME_PHYS_AREA, 0, VcpuRegisterArea { addr: bad }.as_bytes()),
             Errno::ENXIO.to_hypercall_ret()
         );
     }
@@ -162,18 +190,17 @@ fn event_channel_send_sets_pending_bits_and_requests_an_upcall() {
     for abi in layouts() {
         let (d, _) = domain(abi, 2);
         let mut arch = fake_vcpus(2);
-        // bind_ipi { vcpu = 1 }
-        write_phys(&d, ARG, &[1, 0, 0, 0, 0, 0, 0, 0]).unwrap();
-        assert_eq!(call(&d, &mut arch, 0, nr::EVENT_CHANNEL_OP, [7, ARG, 0, 0, 0, 0]).ret, 0);
-        let mut port = [0u8; 4];
-        read_phys(&d, ARG + 4, &mut port).unwrap();
-        let port = u32::from_le_bytes(port);
+        write_phys(&d, ARG, EvtchnBindIpi { vcpu: 1, port: 0 }.as_bytes()).unwrap();
+        assert_eq!(call(&d, &mut arch, 0, nr::EVENT_CHANNEL_OP, [evtchnop::BIND_IPI, ARG, 0, 0, 0, 0]).ret, 0);
+        let mut bound = EvtchnBindIpi::default();
+        read_phys(&d, ARG, bound.as_mut_bytes()).unwrap();
+        let port = bound.port;
         assert_eq!(port, 1);
         let v1 = d.vcpu(1).unwrap();
         v1.take_upcall_request();
         // Clear the slot (vCPU 1 has a slot on x86 only; on arm it is on the dummy).
-        write_phys(&d, ARG, &port.to_le_bytes()).unwrap();
-        assert_eq!(call(&d, &mut arch, 0, nr::EVENT_CHANNEL_OP, [4, ARG, 0, 0, 0, 0]).ret, 0);
+        write_phys(&d, ARG, EvtchnPort { port }.as_bytes()).unwrap();
+        assert_eq!(call(&d, &mut arch, 0, nr::EVENT_CHANNEL_OP, [evtchnop::SEND, ARG, 0, 0, 0, 0]).ret, 0);
         let si = abi.shared_info();
         assert_eq!(d.shared_info().read_uint(si.evtchn_pending.offset, abi.xen_ulong_size()).unwrap(), 1 << port);
         assert!(d.upcall_pending(v1));
@@ -185,9 +212,9 @@ fn event_channel_send_sets_pending_bits_and_requests_an_upcall() {
             .unwrap();
         assert_eq!(sel & 1, 1, "word 0 selected");
         // Sending to a closed port is EINVAL.
-        write_phys(&d, ARG, &99u32.to_le_bytes()).unwrap();
+        write_phys(&d, ARG, EvtchnPort { port: 99 }.as_bytes()).unwrap();
         assert_eq!(
-            call(&d, &mut arch, 0, nr::EVENT_CHANNEL_OP, [4, ARG, 0, 0, 0, 0]).ret,
+            call(&d, &mut arch, 0, nr::EVENT_CHANNEL_OP, [evtchnop::SEND, ARG, 0, 0, 0, 0]).ret,
             Errno::EINVAL.to_hypercall_ret()
         );
     }
@@ -198,27 +225,33 @@ fn shared_info_mapping_and_sched_ops() {
     for abi in layouts() {
         let (d, _) = domain(abi, 1);
         let mut arch = fake_vcpus(1);
-        // xen_add_to_physmap { DOMID_SELF, 0, XENMAPSPACE_shared_info, idx 0, gpfn 40 }
         let w = abi.xen_ulong_size();
-        let mut b = vec![0xf0, 0x7f, 0, 0, 0, 0, 0, 0];
-        b.extend_from_slice(&0u64.to_le_bytes()[..w]);
-        b.extend_from_slice(&40u64.to_le_bytes()[..w]);
-        write_phys(&d, ARG, &b).unwrap();
-        assert_eq!(call(&d, &mut arch, 0, nr::MEMORY_OP, [7, ARG, 0, 0, 0, 0]).ret, 0, "{}", abi.name());
+        let map = XenAddToPhysmap { domid: domid::SELF, size: 0, space: mapspace::SHARED_INFO, idx: 0, gpfn: 40 };
+        write_phys(&d, ARG, &add_to_physmap(w, map)).unwrap();
+        assert_eq!(
+            call(&d, &mut arch, 0, nr::MEMORY_OP, [memop::ADD_TO_PHYSMAP, ARG, 0, 0, 0, 0]).ret,
+            0,
+            "{}",
+            abi.name()
+        );
         assert_eq!(d.shared_info_gfn(), Some(Gfn(40)));
         assert!(std::sync::Arc::ptr_eq(&page(&d, 40), d.shared_info()));
         // The guest now sees its vcpu_info slot through that gfn.
         assert_eq!(d.vcpu(0).unwrap().areas().vcpu_info.placement, Placement::SharedInfoSlot);
         // Another domain's id is refused.
-        write_phys(&d, ARG, &[5, 0]).unwrap();
-        assert_eq!(call(&d, &mut arch, 0, nr::MEMORY_OP, [7, ARG, 0, 0, 0, 0]).ret, Errno::ESRCH.to_hypercall_ret());
+        write_phys(&d, ARG, &add_to_physmap(w, XenAddToPhysmap { domid: 5, ..map })).unwrap();
+        assert_eq!(
+            call(&d, &mut arch, 0, nr::MEMORY_OP, [memop::ADD_TO_PHYSMAP, ARG, 0, 0, 0, 0]).ret,
+            Errno::ESRCH.to_hypercall_ret()
+        );
         let o = call(&d, &mut arch, 0, nr::SCHED_OP, [schedop::YIELD, 0, 0, 0, 0, 0]);
         assert!(o.deschedule && o.ret == 0);
-        write_phys(&d, ARG, &0u32.to_le_bytes()).unwrap();
+        write_phys(&d, ARG, SchedShutdown { reason: shutdown::POWEROFF }.as_bytes()).unwrap();
         let o = call(&d, &mut arch, 0, nr::SCHED_OP, [schedop::SHUTDOWN, ARG, 0, 0, 0, 0]);
         assert!(o.deschedule);
-        assert_eq!(d.lifecycle(), lantern_common::domain::Lifecycle::Shutdown(0));
-        assert_eq!(call(&d, &mut arch, 0, nr::XEN_VERSION, [0, 0, 0, 0, 0, 0]).ret, 0x40013);
+        assert_eq!(d.lifecycle(), lantern_common::domain::Lifecycle::Shutdown(shutdown::POWEROFF));
+        let version = (xenver::LANTERN_MAJOR << xenver::VERSION_MAJOR_SHIFT) | xenver::LANTERN_MINOR;
+        assert_eq!(call(&d, &mut arch, 0, nr::XEN_VERSION, [xenver::VERSION, 0, 0, 0, 0, 0]).ret, i64::from(version));
     }
 }
 
@@ -227,13 +260,13 @@ fn console_io_lines_are_split() {
     let (d, _) = domain(layouts()[0], 1);
     let mut arch = fake_vcpus(1);
     write_phys(&d, ARG, b"hello\nwor").unwrap();
-    assert_eq!(call(&d, &mut arch, 0, nr::CONSOLE_IO, [0, 9, ARG, 0, 0, 0]).ret, 0);
+    assert_eq!(call(&d, &mut arch, 0, nr::CONSOLE_IO, [consoleio::WRITE, 9, ARG, 0, 0, 0]).ret, 0);
     write_phys(&d, ARG, b"ld\n").unwrap();
-    assert_eq!(call(&d, &mut arch, 0, nr::CONSOLE_IO, [0, 3, ARG, 0, 0, 0]).ret, 0);
+    assert_eq!(call(&d, &mut arch, 0, nr::CONSOLE_IO, [consoleio::WRITE, 3, ARG, 0, 0, 0]).ret, 0);
     let lines: Vec<String> = d.console.lock().history().map(String::from).collect();
     assert_eq!(lines, ["hello", "world"]);
     assert_eq!(
-        call(&d, &mut arch, 0, nr::CONSOLE_IO, [0, 1 << 40, ARG, 0, 0, 0]).ret,
+        call(&d, &mut arch, 0, nr::CONSOLE_IO, [consoleio::WRITE, 1 << 40, ARG, 0, 0, 0]).ret,
         Errno::EINVAL.to_hypercall_ret()
     );
 }
@@ -243,13 +276,13 @@ fn xen_version_strings_clear_their_whole_fields() {
     let (d, _) = domain(layouts()[0], 1);
     let mut arch = fake_vcpus(1);
     write_phys(&d, ARG, &[0xff; 160]).unwrap();
-    assert_eq!(call(&d, &mut arch, 0, nr::XEN_VERSION, [1, ARG, 0, 0, 0, 0]).ret, 0);
+    assert_eq!(call(&d, &mut arch, 0, nr::XEN_VERSION, [xenver::EXTRAVERSION, ARG, 0, 0, 0, 0]).ret, 0);
     let mut b = [0u8; 17];
     read_phys(&d, ARG, &mut b).unwrap();
     assert_eq!(&b[..9], b"-lantern\0");
     assert!(b[9..16].iter().all(|x| *x == 0), "rest of extraversion[16] cleared");
     assert_eq!(b[16], 0xff, "nothing past the field");
-    assert_eq!(call(&d, &mut arch, 0, nr::XEN_VERSION, [2, ARG, 0, 0, 0, 0]).ret, 0);
+    assert_eq!(call(&d, &mut arch, 0, nr::XEN_VERSION, [xenver::COMPILE_INFO, ARG, 0, 0, 0, 0]).ret, 0);
     let mut info = [0u8; 145];
     read_phys(&d, ARG, &mut info).unwrap();
     assert_eq!(&info[..6], b"rustc\0");
@@ -263,7 +296,6 @@ fn xen_version_strings_clear_their_whole_fields() {
 fn the_upcall_vector_rule_is_the_callers_arch() {
     use xen_abi::nr::hvmop;
     use xen_abi::public::XenHvmEvtchnUpcallVector;
-    use zerocopy::IntoBytes;
     for abi in layouts() {
         let (d, _) = domain(abi, 2);
         let mut arch = fake_vcpus(2);

@@ -377,7 +377,7 @@ fn monitor_runstate_time_shared_info_areas() {
     assert_eq!(j["hypervisor"]["state"], "runnable");
     assert_eq!(j["area"]["gfn"], 9);
     assert_eq!(j["area"]["offset"], 0x100);
-    assert_eq!(j["area"]["fields"]["state"], 1);
+    assert_eq!(j["area"]["fields"]["state"], xen_abi::nr::runstate::RUNNABLE);
     assert_eq!(j["area"]["fields"]["state_entry_time"], j["hypervisor"]["state_entry_time"]);
     assert_eq!(c.json("runstate d1v1")["area"], Value::Null);
     assert!(c.monitor("runstate d1v0").contains("registered area at gfn 0x9 offset 0x100"));

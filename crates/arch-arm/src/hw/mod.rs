@@ -33,8 +33,8 @@ pub mod intid {
     pub const PPI_VTIMER: u32 = 27;
     /// The GIC maintenance interrupt PPI.
     pub const PPI_MAINTENANCE: u32 = 25;
-    /// Xen's event-channel upcall PPI on arm.
-    pub const PPI_EVTCHN: u32 = 31;
+    /// Xen's event-channel upcall PPI on arm (`GUEST_EVTCHN_PPI`).
+    pub const PPI_EVTCHN: u32 = xen_abi::arch_arm::EVTCHN_PPI;
     /// INTID meaning "nothing pending".
     pub const SPURIOUS: u32 = 1023;
 }

@@ -43,9 +43,13 @@ static HEAP: LockedHeap<33> = LockedHeap::empty();
 pub struct BootTable([u64; 512]);
 
 /// Level-0 table of the EL2 identity map (filled by the entry assembly).
+// SAFETY: the symbol name is unique in the image; only the entry assembly
+// refers to it (by address, before any Rust runs), as a 4 KiB-aligned table.
 #[unsafe(no_mangle)]
 static mut LANTERN_BOOT_L0: BootTable = BootTable([0; 512]);
 /// Level-1 table of the EL2 identity map: 512 × 1 GiB blocks.
+// SAFETY: the symbol name is unique in the image; only the entry assembly
+// refers to it (by address, before any Rust runs), as a 4 KiB-aligned table.
 #[unsafe(no_mangle)]
 static mut LANTERN_BOOT_L1: BootTable = BootTable([0; 512]);
 
@@ -137,6 +141,9 @@ _start:
     sctlr_set = const (1u64 << 0) | (1 << 2) | (1 << 12),
 );
 
+// SAFETY: both symbols are defined by link.ld at the first and past the last
+// byte of the image; they are only ever used for their addresses, never read,
+// so declaring them as `u8` is sound.
 unsafe extern "C" {
     static __image_start: u8;
     static __image_end: u8;
@@ -154,6 +161,9 @@ pub struct Machine {
     pub boot_ticks: u64,
 }
 
+// SAFETY: the name is unique in the image and the entry assembly's
+// `bl lantern_main` is its only caller, with the C ABI this signature has:
+// x0 = the DTB address (or 0), and it never returns.
 #[unsafe(no_mangle)]
 extern "C" fn lantern_main(x0: u64) -> ! {
     let boot_ticks = timer::now();

@@ -9,6 +9,7 @@ use lantern_arch_arm::context::VcpuContext;
 use lantern_arch_arm::esr::{self, ec, Esr};
 use lantern_arch_arm::hw::{el2, gic, intid, timer, ExitKind};
 use lantern_arch_arm::stage2::{S2Perm, Stage2};
+use xen_abi::arch_arm::HYPERCALL_HVC_IMM;
 
 use super::Machine;
 
@@ -23,17 +24,17 @@ global_asm!(
 lantern_selftest_guest_start:
     mov x16, #1
     mov x0, #42
-    hvc #0xea1
+    hvc #{tag}
     wfi
     mov x16, #2
-    hvc #0xea1
+    hvc #{tag}
     mov x5, #1000
 1:  mov x16, #3
-    hvc #0xea1
+    hvc #{tag}
     subs x5, x5, #1
     b.ne 1b
     mov x16, #4
-    hvc #0xea1
+    hvc #{tag}
     adr x1, 3f
     msr vbar_el1, x1
     mov x1, #0xff
@@ -42,13 +43,13 @@ lantern_selftest_guest_start:
     msr S3_0_C12_C12_7, x1
     isb
     mov x16, #5
-    hvc #0xea1
+    hvc #{tag}
     msr daifclr, #2
     isb
     wfi
     msr daifset, #2
     mov x16, #7
-    hvc #0xea1
+    hvc #{tag}
 2:  b 2b
     mov x1, #0x10000000
     ldr x2, [x1]
@@ -58,14 +59,18 @@ lantern_selftest_guest_start:
     mrs x6, S3_0_C12_C12_0
     mov x0, x6
     mov x16, #6
-    hvc #0xea1
+    hvc #{tag}
     msr S3_0_C12_C12_1, x6
     eret
 .global lantern_selftest_guest_end
 lantern_selftest_guest_end:
-"#
+"#,
+    tag = const HYPERCALL_HVC_IMM,
 );
 
+// SAFETY: both symbols are defined (once) by the `global_asm!` above, around
+// the guest's code in .rodata; they are only used for their addresses, so
+// declaring them as `u8` is sound.
 unsafe extern "C" {
     static lantern_selftest_guest_start: u8;
     static lantern_selftest_guest_end: u8;
@@ -130,7 +135,7 @@ pub fn run(m: &Machine) -> bool {
         let syn = el2::syndrome();
         let e = Esr(syn.esr);
         match e.ec() {
-            ec::HVC64 if e.imm16() == 0xea1 => {
+            ec::HVC64 if e.imm16() == HYPERCALL_HVC_IMM => {
                 let nr = ctx.regs.x[16];
                 let x0 = ctx.regs.x[0];
                 ctx.regs.x[0] = 0;

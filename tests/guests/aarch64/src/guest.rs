@@ -11,16 +11,13 @@ use lantern_guest_scenario::console::{Buf, LineLock, Words};
 use lantern_guest_scenario::hypercall as xen;
 use lantern_guest_scenario::identity::GuestPages;
 use lantern_guest_scenario::{layout, Guest, Layout, MAX_VCPUS as TABLE_VCPUS};
+use xen_abi::arch_arm::{EVTCHN_PPI, HYPERCALL_HVC_IMM as XEN_HYPERCALL_TAG};
 use xen_abi::Errno;
 
 /// Most vCPUs this guest has stacks for.
 pub const MAX_VCPUS: usize = 16;
 /// Per-vCPU stack size.
 pub const STACK_SIZE: usize = 16384;
-/// `XEN_HYPERCALL_TAG`: the immediate of Xen's `hvc` on arm.
-const XEN_HYPERCALL_TAG: u16 = 0xea1;
-/// `GUEST_EVTCHN_PPI`: Xen's event-channel upcall PPI on arm.
-const EVTCHN_PPI: u32 = 31;
 /// PSCI 0.2+ `CPU_ON` (SMC64 calling convention).
 const PSCI_CPU_ON: u64 = 0xc400_0003;
 /// GICv3: offset of the SGI/PPI frame inside a redistributor.

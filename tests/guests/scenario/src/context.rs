@@ -196,14 +196,14 @@ mod tests {
 
     #[test]
     fn expect_errno_reason_names_errnos() {
-        assert!(expect_errno(-6, Errno::ENXIO).is_ok());
-        let e = expect_errno(-22, Errno::ENXIO).unwrap_err();
+        assert!(expect_errno(Errno::ENXIO.to_hypercall_ret(), Errno::ENXIO).is_ok());
+        let e = expect_errno(Errno::EINVAL.to_hypercall_ret(), Errno::ENXIO).unwrap_err();
         assert_eq!(e.as_str(), "rc=-22 (-EINVAL), expected -6 (-ENXIO)");
     }
 
     #[test]
     fn expect_ok_reason() {
         assert!(expect_ok(0).is_ok());
-        assert_eq!(expect_ok(-16).unwrap_err().as_str(), "rc=-16 (-EBUSY)");
+        assert_eq!(expect_ok(Errno::EBUSY.to_hypercall_ret()).unwrap_err().as_str(), "rc=-16 (-EBUSY)");
     }
 }

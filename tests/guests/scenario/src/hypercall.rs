@@ -130,7 +130,13 @@ mod tests {
 
     #[test]
     fn version_as_major_dot_minor() {
-        assert_eq!(format!("{}", Version((4 << 16) | 19)), "4.19");
+        assert_eq!(
+            format!(
+                "{}",
+                Version(u64::from((xenver::LANTERN_MAJOR << xenver::VERSION_MAJOR_SHIFT) | xenver::LANTERN_MINOR))
+            ),
+            "4.19"
+        );
     }
 
     #[test]

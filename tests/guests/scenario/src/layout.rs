@@ -9,6 +9,7 @@ use core::mem::{align_of, offset_of, size_of};
 
 use xen_abi::nr::{domid, mapspace};
 use xen_abi::public::{VcpuRunstateInfo, VcpuTimeInfo, XenAddToPhysmap, XenAddToPhysmapUlong32};
+use xen_abi::{arch_arm, arch_x86};
 use zerocopy::IntoBytes;
 
 /// `struct arch_vcpu_info` of x86_64: `unsigned long cr2, pad;`.
@@ -151,16 +152,16 @@ macro_rules! layout_of {
 
 /// x86_64 guests (and any 64-bit HVM guest): Xen's native layout.
 pub const X86_64: Layout = layout_of!("native", VcpuInfoX86_64, VcpuRunstateInfo, u64,
-    upcall_mask: true, arch_marker: Some(offset_of!(VcpuInfoX86_64, arch.pad) as u32), legacy_vcpus: 32);
+    upcall_mask: true, arch_marker: Some(offset_of!(VcpuInfoX86_64, arch.pad) as u32), legacy_vcpus: arch_x86::XEN_LEGACY_MAX_VCPUS as u32);
 
 /// 32-bit x86 guests: Xen's compat (x86_32) layout.
 pub const X86_32: Layout = layout_of!("compat", VcpuInfoX86_32, VcpuRunstateInfoX86_32, u32,
-    upcall_mask: true, arch_marker: Some(offset_of!(VcpuInfoX86_32, arch.pad) as u32), legacy_vcpus: 32);
+    upcall_mask: true, arch_marker: Some(offset_of!(VcpuInfoX86_32, arch.pad) as u32), legacy_vcpus: arch_x86::XEN_LEGACY_MAX_VCPUS as u32);
 
 /// arm64 guests (`evtchn_upcall_mask` is there but Xen on arm ignores it;
 /// `struct arch_vcpu_info` is empty, so there is no spare field to mark).
 pub const ARM64: Layout = layout_of!("arm64", VcpuInfoArm64, VcpuRunstateInfo, u64,
-    upcall_mask: false, arch_marker: None, legacy_vcpus: 1);
+    upcall_mask: false, arch_marker: None, legacy_vcpus: arch_arm::XEN_LEGACY_MAX_VCPUS as u32);
 
 /// `struct xen_add_to_physmap` in the shape of one layout's `xen_ulong_t`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -26,6 +26,7 @@ use lantern_guest_scenario::console::{self, Buf, LineLock, Words};
 use lantern_guest_scenario::hypercall::{self as xen, Version};
 use lantern_guest_scenario::identity::{GuestPages, Page};
 use lantern_guest_scenario::{layout, Guest, Layout};
+use xen_abi::arch_x86::DEBUG_PORT;
 use xen_abi::nr::{domid, hvm_param, hvmop, hypercall as nr, vcpuop};
 use xen_abi::public::XenHvmParam;
 use xen_abi::Errno;
@@ -40,9 +41,6 @@ pub const MAX_VCPUS: usize = 48;
 pub const STACK_SIZE: usize = 16384;
 /// IDT vector the hypervisor is asked to deliver event upcalls on.
 pub const UPCALL_VECTOR: u8 = 0xf3;
-
-/// The debug console I/O port (QEMU `-debugcon`, Lantern's debug port).
-const DEBUG_PORT: u16 = 0xe9;
 
 extern "C" {
     /// Base of the per-vCPU stacks (entry asm, .bss).

@@ -45,11 +45,12 @@ impl SvmVcpu {
 #[cfg(test)]
 mod tests {
     use crate::vcpu::testing::vcpu;
+    use xen_abi::arch_x86::{CPUID_FIRST_LEAF, CPUID_LEAF_HVM};
 
     #[test]
     fn cpuid_xen_leaves() {
         let mut v = vcpu(5);
-        v.vmcb.save.rax = 0x4000_0004;
+        v.vmcb.save.rax = u64::from(CPUID_FIRST_LEAF + CPUID_LEAF_HVM);
         v.handle_cpuid();
         assert_eq!((v.regs.rbx, v.regs.rcx), (5, 3));
         assert_eq!(v.vmcb.save.rip, 0x1002);

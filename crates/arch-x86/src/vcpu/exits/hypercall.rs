@@ -34,25 +34,27 @@ mod tests {
     use crate::svm::GuestRegs;
     use crate::vcpu::testing::vcpu;
     use crate::vmcb::{efer, ATTR_CODE64};
+    use xen_abi::errno::Errno;
+    use xen_abi::nr::hypercall::{VCPU_OP, XEN_VERSION};
 
     #[test]
     fn hypercall_conventions() {
         let mut v = vcpu(0);
         // 32-bit: eax, ebx, ecx, edx, esi, edi, ebp (upper halves ignored).
-        v.vmcb.save.rax = 0xFFFF_0000_0000_0011;
+        v.vmcb.save.rax = 0xFFFF_0000_0000_0000 | XEN_VERSION;
         v.regs = GuestRegs { rbx: 1, rcx: 2, rdx: 3, rsi: 4, rdi: 5, rbp: 0x1_0000_0006, ..GuestRegs::default() };
-        assert_eq!(v.hypercall_exit(), Some(VcpuExit::Hypercall { nr: 17, args: [1, 2, 3, 4, 5, 6] }));
-        v.complete_hypercall(-38);
-        assert_eq!(v.vmcb.save.rax, 0xFFFF_FFDA);
+        assert_eq!(v.hypercall_exit(), Some(VcpuExit::Hypercall { nr: XEN_VERSION, args: [1, 2, 3, 4, 5, 6] }));
+        v.complete_hypercall(Errno::ENOSYS.to_hypercall_ret());
+        assert_eq!(v.vmcb.save.rax, u64::from(Errno::ENOSYS.to_hypercall_ret() as u32));
         assert_eq!(v.vmcb.save.rip, 0x1003);
         // 64-bit: rax, rdi, rsi, rdx, r10, r8.
         v.vmcb.save.efer |= efer::LMA;
         v.vmcb.save.cs.attrib = ATTR_CODE64;
-        v.vmcb.save.rax = 24;
+        v.vmcb.save.rax = VCPU_OP;
         v.regs = GuestRegs { rdi: 10, rsi: 11, rdx: 12, r10: 13, r8: 14, r9: 15, ..GuestRegs::default() };
-        assert_eq!(v.hypercall_exit(), Some(VcpuExit::Hypercall { nr: 24, args: [10, 11, 12, 13, 14, 15] }));
-        v.complete_hypercall(-38);
-        assert_eq!(v.vmcb.save.rax as i64, -38);
+        assert_eq!(v.hypercall_exit(), Some(VcpuExit::Hypercall { nr: VCPU_OP, args: [10, 11, 12, 13, 14, 15] }));
+        v.complete_hypercall(Errno::ENOSYS.to_hypercall_ret());
+        assert_eq!(v.vmcb.save.rax as i64, Errno::ENOSYS.to_hypercall_ret());
         // From guest user mode: -EPERM without reaching the core.
         v.vmcb.save.cpl = 3;
         assert_eq!(v.hypercall_exit(), None);

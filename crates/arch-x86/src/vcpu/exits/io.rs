@@ -12,7 +12,7 @@ use crate::vcpu::SvmVcpu;
 use crate::vmcb::{ioio, rflags, seg_attr, vector};
 
 /// The debug port whose bytes become the domain's console output.
-pub const DEBUG_PORT: u16 = 0xE9;
+pub use xen_abi::arch_x86::DEBUG_PORT;
 
 /// Most bytes one exit copies for `rep outs`: a longer one is resumed by
 /// re-executing the instruction with the remaining count.

@@ -155,6 +155,8 @@ mod tests {
     use crate::cpuid;
     use crate::vcpu::testing::{domain, vcpu};
     use crate::vmcb::{efer, event};
+    use xen_abi::arch_x86::HYPERCALL_STUB_SIZE;
+    use xen_abi::nr::hypercall::XEN_VERSION;
 
     #[test]
     fn hypercall_page_latches_compat_in_32bit_mode() {
@@ -164,8 +166,10 @@ mod tests {
         v.vmcb.save.rax = 0x5000;
         assert!(v.handle_msr(&d, true));
         let mut stub = [0u8; 9];
-        PhysMem::new(&d).read_bytes(Gpa(0x5000 + 17 * 32), &mut stub).unwrap();
-        assert_eq!(stub, [0xB8, 17, 0, 0, 0, 0x0F, 0x01, 0xD9, 0xC3]);
+        PhysMem::new(&d)
+            .read_bytes(Gpa(0x5000 + (XEN_VERSION as usize * HYPERCALL_STUB_SIZE) as u64), &mut stub)
+            .unwrap();
+        assert_eq!(stub, [0xB8, XEN_VERSION as u8, 0, 0, 0, 0x0F, 0x01, 0xD9, 0xC3]);
         assert_eq!(d.abi().name(), "x86_32");
         // Outside guest memory or not page aligned: #GP (false).
         v.vmcb.save.rax = 0x10_0000;
