@@ -53,7 +53,8 @@ macro_rules! address {
 }
 
 address!(
-    /// A guest-physical address (an IPA on arm).
+    /// A guest-physical address (an intermediate physical address, in
+    /// two-stage translation terms).
     Gpa,
     "gpa:"
 );

@@ -145,7 +145,7 @@ pub trait ArchVcpu: GdbRegisters + Send {
     /// Whether `vector` may carry event upcalls
     /// (`HVMOP_set_evtchn_upcall_vector`): `Ok` where the arch delivers
     /// upcalls on interrupt vectors and `vector` is one, the arch's errno
-    /// otherwise (`-ENOSYS` where the op does not exist, as on arm).
+    /// otherwise (`-ENOSYS` where the op does not exist).
     fn check_upcall_vector(&self, vector: u8) -> XenResult<()>;
 
     /// Feature word `submap_idx` (below `xenfeat::NR_SUBMAPS`) of
@@ -176,7 +176,7 @@ pub trait ArchDomain: Send {
     fn exits(&self) -> u64;
 
     /// Whether the domain may be soft reset (`domain_soft_reset`): `Ok`
-    /// where Xen offers it (x86 HVM), the arch's errno otherwise (`-ENOSYS`
-    /// where Xen has no soft reset, as on arm).
+    /// where Xen offers it, the arch's errno otherwise (`-ENOSYS` where Xen
+    /// has no soft reset).
     fn soft_reset_supported(&self) -> XenResult<()>;
 }

@@ -1,7 +1,7 @@
 //! The boot configuration shared by every board: which domains to build
 //! (guest image, vCPUs, memory, guest command line) and run-wide flags,
-//! parsed from the hypervisor's command line (x86 `-append`, arm64
-//! `/chosen/bootargs`).
+//! parsed from the hypervisor's command line (however the board received
+//! it).
 //!
 //! Syntax: whitespace-separated words, double quotes group a word.
 //!

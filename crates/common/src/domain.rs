@@ -82,7 +82,8 @@ pub struct DomainConfig {
     pub max_vcpus: u32,
     /// RAM pages populated at gfn 0 upwards.
     pub ram_pages: u64,
-    /// The guest ABI initially in force (x86 may latch compat later).
+    /// The guest ABI initially in force (an arch with two may latch the
+    /// other later).
     pub abi: &'static dyn GuestAbi,
     /// The hypervisor clock.
     pub clock: Arc<dyn Clock>,
@@ -267,8 +268,8 @@ impl Domain {
         *self.abi.read()
     }
 
-    /// Switches the layout in force (x86 latches compat for 32-bit guests
-    /// when they install the hypercall page or map shared_info). Only allowed
+    /// Switches the layout in force (an arch with a 32-bit compat layout
+    /// latches it when the guest maps shared_info in that mode). Only allowed
     /// while no vCPU has a guest-registered area, as the areas' sizes and
     /// alignment were checked against the old layout; returns whether the
     /// layout changed.

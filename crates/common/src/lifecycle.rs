@@ -37,7 +37,7 @@ pub fn kill_among(d: &Domain, others: &dyn DomainDirectory) {
 }
 
 /// `domain_soft_reset`, after Xen: only where the arch offers it (`arch`
-/// says; `-ENOSYS` on arm), and only once every vCPU is paused for shutdown —
+/// says, else its errno), and only once every vCPU is paused for shutdown —
 /// the domain has shut down (`SCHEDOP_shutdown`), else `-EINVAL`. Then every
 /// event channel is closed (pending and mask bits cleared in shared_info
 /// too), every guest area unmapped, and the RAM at shared_info's gfn given

@@ -1,7 +1,7 @@
 //! Loads a guest ELF image (ELF32 or ELF64) into a domain's guest-physical
 //! memory: every `PT_LOAD` segment at its physical address, bytes beyond
 //! `p_filesz` up to `p_memsz` zeroed (some guests do not clear their own
-//! .bss), and the Xen PVH entry point found in the `PHYS32_ENTRY` note.
+//! .bss), and the 32-bit entry point Xen's `PHYS32_ENTRY` note names.
 
 use xmas_elf::header::Class;
 use xmas_elf::program::Type;
@@ -36,7 +36,7 @@ pub struct LoadedImage {
     /// `e_entry`.
     pub entry: u64,
     /// Entry from the Xen `PHYS32_ENTRY` note, if present.
-    pub pvh_entry: Option<u64>,
+    pub phys32_entry: Option<u64>,
     /// Lowest guest-physical address loaded.
     pub low: u64,
     /// One past the highest guest-physical address loaded (memsz included).
@@ -48,7 +48,7 @@ pub struct LoadedImage {
 }
 
 /// Finds the `PHYS32_ENTRY` note in a block of ELF notes.
-pub fn find_pvh_entry(notes: &[u8]) -> Option<u64> {
+pub fn find_phys32_entry(notes: &[u8]) -> Option<u64> {
     let mut pos = 0usize;
     let rd = |o: usize| -> Option<u32> { Some(u32::from_le_bytes(notes.get(o..o + 4)?.try_into().ok()?)) };
     while pos + 12 <= notes.len() {
@@ -113,7 +113,7 @@ pub fn load_elf(d: &Domain, image: &[u8]) -> Result<LoadedImage, LoadError> {
     check_program_headers(&elf, image.len())?;
     let mut out = LoadedImage {
         entry: elf.header.pt2.entry_point(),
-        pvh_entry: None,
+        phys32_entry: None,
         low: u64::MAX,
         high: 0,
         elf64: elf.header.pt1.class() == Class::SixtyFour,
@@ -128,7 +128,7 @@ pub fn load_elf(d: &Domain, image: &[u8]) -> Result<LoadedImage, LoadError> {
         }
         let bytes = &image[offset as usize..file_end as usize];
         match ph.get_type() {
-            Ok(Type::Note) if out.pvh_entry.is_none() => out.pvh_entry = find_pvh_entry(bytes),
+            Ok(Type::Note) if out.phys32_entry.is_none() => out.phys32_entry = find_phys32_entry(bytes),
             Ok(Type::Load) => {
                 if memsz > MAX_SEGMENT || filesz > memsz {
                     return Err(LoadError::SegmentTooLarge);
@@ -172,28 +172,28 @@ mod tests {
     }
 
     #[test]
-    fn pvh_note_found_after_other_notes() {
+    fn phys32_entry_note_found_after_other_notes() {
         let mut n = note(b"GNU\0", 3, &[1, 2, 3, 4, 5]);
         n.extend(note(b"Xen\0", 6, b"xen-3.0\0"));
         n.extend(note(b"Xen\0", elfnote::PHYS32_ENTRY, &0x10_0040u64.to_le_bytes()));
-        assert_eq!(find_pvh_entry(&n), Some(0x10_0040));
-        assert_eq!(find_pvh_entry(&note(b"Xen\0", elfnote::PHYS32_ENTRY, &0x2000u32.to_le_bytes())), Some(0x2000));
-        assert_eq!(find_pvh_entry(&note(b"Xen\0", 17, &[0; 8])), None);
-        assert_eq!(find_pvh_entry(&[0xFF; 11]), None);
+        assert_eq!(find_phys32_entry(&n), Some(0x10_0040));
+        assert_eq!(find_phys32_entry(&note(b"Xen\0", elfnote::PHYS32_ENTRY, &0x2000u32.to_le_bytes())), Some(0x2000));
+        assert_eq!(find_phys32_entry(&note(b"Xen\0", 17, &[0; 8])), None);
+        assert_eq!(find_phys32_entry(&[0xFF; 11]), None);
         // A bogus size must not panic.
         let mut bad = note(b"Xen\0", elfnote::PHYS32_ENTRY, &[0; 8]);
         bad[4] = 0xFF;
         bad[7] = 0xFF;
-        assert_eq!(find_pvh_entry(&bad), None);
+        assert_eq!(find_phys32_entry(&bad), None);
     }
 
-    /// A minimal ELF64 header (x86-64 executable) with one program header
-    /// entry claimed at `phoff`, followed by `extra` zero bytes.
+    /// A minimal ELF64 header (an executable for no particular machine) with
+    /// one program header entry claimed at `phoff`, followed by `extra` zero
+    /// bytes.
     fn elf64(phoff: u64, extra: usize) -> alloc::vec::Vec<u64> {
         let mut b = alloc::vec![0u8; 64 + extra];
         b[..8].copy_from_slice(&[0x7f, b'E', b'L', b'F', 2, 1, 1, 0]);
         b[16..18].copy_from_slice(&2u16.to_le_bytes());
-        b[18..20].copy_from_slice(&62u16.to_le_bytes());
         b[20..24].copy_from_slice(&1u32.to_le_bytes());
         b[32..40].copy_from_slice(&phoff.to_le_bytes());
         b[52..54].copy_from_slice(&64u16.to_le_bytes());

@@ -182,8 +182,8 @@ impl Page {
 
     /// One unaligned 8-byte store. Callers checked the bounds.
     ///
-    /// Why this is enough: on the boards' CPUs (x86-64, and AArch64 on
-    /// Normal memory, which guest RAM is) an unaligned 8-byte store is a
+    /// Why this is enough: on every CPU Lantern's boards run on (for Normal
+    /// memory, which guest RAM is) an unaligned 8-byte store is a
     /// single instruction, and one that stays within a cache line is
     /// single-copy atomic, so a concurrent reader sees the old or the new
     /// value, never a mix — which is what Xen's `write_atomic` gives the

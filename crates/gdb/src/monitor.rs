@@ -1,7 +1,7 @@
 //! `monitor` commands (gdb's `qRcmd`): what gdb cannot know by itself about
 //! domains, vCPUs and their guest areas, decoded with the layout in force
-//! (from the `GuestAbi` struct tables, so x86_64, x86_32 compat and arm64
-//! all come out right without naming any of them). Every command also has
+//! (from the `GuestAbi` struct tables, so every layout comes out right
+//! without the stub naming any). Every command also has
 //! a `--json` form: exactly one line of JSON, for scripts.
 
 use alloc::format;

@@ -132,7 +132,7 @@ fn build_domain(
     })
     .map_err(|e| format!("creating domain: {e:?}"))?;
     let img = loader::load_elf(&d, image).map_err(|e| format!("loading '{}': {e:?}", spec.image))?;
-    let entry = img.pvh_entry.unwrap_or(img.entry);
+    let entry = img.phys32_entry.unwrap_or(img.entry);
     let si = pvh::write_start_info(&d, Gpa(img.high.next_multiple_of(4096)), spec.mem_bytes, &spec.cmdline)
         .map_err(|e| format!("start info does not fit in guest memory ({e:?})"))?;
     log::info!(
@@ -143,7 +143,7 @@ fn build_domain(
         img.low,
         img.high,
         entry,
-        if img.pvh_entry.is_none() { " (e_entry: no PVH note)" } else { "" }
+        if img.phys32_entry.is_none() { " (e_entry: no PVH note)" } else { "" }
     );
     let mut slot = DomainSlot::new(d, Box::new(SvmDomain::new()));
     let boot_vcpu = slot.vcpu_mut(0).ok_or("a domain needs a vCPU")?;

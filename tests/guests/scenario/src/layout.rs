@@ -99,7 +99,8 @@ pub const VCPU_INFO_MAX: usize = 64;
 /// One guest ABI layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Layout {
-    /// Name printed in REPORT lines: `native`, `compat` or `arm64`.
+    /// Name printed in REPORT lines: Xen's layout name (`x86_64`, `x86_32`,
+    /// `arm64`), as the gdb stub names it.
     pub name: &'static str,
     /// `sizeof(struct vcpu_info)`.
     pub vcpu_info_size: u32,
@@ -151,11 +152,11 @@ macro_rules! layout_of {
 }
 
 /// x86_64 guests (and any 64-bit HVM guest): Xen's native layout.
-pub const X86_64: Layout = layout_of!("native", VcpuInfoX86_64, VcpuRunstateInfo, u64,
+pub const X86_64: Layout = layout_of!("x86_64", VcpuInfoX86_64, VcpuRunstateInfo, u64,
     upcall_mask: true, arch_marker: Some(offset_of!(VcpuInfoX86_64, arch.pad) as u32), legacy_vcpus: arch_x86::XEN_LEGACY_MAX_VCPUS as u32);
 
 /// 32-bit x86 guests: Xen's compat (x86_32) layout.
-pub const X86_32: Layout = layout_of!("compat", VcpuInfoX86_32, VcpuRunstateInfoX86_32, u32,
+pub const X86_32: Layout = layout_of!("x86_32", VcpuInfoX86_32, VcpuRunstateInfoX86_32, u32,
     upcall_mask: true, arch_marker: Some(offset_of!(VcpuInfoX86_32, arch.pad) as u32), legacy_vcpus: arch_x86::XEN_LEGACY_MAX_VCPUS as u32);
 
 /// arm64 guests (`evtchn_upcall_mask` is there but Xen on arm ignores it;
