@@ -21,6 +21,7 @@ mod report;
 mod run;
 mod setup;
 mod summary;
+mod xtf;
 
 use std::process::ExitCode;
 
@@ -34,6 +35,7 @@ commands:
   bench   benchmarks (host guest-area benchmark; in-guest figures per board)
   abi     print the guest-ABI struct layouts (`--json` for machines)
   gdb     start gdb-multiarch attached to a running `cargo xtask run`
+  xtf     run every test-hvm* image of a local Xen Test Framework build (DIR)
 ";
 
 fn main() -> ExitCode {
@@ -51,6 +53,7 @@ fn main() -> ExitCode {
         "bench" => cmd_bench(rest),
         "run" => run::cmd_run(rest),
         "gdb" => gdb::cmd_gdb(rest),
+        "xtf" => xtf::cmd_xtf(rest),
         "-h" | "--help" | "help" => {
             print!("{USAGE}");
             Ok(())
