@@ -419,6 +419,8 @@ impl ArchVcpu for ArmVcpu {
             }
         }
         self.dom.timer_deadline[self.id as usize].store(NO_DEADLINE, Ordering::Release);
+        // Cheap when the scheduler's `sync_p2m` already did it (the p2m's
+        // generation is unchanged); keeps a direct caller correct too.
         self.dom.sync_stage2(d);
         let vttbr = self.dom.vttbr();
         let cpu = self.dom.cpu;

@@ -234,9 +234,9 @@ impl SvmVcpu {
 
 impl ArchVcpu for SvmVcpu {
     fn run(&mut self, d: &Domain, preempt: &mut dyn Preemption) -> VcpuExit {
+        // The scheduler has synced the nested tables with the p2m before this
+        // call (`ArchDomain::sync_p2m`); no exit handled here changes the p2m.
         loop {
-            // Exits handled here may change the p2m (a guest's hypercall page).
-            self.dom.sync(d);
             self.update_upcall(d);
             let code = svm::vmrun_current(&mut self.vmcb, &mut self.regs, &mut self.fx);
             self.dom.exits.fetch_add(1, Ordering::Relaxed);

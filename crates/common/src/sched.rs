@@ -264,9 +264,11 @@ impl Hypervisor {
         runstate::change(&d, v, RUNNING);
         v.set_running(true);
         crate::time::update_vcpu_system_time(&d, v);
-        slot.arch.sync_p2m(&d);
         let mut burst = 0;
         let exit = loop {
+            // Every entry sees the p2m as it is now: a hypercall (this
+            // domain's, or another's mapping a grant here) may have changed it.
+            slot.arch.sync_p2m(&d);
             if v.take_upcall_request() {
                 slot.vcpus[vid as usize].inject_upcall(&d);
             }
@@ -274,8 +276,6 @@ impl Hypervisor {
                 VcpuExit::Hypercall { nr, args } => {
                     let out = hypercall::dispatch(&mut Call::with_domains(&d, vid, &mut slot.vcpus, &others), nr, args);
                     slot.vcpus[vid as usize].complete_hypercall(out.ret);
-                    // A hypercall may have changed the p2m (shared_info, ...).
-                    slot.arch.sync_p2m(&d);
                     burst += 1;
                     if out.deschedule || burst >= HYPERCALL_BURST || !d.vcpu_runnable(v) {
                         break None;
