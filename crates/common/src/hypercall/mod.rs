@@ -2,9 +2,13 @@
 //! extracts the number and arguments from the guest's registers (its calling
 //! convention) and stores the result; everything else happens here.
 
+mod evtchn_op;
 mod grant_table;
-mod misc;
+mod hvm_op;
+mod memory_op;
+mod sched_op;
 mod vcpu_op;
+mod version;
 
 use alloc::boxed::Box;
 
@@ -18,6 +22,7 @@ use crate::domain::Domain;
 use crate::guest_memory::{GuestMemory, VirtMem};
 use xen_abi::errno::{Errno, XenResult};
 
+use xen_abi::nr::domid::SELF as DOMID_SELF;
 use xen_abi::nr::hypercall as nr;
 
 /// What the scheduler should do after a hypercall.
@@ -102,12 +107,12 @@ impl<'a> Call<'a> {
 pub fn dispatch(call: &mut Call<'_>, nr: u64, args: [u64; 6]) -> Outcome {
     let r = match nr {
         nr::VCPU_OP => vcpu_op::vcpu_op(call, args[0], args[1], args[2]),
-        nr::XEN_VERSION => misc::xen_version(call, args[0], args[1]),
-        nr::CONSOLE_IO => misc::console_io(call, args[0], args[1], args[2]),
-        nr::SCHED_OP => misc::sched_op(call, args[0], args[1]),
-        nr::MEMORY_OP => misc::memory_op(call, args[0], args[1]),
-        nr::EVENT_CHANNEL_OP => misc::event_channel_op(call, args[0], args[1]),
-        nr::HVM_OP => misc::hvm_op(call, args[0], args[1]),
+        nr::XEN_VERSION => version::xen_version(call, args[0], args[1]),
+        nr::CONSOLE_IO => version::console_io(call, args[0], args[1], args[2]),
+        nr::SCHED_OP => sched_op::sched_op(call, args[0], args[1]),
+        nr::MEMORY_OP => memory_op::memory_op(call, args[0], args[1]),
+        nr::EVENT_CHANNEL_OP => evtchn_op::event_channel_op(call, args[0], args[1]),
+        nr::HVM_OP => hvm_op::hvm_op(call, args[0], args[1]),
         nr::GRANT_TABLE_OP => grant_table::grant_table_op(call, args[0], args[1], args[2]),
         _ => Err(Errno::ENOSYS),
     };
@@ -115,4 +120,13 @@ pub fn dispatch(call: &mut Call<'_>, nr: u64, args: [u64; 6]) -> Outcome {
         call.domain.note_unhandled(Some(call.vcpu), Unhandled::Hypercall { nr, sub: args[0] });
     }
     Outcome { ret: xen_abi::errno::hypercall_ret(r), deschedule: call.deschedule }
+}
+
+/// Xen's rule for a `domid` argument that may only name the caller.
+pub(super) fn check_self(call: &Call<'_>, domid: u16) -> XenResult<()> {
+    if domid == DOMID_SELF || domid == call.domain.id {
+        Ok(())
+    } else {
+        Err(Errno::ESRCH)
+    }
 }
