@@ -94,6 +94,9 @@ pub struct El1Sysregs {
     pub cntv_cval_el0: u64,
     pub csselr_el1: u64,
     pub mdscr_el1: u64,
+    /// The pointer-authentication keys (APIA, APIB, APDA, APDB, APGA; each
+    /// Lo then Hi), switched only when the CPU implements PAuth.
+    pub pauth_keys: [u64; 10],
 }
 
 /// SCTLR_EL1 reset value with the MMU and caches off (RES1 bits set).

@@ -92,7 +92,10 @@ pub fn build(cfg: &GuestDtConfig) -> Result<Vec<u8>, vm_fdt::Error> {
     f.property_null("always-on")?;
     f.end_node(timer)?;
 
-    let hyp = f.begin_node(&alloc::format!("hypervisor@{:x}", GuestMap::GRANT_BASE))?;
+    // Named exactly `hypervisor`, without a unit address, as Xen's toolstack
+    // names it: Linux (`fdt_find_hyper_node`) looks for that name at depth 1
+    // and otherwise never detects Xen.
+    let hyp = f.begin_node("hypervisor")?;
     f.property_string_list("compatible", vec!["xen,xen-4.19".to_string(), "xen,xen".to_string()])?;
     f.property_array_u64("reg", &[GuestMap::GRANT_BASE, GuestMap::GRANT_SIZE])?;
     f.property_array_u32("interrupts", &ppi(EVTCHN_PPI))?;
@@ -124,6 +127,8 @@ mod tests {
         assert_eq!(regs[1].starting_address as u64, GuestMap::GICR_BASE);
         assert_eq!(regs[1].size, Some(2 * GuestMap::GICR_STRIDE as usize));
         let hyp = fdt.find_compatible(&["xen,xen"]).unwrap();
+        assert_eq!(hyp.name, "hypervisor", "Linux finds Xen only by this exact node name");
+        assert!(fdt.find_node("/hypervisor").is_some());
         // PPI 31 is PPI number 15 in the GIC binding.
         let irq: Vec<_> = hyp
             .property("interrupts")

@@ -10,6 +10,7 @@
 //! (ESR/FAR/HPFAR_EL2) are still intact then, so Rust reads them directly.
 
 use core::arch::{asm, global_asm};
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use aarch64_cpu::registers::*;
 
@@ -246,13 +247,36 @@ pub const HCR_GUEST: u64 = (1 << 31) // RW
     | (1 << 1) // SWIO
     | 1; // VM
 
+/// HCR_EL2.APK | HCR_EL2.API: with them set, a guest's pointer-authentication
+/// instructions and key registers do not trap. Lantern passes PAuth through
+/// (Linux enables it at its first instructions when the ID registers, which
+/// are not trapped, say the CPU has it) and switches the keys per vCPU.
+const HCR_PAUTH: u64 = (1 << 41) | (1 << 40);
+
+/// Whether the CPU implements pointer authentication (set once by [`init`]).
+static HAS_PAUTH: AtomicBool = AtomicBool::new(false);
+
+/// Whether ID_AA64ISAR1_EL1 (APA, API, GPA, GPI) or ID_AA64ISAR2_EL1 (APA3,
+/// GPA3) report any pointer-authentication algorithm.
+fn cpu_has_pauth() -> bool {
+    let isar1 = ID_AA64ISAR1_EL1.get();
+    let isar2: u64;
+    // SAFETY: reading an ID register (S3_0_C0_C6_2 = ID_AA64ISAR2_EL1, RAZ
+    // on CPUs before it was defined) has no side effect.
+    unsafe { asm!("mrs {}, s3_0_c0_c6_2", out(reg) isar2, options(nomem, nostack)) };
+    let field = |v: u64, shift: u32| (v >> shift) & 0xf != 0;
+    field(isar1, 4) || field(isar1, 8) || field(isar1, 24) || field(isar1, 28) || field(isar2, 12) || field(isar2, 8)
+}
+
 /// Configures EL2 for running guests: vectors, HCR_EL2, VTCR_EL2, the
 /// counter/timer controls and FP access. Call once at boot.
 pub fn init() {
     // SAFETY: the symbol is the 2 KiB-aligned vector table defined above.
     let vbar = unsafe { &lantern_el2_vectors as *const u8 as u64 };
     VBAR_EL2.set(vbar);
-    HCR_EL2.set(HCR_GUEST);
+    let pauth = cpu_has_pauth();
+    HAS_PAUTH.store(pauth, Ordering::Relaxed);
+    HCR_EL2.set(HCR_GUEST | if pauth { HCR_PAUTH } else { 0 });
     let parange = ID_AA64MMFR0_EL1.get() & 0xf;
     VTCR_EL2.set(crate::stage2::vtcr(parange));
     // EL1 may read the physical counter (EL1PCTEN) but not use the physical
@@ -315,6 +339,9 @@ pub fn load_sysregs(s: &El1Sysregs, vmpidr: u64) {
     CNTV_CTL_EL0.set(s.cntv_ctl_el0);
     CSSELR_EL1.set(s.csselr_el1);
     MDSCR_EL1.set(s.mdscr_el1);
+    if HAS_PAUTH.load(Ordering::Relaxed) {
+        load_pauth_keys(&s.pauth_keys);
+    }
     VMPIDR_EL2.set(vmpidr);
     // SAFETY: barrier only; the new context must be in force before eret.
     unsafe { asm!("isb", options(nostack)) };
@@ -348,6 +375,61 @@ pub fn save_sysregs(s: &mut El1Sysregs) {
     s.cntv_cval_el0 = CNTV_CVAL_EL0.get();
     s.csselr_el1 = CSSELR_EL1.get();
     s.mdscr_el1 = MDSCR_EL1.get();
+    if HAS_PAUTH.load(Ordering::Relaxed) {
+        save_pauth_keys(&mut s.pauth_keys);
+    }
+}
+
+/// Writes the ten key registers (APIAKeyLo_EL1 = S3_0_C2_C1_0 ... APGAKeyHi_EL1
+/// = S3_0_C2_C3_1, in [`El1Sysregs::pauth_keys`] order). Only called when the
+/// CPU has PAuth; the hypervisor itself does not sign pointers, so changing
+/// the keys under it is harmless.
+fn load_pauth_keys(k: &[u64; 10]) {
+    // SAFETY: writes of the EL1 key registers, which only EL1 code (the
+    // guest about to be entered) uses; the registers exist (HAS_PAUTH).
+    unsafe {
+        asm!(
+            "msr s3_0_c2_c1_0, {0}", "msr s3_0_c2_c1_1, {1}",
+            "msr s3_0_c2_c1_2, {2}", "msr s3_0_c2_c1_3, {3}",
+            "msr s3_0_c2_c2_0, {4}", "msr s3_0_c2_c2_1, {5}",
+            "msr s3_0_c2_c2_2, {6}", "msr s3_0_c2_c2_3, {7}",
+            "msr s3_0_c2_c3_0, {8}", "msr s3_0_c2_c3_1, {9}",
+            in(reg) k[0], in(reg) k[1], in(reg) k[2], in(reg) k[3], in(reg) k[4],
+            in(reg) k[5], in(reg) k[6], in(reg) k[7], in(reg) k[8], in(reg) k[9],
+            options(nomem, nostack),
+        )
+    };
+}
+
+/// Reads the ten key registers into `k` (see [`load_pauth_keys`]).
+fn save_pauth_keys(k: &mut [u64; 10]) {
+    let [a, b, c, d, e, f, g, h, i, j] = k;
+    // SAFETY: reads of the EL1 key registers, which exist (HAS_PAUTH).
+    unsafe {
+        asm!(
+            "mrs {0}, s3_0_c2_c1_0",
+            "mrs {1}, s3_0_c2_c1_1",
+            "mrs {2}, s3_0_c2_c1_2",
+            "mrs {3}, s3_0_c2_c1_3",
+            "mrs {4}, s3_0_c2_c2_0",
+            "mrs {5}, s3_0_c2_c2_1",
+            "mrs {6}, s3_0_c2_c2_2",
+            "mrs {7}, s3_0_c2_c2_3",
+            "mrs {8}, s3_0_c2_c3_0",
+            "mrs {9}, s3_0_c2_c3_1",
+            out(reg) * a,
+            out(reg) * b,
+            out(reg) * c,
+            out(reg) * d,
+            out(reg) * e,
+            out(reg) * f,
+            out(reg) * g,
+            out(reg) * h,
+            out(reg) * i,
+            out(reg) * j,
+            options(nomem, nostack),
+        )
+    };
 }
 
 /// Loads the virtual GIC interface state (list registers, VMCR, APRs).
