@@ -1,13 +1,13 @@
-//! The guest-physical layout every arm64 domain sees, and the small
-//! register-level model of the virtual GICv3 distributor/redistributors that
-//! lets a guest probe them (the interrupts themselves travel through the list
-//! registers; the emulated frames are read-as-described, writes ignored).
+//! The guest-physical layout every arm64 domain sees, and which virtual GIC
+//! frame an access falls in (the frames' registers are [`crate::vgic`]'s).
+
+use crate::vgic::Frame;
 
 /// Xen's event-channel upcall PPI on arm (`GUEST_EVTCHN_PPI`).
 pub use xen_abi::arch_arm::EVTCHN_PPI;
 /// The EL1 virtual timer PPI.
 pub const VTIMER_PPI: u32 = 27;
-/// Priority given to injected virtual interrupts.
+/// Priority the host test double's injections use.
 pub const VIRQ_PRIORITY: u8 = 0xa0;
 
 /// Guest-physical (IPA) map of an arm64 domain.
@@ -32,59 +32,18 @@ impl GuestMap {
     pub const GICR_STRIDE: u64 = 0x2_0000;
 }
 
-/// Which emulated device an IPA falls in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mmio {
-    /// The distributor, at this offset.
-    Gicd(u64),
-    /// Redistributor of vCPU `.0`, at offset `.1` within it.
-    Gicr(u32, u64),
-}
-
-/// Classifies a faulting IPA for a domain with `vcpus` vCPUs.
-pub fn classify(ipa: u64, vcpus: u32) -> Option<Mmio> {
+/// The virtual GIC frame a faulting IPA falls in, for a domain with
+/// `vcpus` vCPUs.
+pub fn classify(ipa: u64, vcpus: u32) -> Option<Frame> {
     if (GuestMap::GICD_BASE..GuestMap::GICD_BASE + GuestMap::GICD_SIZE).contains(&ipa) {
-        return Some(Mmio::Gicd(ipa - GuestMap::GICD_BASE));
+        return Some(Frame::Dist(ipa - GuestMap::GICD_BASE));
     }
     let end = GuestMap::GICR_BASE + GuestMap::GICR_STRIDE * vcpus as u64;
     if (GuestMap::GICR_BASE..end).contains(&ipa) {
         let off = ipa - GuestMap::GICR_BASE;
-        return Some(Mmio::Gicr((off / GuestMap::GICR_STRIDE) as u32, off % GuestMap::GICR_STRIDE));
+        return Some(Frame::Redist((off / GuestMap::GICR_STRIDE) as u32, off % GuestMap::GICR_STRIDE));
     }
     None
-}
-
-const PIDR2: u64 = 0xffe8;
-/// PIDR2 with ArchRev = 3 (GICv3).
-const PIDR2_GICV3: u64 = 0x3b;
-
-/// The value a guest reads from an emulated GIC register (aligned offset).
-pub fn vgic_read(dev: Mmio, vcpus: u32) -> u64 {
-    match dev {
-        Mmio::Gicd(off) => match off {
-            // CTLR: affinity routing enabled, RWP clear.
-            0x0000 => 1 << 4,
-            // TYPER: 64 interrupt IDs (ITLinesNumber 1), 10 ID bits.
-            0x0004 => (9 << 19) | 1,
-            // IIDR: ARM.
-            0x0008 => 0x43b,
-            PIDR2 => PIDR2_GICV3,
-            _ => 0,
-        },
-        Mmio::Gicr(n, off) => match off {
-            0x0004 => 0x43b,
-            // TYPER (64-bit; the high word is read at 0x000c by 32-bit accesses).
-            0x0008 => {
-                let last = (n + 1 == vcpus) as u64;
-                ((n as u64) << 32) | ((n as u64) << 8) | (last << 4)
-            }
-            0x000c => n as u64,
-            // WAKER: awake.
-            0x0014 => 0,
-            PIDR2 => PIDR2_GICV3,
-            _ => 0,
-        },
-    }
 }
 
 #[cfg(test)]
@@ -93,19 +52,9 @@ mod tests {
 
     #[test]
     fn classify_ranges() {
-        assert_eq!(classify(0xf000_0004, 2), Some(Mmio::Gicd(4)));
-        assert_eq!(classify(0xf012_0008, 2), Some(Mmio::Gicr(1, 8)));
+        assert_eq!(classify(0xf000_0004, 2), Some(Frame::Dist(4)));
+        assert_eq!(classify(0xf012_0008, 2), Some(Frame::Redist(1, 8)));
         assert_eq!(classify(0xf014_0000, 2), None);
         assert_eq!(classify(0x1000, 2), None);
-    }
-
-    #[test]
-    fn redistributor_typer() {
-        let t = vgic_read(Mmio::Gicr(1, 8), 2);
-        assert_eq!(t >> 32, 1);
-        assert_ne!(t & (1 << 4), 0, "last");
-        let t0 = vgic_read(Mmio::Gicr(0, 8), 2);
-        assert_eq!(t0 & (1 << 4), 0);
-        assert_eq!(vgic_read(Mmio::Gicd(0xffe8), 2) >> 4 & 0xf, 3);
     }
 }

@@ -21,4 +21,5 @@ pub mod layout;
 pub mod psci;
 pub mod stage2;
 pub mod vcpu;
+pub mod vgic;
 pub mod walk;

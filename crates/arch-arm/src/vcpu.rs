@@ -35,10 +35,11 @@ use xen_abi::nr::shutdown;
 
 use crate::context::VcpuContext;
 use crate::esr::{self, ec, Esr};
-use crate::guest::{self, EVTCHN_PPI, VIRQ_PRIORITY, VTIMER_PPI};
+use crate::guest::{self, EVTCHN_PPI, VTIMER_PPI};
 use crate::hw::{intid, ExitKind, PhysicalCpu, Syndrome};
 use crate::psci::{self, affinity, ret, PsciCall};
 use crate::stage2::{S2Perm, Stage2};
+use crate::vgic::{Frame, Vgic};
 use crate::walk::{self, Stage1Regs};
 
 /// The Xen hypercall immediate: `hvc #0xEA1` (`XEN_HYPERCALL_TAG`).
@@ -68,6 +69,7 @@ impl ArmDomain {
             power_on: spin::Mutex::new((0..vcpus).map(|_| None).collect()),
             timer_deadline: (0..vcpus).map(|_| AtomicU64::new(NO_DEADLINE)).collect(),
             exits: AtomicU64::new(0),
+            vgic: Vgic::new(vcpus),
         });
         ArmDomain { shared, nr_lrs }
     }
@@ -110,6 +112,8 @@ struct ArmShared {
     power_on: spin::Mutex<Vec<Option<(u64, u64)>>>,
     timer_deadline: Vec<AtomicU64>,
     exits: AtomicU64,
+    /// The virtual distributor and redistributors.
+    vgic: Vgic,
 }
 
 impl ArmShared {
@@ -202,9 +206,13 @@ impl ArmVcpu {
     /// PPI 27 disabled while a virtual one is in flight, so the still-high
     /// timer line does not bounce the vCPU straight back to EL2.
     fn update_vtimer(&mut self) {
+        let enabled = self.dom.vgic.enabled(self.id, VTIMER_PPI);
+        let firing = self.vtimer_firing();
+        let priority = self.dom.vgic.priority(self.id, VTIMER_PPI);
         if !self.ctx.vgic.holds(VTIMER_PPI, self.nr_lrs)
-            && self.vtimer_firing()
-            && self.ctx.vgic.inject(VTIMER_PPI, VIRQ_PRIORITY, self.nr_lrs)
+            && firing
+            && enabled
+            && self.ctx.vgic.inject(VTIMER_PPI, priority, self.nr_lrs)
         {
             for lr in self.ctx.vgic.lr.iter_mut().take(self.nr_lrs) {
                 if *lr & 0xffff_ffff == VTIMER_PPI as u64 {
@@ -212,7 +220,54 @@ impl ArmVcpu {
                 }
             }
         }
-        self.dom.cpu.set_ppi_enabled(intid::PPI_VTIMER, !self.ctx.vgic.holds(VTIMER_PPI, self.nr_lrs));
+        // A fired timer the guest has not enabled at its redistributor keeps
+        // its line high too: leave the physical PPI off until it is enabled
+        // (the next entry looks again).
+        let quiet = !self.ctx.vgic.holds(VTIMER_PPI, self.nr_lrs) && (!firing || enabled);
+        self.dom.cpu.set_ppi_enabled(intid::PPI_VTIMER, quiet);
+    }
+
+    /// Moves the interrupts raised for this vCPU that the guest has enabled
+    /// from the virtual GIC into free list registers.
+    fn flush_vgic(&mut self) {
+        let (lrs, nr_lrs) = (&mut self.ctx.vgic, self.nr_lrs);
+        self.dom.vgic.flush(self.id, |irq| lrs.inject(irq.intid, irq.priority, nr_lrs));
+    }
+
+    /// Whether an interrupt is waiting that the guest would take: in a list
+    /// register, enabled and pending in the virtual GIC, or an enabled
+    /// virtual timer that has fired.
+    fn interrupt_waiting(&self) -> bool {
+        self.ctx.vgic.any_pending(self.nr_lrs)
+            || self.dom.vgic.has_deliverable(self.id)
+            || (self.vtimer_firing() && self.dom.vgic.enabled(self.id, VTIMER_PPI))
+    }
+
+    /// `ICC_SGI1R_EL1` / `ICC_ASGI1R_EL1` written with `value`: raises the
+    /// SGI on every target vCPU (the affinity-0 list of the Aff3.Aff2.Aff1
+    /// cluster and 16-vCPU range it names, or every other vCPU with IRM) and
+    /// wakes those that are blocked.
+    fn send_sgi(&mut self, d: &Domain, value: u64) {
+        let intid = ((value >> 24) & 0xf) as u32;
+        let targets: Vec<u32> = if value & (1 << 40) != 0 {
+            (0..self.dom.vcpus).filter(|&t| t != self.id).collect()
+        } else {
+            // Lantern's vCPUs all sit in cluster 0.0.0 with Aff0 = vCPU id.
+            let cluster = (value >> 16) & 0xff | ((value >> 32) & 0xff) << 8 | ((value >> 48) & 0xff) << 16;
+            if cluster != 0 {
+                return;
+            }
+            let range = ((value >> 44) & 0xf) as u32 * 16;
+            (0..16).filter(|b| value & (1 << b) != 0).map(|b| range + b).filter(|&t| t < self.dom.vcpus).collect()
+        };
+        for t in targets {
+            self.dom.vgic.raise(t, intid);
+            if t != self.id {
+                if let Ok(v) = d.vcpu(t) {
+                    d.vcpu_unblock(v);
+                }
+            }
+        }
     }
 
     /// Arms the EL2 timer for the end of the board's time slice.
@@ -289,7 +344,7 @@ impl ArmVcpu {
                 if e.is_wfe() {
                     return Some(VcpuExit::Preempted);
                 }
-                if self.ctx.vgic.any_pending(self.nr_lrs) || self.vtimer_firing() {
+                if self.interrupt_waiting() {
                     return None;
                 }
                 let ctl = self.ctx.sys.cntv_ctl_el0;
@@ -297,17 +352,29 @@ impl ArmVcpu {
                 self.dom.timer_deadline[self.id as usize].store(deadline, Ordering::Release);
                 Some(VcpuExit::Halted)
             }
-            ec::DABT_LOWER => self.mmio(syn),
+            ec::DABT_LOWER => self.mmio(d, syn),
             ec::SYSREG => {
-                // ICC_SGI1R_EL1 writes (IPIs) trap with IMO set; SGIs between
-                // vCPUs are not offered, so they are ignored rather than fatal.
+                // ICC_SGI1R_EL1 / ICC_ASGI1R_EL1 writes (IPIs) trap with IMO
+                // set; ICC_SGI0R_EL1 would raise Group 0 SGIs, which a guest
+                // (all Group 1 here) cannot take, so it is ignored.
                 let iss = e.iss();
                 let (op0, op1, crn, crm, op2) =
                     ((iss >> 20) & 3, (iss >> 14) & 7, (iss >> 10) & 0xf, (iss >> 1) & 0xf, (iss >> 17) & 7);
-                if (op0, op1, crn, crm, op2) == (3, 0, 12, 11, 5) {
-                    let kind =
-                        Unhandled::Access { space: "sysreg ICC_SGI1R_EL1", index: 0, write: true, answer: "ignored" };
-                    d.note_unhandled(Some(self.id), kind);
+                let write = iss & 1 == 0;
+                let rt = ((iss >> 5) & 0x1f) as usize;
+                if (op0, op1, crn, crm) == (3, 0, 12, 11) && write && matches!(op2, 5..=7) {
+                    let value = if rt == 31 { 0 } else { self.ctx.regs.x[rt] };
+                    if op2 == 7 {
+                        let kind = Unhandled::Access {
+                            space: "sysreg ICC_SGI0R_EL1",
+                            index: 0,
+                            write: true,
+                            answer: "ignored",
+                        };
+                        d.note_unhandled(Some(self.id), kind);
+                    } else {
+                        self.send_sgi(d, value);
+                    }
                     self.ctx.regs.pc += 4;
                     return None;
                 }
@@ -318,25 +385,43 @@ impl ArmVcpu {
     }
 
     /// Emulates an access to the virtual GIC frames; anything else is fatal.
-    fn mmio(&mut self, syn: &Syndrome) -> Option<VcpuExit> {
+    fn mmio(&mut self, d: &Domain, syn: &Syndrome) -> Option<VcpuExit> {
         let e = Esr(syn.esr);
         let ipa = esr::fault_ipa(syn.hpfar, syn.far);
-        let (Some(dev), Some(access)) = (guest::classify(ipa, self.dom.vcpus), e.data_abort()) else {
+        let (Some(frame), Some(access)) = (guest::classify(ipa, self.dom.vcpus), e.data_abort()) else {
             return Some(self.crash("stage-2 data abort", syn));
         };
-        if !access.write && access.reg != 31 {
-            let aligned = match dev {
-                guest::Mmio::Gicd(o) => guest::Mmio::Gicd(o & !3),
-                guest::Mmio::Gicr(n, o) => guest::Mmio::Gicr(n, o & !3),
+        let reg = access.reg as usize;
+        if access.write {
+            let value = if reg == 31 { 0 } else { self.ctx.regs.x[reg] };
+            if let Some(n) = self.dom.vgic.write(frame, access.size, value) {
+                // Newly enabled or pending: that vCPU must look again.
+                if n != self.id {
+                    if let Ok(v) = d.vcpu(n) {
+                        d.vcpu_unblock(v);
+                    }
+                }
+            }
+        } else if reg != 31 {
+            // The register holding the accessed bytes, shifted down to them.
+            let (aligned, shift) = match frame {
+                Frame::Dist(o) => (Frame::Dist(o & !3), (o & 3) * 8),
+                Frame::Redist(n, o) => (Frame::Redist(n, o & !3), (o & 3) * 8),
             };
-            let mut v = guest::vgic_read(aligned, self.dom.vcpus);
-            if access.size < 8 {
-                v &= (1u64 << (access.size * 8)) - 1;
+            let mut v = self.dom.vgic.read(aligned);
+            if access.size == 8 {
+                let high = match aligned {
+                    Frame::Dist(o) => self.dom.vgic.read(Frame::Dist(o + 4)),
+                    Frame::Redist(n, o) => self.dom.vgic.read(Frame::Redist(n, o + 4)),
+                };
+                v = (v & 0xffff_ffff) | (high << 32);
+            } else {
+                v = (v >> shift) & ((1u64 << (access.size * 8)) - 1);
             }
             if !access.sixty_four {
                 v &= 0xffff_ffff;
             }
-            self.ctx.regs.x[access.reg as usize] = v;
+            self.ctx.regs.x[reg] = v;
         }
         self.ctx.regs.pc += 4;
         None
@@ -415,7 +500,7 @@ impl ArchVcpu for ArmVcpu {
             let had_upcall = self.ctx.vgic.holds(EVTCHN_PPI, self.nr_lrs);
             self.reset(entry, context_id);
             if had_upcall || d.vcpu(self.id).is_ok_and(|v| d.upcall_pending(v)) {
-                self.ctx.vgic.inject(EVTCHN_PPI, VIRQ_PRIORITY, self.nr_lrs);
+                self.dom.vgic.raise(self.id, EVTCHN_PPI);
             }
         }
         self.dom.timer_deadline[self.id as usize].store(NO_DEADLINE, Ordering::Release);
@@ -426,6 +511,7 @@ impl ArchVcpu for ArmVcpu {
         let cpu = self.dom.cpu;
         loop {
             self.update_vtimer();
+            self.flush_vgic();
             self.arm_slice(preempt);
             let kind = cpu.run_context(&mut self.ctx, self.key, vttbr, self.nr_lrs);
             self.dom.exits.fetch_add(1, Ordering::Relaxed);
@@ -448,9 +534,10 @@ impl ArchVcpu for ArmVcpu {
     }
 
     fn inject_upcall(&mut self, _domain: &Domain) {
-        // Arm has no upcall mask: the PPI is masked by the guest's own
-        // PSTATE.I / ICV priority state, so inject unconditionally.
-        let _ = self.ctx.vgic.inject(EVTCHN_PPI, VIRQ_PRIORITY, self.nr_lrs);
+        // Arm has no upcall mask: the PPI is raised in the virtual GIC and
+        // reaches the guest once it has enabled PPI 31 at its redistributor
+        // (Linux does so only after registering its vcpu_info).
+        self.dom.vgic.raise(self.id, EVTCHN_PPI);
     }
 
     fn translate(&self, domain: &Domain, gva: Gva, write: bool) -> XenResult<Gpa> {
@@ -547,6 +634,11 @@ mod tests {
         d: Arc<Domain>,
         arch: ArmDomain,
         cpu: &'static FakeCpu,
+    }
+
+    /// The guest enables SGI/PPI `intid` at vCPU `vcpu`'s redistributor.
+    fn enable_private(r: &Fixture, vcpu: u32, intid: u32) {
+        r.arch.shared.vgic.write(Frame::Redist(vcpu, crate::vgic::SGI_FRAME + 0x100), 4, 1 << intid);
     }
 
     fn fixture(vcpus: u32) -> Fixture {
@@ -763,6 +855,7 @@ mod tests {
         let r = fixture(2);
         let mut v0 = r.vcpu(0);
         let mut v1 = r.vcpu(1);
+        enable_private(&r, 1, EVTCHN_PPI);
         assert_eq!(psci_call(&mut v0, &r.d, [fid::PSCI_CPU_ON_64 as u64, 1, 0x4010_0000, 0]).1, ret::SUCCESS);
         r.d.vcpu_mark_events_pending(r.d.vcpu(1).unwrap());
         r.cpu.script_exit(ExitKind::Sync, xen_hvc());
@@ -822,15 +915,22 @@ mod tests {
         let r = fixture(1);
         let mut v = r.vcpu(0);
         let wfi = sync(esr(ec::WFX, 0));
+        enable_private(&r, 0, VTIMER_PPI);
         // The virtual timer has fired.
         v.ctx.sys.cntv_ctl_el0 = 1;
         v.ctx.sys.cntv_cval_el0 = 50;
         r.cpu.set_counter(100);
         assert_eq!(v.handle_sync(&r.d, &wfi), None);
         assert_eq!(v.ctx.regs.pc, ENTRY + 4);
-        // A virtual interrupt is pending in a list register.
+        // An upcall raised but not enabled by the guest: nothing to take.
         v.ctx.sys.cntv_ctl_el0 = 0;
         v.inject_upcall(&r.d);
+        assert_eq!(v.handle_sync(&r.d, &wfi), Some(VcpuExit::Halted));
+        // Enabled, it is due.
+        enable_private(&r, 0, EVTCHN_PPI);
+        assert_eq!(v.handle_sync(&r.d, &wfi), None);
+        // And once in a list register, still due.
+        v.flush_vgic();
         assert_eq!(v.handle_sync(&r.d, &wfi), None);
         assert_eq!(r.arch.timer_deadline(0), None);
     }
@@ -870,9 +970,9 @@ mod tests {
     fn unknown_sysreg_trap_crashes_the_domain() {
         let r = fixture(1);
         let mut v = r.vcpu(0);
-        // ICC_SGI0R_EL1 (op2 = 7) is not the one that is ignored.
-        let sgi0r = sync(esr(ec::SYSREG, sysreg_iss(3, 0, 12, 11, 7, 2, false)));
-        assert_eq!(v.handle_sync(&r.d, &sgi0r), Some(VcpuExit::Fault));
+        // A read of an SGI register is no SGI.
+        let sgi1r_read = sync(esr(ec::SYSREG, sysreg_iss(3, 0, 12, 11, 5, 2, true)));
+        assert_eq!(v.handle_sync(&r.d, &sgi1r_read), Some(VcpuExit::Fault));
         let impdef = sync(esr(ec::SYSREG, sysreg_iss(3, 1, 15, 2, 0, 0, true)));
         assert_eq!(v.handle_sync(&r.d, &impdef), Some(VcpuExit::Fault));
         assert_eq!(v.ctx.regs.pc, ENTRY, "a crashed vCPU stays at the instruction");
@@ -898,6 +998,11 @@ mod tests {
         // GICD_CTLR: affinity routing on.
         v.handle_sync(&r.d, &data_abort(gicd, 4, 6, false, false));
         assert_eq!(v.ctx.regs.x[6], 1 << 4);
+        // EnableGrp1A is the guest's to set, and reads back.
+        v.ctx.regs.x[9] = 0x13;
+        v.handle_sync(&r.d, &data_abort(gicd, 4, 9, false, true));
+        v.handle_sync(&r.d, &data_abort(gicd, 4, 6, false, false));
+        assert_eq!(v.ctx.regs.x[6], (1 << 4) | (1 << 1));
         // PIDR2 says GICv3.
         v.handle_sync(&r.d, &data_abort(gicd + 0xffe8, 4, 7, false, false));
         assert_eq!(v.ctx.regs.x[7], 0x3b);
@@ -909,7 +1014,7 @@ mod tests {
         v.ctx.regs.x[9] = u64::MAX;
         v.handle_sync(&r.d, &data_abort(gicd + 0x100, 4, 9, false, false));
         assert_eq!(v.ctx.regs.x[9], 0);
-        assert_eq!(v.ctx.regs.pc, ENTRY + 20);
+        assert_eq!(v.ctx.regs.pc, ENTRY + 28);
     }
 
     #[test]
@@ -1000,6 +1105,7 @@ mod tests {
     fn a_fired_vtimer_is_injected_with_its_ppi_masked() {
         let r = fixture(1);
         let mut v = r.vcpu(0);
+        enable_private(&r, 0, VTIMER_PPI);
         v.ctx.sys.cntv_ctl_el0 = 1;
         v.ctx.sys.cntv_cval_el0 = 50;
         r.cpu.set_counter(100);
@@ -1023,6 +1129,7 @@ mod tests {
     fn a_pending_vtimer_is_not_injected_twice() {
         let r = fixture(1);
         let mut v = r.vcpu(0);
+        enable_private(&r, 0, VTIMER_PPI);
         v.ctx.sys.cntv_ctl_el0 = 1;
         r.cpu.set_counter(100);
         v.update_vtimer();
@@ -1031,13 +1138,68 @@ mod tests {
     }
 
     #[test]
-    fn upcall_injects_the_event_channel_ppi() {
+    fn a_fired_vtimer_the_guest_has_not_enabled_stays_out_and_quiet() {
+        let r = fixture(1);
+        let mut v = r.vcpu(0);
+        v.ctx.sys.cntv_ctl_el0 = 1;
+        r.cpu.set_counter(100);
+        v.update_vtimer();
+        assert!(!v.ctx.vgic.holds(VTIMER_PPI, NR_LRS), "PPI 27 disabled at the redistributor");
+        assert!(!r.cpu.ppi_enabled(intid::PPI_VTIMER), "its high line must not storm EL2");
+        assert_eq!(v.handle_sync(&r.d, &sync(esr(ec::WFX, 0))), Some(VcpuExit::Halted), "nothing the guest takes");
+        enable_private(&r, 0, VTIMER_PPI);
+        v.update_vtimer();
+        assert!(v.ctx.vgic.holds(VTIMER_PPI, NR_LRS));
+    }
+
+    #[test]
+    fn the_upcall_waits_in_the_vgic_until_the_guest_enables_ppi_31() {
         let r = fixture(1);
         let mut v = r.vcpu(0);
         v.inject_upcall(&r.d);
+        v.flush_vgic();
+        assert!(!v.ctx.vgic.holds(EVTCHN_PPI, NR_LRS), "Linux takes PPI 31 only once it enabled it");
+        // The guest sets PPI 31's priority (a byte write) and enables it.
+        let sgi_frame = crate::guest::GuestMap::GICR_BASE + crate::vgic::SGI_FRAME;
+        v.ctx.regs.x[3] = 0x80;
+        assert_eq!(v.handle_sync(&r.d, &data_abort(sgi_frame + 0x400 + 31, 1, 3, false, true)), None);
+        v.ctx.regs.x[4] = 1 << EVTCHN_PPI;
+        assert_eq!(v.handle_sync(&r.d, &data_abort(sgi_frame + 0x100, 4, 4, false, true)), None);
+        v.flush_vgic();
         assert!(v.ctx.vgic.holds(EVTCHN_PPI, NR_LRS));
         assert!(v.ctx.vgic.dirty, "the list registers must be rewritten on entry");
-        assert_eq!((v.ctx.vgic.lr[0] >> 48) & 0xff, VIRQ_PRIORITY as u64);
+        assert_eq!((v.ctx.vgic.lr[0] >> 48) & 0xff, 0x80, "at the guest's priority");
+    }
+
+    #[test]
+    fn an_sgi_reaches_its_targets_and_wakes_them() {
+        let r = fixture(3);
+        let mut v0 = r.vcpu(0);
+        for t in 0..3 {
+            r.arch.shared.vgic.write(Frame::Redist(t, crate::vgic::SGI_FRAME + 0x100), 4, 0xffff);
+        }
+        let v2 = r.d.vcpu(2).unwrap();
+        r.d.vcpu_block(v2);
+        // ICC_SGI1R_EL1 <- x5: SGI 3 to target list {2} of cluster 0.
+        v0.ctx.regs.x[5] = (3 << 24) | 0b100;
+        assert_eq!(v0.handle_sync(&r.d, &sgi1r_write(5)), None);
+        assert!(r.arch.shared.vgic.has_deliverable(2));
+        assert!(!r.arch.shared.vgic.has_deliverable(1), "not a target");
+        assert_eq!(v2.pause_flags() & lantern_common::domain::VPF_BLOCKED, 0, "the blocked target wakes");
+        // IRM: every vCPU but the sender.
+        v0.ctx.regs.x[5] = (5 << 24) | (1 << 40);
+        v0.handle_sync(&r.d, &sgi1r_write(5));
+        assert!(r.arch.shared.vgic.has_deliverable(1));
+        assert!(!r.arch.shared.vgic.has_deliverable(0));
+        let mut v2 = r.vcpu(2);
+        v2.flush_vgic();
+        assert!(v2.ctx.vgic.holds(3, NR_LRS) && v2.ctx.vgic.holds(5, NR_LRS));
+    }
+
+    /// The syndrome of `msr ICC_SGI1R_EL1, x<rt>` trapping to EL2.
+    fn sgi1r_write(rt: u64) -> Syndrome {
+        let iss = (3 << 20) | (5 << 17) | (12 << 10) | (rt << 5) | (11 << 1);
+        Syndrome { esr: ((ec::SYSREG as u64) << 26) | (1 << 25) | iss, far: 0, hpfar: 0 }
     }
 
     #[test]
