@@ -103,6 +103,14 @@ pub fn build(opts: &Opts) -> Result<Artifacts, String> {
         let data = std::fs::read(path).map_err(|e| format!("reading guest {}: {e}", path.display()))?;
         files.push((name.clone(), data));
     }
+    // The Nth initrd travels in the archive beside the Nth guest.
+    let mut initrds = Vec::new();
+    for (i, path) in opts.initrds.iter().enumerate() {
+        let data = std::fs::read(path).map_err(|e| format!("reading initrd {}: {e}", path.display()))?;
+        let name = format!("{}-initrd", i + 1);
+        files.push((name.clone(), data));
+        initrds.push(name);
+    }
     let refs: Vec<(&str, &[u8])> = files.iter().map(|(n, d)| (n.as_str(), d.as_slice())).collect();
     let archive = cpio::write_newc(&refs);
     let mut words = board.boot_words(archive.len() as u64)?;
@@ -112,8 +120,9 @@ pub fn build(opts: &Opts) -> Result<Artifacts, String> {
     std::fs::write(&module, &archive).map_err(|e| format!("writing {}: {e}", module.display()))?;
 
     let mut cfg = BootConfig { exit_when_done: opts.exit, log_level: opts.log, ..BootConfig::default() };
-    for (name, _) in &guests {
+    for (i, (name, _)) in guests.iter().enumerate() {
         let mut d = DomainSpec::new(name);
+        d.initrd = initrds.get(i).cloned();
         d.vcpus = opts.vcpus.unwrap_or(if demo { board.demo_vcpus() } else { 1 });
         d.mem_bytes = opts.mem.unwrap_or(DEMO_MEM);
         let mut cmd: Vec<&str> = opts.guest_cmdline.iter().map(String::as_str).collect();

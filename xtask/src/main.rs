@@ -12,6 +12,7 @@ mod gdb;
 mod gdb_e2e;
 mod host;
 mod isolation;
+mod linux;
 #[cfg(test)]
 mod module_graph;
 mod opts;

@@ -12,6 +12,12 @@ pub struct Opts {
     pub board: &'static dyn BoardSpec,
     /// `--guest ELF` (repeatable): boot these images instead of the demo guests.
     pub guests: Vec<PathBuf>,
+    /// `--initrd FILE` (repeatable): the Nth is the initial ramdisk of the
+    /// Nth `--guest`.
+    pub initrds: Vec<PathBuf>,
+    /// `--linux` / `--linux-flavour NAME`: boot one of the board's Debian
+    /// kernels with the busybox initramfs (set up on first use).
+    pub linux: Option<&'static crate::linux::Flavour>,
     /// `--exit`: end once every domain has shut down, exit with the verdict.
     pub exit: bool,
     /// `--timeout S`: kill QEMU after S seconds (default 120 with `--exit`).
@@ -57,6 +63,8 @@ impl Opts {
         Opts {
             board,
             guests: Vec::new(),
+            initrds: Vec::new(),
+            linux: None,
             exit: false,
             timeout: None,
             dry_run: false,
@@ -90,6 +98,11 @@ usage: cargo xtask run [options]
 options:
   {arch:<23} board (default {})
   --guest ELF             boot this guest image instead of the demo guests (repeatable)
+  --linux                 boot the board's Debian kernel with a busybox initramfs (fetched
+                          from Debian's packages on first use, cached under target/linux)
+  --linux-flavour NAME    the same with another of the board's Debian kernels
+  --initrd FILE           initial ramdisk of the --guest in the same position (repeatable;
+                          aarch64: placed in guest RAM and named in the guest DT's /chosen)
   --exit                  end when every domain has shut down; exit status = verdict
   --timeout S             kill QEMU after S seconds (default 120 with --exit)
   --dry-run               print the QEMU command line (shell-quoted) instead of running it
@@ -114,6 +127,7 @@ Without --exit the demo guests get `linger` and stay alive for gdb.",
 /// Parses the options of `cargo xtask run`. `Ok(None)` means `--help`.
 pub fn parse_opts(args: &[String]) -> Result<Option<Opts>, String> {
     let mut o = Opts::default();
+    let mut linux_flavour: Option<Option<String>> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = |name: &str| it.next().cloned().ok_or_else(|| format!("{name} needs a value"));
@@ -123,6 +137,9 @@ pub fn parse_opts(args: &[String]) -> Result<Option<Opts>, String> {
         match a.as_str() {
             "--arch" => o.board = boards::by_name(&value("--arch")?)?,
             "--guest" => o.guests.push(PathBuf::from(value("--guest")?)),
+            "--initrd" => o.initrds.push(PathBuf::from(value("--initrd")?)),
+            "--linux" => linux_flavour = Some(None),
+            "--linux-flavour" => linux_flavour = Some(Some(value("--linux-flavour")?)),
             "--exit" => o.exit = true,
             "--dry-run" => o.dry_run = true,
             "--dev-build" => o.dev_build = true,
@@ -144,6 +161,28 @@ pub fn parse_opts(args: &[String]) -> Result<Option<Opts>, String> {
             "-h" | "--help" => return Ok(None),
             other => return Err(format!("unknown option `{other}`\n{}", run_usage())),
         }
+    }
+    if let Some(name) = linux_flavour {
+        let flavours = o.board.linux_flavours();
+        let pick = match &name {
+            None => flavours.first(),
+            Some(n) => flavours.iter().find(|f| f.name == n),
+        };
+        let names: Vec<&str> = flavours.iter().map(|f| f.name).collect();
+        o.linux = Some(pick.ok_or_else(|| match name {
+            None => format!("--linux: no Debian kernel is set up for the {} board yet", o.board.name()),
+            Some(n) => format!("--linux-flavour {n}: the {} board boots {names:?}", o.board.name()),
+        })?);
+        if !o.guests.is_empty() {
+            return Err("--linux boots its own kernel: give it no --guest".into());
+        }
+    }
+    if o.initrds.len() > o.guests.len() {
+        return Err(format!(
+            "{} --initrd for {} --guest: each initrd belongs to the --guest in the same position",
+            o.initrds.len(),
+            o.guests.len()
+        ));
     }
     Ok(Some(o))
 }
@@ -170,5 +209,14 @@ mod tests {
         assert_eq!((o.log, o.dev_build), (Some(log::LevelFilter::Debug), true));
         assert!(parse_opts(&["--log".to_string(), "loud".to_string()]).is_err());
         assert!(parse_opts(&["--debug".to_string()]).is_err(), "renamed to --dev-build");
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let o = parse_opts(&args(&["--guest", "Image", "--initrd", "root.cpio"])).unwrap().unwrap();
+        assert_eq!(o.initrds, [PathBuf::from("root.cpio")]);
+        assert!(parse_opts(&args(&["--initrd", "root.cpio"])).is_err(), "an initrd needs its --guest");
+        let o = parse_opts(&args(&["--arch", "aarch64", "--linux"])).unwrap().unwrap();
+        assert_eq!(o.linux.map(|f| f.name), Some("cloud-arm64"));
+        let o = parse_opts(&args(&["--arch", "aarch64", "--linux-flavour", "arm64"])).unwrap().unwrap();
+        assert_eq!(o.linux.map(|f| f.name), Some("arm64"));
+        assert!(parse_opts(&args(&["--arch", "aarch64", "--linux-flavour", "rt"])).is_err());
     }
 }

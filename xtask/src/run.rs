@@ -50,6 +50,19 @@ pub fn cmd_run(args: &[String]) -> Result<(), String> {
     };
     crate::setup::ensure_rust_targets()?;
     crate::setup::ensure_qemu_and_gdb()?;
+    if let Some(flavour) = opts.linux {
+        let linux = crate::linux::prepare(flavour)?;
+        eprintln!(
+            "xtask: booting {} with a busybox initramfs (its init reports on a `{} …` line)",
+            linux.package,
+            crate::linux::INIT_BANNER
+        );
+        opts.guests = vec![linux.kernel];
+        opts.initrds = vec![linux.initramfs];
+        let extra = opts.guest_cmdline.take().unwrap_or_default();
+        opts.guest_cmdline = Some(format!("{} {extra}", crate::linux::KERNEL_CMDLINE).trim_end().to_string());
+        opts.mem.get_or_insert(crate::linux::DEFAULT_MEM);
+    }
     let port = *opts.gdb_port.get_or_insert(opts.board.default_gdb_port());
     let a = build(&opts)?;
     if opts.dry_run {

@@ -13,6 +13,10 @@ use lantern_common::loader;
 
 use crate::fdt_gen::{self, GuestDtConfig};
 use crate::guest::GuestMap;
+use lantern_common::addr::PAGE_SIZE;
+
+/// Guest page size, as an address quantity.
+const PAGE: u64 = PAGE_SIZE as u64;
 
 /// `e_machine` of AArch64 ELF files.
 const EM_AARCH64: u16 = 183;
@@ -37,20 +41,46 @@ pub struct BootInfo {
     pub dtb: Gpa,
     /// Size of the DTB.
     pub dtb_len: usize,
+    /// Where the initrd went, `[start, end)`.
+    pub initrd: Option<(u64, u64)>,
 }
 
 /// Loads `image` into `d` (whose RAM is `ram` bytes from
-/// [`GuestMap::RAM_BASE`]), builds and places its DTB for `vcpus` vCPUs and
-/// `bootargs`.
-pub fn load(d: &Domain, image: &[u8], ram: u64, vcpus: u32, bootargs: &str) -> Result<BootInfo, String> {
+/// [`GuestMap::RAM_BASE`]), places `initrd` (if any) just below the DTB, and
+/// builds and places the DTB for `vcpus` vCPUs and `bootargs`, naming the
+/// initrd in `/chosen`.
+pub fn load(
+    d: &Domain,
+    image: &[u8],
+    initrd: Option<&[u8]>,
+    ram: u64,
+    vcpus: u32,
+    bootargs: &str,
+) -> Result<BootInfo, String> {
     let (entry, high) = load_image(d, image, ram)?;
-    let dtb = fdt_gen::build(&GuestDtConfig { vcpus, ram_size: ram, bootargs: bootargs.to_string() })
-        .map_err(|e| format!("guest DTB: {e:?}"))?;
     let dtb_ipa = GuestMap::RAM_BASE + ram - DTB_RESERVE;
+    let initrd_range = match initrd {
+        Some(data) => {
+            // Page-aligned below the DTB; it must not reach into the image
+            // (the kernel's own memory, bss included).
+            let start = dtb_ipa.checked_sub(data.len() as u64).map(|a| a & !(PAGE - 1)).filter(|&a| a >= high);
+            let Some(start) = start else {
+                return Err(format!(
+                    "the initrd ({} KiB) does not fit between the image (ends {high:#x}) and the DTB at {dtb_ipa:#x}: give the domain more memory",
+                    data.len() >> 10
+                ));
+            };
+            PhysMem::new(d).write_bytes(Gpa(start), data).map_err(|e| format!("loading the initrd: {e:?}"))?;
+            Some((start, start + data.len() as u64))
+        }
+        None => None,
+    };
+    let cfg = GuestDtConfig { vcpus, ram_size: ram, bootargs: bootargs.to_string(), initrd: initrd_range };
+    let dtb = fdt_gen::build(&cfg).map_err(|e| format!("guest DTB: {e:?}"))?;
     if high > dtb_ipa || dtb.len() as u64 > DTB_RESERVE || PhysMem::new(d).write_bytes(Gpa(dtb_ipa), &dtb).is_err() {
         return Err(format!("no room for the guest DTB below {ram:#x}"));
     }
-    Ok(BootInfo { entry, dtb: Gpa(dtb_ipa), dtb_len: dtb.len() })
+    Ok(BootInfo { entry, dtb: Gpa(dtb_ipa), dtb_len: dtb.len(), initrd: initrd_range })
 }
 
 /// Loads `image` (ELF or arm64 Image) into `d`; returns the entry IPA and the

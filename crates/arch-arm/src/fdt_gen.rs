@@ -20,6 +20,9 @@ pub struct GuestDtConfig {
     pub ram_size: u64,
     /// `/chosen/bootargs`.
     pub bootargs: String,
+    /// The initial ramdisk's IPA range `[start, end)`, named in `/chosen`
+    /// as `linux,initrd-start` / `linux,initrd-end`.
+    pub initrd: Option<(u64, u64)>,
 }
 
 const GIC_PHANDLE: u32 = 1;
@@ -44,6 +47,10 @@ pub fn build(cfg: &GuestDtConfig) -> Result<Vec<u8>, vm_fdt::Error> {
 
     let chosen = f.begin_node("chosen")?;
     f.property_string("bootargs", &cfg.bootargs)?;
+    if let Some((start, end)) = cfg.initrd {
+        f.property_u64("linux,initrd-start", start)?;
+        f.property_u64("linux,initrd-end", end)?;
+    }
     f.end_node(chosen)?;
 
     let mem = f.begin_node(&alloc::format!("memory@{:x}", GuestMap::RAM_BASE))?;
@@ -111,9 +118,20 @@ mod tests {
 
     #[test]
     fn guest_dt_parses() {
-        let blob = build(&GuestDtConfig { vcpus: 2, ram_size: 64 << 20, bootargs: "hello world".into() }).unwrap();
+        let cfg = GuestDtConfig {
+            vcpus: 2,
+            ram_size: 64 << 20,
+            bootargs: "hello world".into(),
+            initrd: Some((0x300_0000, 0x312_3456)),
+        };
+        let blob = build(&cfg).unwrap();
         let fdt = fdt::Fdt::new(&blob).unwrap();
         assert_eq!(fdt.chosen().bootargs(), Some("hello world"));
+        let chosen = fdt.find_node("/chosen").unwrap();
+        let u64_prop = |name: &str| {
+            u64::from_be_bytes(chosen.property(name).unwrap().value.try_into().expect("a 64-bit cell pair"))
+        };
+        assert_eq!((u64_prop("linux,initrd-start"), u64_prop("linux,initrd-end")), (0x300_0000, 0x312_3456));
         let mem = fdt.memory().regions().next().unwrap();
         assert_eq!(mem.starting_address as u64, GuestMap::RAM_BASE);
         assert_eq!(mem.size, Some(64 << 20));

@@ -9,10 +9,11 @@
 //! exit gdb-wait domain=guest64,vcpus=40,mem=64M,cmdline="quiet x=1" domain=guest32
 //! ```
 //!
-//! * `domain=IMAGE[,vcpus=N][,mem=SIZE][,cmdline=TEXT]` — one domain per
-//!   word, in domain-id order (ids from 1); `IMAGE` names a file in the boot
-//!   module archive; `SIZE` takes K/M/G suffixes; `cmdline` must come last
-//!   (it may contain commas).
+//! * `domain=IMAGE[,vcpus=N][,mem=SIZE][,initrd=FILE][,cmdline=TEXT]` — one
+//!   domain per word, in domain-id order (ids from 1); `IMAGE` and `FILE`
+//!   name files in the boot module archive (`FILE` is the guest's initial
+//!   ramdisk); `SIZE` takes K/M/G suffixes; `cmdline` must come last (it may
+//!   contain commas).
 //! * `exit` — end the run once every domain has shut down.
 //! * `gdb-wait` — stop before the first guest instruction until gdb attaches.
 //! * `log=LEVEL` — the hypervisor's log level (`error`, `warn`, `info`,
@@ -40,6 +41,8 @@ pub struct DomainSpec {
     pub vcpus: u32,
     /// Guest RAM in bytes.
     pub mem_bytes: u64,
+    /// Name of the guest's initial ramdisk in the module archive, if any.
+    pub initrd: Option<String>,
     /// Command line handed to the guest.
     pub cmdline: String,
 }
@@ -47,7 +50,13 @@ pub struct DomainSpec {
 impl DomainSpec {
     /// A domain running `image` with the defaults.
     pub fn new(image: &str) -> Self {
-        DomainSpec { image: image.to_string(), vcpus: DEFAULT_VCPUS, mem_bytes: DEFAULT_MEM, cmdline: String::new() }
+        DomainSpec {
+            image: image.to_string(),
+            vcpus: DEFAULT_VCPUS,
+            mem_bytes: DEFAULT_MEM,
+            initrd: None,
+            cmdline: String::new(),
+        }
     }
 }
 
@@ -136,7 +145,8 @@ fn parse_domain(value: &str) -> Result<DomainSpec, ConfigError> {
                     .filter(|&m| m >= 1 << 20 && m % 4096 == 0)
                     .ok_or_else(|| ConfigError(alloc::format!("bad mem size '{v}'")))?
             }
-            _ => return Err(ConfigError(alloc::format!("unknown domain option '{k}'"))),
+            "initrd" if !v.is_empty() => spec.initrd = Some(v.to_string()),
+            _ => return Err(ConfigError(alloc::format!("unknown domain option '{p}'"))),
         }
     }
     if let Some(c) = cmdline {
@@ -187,6 +197,9 @@ impl BootConfig {
             } else {
                 w += &alloc::format!(",mem={}", d.mem_bytes);
             }
+            if let Some(initrd) = &d.initrd {
+                w += &alloc::format!(",initrd={initrd}");
+            }
             if !d.cmdline.is_empty() {
                 w += &alloc::format!(",cmdline={}", d.cmdline);
             }
@@ -210,7 +223,13 @@ mod tests {
         assert_eq!(c.domains.len(), 2);
         assert_eq!(
             c.domains[0],
-            DomainSpec { image: "guest64".into(), vcpus: 40, mem_bytes: 32 << 20, cmdline: "a, b".into() }
+            DomainSpec {
+                image: "guest64".into(),
+                vcpus: 40,
+                mem_bytes: 32 << 20,
+                initrd: None,
+                cmdline: "a, b".into()
+            }
         );
         assert_eq!(c.domains[1], DomainSpec::new("g32"));
         assert_eq!(c.unknown, ["foo=1"]);
@@ -218,7 +237,11 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let c = parse(r#"exit lantern.log=debug domain=x.elf,vcpus=2,mem=8M,cmdline="hello world" domain=y"#).unwrap();
+        let c = parse(
+            r#"exit lantern.log=debug domain=x.elf,vcpus=2,mem=8M,initrd=ramdisk,cmdline="hello world" domain=y"#,
+        )
+        .unwrap();
+        assert_eq!(c.domains[0].initrd.as_deref(), Some("ramdisk"));
         assert_eq!(c.log_level, Some(log::LevelFilter::Debug));
         assert_eq!(parse(&c.to_cmdline()).unwrap(), c);
     }
@@ -230,6 +253,7 @@ mod tests {
         assert!(parse("domain=x,vcpus=1000").is_err());
         assert!(parse("domain=x,mem=12").is_err());
         assert!(parse("domain=x,colour=red").is_err());
+        assert!(parse("domain=x,initrd=").is_err());
         assert!(parse("log=loud").is_err());
         assert_eq!(parse("").unwrap(), BootConfig::default());
     }

@@ -103,8 +103,23 @@ pub fn find<'a>(archive: &'a [u8], name: &str) -> Option<&'a [u8]> {
     entries(archive).filter_map(Result::ok).find(|e| e.name.trim_start_matches("./") == want).map(|e| e.data)
 }
 
+/// `c_mode` of a directory (0040755).
+pub const MODE_DIR: u32 = 0o040755;
+/// `c_mode` of an executable regular file (0100755).
+pub const MODE_EXECUTABLE: u32 = 0o100755;
+/// `c_mode` of a plain regular file (0100644).
+pub const MODE_FILE: u32 = 0o100644;
+
 /// Builds a newc archive of regular files (mode 0100644), with trailer.
 pub fn write_newc(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let with_modes: Vec<(&str, u32, &[u8])> = files.iter().map(|(n, d)| (*n, MODE_FILE, *d)).collect();
+    write_newc_entries(&with_modes)
+}
+
+/// Builds a newc archive of `(name, c_mode, contents)` entries, with
+/// trailer: what a Linux initramfs needs (directories before what they
+/// hold, executables).
+pub fn write_newc_entries(files: &[(&str, u32, &[u8])]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut push = |name: &str, mode: u32, data: &[u8], ino: u32| {
         let fields = [ino, mode, 0, 0, 1, 0, data.len() as u32, 0, 0, 0, 0, name.len() as u32 + 1, 0];
@@ -122,8 +137,8 @@ pub fn write_newc(files: &[(&str, &[u8])]) -> Vec<u8> {
         out.extend_from_slice(data);
         out.resize(align4(out.len()), 0);
     };
-    for (i, (name, data)) in files.iter().enumerate() {
-        push(name, 0o100644, data, i as u32 + 1);
+    for (i, (name, mode, data)) in files.iter().enumerate() {
+        push(name, *mode, data, i as u32 + 1);
     }
     push(TRAILER, 0, &[], 0);
     out
@@ -153,6 +168,14 @@ mod tests {
         assert_eq!(entries(&a).next(), Some(Err(CpioError::BadMagic(0))));
         let a = write_newc(&[("x", b"12345678")]);
         assert!(matches!(entries(&a[..118]).next(), Some(Err(CpioError::Truncated(0)))));
+    }
+
+    #[test]
+    fn modes_are_kept() {
+        let a = write_newc_entries(&[("bin", MODE_DIR, &[]), ("bin/sh", MODE_EXECUTABLE, b"#!")]);
+        let all: Vec<_> = entries(&a).collect::<Result<_, _>>().unwrap();
+        assert_eq!((all[0].name, all[0].mode), ("bin", MODE_DIR));
+        assert_eq!((all[1].name, all[1].mode, all[1].data), ("bin/sh", MODE_EXECUTABLE, &b"#!"[..]));
     }
 
     #[test]

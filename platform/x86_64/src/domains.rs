@@ -121,6 +121,10 @@ fn build_domain(
 ) -> Result<DomainSlot, String> {
     let image = cpio::find(archive, &spec.image)
         .ok_or_else(|| format!("guest image '{}' not in the boot module", spec.image))?;
+    if let Some(initrd) = &spec.initrd {
+        // Not silently dropped: the PVH module list is not written yet.
+        return Err(format!("initrd '{initrd}': this board does not hand a ramdisk to a PVH guest yet"));
+    }
     let d = Domain::new(DomainConfig {
         id,
         name: spec.image.clone(),

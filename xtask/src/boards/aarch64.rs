@@ -136,6 +136,10 @@ impl BoardSpec for Aarch64 {
         1235
     }
 
+    fn linux_flavours(&self) -> &'static [crate::linux::Flavour] {
+        &[crate::linux::CLOUD_ARM64, crate::linux::GENERIC_ARM64]
+    }
+
     /// The guest is position independent, linked at 0, and reports where
     /// it was loaded; it keeps its boot facts (vCPU count) in a static.
     fn guest_symbols(&self) -> GuestSymbols {

@@ -71,6 +71,12 @@ pub trait BoardSpec: Sync {
     fn gdb_arch(&self) -> &'static str;
     /// The gdb stub's port when `--gdb-port` is not given.
     fn default_gdb_port(&self) -> u16;
+
+    /// The Debian kernels this board boots with `run --linux` (the first is
+    /// the default; `--linux-flavour NAME` picks another). Empty: none yet.
+    fn linux_flavours(&self) -> &'static [crate::linux::Flavour] {
+        &[]
+    }
     /// How the live gdb test reads a demo guest through its symbols.
     fn guest_symbols(&self) -> GuestSymbols;
     /// What gdb must show of a vCPU held before its first instruction

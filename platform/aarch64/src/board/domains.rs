@@ -179,7 +179,13 @@ fn build_domain(
         console,
     })
     .map_err(|e| alloc::format!("cannot create domain: {:?}", e))?;
-    let b = boot::load(&d, image, ram, spec.vcpus, &spec.cmdline)
+    let initrd = match &spec.initrd {
+        Some(name) => {
+            Some(cpio::find(archive, name).ok_or_else(|| alloc::format!("no initrd '{name}' in the module archive"))?)
+        }
+        None => None,
+    };
+    let b = boot::load(&d, image, initrd, ram, spec.vcpus, &spec.cmdline)
         .map_err(|e| alloc::format!("cannot load '{}': {}", spec.image, e))?;
     log::info!(
         "d{}: '{}' {} vCPU(s), {} MiB, entry {:#x}, dtb {:#x} ({} bytes)",
@@ -191,6 +197,9 @@ fn build_domain(
         b.dtb.0,
         b.dtb_len
     );
+    if let Some((start, end)) = b.initrd {
+        log::info!("d{id}: initrd at {start:#x}..{end:#x}");
+    }
     let mut slot = DomainSlot::new(d, Box::new(ArmDomain::new(&El2, id, spec.vcpus, nr_lrs)));
     let boot_vcpu = slot.vcpu_mut(0).ok_or_else(|| String::from("a domain needs a vCPU"))?;
     boot_vcpu
