@@ -11,6 +11,8 @@
 //!   same domain follow the active entry); otherwise `GNTST_general_error`;
 //! * a `GTF_readonly` entry is never pinned writable (`GNTST_general_error`,
 //!   Xen's status for "write-pin of a r/o grant entry");
+//! * an entry holds at most 128 pins of each kind (read-only, writable);
+//!   the next is `GNTST_general_error`, as Xen's 8-bit pin counters refuse;
 //! * `GTF_reading` is set while anything pins the entry, `GTF_writing` while
 //!   anything pins it writable; both are cleared by the last unpin;
 //! * a mapping holds a general reference on the granted frame and, when
@@ -39,6 +41,11 @@ use xen_abi::nr::{gntmap, gtf, mapidx};
 
 /// A `GNTST_*` status.
 pub type Status = i16;
+
+/// Pins of one kind (read-only or writable) an entry may hold: Xen counts
+/// each kind in 8 bits and refuses a pin once the counter's top bit is set
+/// (`GNTPIN_incr2oflow_mask`), so it can never overflow.
+const PIN_LIMIT: u32 = 1 << 7;
 
 /// How often a guest may race a grant entry's flags update before the pin
 /// fails (Xen allows five tries).
@@ -189,6 +196,17 @@ fn paged_frame(d: &Domain, gfn: Gfn, readonly: bool) -> Result<(PageRef, bool), 
     Ok((e.page.clone(), writable))
 }
 
+/// Whether one more pin of `a` would reach Xen's counter limit: a map
+/// checks the counter it increments; a copy refuses once any counter has
+/// reached it (`acquire_grant_for_copy`).
+fn near_overflow(a: &ActiveGrant, readonly: bool, mapflag: bool) -> bool {
+    if mapflag {
+        (if readonly { a.readers } else { a.writers }) >= PIN_LIMIT
+    } else {
+        a.readers >= PIN_LIMIT || a.writers >= PIN_LIMIT
+    }
+}
+
 /// Pins entry `gref` of `granter`'s table for `grantee` (a map when
 /// `mapflag`, else a copy) and returns the granted frame.
 fn pin(granter: &Domain, gref: u32, grantee: DomId, readonly: bool, mapflag: bool) -> Result<PageRef, Status> {
@@ -199,7 +217,9 @@ fn pin(granter: &Domain, gref: u32, grantee: DomId, readonly: bool, mapflag: boo
     }
     let (entry, off) = gt.entry_location(gref).map(|(p, o)| (p.clone(), o)).ok_or(st::BAD_GNTREF)?;
     let (pinned, writers) = match gt.active.get(&gref) {
-        Some(a) if a.pinned() && a.domid != grantee => return Err(st::GENERAL_ERROR),
+        Some(a) if a.pinned() && (a.domid != grantee || near_overflow(a, readonly, mapflag)) => {
+            return Err(st::GENERAL_ERROR)
+        }
         Some(a) => (a.pinned(), a.writers),
         None => (false, 0),
     };

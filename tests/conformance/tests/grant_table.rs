@@ -466,3 +466,40 @@ fn the_summary_lists_entries_pins_and_maps_and_nothing_after_unmap_and_revoke() 
         assert_eq!((shared.refs(), shared.writable_refs()), (refs, wr));
     }
 }
+
+#[test]
+fn pins_of_one_kind_stop_before_xens_8_bit_counter_overflows() {
+    for abi in layouts() {
+        let mut w = World::with_table(abi);
+        let shared = page(&w.d[0], SHARED_GFN);
+        let (refs, wr) = (shared.refs(), shared.writable_refs());
+        w.grant(5, 2, gtf::PERMIT_ACCESS, SHARED_GFN as u32);
+        // Xen refuses a pin once the counter's top bit is set: 128 of a kind.
+        let ro = gntmap::HOST_MAP | gntmap::READONLY;
+        let handles: Vec<u32> = (0..128)
+            .map(|i| {
+                let m = w.map(1, 5, 1, ro, 100 + i);
+                assert_eq!(m.status, st::OKAY, "{} pin {i}", abi.name());
+                m.handle
+            })
+            .collect();
+        assert_eq!(w.map(1, 5, 1, ro, 300).status, st::GENERAL_ERROR, "{}: 129th read pin", abi.name());
+        // A copy, which needs any counter below its top bit, is refused too.
+        let copy = w.copy(1, (1, 5, 0), (domid::SELF, MAP_GFN, 0), 8, gntcopy::SOURCE_GREF);
+        assert_eq!(copy, st::GENERAL_ERROR);
+        // Writable pins have their own counter.
+        let m = w.map(1, 5, 1, gntmap::HOST_MAP, 301);
+        assert_eq!(m.status, st::OKAY);
+        assert_eq!(w.unmap(1, m.handle, 301), st::OKAY);
+        // One unmapped: room for one more.
+        assert_eq!(w.unmap(1, handles[0], 100), st::OKAY);
+        let again = w.map(1, 5, 1, ro, 100);
+        assert_eq!(again.status, st::OKAY);
+        for (i, h) in handles.iter().enumerate().skip(1) {
+            assert_eq!(w.unmap(1, *h, 100 + i as u64), st::OKAY);
+        }
+        assert_eq!(w.unmap(1, again.handle, 100), st::OKAY);
+        assert_eq!((shared.refs(), shared.writable_refs()), (refs, wr));
+        assert_eq!(w.entry_flags(5), gtf::PERMIT_ACCESS);
+    }
+}
