@@ -120,6 +120,7 @@ pub fn build(opts: &Opts) -> Result<Artifacts, String> {
     std::fs::write(&module, &archive).map_err(|e| format!("writing {}: {e}", module.display()))?;
 
     let mut cfg = BootConfig { exit_when_done: opts.exit, log_level: opts.log, ..BootConfig::default() };
+    let grant_pair = demo && guests.len() >= 2;
     for (i, (name, _)) in guests.iter().enumerate() {
         let mut d = DomainSpec::new(name);
         d.initrd = initrds.get(i).cloned();
@@ -129,6 +130,9 @@ pub fn build(opts: &Opts) -> Result<Artifacts, String> {
         if demo && !opts.exit {
             // The demo guests stay alive after their checks (for gdb).
             cmd.push("linger");
+        }
+        if let Some(w) = grant_words(grant_pair, i) {
+            cmd.push(w);
         }
         d.cmdline = cmd.join(" ");
         cfg.domains.push(d);
@@ -143,4 +147,27 @@ pub fn build(opts: &Opts) -> Result<Artifacts, String> {
     words.extend(opts.append.iter().cloned());
     let domains = guests.iter().enumerate().map(|(i, (n, _))| (i as u16 + 1, n.clone())).collect();
     Ok(Artifacts { kernel, module, cmdline: words.join(" "), domains })
+}
+
+/// The scenario's grant-table roles of demo domain `index` (from 0) when the
+/// demo runs at least two domains: d1 grants to d2, d2 maps d1's grants.
+pub fn grant_words(pair: bool, index: usize) -> Option<&'static str> {
+    match (pair, index) {
+        (true, 0) => Some("grant-to=2"),
+        (true, 1) => Some("grant-from=1"),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::grant_words;
+
+    #[test]
+    fn demo_pairs_grant_from_d1_to_d2() {
+        assert_eq!(grant_words(true, 0), Some("grant-to=2"));
+        assert_eq!(grant_words(true, 1), Some("grant-from=1"));
+        assert_eq!(grant_words(true, 2), None);
+        assert_eq!(grant_words(false, 0), None);
+    }
 }

@@ -208,6 +208,16 @@ pub fn scenario_test(board: &'static dyn BoardSpec, tally: &mut Tally) {
     let console = s.console();
     let doms: Vec<(u16, &str)> = a.domains.iter().map(|(d, n)| (*d, n.as_str())).collect();
     tally_guest_checks(tally, name, &console, &doms);
+    if a.domains.len() >= 2 {
+        // The grant checks must have run, not been skipped: the last check
+        // of each side.
+        let ran = |dom: u16, name: &str| checks(&console).iter().any(|c| c.domain == dom && c.name == name);
+        tally.record(
+            &format!("{name}: grant tables exercised between d1 and d2"),
+            ran(1, "grant_revoke") && ran(2, "grant_unmap"),
+            "no grant_revoke (d1) or grant_unmap (d2) check on the console",
+        );
+    }
     let sum = summary(&console);
     for (d, _) in &a.domains {
         let what = sum.domains.iter().find(|(id, _)| id == d).map(|(_, w)| w.as_str());

@@ -150,6 +150,7 @@ pub fn live_test(board: &'static dyn BoardSpec, tally: &mut Tally) {
         let mut cmds: Vec<String> = Vec::new();
         if i == 0 {
             cmds.push("info threads".into());
+            cmds.push("monitor grants --json".into());
         }
         cmds.push(format!("thread {}", d.first_thread));
         // The stop may be outside Rust code (e.g. the hypercall page):
@@ -197,6 +198,31 @@ pub fn live_test(board: &'static dyn BoardSpec, tally: &mut Tally) {
                 &format!("info threads lists all {} vCPUs as dNvM with state and layout", layouts.len() as u32 * vcpus),
                 missing.is_empty(),
                 &format!("missing {missing:?}"),
+            );
+        }
+        if i == 0 && doms.len() >= 2 {
+            // The scenario unmapped and revoked everything it granted.
+            let g = out.json_lines().iter().filter_map(|l| Json::parse(l).ok()).find(|j| j.get("grants").is_some());
+            let left: Option<usize> = g.as_ref().and_then(|j| {
+                j.get("grants")?
+                    .items()
+                    .iter()
+                    .map(|d| {
+                        Some(
+                            d.get("active")?.items().len()
+                                + d.get("maps")?.items().len()
+                                + d.get("entries")?.items().len(),
+                        )
+                    })
+                    .sum()
+            });
+            let d1_table =
+                g.as_ref().and_then(|j| j.get("grants")?.items().first()?.get("frames").map(|f| f.items().len()));
+            rec(
+                tally,
+                "monitor grants --json: after the scenario's unmap and revoke nothing is pinned, mapped or granted",
+                left == Some(0) && d1_table.is_some_and(|n| n >= 1),
+                &format!("left {left:?}, d1 frames {d1_table:?}; {text}"),
             );
         }
         // The stub's thread id of dNv0 is N * 1024 + 1.

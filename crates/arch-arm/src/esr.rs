@@ -70,6 +70,12 @@ impl Esr {
         self.iss() & 0x3f
     }
 
+    /// Whether the fault status is a permission fault (DFSC/IFSC 0b0011xx,
+    /// any level): the translation exists but forbids the access.
+    pub fn permission_fault(self) -> bool {
+        self.fault_status() & 0x3c == 0x0c
+    }
+
     /// Human-readable name of the exception class, for diagnostics.
     pub fn ec_name(self) -> &'static str {
         match self.ec() {

@@ -352,7 +352,7 @@ impl ArmVcpu {
                 self.dom.timer_deadline[self.id as usize].store(deadline, Ordering::Release);
                 Some(VcpuExit::Halted)
             }
-            ec::DABT_LOWER => self.mmio(d, syn),
+            ec::DABT_LOWER => self.data_abort(d, syn),
             ec::SYSREG => {
                 // ICC_SGI1R_EL1 / ICC_ASGI1R_EL1 writes (IPIs) trap with IMO
                 // set; ICC_SGI0R_EL1 would raise Group 0 SGIs, which a guest
@@ -381,6 +381,31 @@ impl ArmVcpu {
                 Some(self.crash("system register access", syn))
             }
             _ => Some(self.crash("exception", syn)),
+        }
+    }
+
+    /// A stage-2 data abort: a write to read-only RAM (a read-only grant
+    /// mapping) is discarded and the guest continues after the store, as Xen
+    /// on x86 discards writes to `p2m_grant_map_ro` (Xen on arm would retry
+    /// the faulting store forever); a store without an instruction syndrome
+    /// cannot be stepped over safely (it may write back its base register)
+    /// and is fatal. Anything else is an MMIO access ([`Self::mmio`]).
+    fn data_abort(&mut self, d: &Domain, syn: &Syndrome) -> Option<VcpuExit> {
+        let e = Esr(syn.esr);
+        let ipa = esr::fault_ipa(syn.hpfar, syn.far);
+        let read_only_ram = d.p2m.lock().get(Gpa(ipa).gfn()).is_some_and(|entry| entry.p2mt == P2mType::RamRo);
+        if !(read_only_ram && e.permission_fault()) {
+            return self.mmio(d, syn);
+        }
+        match e.data_abort() {
+            Some(access) if access.write => {
+                let kind =
+                    Unhandled::Access { space: "read-only RAM", index: ipa & !0xfff, write: true, answer: "dropped" };
+                d.note_unhandled(Some(self.id), kind);
+                self.ctx.regs.pc += 4;
+                None
+            }
+            _ => Some(self.crash("access to read-only RAM", syn)),
         }
     }
 
@@ -1055,6 +1080,35 @@ mod tests {
         no_isv.esr &= !(1 << 24);
         assert_eq!(v.handle_sync(&r.d, &no_isv), Some(VcpuExit::Fault));
         assert_eq!(v.ctx.regs.pc, ENTRY);
+    }
+
+    #[test]
+    fn writes_to_read_only_ram_are_discarded() {
+        let r = fixture(1);
+        let mut v = r.vcpu(0);
+        let page = Page::alloc(r.d.id).unwrap();
+        page.write(0, &[0xAB; 4]).unwrap();
+        r.d.p2m.lock().set(Gfn(0x90), page.clone(), P2mType::RamRo);
+        // str w3, [x?] at 0x90010: a permission fault (level 3).
+        let mut store = data_abort(0x9_0010, 4, 3, false, true);
+        store.esr = (store.esr & !0x3f) | 0x0f;
+        assert_eq!(v.handle_sync(&r.d, &store), None);
+        assert_eq!(v.ctx.regs.pc, ENTRY + 4, "the store is skipped");
+        let mut b = [0u8; 4];
+        page.read(0, &mut b).unwrap();
+        assert_eq!(b, [0xAB; 4], "and not performed");
+        // Without a syndrome it cannot be stepped over.
+        let mut no_isv = store;
+        no_isv.esr &= !(1 << 24);
+        assert_eq!(v.handle_sync(&r.d, &no_isv), Some(VcpuExit::Fault));
+        // A read permission fault there is not a discarded write.
+        let mut load = data_abort(0x9_0010, 4, 3, false, false);
+        load.esr = (load.esr & !0x3f) | 0x0f;
+        assert_eq!(v.handle_sync(&r.d, &load), Some(VcpuExit::Fault));
+        // Writable RAM: a permission fault there is fatal as before.
+        r.d.p2m.lock().set(Gfn(0x90), page, P2mType::RamRw);
+        assert_eq!(v.handle_sync(&r.d, &store), Some(VcpuExit::Fault));
+        assert_eq!(v.ctx.regs.pc, ENTRY + 4);
     }
 
     #[test]

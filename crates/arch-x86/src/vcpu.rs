@@ -530,5 +530,11 @@ mod tests {
         d.p2m.lock().remove(Gfn(3));
         v.dom.sync(&d);
         assert_eq!(v.dom.npt.lock().lookup(0x3000), None);
+        // A read-only p2m entry (a read-only grant mapping) is read-only in
+        // the nested tables.
+        let page = lantern_common::memory::Page::alloc(d.id).unwrap();
+        d.p2m.lock().set(Gfn(3), page.clone(), P2mType::RamRo);
+        v.dom.sync(&d);
+        assert_eq!(v.dom.npt.lock().lookup(0x3000), Some((page.host_addr(), false)));
     }
 }

@@ -11,6 +11,8 @@
 //!   same domain follow the active entry); otherwise `GNTST_general_error`;
 //! * a `GTF_readonly` entry is never pinned writable (`GNTST_general_error`,
 //!   Xen's status for "write-pin of a r/o grant entry");
+//! * an entry holds at most 128 pins of each kind (read-only, writable);
+//!   the next is `GNTST_general_error`, as Xen's 8-bit pin counters refuse;
 //! * `GTF_reading` is set while anything pins the entry, `GTF_writing` while
 //!   anything pins it writable; both are cleared by the last unpin;
 //! * a mapping holds a general reference on the granted frame and, when
@@ -39,6 +41,11 @@ use xen_abi::nr::{gntmap, gtf, mapidx};
 
 /// A `GNTST_*` status.
 pub type Status = i16;
+
+/// Pins of one kind (read-only or writable) an entry may hold: Xen counts
+/// each kind in 8 bits and refuses a pin once the counter's top bit is set
+/// (`GNTPIN_incr2oflow_mask`), so it can never overflow.
+const PIN_LIMIT: u32 = 1 << 7;
 
 /// How often a guest may race a grant entry's flags update before the pin
 /// fails (Xen allows five tries).
@@ -189,6 +196,17 @@ fn paged_frame(d: &Domain, gfn: Gfn, readonly: bool) -> Result<(PageRef, bool), 
     Ok((e.page.clone(), writable))
 }
 
+/// Whether one more pin of `a` would reach Xen's counter limit: a map
+/// checks the counter it increments; a copy refuses once any counter has
+/// reached it (`acquire_grant_for_copy`).
+fn near_overflow(a: &ActiveGrant, readonly: bool, mapflag: bool) -> bool {
+    if mapflag {
+        (if readonly { a.readers } else { a.writers }) >= PIN_LIMIT
+    } else {
+        a.readers >= PIN_LIMIT || a.writers >= PIN_LIMIT
+    }
+}
+
 /// Pins entry `gref` of `granter`'s table for `grantee` (a map when
 /// `mapflag`, else a copy) and returns the granted frame.
 fn pin(granter: &Domain, gref: u32, grantee: DomId, readonly: bool, mapflag: bool) -> Result<PageRef, Status> {
@@ -199,7 +217,9 @@ fn pin(granter: &Domain, gref: u32, grantee: DomId, readonly: bool, mapflag: boo
     }
     let (entry, off) = gt.entry_location(gref).map(|(p, o)| (p.clone(), o)).ok_or(st::BAD_GNTREF)?;
     let (pinned, writers) = match gt.active.get(&gref) {
-        Some(a) if a.pinned() && a.domid != grantee => return Err(st::GENERAL_ERROR),
+        Some(a) if a.pinned() && (a.domid != grantee || near_overflow(a, readonly, mapflag)) => {
+            return Err(st::GENERAL_ERROR)
+        }
         Some(a) => (a.pinned(), a.writers),
         None => (false, 0),
     };
@@ -461,4 +481,120 @@ pub fn release_all(d: &Domain, dir: &dyn DomainDirectory) {
         }
         f.page.put();
     }
+}
+
+/// One entry of a grant table that is in use: granting something
+/// (`GTF_permit_access` or another type) or still marked pinned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntryRow {
+    /// The grant reference.
+    pub gref: u32,
+    /// `GTF_*` as the guest and the hypervisor left them.
+    pub flags: u16,
+    /// The domain the entry names.
+    pub domid: DomId,
+    /// The granted gfn.
+    pub frame: u32,
+}
+
+/// One pinned entry of a grant table (the granter's side of a mapping or a
+/// copy in progress).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActiveRow {
+    /// The grant reference.
+    pub gref: u32,
+    /// The domain using it.
+    pub domid: DomId,
+    /// The granted gfn at the first pin.
+    pub gfn: Gfn,
+    /// Read-only and writable pins.
+    pub readers: u32,
+    /// Writable pins.
+    pub writers: u32,
+    /// The frame's general and writable reference counts.
+    pub refs: (u32, u32),
+}
+
+/// One mapping a domain holds of another domain's grant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MapRow {
+    /// The grant handle.
+    pub handle: u32,
+    /// The granting domain and its grant reference.
+    pub granter: DomId,
+    /// The grant reference.
+    pub gref: u32,
+    /// Where it is mapped in the holder's p2m.
+    pub gfn: Gfn,
+    /// Whether it is mapped read-only.
+    pub readonly: bool,
+    /// The frame's general and writable reference counts.
+    pub refs: (u32, u32),
+}
+
+/// A domain's grant state for debuggers (the gdb stub's `monitor grants`,
+/// a serial debug key): the table's version and frames, its entries in use,
+/// its pinned entries and the mappings the domain holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Summary {
+    /// The version in force.
+    pub version: u32,
+    /// Where each table frame is mapped in the domain ([`Gfn::INVALID`]:
+    /// not mapped by the guest).
+    pub frames: Vec<Gfn>,
+    /// Entries in use, by reference.
+    pub entries: Vec<EntryRow>,
+    /// Pinned entries, by reference.
+    pub active: Vec<ActiveRow>,
+    /// Mappings held, by handle.
+    pub maps: Vec<MapRow>,
+}
+
+/// The grant state of `d` (see [`Summary`]); takes `d`'s grant-table lock,
+/// then its p2m lock, never another domain's.
+pub fn summary(d: &Domain) -> Summary {
+    let gt = d.grant_table.lock();
+    let frames = {
+        let p2m = d.p2m.lock();
+        gt.frames.iter().map(|f| shared_gfn(f, &p2m)).collect()
+    };
+    let mut entries = Vec::new();
+    for gref in 0..gt.nr_entries() {
+        let Some((page, off)) = gt.entry_location(gref) else { break };
+        let Ok(raw) = page.read_uint(off, 8) else { continue };
+        let (flags, domid, frame) = (raw as u16, (raw >> 16) as u16, (raw >> 32) as u32);
+        if flags & (gtf::TYPE_MASK | gtf::READING | gtf::WRITING) != 0 {
+            entries.push(EntryRow { gref, flags, domid, frame });
+        }
+    }
+    let mut active: Vec<ActiveRow> = gt
+        .active
+        .iter()
+        .map(|(&gref, a)| ActiveRow {
+            gref,
+            domid: a.domid,
+            gfn: a.gfn,
+            readers: a.readers,
+            writers: a.writers,
+            refs: (a.page.refs(), a.page.writable_refs()),
+        })
+        .collect();
+    active.sort_by_key(|a| a.gref);
+    let maps = gt
+        .maptrack
+        .iter()
+        .enumerate()
+        .filter_map(|(h, m)| {
+            let m = m.as_ref()?;
+            Some(MapRow {
+                handle: h as u32,
+                granter: m.granter,
+                gref: m.gref,
+                gfn: m.gfn,
+                readonly: m.readonly,
+                refs: (m.page.refs(), m.page.writable_refs()),
+            })
+        })
+        .collect();
+    Summary { version: gt.version, frames, entries, active, maps }
 }

@@ -12,7 +12,8 @@ use core::fmt::Write;
 use lantern_common::arch::GuestMode;
 use lantern_common::area::{AreaKind, AreaMap, Placement};
 use lantern_common::domain::{Domain, Lifecycle};
-use lantern_common::memory::Page;
+use lantern_common::grant_table;
+use lantern_common::memory::{Gfn, Page};
 use xen_abi::layout::{GuestAbi, StructLayout};
 use xen_abi::nr::runstate;
 
@@ -31,6 +32,7 @@ Lantern monitor commands (add --json to any for one line of JSON):
   time dNvM               vcpu_time_info (in vcpu_info and the registered time area)
   shared-info dN          shared_info: where it is mapped, wallclock, event words
   areas [dN]              every vCPU area: kind, gfn, offset, size, layout, page refs
+  grants [dN]             grant tables: version, frames, entries in use, pins, maps held
   pause dN | unpause dN   domain pause count +1 / -1
   phys on|off             memory addresses are guest-physical / guest-virtual
 ";
@@ -103,6 +105,7 @@ pub fn run(t: &mut View<'_>, line: &str) -> String {
                     "time",
                     "shared-info",
                     "areas",
+                    "grants",
                     "pause",
                     "unpause",
                     "phys",
@@ -129,6 +132,7 @@ pub fn run(t: &mut View<'_>, line: &str) -> String {
         "time" => one_vcpu(t, arg).map(|(di, v)| time_cmd(t, di, v, &mut out)),
         "shared-info" => one_domain(t, arg).map(|di| shared_info(t, di, &mut out)),
         "areas" => select(t, arg).map(|sel| areas(t, &sel, &mut out)),
+        "grants" => domains_of(t, arg).map(|ds| grants(t, &ds, &mut out)),
         "pause" | "unpause" => one_domain(t, arg).and_then(|di| pause(t, di, cmd == "pause", &mut out)),
         "phys" => phys(t, arg, &mut out),
         other => Err(format!("unknown command `{other}` (try `monitor help`)")),
@@ -610,6 +614,84 @@ fn areas(t: &View<'_>, sel: &Sel, out: &mut Out) {
                 a.page.writable_refs()
             );
         }
+    }
+    j.end_arr().end_obj();
+    out.text = if out.json { j.finish() } else { s };
+}
+
+/// The domain indices `arg` names: one (`dN`) or all (none given).
+fn domains_of(t: &View<'_>, arg: Option<&str>) -> Result<Vec<usize>, String> {
+    match arg {
+        None | Some("all") => Ok((0..t.slots.len()).collect()),
+        Some(_) => one_domain(t, arg).map(|di| alloc::vec![di]),
+    }
+}
+
+fn gfn_text(g: Gfn) -> String {
+    if g == Gfn::INVALID {
+        "-".to_string()
+    } else {
+        format!("{:#x}", g.0)
+    }
+}
+
+/// `grants`: each domain's grant table from [`grant_table::summary`].
+fn grants(t: &View<'_>, dis: &[usize], out: &mut Out) {
+    let mut j = Json::new();
+    let mut s = String::new();
+    j.begin_obj().key("grants").begin_arr();
+    for &di in dis {
+        let d = &t.slots[di].domain;
+        let g = grant_table::summary(d);
+        j.begin_obj().kv_uint("d", d.id as u64).kv_uint("version", g.version as u64);
+        j.key("frames").begin_arr();
+        for f in &g.frames {
+            if *f == Gfn::INVALID {
+                j.null();
+            } else {
+                j.uint(f.0);
+            }
+        }
+        j.end_arr();
+        let frames: Vec<String> = g.frames.iter().map(|f| gfn_text(*f)).collect();
+        let _ = writeln!(s, "d{} grant table v{} frames [{}]", d.id, g.version, frames.join(" "));
+        j.key("entries").begin_arr();
+        for e in &g.entries {
+            j.begin_obj().kv_uint("ref", e.gref as u64).kv_uint("flags", e.flags as u64);
+            j.kv_uint("domid", e.domid as u64).kv_uint("frame", e.frame as u64).end_obj();
+            let _ = writeln!(s, "  entry ref {} flags {:#x} d{} frame {:#x}", e.gref, e.flags, e.domid, e.frame);
+        }
+        j.end_arr().key("active").begin_arr();
+        for a in &g.active {
+            j.begin_obj().kv_uint("ref", a.gref as u64).kv_uint("domid", a.domid as u64);
+            j.kv_uint("gfn", a.gfn.0).kv_uint("readers", a.readers as u64).kv_uint("writers", a.writers as u64);
+            j.kv_uint("refs", a.refs.0 as u64).kv_uint("writable_refs", a.refs.1 as u64).end_obj();
+            let _ = writeln!(
+                s,
+                "  pinned ref {} by d{} gfn {:#x} readers {} writers {} refs {} wr {}",
+                a.gref, a.domid, a.gfn.0, a.readers, a.writers, a.refs.0, a.refs.1
+            );
+        }
+        j.end_arr().key("maps").begin_arr();
+        for m in &g.maps {
+            j.begin_obj().kv_uint("handle", m.handle as u64).kv_uint("granter", m.granter as u64);
+            j.kv_uint("ref", m.gref as u64).kv_uint("gfn", m.gfn.0).key("readonly").bool(m.readonly);
+            j.kv_uint("refs", m.refs.0 as u64).kv_uint("writable_refs", m.refs.1 as u64).end_obj();
+            let _ = writeln!(
+                s,
+                "  map handle {} of d{} ref {} at gfn {:#x} {} refs {} wr {}",
+                m.handle,
+                m.granter,
+                m.gref,
+                m.gfn.0,
+                if m.readonly { "ro" } else { "rw" },
+                m.refs.0,
+                m.refs.1
+            );
+        }
+        j.end_arr().end_obj();
+        let _ =
+            writeln!(s, "  {} entries in use, {} pinned, {} maps held", g.entries.len(), g.active.len(), g.maps.len());
     }
     j.end_arr().end_obj();
     out.text = if out.json { j.finish() } else { s };

@@ -432,3 +432,74 @@ fn table_size_setup_and_version() {
         assert_eq!(f0.refs(), 0);
     }
 }
+
+#[test]
+fn the_summary_lists_entries_pins_and_maps_and_nothing_after_unmap_and_revoke() {
+    use lantern_common::grant_table::{summary, ActiveRow, EntryRow, MapRow};
+    for abi in layouts() {
+        let mut w = World::with_table(abi);
+        let shared = page(&w.d[0], SHARED_GFN);
+        let (refs, wr) = (shared.refs(), shared.writable_refs());
+        w.grant(5, 2, gtf::PERMIT_ACCESS, SHARED_GFN as u32);
+        let s = summary(&w.d[0]);
+        assert_eq!((s.version, s.frames.clone()), (1, vec![Gfn(TABLE_GFN)]), "{}", abi.name());
+        assert_eq!(
+            s.entries,
+            vec![EntryRow { gref: 5, flags: gtf::PERMIT_ACCESS, domid: 2, frame: SHARED_GFN as u32 }]
+        );
+        assert!(s.active.is_empty() && s.maps.is_empty());
+        let m = w.map(1, 5, 1, gntmap::HOST_MAP, MAP_GFN);
+        assert_eq!(m.status, st::OKAY);
+        let s = summary(&w.d[0]);
+        assert_eq!(s.entries[0].flags, gtf::PERMIT_ACCESS | gtf::READING | gtf::WRITING);
+        let counts = (refs + 2, wr + 1);
+        let pin = ActiveRow { gref: 5, domid: 2, gfn: Gfn(SHARED_GFN), readers: 0, writers: 1, refs: counts };
+        assert_eq!(s.active, vec![pin]);
+        let held = summary(&w.d[1]);
+        let map = MapRow { handle: m.handle, granter: 1, gref: 5, gfn: Gfn(MAP_GFN), readonly: false, refs: counts };
+        assert_eq!(held.maps, vec![map]);
+        assert_eq!(w.unmap(1, m.handle, MAP_GFN), st::OKAY);
+        // Revoked as a guest does: the entry back to GTF_invalid.
+        w.grant(5, 0, gtf::INVALID, 0);
+        let (s, held) = (summary(&w.d[0]), summary(&w.d[1]));
+        assert!(s.entries.is_empty() && s.active.is_empty() && held.maps.is_empty(), "{s:?} {held:?}");
+        assert_eq!((shared.refs(), shared.writable_refs()), (refs, wr));
+    }
+}
+
+#[test]
+fn pins_of_one_kind_stop_before_xens_8_bit_counter_overflows() {
+    for abi in layouts() {
+        let mut w = World::with_table(abi);
+        let shared = page(&w.d[0], SHARED_GFN);
+        let (refs, wr) = (shared.refs(), shared.writable_refs());
+        w.grant(5, 2, gtf::PERMIT_ACCESS, SHARED_GFN as u32);
+        // Xen refuses a pin once the counter's top bit is set: 128 of a kind.
+        let ro = gntmap::HOST_MAP | gntmap::READONLY;
+        let handles: Vec<u32> = (0..128)
+            .map(|i| {
+                let m = w.map(1, 5, 1, ro, 100 + i);
+                assert_eq!(m.status, st::OKAY, "{} pin {i}", abi.name());
+                m.handle
+            })
+            .collect();
+        assert_eq!(w.map(1, 5, 1, ro, 300).status, st::GENERAL_ERROR, "{}: 129th read pin", abi.name());
+        // A copy, which needs any counter below its top bit, is refused too.
+        let copy = w.copy(1, (1, 5, 0), (domid::SELF, MAP_GFN, 0), 8, gntcopy::SOURCE_GREF);
+        assert_eq!(copy, st::GENERAL_ERROR);
+        // Writable pins have their own counter.
+        let m = w.map(1, 5, 1, gntmap::HOST_MAP, 301);
+        assert_eq!(m.status, st::OKAY);
+        assert_eq!(w.unmap(1, m.handle, 301), st::OKAY);
+        // One unmapped: room for one more.
+        assert_eq!(w.unmap(1, handles[0], 100), st::OKAY);
+        let again = w.map(1, 5, 1, ro, 100);
+        assert_eq!(again.status, st::OKAY);
+        for (i, h) in handles.iter().enumerate().skip(1) {
+            assert_eq!(w.unmap(1, *h, 100 + i as u64), st::OKAY);
+        }
+        assert_eq!(w.unmap(1, again.handle, 100), st::OKAY);
+        assert_eq!((shared.refs(), shared.writable_refs()), (refs, wr));
+        assert_eq!(w.entry_flags(5), gtf::PERMIT_ACCESS);
+    }
+}

@@ -671,3 +671,44 @@ fn every_layout_serves_its_arch_through_the_stub() {
         assert!(text.contains("vcpu_info at gfn 0x5 offset 0x0"), "{}: {text}", l.abi.name());
     }
 }
+
+#[test]
+fn monitor_grants_lists_tables_pins_and_maps() {
+    use lantern_common::grant_table;
+    use xen_abi::nr::{gntmap, gtf};
+    let (d1, a1) = guest(1, layout("x86_64"), 1);
+    let (d2, a2) = guest(2, layout("x86_32"), 1);
+    grant_table::map_frame(&d1, 0, Gfn(20)).unwrap();
+    // Entry 7: d1's gfn 10 granted to d2 (flags, domid, frame).
+    let entry = [gtf::PERMIT_ACCESS.to_le_bytes(), 2u16.to_le_bytes()].concat();
+    write_phys(&d1, (20 << 12) + 7 * 8, &[entry, 10u32.to_le_bytes().to_vec()].concat()).unwrap();
+    let dir = vec![d1.clone()];
+    let h = grant_table::map_grant_ref(&d2, &dir, 30 << 12, gntmap::HOST_MAP, 7, 1).unwrap();
+    let mut c = Client::new(Hypervisor::new(vec![slot(d1.clone(), a1), slot(d2.clone(), a2)]));
+    c.attach();
+    let j = c.json("grants");
+    let g = j["grants"].as_array().unwrap();
+    assert_eq!(g.len(), 2);
+    assert_eq!((g[0]["d"].as_u64(), g[0]["version"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(g[0]["frames"][0], 20);
+    let e = &g[0]["entries"][0];
+    assert_eq!((e["ref"].as_u64(), e["domid"].as_u64(), e["frame"].as_u64()), (Some(7), Some(2), Some(10)));
+    assert_eq!(e["flags"].as_u64(), Some((gtf::PERMIT_ACCESS | gtf::READING | gtf::WRITING) as u64));
+    let a = &g[0]["active"][0];
+    assert_eq!((a["ref"].as_u64(), a["domid"].as_u64(), a["writers"].as_u64()), (Some(7), Some(2), Some(1)));
+    let m = &g[1]["maps"][0];
+    assert_eq!((m["handle"].as_u64(), m["granter"].as_u64(), m["gfn"].as_u64()), (Some(h as u64), Some(1), Some(30)));
+    assert_eq!(m["readonly"], false);
+    assert_eq!(m["writable_refs"], 1);
+    assert_eq!(g[1]["frames"].as_array().unwrap().len(), 0, "d2 never used its table");
+    let text = c.monitor("grants d2");
+    assert!(text.contains("map handle 0 of d1 ref 7 at gfn 0x1e rw"), "{text}");
+    assert!(text.contains("0 entries in use, 0 pinned, 1 maps held"), "{text}");
+    assert!(c.monitor("grants d9").starts_with("error"));
+    // After the unmap nothing is left mapped or pinned.
+    grant_table::unmap_grant_ref(&d2, &dir, 30 << 12, 0, h).unwrap();
+    let j = c.json("grants");
+    assert_eq!(j["grants"][0]["active"].as_array().unwrap().len(), 0);
+    assert_eq!(j["grants"][1]["maps"].as_array().unwrap().len(), 0);
+    assert_eq!(j["grants"][0]["entries"][0]["flags"].as_u64(), Some(gtf::PERMIT_ACCESS as u64));
+}

@@ -2,7 +2,8 @@
 //! max`). QEMU's generic loader puts the boot module at [`MODULES_ADDR`] and
 //! the command-line word `lantern.modules=ADDR,SIZE` tells the hypervisor;
 //! `lantern.semihosting` makes its power-off set QEMU's exit status. The
-//! demo guest is the arm64 test guest, one domain.
+//! demo guests are the arm64 test guest twice: two domains, so the
+//! scenario's grant-table checks have a peer.
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -30,13 +31,11 @@ const MODULES_MAX: u64 = 0x0800_0000;
 
 static GUEST_ABIS: [&dyn GuestAbi; 1] = [&ARM64];
 
-const DEMO_GUESTS: &[DemoGuest] = &[DemoGuest {
-    image: "guest",
-    crate_dir: "aarch64",
-    package: "lantern-guest-aarch64",
-    target: TARGET,
-    layout: "arm64",
-}];
+/// d1 and d2: the same arm64 test guest (one build), under two names.
+const DEMO_GUESTS: &[DemoGuest] = &[
+    DemoGuest { image: "guest", crate_dir: "aarch64", package: "lantern-guest-aarch64", target: TARGET, layout: "arm64" },
+    DemoGuest { image: "guest2", crate_dir: "aarch64", package: "lantern-guest-aarch64", target: TARGET, layout: "arm64" },
+];
 
 /// The machine: virt with EL2 and GICv3, one CPU; semihosting for the exit
 /// status.

@@ -187,18 +187,21 @@ impl Layout {
     /// `struct xen_add_to_physmap` mapping shared_info (`XENMAPSPACE_shared_info`,
     /// idx 0: the shared_info frame itself) at `gfn` of the calling domain.
     pub fn add_to_physmap_shared_info(&self, gfn: u64) -> AddToPhysmap {
+        self.add_to_physmap(mapspace::SHARED_INFO, 0, gfn)
+    }
+
+    /// `struct xen_add_to_physmap` mapping frame `idx` of `space`
+    /// (`XENMAPSPACE_*`) at `gfn` of the calling domain.
+    pub fn add_to_physmap(&self, space: u32, idx: u64, gfn: u64) -> AddToPhysmap {
         if self.xen_ulong_size == size_of::<u64>() as u32 {
-            AddToPhysmap::Ulong64(XenAddToPhysmap {
-                domid: domid::SELF,
-                space: mapspace::SHARED_INFO,
-                gpfn: gfn,
-                ..Default::default()
-            })
+            AddToPhysmap::Ulong64(XenAddToPhysmap { domid: domid::SELF, space, idx, gpfn: gfn, ..Default::default() })
         } else {
-            // A compat guest's frames are below 16 TiB: the gfn fits.
+            // A compat guest's frames are below 16 TiB (the gfn fits) and
+            // the spaces' indices are small.
             AddToPhysmap::Ulong32(XenAddToPhysmapUlong32 {
                 domid: domid::SELF,
-                space: mapspace::SHARED_INFO,
+                space,
+                idx: idx as u32,
                 gpfn: gfn as u32,
                 ..Default::default()
             })

@@ -30,6 +30,7 @@ mod basics;
 mod bench;
 mod bringup;
 pub mod console;
+mod grants;
 pub mod hypercall;
 pub mod identity;
 pub mod layout;

@@ -400,5 +400,6 @@ fn scenario_passes_against_mock_xen() {
         }
         assert!(log.contains(&format!("SCENARIO END passed={} failed=0", out.passed)));
         assert!(log.contains(&format!("layout={}", layout.name)));
+        assert!(log.contains("REPORT grants=not_run"), "no peer, no grants: said so");
     }
 }

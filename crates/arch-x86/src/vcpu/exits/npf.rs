@@ -1,7 +1,9 @@
 //! The nested-page-fault exit: a guest access to a frame the nested tables
 //! do not map (or map read-only). The platform-device window answers as Xen
 //! answers MMIO nobody claims: reads return all ones, writes are discarded.
-//! Any other fault crashes the domain.
+//! A write to read-only RAM (a read-only grant mapping) is discarded too, as
+//! Xen discards writes to `p2m_grant_map_ro` / `p2m_ram_ro` frames, and the
+//! guest continues after the store. Any other fault crashes the domain.
 
 use alloc::boxed::Box;
 
@@ -10,7 +12,7 @@ use lantern_common::arch::VcpuExit;
 use lantern_common::diag::Unhandled;
 use lantern_common::domain::Domain;
 use lantern_common::guest_memory::{GuestMemory, VirtMem};
-use lantern_common::memory::PAGE_SIZE;
+use lantern_common::memory::{P2mType, PAGE_SIZE};
 
 use crate::decode::{decode_mov_store_len, CodeSize, MAX_INSN_LEN};
 use crate::vcpu::{SvmShared, SvmVcpu};
@@ -60,32 +62,53 @@ impl SvmVcpu {
         }
     }
 
-    /// The nested page fault at EXITINFO2. Unclaimed MMIO gets the
-    /// read-only sink page; a read retries against it, a write is skipped
-    /// (its instruction decoded at RIP for the length, with no decode
-    /// assists under TCG) without being performed. Anything else, or a
-    /// write by an instruction the decoder does not know, crashes the
-    /// domain.
+    /// The nested page fault at EXITINFO2. A write to read-only RAM is
+    /// skipped without being performed. Unclaimed MMIO gets the read-only
+    /// sink page; a read retries against it, a write is skipped. Anything
+    /// else, or a write by an instruction the decoder does not know, crashes
+    /// the domain.
     pub(in crate::vcpu) fn handle_npf(&mut self, d: &Domain) -> Option<VcpuExit> {
         let (info, gpa) = (self.vmcb.control.exitinfo1, self.vmcb.control.exitinfo2);
+        let write = info & npf_info::WRITE != 0;
+        let read_only_ram = d.p2m.lock().get(Gpa(gpa).gfn()).is_some_and(|e| e.p2mt == P2mType::RamRo);
+        if write && read_only_ram {
+            d.note_unhandled(
+                Some(self.vcpu_id),
+                Unhandled::Access { space: "read-only RAM", index: gpa & !0xFFF, write, answer: "dropped" },
+            );
+            return self.skip_store(d, gpa, info, "read-only RAM");
+        }
         if !self.dom.map_unclaimed(d, gpa) {
             return Some(self.crash(d, "nested page fault (unmapped or read-only gpa)"));
         }
-        let write = info & npf_info::WRITE != 0;
         let answer = if write { "dropped" } else { "all ones" };
         d.note_unhandled(Some(self.vcpu_id), Unhandled::Access { space: "MMIO", index: gpa & !0xFFF, write, answer });
         if !write {
             return None;
         }
+        self.skip_store(d, gpa, info, "unclaimed MMIO")
+    }
+
+    /// Moves RIP past the store that faulted on `gpa` (decoded at RIP for
+    /// its length, with no decode assists under TCG), so the write is
+    /// discarded; a guest page-table update or an instruction the decoder
+    /// does not know crashes the domain.
+    fn skip_store(&mut self, d: &Domain, gpa: u64, info: u64, what: &str) -> Option<VcpuExit> {
         if info & npf_info::GUEST_WALK != 0 {
-            return Some(self.crash(d, "guest page-table update in unclaimed MMIO"));
+            log::error!("d{}v{}: guest page-table update in {what} {gpa:#x}", d.id, self.vcpu_id);
+            return Some(self.crash(d, "guest page-table update in unclaimed MMIO or read-only RAM"));
         }
         let mut bytes = [0u8; MAX_INSN_LEN];
         let rip = self.vmcb.save.cs.base.wrapping_add(self.vmcb.save.rip);
         VirtMem::new(d, self).read_prefix(Gva(rip), &mut bytes);
         let Some(len) = decode_mov_store_len(&bytes, self.code_size()) else {
-            log::error!("d{}v{}: write to unclaimed MMIO {gpa:#x} by {bytes:02x?}", d.id, self.vcpu_id);
-            return Some(self.crash(d, "write to unclaimed MMIO by an instruction the hypervisor cannot decode"));
+            log::error!("d{}v{}: write to {what} {gpa:#x} by {bytes:02x?}", d.id, self.vcpu_id);
+            return Some(
+                self.crash(
+                    d,
+                    "write to unclaimed MMIO or read-only RAM by an instruction the hypervisor cannot decode",
+                ),
+            );
         };
         let mut next = self.vmcb.save.rip.wrapping_add(len as u64);
         if self.code_size() != CodeSize::Bits64 {
@@ -167,5 +190,34 @@ mod tests {
             assert_eq!(v.handle_npf(&d), Some(VcpuExit::Fault), "{gpa:#x}");
             assert_eq!(v.vmcb.save.rip, 0x3000);
         }
+    }
+
+    #[test]
+    fn writes_to_read_only_ram_are_discarded() {
+        use lantern_common::memory::{P2mType, Page};
+        let d = domain(1);
+        let mut v = vcpu(0);
+        // mov dword [eax], ecx at 0x3000; the frame at 0x5000 read-only RAM
+        // (as a read-only grant mapping is).
+        PhysMem::new(&d).write_bytes(Gpa(0x3000), &[0x89, 0x08]).unwrap();
+        let page = Page::alloc(d.id).unwrap();
+        page.write(0, &[0xAB; 4]).unwrap();
+        d.p2m.lock().set(Gpa(0x5000).gfn(), page.clone(), P2mType::RamRo);
+        v.vmcb.save.rip = 0x3000;
+        v.vmcb.control.exitinfo1 = FINAL_GPA | WRITE | PRESENT;
+        v.vmcb.control.exitinfo2 = 0x5010;
+        assert_eq!(v.handle_npf(&d), None);
+        assert_eq!(v.vmcb.save.rip, 0x3002, "the store is skipped");
+        let mut b = [0u8; 4];
+        page.read(0, &mut b).unwrap();
+        assert_eq!(b, [0xAB; 4], "and not performed");
+        // A read fault on it cannot be (the nested tables map it readable
+        // before every entry): fatal, not retried forever.
+        v.vmcb.control.exitinfo1 = FINAL_GPA;
+        assert_eq!(v.handle_npf(&d), Some(VcpuExit::Fault));
+        // Writable RAM that faults is still fatal (nothing to discard).
+        d.p2m.lock().set(Gpa(0x5000).gfn(), page, P2mType::RamRw);
+        v.vmcb.control.exitinfo1 = FINAL_GPA | WRITE | PRESENT;
+        assert_eq!(v.handle_npf(&d), Some(VcpuExit::Fault));
     }
 }
