@@ -1,10 +1,12 @@
-//! A domain's event-channel port table (the state; the `EVTCHNOP_*`
-//! operations on it are in `evtchn`, the ABI-specific pending/mask logic in
-//! `evtchn::two_level` and `evtchn::fifo`).
+//! A domain's event-channel port table and the event-channel ABI in force
+//! (the state; the `EVTCHNOP_*` operations on it are in `evtchn`, the FIFO
+//! state in `fifo`).
 
 use alloc::vec::Vec;
 
-use crate::evtchn::EvtchnAbi;
+use alloc::boxed::Box;
+
+use crate::fifo::Fifo;
 use crate::memory::DomId;
 use xen_abi::errno::{Errno, XenResult};
 
@@ -12,6 +14,31 @@ use xen_abi::errno::{Errno, XenResult};
 /// `max_evtchn_port + 1` (Xen's per-domain cap), which bounds the table's
 /// heap use while leaving FIFO guests ports above the first event-array page.
 pub const MAX_PORTS: u32 = 8192;
+
+/// The event-channel ABI in force for a domain.
+pub enum EvtchnAbi {
+    /// Pending and mask bitmaps in shared_info (the default).
+    TwoLevel,
+    /// Event words in guest array pages, per-vCPU priority queues.
+    Fifo(Box<Fifo>),
+}
+
+impl EvtchnAbi {
+    /// Short name (`2-level`, `fifo`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            EvtchnAbi::TwoLevel => "2-level",
+            EvtchnAbi::Fifo(_) => "fifo",
+        }
+    }
+
+    /// Per-port ABI state of a newly bound port.
+    pub(crate) fn init_port(&mut self, port: u32) {
+        if let EvtchnAbi::Fifo(f) = self {
+            f.init_port(port);
+        }
+    }
+}
 
 /// What a port is bound to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,56 +1,31 @@
 //! Event channels in Xen's numbering and semantics: the `EVTCHNOP_*`
 //! operations on a domain's port table ([`crate::ports`]), loopback and true
 //! interdomain channels, VIRQ and IPI bindings, status, and the two
-//! event-channel ABIs — [`two_level`] (the default) and [`fifo`] (once the
-//! guest calls `init_control`) — behind [`EvtchnAbi`], so `send`, `unmask`
-//! and `close` never ask which one is in force.
+//! event-channel ABIs — `two_level` (the default) and FIFO (`fifo` here for
+//! its set-up operations, [`crate::fifo`] for its state; once the guest
+//! calls `init_control`) — behind [`EvtchnAbi`], so `send`, `unmask` and
+//! `close` never ask which one is in force.
 //!
 //! Locking: an operation holds its domain's event-channel lock; one that
 //! changes both ends of an interdomain channel holds both domains' locks,
 //! taken in domain-id order. Raising an event takes the target vCPU's area
 //! lock (to find its vcpu_info) under the event-channel lock.
 
-pub mod fifo;
+mod fifo;
 mod two_level;
 
-use alloc::boxed::Box;
 use alloc::vec::Vec;
 
-use crate::addr::PAGE_SIZE;
 use crate::directory::{lookup, DomainDirectory, NoDomains};
 use crate::domain::{Domain, Lifecycle};
-use crate::memory::{DomId, Gfn, PageRef};
+use crate::memory::{DomId, PageRef};
+pub use crate::ports::EvtchnAbi;
 use crate::ports::{Channel, ChannelState, EventChannels};
 use xen_abi::errno::{Errno, XenResult};
-use xen_abi::nr::{evtchn_fifo, evtchnstat, virq as nr_virq};
+use xen_abi::nr::{evtchnstat, virq as nr_virq};
 use xen_abi::public::EvtchnStatus;
 
-use self::fifo::Fifo;
-
-/// The event-channel ABI in force for a domain.
-pub enum EvtchnAbi {
-    /// Pending and mask bitmaps in shared_info (the default).
-    TwoLevel,
-    /// Event words in guest array pages, per-vCPU priority queues.
-    Fifo(Box<Fifo>),
-}
-
-impl EvtchnAbi {
-    /// Short name (`2-level`, `fifo`).
-    pub fn name(&self) -> &'static str {
-        match self {
-            EvtchnAbi::TwoLevel => "2-level",
-            EvtchnAbi::Fifo(_) => "fifo",
-        }
-    }
-
-    /// Per-port ABI state of a newly bound port.
-    pub(crate) fn init_port(&mut self, port: u32) {
-        if let EvtchnAbi::Fifo(f) = self {
-            f.init_port(port);
-        }
-    }
-}
+pub use self::fifo::{expand_array, init_control, set_priority};
 
 /// How a VIRQ is bound (Xen's `get_virq_type`): per vCPU, or once per
 /// domain (global and per-domain VIRQs, bound on vCPU 0 and movable).
@@ -75,7 +50,18 @@ fn raise(d: &Domain, t: &mut EventChannels, port: u32) {
         EvtchnAbi::TwoLevel => {
             let _ = two_level::set_pending(d, port, vcpu);
         }
-        EvtchnAbi::Fifo(f) => f.set_pending(d, port, vcpu),
+        EvtchnAbi::Fifo(f) => {
+            if f.set_pending(port, vcpu) {
+                mark_events_pending(d, vcpu);
+            }
+        }
+    }
+}
+
+/// The upcall for `vcpu` of `d` (FIFO: a queue became ready).
+fn mark_events_pending(d: &Domain, vcpu: u32) {
+    if let Ok(v) = d.vcpu(vcpu) {
+        d.vcpu_mark_events_pending(v);
     }
 }
 
@@ -314,7 +300,9 @@ pub fn unmask(d: &Domain, port: u32) -> XenResult<()> {
     match &mut t.abi {
         EvtchnAbi::TwoLevel => two_level::unmask(d, port, c.notify_vcpu),
         EvtchnAbi::Fifo(f) => {
-            f.unmask(d, port, c.notify_vcpu);
+            if f.unmask(port, c.notify_vcpu) {
+                mark_events_pending(d, c.notify_vcpu);
+            }
             Ok(())
         }
     }
@@ -347,76 +335,6 @@ pub fn held_pages(d: &Domain) -> Vec<PageRef> {
     match &d.evtchn.lock().abi {
         EvtchnAbi::TwoLevel => Vec::new(),
         EvtchnAbi::Fifo(f) => f.held_pages(),
-    }
-}
-
-/// `EVTCHNOP_init_control`: maps `vcpu`'s FIFO control block at `offset` of
-/// `gfn` (8-aligned, inside the page, else `-EINVAL`; `-ENOENT` for no such
-/// vCPU; `-EINVAL` for a frame that is not our writable RAM or a vCPU that
-/// has one). The first call switches the domain to FIFO: every port keeps
-/// its binding, gets the default priority, and a 2-level pending bit is
-/// carried over (re-raised once the array covers the port). Returns
-/// `EVTCHN_FIFO_LINK_BITS`.
-pub fn init_control(d: &Domain, gfn: u64, offset: u32, vcpu: u32) -> XenResult<u32> {
-    d.vcpu(vcpu)?;
-    if offset as usize > PAGE_SIZE - evtchn_fifo::CONTROL_BLOCK_SIZE
-        || !offset.is_multiple_of(evtchn_fifo::CONTROL_BLOCK_ALIGN)
-    {
-        return Err(Errno::EINVAL);
-    }
-    if matches!(&d.evtchn.lock().abi, EvtchnAbi::Fifo(f) if f.has_control_block(vcpu)) {
-        return Err(Errno::EINVAL);
-    }
-    let page = d.get_writable_page(Gfn(gfn)).map_err(|_| Errno::EINVAL)?;
-    let mut t = d.evtchn.lock();
-    if let EvtchnAbi::TwoLevel = t.abi {
-        let mut f = Fifo::new(d.max_vcpus());
-        for (port, _) in t.iter() {
-            f.init_port(port);
-            if two_level::is_pending(d, port) {
-                f.save_pending(port);
-            }
-        }
-        t.abi = EvtchnAbi::Fifo(Box::new(f));
-    }
-    let EvtchnAbi::Fifo(f) = &mut t.abi else { unreachable!("switched to FIFO above") };
-    f.map_control_block(vcpu, page, offset as usize)?;
-    Ok(evtchn_fifo::LINK_BITS)
-}
-
-/// `EVTCHNOP_expand_array`: adds `gfn` as the next event-array page
-/// (`-EOPNOTSUPP` before `init_control`, `-ENOSPC` when the array is
-/// full, `-EINVAL` for a frame that is not our writable RAM), then raises
-/// the newly covered ports that were raised while uncovered.
-pub fn expand_array(d: &Domain, gfn: u64) -> XenResult<()> {
-    let mut t = d.evtchn.lock();
-    let EvtchnAbi::Fifo(f) = &mut t.abi else { return Err(Errno::EOPNOTSUPP) };
-    if f.array_full() {
-        return Err(Errno::ENOSPC);
-    }
-    let page = d.get_writable_page(Gfn(gfn)).map_err(|_| Errno::EINVAL)?;
-    let covered = f.add_array_page(page)?;
-    for port in covered {
-        if !t.is_valid(port) {
-            break;
-        }
-        let EvtchnAbi::Fifo(f) = &mut t.abi else { break };
-        if f.take_saved_pending(port) && t.get(port).is_some() {
-            raise(d, &mut t, port);
-        }
-    }
-    Ok(())
-}
-
-/// `EVTCHNOP_set_priority`: `-EINVAL` for an invalid port or a priority
-/// above `EVTCHN_FIFO_PRIORITY_MIN`; `-ENOSYS` under 2-level, which has no
-/// priorities.
-pub fn set_priority(d: &Domain, port: u32, priority: u32) -> XenResult<()> {
-    let mut t = d.evtchn.lock();
-    channel(&t, port)?;
-    match &mut t.abi {
-        EvtchnAbi::TwoLevel => Err(Errno::ENOSYS),
-        EvtchnAbi::Fifo(f) => f.set_priority(port, priority),
     }
 }
 
