@@ -562,6 +562,29 @@ fn switching_to_fifo_keeps_2level_pending_ports() {
     });
 }
 
+#[test]
+fn soft_reset_closes_the_ends_and_returns_to_2level() {
+    for_each_layout(|w| {
+        let name = w.abi.name();
+        let p1 = w.alloc_unbound(0, 2);
+        let p2 = w.bind_interdomain(1, 1, p1).unwrap();
+        let g = FifoGuest::new(w, 1);
+        let baseline = (1, 0); // the p2m's reference only
+        assert_ne!((g.cb.refs(), g.cb.writable_refs()), baseline);
+        w.d[0].shutdown(xen_abi::nr::shutdown::SOFT_RESET);
+        lifecycle::soft_reset_among(&w.d[0], &FakeDomain, &vec![w.d[1].clone()]).unwrap();
+        let s = w.status(1, domid::SELF, p2).unwrap();
+        assert_eq!((s.status, s.u0), (evtchnstat::UNBOUND, 1), "{name}: the peer end is unbound");
+        assert_eq!(evtchn::abi_name(&w.d[0]), "2-level", "{name}");
+        assert_eq!((g.cb.refs(), g.cb.writable_refs()), baseline, "{name}: control block released");
+        assert_eq!((g.array[0].refs(), g.array[0].writable_refs()), baseline, "{name}: array page released");
+        // The reset domain may bind the peer's end again, on 2-level.
+        let q1 = w.bind_interdomain(0, 2, p2).unwrap();
+        assert_eq!(w.port_op(1, evtchnop::SEND, p2), None);
+        assert!(w.pending_2l(0, q1), "{name}");
+    });
+}
+
 /// One step of the property test.
 #[derive(Clone, Debug)]
 enum Step {
