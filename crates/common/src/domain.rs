@@ -4,8 +4,10 @@
 //! Locking, after Xen: `Domain::lock` is the domain lock and is held only for
 //! the short critical sections that swap guest areas or tear them down; the
 //! p2m, the per-vCPU area slots, the grant table and the event channels have
-//! their own spin locks. Lock order: domain lock → vCPU areas → grant table →
-//! p2m → event channels.
+//! their own spin locks. Lock order: domain lock → event channels (two
+//! domains' in domain-id order) → vCPU areas → grant table → p2m: raising
+//! an event reads the vCPU's vcpu_info placement, and FIFO `expand_array`
+//! looks its frame up in the p2m, under the event-channel lock.
 
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -250,7 +252,7 @@ impl Domain {
             vcpus,
             pause_count: AtomicU32::new(0),
             lifecycle: spin::Mutex::new(Lifecycle::Running),
-            evtchn: spin::Mutex::new(EventChannels::new()),
+            evtchn: spin::Mutex::new(EventChannels::with_word_size(cfg.abi.xen_ulong_size())),
             console: spin::Mutex::new(Console::new(cfg.id, cfg.console)),
             diag: spin::Mutex::new(Diagnostics::default()),
             grant_table: spin::Mutex::new(GrantTable::new()),
@@ -282,6 +284,7 @@ impl Domain {
             return Err(Errno::EBUSY);
         }
         *self.abi.write() = abi;
+        self.evtchn.lock().set_word_size(abi.xen_ulong_size());
         // Default vcpu_info slots move with the layout.
         for v in &self.vcpus {
             let mut a = v.areas.lock();

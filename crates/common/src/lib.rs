@@ -19,6 +19,7 @@ pub mod diag;
 pub mod directory;
 pub mod domain;
 pub mod evtchn;
+pub mod fifo;
 pub mod grant_table;
 pub mod grants;
 pub mod guest_area;

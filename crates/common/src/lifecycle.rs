@@ -24,13 +24,14 @@ pub fn kill(d: &Domain) {
 
 /// `domain_kill`: pauses the domain, unmaps every guest area (dropping their
 /// page references), tears down its grant mappings and the mappings the
-/// domains of `others` hold of its grants, closes all event channels and
+/// domains of `others` hold of its grants, closes all event channels (the
+/// peer ends in `others` go back to unbound; FIFO pages are released) and
 /// releases all memory.
 pub fn kill_among(d: &Domain, others: &dyn DomainDirectory) {
     d.pause();
     guest_area::unmap_all(d);
     crate::grant_table::release_all(d, others);
-    crate::evtchn::reset(d);
+    crate::evtchn::reset_among(d, others);
     d.p2m.lock().clear();
     d.set_lifecycle(Lifecycle::Dead);
     let _ = d.unpause();
@@ -40,17 +41,23 @@ pub fn kill_among(d: &Domain, others: &dyn DomainDirectory) {
 /// says, else its errno), and only once every vCPU is paused for shutdown —
 /// the domain has shut down (`SCHEDOP_shutdown`), else `-EINVAL`. Then every
 /// event channel is closed (pending and mask bits cleared in shared_info
-/// too), every guest area unmapped, and the RAM at shared_info's gfn given
+/// too, the ABI back to 2-level), every guest area unmapped, and the RAM at shared_info's gfn given
 /// back as a fresh page (the shared_info frame itself stays the domain's,
 /// unmapped until the guest maps it again), so the new kernel finds no hole.
 /// Memory and vCPU states are kept; the domain resumes where its vCPUs were.
 pub fn soft_reset(d: &Domain, arch: &dyn ArchDomain) -> XenResult<()> {
+    soft_reset_among(d, arch, &NoDomains)
+}
+
+/// [`soft_reset`] of a domain whose interdomain peers are in `others`:
+/// their ends go back to unbound when its ports close.
+pub fn soft_reset_among(d: &Domain, arch: &dyn ArchDomain, others: &dyn DomainDirectory) -> XenResult<()> {
     arch.soft_reset_supported()?;
     if !matches!(d.lifecycle(), Lifecycle::Shutdown(_)) {
         return Err(Errno::EINVAL);
     }
     d.pause();
-    crate::evtchn::reset(d);
+    crate::evtchn::reset_among(d, others);
     guest_area::unmap_all(d);
     let result = d.replace_shared_info_gfn();
     match result {

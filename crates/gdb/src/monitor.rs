@@ -30,7 +30,7 @@ Lantern monitor commands (add --json to any for one line of JSON):
   vcpu-info dNvM|dN|all   vcpu_info decoded in the layout in force, and where it lives
   runstate dNvM           runstate (hypervisor copy and the registered area)
   time dNvM               vcpu_time_info (in vcpu_info and the registered time area)
-  shared-info dN          shared_info: where it is mapped, wallclock, event words
+  shared-info dN          shared_info: where it is mapped, event-channel ABI, wallclock, event words
   areas [dN]              every vCPU area: kind, gfn, offset, size, layout, page refs
   grants [dN]             grant tables: version, frames, entries in use, pins, maps held
   pause dN | unpause dN   domain pause count +1 / -1
@@ -561,14 +561,18 @@ fn shared_info(t: &View<'_>, di: usize, out: &mut Out) {
     let mut s = String::new();
     j.begin_obj().kv_uint("d", d.id as u64).kv_str("layout", abi.name()).kv_opt_uint("gfn", gfn);
     j.kv_uint("refs", page.refs() as u64).kv_uint("writable_refs", page.writable_refs() as u64);
+    // The event words below are only in use under the 2-level ABI.
+    let evtchn_abi = lantern_common::evtchn::abi_name(d);
+    j.kv_str("evtchn_abi", evtchn_abi);
     let _ = writeln!(
         s,
-        "d{} shared_info ({} layout) {}; page refs {} writable {}",
+        "d{} shared_info ({} layout) {}; page refs {} writable {}; event channels {}",
         d.id,
         abi.name(),
         gfn.map(|g| format!("mapped at gfn {g:#x}")).unwrap_or_else(|| "not mapped by the guest".to_string()),
         page.refs(),
-        page.writable_refs()
+        page.writable_refs(),
+        evtchn_abi
     );
     if let Some(layout) = abi.struct_layout("shared_info") {
         j.key("fields");

@@ -330,12 +330,84 @@ pub mod evtchnop {
     pub const BIND_VCPU: u64 = 8;
     /// `EVTCHNOP_unmask`.
     pub const UNMASK: u64 = 9;
+    /// `EVTCHNOP_reset` (not implemented: `-ENOSYS`).
+    pub const RESET: u64 = 10;
+    /// `EVTCHNOP_init_control` (FIFO ABI).
+    pub const INIT_CONTROL: u64 = 11;
+    /// `EVTCHNOP_expand_array` (FIFO ABI).
+    pub const EXPAND_ARRAY: u64 = 12;
+    /// `EVTCHNOP_set_priority` (FIFO ABI).
+    pub const SET_PRIORITY: u64 = 13;
+    /// `EVTCHNOP_reset_cont` (not implemented: `-ENOSYS`).
+    pub const RESET_CONT: u64 = 14;
+}
+
+/// `EVTCHNSTAT_*`: the `status` field of `EVTCHNOP_status`.
+pub mod evtchnstat {
+    /// `EVTCHNSTAT_closed`: free (or the reserved port 0).
+    pub const CLOSED: u32 = 0;
+    /// `EVTCHNSTAT_unbound`: waiting for a remote domain to bind.
+    pub const UNBOUND: u32 = 1;
+    /// `EVTCHNSTAT_interdomain`: connected to a remote port.
+    pub const INTERDOMAIN: u32 = 2;
+    /// `EVTCHNSTAT_pirq`: bound to a physical IRQ (never, here).
+    pub const PIRQ: u32 = 3;
+    /// `EVTCHNSTAT_virq`: bound to a VIRQ.
+    pub const VIRQ: u32 = 4;
+    /// `EVTCHNSTAT_ipi`: an IPI channel.
+    pub const IPI: u32 = 5;
+}
+
+/// The FIFO event-channel ABI (`event_channel.h`, `EVTCHN_FIFO_*`).
+pub mod evtchn_fifo {
+    /// `EVTCHN_FIFO_PRIORITY_MAX`: the most urgent priority.
+    pub const PRIORITY_MAX: u32 = 0;
+    /// `EVTCHN_FIFO_PRIORITY_DEFAULT`: every port's priority when bound.
+    pub const PRIORITY_DEFAULT: u32 = 7;
+    /// `EVTCHN_FIFO_PRIORITY_MIN`: the least urgent priority.
+    pub const PRIORITY_MIN: u32 = 15;
+    /// `EVTCHN_FIFO_MAX_QUEUES`: queues (priorities) per vCPU.
+    pub const MAX_QUEUES: usize = 16;
+    /// `EVTCHN_FIFO_LINK_BITS`: width of an event word's link field.
+    pub const LINK_BITS: u32 = 17;
+    /// `EVTCHN_FIFO_LINK_MASK`.
+    pub const LINK_MASK: u32 = (1 << LINK_BITS) - 1;
+    /// `EVTCHN_FIFO_NR_CHANNELS`: ports the ABI can name.
+    pub const NR_CHANNELS: u32 = 1 << LINK_BITS;
+    /// `EVTCHN_FIFO_PENDING`: bit number in an event word.
+    pub const PENDING: u32 = 31;
+    /// `EVTCHN_FIFO_MASKED`.
+    pub const MASKED: u32 = 30;
+    /// `EVTCHN_FIFO_LINKED`.
+    pub const LINKED: u32 = 29;
+    /// `EVTCHN_FIFO_BUSY`.
+    pub const BUSY: u32 = 28;
+    /// Size of an `event_word_t`.
+    pub const EVENT_WORD_SIZE: usize = 4;
+    /// Size of `struct evtchn_fifo_control_block` (`ready`, `_rsvd`, `head[16]`).
+    pub const CONTROL_BLOCK_SIZE: usize = 8 + 4 * MAX_QUEUES;
+    /// Offset of `ready` in the control block.
+    pub const CONTROL_BLOCK_READY: usize = 0;
+    /// Offset of `head[0]` in the control block.
+    pub const CONTROL_BLOCK_HEAD: usize = 8;
+    /// Required alignment of the control block's offset in its page.
+    pub const CONTROL_BLOCK_ALIGN: u32 = 8;
 }
 
 /// `VIRQ_*` (`xen.h`).
 pub mod virq {
-    /// `VIRQ_TIMER`.
+    /// `VIRQ_TIMER` (per vCPU).
     pub const TIMER: u32 = 0;
+    /// `VIRQ_DEBUG` (per vCPU).
+    pub const DEBUG: u32 = 1;
+    /// `VIRQ_CONSOLE` (global).
+    pub const CONSOLE: u32 = 2;
+    /// `VIRQ_XENOPROF` (per vCPU).
+    pub const XENOPROF: u32 = 7;
+    /// `VIRQ_ARGO` (per domain).
+    pub const ARGO: u32 = 11;
+    /// `VIRQ_XENPMU` (per vCPU).
+    pub const XENPMU: u32 = 13;
     /// `NR_VIRQS`.
     pub const NR_VIRQS: u32 = 24;
 }

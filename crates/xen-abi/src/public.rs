@@ -223,6 +223,61 @@ mirror! {
 }
 
 mirror! {
+    /// `struct evtchn_status`: the same in every layout (no `xen_ulong_t`).
+    pub struct EvtchnStatus {
+        /// Domain whose port is asked about (in; `DOMID_SELF` allowed).
+        pub dom: u16,
+        /// Padding.
+        pub pad: u16,
+        /// The port (in).
+        pub port: u32,
+        /// `EVTCHNSTAT_*` (out).
+        pub status: u32,
+        /// vCPU the port notifies (out).
+        pub vcpu: u32,
+        /// `u.unbound.dom`, `u.interdomain.dom` (low 16 bits; out), or
+        /// `u.pirq` / `u.virq` (all 32 bits).
+        pub u0: u32,
+        /// `u.interdomain.port` (out).
+        pub u1: u32,
+    }
+}
+
+mirror! {
+    /// `struct evtchn_init_control` (FIFO ABI).
+    pub struct EvtchnInitControl {
+        /// Guest frame holding the vCPU's control block (in).
+        pub control_gfn: u64,
+        /// Offset of the control block in that frame (in).
+        pub offset: u32,
+        /// The vCPU (in).
+        pub vcpu: u32,
+        /// `EVTCHN_FIFO_LINK_BITS` (out).
+        pub link_bits: u32,
+        /// Padding.
+        pub pad: [u8; 4],
+    }
+}
+
+mirror! {
+    /// `struct evtchn_expand_array` (FIFO ABI).
+    pub struct EvtchnExpandArray {
+        /// Guest frame to add to the event array (in).
+        pub array_gfn: u64,
+    }
+}
+
+mirror! {
+    /// `struct evtchn_set_priority` (FIFO ABI).
+    pub struct EvtchnSetPriority {
+        /// The port.
+        pub port: u32,
+        /// `EVTCHN_FIFO_PRIORITY_*` range.
+        pub priority: u32,
+    }
+}
+
+mirror! {
     /// `struct grant_entry_v1`: one entry of a v1 grant table, written by
     /// the granting guest.
     pub struct GrantEntryV1 {
@@ -419,6 +474,9 @@ const _: () = {
     assert!(size_of::<XenAddToPhysmap>() == 24 && size_of::<XenAddToPhysmapUlong32>() == 16);
     assert!(size_of::<EvtchnAllocUnbound>() == 8 && size_of::<EvtchnBindInterdomain>() == 12);
     assert!(size_of::<EvtchnBindVirq>() == 12 && size_of::<EvtchnBindIpi>() == 8);
+    assert!(size_of::<EvtchnStatus>() == 24 && offset_of!(EvtchnStatus, u0) == 16);
+    assert!(size_of::<EvtchnInitControl>() == 24 && offset_of!(EvtchnInitControl, link_bits) == 16);
+    assert!(size_of::<EvtchnExpandArray>() == 8 && size_of::<EvtchnSetPriority>() == 8);
     assert!(size_of::<GrantEntryV1>() == crate::nr::gnttab::ENTRY_V1_SIZE);
     assert!(size_of::<GnttabSetupTable>() == 24 && offset_of!(GnttabSetupTable, frame_list) == 16);
     assert!(size_of::<GnttabSetupTableHandle32>() == 16 && offset_of!(GnttabSetupTableHandle32, frame_list) == 12);

@@ -41,7 +41,8 @@ fn guest(id: u16, abi: &'static dyn GuestAbi, vcpus: u32) -> (Arc<Domain>, Vec<B
 
 /// d1: x86_64, 4 vCPUs, vcpu_info of v0 registered at gfn 5 offset 0x40, a
 /// runstate and time area, shared_info mapped at gfn 8. d2: x86_32, 2 vCPUs,
-/// v1 registered at gfn 6 offset 0x20. d3: arm64, 2 vCPUs, v0 at gfn 7.
+/// v1 registered at gfn 6 offset 0x20. d3: arm64, 2 vCPUs, v0 at gfn 7, on
+/// FIFO event channels (v0's control block at gfn 10).
 fn system() -> Hypervisor {
     let (d1, a1) = guest(1, layout("x86_64"), 4);
     d1.map_shared_info(Gfn(8)).unwrap();
@@ -52,6 +53,7 @@ fn system() -> Hypervisor {
     guest_area::register_vcpu_info(&d2, Some(1), d2.vcpu(1).unwrap(), Gfn(6), 0x20).unwrap();
     let (d3, a3) = guest(3, layout("arm64"), 2);
     guest_area::register_vcpu_info(&d3, Some(0), d3.vcpu(0).unwrap(), Gfn(7), 0).unwrap();
+    lantern_common::evtchn::init_control(&d3, 10, 0, 0).unwrap();
     // A recognisable guest variable at gpa 0x3000 (gva VBASE + 0x3000).
     write_phys(&d1, 0x3000, b"lantern!").unwrap();
     Hypervisor::new(vec![slot(d1, a1), slot(d2, a2), slot(d3, a3)])
@@ -398,6 +400,10 @@ fn monitor_runstate_time_shared_info_areas() {
     assert!(j["fields"]["evtchn_pending"].is_array());
     assert_eq!(c.json("shared-info d2")["gfn"], Value::Null);
     assert!(c.monitor("shared-info d2").contains("not mapped by the guest"));
+    assert_eq!(j["evtchn_abi"], "2-level");
+    assert!(c.monitor("shared-info d1").contains("event channels 2-level"));
+    assert_eq!(c.json("shared-info d3")["evtchn_abi"], "fifo");
+    assert!(c.monitor("shared-info d3").contains("event channels fifo"));
 
     let j = c.json("areas d1");
     let areas = j["areas"].as_array().unwrap();

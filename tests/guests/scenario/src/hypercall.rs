@@ -5,9 +5,9 @@
 use core::fmt;
 
 use xen_abi::nr::{consoleio, hypercall, memop, schedop, vcpuop, xenver};
-use xen_abi::public::{SchedShutdown, VcpuRegisterArea, VcpuRegisterVcpuInfo};
+use xen_abi::public::{EvtchnPort, SchedShutdown, VcpuRegisterArea, VcpuRegisterVcpuInfo};
 use xen_abi::Errno;
-use zerocopy::IntoBytes;
+use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 use crate::{Guest, Layout};
 
@@ -87,6 +87,22 @@ pub fn console_write(g: &dyn Guest, bytes: &[u8]) -> i64 {
 pub fn add_to_physmap_shared_info(g: &dyn Guest, layout: &Layout, gfn: u64) -> i64 {
     let arg = layout.add_to_physmap_shared_info(gfn);
     g.hypercall(hypercall::MEMORY_OP, [memop::ADD_TO_PHYSMAP, g.gpa_of(arg.as_bytes().as_ptr()), 0, 0, 0])
+}
+
+/// `event_channel_op(cmd, &arg)`: the result and the argument struct as
+/// the hypervisor left it (read back from guest memory, since it wrote
+/// there behind the compiler's back).
+pub fn evtchn_op<T: IntoBytes + FromBytes + Immutable>(g: &dyn Guest, cmd: u64, arg: T) -> (i64, T) {
+    let gpa = g.gpa_of(arg.as_bytes().as_ptr());
+    let rc = g.hypercall(hypercall::EVENT_CHANNEL_OP, [cmd, gpa, 0, 0, 0]);
+    let mut out = T::new_zeroed();
+    g.read(gpa, out.as_mut_bytes());
+    (rc, out)
+}
+
+/// `EVTCHNOP_send`, `EVTCHNOP_close` or `EVTCHNOP_unmask` of `port`.
+pub fn evtchn_port_op(g: &dyn Guest, cmd: u64, port: u32) -> i64 {
+    evtchn_op(g, cmd, EvtchnPort { port }).0
 }
 
 /// A hypercall result as failure reasons name it: `0`, `-EINVAL` (any errno

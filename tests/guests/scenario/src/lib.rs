@@ -15,7 +15,8 @@
 //! - the checks, one module per topic: `basics` (xen_version, shared_info),
 //!   `upcall` (event upcalls), `vcpu_info` (registration on vCPU 0),
 //!   `bringup` (secondary vCPUs: dummy area, remote registration), `time_area`,
-//!   `runstate`;
+//!   `runstate`, `fifo` (event-channel status and the FIFO ABI; last, as the
+//!   switch is one-way);
 //! - `bench` (the `bench` command-line word) and `report` (`REPORT` lines);
 //! - the tools they use: [`hypercall`], [`layout`], [`console`], [`identity`].
 #![cfg_attr(not(test), no_std)]
@@ -30,6 +31,7 @@ mod basics;
 mod bench;
 mod bringup;
 pub mod console;
+mod fifo;
 mod grants;
 pub mod hypercall;
 pub mod identity;

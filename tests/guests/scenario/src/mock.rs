@@ -9,6 +9,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use xen_abi::nr::{consoleio, domid, hypercall as hc, mapspace, runstate, schedop, vcpuop, xenver};
+use xen_abi::nr::{evtchn_fifo as ff, evtchnop, evtchnstat};
+use xen_abi::public::{
+    EvtchnAllocUnbound, EvtchnBindIpi, EvtchnBindVirq, EvtchnExpandArray, EvtchnInitControl, EvtchnPort,
+    EvtchnSetPriority, EvtchnStatus,
+};
 use xen_abi::public::{VcpuRegisterArea, VcpuRegisterVcpuInfo, VcpuTimeInfo, XenAddToPhysmap, XenAddToPhysmapUlong32};
 use xen_abi::Errno;
 use zerocopy::{FromBytes, IntoBytes};
@@ -40,11 +45,29 @@ struct VcpuState {
     rs_entry: u64,
 }
 
+/// A simulated event channel: `EVTCHNSTAT_*`, the VIRQ, the FIFO priority.
+#[derive(Clone, Copy, Default)]
+struct Port {
+    status: u32,
+    virq: u32,
+    priority: u32,
+}
+
+/// The simulated event channels (vCPU 0 only, FIFO once initialised).
+#[derive(Default)]
+struct Evtchn {
+    ports: Vec<Port>,
+    control_block: u64,
+    array: Vec<u64>,
+    tails: [u32; ff::MAX_QUEUES],
+}
+
 struct State {
     mapped: bool,
     vcpus: Vec<VcpuState>,
     lines: String,
     partial: String,
+    evtchn: Evtchn,
 }
 
 struct MockXen {
@@ -86,7 +109,13 @@ impl MockXen {
             dummy_refused,
             clock: AtomicU64::new(1_000_000),
             done: AtomicBool::new(false),
-            st: Mutex::new(State { mapped: false, vcpus, lines: String::new(), partial: String::new() }),
+            st: Mutex::new(State {
+                mapped: false,
+                vcpus,
+                lines: String::new(),
+                partial: String::new(),
+                evtchn: Evtchn::default(),
+            }),
         }))
     }
 
@@ -167,6 +196,128 @@ impl MockXen {
         if deliver {
             crate::on_upcall(self, v);
         }
+    }
+
+    /// The event-channel ops the scenario makes, on vCPU 0: binds, status,
+    /// close, and FIFO set-up, priorities and sends (linking as Xen does).
+    fn evtchn_op(&self, cmd: u64, arg: u64) -> i64 {
+        let mut st = self.st.lock().unwrap();
+        let e = &mut st.evtchn;
+        if e.ports.is_empty() {
+            e.ports.push(Port { status: evtchnstat::IPI, ..Port::default() }); // reserved port 0
+        }
+        let alloc = |e: &mut Evtchn, status: u32, virq: u32| -> u32 {
+            let p = Port { status, virq, priority: ff::PRIORITY_DEFAULT };
+            match (1..e.ports.len()).find(|&i| e.ports[i].status == evtchnstat::CLOSED) {
+                Some(i) => {
+                    e.ports[i] = p;
+                    i as u32
+                }
+                None => {
+                    e.ports.push(p);
+                    e.ports.len() as u32 - 1
+                }
+            }
+        };
+        match cmd {
+            evtchnop::BIND_VIRQ => {
+                let mut a: EvtchnBindVirq = self.get(arg);
+                a.port = alloc(e, evtchnstat::VIRQ, a.virq);
+                self.put(arg, a.as_bytes());
+            }
+            evtchnop::BIND_IPI => {
+                let mut a: EvtchnBindIpi = self.get(arg);
+                a.port = alloc(e, evtchnstat::IPI, 0);
+                self.put(arg, a.as_bytes());
+            }
+            evtchnop::ALLOC_UNBOUND => {
+                let mut a: EvtchnAllocUnbound = self.get(arg);
+                a.port = alloc(e, evtchnstat::UNBOUND, 0);
+                self.put(arg, a.as_bytes());
+            }
+            evtchnop::STATUS => {
+                let mut a: EvtchnStatus = self.get(arg);
+                let Some(p) = e.ports.get(a.port as usize).copied() else {
+                    return Errno::EINVAL.to_hypercall_ret();
+                };
+                a.status = if a.port == 0 { evtchnstat::CLOSED } else { p.status };
+                a.vcpu = 0;
+                a.u0 = p.virq;
+                self.put(arg, a.as_bytes());
+            }
+            evtchnop::CLOSE => {
+                let EvtchnPort { port } = self.get(arg);
+                match e.ports.get_mut(port as usize) {
+                    Some(p) if port != 0 && p.status != evtchnstat::CLOSED => p.status = evtchnstat::CLOSED,
+                    _ => return Errno::EINVAL.to_hypercall_ret(),
+                }
+                if let Some(w) = Self::word(e, port) {
+                    let v: u32 = self.get(w);
+                    self.put(w, &(v & !(1 << ff::PENDING)).to_le_bytes());
+                }
+            }
+            evtchnop::INIT_CONTROL => {
+                let mut a: EvtchnInitControl = self.get(arg);
+                e.control_block = a.control_gfn * PAGE_SIZE + a.offset as u64;
+                a.link_bits = ff::LINK_BITS;
+                self.put(arg, a.as_bytes());
+            }
+            evtchnop::EXPAND_ARRAY => {
+                let a: EvtchnExpandArray = self.get(arg);
+                e.array.push(a.array_gfn * PAGE_SIZE);
+            }
+            evtchnop::SET_PRIORITY => {
+                let a: EvtchnSetPriority = self.get(arg);
+                e.ports[a.port as usize].priority = a.priority;
+            }
+            evtchnop::SEND => {
+                let EvtchnPort { port } = self.get(arg);
+                if e.control_block == 0 {
+                    return Errno::ENOSYS.to_hypercall_ret();
+                }
+                let Some(w) = Self::word(e, port) else { return 0 };
+                let word: u32 = self.get(w);
+                let q = e.ports[port as usize].priority as usize;
+                let mut word = word | (1 << ff::PENDING);
+                let link = word & (1 << ff::MASKED) == 0 && word & (1 << ff::LINKED) == 0;
+                if link {
+                    word |= 1 << ff::LINKED;
+                }
+                self.put(w, &word.to_le_bytes());
+                if link {
+                    let tail = e.tails[q];
+                    let tail_word = Self::word(e, tail).filter(|_| tail != 0 && tail != port);
+                    let linked = match tail_word {
+                        Some(tw) => {
+                            let t: u32 = self.get(tw);
+                            if t & (1 << ff::LINKED) != 0 {
+                                self.put(tw, &((t & !ff::LINK_MASK) | port).to_le_bytes());
+                            }
+                            t & (1 << ff::LINKED) != 0
+                        }
+                        None => false,
+                    };
+                    e.tails[q] = port;
+                    if !linked {
+                        let cb = e.control_block;
+                        self.put(cb + (ff::CONTROL_BLOCK_HEAD + 4 * q) as u64, &port.to_le_bytes());
+                        let ready: u32 = self.get(cb + ff::CONTROL_BLOCK_READY as u64);
+                        self.put(cb + ff::CONTROL_BLOCK_READY as u64, &(ready | 1 << q).to_le_bytes());
+                        if let Some(vi) = self.vi_addr(&st, 0) {
+                            self.put(vi + VI_UPCALL_PENDING, &[1]);
+                        }
+                    }
+                }
+            }
+            _ => return Errno::ENOSYS.to_hypercall_ret(),
+        }
+        0
+    }
+
+    /// Where `port`'s FIFO event word is, if an array page covers it.
+    fn word(e: &Evtchn, port: u32) -> Option<u64> {
+        let words = (PAGE_SIZE / 4) as u32;
+        e.array.get((port / words) as usize).map(|p| p + (port % words) as u64 * 4)
     }
 
     fn vcpu_op(&self, cmd: u64, v: u64, arg: u64) -> i64 {
@@ -311,6 +462,7 @@ unsafe impl Guest for MockXen {
             }
             hc::SCHED_OP => 0,
             hc::HVM_OP => 0,
+            hc::EVENT_CHANNEL_OP => self.evtchn_op(a[0], a[1]),
             _ => Errno::ENOSYS.to_hypercall_ret(),
         };
         self.maybe_upcall();

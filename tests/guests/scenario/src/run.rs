@@ -9,7 +9,7 @@ use xen_abi::nr::shutdown as shutdown_reason;
 use crate::console;
 use crate::context::{Ctx, Outcome};
 use crate::hypercall;
-use crate::{basics, bench, bringup, grants, report, runstate, time_area, upcall, vcpu_info};
+use crate::{basics, bench, bringup, fifo, grants, report, runstate, time_area, upcall, vcpu_info};
 use crate::{Guest, MAX_VCPUS, VCPUS};
 
 /// Guest-physical address the `fault` command-line word reads: 768 MiB,
@@ -36,6 +36,8 @@ pub fn run_checks(g: &dyn Guest) -> Outcome {
     time_area::checks(&mut cx);
     runstate::checks(&mut cx, remote);
     grants::checks(&mut cx);
+    // Last: switching to FIFO event channels cannot be undone.
+    fifo::checks(&mut cx);
     report::vcpus(&cx);
     if has_word(g, "bench") {
         bench::run(&cx);

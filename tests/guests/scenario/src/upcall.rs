@@ -24,6 +24,9 @@ pub fn on_upcall(g: &dyn Guest, vcpu: u32) {
     if gpa != 0 {
         g.write(gpa + layout::VI_UPCALL_PENDING, &[0]);
     }
+    // Under FIFO the events are consumed here (2-level ones are left for
+    // the checks to inspect).
+    crate::fifo::consume(g, vcpu);
     VCPUS.upcalls[v].fetch_add(1, Ordering::AcqRel);
 }
 
