@@ -43,15 +43,13 @@ pub fn register_runstate(d: &Domain, v: &Vcpu, va: Gva, via: &dyn ArchVcpu) {
 }
 
 /// `VCPUOP_register_vcpu_time_memory_area` for `v`: stores `va` (0
-/// unregisters) and forces a time update: the vcpu_info record and the new
-/// area (through `via`, the caller's arch context).
+/// unregisters) and forces a time update: the vcpu_info record, and the new
+/// area through `via`, the caller's arch context — unless a physical time
+/// area is registered, which is then the one written.
 pub fn register_time(d: &Domain, v: &Vcpu, va: Gva, via: &dyn ArchVcpu) {
-    let va = (va.0 != 0).then_some(va);
-    v.areas.lock().time_va = va;
+    v.areas.lock().time_va = (va.0 != 0).then_some(va);
     crate::time::update_vcpu_system_time(d, v);
-    if let Some(va) = va {
-        let _ = write_time(d, va, via);
-    }
+    update_time(d, v, via);
 }
 
 /// Refreshes `v`'s guest-virtual runstate area, if it has one and no
