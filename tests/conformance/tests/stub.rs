@@ -697,7 +697,7 @@ fn monitor_shows_areas_registered_by_guest_virtual_address() {
     let j = c.json("time d1v1");
     assert_eq!(j["area_va"]["gfn"], 10);
     let version = j["area_va"]["fields"]["version"].as_u64().unwrap();
-    assert!(version > 0 && version % 2 == 0, "{version}");
+    assert!(version > 0 && version.is_multiple_of(2), "{version}");
 
     let j = c.json("areas d1");
     let va_rows: Vec<_> = j["areas"].as_array().unwrap().iter().filter(|a| a["placement"] == "guest_va").collect();
