@@ -11,6 +11,7 @@ use lantern_common::arch::{ArchVcpu, GdbRegisters, GuestMode, Preemption, VcpuEx
 use lantern_common::domain::Domain;
 use lantern_common::guest_memory::{GuestMemory, PhysMem};
 use lantern_common::hypercall::{dispatch, Call};
+use lantern_common::sched::Hypervisor;
 use lantern_common::{runstate, time, va_area};
 use lantern_conformance::*;
 use xen_abi::errno::{Errno, XenResult};
@@ -328,5 +329,63 @@ fn time_area_by_va_is_the_arch_errno_where_the_arch_lacks_it() {
         );
         assert_eq!(d.vcpu(0).unwrap().areas().time_va, None);
         assert_eq!(time_at(&d, abi, va - VBASE).0, 0, "{}: nothing written", abi.name());
+    }
+}
+
+/// A board whose slices never end early and that has no host interrupts.
+struct NoPreemption;
+
+impl Preemption for NoPreemption {
+    fn slice_deadline(&self) -> Option<u64> {
+        None
+    }
+    fn host_interrupt(&mut self) -> bool {
+        false
+    }
+}
+
+#[test]
+fn the_scheduler_rewrites_va_areas_around_each_slice_through_the_running_vcpu() {
+    for abi in layouts() {
+        let (d, clock) = domain(abi, 1);
+        let mut arch = vec![arch_at(VBASE)];
+        let time_va = VBASE + (12 << 12) + 32;
+        assert_eq!(vcpu_op(&d, &mut arch, vcpuop::REGISTER_RUNSTATE_MEMORY_AREA, 0, &register_arg(AREA_VA)), 0);
+        assert_eq!(vcpu_op(&d, &mut arch, vcpuop::REGISTER_VCPU_TIME_MEMORY_AREA, 0, &register_arg(time_va)), 0);
+        let (v0, _) = time_at(&d, abi, time_va - VBASE);
+        let mut hv = Hypervisor::new(vec![slot(d.clone(), arch)]);
+        clock.advance(1_000);
+        // The fake vCPU halts at once: running, then blocked at the slice's end.
+        hv.run_slice(0, 0, &mut NoPreemption);
+        let v = d.vcpu(0).unwrap();
+        let (state, entry, t) = runstate_at(&d, abi, AREA_VA - VBASE);
+        assert_eq!((state, entry, t), (BLOCKED, v.runstate().state_entry_time, v.runstate().time), "{}", abi.name());
+        let (v1, t1) = time_at(&d, abi, time_va - VBASE);
+        assert!(v1 > v0 && v1.is_multiple_of(2), "{}: time area rewritten at the slice's start", abi.name());
+        assert_eq!(t1, d.clock().sample().system_time_ns);
+        // The guest remaps the page: the next slice writes the new place.
+        hv.slots_mut()[0].vcpus[0] = arch_at(VBASE - 0x5000);
+        d.vcpu_unblock(v);
+        clock.advance(1_000);
+        hv.run_slice(0, 0, &mut NoPreemption);
+        assert_eq!(runstate_at(&d, abi, AREA_VA - VBASE + 0x5000).2, v.runstate().time, "{}", abi.name());
+    }
+}
+
+#[test]
+fn a_physical_time_area_is_the_one_written_even_at_a_va_registration() {
+    for abi in layouts() {
+        let (d, _clock) = domain(abi, 1);
+        let mut arch = vec![arch_at(VBASE)];
+        let phys = (20u64 << 12) + 256;
+        assert_eq!(vcpu_op(&d, &mut arch, vcpuop::REGISTER_VCPU_TIME_PHYS_AREA, 0, &register_arg(phys)), 0);
+        let va = VBASE + (12 << 12);
+        assert_eq!(vcpu_op(&d, &mut arch, vcpuop::REGISTER_VCPU_TIME_MEMORY_AREA, 0, &register_arg(va)), 0);
+        assert_eq!(time_at(&d, abi, va - VBASE).0, 0, "{}: the VA area waits", abi.name());
+        let v = d.vcpu(0).unwrap();
+        assert!(!va_area::update_time(&d, v, &*arch[0]));
+        assert_eq!(vcpu_op(&d, &mut arch, vcpuop::REGISTER_VCPU_TIME_PHYS_AREA, 0, &register_arg(!0)), 0);
+        assert!(va_area::update_time(&d, v, &*arch[0]));
+        assert!(time_at(&d, abi, va - VBASE).0 > 0);
     }
 }
