@@ -12,7 +12,7 @@ use lantern_common::domain::Domain;
 use lantern_common::guest_memory::{GuestMemory, PhysMem};
 use lantern_common::hypercall::{dispatch, Call};
 use lantern_common::sched::Hypervisor;
-use lantern_common::{runstate, time, va_area};
+use lantern_common::{lifecycle, runstate, time, va_area};
 use lantern_conformance::*;
 use xen_abi::errno::{Errno, XenResult};
 use xen_abi::layout::GuestAbi;
@@ -387,5 +387,20 @@ fn a_physical_time_area_is_the_one_written_even_at_a_va_registration() {
         assert_eq!(vcpu_op(&d, &mut arch, vcpuop::REGISTER_VCPU_TIME_PHYS_AREA, 0, &register_arg(!0)), 0);
         assert!(va_area::update_time(&d, v, &*arch[0]));
         assert!(time_at(&d, abi, va - VBASE).0 > 0);
+    }
+}
+
+#[test]
+fn a_soft_reset_forgets_both_va_registrations() {
+    for abi in layouts() {
+        let (d, _clock) = domain(abi, 1);
+        let mut arch = vec![arch_at(VBASE)];
+        assert_eq!(vcpu_op(&d, &mut arch, vcpuop::REGISTER_RUNSTATE_MEMORY_AREA, 0, &register_arg(AREA_VA)), 0);
+        let time_va = VBASE + (12 << 12);
+        assert_eq!(vcpu_op(&d, &mut arch, vcpuop::REGISTER_VCPU_TIME_MEMORY_AREA, 0, &register_arg(time_va)), 0);
+        d.shutdown(xen_abi::nr::shutdown::SOFT_RESET);
+        assert_eq!(lifecycle::soft_reset(&d, &FakeDomain), Ok(()), "{}", abi.name());
+        let a = d.vcpu(0).unwrap().areas();
+        assert_eq!((a.runstate_va, a.time_va), (None, None), "{}", abi.name());
     }
 }
