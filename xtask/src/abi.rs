@@ -91,7 +91,7 @@ pub fn cmd_abi(args: &[String]) -> CmdResult {
             for abi in abis() {
                 println!("{}:", abi.name());
                 for st in abi.structs() {
-                    println!("  {:<26} size {:>5}  align {}", st.name, st.size, st.align);
+                    println!("  {:<36} size {:>5}  align {}", st.name, st.size, st.align);
                 }
             }
         }

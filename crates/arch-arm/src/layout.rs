@@ -7,6 +7,7 @@
 //! padding) and only one vcpu_info slot lives in shared_info
 //! (`XEN_LEGACY_MAX_VCPUS` = 1): every vCPU but 0 starts on the dummy area.
 
+use xen_abi::layout::concat_structs;
 use xen_abi::layout::{GuestAbi, RunstateLayout, SharedInfoLayout, StructLayout, TimeInfoLayout, VcpuInfoLayout};
 use xen_abi::public::{
     VcpuRegisterVcpuInfo as RegisterVcpuInfo, VcpuRunstateInfo as Runstate, VcpuTimeInfo,
@@ -52,7 +53,7 @@ const _: () = {
     assert!(size_of::<AddToPhysmap>() == 24);
 };
 
-static STRUCTS: &[StructLayout] = &[
+const BASE: &[StructLayout] = &[
     struct_layout!("vcpu_time_info", VcpuTimeInfo, {
         "version" => version: u32,
         "tsc_timestamp" => tsc_timestamp: u64,
@@ -106,6 +107,10 @@ static STRUCTS: &[StructLayout] = &[
         "value" => value: u64,
     }),
 ];
+
+// The shared-memory structs, then the argument structs of `layout_ext`.
+static STRUCTS: [StructLayout; BASE.len() + crate::layout_ext::EXT.len()] =
+    concat_structs(BASE, crate::layout_ext::EXT);
 
 /// The arm64 layout.
 pub struct Arm64Abi {
@@ -176,7 +181,7 @@ impl GuestAbi for Arm64Abi {
         &self.time
     }
     fn structs(&self) -> &'static [StructLayout] {
-        STRUCTS
+        &STRUCTS
     }
 }
 

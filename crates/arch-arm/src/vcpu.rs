@@ -612,6 +612,17 @@ impl ArchVcpu for ArmVcpu {
             _ => 0,
         }
     }
+
+    fn vm_assist_valid_mask(&self) -> u64 {
+        // Xen on arm: only the runstate update flag.
+        1 << xen_abi::nr::vmasst::TYPE_RUNSTATE_UPDATE_FLAG
+    }
+
+    fn time_area_by_va_supported(&self) -> XenResult<()> {
+        // Xen's arm vcpu_op lists only vcpu_info and the runstate area by
+        // address; every other op, the time area included, is -EINVAL.
+        Err(Errno::EINVAL)
+    }
 }
 
 /// `XENVER_get_features` submap 0 of an arm guest, as Xen's: translated

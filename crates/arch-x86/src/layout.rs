@@ -7,9 +7,12 @@
 //! aligned, which is what moves `evtchn_pending_sel` to offset 4 and shrinks
 //! `vcpu_runstate_info` to 44 bytes.
 
+use xen_abi::layout::concat_structs;
 use xen_abi::layout::{GuestAbi, RunstateLayout, SharedInfoLayout, StructLayout, TimeInfoLayout, VcpuInfoLayout};
 use xen_abi::public::{VcpuRegisterVcpuInfo, VcpuRunstateInfo, VcpuTimeInfo, XenAddToPhysmap, XenHvmParam};
 use xen_abi::{field_of, struct_layout};
+
+use crate::layout_ext::{RegisterVcpuInfo32, EXT_32, EXT_64};
 
 // The x86_64 layout uses the natural-alignment mirrors every native ABI shares.
 type VcpuTimeInfo64 = VcpuTimeInfo;
@@ -164,7 +167,7 @@ const _: () = {
 };
 
 macro_rules! x86_structs {
-    ($time:ty, $vi:ty, $avi:ty, $si:ty, $asi:ty, $rs:ty, $atp:ty, $hp:ty, $ulong:ty, $wc_sec_hi:literal => $($hi:ident).+) => {
+    ($time:ty, $vi:ty, $si:ty, $rs:ty, $rvi:ty, $atp:ty, $hp:ty, $ulong:ty, $wc_sec_hi:literal => $($hi:ident).+) => {
         &[
             struct_layout!("vcpu_time_info", $time, {
                 "version" => version: u32,
@@ -224,7 +227,7 @@ macro_rules! x86_structs {
                 "time[2]" => time[2]: u64,
                 "time[3]" => time[3]: u64,
             }),
-            struct_layout!("vcpu_register_vcpu_info", VcpuRegisterVcpuInfo, {
+            struct_layout!("vcpu_register_vcpu_info", $rvi, {
                 "mfn" => mfn: u64,
                 "offset" => offset: u32,
                 "rsvd" => rsvd: u32,
@@ -245,14 +248,28 @@ macro_rules! x86_structs {
     };
 }
 
-static STRUCTS_64: &[StructLayout] = x86_structs!(
-    VcpuTimeInfo64, VcpuInfo64, ArchVcpuInfo64, SharedInfo64, ArchSharedInfo64, Runstate64,
+const BASE_64: &[StructLayout] = x86_structs!(
+    VcpuTimeInfo64, VcpuInfo64, SharedInfo64, Runstate64, VcpuRegisterVcpuInfo,
     AddToPhysmap64, HvmParam64, u64, "wc_sec_hi" => wc_sec_hi
 );
-static STRUCTS_32: &[StructLayout] = x86_structs!(
-    VcpuTimeInfo32, VcpuInfo32, ArchVcpuInfo32, SharedInfo32, ArchSharedInfo32, Runstate32,
+const BASE_32: &[StructLayout] = x86_structs!(
+    VcpuTimeInfo32, VcpuInfo32, SharedInfo32, Runstate32, RegisterVcpuInfo32,
     AddToPhysmap32, HvmParam32, u32, "arch.wc_sec_hi" => arch.wc_sec_hi
 );
+const ARCH_VCPU_INFO_64: &[StructLayout] = &[struct_layout!("arch_vcpu_info", ArchVcpuInfo64, {
+    "cr2" => cr2: u64,
+    "pad" => pad: u64,
+})];
+const ARCH_VCPU_INFO_32: &[StructLayout] = &[struct_layout!("arch_vcpu_info", ArchVcpuInfo32, {
+    "cr2" => cr2: u32,
+    "pad" => pad: [u32; 5],
+})];
+// The shared-memory structs and `arch_vcpu_info`, then the argument structs
+// of `layout_ext`.
+static STRUCTS_64: [StructLayout; BASE_64.len() + 1 + EXT_64.len()] =
+    concat_structs(&concat_structs::<{ BASE_64.len() + 1 }>(BASE_64, ARCH_VCPU_INFO_64), EXT_64);
+static STRUCTS_32: [StructLayout; BASE_32.len() + 1 + EXT_32.len()] =
+    concat_structs(&concat_structs::<{ BASE_32.len() + 1 }>(BASE_32, ARCH_VCPU_INFO_32), EXT_32);
 
 /// Everything the core needs of one x86 layout.
 pub struct X86Abi {
@@ -310,10 +327,10 @@ macro_rules! x86_abi {
 }
 
 /// The x86_64 native layout.
-pub static X86_64: X86Abi = x86_abi!("x86_64", VcpuTimeInfo64, VcpuInfo64, SharedInfo64, Runstate64, u64, STRUCTS_64);
+pub static X86_64: X86Abi = x86_abi!("x86_64", VcpuTimeInfo64, VcpuInfo64, SharedInfo64, Runstate64, u64, &STRUCTS_64);
 
 /// The x86_32 compat layout (a domain whose guest runs in 32-bit mode).
-pub static X86_32: X86Abi = x86_abi!("x86_32", VcpuTimeInfo32, VcpuInfo32, SharedInfo32, Runstate32, u32, STRUCTS_32);
+pub static X86_32: X86Abi = x86_abi!("x86_32", VcpuTimeInfo32, VcpuInfo32, SharedInfo32, Runstate32, u32, &STRUCTS_32);
 
 impl GuestAbi for X86Abi {
     fn name(&self) -> &'static str {

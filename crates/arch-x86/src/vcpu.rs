@@ -356,6 +356,15 @@ impl ArchVcpu for SvmVcpu {
             _ => 0,
         }
     }
+
+    fn vm_assist_valid_mask(&self) -> u64 {
+        // Xen's HVM_VM_ASSIST_MASK: the other assists are PV-only.
+        1 << xen_abi::nr::vmasst::TYPE_RUNSTATE_UPDATE_FLAG
+    }
+
+    fn time_area_by_va_supported(&self) -> XenResult<()> {
+        Ok(())
+    }
 }
 
 /// `XENVER_get_features` submap 0 of an HVM/PVH guest, as Xen's: a

@@ -152,6 +152,15 @@ pub trait ArchVcpu: GdbRegisters + Send {
     /// `XENVER_get_features`: the `XENFEAT_*` bits Xen gives a guest of
     /// this arch and type, less any for an interface Lantern lacks.
     fn xen_features(&self, submap_idx: u32) -> u32;
+
+    /// `arch_vm_assist_valid_mask`: the `VMASST_TYPE_*` bits a guest of this
+    /// arch and type may enable or disable with `vm_assist`.
+    fn vm_assist_valid_mask(&self) -> u64;
+
+    /// Whether `VCPUOP_register_vcpu_time_memory_area` (a time area by
+    /// guest-virtual address) exists: `Ok` where Xen offers it, the errno
+    /// the arch's `vcpu_op` gives an op it does not list otherwise.
+    fn time_area_by_va_supported(&self) -> XenResult<()>;
 }
 
 /// The per-domain arch object: what a domain's vCPUs share in hardware

@@ -1,7 +1,10 @@
 //! The state of a vCPU's guest areas (vcpu_info, runstate, time): where each
 //! lives ([`AreaMap`], [`Placement`]) and the per-vCPU slots
-//! ([`VcpuAreas`]). The operations on them are in `guest_area`.
+//! ([`VcpuAreas`]). The operations on them are in `guest_area` (areas
+//! registered by guest-physical address) and `va_area` (by guest-virtual
+//! address).
 
+use crate::addr::Gva;
 use crate::memory::{Gfn, PageRef};
 use xen_abi::errno::XenResult;
 use xen_abi::layout::GuestAbi;
@@ -121,14 +124,23 @@ pub struct VcpuAreas {
     pub runstate: Option<AreaMap>,
     /// Time area, if registered.
     pub time: Option<AreaMap>,
+    /// Runstate area registered by guest-virtual address
+    /// (`VCPUOP_register_runstate_memory_area`), if any. No page is held: it
+    /// is translated at each update. A physical [`Self::runstate`] area,
+    /// when also registered, is the one updated.
+    pub runstate_va: Option<Gva>,
+    /// Time area registered by guest-virtual address
+    /// (`VCPUOP_register_vcpu_time_memory_area`), under the same rules.
+    pub time_va: Option<Gva>,
 }
 
 impl VcpuAreas {
     pub(crate) fn new(vcpu_info: AreaMap) -> Self {
-        VcpuAreas { vcpu_info, runstate: None, time: None }
+        VcpuAreas { vcpu_info, runstate: None, time: None, runstate_va: None, time_va: None }
     }
 
-    /// Whether any area is on a guest page.
+    /// Whether any area is on a guest page (the guest-virtual registrations
+    /// hold none).
     pub fn has_guest_areas(&self) -> bool {
         self.vcpu_info.placement == Placement::Guest || self.runstate.is_some() || self.time.is_some()
     }

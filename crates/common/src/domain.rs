@@ -209,6 +209,7 @@ pub struct Domain {
     /// The grant table (v1) and the grant mappings this domain holds.
     pub grant_table: spin::Mutex<GrantTable>,
     hvm_params: spin::Mutex<[u64; HVM_NR_PARAMS]>,
+    vm_assist: AtomicU64,
     clock: Arc<dyn Clock>,
 }
 
@@ -257,6 +258,7 @@ impl Domain {
             diag: spin::Mutex::new(Diagnostics::default()),
             grant_table: spin::Mutex::new(GrantTable::new()),
             hvm_params: spin::Mutex::new([0; HVM_NR_PARAMS]),
+            vm_assist: AtomicU64::new(0),
             clock: cfg.clock,
         });
         for v in &d.vcpus {
@@ -293,6 +295,27 @@ impl Domain {
             }
         }
         Ok(true)
+    }
+
+    /// The `VMASST_TYPE_*` bits the guest has enabled with `vm_assist`.
+    pub fn vm_assist(&self) -> u64 {
+        self.vm_assist.load(Ordering::Acquire)
+    }
+
+    /// Whether assist `ty` (a `VMASST_TYPE_*`) is enabled.
+    pub fn vm_assist_enabled(&self, ty: u32) -> bool {
+        ty < 64 && self.vm_assist() & (1 << ty) != 0
+    }
+
+    /// Enables or disables assist `ty`; the caller has checked it against
+    /// the arch's valid mask.
+    pub(crate) fn set_vm_assist(&self, ty: u32, on: bool) {
+        let bit = 1u64 << ty;
+        if on {
+            self.vm_assist.fetch_or(bit, Ordering::AcqRel);
+        } else {
+            self.vm_assist.fetch_and(!bit, Ordering::AcqRel);
+        }
     }
 
     /// The clock.

@@ -296,9 +296,16 @@ pub fn register_time_area(d: &Domain, caller: Option<u32>, v: &Vcpu, gaddr: u64)
     map_guest_area(d, caller, v, AreaKind::Time, gaddr, Some(&mut time_populate))
 }
 
-/// Unmaps every area of every vCPU (domain kill and soft reset).
+/// Unmaps every area of every vCPU (domain kill and soft reset), and forgets
+/// the areas registered by guest-virtual address, as Xen's soft reset resets
+/// their handles.
 pub fn unmap_all(d: &Domain) {
     for v in d.vcpus() {
+        {
+            let mut a = v.areas.lock();
+            a.runstate_va = None;
+            a.time_va = None;
+        }
         for kind in AreaKind::ALL {
             unmap_guest_area(d, v, kind);
         }

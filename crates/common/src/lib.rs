@@ -33,3 +33,4 @@ pub mod runstate;
 pub mod runstate_info;
 pub mod sched;
 pub mod time;
+pub mod va_area;

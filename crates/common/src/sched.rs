@@ -18,6 +18,7 @@ use crate::hypercall::{self, Call};
 use crate::lifecycle;
 use crate::memory::DomId;
 use crate::runstate;
+use crate::va_area;
 use xen_abi::nr::runstate::{BLOCKED, OFFLINE, RUNNABLE, RUNNING};
 use xen_abi::nr::shutdown;
 
@@ -264,6 +265,10 @@ impl Hypervisor {
         runstate::change(&d, v, RUNNING);
         v.set_running(true);
         crate::time::update_vcpu_system_time(&d, v);
+        // The areas registered by guest-virtual address translate through
+        // this vCPU's own tables, so they are written while it is current.
+        va_area::update_runstate(&d, v, &*slot.vcpus[vid as usize]);
+        va_area::update_time(&d, v, &*slot.vcpus[vid as usize]);
         let mut burst = 0;
         let exit = loop {
             // Every entry sees the p2m as it is now: a hypercall (this
@@ -300,6 +305,7 @@ impl Hypervisor {
             RUNNABLE
         };
         runstate::change(&d, v, next);
+        va_area::update_runstate(&d, v, &*slot.vcpus[vid as usize]);
     }
 
     /// The main loop: schedules until every domain has finished (when the

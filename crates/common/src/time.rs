@@ -7,6 +7,7 @@ use core::sync::atomic::{fence, Ordering};
 use crate::area::AreaMap;
 use crate::clock::TimeSample;
 use crate::domain::{Domain, Vcpu};
+use xen_abi::layout::GuestAbi;
 
 /// A decoded `vcpu_time_info`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -70,11 +71,31 @@ fn write_record(d: &Domain, area: &AreaMap, base: usize, s: &TimeSample) {
     let _ = p.write_uint(base + l.system_time.offset, 8, s.system_time_ns);
     let _ = p.write_uint(base + l.tsc_to_system_mul.offset, 4, s.tsc_to_system_mul as u64);
     let _ = p.write_uint(base + l.tsc_shift.offset, 1, s.tsc_shift as u8 as u64);
-    // XEN_PVCLOCK_TSC_STABLE_BIT: one physical CPU, one counter.
-    let _ = p.write_uint(base + l.flags.offset, 1, 1);
+    let _ = p.write_uint(base + l.flags.offset, 1, TSC_STABLE as u64);
     fence(Ordering::Release);
     let _ = p.write_uint(base + l.version.offset, 4, version_update_end(odd) as u64);
 }
+
+/// A time record for `s` with `version`, as the bytes of a `vcpu_time_info`
+/// in `abi`'s layout (for areas written through guest-virtual memory);
+/// returns the buffer and the layout's size.
+pub fn encode_record(abi: &dyn GuestAbi, s: &TimeSample, version: u32) -> ([u8; 32], usize) {
+    let l = abi.time_info();
+    let mut buf = [0u8; 32];
+    let mut put = |f: xen_abi::layout::Field, v: u64| {
+        buf[f.offset..f.offset + f.size].copy_from_slice(&v.to_le_bytes()[..f.size])
+    };
+    put(l.version, version as u64);
+    put(l.tsc_timestamp, s.tsc);
+    put(l.system_time, s.system_time_ns);
+    put(l.tsc_to_system_mul, s.tsc_to_system_mul as u64);
+    put(l.tsc_shift, s.tsc_shift as u8 as u64);
+    put(l.flags, TSC_STABLE as u64);
+    (buf, l.size)
+}
+
+/// Lantern runs on one physical CPU with one counter: always stable.
+const TSC_STABLE: u8 = xen_abi::nr::pvclock::TSC_STABLE_BIT;
 
 /// Decodes a `vcpu_time_info` at `base` in `area`'s frame.
 pub fn read_record(d: &Domain, area: &AreaMap, base: usize) -> TimeInfo {

@@ -9,11 +9,12 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt::Write;
 
+use lantern_common::addr::{Gva, PAGE_SIZE};
 use lantern_common::arch::GuestMode;
 use lantern_common::area::{AreaKind, AreaMap, Placement};
 use lantern_common::domain::{Domain, Lifecycle};
 use lantern_common::grant_table;
-use lantern_common::memory::{Gfn, Page};
+use lantern_common::memory::{Gfn, Page, PageRef};
 use xen_abi::layout::{GuestAbi, StructLayout};
 use xen_abi::nr::runstate;
 
@@ -28,7 +29,7 @@ Lantern monitor commands (add --json to any for one line of JSON):
   domains                 every domain: id, name, layout, vCPUs, lifecycle, pause count
   vcpus [dN]              every vCPU: thread id, state, mode, pause count, runstate
   vcpu-info dNvM|dN|all   vcpu_info decoded in the layout in force, and where it lives
-  runstate dNvM           runstate (hypervisor copy and the registered area)
+  runstate dNvM           runstate (hypervisor copy and the registered areas, by address or VA)
   time dNvM               vcpu_time_info (in vcpu_info and the registered time area)
   shared-info dN          shared_info: where it is mapped, event-channel ABI, wallclock, event words
   areas [dN]              every vCPU area: kind, gfn, offset, size, layout, page refs
@@ -430,6 +431,47 @@ fn where_is(d: &Domain, kind: AreaKind, a: &AreaMap) -> (Placement, Option<u64>,
     }
 }
 
+/// Where the area `v` registered at guest-virtual `va` is now, through the
+/// vCPU's own page tables: the gfn and, when the area fits in that page and
+/// the page is RAM, the page to decode it from. `None`: it does not
+/// translate now (the next update would be a write not made).
+fn va_where(t: &View<'_>, di: usize, id: u32, va: Gva, size: usize) -> Option<(u64, Option<PageRef>)> {
+    let slot = &t.slots[di];
+    let gpa = slot.vcpus.get(id as usize)?.translate(&slot.domain, va, false).ok()?;
+    let fits = gpa.page_offset() + size <= PAGE_SIZE;
+    let page = fits.then(|| slot.domain.p2m.lock().get(gpa.gfn()).map(|e| e.page.clone())).flatten();
+    Some((gpa.gfn().0, page))
+}
+
+/// The `area_va` part of `runstate` / `time`: the registered guest-virtual
+/// address, the gfn it maps to now and, if it can be read, the decoded area.
+fn va_area_section(
+    t: &View<'_>,
+    di: usize,
+    id: u32,
+    va: Option<Gva>,
+    layout: &StructLayout,
+    j: &mut Json,
+    s: &mut String,
+) {
+    let d = &t.slots[di].domain;
+    j.key("area_va");
+    let Some(va) = va else {
+        j.null();
+        return;
+    };
+    let at = va_where(t, di, id, va, layout.size);
+    let gfn = at.as_ref().map(|(g, _)| *g);
+    let now = gfn.map(|g| format!("now gfn {g:#x}")).unwrap_or_else(|| "not mapped now".to_string());
+    let _ = writeln!(s, "registered by guest-virtual address {:#x} ({now}):", va.0);
+    j.begin_obj().kv_uint("va", va.0).kv_opt_uint("gfn", gfn);
+    if let Some((_, Some(page))) = at {
+        j.key("fields");
+        decode(layout, d.abi(), &page, (va.0 as usize) % PAGE_SIZE, &|_| false, j, s);
+    }
+    j.end_obj();
+}
+
 fn where_text(p: Placement, gfn: Option<u64>, offset: usize, slot: Option<u64>) -> String {
     match p {
         Placement::Guest => format!("gfn {:#x} offset {offset:#x}", gfn.unwrap_or(0)),
@@ -512,6 +554,9 @@ fn runstate_cmd(t: &View<'_>, di: usize, id: u32, out: &mut Out) {
             j.null();
         }
     }
+    if let Some(layout) = abi.struct_layout("vcpu_runstate_info") {
+        va_area_section(t, di, id, v.areas().runstate_va, layout, &mut j, &mut s);
+    }
     j.end_obj();
     out.text = if out.json { j.finish() } else { s };
 }
@@ -548,6 +593,7 @@ fn time_cmd(t: &View<'_>, di: usize, id: u32, out: &mut Out) {
             j.null();
         }
     }
+    va_area_section(t, di, id, areas.time_va, layout, &mut j, &mut s);
     j.end_obj();
     out.text = if out.json { j.finish() } else { s };
 }
@@ -616,6 +662,38 @@ fn areas(t: &View<'_>, sel: &Sel, out: &mut Out) {
                 abi.name(),
                 a.page.refs(),
                 a.page.writable_refs()
+            );
+        }
+        // The guest-virtual registrations: no page held, so no references;
+        // the gfn is where the vCPU's tables put the address now.
+        for (kind, va) in [(AreaKind::Runstate, slots.runstate_va), (AreaKind::Time, slots.time_va)] {
+            let Some(va) = va else { continue };
+            let name = format!("d{}v{}", d.id, id);
+            let size = kind.size(abi);
+            let gfn = va_where(t, di, id, va, size).map(|(g, _)| g);
+            let off = (va.0 as usize) % PAGE_SIZE;
+            j.begin_obj().kv_str("vcpu", &name).kv_uint("d", d.id as u64).kv_uint("v", id as u64);
+            j.kv_str("kind", kind.name()).kv_str("placement", "guest_va").kv_uint("va", va.0);
+            j.kv_opt_uint("gfn", gfn)
+                .kv_uint("offset", off as u64)
+                .kv_uint("size", size as u64)
+                .kv_str("layout", abi.name());
+            j.kv_uint("refs", 0).kv_uint("writable_refs", 0);
+            j.end_obj();
+            let g = gfn.map(|g| format!("{g:#x}")).unwrap_or_else(|| "-".to_string());
+            let _ = writeln!(
+                s,
+                "{:<8} {:<9} {:<12} {:<10} {:<6} {:<4} {:<6} {:<4} {}   (va {:#x})",
+                name,
+                kind.name(),
+                "guest_va",
+                g,
+                format!("{off:#x}"),
+                size,
+                abi.name(),
+                0,
+                0,
+                va.0
             );
         }
     }

@@ -198,3 +198,18 @@ macro_rules! field_of {
         $crate::layout::Field::new(::core::mem::offset_of!($ty, $($field).+), ::core::mem::size_of::<$fty>())
     };
 }
+
+/// `a` followed by `b`, as one array of `N` (= `a.len() + b.len()`)
+/// entries: lets an ABI's `static` struct table be assembled from tables kept
+/// in different modules.
+pub const fn concat_structs<const N: usize>(a: &[StructLayout], b: &[StructLayout]) -> [StructLayout; N] {
+    assert!(a.len() + b.len() == N && N > 0);
+    let first = if a.is_empty() { b[0] } else { a[0] };
+    let mut out = [first; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = if i < a.len() { a[i] } else { b[i - a.len()] };
+        i += 1;
+    }
+    out
+}

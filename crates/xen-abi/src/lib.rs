@@ -20,5 +20,6 @@ pub mod errno;
 pub mod layout;
 pub mod nr;
 pub mod public;
+pub mod public_ext;
 
 pub use errno::{Errno, XenResult};

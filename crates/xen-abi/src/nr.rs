@@ -550,6 +550,35 @@ pub mod runstate {
     }
 }
 
+/// `vcpu_time_info.flags` bits (`xen.h`).
+pub mod pvclock {
+    /// `XEN_PVCLOCK_TSC_STABLE_BIT`: the TSC is stable across vCPUs.
+    pub const TSC_STABLE_BIT: u8 = 1 << 0;
+}
+
+/// `VMASST_*` (`xen.h`): the `vm_assist` commands and the assist types.
+pub mod vmasst {
+    /// `VMASST_CMD_enable`.
+    pub const CMD_ENABLE: u64 = 0;
+    /// `VMASST_CMD_disable`.
+    pub const CMD_DISABLE: u64 = 1;
+    /// `VMASST_TYPE_4gb_segments` (PV only).
+    pub const TYPE_4GB_SEGMENTS: u32 = 0;
+    /// `VMASST_TYPE_4gb_segments_notify` (PV only).
+    pub const TYPE_4GB_SEGMENTS_NOTIFY: u32 = 1;
+    /// `VMASST_TYPE_writable_pagetables` (PV only).
+    pub const TYPE_WRITABLE_PAGETABLES: u32 = 2;
+    /// `VMASST_TYPE_pae_extended_cr3` (PV only).
+    pub const TYPE_PAE_EXTENDED_CR3: u32 = 3;
+    /// `VMASST_TYPE_architectural_iopl` (PV only).
+    pub const TYPE_ARCHITECTURAL_IOPL: u32 = 4;
+    /// `VMASST_TYPE_runstate_update_flag`: runstate updates through a
+    /// guest-virtual registration set `XEN_RUNSTATE_UPDATE` around the write.
+    pub const TYPE_RUNSTATE_UPDATE_FLAG: u32 = 5;
+    /// `VMASST_TYPE_m2p_strict` (64-bit PV only).
+    pub const TYPE_M2P_STRICT: u32 = 32;
+}
+
 /// `domid_t` values (`xen.h`).
 pub mod domid {
     /// `DOMID_SELF`: a hypercall argument meaning "the calling domain".

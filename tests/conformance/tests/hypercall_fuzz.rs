@@ -30,6 +30,11 @@ fn legal_errnos(nr: u64, args: &[u64; 6]) -> &'static [Errno] {
             vcpuop::REGISTER_RUNSTATE_PHYS_AREA | vcpuop::REGISTER_VCPU_TIME_PHYS_AREA => {
                 &[Errno::ENOENT, Errno::EFAULT, Errno::EINVAL, Errno::ENXIO]
             }
+            // By guest-virtual address only the argument itself can fault;
+            // the fake models an arch that has the time area.
+            vcpuop::REGISTER_RUNSTATE_MEMORY_AREA | vcpuop::REGISTER_VCPU_TIME_MEMORY_AREA => {
+                &[Errno::ENOENT, Errno::EFAULT]
+            }
             _ => &[Errno::ENOENT, Errno::ENOSYS],
         },
         hypercall::XEN_VERSION => match cmd {
@@ -94,6 +99,8 @@ fn legal_errnos(nr: u64, args: &[u64; 6]) -> &'static [Errno] {
             // A negative count is refused before the sub-op is looked at.
             _ => &[Errno::EINVAL, Errno::ENOSYS],
         },
+        // A type outside the arch's mask, then an unknown command.
+        hypercall::VM_ASSIST => &[Errno::EINVAL, Errno::ENOSYS],
         _ => &[Errno::ENOSYS],
     }
 }
@@ -151,6 +158,7 @@ fn hypercall() -> impl Strategy<Value = Hc> {
             hypercall::EVENT_CHANNEL_OP,
             hypercall::HVM_OP,
             hypercall::GRANT_TABLE_OP,
+            hypercall::VM_ASSIST,
         ]),
         1 => 0u64..64,
         1 => any::<u64>(),

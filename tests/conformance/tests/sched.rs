@@ -75,6 +75,12 @@ impl ArchVcpu for ScriptedVcpu {
     fn xen_features(&self, _submap_idx: u32) -> u32 {
         0
     }
+    fn vm_assist_valid_mask(&self) -> u64 {
+        0
+    }
+    fn time_area_by_va_supported(&self) -> XenResult<()> {
+        Err(Errno::EINVAL)
+    }
 
     fn check_upcall_vector(&self, _vector: u8) -> XenResult<()> {
         Err(Errno::ENOSYS)

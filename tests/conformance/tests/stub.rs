@@ -8,11 +8,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use lantern_common::addr::Gfn;
+use lantern_common::addr::{Gfn, Gva};
 use lantern_common::arch::ArchVcpu;
 use lantern_common::domain::Domain;
-use lantern_common::guest_area;
 use lantern_common::sched::Hypervisor;
+use lantern_common::{guest_area, va_area};
 use lantern_conformance::{layout, slot, write_phys, FakeVcpu, TestClock, TestDomain, RAM_PAGES};
 use lantern_gdb::{frame_vec, GdbStub, Transport};
 use serde_json::Value;
@@ -717,4 +717,38 @@ fn monitor_grants_lists_tables_pins_and_maps() {
     assert_eq!(j["grants"][0]["active"].as_array().unwrap().len(), 0);
     assert_eq!(j["grants"][1]["maps"].as_array().unwrap().len(), 0);
     assert_eq!(j["grants"][0]["entries"][0]["flags"].as_u64(), Some(gtf::PERMIT_ACCESS as u64));
+}
+
+#[test]
+fn monitor_shows_areas_registered_by_guest_virtual_address() {
+    let (d, a) = guest(1, layout("x86_64"), 2);
+    let va = VBASE + (10 << 12) + 0x40;
+    let (v0, v1) = (d.vcpu(0).unwrap(), d.vcpu(1).unwrap());
+    va_area::register_runstate(&d, v1, Gva(va), &*a[1]);
+    va_area::register_time(&d, v1, Gva(va + 0x100), &*a[1]);
+    // Below VBASE nothing translates.
+    va_area::register_runstate(&d, v0, Gva(0x10), &*a[0]);
+    let mut c = Client::new(Hypervisor::new(vec![slot(d, a)]));
+    c.attach();
+
+    let j = c.json("runstate d1v1");
+    assert_eq!(j["area"], Value::Null, "no physical area");
+    assert_eq!(j["area_va"]["va"], va);
+    assert_eq!(j["area_va"]["gfn"], 10);
+    assert_eq!(j["area_va"]["fields"]["state"], j["hypervisor"]["state_num"]);
+    assert!(c.monitor("runstate d1v1").contains(&format!("registered by guest-virtual address {va:#x} (now gfn 0xa)")));
+    let j = c.json("runstate d1v0");
+    assert_eq!((j["area_va"]["va"].as_u64(), &j["area_va"]["gfn"]), (Some(0x10), &Value::Null));
+    assert!(c.monitor("runstate d1v0").contains("(not mapped now)"));
+
+    let j = c.json("time d1v1");
+    assert_eq!(j["area_va"]["gfn"], 10);
+    let version = j["area_va"]["fields"]["version"].as_u64().unwrap();
+    assert!(version > 0 && version.is_multiple_of(2), "{version}");
+
+    let j = c.json("areas d1");
+    let va_rows: Vec<_> = j["areas"].as_array().unwrap().iter().filter(|a| a["placement"] == "guest_va").collect();
+    assert_eq!(va_rows.len(), 3);
+    assert!(va_rows.iter().any(|a| a["kind"] == "time" && a["va"] == va + 0x100 && a["gfn"] == 10 && a["refs"] == 0));
+    assert!(c.monitor("areas d1").contains("guest_va"));
 }

@@ -10,4 +10,4 @@ pub mod vcpu;
 
 pub use clock::{HostClock, TestClock};
 pub use domain::{domain, gaddr, page, read, read_phys, write_phys, TestDomain, RAM_PAGES};
-pub use vcpu::{fake_vcpus, slot, FakeDomain, FakeVcpu, FAKE_FEATURES};
+pub use vcpu::{fake_vcpus, slot, FakeDomain, FakeVcpu, FAKE_FEATURES, FAKE_VM_ASSIST_MASK};

@@ -27,6 +27,9 @@ pub struct FakeVcpu {
     pub entry: Option<u64>,
     /// Upcalls injected so far.
     pub upcalls: u32,
+    /// The errno of `VCPUOP_register_vcpu_time_memory_area` when the fake
+    /// models an arch without it; `None`: the op exists.
+    pub no_time_area_by_va: Option<Errno>,
     target_xml: &'static str,
     registers: Vec<u8>,
 }
@@ -39,6 +42,7 @@ impl FakeVcpu {
             mapped_bytes: ram_pages << 12,
             entry: None,
             upcalls: 0,
+            no_time_area_by_va: None,
             target_xml: "",
             registers: Vec::new(),
         }
@@ -48,6 +52,12 @@ impl FakeVcpu {
     /// address used as a virtual one does not translate.
     pub fn mapped_at(self, virt_base: u64) -> Self {
         FakeVcpu { virt_base, ..self }
+    }
+
+    /// Models an arch with no time area by guest-virtual address: the op
+    /// fails with `errno`.
+    pub fn without_time_area_by_va(self, errno: Errno) -> Self {
+        FakeVcpu { no_time_area_by_va: Some(errno), ..self }
     }
 
     /// Gives the vCPU a gdb register file: its target description and its
@@ -120,7 +130,23 @@ impl ArchVcpu for FakeVcpu {
             _ => 0,
         }
     }
+
+    fn vm_assist_valid_mask(&self) -> u64 {
+        FAKE_VM_ASSIST_MASK
+    }
+
+    fn time_area_by_va_supported(&self) -> XenResult<()> {
+        match self.no_time_area_by_va {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
 }
+
+/// The fake's `vm_assist` mask: the runstate update flag (as both arches)
+/// and, so a test sees that the mask comes from the arch, type 1 too.
+pub const FAKE_VM_ASSIST_MASK: u64 =
+    (1 << xen_abi::nr::vmasst::TYPE_RUNSTATE_UPDATE_FLAG) | (1 << xen_abi::nr::vmasst::TYPE_4GB_SEGMENTS_NOTIFY);
 
 /// The fake's `XENVER_get_features` word: a pattern no arch reports, so a
 /// test sees that the word comes from the arch and not from the core.

@@ -9,6 +9,7 @@ mod memory_op;
 mod sched_op;
 mod vcpu_op;
 mod version;
+mod vm_assist;
 
 use alloc::boxed::Box;
 
@@ -114,6 +115,7 @@ pub fn dispatch(call: &mut Call<'_>, nr: u64, args: [u64; 6]) -> Outcome {
         nr::EVENT_CHANNEL_OP => evtchn_op::event_channel_op(call, args[0], args[1]),
         nr::HVM_OP => hvm_op::hvm_op(call, args[0], args[1]),
         nr::GRANT_TABLE_OP => grant_table::grant_table_op(call, args[0], args[1], args[2]),
+        nr::VM_ASSIST => vm_assist::vm_assist(call, args[0], args[1]),
         _ => Err(Errno::ENOSYS),
     };
     if r == Err(Errno::ENOSYS) {

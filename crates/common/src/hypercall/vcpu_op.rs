@@ -3,14 +3,28 @@
 use alloc::vec;
 
 use super::Call;
-use crate::addr::Gfn;
+use crate::addr::{Gfn, Gva};
 use crate::arch::VcpuInitContext;
 use crate::area::Placement;
 use crate::guest_area;
 use crate::lifecycle;
+use crate::va_area;
 use xen_abi::errno::{Errno, XenResult};
 use xen_abi::nr::vcpuop;
 use xen_abi::public::{VcpuRegisterArea, VcpuRegisterVcpuInfo};
+
+/// The guest handle of a `vcpu_register_{runstate,time}_memory_area`
+/// argument, as wide as the caller's layout makes it (`addr.h`): Xen's
+/// compat handler copies only the 4-byte handle of a 32-bit caller, so the
+/// rest of the union is neither read nor required to be mapped.
+fn read_area_handle(call: &Call<'_>, arg: u64) -> XenResult<Gva> {
+    let abi = call.caller()?.guest_abi(call.domain);
+    let handle =
+        abi.struct_layout("vcpu_register_runstate_memory_area").and_then(|s| s.field("addr.h")).ok_or(Errno::ENOSYS)?;
+    let mut buf = [0u8; 8];
+    call.copy_from_guest(arg, &mut buf[..handle.size])?;
+    Ok(Gva(u64::from_le_bytes(buf)))
+}
 
 /// `HYPERVISOR_vcpu_op(cmd, vcpuid, arg)`.
 pub(super) fn vcpu_op(call: &mut Call<'_>, cmd: u64, vcpuid: u64, arg: u64) -> XenResult<i64> {
@@ -62,6 +76,17 @@ pub(super) fn vcpu_op(call: &mut Call<'_>, cmd: u64, vcpuid: u64, arg: u64) -> X
         vcpuop::REGISTER_RUNSTATE_PHYS_AREA => {
             let r: VcpuRegisterArea = call.read(arg)?;
             guest_area::register_runstate_area(d, Some(call.vcpu), v, r.addr).map(|_| 0)
+        }
+        vcpuop::REGISTER_RUNSTATE_MEMORY_AREA => {
+            let va = read_area_handle(call, arg)?;
+            va_area::register_runstate(d, v, va, call.caller()?);
+            Ok(0)
+        }
+        vcpuop::REGISTER_VCPU_TIME_MEMORY_AREA => {
+            call.caller()?.time_area_by_va_supported()?;
+            let va = read_area_handle(call, arg)?;
+            va_area::register_time(d, v, va, call.caller()?);
+            Ok(0)
         }
         vcpuop::REGISTER_VCPU_TIME_PHYS_AREA => {
             let r: VcpuRegisterArea = call.read(arg)?;

@@ -60,6 +60,9 @@ pub(crate) struct Pages {
     pub second_vcpu_info: u64,
     /// vCPU 0's time area at offset 0, then the runstate areas.
     pub areas: u64,
+    /// The areas registered by guest-virtual address (time at offset 0,
+    /// runstate after it).
+    pub spare: u64,
 }
 
 /// The state one run shares between its checks (on vCPU 0).
@@ -87,14 +90,14 @@ pub(crate) struct Ctx<'g> {
 impl<'g> Ctx<'g> {
     /// A fresh run on `g`: one vCPU known, nothing set up.
     pub fn new(g: &'g dyn Guest) -> Self {
-        let [vcpu_info, second_vcpu_info, areas, _] = g.scratch_pages();
+        let [vcpu_info, second_vcpu_info, areas, spare] = g.scratch_pages();
         Ctx {
             g,
             layout: g.layout(),
             outcome: Outcome::default(),
             vcpus: 1,
             shared_info_mapped: false,
-            pages: Pages { vcpu_info, second_vcpu_info, areas },
+            pages: Pages { vcpu_info, second_vcpu_info, areas, spare },
             started: [false; MAX_VCPUS],
             runstate_gpa: [0; MAX_VCPUS],
             time_gpa: [0; MAX_VCPUS],

@@ -33,6 +33,24 @@ pub fn register_vcpu_time_phys_area(g: &dyn Guest, vcpu: u32, gpa: u64) -> i64 {
     vcpu_op(g, vcpuop::REGISTER_VCPU_TIME_PHYS_AREA, vcpu, VcpuRegisterArea { addr: gpa }.as_bytes())
 }
 
+/// `VCPUOP_register_runstate_memory_area`: `vcpu`'s runstate area at
+/// guest-virtual `va` (0 unregisters). A compat guest's handle is the low 4
+/// bytes of the little-endian union, which this argument gives it.
+pub fn register_runstate_memory_area(g: &dyn Guest, vcpu: u32, va: u64) -> i64 {
+    vcpu_op(g, vcpuop::REGISTER_RUNSTATE_MEMORY_AREA, vcpu, VcpuRegisterArea { addr: va }.as_bytes())
+}
+
+/// `VCPUOP_register_vcpu_time_memory_area`: `vcpu`'s time area at
+/// guest-virtual `va` (0 unregisters).
+pub fn register_vcpu_time_memory_area(g: &dyn Guest, vcpu: u32, va: u64) -> i64 {
+    vcpu_op(g, vcpuop::REGISTER_VCPU_TIME_MEMORY_AREA, vcpu, VcpuRegisterArea { addr: va }.as_bytes())
+}
+
+/// `vm_assist(cmd, type)` (`xen_abi::nr::vmasst`).
+pub fn vm_assist(g: &dyn Guest, cmd: u64, ty: u32) -> i64 {
+    g.hypercall(hypercall::VM_ASSIST, [cmd, ty as u64, 0, 0, 0])
+}
+
 /// `VCPUOP_is_up`: 1 or 0, `-ENOENT` past the domain's last vCPU.
 pub fn vcpu_is_up(g: &dyn Guest, vcpu: u32) -> i64 {
     vcpu_op(g, vcpuop::IS_UP, vcpu, &[])

@@ -9,7 +9,7 @@ use core::mem::{align_of, offset_of, size_of};
 
 use xen_abi::nr::{domid, mapspace};
 use xen_abi::public::{VcpuRunstateInfo, VcpuTimeInfo, XenAddToPhysmap, XenAddToPhysmapUlong32};
-use xen_abi::{arch_arm, arch_x86};
+use xen_abi::{arch_arm, arch_x86, Errno};
 use zerocopy::IntoBytes;
 
 /// `struct arch_vcpu_info` of x86_64: `unsigned long cr2, pad;`.
@@ -127,13 +127,16 @@ pub struct Layout {
     pub runstate_entry_offset: u32,
     /// Offset of `time[4]` in the runstate area.
     pub runstate_time_offset: u32,
+    /// What `VCPUOP_register_vcpu_time_memory_area` gives: `None` where the
+    /// arch has it (x86), the errno otherwise (arm: -EINVAL).
+    pub time_area_by_va_errno: Option<Errno>,
 }
 
 /// A [`Layout`] measured from its mirrors: `vcpu_info` type, runstate
 /// type, `xen_ulong_t` type, and what the mirrors cannot say.
 macro_rules! layout_of {
     ($name:literal, $vcpu_info:ty, $runstate:ty, $xen_ulong:ty,
-     upcall_mask: $mask:expr, arch_marker: $marker:expr, legacy_vcpus: $legacy:expr) => {
+     upcall_mask: $mask:expr, arch_marker: $marker:expr, legacy_vcpus: $legacy:expr, time_area_by_va_errno: $tva:expr) => {
         Layout {
             name: $name,
             vcpu_info_size: size_of::<$vcpu_info>() as u32,
@@ -147,22 +150,26 @@ macro_rules! layout_of {
             runstate_size: size_of::<$runstate>() as u32,
             runstate_entry_offset: offset_of!($runstate, state_entry_time) as u32,
             runstate_time_offset: offset_of!($runstate, time) as u32,
+            time_area_by_va_errno: $tva,
         }
     };
 }
 
 /// x86_64 guests (and any 64-bit HVM guest): Xen's native layout.
 pub const X86_64: Layout = layout_of!("x86_64", VcpuInfoX86_64, VcpuRunstateInfo, u64,
-    upcall_mask: true, arch_marker: Some(offset_of!(VcpuInfoX86_64, arch.pad) as u32), legacy_vcpus: arch_x86::XEN_LEGACY_MAX_VCPUS as u32);
+    upcall_mask: true, arch_marker: Some(offset_of!(VcpuInfoX86_64, arch.pad) as u32), legacy_vcpus: arch_x86::XEN_LEGACY_MAX_VCPUS as u32,
+    time_area_by_va_errno: None);
 
 /// 32-bit x86 guests: Xen's compat (x86_32) layout.
 pub const X86_32: Layout = layout_of!("x86_32", VcpuInfoX86_32, VcpuRunstateInfoX86_32, u32,
-    upcall_mask: true, arch_marker: Some(offset_of!(VcpuInfoX86_32, arch.pad) as u32), legacy_vcpus: arch_x86::XEN_LEGACY_MAX_VCPUS as u32);
+    upcall_mask: true, arch_marker: Some(offset_of!(VcpuInfoX86_32, arch.pad) as u32), legacy_vcpus: arch_x86::XEN_LEGACY_MAX_VCPUS as u32,
+    time_area_by_va_errno: None);
 
 /// arm64 guests (`evtchn_upcall_mask` is there but Xen on arm ignores it;
 /// `struct arch_vcpu_info` is empty, so there is no spare field to mark).
 pub const ARM64: Layout = layout_of!("arm64", VcpuInfoArm64, VcpuRunstateInfo, u64,
-    upcall_mask: false, arch_marker: None, legacy_vcpus: arch_arm::XEN_LEGACY_MAX_VCPUS as u32);
+    upcall_mask: false, arch_marker: None, legacy_vcpus: arch_arm::XEN_LEGACY_MAX_VCPUS as u32,
+    time_area_by_va_errno: Some(Errno::EINVAL));
 
 /// `struct xen_add_to_physmap` in the shape of one layout's `xen_ulong_t`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -43,6 +43,7 @@ mod run;
 mod runstate;
 mod time_area;
 mod upcall;
+mod va_area;
 mod vcpu_info;
 
 use core::sync::atomic::{AtomicU32, AtomicU64};

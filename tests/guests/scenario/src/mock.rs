@@ -8,7 +8,7 @@ use std::mem::offset_of;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use xen_abi::nr::{consoleio, domid, hypercall as hc, mapspace, runstate, schedop, vcpuop, xenver};
+use xen_abi::nr::{consoleio, domid, hypercall as hc, mapspace, runstate, schedop, vcpuop, vmasst, xenver};
 use xen_abi::nr::{evtchn_fifo as ff, evtchnop, evtchnstat};
 use xen_abi::public::{
     EvtchnAllocUnbound, EvtchnBindIpi, EvtchnBindVirq, EvtchnExpandArray, EvtchnInitControl, EvtchnPort,
@@ -43,6 +43,10 @@ struct VcpuState {
     runstate: u64,
     rs_time: [u64; 4],
     rs_entry: u64,
+    /// The areas registered by (identity-mapped) virtual address; a
+    /// physical one, when set, is the one updated.
+    runstate_va: u64,
+    time_va: u64,
 }
 
 /// A simulated event channel: `EVTCHNSTAT_*`, the VIRQ, the FIFO priority.
@@ -99,6 +103,8 @@ impl MockXen {
                 runstate: 0,
                 rs_time: [0; 4],
                 rs_entry: 0,
+                runstate_va: 0,
+                time_va: 0,
             })
             .collect();
         Box::leak(Box::new(MockXen {
@@ -161,7 +167,8 @@ impl MockXen {
         s.rs_time[runstate::RUNNING as usize] += now.saturating_sub(s.rs_entry.max(1_000_000)) / 2;
         s.rs_time[runstate::RUNNABLE as usize] += waited;
         s.rs_entry = now;
-        let (rs, tm) = (s.runstate, s.time);
+        let pick = |phys: u64, va: u64| if phys != 0 { phys } else { va };
+        let (rs, tm) = (pick(s.runstate, s.runstate_va), pick(s.time, s.time_va));
         if rs != 0 {
             self.put(rs, &runstate::RUNNING.to_le_bytes());
             self.put(rs + l.runstate_entry_offset as u64, &now.to_le_bytes());
@@ -376,6 +383,8 @@ impl MockXen {
             }
             vcpuop::REGISTER_RUNSTATE_PHYS_AREA | vcpuop::REGISTER_VCPU_TIME_PHYS_AREA => {
                 let VcpuRegisterArea { addr: gpa } = self.get(arg);
+                // `!0` unregisters.
+                let gpa = if gpa == !0 { 0 } else { gpa };
                 if cmd == vcpuop::REGISTER_RUNSTATE_PHYS_AREA {
                     st.vcpus[v as usize].runstate = gpa;
                 } else {
@@ -384,6 +393,30 @@ impl MockXen {
                 self.schedule_in(&mut st, v, 0);
                 0
             }
+            vcpuop::REGISTER_RUNSTATE_MEMORY_AREA | vcpuop::REGISTER_VCPU_TIME_MEMORY_AREA => {
+                if let (vcpuop::REGISTER_VCPU_TIME_MEMORY_AREA, Some(e)) = (cmd, l.time_area_by_va_errno) {
+                    return e.to_hypercall_ret();
+                }
+                let VcpuRegisterArea { addr: va } = self.get(arg);
+                if cmd == vcpuop::REGISTER_RUNSTATE_MEMORY_AREA {
+                    st.vcpus[v as usize].runstate_va = va;
+                } else {
+                    st.vcpus[v as usize].time_va = va;
+                }
+                self.schedule_in(&mut st, v, 0);
+                0
+            }
+            _ => Errno::ENOSYS.to_hypercall_ret(),
+        }
+    }
+
+    /// `vm_assist`: only the runstate update flag, as for HVM and arm.
+    fn vm_assist(&self, cmd: u64, ty: u64) -> i64 {
+        if ty != vmasst::TYPE_RUNSTATE_UPDATE_FLAG as u64 {
+            return Errno::EINVAL.to_hypercall_ret();
+        }
+        match cmd {
+            vmasst::CMD_ENABLE | vmasst::CMD_DISABLE => 0,
             _ => Errno::ENOSYS.to_hypercall_ret(),
         }
     }
@@ -453,6 +486,7 @@ unsafe impl Guest for MockXen {
             }
             hc::MEMORY_OP => self.add_to_physmap(a[1]),
             hc::VCPU_OP => self.vcpu_op(a[0], a[1], a[2]),
+            hc::VM_ASSIST => self.vm_assist(a[0], a[1]),
             hc::SCHED_OP if a[0] == schedop::YIELD => {
                 // Give the secondary threads a chance, as a real yield would.
                 std::thread::sleep(std::time::Duration::from_micros(20));
