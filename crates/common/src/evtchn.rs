@@ -117,10 +117,34 @@ pub fn set_pending(d: &Domain, port: u32, vcpu: u32) -> XenResult<()> {
     if old & bit != 0 {
         return Ok(());
     }
-    if page.read_uint(si.evtchn_mask.offset + word * w, w)? & bit != 0 {
-        return Ok(());
+    if page.read_uint(si.evtchn_mask.offset + word * w, w)? & bit == 0 {
+        mark_word_pending(d, v, word)?;
     }
-    mark_word_pending(d, v, word)
+    // Masked or not, a vCPU polling on the port wakes.
+    check_pollers(d, port);
+    Ok(())
+}
+
+/// `evtchn_check_pollers`: `port` of `d` just became pending; wakes every
+/// vCPU polling on it or on any port.
+fn check_pollers(d: &Domain, port: u32) {
+    for v in d.vcpus() {
+        let woken = v.timers.lock().take_poll_for(port);
+        if woken {
+            d.vcpu_unblock(v);
+        }
+    }
+}
+
+/// `evtchn_port_poll`: whether `port` is pending, `-EINVAL` for a port the
+/// table has no slot for.
+pub fn poll_port(d: &Domain, port: u32) -> XenResult<bool> {
+    if !d.evtchn.lock().is_valid(port) {
+        return Err(Errno::EINVAL);
+    }
+    let si = d.abi().shared_info();
+    let (word, w, bit) = word_of(d, port);
+    Ok(d.shared_info().read_uint(si.evtchn_pending.offset + word * w, w)? & bit != 0)
 }
 
 fn mark_word_pending(d: &Domain, v: &Vcpu, word: usize) -> XenResult<()> {

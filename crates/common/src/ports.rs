@@ -76,6 +76,12 @@ impl EventChannels {
         self.ports.get(port as usize).copied().filter(|c| port != 0 && c.state != ChannelState::Free)
     }
 
+    /// Whether `port` names a slot of the table, allocated or free (port 0
+    /// included): Xen's `port_is_valid`, the ports `SCHEDOP_poll` may name.
+    pub fn is_valid(&self, port: u32) -> bool {
+        (port as usize) < self.ports.len()
+    }
+
     /// Every allocated port.
     pub fn iter(&self) -> impl Iterator<Item = (u32, Channel)> + '_ {
         self.ports

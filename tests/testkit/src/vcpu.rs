@@ -27,6 +27,9 @@ pub struct FakeVcpu {
     pub entry: Option<u64>,
     /// Upcalls injected so far.
     pub upcalls: u32,
+    /// A 64-bit hypercall argument comes as two 32-bit halves, low first
+    /// (a 32-bit calling convention), instead of in one register.
+    pub split_wide_args: bool,
     target_xml: &'static str,
     registers: Vec<u8>,
 }
@@ -39,6 +42,7 @@ impl FakeVcpu {
             mapped_bytes: ram_pages << 12,
             entry: None,
             upcalls: 0,
+            split_wide_args: false,
             target_xml: "",
             registers: Vec::new(),
         }
@@ -112,6 +116,10 @@ impl ArchVcpu for FakeVcpu {
             return Err(Errno::EINVAL);
         }
         Ok(())
+    }
+
+    fn set_timer_op_timeout(&self, args: &[u64; 6]) -> XenResult<u64> {
+        Ok(if self.split_wide_args { (args[0] & 0xFFFF_FFFF) | (args[1] << 32) } else { args[0] })
     }
 
     fn xen_features(&self, submap_idx: u32) -> u32 {
