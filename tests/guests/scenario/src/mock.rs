@@ -8,13 +8,18 @@ use std::mem::offset_of;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use xen_abi::nr::{consoleio, domid, hypercall as hc, mapspace, runstate, schedop, vcpuop, xenver};
-use xen_abi::public::{VcpuRegisterArea, VcpuRegisterVcpuInfo, VcpuTimeInfo, XenAddToPhysmap, XenAddToPhysmapUlong32};
+use xen_abi::nr::{consoleio, domid, evtchnop, hypercall as hc, mapspace, runstate, schedop, vcpuop, xenver};
+use xen_abi::public::{
+    EvtchnBindVirq, VcpuRegisterArea, VcpuRegisterVcpuInfo, VcpuTimeInfo, XenAddToPhysmap, XenAddToPhysmapUlong32,
+};
 use xen_abi::Errno;
 use zerocopy::{FromBytes, IntoBytes};
 
 use crate::layout::{Layout, ARM64, VCPU_INFO_MAX, VI_UPCALL_MASK, VI_UPCALL_PENDING, X86_32, X86_64};
 use crate::{run_checks, secondary_main, Guest, PAGE_SIZE, VCPUS};
+
+/// The port the mock binds `VIRQ_TIMER` to.
+const MOCK_TIMER_PORT: u32 = 5;
 
 thread_local! {
     /// Which simulated vCPU the current thread is.
@@ -40,7 +45,17 @@ struct VcpuState {
     rs_entry: u64,
 }
 
+/// vCPU 0's PV timers (the only vCPU the scenario sets them on).
+#[derive(Default)]
+struct Timers {
+    port: Option<u32>,
+    singleshot: Option<u64>,
+    period: u64,
+    next: u64,
+}
+
 struct State {
+    timers: Timers,
     mapped: bool,
     vcpus: Vec<VcpuState>,
     lines: String,
@@ -86,7 +101,13 @@ impl MockXen {
             dummy_refused,
             clock: AtomicU64::new(1_000_000),
             done: AtomicBool::new(false),
-            st: Mutex::new(State { mapped: false, vcpus, lines: String::new(), partial: String::new() }),
+            st: Mutex::new(State {
+                timers: Timers::default(),
+                mapped: false,
+                vcpus,
+                lines: String::new(),
+                partial: String::new(),
+            }),
         }))
     }
 
@@ -169,6 +190,40 @@ impl MockXen {
         }
     }
 
+    /// `VIRQ_TIMER` on vCPU 0: its port pending, the selector bit and
+    /// `evtchn_upcall_pending` set (delivered by `maybe_upcall`).
+    fn fire_timer(&self, st: &State) {
+        let (Some(port), Some(vi)) = (st.timers.port, self.vi_addr(st, 0)) else { return };
+        let l = self.layout;
+        let w = l.xen_ulong_size;
+        let word = self.shinfo() + l.evtchn_pending_offset() + (port / (w * 8) * w) as u64;
+        let mut b = [0u8; 8];
+        self.read(word, &mut b[..w as usize]);
+        let v = u64::from_le_bytes(b) | 1 << (port % (w * 8));
+        self.put(word, &v.to_le_bytes()[..w as usize]);
+        self.put(vi + l.pending_sel_offset as u64, &[0xff; 8][..w as usize]);
+        self.put(vi + VI_UPCALL_PENDING, &[1]);
+    }
+
+    /// Fire vCPU 0's timers that are due at the mock's time.
+    fn run_timers(&self) {
+        let now = self.clock.load(Ordering::SeqCst);
+        let mut st = self.st.lock().unwrap();
+        let t = &mut st.timers;
+        let mut fire = false;
+        if t.singleshot.is_some_and(|d| d <= now) {
+            t.singleshot = None;
+            fire = true;
+        }
+        if t.period != 0 && now >= t.next {
+            t.next += (now - t.next) / t.period * t.period + t.period;
+            fire = true;
+        }
+        if fire {
+            self.fire_timer(&st);
+        }
+    }
+
     fn vcpu_op(&self, cmd: u64, v: u64, arg: u64) -> i64 {
         let l = self.layout;
         if v >= self.nvcpus as u64 {
@@ -231,6 +286,27 @@ impl MockXen {
                     st.vcpus[v as usize].time = gpa;
                 }
                 self.schedule_in(&mut st, v, 0);
+                0
+            }
+            vcpuop::SET_SINGLESHOT_TIMER => {
+                // `timeout_abs_ns` leads the struct in every layout.
+                let deadline: u64 = self.get(arg);
+                if deadline < self.clock.load(Ordering::SeqCst) {
+                    self.fire_timer(&st);
+                } else {
+                    st.timers.singleshot = Some(deadline);
+                }
+                0
+            }
+            vcpuop::SET_PERIODIC_TIMER => {
+                let period: u64 = self.get(arg);
+                // Never fired before: due at once, as in Xen.
+                st.timers.period = period;
+                st.timers.next = 0;
+                0
+            }
+            vcpuop::STOP_PERIODIC_TIMER => {
+                st.timers.period = 0;
                 0
             }
             _ => Errno::ENOSYS.to_hypercall_ret(),
@@ -303,10 +379,36 @@ unsafe impl Guest for MockXen {
             hc::MEMORY_OP => self.add_to_physmap(a[1]),
             hc::VCPU_OP => self.vcpu_op(a[0], a[1], a[2]),
             hc::SCHED_OP if a[0] == schedop::YIELD => {
-                // Give the secondary threads a chance, as a real yield would.
+                // Give the secondary threads a chance, as a real yield would;
+                // a millisecond passes.
                 std::thread::sleep(std::time::Duration::from_micros(20));
+                self.clock.fetch_add(1_000_000, Ordering::SeqCst);
+                self.run_timers();
                 let mut st = self.st.lock().unwrap();
                 self.schedule_in(&mut st, me, 100);
+                0
+            }
+            hc::SCHED_OP if a[0] == schedop::BLOCK && me == 0 => {
+                // Sleep until the single-shot deadline, if there is one.
+                if let Some(d) = self.st.lock().unwrap().timers.singleshot {
+                    self.clock.fetch_max(d, Ordering::SeqCst);
+                }
+                self.run_timers();
+                let mut st = self.st.lock().unwrap();
+                self.schedule_in(&mut st, me, 0);
+                0
+            }
+            hc::EVENT_CHANNEL_OP if a[0] == evtchnop::BIND_VIRQ => {
+                let mut b: EvtchnBindVirq = self.get(a[1]);
+                b.port = MOCK_TIMER_PORT;
+                self.put(a[1], b.as_bytes());
+                self.st.lock().unwrap().timers.port = Some(MOCK_TIMER_PORT);
+                0
+            }
+            hc::SET_TIMER_OP if self.layout.name == "arm64" => Errno::ENOSYS.to_hypercall_ret(),
+            hc::SET_TIMER_OP => {
+                let t = if self.layout.xen_ulong_size == 4 { a[0] | a[1] << 32 } else { a[0] };
+                self.st.lock().unwrap().timers.singleshot = (t != 0).then_some(t);
                 0
             }
             hc::SCHED_OP => 0,
