@@ -9,7 +9,10 @@
 //! deadline that can wake a blocked vCPU ([`wake_deadline`]), and runs the
 //! periodic timer of the vCPU it schedules ([`periodic_work`]). As in Xen the
 //! periodic timer only ticks for a scheduled vCPU: it never wakes a blocked
-//! one (Linux uses the single-shot timer for that).
+//! one (Linux uses the single-shot timer for that). Domain kill stops the
+//! timers ([`stop_all`]); soft reset and `VCPUOP_down` keep them, as Xen
+//! does (after a soft reset they find no bound `VIRQ_TIMER` to raise until
+//! the new kernel binds one).
 //!
 //! [`VcpuTimers`]: crate::pv_timer_state::VcpuTimers
 
