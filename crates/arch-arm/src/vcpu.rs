@@ -606,6 +606,12 @@ impl ArchVcpu for ArmVcpu {
         Err(Errno::ENOSYS)
     }
 
+    fn set_timer_op_timeout(&self, _args: &[u64; 6]) -> XenResult<u64> {
+        // Xen's arm hypercall table has no set_timer_op: arm guests use the
+        // generic timer (or VCPUOP_set_singleshot_timer).
+        Err(Errno::ENOSYS)
+    }
+
     fn xen_features(&self, submap_idx: u32) -> u32 {
         match submap_idx {
             0 => GUEST_FEATURES,
@@ -794,6 +800,13 @@ mod tests {
         let r = fixture(1);
         let mut v = r.vcpu(0);
         assert_eq!(v.initialise(&VcpuInitContext::XenInitialise(&[0; 64])), Err(Errno::ENOSYS));
+    }
+
+    #[test]
+    fn set_timer_op_is_not_offered() {
+        // Xen's arm hypercall table has no set_timer_op.
+        let r = fixture(1);
+        assert_eq!(r.vcpu(0).set_timer_op_timeout(&[1_000_000, 0, 0, 0, 0, 0]), Err(Errno::ENOSYS));
     }
 
     #[test]

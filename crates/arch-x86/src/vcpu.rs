@@ -350,6 +350,10 @@ impl ArchVcpu for SvmVcpu {
         Ok(())
     }
 
+    fn set_timer_op_timeout(&self, args: &[u64; 6]) -> XenResult<u64> {
+        Ok(self.wide_hypercall_arg(args))
+    }
+
     fn xen_features(&self, submap_idx: u32) -> u32 {
         match submap_idx {
             0 => HVM_FEATURES,

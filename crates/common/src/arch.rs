@@ -148,6 +148,12 @@ pub trait ArchVcpu: GdbRegisters + Send {
     /// otherwise (`-ENOSYS` where the op does not exist).
     fn check_upcall_vector(&self, vector: u8) -> XenResult<()>;
 
+    /// The absolute timeout of a `set_timer_op` hypercall made with `args`,
+    /// as the arch's calling convention passes a 64-bit argument (one
+    /// register, or low and high halves in two on a 32-bit caller), or the
+    /// arch's errno where Xen offers no `set_timer_op` (`-ENOSYS`).
+    fn set_timer_op_timeout(&self, args: &[u64; 6]) -> XenResult<u64>;
+
     /// Feature word `submap_idx` (below `xenfeat::NR_SUBMAPS`) of
     /// `XENVER_get_features`: the `XENFEAT_*` bits Xen gives a guest of
     /// this arch and type, less any for an interface Lantern lacks.

@@ -23,6 +23,10 @@ pub trait Clock: Sync + Send {
     fn now_ns(&self) -> u64 {
         self.sample().system_time_ns
     }
+    /// The counter value [`Clock::sample`] reports as `tsc` once system time
+    /// has reached `ns` (rounded up, never early): how a deadline in system
+    /// time becomes one in the host counter the board idles on.
+    fn counter_at(&self, ns: u64) -> u64;
 }
 
 /// Xen's counter scaling for a counter running at `hz`: the `(mul, shift)`
@@ -67,6 +71,11 @@ impl Clock for CounterClock {
         let ns = (now.wrapping_sub(self.origin) as u128 * 1_000_000_000 / self.hz as u128) as u64;
         TimeSample { system_time_ns: ns, tsc: now, tsc_to_system_mul: self.mul, tsc_shift: self.shift }
     }
+
+    fn counter_at(&self, ns: u64) -> u64 {
+        let ticks = (ns as u128 * self.hz as u128).div_ceil(1_000_000_000);
+        self.origin.wrapping_add(ticks.min(u64::MAX as u128) as u64)
+    }
 }
 
 #[cfg(test)]
@@ -87,5 +96,21 @@ mod tests {
             let err = one_second.abs_diff(1_000_000_000);
             assert!(err < 1_000, "{hz} Hz: guest computes {one_second} ns for 1 s");
         }
+    }
+
+    static COUNTER: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+    #[test]
+    fn counter_at_is_the_first_tick_at_or_after_the_deadline() {
+        use core::sync::atomic::Ordering::SeqCst;
+        let c = CounterClock::new(|| COUNTER.load(SeqCst), 1000, 62_500_000);
+        for ns in [1u64, 15, 16, 17, 1_000_000, 123_456_789] {
+            let t = c.counter_at(ns);
+            COUNTER.store(t, SeqCst);
+            assert!(c.sample().system_time_ns >= ns, "{ns} ns: counter {t} is early");
+            COUNTER.store(t - 1, SeqCst);
+            assert!(c.sample().system_time_ns < ns, "{ns} ns: counter {t} is late");
+        }
+        assert_eq!(c.counter_at(0), 1000, "time zero is the origin");
     }
 }

@@ -21,6 +21,7 @@ use crate::diag::{Diagnostics, Unhandled};
 use crate::grants::GrantTable;
 use crate::memory::{DomId, Gfn, P2m, P2mType, Page, PageRef};
 use crate::ports::EventChannels;
+use crate::pv_timer_state::VcpuTimers;
 use crate::runstate_info::RunstateInfo;
 use xen_abi::errno::{Errno, XenResult};
 use xen_abi::layout::GuestAbi;
@@ -105,6 +106,7 @@ pub struct Vcpu {
     upcall_vector: AtomicU8,
     pub(crate) areas: spin::Mutex<VcpuAreas>,
     pub(crate) runstate: spin::Mutex<RunstateInfo>,
+    pub(crate) timers: spin::Mutex<VcpuTimers>,
 }
 
 impl Vcpu {
@@ -181,6 +183,11 @@ impl Vcpu {
     pub fn runstate(&self) -> RunstateInfo {
         *self.runstate.lock()
     }
+
+    /// A snapshot of the PV timers and the poll state.
+    pub fn timers(&self) -> VcpuTimers {
+        *self.timers.lock()
+    }
 }
 
 /// One domain.
@@ -239,6 +246,7 @@ impl Domain {
                 upcall_vector: AtomicU8::new(0),
                 areas: spin::Mutex::new(VcpuAreas::new(AreaMap::dummy(dummy.clone()))),
                 runstate: spin::Mutex::new(RunstateInfo::new(id == 0, now)),
+                timers: spin::Mutex::new(VcpuTimers::default()),
             })
             .collect();
         let d = Arc::new(Domain {
@@ -540,17 +548,26 @@ impl Domain {
         self.vcpu_unblock(v);
     }
 
-    /// Clears `VPF_blocked` (an event arrived).
+    /// Clears `VPF_blocked` (an event arrived); a wake-up of a vCPU blocked
+    /// in `SCHEDOP_poll` ends the poll too, whatever woke it.
     pub fn vcpu_unblock(&self, v: &Vcpu) {
-        v.clear_flag(VPF_BLOCKED);
+        if v.pause_flags.fetch_and(!VPF_BLOCKED, Ordering::AcqRel) & VPF_BLOCKED != 0 {
+            v.timers.lock().end_poll();
+        }
     }
 
     /// Blocks `v` until an event, unless its upcall is already pending.
     pub fn vcpu_block(&self, v: &Vcpu) {
         v.set_flag(VPF_BLOCKED);
-        if v.upcall_needed.load(Ordering::Acquire) || self.upcall_pending(v) {
+        if self.events_need_delivery(v) {
             v.clear_flag(VPF_BLOCKED);
         }
+    }
+
+    /// `local_events_need_delivery`: an upcall is requested or pending for
+    /// `v`, so blocking (`SCHEDOP_block`, `SCHEDOP_poll`) returns at once.
+    pub fn events_need_delivery(&self, v: &Vcpu) -> bool {
+        v.upcall_needed.load(Ordering::Acquire) || self.upcall_pending(v)
     }
 
     /// Reads `evtchn_upcall_pending` of `v`'s vcpu_info.

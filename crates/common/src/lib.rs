@@ -29,6 +29,8 @@ pub mod lifecycle;
 pub mod loader;
 pub mod memory;
 pub mod ports;
+pub mod pv_timer;
+pub mod pv_timer_state;
 pub mod runstate;
 pub mod runstate_info;
 pub mod sched;

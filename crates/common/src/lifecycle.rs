@@ -22,13 +22,14 @@ pub fn kill(d: &Domain) {
     kill_among(d, &NoDomains);
 }
 
-/// `domain_kill`: pauses the domain, unmaps every guest area (dropping their
+/// `domain_kill`: pauses the domain, stops its vCPUs' PV timers, unmaps every guest area (dropping their
 /// page references), tears down its grant mappings and the mappings the
 /// domains of `others` hold of its grants, closes all event channels (the
 /// peer ends in `others` go back to unbound; FIFO pages are released) and
 /// releases all memory.
 pub fn kill_among(d: &Domain, others: &dyn DomainDirectory) {
     d.pause();
+    d.vcpus().iter().for_each(crate::pv_timer::stop_all);
     guest_area::unmap_all(d);
     crate::grant_table::release_all(d, others);
     crate::evtchn::reset_among(d, others);

@@ -17,6 +17,7 @@ use crate::domain::{Domain, Lifecycle, VPF_BLOCKED};
 use crate::hypercall::{self, Call};
 use crate::lifecycle;
 use crate::memory::DomId;
+use crate::pv_timer;
 use crate::runstate;
 use crate::va_area;
 use xen_abi::nr::runstate::{BLOCKED, OFFLINE, RUNNABLE, RUNNING};
@@ -99,9 +100,12 @@ pub trait Board: Preemption {
     /// transport (the gdb stub), which may inspect and change `hv`.
     fn poll(&mut self, hv: &mut Hypervisor);
     /// Nothing can run: wait for an interrupt, or at the latest until the
-    /// host counter reaches `wake_at` (a blocked vCPU's guest timer).
+    /// host counter reaches `wake_at` (a blocked vCPU's guest timer or PV
+    /// timer deadline).
     fn idle(&mut self, hv: &Hypervisor, wake_at: Option<u64>);
-    /// The host counter now, in the units of [`ArchDomain::timer_deadline`].
+    /// The host counter now, in the units of [`ArchDomain::timer_deadline`]:
+    /// the counter the domains' [`crate::clock::Clock`] samples, so that
+    /// [`crate::clock::Clock::counter_at`] converts a PV deadline to it.
     fn now_ticks(&self) -> u64;
     /// Where the domains' console lines go.
     fn console(&self) -> Arc<dyn ConsoleSink>;
@@ -228,11 +232,15 @@ impl Hypervisor {
         None
     }
 
-    /// Wakes blocked vCPUs whose own guest timer has fired (the backend
-    /// injects the timer interrupt when they run).
+    /// Fires the PV timers that have expired (their `VIRQ_TIMER` wakes a
+    /// blocked vCPU that bound it; a poll's timeout ends the poll), and wakes
+    /// blocked vCPUs whose own guest timer has fired (the backend injects
+    /// the timer interrupt when they run).
     pub fn wake_expired_timers(&self, now_ticks: u64) {
         for s in &self.slots {
+            let now_ns = s.domain.clock().now_ns();
             for v in s.domain.vcpus() {
+                pv_timer::fire_expired(&s.domain, v, now_ns);
                 if v.pause_flags() & VPF_BLOCKED != 0 && s.arch.timer_deadline(v.id).is_some_and(|t| t <= now_ticks) {
                     s.domain.vcpu_unblock(v);
                 }
@@ -240,17 +248,19 @@ impl Hypervisor {
         }
     }
 
-    /// The earliest guest-timer deadline of a blocked vCPU.
+    /// The earliest deadline, in host-counter ticks, at which a blocked
+    /// vCPU wakes: its guest timer, or its PV single-shot timer or poll
+    /// timeout (system time, converted through its domain's clock).
     pub fn next_timer_deadline(&self) -> Option<u64> {
         self.slots
             .iter()
             .flat_map(|s| {
-                s.domain
-                    .vcpus()
-                    .iter()
-                    .filter(|v| v.pause_flags() & VPF_BLOCKED != 0)
-                    .filter_map(|v| s.arch.timer_deadline(v.id))
+                s.domain.vcpus().iter().filter(|v| v.pause_flags() & VPF_BLOCKED != 0).flat_map(|v| {
+                    let pv = pv_timer::wake_deadline(v).map(|ns| s.domain.clock().counter_at(ns));
+                    [s.arch.timer_deadline(v.id), pv]
+                })
             })
+            .flatten()
             .min()
     }
 
@@ -269,6 +279,9 @@ impl Hypervisor {
         // this vCPU's own tables, so they are written while it is current.
         va_area::update_runstate(&d, v, &*slot.vcpus[vid as usize]);
         va_area::update_time(&d, v, &*slot.vcpus[vid as usize]);
+        // The periodic timer ticks while its vCPU is scheduled (as in Xen,
+        // where a context switch runs it): every slice looks at it.
+        pv_timer::periodic_work(&d, v, d.clock().now_ns());
         let mut burst = 0;
         let exit = loop {
             // Every entry sees the p2m as it is now: a hypercall (this

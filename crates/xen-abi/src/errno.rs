@@ -52,6 +52,7 @@ errnos! {
     ENOSPC = 28,
     ERANGE = 34,
     ENOSYS = 38,
+    ETIME = 62,
     EOPNOTSUPP = 95,
     EALREADY = 114,
 }

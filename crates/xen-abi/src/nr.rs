@@ -77,6 +77,24 @@ pub mod vcpuop {
     pub const REGISTER_RUNSTATE_PHYS_AREA: u64 = 14;
     /// `VCPUOP_register_vcpu_time_phys_area`.
     pub const REGISTER_VCPU_TIME_PHYS_AREA: u64 = 15;
+    /// `VCPU_SSHOTTMR_future`: a flag of `vcpu_set_singleshot_timer`. Xen
+    /// since 4.18 accepts and ignores it (a deadline already passed fires at
+    /// once instead of failing with `-ETIME`).
+    pub const SSHOTTMR_FUTURE: u32 = 1 << 0;
+}
+
+/// Xen's limits on the PV timers (`xen/time.h`, `domain.c`, `sched/core.c`):
+/// internal to Xen but visible to guests through the errnos and delays.
+pub mod pv_timer {
+    /// `MILLISECS(1)`: the shortest period `VCPUOP_set_periodic_timer` takes.
+    pub const PERIOD_MIN_NS: u64 = 1_000_000;
+    /// `STIME_DELTA_MAX`: the longest period it takes.
+    pub const STIME_DELTA_MAX: u64 = u64::MAX >> 2;
+    /// `set_timer_op` treats a deadline this many bits of ns or more ahead
+    /// (about 13 days) as a wrapped guest value ...
+    pub const HUGE_TIMEOUT_SHIFT: u32 = 50;
+    /// ... and fires the timer this long from now instead.
+    pub const HUGE_TIMEOUT_DELAY_NS: u64 = 100_000_000;
 }
 
 /// `SCHEDOP_*` (`sched.h`).
@@ -89,6 +107,8 @@ pub mod schedop {
     pub const SHUTDOWN: u64 = 2;
     /// `SCHEDOP_poll`.
     pub const POLL: u64 = 3;
+    /// The most ports one `SCHEDOP_poll` may name (`do_poll`).
+    pub const POLL_MAX_PORTS: u32 = 128;
 }
 
 /// `SHUTDOWN_*` reasons (`sched.h`).

@@ -463,6 +463,65 @@ mirror! {
     }
 }
 
+mirror! {
+    /// `struct vcpu_set_periodic_timer`: the same 8 bytes in every layout.
+    pub struct VcpuSetPeriodicTimer {
+        /// Period in ns.
+        pub period_ns: u64,
+    }
+}
+
+mirror! {
+    /// `struct vcpu_set_singleshot_timer` with 8-aligned `uint64_t` (x86_64,
+    /// arm: 16 bytes).
+    pub struct VcpuSetSingleshotTimer {
+        /// Absolute system time of the deadline, in ns.
+        pub timeout_abs_ns: u64,
+        /// `VCPU_SSHOTTMR_*`.
+        pub flags: u32,
+        /// Tail padding.
+        pub pad: u32,
+    }
+}
+
+/// `struct vcpu_set_singleshot_timer` with 4-aligned `uint64_t` (x86_32
+/// compat: 12 bytes, so a guest's struct at the end of a page reads whole).
+#[repr(C, packed(4))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct VcpuSetSingleshotTimerAlign4 {
+    /// Absolute system time of the deadline, in ns.
+    pub timeout_abs_ns: u64,
+    /// `VCPU_SSHOTTMR_*`.
+    pub flags: u32,
+}
+
+mirror! {
+    /// `struct sched_poll` with a 64-bit guest handle (x86_64, arm: 24 bytes).
+    pub struct SchedPoll {
+        /// Guest handle of the `evtchn_port_t` array.
+        pub ports: u64,
+        /// Ports in the array.
+        pub nr_ports: u32,
+        /// Padding before the 8-aligned `timeout`.
+        pub pad: u32,
+        /// Absolute system time to give up at, in ns (0: never).
+        pub timeout: u64,
+    }
+}
+
+/// `struct sched_poll` with a 32-bit guest handle and 4-aligned `uint64_t`
+/// (x86_32 compat: 16 bytes).
+#[repr(C, packed(4))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct SchedPollHandle32 {
+    /// Guest handle of the `evtchn_port_t` array.
+    pub ports: u32,
+    /// Ports in the array.
+    pub nr_ports: u32,
+    /// Absolute system time to give up at, in ns (0: never).
+    pub timeout: u64,
+}
+
 // The sizes Xen's headers promise (and guests rely on).
 const _: () = {
     use core::mem::{offset_of, size_of};
@@ -484,5 +543,9 @@ const _: () = {
     assert!(size_of::<GnttabMapGrantRef>() == 32 && offset_of!(GnttabMapGrantRef, dev_bus_addr) == 24);
     assert!(size_of::<GnttabUnmapGrantRef>() == 24 && offset_of!(GnttabUnmapGrantRef, status) == 20);
     assert!(size_of::<GnttabCopy>() == 40 && offset_of!(GnttabCopy, status) == 36);
+    assert!(size_of::<VcpuSetPeriodicTimer>() == 8);
+    assert!(size_of::<VcpuSetSingleshotTimer>() == 16 && size_of::<VcpuSetSingleshotTimerAlign4>() == 12);
+    assert!(size_of::<SchedPoll>() == 24 && offset_of!(SchedPoll, timeout) == 16);
+    assert!(size_of::<SchedPollHandle32>() == 16 && offset_of!(SchedPollHandle32, timeout) == 8);
     assert!(size_of::<GnttabCopyUlong32>() == 24 && offset_of!(GnttabCopyUlong32, status) == 20);
 };

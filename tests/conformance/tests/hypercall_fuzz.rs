@@ -35,6 +35,10 @@ fn legal_errnos(nr: u64, args: &[u64; 6]) -> &'static [Errno] {
             vcpuop::REGISTER_RUNSTATE_MEMORY_AREA | vcpuop::REGISTER_VCPU_TIME_MEMORY_AREA => {
                 &[Errno::ENOENT, Errno::EFAULT]
             }
+            // The period's bounds; another vCPU's single-shot timer.
+            vcpuop::SET_PERIODIC_TIMER | vcpuop::SET_SINGLESHOT_TIMER => &[Errno::ENOENT, Errno::EFAULT, Errno::EINVAL],
+            vcpuop::STOP_PERIODIC_TIMER => &[Errno::ENOENT],
+            vcpuop::STOP_SINGLESHOT_TIMER => &[Errno::ENOENT, Errno::EINVAL],
             _ => &[Errno::ENOENT, Errno::ENOSYS],
         },
         hypercall::XEN_VERSION => match cmd {
@@ -57,6 +61,9 @@ fn legal_errnos(nr: u64, args: &[u64; 6]) -> &'static [Errno] {
         hypercall::SCHED_OP => match cmd {
             schedop::YIELD | schedop::BLOCK => &[],
             schedop::SHUTDOWN => &[Errno::EFAULT],
+            // Too many ports or one the table has no slot for; an unreadable
+            // struct or port array.
+            schedop::POLL => &[Errno::EFAULT, Errno::EINVAL],
             _ => &[Errno::ENOSYS],
         },
         hypercall::MEMORY_OP => match cmd & memop::CMD_MASK {
@@ -101,6 +108,9 @@ fn legal_errnos(nr: u64, args: &[u64; 6]) -> &'static [Errno] {
         },
         // A type outside the arch's mask, then an unknown command.
         hypercall::VM_ASSIST => &[Errno::EINVAL, Errno::ENOSYS],
+        // Never fails where the arch has it (a past or absurd deadline fires
+        // early instead); -ENOSYS where it has not.
+        hypercall::SET_TIMER_OP => &[Errno::ENOSYS],
         _ => &[Errno::ENOSYS],
     }
 }
@@ -159,6 +169,7 @@ fn hypercall() -> impl Strategy<Value = Hc> {
             hypercall::HVM_OP,
             hypercall::GRANT_TABLE_OP,
             hypercall::VM_ASSIST,
+            hypercall::SET_TIMER_OP,
         ]),
         1 => 0u64..64,
         1 => any::<u64>(),

@@ -81,6 +81,9 @@ impl ArchVcpu for ScriptedVcpu {
     fn time_area_by_va_supported(&self) -> XenResult<()> {
         Err(Errno::EINVAL)
     }
+    fn set_timer_op_timeout(&self, args: &[u64; 6]) -> XenResult<u64> {
+        Ok(args[0])
+    }
 
     fn check_upcall_vector(&self, _vector: u8) -> XenResult<()> {
         Err(Errno::ENOSYS)

@@ -219,6 +219,9 @@ impl ArchVcpu for Observer {
     fn time_area_by_va_supported(&self) -> XenResult<()> {
         self.inner.time_area_by_va_supported()
     }
+    fn set_timer_op_timeout(&self, args: &[u64; 6]) -> XenResult<u64> {
+        self.inner.set_timer_op_timeout(args)
+    }
 }
 
 #[test]

@@ -45,6 +45,10 @@ impl Clock for TestClock {
         let ns = self.now_ns.load(Ordering::SeqCst);
         TimeSample { system_time_ns: ns, tsc: ns * 3, tsc_to_system_mul: 0x5555_5555, tsc_shift: self.tsc_shift }
     }
+
+    fn counter_at(&self, ns: u64) -> u64 {
+        ns.saturating_mul(3)
+    }
 }
 
 /// A clock that follows the host's monotonic time, for the bench and the
@@ -75,5 +79,9 @@ impl Clock for HostClock {
         let ns = self.started.elapsed().as_nanos() as u64 + Self::START_NS;
         // Two counter ticks per nanosecond; mul 1/2 converts them back.
         TimeSample { system_time_ns: ns, tsc: ns * 2, tsc_to_system_mul: 0x8000_0000, tsc_shift: 0 }
+    }
+
+    fn counter_at(&self, ns: u64) -> u64 {
+        ns.saturating_mul(2)
     }
 }

@@ -30,6 +30,9 @@ pub struct FakeVcpu {
     /// The errno of `VCPUOP_register_vcpu_time_memory_area` when the fake
     /// models an arch without it; `None`: the op exists.
     pub no_time_area_by_va: Option<Errno>,
+    /// A 64-bit hypercall argument comes as two 32-bit halves, low first
+    /// (a 32-bit calling convention), instead of in one register.
+    pub split_wide_args: bool,
     target_xml: &'static str,
     registers: Vec<u8>,
 }
@@ -43,6 +46,7 @@ impl FakeVcpu {
             entry: None,
             upcalls: 0,
             no_time_area_by_va: None,
+            split_wide_args: false,
             target_xml: "",
             registers: Vec::new(),
         }
@@ -122,6 +126,10 @@ impl ArchVcpu for FakeVcpu {
             return Err(Errno::EINVAL);
         }
         Ok(())
+    }
+
+    fn set_timer_op_timeout(&self, args: &[u64; 6]) -> XenResult<u64> {
+        Ok(if self.split_wide_args { (args[0] & 0xFFFF_FFFF) | (args[1] << 32) } else { args[0] })
     }
 
     fn xen_features(&self, submap_idx: u32) -> u32 {

@@ -56,6 +56,30 @@ fn raise(d: &Domain, t: &mut EventChannels, port: u32) {
             }
         }
     }
+    check_pollers(d, port);
+}
+
+/// `evtchn_check_pollers`: `port` of `d` was just raised; wakes every vCPU
+/// polling on it (or on any port). Masked or not, a poller wakes.
+fn check_pollers(d: &Domain, port: u32) {
+    for v in d.vcpus() {
+        if v.timers.lock().take_poll_for(port) {
+            d.vcpu_unblock(v);
+        }
+    }
+}
+
+/// `evtchn_port_poll`: whether `port` is pending in the ABI in force;
+/// `-EINVAL` for a port the table has no slot for.
+pub fn poll_port(d: &Domain, port: u32) -> XenResult<bool> {
+    let t = d.evtchn.lock();
+    if !t.is_valid(port) {
+        return Err(Errno::EINVAL);
+    }
+    Ok(match &t.abi {
+        EvtchnAbi::TwoLevel => two_level::is_pending(d, port),
+        EvtchnAbi::Fifo(f) => f.event_word(port) & (1 << xen_abi::nr::evtchn_fifo::PENDING) != 0,
+    })
 }
 
 /// The upcall for `vcpu` of `d` (FIFO: a queue became ready).

@@ -116,12 +116,28 @@ pub fn dispatch(call: &mut Call<'_>, nr: u64, args: [u64; 6]) -> Outcome {
         nr::HVM_OP => hvm_op::hvm_op(call, args[0], args[1]),
         nr::GRANT_TABLE_OP => grant_table::grant_table_op(call, args[0], args[1], args[2]),
         nr::VM_ASSIST => vm_assist::vm_assist(call, args[0], args[1]),
+        nr::SET_TIMER_OP => set_timer_op(call, &args),
         _ => Err(Errno::ENOSYS),
     };
     if r == Err(Errno::ENOSYS) {
         call.domain.note_unhandled(Some(call.vcpu), Unhandled::Hypercall { nr, sub: args[0] });
     }
     Outcome { ret: xen_abi::errno::hypercall_ret(r), deschedule: call.deschedule }
+}
+
+/// `set_timer_op(timeout)`: the caller's single-shot timer, the 64-bit
+/// deadline taken as the arch's calling convention passes it.
+fn set_timer_op(call: &mut Call<'_>, args: &[u64; 6]) -> XenResult<i64> {
+    let timeout = call.caller()?.set_timer_op_timeout(args)?;
+    crate::pv_timer::set_timer_op(call.domain, call.domain.vcpu(call.vcpu)?, timeout);
+    Ok(0)
+}
+
+/// Whether the caller's layout is the narrow one: 32-bit `xen_ulong_t` and
+/// guest handles, `uint64_t` only 4-aligned (x86_32 compat; every other
+/// layout has 64-bit handles and natural alignment).
+pub(super) fn narrow_layout(call: &Call<'_>) -> XenResult<bool> {
+    Ok(call.caller()?.guest_abi(call.domain).xen_ulong_size() == 4)
 }
 
 /// Xen's rule for a `domid` argument that may only name the caller.

@@ -1,17 +1,22 @@
-//! `vcpu_op`: vCPU bring-up and the guest-area registrations.
+//! `vcpu_op`: vCPU bring-up, the guest-area registrations and the PV
+//! timers.
 
 use alloc::vec;
 
-use super::Call;
+use super::{narrow_layout, Call};
 use crate::addr::{Gfn, Gva};
 use crate::arch::VcpuInitContext;
 use crate::area::Placement;
 use crate::guest_area;
 use crate::lifecycle;
+use crate::pv_timer;
 use crate::va_area;
 use xen_abi::errno::{Errno, XenResult};
+use xen_abi::nr::pv_timer::{PERIOD_MIN_NS, STIME_DELTA_MAX};
 use xen_abi::nr::vcpuop;
-use xen_abi::public::{VcpuRegisterArea, VcpuRegisterVcpuInfo};
+use xen_abi::public::{
+    VcpuRegisterArea, VcpuRegisterVcpuInfo, VcpuSetPeriodicTimer, VcpuSetSingleshotTimer, VcpuSetSingleshotTimerAlign4,
+};
 
 /// The guest handle of a `vcpu_register_{runstate,time}_memory_area`
 /// argument, as wide as the caller's layout makes it (`addr.h`): Xen's
@@ -92,6 +97,50 @@ pub(super) fn vcpu_op(call: &mut Call<'_>, cmd: u64, vcpuid: u64, arg: u64) -> X
             let r: VcpuRegisterArea = call.read(arg)?;
             guest_area::register_time_area(d, Some(call.vcpu), v, r.addr).map(|_| 0)
         }
+        vcpuop::SET_PERIODIC_TIMER => {
+            // Any vCPU of the domain may set any one's periodic timer.
+            let VcpuSetPeriodicTimer { period_ns } = call.read(arg)?;
+            if !(PERIOD_MIN_NS..=STIME_DELTA_MAX).contains(&period_ns) {
+                return Err(Errno::EINVAL);
+            }
+            pv_timer::set_periodic(d, v, period_ns);
+            Ok(0)
+        }
+        vcpuop::STOP_PERIODIC_TIMER => {
+            pv_timer::set_periodic(d, v, 0);
+            Ok(0)
+        }
+        vcpuop::SET_SINGLESHOT_TIMER => {
+            // Only a vCPU's own single-shot timer. The compat entry reads its
+            // narrower struct before the native op checks the vCPU, so a bad
+            // pointer wins there; natively the vCPU check comes first.
+            let timeout = if narrow_layout(call)? {
+                let a: VcpuSetSingleshotTimerAlign4 = call.read(arg)?;
+                own_vcpu(call, vcpuid)?;
+                a.timeout_abs_ns
+            } else {
+                own_vcpu(call, vcpuid)?;
+                let a: VcpuSetSingleshotTimer = call.read(arg)?;
+                a.timeout_abs_ns
+            };
+            // `flags` (VCPU_SSHOTTMR_future) is ignored, as Xen ignores it.
+            pv_timer::set_singleshot(d, v, timeout);
+            Ok(0)
+        }
+        vcpuop::STOP_SINGLESHOT_TIMER => {
+            own_vcpu(call, vcpuid)?;
+            pv_timer::stop_singleshot(v);
+            Ok(0)
+        }
         _ => Err(Errno::ENOSYS),
+    }
+}
+
+/// Xen's `v != current` rule of the single-shot ops: `-EINVAL`.
+fn own_vcpu(call: &Call<'_>, vcpuid: u32) -> XenResult<()> {
+    if vcpuid == call.vcpu {
+        Ok(())
+    } else {
+        Err(Errno::EINVAL)
     }
 }

@@ -4,10 +4,13 @@
 
 use core::fmt;
 
-use xen_abi::nr::{consoleio, hypercall, memop, schedop, vcpuop, xenver};
-use xen_abi::public::{EvtchnPort, SchedShutdown, VcpuRegisterArea, VcpuRegisterVcpuInfo};
+use xen_abi::nr::{consoleio, evtchnop, hypercall, memop, schedop, vcpuop, xenver};
+use xen_abi::public::{
+    EvtchnBindVirq, EvtchnPort, SchedShutdown, VcpuRegisterArea, VcpuRegisterVcpuInfo, VcpuSetPeriodicTimer,
+    VcpuSetSingleshotTimer, VcpuSetSingleshotTimerAlign4,
+};
 use xen_abi::Errno;
-use zerocopy::{FromBytes, Immutable, IntoBytes};
+use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes};
 
 use crate::{Guest, Layout};
 
@@ -64,6 +67,60 @@ pub fn vcpu_up(g: &dyn Guest, vcpu: u32) -> i64 {
 /// `VCPUOP_down`.
 pub fn vcpu_down(g: &dyn Guest, vcpu: u32) -> i64 {
     vcpu_op(g, vcpuop::DOWN, vcpu, &[])
+}
+
+/// `EVTCHNOP_bind_virq`: `virq` delivered to `vcpu`; the new port, or a
+/// negative errno.
+pub fn bind_virq(g: &dyn Guest, virq: u32, vcpu: u32) -> i64 {
+    let arg = EvtchnBindVirq { virq, vcpu, port: 0 };
+    let gpa = g.gpa_of(arg.as_bytes().as_ptr());
+    let rc = g.hypercall(hypercall::EVENT_CHANNEL_OP, [evtchnop::BIND_VIRQ, gpa, 0, 0, 0]);
+    if rc != 0 {
+        return rc;
+    }
+    // The hypervisor wrote the port behind the compiler's back: read it
+    // back through guest memory, not through `arg`.
+    let mut out = EvtchnBindVirq::new_zeroed();
+    g.read(gpa, out.as_mut_bytes());
+    out.port as i64
+}
+
+/// `VCPUOP_set_singleshot_timer` for `vcpu` at absolute system time
+/// `timeout_abs_ns`, the struct in `layout`'s shape (12 bytes in x86_32).
+pub fn set_singleshot_timer(g: &dyn Guest, layout: &Layout, vcpu: u32, timeout_abs_ns: u64, flags: u32) -> i64 {
+    if layout.xen_ulong_size == 4 {
+        let arg = VcpuSetSingleshotTimerAlign4 { timeout_abs_ns, flags };
+        vcpu_op(g, vcpuop::SET_SINGLESHOT_TIMER, vcpu, arg.as_bytes())
+    } else {
+        let arg = VcpuSetSingleshotTimer { timeout_abs_ns, flags, pad: 0 };
+        vcpu_op(g, vcpuop::SET_SINGLESHOT_TIMER, vcpu, arg.as_bytes())
+    }
+}
+
+/// `VCPUOP_set_periodic_timer` for `vcpu`.
+pub fn set_periodic_timer(g: &dyn Guest, vcpu: u32, period_ns: u64) -> i64 {
+    vcpu_op(g, vcpuop::SET_PERIODIC_TIMER, vcpu, VcpuSetPeriodicTimer { period_ns }.as_bytes())
+}
+
+/// `VCPUOP_stop_periodic_timer` for `vcpu`.
+pub fn stop_periodic_timer(g: &dyn Guest, vcpu: u32) -> i64 {
+    vcpu_op(g, vcpuop::STOP_PERIODIC_TIMER, vcpu, &[])
+}
+
+/// `set_timer_op(timeout)`: the 64-bit deadline in one register, or as
+/// low and high halves in two where the layout is the 32-bit one.
+pub fn set_timer_op(g: &dyn Guest, layout: &Layout, timeout: u64) -> i64 {
+    let args = if layout.xen_ulong_size == 4 {
+        [timeout & 0xFFFF_FFFF, timeout >> 32, 0, 0, 0]
+    } else {
+        [timeout, 0, 0, 0, 0]
+    };
+    g.hypercall(hypercall::SET_TIMER_OP, args)
+}
+
+/// `sched_op(SCHEDOP_block)`: sleep until an event.
+pub fn sched_block(g: &dyn Guest) -> i64 {
+    g.hypercall(hypercall::SCHED_OP, [schedop::BLOCK, 0, 0, 0, 0])
 }
 
 /// `sched_op(SCHEDOP_yield)`.

@@ -191,6 +191,13 @@ impl AddToPhysmap {
 }
 
 impl Layout {
+    /// Offset of `evtchn_pending[]` in shared_info: right after the legacy
+    /// vcpu_info slots (their size is a multiple of 8 in every layout, so
+    /// the `xen_ulong_t` array needs no padding).
+    pub const fn evtchn_pending_offset(&self) -> u64 {
+        (self.legacy_vcpus * self.vcpu_info_size) as u64
+    }
+
     /// `struct xen_add_to_physmap` mapping shared_info (`XENMAPSPACE_shared_info`,
     /// idx 0: the shared_info frame itself) at `gfn` of the calling domain.
     pub fn add_to_physmap_shared_info(&self, gfn: u64) -> AddToPhysmap {

@@ -15,8 +15,9 @@
 //! - the checks, one module per topic: `basics` (xen_version, shared_info),
 //!   `upcall` (event upcalls), `vcpu_info` (registration on vCPU 0),
 //!   `bringup` (secondary vCPUs: dummy area, remote registration), `time_area`,
-//!   `runstate`, `fifo` (event-channel status and the FIFO ABI; last, as the
-//!   switch is one-way);
+//!   `runstate`, `pv_timer` (PV timers waking and ticking vCPU 0), `fifo`
+//!   (event-channel status and the FIFO ABI; last, as the switch is
+//!   one-way);
 //! - `bench` (the `bench` command-line word) and `report` (`REPORT` lines);
 //! - the tools they use: [`hypercall`], [`layout`], [`console`], [`identity`].
 #![cfg_attr(not(test), no_std)]
@@ -38,6 +39,7 @@ pub mod identity;
 pub mod layout;
 #[cfg(test)]
 mod mock;
+mod pv_timer;
 mod report;
 mod run;
 mod runstate;

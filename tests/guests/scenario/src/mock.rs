@@ -66,7 +66,17 @@ struct Evtchn {
     tails: [u32; ff::MAX_QUEUES],
 }
 
+/// vCPU 0's PV timers (the only vCPU the scenario sets them on).
+#[derive(Default)]
+struct Timers {
+    port: Option<u32>,
+    singleshot: Option<u64>,
+    period: u64,
+    next: u64,
+}
+
 struct State {
+    timers: Timers,
     mapped: bool,
     vcpus: Vec<VcpuState>,
     lines: String,
@@ -116,6 +126,7 @@ impl MockXen {
             clock: AtomicU64::new(1_000_000),
             done: AtomicBool::new(false),
             st: Mutex::new(State {
+                timers: Timers::default(),
                 mapped: false,
                 vcpus,
                 lines: String::new(),
@@ -231,6 +242,9 @@ impl MockXen {
                 let mut a: EvtchnBindVirq = self.get(arg);
                 a.port = alloc(e, evtchnstat::VIRQ, a.virq);
                 self.put(arg, a.as_bytes());
+                if a.virq == xen_abi::nr::virq::TIMER {
+                    st.timers.port = Some(a.port);
+                }
             }
             evtchnop::BIND_IPI => {
                 let mut a: EvtchnBindIpi = self.get(arg);
@@ -327,6 +341,40 @@ impl MockXen {
         e.array.get((port / words) as usize).map(|p| p + (port % words) as u64 * 4)
     }
 
+    /// `VIRQ_TIMER` on vCPU 0: its port pending, the selector bit and
+    /// `evtchn_upcall_pending` set (delivered by `maybe_upcall`).
+    fn fire_timer(&self, st: &State) {
+        let (Some(port), Some(vi)) = (st.timers.port, self.vi_addr(st, 0)) else { return };
+        let l = self.layout;
+        let w = l.xen_ulong_size;
+        let word = self.shinfo() + l.evtchn_pending_offset() + (port / (w * 8) * w) as u64;
+        let mut b = [0u8; 8];
+        self.read(word, &mut b[..w as usize]);
+        let v = u64::from_le_bytes(b) | 1 << (port % (w * 8));
+        self.put(word, &v.to_le_bytes()[..w as usize]);
+        self.put(vi + l.pending_sel_offset as u64, &[0xff; 8][..w as usize]);
+        self.put(vi + VI_UPCALL_PENDING, &[1]);
+    }
+
+    /// Fire vCPU 0's timers that are due at the mock's time.
+    fn run_timers(&self) {
+        let now = self.clock.load(Ordering::SeqCst);
+        let mut st = self.st.lock().unwrap();
+        let t = &mut st.timers;
+        let mut fire = false;
+        if t.singleshot.is_some_and(|d| d <= now) {
+            t.singleshot = None;
+            fire = true;
+        }
+        if t.period != 0 && now >= t.next {
+            t.next += (now - t.next) / t.period * t.period + t.period;
+            fire = true;
+        }
+        if fire {
+            self.fire_timer(&st);
+        }
+    }
+
     fn vcpu_op(&self, cmd: u64, v: u64, arg: u64) -> i64 {
         let l = self.layout;
         if v >= self.nvcpus as u64 {
@@ -404,6 +452,27 @@ impl MockXen {
                     st.vcpus[v as usize].time_va = va;
                 }
                 self.schedule_in(&mut st, v, 0);
+                0
+            }
+            vcpuop::SET_SINGLESHOT_TIMER => {
+                // `timeout_abs_ns` leads the struct in every layout.
+                let deadline: u64 = self.get(arg);
+                if deadline < self.clock.load(Ordering::SeqCst) {
+                    self.fire_timer(&st);
+                } else {
+                    st.timers.singleshot = Some(deadline);
+                }
+                0
+            }
+            vcpuop::SET_PERIODIC_TIMER => {
+                let period: u64 = self.get(arg);
+                // Never fired before: due at once, as in Xen.
+                st.timers.period = period;
+                st.timers.next = 0;
+                0
+            }
+            vcpuop::STOP_PERIODIC_TIMER => {
+                st.timers.period = 0;
                 0
             }
             _ => Errno::ENOSYS.to_hypercall_ret(),
@@ -488,10 +557,29 @@ unsafe impl Guest for MockXen {
             hc::VCPU_OP => self.vcpu_op(a[0], a[1], a[2]),
             hc::VM_ASSIST => self.vm_assist(a[0], a[1]),
             hc::SCHED_OP if a[0] == schedop::YIELD => {
-                // Give the secondary threads a chance, as a real yield would.
+                // Give the secondary threads a chance, as a real yield would;
+                // a millisecond passes.
                 std::thread::sleep(std::time::Duration::from_micros(20));
+                self.clock.fetch_add(1_000_000, Ordering::SeqCst);
+                self.run_timers();
                 let mut st = self.st.lock().unwrap();
                 self.schedule_in(&mut st, me, 100);
+                0
+            }
+            hc::SCHED_OP if a[0] == schedop::BLOCK && me == 0 => {
+                // Sleep until the single-shot deadline, if there is one.
+                if let Some(d) = self.st.lock().unwrap().timers.singleshot {
+                    self.clock.fetch_max(d, Ordering::SeqCst);
+                }
+                self.run_timers();
+                let mut st = self.st.lock().unwrap();
+                self.schedule_in(&mut st, me, 0);
+                0
+            }
+            hc::SET_TIMER_OP if self.layout.name == "arm64" => Errno::ENOSYS.to_hypercall_ret(),
+            hc::SET_TIMER_OP => {
+                let t = if self.layout.xen_ulong_size == 4 { a[0] | a[1] << 32 } else { a[0] };
+                self.st.lock().unwrap().timers.singleshot = (t != 0).then_some(t);
                 0
             }
             hc::SCHED_OP => 0,

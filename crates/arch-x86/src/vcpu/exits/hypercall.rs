@@ -25,6 +25,17 @@ impl SvmVcpu {
         };
         Some(VcpuExit::Hypercall { nr, args })
     }
+
+    /// The one 64-bit argument of a hypercall whose first argument is one
+    /// (`set_timer_op`): a register in 64-bit mode; in 32-bit mode Xen's
+    /// compat entry takes it as two, the low half first (ebx, ecx).
+    pub(in crate::vcpu) fn wide_hypercall_arg(&self, args: &[u64; 6]) -> u64 {
+        if self.is_long() {
+            args[0]
+        } else {
+            (args[0] & 0xFFFF_FFFF) | (args[1] << 32)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -47,6 +58,9 @@ mod tests {
         v.complete_hypercall(Errno::ENOSYS.to_hypercall_ret());
         assert_eq!(v.vmcb.save.rax, u64::from(Errno::ENOSYS.to_hypercall_ret() as u32));
         assert_eq!(v.vmcb.save.rip, 0x1003);
+        // ... and two in 32-bit mode, the low half first (Xen's compat
+        // set_timer_op(lo, hi)).
+        assert_eq!(v.set_timer_op_timeout(&[0x8765_4321, 0x12, 0, 0, 0, 0]), Ok(0x12_8765_4321));
         // 64-bit: rax, rdi, rsi, rdx, r10, r8.
         v.vmcb.save.efer |= efer::LMA;
         v.vmcb.save.cs.attrib = ATTR_CODE64;
@@ -55,6 +69,8 @@ mod tests {
         assert_eq!(v.hypercall_exit(), Some(VcpuExit::Hypercall { nr: VCPU_OP, args: [10, 11, 12, 13, 14, 15] }));
         v.complete_hypercall(Errno::ENOSYS.to_hypercall_ret());
         assert_eq!(v.vmcb.save.rax as i64, Errno::ENOSYS.to_hypercall_ret());
+        // set_timer_op's 64-bit deadline: one register in 64-bit mode ...
+        assert_eq!(v.set_timer_op_timeout(&[0x1_2345_6789, 7, 0, 0, 0, 0]), Ok(0x1_2345_6789));
         // From guest user mode: -EPERM without reaching the core.
         v.vmcb.save.cpl = 3;
         assert_eq!(v.hypercall_exit(), None);
