@@ -500,6 +500,10 @@ impl ArchVcpu for ArmVcpu {
             _ => 0,
         }
     }
+
+    fn gfn_limit(&self) -> u64 {
+        1 << (crate::stage2::IPA_BITS - lantern_common::memory::PAGE_SHIFT)
+    }
 }
 
 /// `XENVER_get_features` submap 0 of an arm guest, as Xen's: translated

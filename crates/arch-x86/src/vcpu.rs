@@ -356,6 +356,10 @@ impl ArchVcpu for SvmVcpu {
             _ => 0,
         }
     }
+
+    fn gfn_limit(&self) -> u64 {
+        1 << (crate::npt::GPA_BITS - PAGE_SHIFT)
+    }
 }
 
 /// `XENVER_get_features` submap 0 of an HVM/PVH guest, as Xen's: a

@@ -152,6 +152,10 @@ pub trait ArchVcpu: GdbRegisters + Send {
     /// `XENVER_get_features`: the `XENFEAT_*` bits Xen gives a guest of
     /// this arch and type, less any for an interface Lantern lacks.
     fn xen_features(&self, submap_idx: u32) -> u32;
+
+    /// One past the highest gfn the arch's nested / stage-2 tables can map
+    /// for this guest: populating a gfn at or above it fails.
+    fn gfn_limit(&self) -> u64;
 }
 
 /// The per-domain arch object: what a domain's vCPUs share in hardware

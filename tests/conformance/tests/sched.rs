@@ -75,6 +75,9 @@ impl ArchVcpu for ScriptedVcpu {
     fn xen_features(&self, _submap_idx: u32) -> u32 {
         0
     }
+    fn gfn_limit(&self) -> u64 {
+        0
+    }
 
     fn check_upcall_vector(&self, _vector: u8) -> XenResult<()> {
         Err(Errno::ENOSYS)

@@ -120,7 +120,14 @@ impl ArchVcpu for FakeVcpu {
             _ => 0,
         }
     }
+
+    fn gfn_limit(&self) -> u64 {
+        FAKE_GFN_LIMIT
+    }
 }
+
+/// The fake's [`ArchVcpu::gfn_limit`]: 4 GiB of guest-physical space.
+pub const FAKE_GFN_LIMIT: u64 = 1 << 20;
 
 /// The fake's `XENVER_get_features` word: a pattern no arch reports, so a
 /// test sees that the word comes from the arch and not from the core.
