@@ -194,6 +194,7 @@ pub struct Domain {
     /// Guest-physical map.
     pub p2m: spin::Mutex<P2m>,
     reservation: Arc<Reservation>,
+    boot_ram_pages: u64,
     /// Frames of the domain's own memory that no gfn maps: what
     /// `increase_reservation` allocates for a translated guest, and the RAM
     /// a populate replaced. Xen keeps both assigned to the domain (counted
@@ -256,6 +257,7 @@ impl Domain {
             lock: spin::Mutex::new(()),
             p2m: spin::Mutex::new(p2m),
             reservation,
+            boot_ram_pages: cfg.ram_pages,
             unmapped: spin::Mutex::new(Vec::new()),
             memory_map: spin::Mutex::new(Vec::new()),
             shared_info,
@@ -479,6 +481,14 @@ impl Domain {
     /// its limit.
     pub fn alloc_ram(&self) -> XenResult<PageRef> {
         Page::alloc_ram(self.id, &self.reservation)
+    }
+
+    /// Whether `gfn` lies in the RAM the domain was built with (gfn 0 up to
+    /// its initial size), mapped now or not: a hole there is memory the
+    /// guest gave back (ballooned out), which the arch answers as Xen
+    /// answers an access to a p2m hole.
+    pub fn is_boot_ram(&self, gfn: Gfn) -> bool {
+        gfn.0 < self.boot_ram_pages
     }
 
     /// How many of the domain's frames no gfn maps.

@@ -9,7 +9,7 @@ use xen_abi::nr::shutdown as shutdown_reason;
 use crate::console;
 use crate::context::{Ctx, Outcome};
 use crate::hypercall;
-use crate::{basics, bench, bringup, report, runstate, time_area, upcall, vcpu_info};
+use crate::{balloon, basics, bench, bringup, report, runstate, time_area, upcall, vcpu_info};
 use crate::{Guest, MAX_VCPUS, VCPUS};
 
 /// Guest-physical address the `fault` command-line word reads: 768 MiB,
@@ -35,6 +35,8 @@ pub fn run_checks(g: &dyn Guest) -> Outcome {
     bringup::remote_vcpu(&mut cx, remote);
     time_area::checks(&mut cx);
     runstate::checks(&mut cx, remote);
+    // Last: the limit check leaves the domain at its maximum reservation.
+    balloon::checks(&mut cx);
     report::vcpus(&cx);
     if has_word(g, "bench") {
         bench::run(&cx);
