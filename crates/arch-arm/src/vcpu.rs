@@ -409,10 +409,20 @@ impl ArmVcpu {
         }
     }
 
-    /// Emulates an access to the virtual GIC frames; anything else is fatal.
+    /// Emulates an access to the virtual GIC frames. An access to RAM the
+    /// guest ballooned out gets the data abort Xen injects for an access
+    /// nothing handles; anything else is fatal.
     fn mmio(&mut self, d: &Domain, syn: &Syndrome) -> Option<VcpuExit> {
         let e = Esr(syn.esr);
         let ipa = esr::fault_ipa(syn.hpfar, syn.far);
+        let gfn = lantern_common::memory::Gfn(ipa >> lantern_common::memory::PAGE_SHIFT);
+        if guest::classify(ipa, self.dom.vcpus).is_none() && d.is_boot_ram(gfn) && d.p2m.lock().get(gfn).is_none() {
+            let write = e.data_abort().is_some_and(|a| a.write);
+            let kind = Unhandled::Access { space: "ballooned RAM", index: ipa & !0xfff, write, answer: "abort" };
+            d.note_unhandled(Some(self.id), kind);
+            self.inject_data_abort(syn.far);
+            return None;
+        }
         let (Some(frame), Some(access)) = (guest::classify(ipa, self.dom.vcpus), e.data_abort()) else {
             return Some(self.crash("stage-2 data abort", syn));
         };
@@ -450,6 +460,27 @@ impl ArmVcpu {
         }
         self.ctx.regs.pc += 4;
         None
+    }
+
+    /// Injects a synchronous data abort for virtual address `far` into the
+    /// guest at EL1, as Xen's `inject_dabt64_exception` does: ESR_EL1 with
+    /// the "same EL" or "lower EL" data-abort class, IL set and an empty ISS;
+    /// the interrupted state in ELR/SPSR_EL1; EL1h with every exception
+    /// masked at VBAR_EL1's synchronous vector for the mode it came from.
+    fn inject_data_abort(&mut self, far: u64) {
+        let from = self.ctx.regs.pstate;
+        let from_el0 = (from >> 2) & 3 == 0;
+        // The classes read the same in ESR_EL1 as in ESR_EL2 (0x24 "from a
+        // lower EL", 0x25 "from the same EL").
+        let (class, vector) = if from_el0 { (ec::DABT_LOWER, 0x400) } else { (ec::DABT_CUR, 0x200) };
+        self.ctx.sys.esr_el1 = (u64::from(class) << 26) | (1 << 25);
+        self.ctx.sys.far_el1 = far;
+        self.ctx.sys.elr_el1 = self.ctx.regs.pc;
+        self.ctx.sys.spsr_el1 = from;
+        self.ctx.regs.pstate = crate::context::SPSR_EL1H_MASKED;
+        self.ctx.regs.pc = self.ctx.sys.vbar_el1 + vector;
+        // The EL1 registers just edited must be loaded on the next entry.
+        self.dom.cpu.forget_loaded_context();
     }
 
     fn psci(&mut self, d: &Domain) -> Option<VcpuExit> {
@@ -628,6 +659,10 @@ impl ArchVcpu for ArmVcpu {
         // Xen's arm vcpu_op lists only vcpu_info and the runstate area by
         // address; every other op, the time area included, is -EINVAL.
         Err(Errno::EINVAL)
+    }
+
+    fn gfn_limit(&self) -> u64 {
+        1 << (crate::stage2::IPA_BITS - lantern_common::memory::PAGE_SHIFT)
     }
 }
 
@@ -1033,6 +1068,35 @@ mod tests {
         let mut v = r.vcpu(0);
         assert_eq!(v.handle_sync(&r.d, &sync(esr(ec::IABT_LOWER, 0x07))), Some(VcpuExit::Fault));
         assert_eq!(v.handle_sync(&r.d, &sync(esr(ec::BRK64, 0))), Some(VcpuExit::Fault));
+    }
+
+    #[test]
+    fn ballooned_ram_gets_a_data_abort_and_far_holes_crash() {
+        let r = fixture(1);
+        let mut v = r.vcpu(0);
+        v.ctx.sys.vbar_el1 = 0x8_0000;
+        r.d.p2m.lock().remove(Gfn(5));
+        let before = r.cpu.loaded_forgotten();
+        // A load from EL1h: the same-EL abort at VBAR_EL1 + 0x200.
+        let mut syn = data_abort(0x5008, 4, 3, false, false);
+        syn.far = 0x5008;
+        assert_eq!(v.handle_sync(&r.d, &syn), None);
+        assert_eq!(v.ctx.regs.pc, 0x8_0200);
+        assert_eq!((v.ctx.sys.elr_el1, v.ctx.sys.spsr_el1), (ENTRY, crate::context::SPSR_EL1H_MASKED));
+        assert_eq!(v.ctx.sys.esr_el1, (u64::from(ec::DABT_CUR) << 26) | (1 << 25));
+        assert_eq!(v.ctx.sys.far_el1, 0x5008);
+        assert_eq!(v.ctx.regs.pstate, crate::context::SPSR_EL1H_MASKED);
+        assert_eq!(r.cpu.loaded_forgotten(), before + 1, "the edited EL1 registers are reloaded");
+        // From EL0: the lower-EL class and vector.
+        v.ctx.regs.pstate = 0;
+        v.ctx.regs.pc = 0x7000;
+        assert_eq!(v.handle_sync(&r.d, &syn), None);
+        assert_eq!((v.ctx.regs.pc, v.ctx.sys.elr_el1, v.ctx.sys.spsr_el1), (0x8_0400, 0x7000, 0));
+        assert_eq!(v.ctx.sys.esr_el1 >> 26, u64::from(ec::DABT_LOWER));
+        // Populated RAM that faults, or a hole past the domain's RAM, is
+        // not ballooned memory: the domain crashes as before.
+        assert_eq!(v.handle_sync(&r.d, &data_abort(0x6000, 4, 3, false, false)), Some(VcpuExit::Fault));
+        assert_eq!(v.handle_sync(&r.d, &data_abort(0x3000_0000, 4, 3, false, false)), Some(VcpuExit::Fault));
     }
 
     #[test]

@@ -16,6 +16,9 @@ pub const PTE_RW: u64 = 1 << 1;
 pub const PTE_US: u64 = 1 << 2;
 /// Physical-address bits of an entry.
 pub const PTE_ADDR: u64 = 0x000F_FFFF_FFFF_F000;
+/// Bits of guest-physical address the four levels translate (above them
+/// the indices would wrap onto lower addresses).
+pub const GPA_BITS: u32 = 48;
 
 #[repr(C, align(4096))]
 struct Table([u64; 512]);

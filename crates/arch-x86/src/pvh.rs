@@ -13,6 +13,8 @@ pub use xen_abi::arch_x86::{
     HvmMemmapTableEntry, HvmModlistEntry, HvmStartInfo, MEMMAP_TYPE_RAM, START_INFO_VERSION_MEMMAP, START_MAGIC,
 };
 use xen_abi::errno::{Errno, XenResult};
+use xen_abi::nr::e820;
+use xen_abi::public::E820Entry;
 
 /// Writes a guest's `hvm_start_info` at `at`, followed by its command line
 /// and a one-entry memory map (all of `mem_bytes` RAM from 0); returns the
@@ -32,6 +34,8 @@ pub fn write_start_info(d: &Domain, at: Gpa, mem_bytes: u64, cmdline: &str) -> X
     let ram = HvmMemmapTableEntry { addr: 0, size: mem_bytes, kind: MEMMAP_TYPE_RAM, reserved: 0 };
     let mut line: Vec<u8> = cmdline.as_bytes().to_vec();
     line.push(0);
+    // XENMEM_memory_map answers the guest with the same map.
+    d.set_memory_map(alloc::vec![E820Entry::new(ram.addr, ram.size, e820::RAM)]);
     let mem = PhysMem::new(d);
     mem.write_obj(at, &info)?;
     mem.write_bytes(cmdline_at, &line)?;

@@ -369,6 +369,10 @@ impl ArchVcpu for SvmVcpu {
     fn time_area_by_va_supported(&self) -> XenResult<()> {
         Ok(())
     }
+
+    fn gfn_limit(&self) -> u64 {
+        1 << (crate::npt::GPA_BITS - PAGE_SHIFT)
+    }
 }
 
 /// `XENVER_get_features` submap 0 of an HVM/PVH guest, as Xen's: a

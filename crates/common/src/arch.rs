@@ -167,6 +167,10 @@ pub trait ArchVcpu: GdbRegisters + Send {
     /// guest-virtual address) exists: `Ok` where Xen offers it, the errno
     /// the arch's `vcpu_op` gives an op it does not list otherwise.
     fn time_area_by_va_supported(&self) -> XenResult<()>;
+
+    /// One past the highest gfn the arch's nested / stage-2 tables can map
+    /// for this guest: populating a gfn at or above it fails.
+    fn gfn_limit(&self) -> u64;
 }
 
 /// The per-domain arch object: what a domain's vCPUs share in hardware

@@ -19,12 +19,13 @@ use crate::clock::Clock;
 use crate::console::{Console, ConsoleSink};
 use crate::diag::{Diagnostics, Unhandled};
 use crate::grants::GrantTable;
-use crate::memory::{DomId, Gfn, P2m, P2mType, Page, PageRef};
+use crate::memory::{DomId, Gfn, P2m, P2mType, Page, PageRef, Reservation};
 use crate::ports::EventChannels;
 use crate::pv_timer_state::VcpuTimers;
 use crate::runstate_info::RunstateInfo;
 use xen_abi::errno::{Errno, XenResult};
 use xen_abi::layout::GuestAbi;
+use xen_abi::public::E820Entry;
 
 /// `VPF_down`: the vCPU is offline (not yet brought up, or `VCPUOP_down`).
 pub const VPF_DOWN: u32 = 1 << 0;
@@ -201,6 +202,14 @@ pub struct Domain {
     pub lock: spin::Mutex<()>,
     /// Guest-physical map.
     pub p2m: spin::Mutex<P2m>,
+    reservation: Arc<Reservation>,
+    boot_ram_pages: u64,
+    /// Frames of the domain's own memory that no gfn maps: what
+    /// `increase_reservation` allocates for a translated guest, and the RAM
+    /// a populate replaced. Xen keeps both assigned to the domain (counted
+    /// in `tot_pages`) until it dies; so does Lantern.
+    unmapped: spin::Mutex<Vec<PageRef>>,
+    memory_map: spin::Mutex<Vec<E820Entry>>,
     shared_info: PageRef,
     shared_info_gfn: AtomicU64,
     dummy: PageRef,
@@ -232,8 +241,11 @@ impl Domain {
         // The domain's own (xenheap-style) reference on its shared_info page.
         shared_info.get();
         let dummy = Page::alloc(cfg.id)?;
+        // The toolstack's default: the domain may have as much memory as it
+        // was built with (`maxmem` = `memory`).
+        let reservation = Reservation::new(cfg.ram_pages);
         let mut p2m = P2m::new();
-        p2m.populate_ram(cfg.id, Gfn(0), cfg.ram_pages)?;
+        p2m.populate_ram(cfg.id, &reservation, Gfn(0), cfg.ram_pages)?;
         let now = cfg.clock.now_ns();
         let vcpus = (0..cfg.max_vcpus)
             .map(|id| Vcpu {
@@ -255,6 +267,10 @@ impl Domain {
             abi: spin::RwLock::new(cfg.abi),
             lock: spin::Mutex::new(()),
             p2m: spin::Mutex::new(p2m),
+            reservation,
+            boot_ram_pages: cfg.ram_pages,
+            unmapped: spin::Mutex::new(Vec::new()),
+            memory_map: spin::Mutex::new(Vec::new()),
             shared_info,
             shared_info_gfn: AtomicU64::new(Gfn::INVALID.0),
             dummy,
@@ -477,6 +493,139 @@ impl Domain {
         Ok(())
     }
 
+    /// Frames of the domain's own memory in existence (`domain_tot_pages`):
+    /// mapped RAM, RAM no gfn maps ([`Domain::unmapped_pages`]), and RAM
+    /// released but still pinned by another holder. shared_info and grant
+    /// frames are hypervisor frames and do not count.
+    pub fn tot_pages(&self) -> u64 {
+        self.reservation.tot_pages()
+    }
+
+    /// The most frames of its own memory the domain may have (`max_pages`).
+    pub fn max_pages(&self) -> u64 {
+        self.reservation.max_pages()
+    }
+
+    /// Sets [`Domain::max_pages`] (`XEN_DOMCTL_max_mem`).
+    pub fn set_max_pages(&self, max: u64) {
+        self.reservation.set_max_pages(max)
+    }
+
+    /// Allocates one zeroed frame of the domain's own memory, `-ENOMEM` at
+    /// its limit.
+    pub fn alloc_ram(&self) -> XenResult<PageRef> {
+        Page::alloc_ram(self.id, &self.reservation)
+    }
+
+    /// Whether `gfn` lies in the RAM the domain was built with (gfn 0 up to
+    /// its initial size), mapped now or not: a hole there is memory the
+    /// guest gave back (ballooned out), which the arch answers as Xen
+    /// answers an access to a p2m hole.
+    pub fn is_boot_ram(&self, gfn: Gfn) -> bool {
+        gfn.0 < self.boot_ram_pages
+    }
+
+    /// How many of the domain's frames no gfn maps.
+    pub fn unmapped_pages(&self) -> u64 {
+        self.unmapped.lock().len() as u64
+    }
+
+    /// `increase_reservation` for a translated guest: `1 << order` frames
+    /// assigned to the domain (counted) but mapped nowhere, all or none.
+    pub fn increase_reservation(&self, order: u32) -> XenResult<()> {
+        let pages = (0..1u64 << order).map(|_| self.alloc_ram()).collect::<XenResult<Vec<_>>>()?;
+        self.unmapped.lock().extend(pages);
+        Ok(())
+    }
+
+    /// `populate_physmap` of one extent: fresh zeroed RAM at
+    /// `gfn..gfn + (1 << order)`, all or none. `-EINVAL` past `gfn_limit`
+    /// (what the arch's tables can map), `-EPERM` if a gfn of the extent
+    /// holds another domain's frame (a grant mapping: Xen refuses to unmap
+    /// one this way), `-ENOMEM` at the domain's limit. Where a gfn already
+    /// holds the domain's RAM, the new frame replaces it and the old one
+    /// stays the domain's, unmapped (Xen's `p2m_add_page`); shared_info or
+    /// a grant frame there is unmapped.
+    pub fn populate_extent(&self, gfn: Gfn, order: u32, gfn_limit: u64) -> XenResult<()> {
+        let n = 1u64 << order;
+        let end = gfn.0.checked_add(n).filter(|&e| e <= gfn_limit).ok_or(Errno::EINVAL)?;
+        {
+            let p2m = self.p2m.lock();
+            if (gfn.0..end).any(|g| p2m.get(Gfn(g)).is_some_and(|e| e.page.owner() != self.id)) {
+                return Err(Errno::EPERM);
+            }
+        }
+        let pages = (0..n).map(|_| self.alloc_ram()).collect::<XenResult<Vec<_>>>()?;
+        let mut p2m = self.p2m.lock();
+        // Checked again under the lock: a grant map may have raced in.
+        if (gfn.0..end).any(|g| p2m.get(Gfn(g)).is_some_and(|e| e.page.owner() != self.id)) {
+            return Err(Errno::EPERM);
+        }
+        let mut replaced = Vec::new();
+        for (g, page) in (gfn.0..end).zip(pages) {
+            if let Some(old) = p2m.set(Gfn(g), page, P2mType::RamRw) {
+                self.forget_special_gfn(&old.page, Gfn(g));
+                if old.page.is_ram() {
+                    replaced.push(old.page);
+                }
+            }
+        }
+        drop(p2m);
+        self.unmapped.lock().extend(replaced);
+        Ok(())
+    }
+
+    /// `guest_remove_page`: unmaps the frame at `gfn` and drops the
+    /// domain's allocation of it (freed, and uncounted, once nothing else
+    /// holds it). `-EINVAL` if nothing is mapped there, `-ENXIO` if the
+    /// frame is another domain's (a grant mapping). shared_info or a grant
+    /// frame at `gfn` is unmapped, the frame itself staying the domain's.
+    pub fn remove_page(&self, gfn: Gfn) -> XenResult<()> {
+        let mut p2m = self.p2m.lock();
+        let e = p2m.get(gfn).ok_or(Errno::EINVAL)?;
+        if e.page.owner() != self.id {
+            return Err(Errno::ENXIO);
+        }
+        if let Some(old) = p2m.remove(gfn) {
+            self.forget_special_gfn(&old.page, gfn);
+        }
+        Ok(())
+    }
+
+    /// Notes that `page`, just unmapped from `gfn`, is no longer there if
+    /// it is shared_info (grant frames find their gfn from the p2m itself).
+    fn forget_special_gfn(&self, page: &PageRef, gfn: Gfn) {
+        if Arc::ptr_eq(page, &self.shared_info) {
+            let _ = self.shared_info_gfn.compare_exchange(gfn.0, Gfn::INVALID.0, Ordering::AcqRel, Ordering::Acquire);
+        }
+    }
+
+    /// Keeps `page`, a frame of the domain's own memory a mapping just
+    /// replaced, assigned to the domain though no gfn maps it (Xen's
+    /// `p2m_add_page` leaves the RAM a grant mapping covers so).
+    pub(crate) fn keep_unmapped(&self, page: PageRef) {
+        if page.is_ram() && page.owner() == self.id {
+            self.unmapped.lock().push(page);
+        }
+    }
+
+    /// Releases the frames no gfn maps (domain destruction).
+    pub(crate) fn release_unmapped(&self) {
+        self.unmapped.lock().clear();
+    }
+
+    /// The memory map the domain was booted with (`XENMEM_memory_map`),
+    /// empty if its boot protocol hands it none.
+    pub fn memory_map(&self) -> Vec<E820Entry> {
+        self.memory_map.lock().clone()
+    }
+
+    /// Records the memory map the boot protocol gave the guest, which
+    /// `XENMEM_memory_map` then returns (Xen's `XENMEM_set_memory_map`).
+    pub fn set_memory_map(&self, entries: Vec<E820Entry>) {
+        *self.memory_map.lock() = entries;
+    }
+
     /// Counts an unhandled request of `v` (`None`: not tied to a vCPU) and
     /// logs the first of its kind at debug level.
     pub fn note_unhandled(&self, v: Option<u32>, kind: Unhandled) {
@@ -501,7 +650,7 @@ impl Domain {
             Some(e) if alloc::sync::Arc::ptr_eq(&e.page, &self.shared_info) => {}
             _ => return Err(Errno::EINVAL),
         }
-        let fresh = Page::alloc(self.id)?;
+        let fresh = self.alloc_ram()?;
         p2m.set(gfn, fresh, P2mType::RamRw);
         self.shared_info_gfn.store(Gfn::INVALID.0, Ordering::Release);
         Ok(())

@@ -321,8 +321,11 @@ pub fn map_grant_ref(
     if !readonly {
         page.get_writable();
     }
-    p2m.set(gfn, page.clone(), if readonly { P2mType::RamRo } else { P2mType::RamRw });
+    let covered = p2m.set(gfn, page.clone(), if readonly { P2mType::RamRo } else { P2mType::RamRw });
     drop(p2m);
+    if let Some(old) = covered {
+        mapper.keep_unmapped(old.page);
+    }
     gt.put_mapping(handle, GrantMapping { granter: dom, gref, gfn, readonly, page });
     Ok(handle)
 }

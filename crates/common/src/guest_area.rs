@@ -18,7 +18,7 @@
 use crate::addr::{Gfn, Gpa, PAGE_SIZE};
 use crate::area::{AreaKind, AreaMap, Placement, VcpuAreas};
 use crate::domain::{Domain, Vcpu};
-use crate::memory::{P2mType, Page};
+use crate::memory::P2mType;
 use xen_abi::errno::{Errno, XenResult};
 
 /// The populate hook run under the domain lock, before the swap: it fills
@@ -225,7 +225,7 @@ pub(crate) fn copy_guest_area_inner(
                 let mut p2m = child.p2m.lock();
                 match p2m.get(gfn) {
                     None => {
-                        p2m.set(gfn, Page::alloc(child.id)?, P2mType::RamRw);
+                        p2m.set(gfn, child.alloc_ram()?, P2mType::RamRw);
                         fresh = true;
                     }
                     Some(e) if e.p2mt != P2mType::RamRw || e.page.owner() != child.id => {

@@ -34,6 +34,7 @@ pub fn kill_among(d: &Domain, others: &dyn DomainDirectory) {
     crate::grant_table::release_all(d, others);
     crate::evtchn::reset_among(d, others);
     d.p2m.lock().clear();
+    d.release_unmapped();
     d.set_lifecycle(Lifecycle::Dead);
     let _ = d.unpause();
 }
@@ -83,6 +84,7 @@ pub fn fork(parent: &Domain, child_id: DomId, clock: Arc<dyn Clock>) -> XenResul
         clock,
         console: parent.console.lock().sink(),
     })?;
+    child.set_max_pages(parent.max_pages());
     parent.pause();
     let result = (|| {
         for (pv, cv) in parent.vcpus().iter().zip(child.vcpus()) {

@@ -40,6 +40,61 @@ pub struct Page {
     owner: DomId,
     refs: AtomicU32,
     writable_refs: AtomicU32,
+    /// The owner's page account, for a frame of the domain's own memory
+    /// (`domheap`); `None` for hypervisor frames shared with it (shared_info,
+    /// grant-table frames), which Xen does not count in `tot_pages` either.
+    account: Option<Arc<Reservation>>,
+}
+
+/// A domain's page accounting, after Xen's `tot_pages` / `max_pages`: how
+/// many frames of its own memory exist and how many it may have. A frame
+/// counts from its allocation ([`Page::alloc_ram`]) until it is freed, i.e.
+/// until the last reference to it goes — so a page the domain released but
+/// another holder (a grant mapping, a registered area) still pins stays
+/// counted, as in Xen, and nothing has to remember to decrement.
+#[derive(Debug)]
+pub struct Reservation {
+    tot: AtomicU64,
+    max: AtomicU64,
+}
+
+impl Reservation {
+    /// An account with nothing allocated and room for `max_pages`.
+    pub fn new(max_pages: u64) -> Arc<Self> {
+        Arc::new(Reservation { tot: AtomicU64::new(0), max: AtomicU64::new(max_pages) })
+    }
+
+    /// Frames allocated and not yet freed (`domain_tot_pages`).
+    pub fn tot_pages(&self) -> u64 {
+        self.tot.load(Ordering::Acquire)
+    }
+
+    /// The most frames the domain may have (`max_pages`).
+    pub fn max_pages(&self) -> u64 {
+        self.max.load(Ordering::Acquire)
+    }
+
+    /// Sets the limit (`XEN_DOMCTL_max_mem`); frames above it stay, only
+    /// new allocations are refused.
+    pub fn set_max_pages(&self, max: u64) {
+        self.max.store(max, Ordering::Release);
+    }
+
+    /// Claims `n` frames, all or none: `-ENOMEM` if that would take the
+    /// domain past its limit (`assign_pages`' check).
+    pub fn claim(&self, n: u64) -> XenResult<()> {
+        let max = self.max_pages();
+        self.tot
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| t.checked_add(n).filter(|&t| t <= max))
+            .map(|_| ())
+            .map_err(|_| Errno::ENOMEM)
+    }
+
+    /// Gives back `n` frames claimed earlier.
+    pub fn release(&self, n: u64) {
+        let old = self.tot.fetch_sub(n, Ordering::AcqRel);
+        debug_assert!(old >= n, "tot_pages underflow");
+    }
 }
 
 // SAFETY: a Page owns its allocation exclusively; all access goes through
@@ -54,12 +109,31 @@ unsafe impl Sync for Page {}
 pub type PageRef = Arc<Page>;
 
 impl Page {
-    /// Allocates a zeroed frame owned by `owner`, with no references taken.
+    /// Allocates a zeroed hypervisor frame shared with `owner` (not counted
+    /// in its reservation), with no references taken.
     pub fn alloc(owner: DomId) -> XenResult<PageRef> {
+        Self::alloc_with(owner, None)
+    }
+
+    /// Allocates a zeroed frame of `owner`'s own memory, claimed from its
+    /// `account` (`-ENOMEM` at the limit) and given back when freed.
+    pub fn alloc_ram(owner: DomId, account: &Arc<Reservation>) -> XenResult<PageRef> {
+        account.claim(1)?;
+        // On failure the account was never attached: give the claim back.
+        Self::alloc_with(owner, Some(account.clone())).inspect_err(|_| account.release(1))
+    }
+
+    fn alloc_with(owner: DomId, account: Option<Arc<Reservation>>) -> XenResult<PageRef> {
         // SAFETY: PAGE_LAYOUT has non-zero size.
         let raw = unsafe { alloc_zeroed(PAGE_LAYOUT) };
         let ptr = NonNull::new(raw).ok_or(Errno::ENOMEM)?;
-        Ok(Arc::new(Page { ptr, owner, refs: AtomicU32::new(0), writable_refs: AtomicU32::new(0) }))
+        Ok(Arc::new(Page { ptr, owner, refs: AtomicU32::new(0), writable_refs: AtomicU32::new(0), account }))
+    }
+
+    /// Whether the frame is its owner's own memory (counted in its
+    /// reservation) rather than a hypervisor frame shared with it.
+    pub fn is_ram(&self) -> bool {
+        self.account.is_some()
     }
 
     /// The domain this frame belongs to.
@@ -267,6 +341,9 @@ impl Drop for Page {
         // SAFETY: ptr came from alloc_zeroed(PAGE_LAYOUT) and is freed once,
         // when the last Arc goes away.
         unsafe { dealloc(self.ptr.as_ptr(), PAGE_LAYOUT) };
+        if let Some(a) = &self.account {
+            a.release(1);
+        }
     }
 }
 
@@ -339,11 +416,18 @@ impl P2m {
         old
     }
 
-    /// Allocates `count` fresh zeroed RAM pages for `owner` at `first_gfn..`.
-    pub fn populate_ram(&mut self, owner: DomId, first_gfn: Gfn, count: u64) -> XenResult<()> {
+    /// Allocates `count` fresh zeroed RAM pages for `owner`, claimed from
+    /// `account`, at `first_gfn..`.
+    pub fn populate_ram(
+        &mut self,
+        owner: DomId,
+        account: &Arc<Reservation>,
+        first_gfn: Gfn,
+        count: u64,
+    ) -> XenResult<()> {
         let end = first_gfn.0.checked_add(count).ok_or(Errno::EINVAL)?;
         for gfn in first_gfn.0..end {
-            self.set(Gfn(gfn), Page::alloc(owner)?, P2mType::RamRw);
+            self.set(Gfn(gfn), Page::alloc_ram(owner, account)?, P2mType::RamRw);
         }
         Ok(())
     }

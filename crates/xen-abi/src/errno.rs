@@ -50,6 +50,7 @@ errnos! {
     ENODEV = 19,
     EINVAL = 22,
     ENOSPC = 28,
+    EDOM = 33,
     ERANGE = 34,
     ENOSYS = 38,
     ETIME = 62,

@@ -190,9 +190,39 @@ pub mod memop {
     pub const ADD_TO_PHYSMAP: u64 = 7;
     /// `XENMEM_memory_map`.
     pub const MEMORY_MAP: u64 = 9;
+    /// Where a reservation op's `start_extent` sits in the command
+    /// (`MEMOP_EXTENT_SHIFT`): `cmd >> EXTENT_SHIFT` extents are already done.
+    pub const EXTENT_SHIFT: u32 = 6;
     /// The low bits of a memory_op command (`MEMOP_CMD_MASK`); the rest
     /// carry continuation state.
-    pub const CMD_MASK: u64 = (1 << 6) - 1;
+    pub const CMD_MASK: u64 = (1 << EXTENT_SHIFT) - 1;
+    /// The largest `extent_order` an unprivileged domain may ask for
+    /// (`CONFIG_DOMU_MAX_ORDER`: 9 on x86, where it is `PAGETABLE_ORDER`,
+    /// and on arm).
+    pub const DOMU_MAX_ORDER: u32 = 9;
+}
+
+/// `XENMEMF_*` (`memory.h`): the `mem_flags` of a `xen_memory_reservation`.
+pub mod memflags {
+    /// `XENMEMF_get_address_bits`: the low byte limits the frames' machine
+    /// address width (0: no limit).
+    pub const ADDRESS_BITS_MASK: u32 = 0xff;
+    /// `XENMEMF_node(n)` stores `n + 1` in bits 8..16 (0: no node).
+    pub const NODE_SHIFT: u32 = 8;
+    /// The node field's mask (after the shift).
+    pub const NODE_MASK: u32 = 0xff;
+    /// `XENMEMF_populate_on_demand`.
+    pub const POPULATE_ON_DEMAND: u32 = 1 << 16;
+    /// `XENMEMF_exact_node_request`.
+    pub const EXACT_NODE_REQUEST: u32 = 1 << 17;
+    /// `XENMEMF_vnode`: the node is a virtual NUMA node of the domain.
+    pub const VNODE: u32 = 1 << 18;
+}
+
+/// `E820_*` types of the entries `XENMEM_memory_map` returns.
+pub mod e820 {
+    /// `E820_RAM`.
+    pub const RAM: u32 = 1;
 }
 
 /// `XENMAPSPACE_*` (`memory.h`).

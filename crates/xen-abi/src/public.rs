@@ -291,6 +291,88 @@ mirror! {
 }
 
 mirror! {
+    /// `struct xen_memory_reservation` with 64-bit handles, `xen_pfn_t` and
+    /// `xen_ulong_t` (x86_64, arm64).
+    pub struct XenMemoryReservation {
+        /// Guest handle of the `xen_pfn_t` array (in: gfns to populate or
+        /// release; may be null for increase_reservation).
+        pub extent_start: u64,
+        /// Number of extents.
+        pub nr_extents: u64,
+        /// Each extent is `1 << extent_order` pages.
+        pub extent_order: u32,
+        /// `XENMEMF_*`.
+        pub mem_flags: u32,
+        /// Target domain.
+        pub domid: u16,
+        /// Padding to the struct's 8-byte alignment.
+        pub pad: [u8; 6],
+    }
+}
+
+mirror! {
+    /// `struct xen_memory_reservation` in the x86_32 compat layout: 4-byte
+    /// handle, `xen_pfn_t` and `xen_ulong_t`.
+    pub struct XenMemoryReservationCompat {
+        /// Guest handle of the `xen_pfn_t` (32-bit) array.
+        pub extent_start: u32,
+        /// Number of extents.
+        pub nr_extents: u32,
+        /// Each extent is `1 << extent_order` pages.
+        pub extent_order: u32,
+        /// `XENMEMF_*`.
+        pub mem_flags: u32,
+        /// Target domain.
+        pub domid: u16,
+        /// Padding to the struct's 4-byte alignment.
+        pub pad: u16,
+    }
+}
+
+mirror! {
+    /// `struct xen_memory_map` with a 64-bit guest handle.
+    pub struct XenMemoryMap {
+        /// In: entries the buffer holds; out: entries stored.
+        pub nr_entries: u32,
+        /// Padding before the 8-aligned handle.
+        pub pad: u32,
+        /// Guest handle of the entry buffer.
+        pub buffer: u64,
+    }
+}
+
+mirror! {
+    /// `struct xen_memory_map` in the x86_32 compat layout.
+    pub struct XenMemoryMapCompat {
+        /// In: entries the buffer holds; out: entries stored.
+        pub nr_entries: u32,
+        /// Guest handle of the entry buffer.
+        pub buffer: u32,
+    }
+}
+
+/// One entry of the map `XENMEM_memory_map` returns, in the BIOS e820
+/// format: 20 bytes, packed (the `u64`s are stored as byte arrays so the
+/// struct has no alignment and no padding).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct E820Entry {
+    /// Base address, little-endian.
+    pub addr: [u8; 8],
+    /// Length in bytes, little-endian.
+    pub size: [u8; 8],
+    /// `E820_*` type (`nr::e820`), little-endian.
+    pub kind: [u8; 4],
+}
+
+impl E820Entry {
+    /// The entry for `size` bytes of type `kind` at `addr`.
+    pub fn new(addr: u64, size: u64, kind: u32) -> Self {
+        E820Entry { addr: addr.to_le_bytes(), size: size.to_le_bytes(), kind: kind.to_le_bytes() }
+    }
+}
+
+mirror! {
     /// `struct gnttab_setup_table` with a 64-bit guest handle (x86_64, arm).
     pub struct GnttabSetupTable {
         /// Target domain (in).
@@ -531,6 +613,10 @@ const _: () = {
     assert!(size_of::<XenHvmParam>() == 16 && offset_of!(XenHvmParam, value) == 8);
     assert!(size_of::<XenHvmEvtchnUpcallVector>() == 8);
     assert!(size_of::<XenAddToPhysmap>() == 24 && size_of::<XenAddToPhysmapUlong32>() == 16);
+    assert!(size_of::<XenMemoryReservation>() == 32 && offset_of!(XenMemoryReservation, domid) == 24);
+    assert!(size_of::<XenMemoryReservationCompat>() == 20 && offset_of!(XenMemoryReservationCompat, domid) == 16);
+    assert!(size_of::<XenMemoryMap>() == 16 && size_of::<XenMemoryMapCompat>() == 8);
+    assert!(size_of::<E820Entry>() == 20);
     assert!(size_of::<EvtchnAllocUnbound>() == 8 && size_of::<EvtchnBindInterdomain>() == 12);
     assert!(size_of::<EvtchnBindVirq>() == 12 && size_of::<EvtchnBindIpi>() == 8);
     assert!(size_of::<EvtchnStatus>() == 24 && offset_of!(EvtchnStatus, u0) == 16);

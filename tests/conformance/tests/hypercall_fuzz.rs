@@ -67,9 +67,16 @@ fn legal_errnos(nr: u64, args: &[u64; 6]) -> &'static [Errno] {
             _ => &[Errno::ENOSYS],
         },
         hypercall::MEMORY_OP => match cmd & memop::CMD_MASK {
-            memop::ADD_TO_PHYSMAP => &[Errno::EFAULT, Errno::ESRCH, Errno::ENOSYS, Errno::EINVAL, Errno::EBUSY],
-            memop::MAXIMUM_RAM_PAGE => &[],
-            memop::CURRENT_RESERVATION | memop::MAXIMUM_RESERVATION => &[Errno::EFAULT, Errno::ESRCH],
+            memop::ADD_TO_PHYSMAP => {
+                &[Errno::EFAULT, Errno::ESRCH, Errno::ENOSYS, Errno::EINVAL, Errno::EBUSY, Errno::EDOM]
+            }
+            // The reservation ops answer the extents done, never an errno.
+            memop::INCREASE_RESERVATION | memop::DECREASE_RESERVATION | memop::POPULATE_PHYSMAP => &[],
+            memop::MAXIMUM_RAM_PAGE => &[Errno::EINVAL],
+            memop::CURRENT_RESERVATION | memop::MAXIMUM_RESERVATION => {
+                &[Errno::EINVAL, Errno::EFAULT, Errno::ESRCH, Errno::EPERM]
+            }
+            memop::MEMORY_MAP => &[Errno::EFAULT, Errno::ENOSYS],
             _ => &[Errno::ENOSYS],
         },
         hypercall::EVENT_CHANNEL_OP => match cmd {
@@ -214,6 +221,10 @@ fn check_counts(d: &Domain) -> Result<(), TestCaseError> {
         e.0 += 1;
         e.1 += 1;
     }
+    // Every frame of the domain's own memory still alive is mapped, held
+    // by an area, or kept unmapped; tot_pages counts exactly those.
+    let own_ram = expect.values().filter(|(_, _, p)| p.is_ram() && p.owner() == d.id).count() as u64;
+    prop_assert_eq!(d.tot_pages(), own_ram + d.unmapped_pages(), "tot_pages");
     for (addr, (refs, wr, page)) in expect {
         prop_assert_eq!((page.refs(), page.writable_refs()), (refs, wr), "page {:#x}", addr);
     }

@@ -84,6 +84,9 @@ impl ArchVcpu for ScriptedVcpu {
     fn set_timer_op_timeout(&self, args: &[u64; 6]) -> XenResult<u64> {
         Ok(args[0])
     }
+    fn gfn_limit(&self) -> u64 {
+        0
+    }
 
     fn check_upcall_vector(&self, _vector: u8) -> XenResult<()> {
         Err(Errno::ENOSYS)

@@ -222,6 +222,9 @@ impl ArchVcpu for Observer {
     fn set_timer_op_timeout(&self, args: &[u64; 6]) -> XenResult<u64> {
         self.inner.set_timer_op_timeout(args)
     }
+    fn gfn_limit(&self) -> u64 {
+        self.inner.gfn_limit()
+    }
 }
 
 #[test]

@@ -6,8 +6,10 @@
 
 pub mod clock;
 pub mod domain;
+pub mod reservation;
 pub mod vcpu;
 
 pub use clock::{HostClock, TestClock};
 pub use domain::{domain, gaddr, page, read, read_phys, write_phys, TestDomain, RAM_PAGES};
-pub use vcpu::{fake_vcpus, slot, FakeDomain, FakeVcpu, FAKE_FEATURES, FAKE_VM_ASSIST_MASK};
+pub use reservation::{expected_tot_pages, pfn_list, Reservation};
+pub use vcpu::{fake_vcpus, slot, FakeDomain, FakeVcpu, FAKE_FEATURES, FAKE_GFN_LIMIT, FAKE_VM_ASSIST_MASK};

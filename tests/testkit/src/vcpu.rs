@@ -149,12 +149,19 @@ impl ArchVcpu for FakeVcpu {
             None => Ok(()),
         }
     }
+
+    fn gfn_limit(&self) -> u64 {
+        FAKE_GFN_LIMIT
+    }
 }
 
 /// The fake's `vm_assist` mask: the runstate update flag (as both arches)
 /// and, so a test sees that the mask comes from the arch, type 1 too.
 pub const FAKE_VM_ASSIST_MASK: u64 =
     (1 << xen_abi::nr::vmasst::TYPE_RUNSTATE_UPDATE_FLAG) | (1 << xen_abi::nr::vmasst::TYPE_4GB_SEGMENTS_NOTIFY);
+
+/// The fake's [`ArchVcpu::gfn_limit`]: 4 GiB of guest-physical space.
+pub const FAKE_GFN_LIMIT: u64 = 1 << 20;
 
 /// The fake's `XENVER_get_features` word: a pattern no arch reports, so a
 /// test sees that the word comes from the arch and not from the core.

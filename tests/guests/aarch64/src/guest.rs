@@ -5,12 +5,12 @@ mod entry;
 
 use core::arch::asm;
 use core::fmt::Write;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use lantern_guest_scenario::console::{Buf, LineLock, Words};
 use lantern_guest_scenario::hypercall as xen;
 use lantern_guest_scenario::identity::GuestPages;
-use lantern_guest_scenario::{layout, Guest, Layout, MAX_VCPUS as TABLE_VCPUS};
+use lantern_guest_scenario::{layout, Guest, Layout, Probe, MAX_VCPUS as TABLE_VCPUS};
 use xen_abi::arch_arm::{EVTCHN_PPI, HYPERCALL_HVC_IMM as XEN_HYPERCALL_TAG};
 use xen_abi::Errno;
 
@@ -101,8 +101,8 @@ pub struct ArmGuest;
 pub static GUEST: ArmGuest = ArmGuest;
 
 // SAFETY: the entry code maps the low 3 GiB (all of RAM) 1:1 as normal
-// memory, and the shared_info and scratch pages are `PAGES`, which no Rust
-// reference reaches.
+// memory, and the shared_info, scratch and balloon pages are `PAGES`, which
+// no Rust reference reaches.
 unsafe impl Guest for ArmGuest {
     fn layout(&self) -> &'static Layout {
         &layout::ARM64
@@ -122,6 +122,31 @@ unsafe impl Guest for ArmGuest {
 
     fn shared_info_page(&self) -> u64 {
         PAGES.shared_info()
+    }
+
+    fn balloon_pages(&self) -> [u64; 2] {
+        PAGES.balloon()
+    }
+
+    fn probe_read(&self, gpa: u64) -> Probe {
+        PROBE_ABORTED.store(false, Ordering::SeqCst);
+        PROBE_AT.store(gpa, Ordering::SeqCst);
+        let v: u32;
+        // SAFETY: `gpa` is identity-mapped normal memory (the trait's
+        // contract); the load is one 4-byte instruction, so the exception
+        // handler can skip exactly it if it aborts (see `exception`).
+        unsafe { asm!("ldr {v:w}, [{a}]", a = in(reg) gpa, v = out(reg) v, options(nostack, readonly)) };
+        PROBE_AT.store(0, Ordering::SeqCst);
+        if PROBE_ABORTED.load(Ordering::SeqCst) {
+            Probe::Aborted
+        } else {
+            Probe::Value(v)
+        }
+    }
+
+    fn ballooned_read(&self) -> Probe {
+        // Xen on arm injects a data abort for an access nothing handles.
+        Probe::Aborted
     }
 
     fn vcpu_count(&self) -> u32 {
@@ -273,14 +298,24 @@ fn current_vcpu() -> u32 {
     v as u32
 }
 
+/// The address [`Guest::probe_read`] is loading from (0: no probe), and
+/// whether that load aborted.
+static PROBE_AT: AtomicU64 = AtomicU64::new(0);
+static PROBE_ABORTED: AtomicBool = AtomicBool::new(false);
+
+/// Exception class of a data abort taken without a change in EL.
+const EC_DABT_CUR: u64 = 0x25;
+
 /// Every EL1 exception lands here with the vector slot number (0..15) and
 /// the saved register frame: IRQs are acknowledged and, for PPI 31, handed
-/// to the scenario; anything else is reported and crashes the domain.
+/// to the scenario; the data abort of a probe load is skipped; anything
+/// else is reported and crashes the domain.
 ///
 /// # Safety
 /// Only the vector code may call this, with `frame` pointing at the
-/// register frame it saved.
-pub unsafe extern "C" fn exception(kind: u64, frame: *const u64) {
+/// register frame it saved (and restores on return: a probe's abort
+/// rewrites the saved ELR_EL1 in it).
+pub unsafe extern "C" fn exception(kind: u64, frame: *mut u64) {
     // Slots: 0-3 current EL SP0, 4-7 current EL SPx, 8-15 lower EL; the
     // second of each group of four is IRQ.
     if kind % 4 == 1 {
@@ -308,6 +343,15 @@ pub unsafe extern "C" fn exception(kind: u64, frame: *const u64) {
     }
     // SAFETY: per the contract, the entry asm saved ELR_EL1 at frame[21].
     let elr = unsafe { *frame.add(21) };
+    // A synchronous exception from EL1h (slot 4) that is the data abort of
+    // the probe load in flight: record it and resume after the load.
+    let probe = PROBE_AT.load(Ordering::SeqCst);
+    if kind == 4 && esr >> 26 == EC_DABT_CUR && probe != 0 && far == probe {
+        PROBE_ABORTED.store(true, Ordering::SeqCst);
+        // SAFETY: as above; the exit path restores ELR_EL1 from frame[21].
+        unsafe { *frame.add(21) = elr + 4 };
+        return;
+    }
     let vcpu = current_vcpu();
     lantern_guest_scenario::crash(
         &GUEST,

@@ -180,6 +180,30 @@ pub fn evtchn_port_op(g: &dyn Guest, cmd: u64, port: u32) -> i64 {
     evtchn_op(g, cmd, EvtchnPort { port }).0
 }
 
+/// `memory_op(op)` (`XENMEM_increase_reservation`, `decrease_reservation`,
+/// `populate_physmap`) of the calling domain over the order-0 extents at
+/// `gfns` (increase_reservation: `count` extents, no list); returns the
+/// extents done.
+pub fn reservation(g: &dyn Guest, layout: &Layout, op: u64, gfns: &[u64], count: u64) -> i64 {
+    // The extent list (up to four) in the layout's xen_pfn_t width.
+    let n = gfns.len().min(4);
+    let w = layout.xen_ulong_size as usize;
+    let mut bytes = [0u8; 32];
+    for (i, gfn) in gfns[..n].iter().enumerate() {
+        bytes[i * w..(i + 1) * w].copy_from_slice(&gfn.to_le_bytes()[..w]);
+    }
+    let (start, count) = if n == 0 { (0, count) } else { (g.gpa_of(bytes.as_ptr()), n as u64) };
+    let arg = layout.memory_reservation(start, count);
+    g.hypercall(hypercall::MEMORY_OP, [op, g.gpa_of(arg.as_bytes().as_ptr()), 0, 0, 0])
+}
+
+/// `memory_op(XENMEM_current_reservation)` or `XENMEM_maximum_reservation`
+/// of the calling domain.
+pub fn reservation_query(g: &dyn Guest, op: u64) -> i64 {
+    let dom = xen_abi::nr::domid::SELF;
+    g.hypercall(hypercall::MEMORY_OP, [op, g.gpa_of(dom.as_bytes().as_ptr()), 0, 0, 0])
+}
+
 /// A hypercall result as failure reasons name it: `0`, `-EINVAL` (any errno
 /// Xen defines), `positive`, or `other`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

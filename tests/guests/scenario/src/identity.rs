@@ -69,12 +69,19 @@ pub struct GuestPages {
     shared_info: Page,
     /// Four zeroed pages for the vcpu_info, runstate and time areas.
     scratch: [Page; 4],
+    /// Two pages nothing else uses, for the balloon checks to give back to
+    /// the hypervisor and take again.
+    balloon: [Page; 2],
 }
 
 impl GuestPages {
     /// All pages zeroed.
     pub const fn new() -> Self {
-        GuestPages { shared_info: Page::new(), scratch: [Page::new(), Page::new(), Page::new(), Page::new()] }
+        GuestPages {
+            shared_info: Page::new(),
+            scratch: [Page::new(), Page::new(), Page::new(), Page::new()],
+            balloon: [Page::new(), Page::new()],
+        }
     }
 
     /// Guest-physical address of the page to replace with shared_info.
@@ -85,6 +92,11 @@ impl GuestPages {
     /// Guest-physical addresses of the scratch pages.
     pub fn scratch(&self) -> [u64; 4] {
         self.scratch.each_ref().map(Page::gpa)
+    }
+
+    /// Guest-physical addresses of the balloon pages.
+    pub fn balloon(&self) -> [u64; 2] {
+        self.balloon.each_ref().map(Page::gpa)
     }
 }
 

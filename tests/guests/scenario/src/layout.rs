@@ -8,7 +8,10 @@
 use core::mem::{align_of, offset_of, size_of};
 
 use xen_abi::nr::{domid, mapspace};
-use xen_abi::public::{VcpuRunstateInfo, VcpuTimeInfo, XenAddToPhysmap, XenAddToPhysmapUlong32};
+use xen_abi::public::{
+    VcpuRunstateInfo, VcpuTimeInfo, XenAddToPhysmap, XenAddToPhysmapUlong32, XenMemoryReservation,
+    XenMemoryReservationCompat,
+};
 use xen_abi::{arch_arm, arch_x86, Errno};
 use zerocopy::IntoBytes;
 
@@ -190,12 +193,52 @@ impl AddToPhysmap {
     }
 }
 
+/// `struct xen_memory_reservation` in the shape of one layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemoryReservation {
+    /// 64-bit handle, `xen_pfn_t` and `xen_ulong_t` (x86_64, arm64).
+    Native(XenMemoryReservation),
+    /// The x86_32 compat shape: all three 32-bit.
+    Compat(XenMemoryReservationCompat),
+}
+
+impl MemoryReservation {
+    /// The argument as the hypervisor reads it.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            MemoryReservation::Native(a) => a.as_bytes(),
+            MemoryReservation::Compat(a) => a.as_bytes(),
+        }
+    }
+}
+
 impl Layout {
     /// Offset of `evtchn_pending[]` in shared_info: right after the legacy
     /// vcpu_info slots (their size is a multiple of 8 in every layout, so
     /// the `xen_ulong_t` array needs no padding).
     pub const fn evtchn_pending_offset(&self) -> u64 {
         (self.legacy_vcpus * self.vcpu_info_size) as u64
+    }
+
+    /// `struct xen_memory_reservation` for the calling domain: `nr_extents`
+    /// order-0 extents listed at guest address `extent_start` (0: none).
+    pub fn memory_reservation(&self, extent_start: u64, nr_extents: u64) -> MemoryReservation {
+        if self.xen_ulong_size == size_of::<u64>() as u32 {
+            MemoryReservation::Native(XenMemoryReservation {
+                extent_start,
+                nr_extents,
+                domid: domid::SELF,
+                ..Default::default()
+            })
+        } else {
+            // A compat guest's addresses and counts fit 32 bits.
+            MemoryReservation::Compat(XenMemoryReservationCompat {
+                extent_start: extent_start as u32,
+                nr_extents: nr_extents as u32,
+                domid: domid::SELF,
+                ..Default::default()
+            })
+        }
     }
 
     /// `struct xen_add_to_physmap` mapping shared_info (`XENMAPSPACE_shared_info`,
@@ -283,6 +326,23 @@ mod tests {
         assert_eq!(b.len(), 16);
         assert_eq!(&b[0..2], &[0xf0, 0x7f]);
         assert_eq!(u32::from_le_bytes(b[12..16].try_into().unwrap()), 0x1234);
+    }
+
+    #[test]
+    fn reservation_encoding_per_width() {
+        let b = X86_64.memory_reservation(0x5000, 3);
+        let b = b.as_bytes();
+        assert_eq!(b.len(), 32);
+        assert_eq!(u64::from_le_bytes(b[0..8].try_into().unwrap()), 0x5000);
+        assert_eq!(u64::from_le_bytes(b[8..16].try_into().unwrap()), 3);
+        assert_eq!(&b[16..24], &[0; 8], "order and flags");
+        assert_eq!(&b[24..26], &[0xf0, 0x7f]);
+        let b = X86_32.memory_reservation(0x5000, 3);
+        let b = b.as_bytes();
+        assert_eq!(b.len(), 20);
+        assert_eq!(u32::from_le_bytes(b[0..4].try_into().unwrap()), 0x5000);
+        assert_eq!(u32::from_le_bytes(b[4..8].try_into().unwrap()), 3);
+        assert_eq!(&b[16..18], &[0xf0, 0x7f]);
     }
 
     #[test]

@@ -15,9 +15,9 @@
 //! - the checks, one module per topic: `basics` (xen_version, shared_info),
 //!   `upcall` (event upcalls), `vcpu_info` (registration on vCPU 0),
 //!   `bringup` (secondary vCPUs: dummy area, remote registration), `time_area`,
-//!   `runstate`, `pv_timer` (PV timers waking and ticking vCPU 0), `fifo`
-//!   (event-channel status and the FIFO ABI; last, as the switch is
-//!   one-way);
+//!   `runstate`, `pv_timer` (PV timers waking and ticking vCPU 0), `balloon`
+//!   (giving memory back and taking it again), `fifo` (event-channel status
+//!   and the FIFO ABI; last, as the switch is one-way);
 //! - `bench` (the `bench` command-line word) and `report` (`REPORT` lines);
 //! - the tools they use: [`hypercall`], [`layout`], [`console`], [`identity`].
 #![cfg_attr(not(test), no_std)]
@@ -28,6 +28,7 @@
 #[macro_use]
 mod context;
 
+mod balloon;
 mod basics;
 mod bench;
 mod bringup;
@@ -50,6 +51,7 @@ mod vcpu_info;
 
 use core::sync::atomic::{AtomicU32, AtomicU64};
 
+pub use balloon::Probe;
 pub use bringup::secondary_main;
 pub use context::Outcome;
 pub use layout::Layout;
@@ -115,6 +117,26 @@ pub unsafe trait Guest: Sync {
 
     /// Guest-physical address of the RAM page to replace with shared_info.
     fn shared_info_page(&self) -> u64;
+
+    /// Guest-physical addresses of two page-aligned RAM pages nothing else
+    /// in the guest touches, which the balloon checks release to the
+    /// hypervisor and populate again (only ever accessed through
+    /// [`Guest::read`] / [`Guest::write`] / [`Guest::probe_read`]).
+    fn balloon_pages(&self) -> [u64; 2];
+
+    /// A 4-byte load from `gpa` that may fault: the value read, or
+    /// [`Probe::Aborted`] if the load took a data abort (which the guest
+    /// then skips). Without an abort handler of its own a guest just reads.
+    fn probe_read(&self, gpa: u64) -> Probe {
+        let mut b = [0u8; 4];
+        self.read(gpa, &mut b);
+        Probe::Value(u32::from_le_bytes(b))
+    }
+
+    /// What Xen gives this guest for a 4-byte read of a page it gave back
+    /// (a p2m hole): x86 HVM emulates it as MMIO nobody claims (all ones),
+    /// arm injects a data abort.
+    fn ballooned_read(&self) -> Probe;
 
     /// Number of vCPUs the domain was created with.
     fn vcpu_count(&self) -> u32;

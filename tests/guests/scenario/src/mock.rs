@@ -8,18 +8,21 @@ use std::mem::offset_of;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use xen_abi::nr::{consoleio, domid, hypercall as hc, mapspace, runstate, schedop, vcpuop, vmasst, xenver};
+use xen_abi::nr::{consoleio, domid, hypercall as hc, mapspace, memop, runstate, schedop, vcpuop, vmasst, xenver};
 use xen_abi::nr::{evtchn_fifo as ff, evtchnop, evtchnstat};
 use xen_abi::public::{
     EvtchnAllocUnbound, EvtchnBindIpi, EvtchnBindVirq, EvtchnExpandArray, EvtchnInitControl, EvtchnPort,
     EvtchnSetPriority, EvtchnStatus,
 };
-use xen_abi::public::{VcpuRegisterArea, VcpuRegisterVcpuInfo, VcpuTimeInfo, XenAddToPhysmap, XenAddToPhysmapUlong32};
+use xen_abi::public::{
+    VcpuRegisterArea, VcpuRegisterVcpuInfo, VcpuTimeInfo, XenAddToPhysmap, XenAddToPhysmapUlong32,
+    XenMemoryReservation, XenMemoryReservationCompat,
+};
 use xen_abi::Errno;
 use zerocopy::{FromBytes, IntoBytes};
 
 use crate::layout::{Layout, ARM64, VCPU_INFO_MAX, VI_UPCALL_MASK, VI_UPCALL_PENDING, X86_32, X86_64};
-use crate::{run_checks, secondary_main, Guest, PAGE_SIZE, VCPUS};
+use crate::{run_checks, secondary_main, Guest, Probe, PAGE_SIZE, VCPUS};
 
 thread_local! {
     /// Which simulated vCPU the current thread is.
@@ -78,6 +81,10 @@ struct Timers {
 struct State {
     timers: Timers,
     mapped: bool,
+    /// Pages the domain has (`tot_pages`), its limit, and the gfns it gave back.
+    tot: u64,
+    max: u64,
+    ballooned: Vec<u64>,
     vcpus: Vec<VcpuState>,
     lines: String,
     partial: String,
@@ -128,6 +135,9 @@ impl MockXen {
             st: Mutex::new(State {
                 timers: Timers::default(),
                 mapped: false,
+                tot: pages as u64,
+                max: pages as u64,
+                ballooned: Vec::new(),
                 vcpus,
                 lines: String::new(),
                 partial: String::new(),
@@ -513,6 +523,66 @@ impl MockXen {
         0
     }
 
+    /// The reservation ops and queries, by Xen's rules for a guest that
+    /// names itself; the add_to_physmap of shared_info.
+    fn memory_op(&self, cmd: u64, arg: u64) -> i64 {
+        let op = cmd & memop::CMD_MASK;
+        if op == memop::ADD_TO_PHYSMAP {
+            return self.add_to_physmap(arg);
+        }
+        let mut st = self.st.lock().unwrap();
+        match op {
+            memop::CURRENT_RESERVATION => return st.tot as i64,
+            memop::MAXIMUM_RESERVATION => return st.max as i64,
+            memop::DECREASE_RESERVATION | memop::POPULATE_PHYSMAP | memop::INCREASE_RESERVATION => {}
+            _ => return Errno::ENOSYS.to_hypercall_ret(),
+        }
+        let w = self.layout.xen_ulong_size as u64;
+        let (list, nr, order, dom) = if w == 8 {
+            let r: XenMemoryReservation = self.get(arg);
+            (r.extent_start, r.nr_extents, r.extent_order, r.domid)
+        } else {
+            // The host's addresses do not fit a compat handle or xen_pfn_t:
+            // the high bits come from the argument's own address (the list
+            // is on the same stack) and from the mock's RAM.
+            let r: XenMemoryReservationCompat = self.get(arg);
+            ((arg & !0xffff_ffff) | r.extent_start as u64, r.nr_extents as u64, r.extent_order, r.domid)
+        };
+        if dom != domid::SELF || order != 0 {
+            return 0;
+        }
+        let first = self.ram / PAGE_SIZE;
+        let mut done = 0;
+        while done < nr {
+            if op == memop::INCREASE_RESERVATION {
+                if st.tot == st.max {
+                    break;
+                }
+                st.tot += 1;
+                done += 1;
+                continue;
+            }
+            let mut b = [0u8; 8];
+            self.read(list + done * w, &mut b[..w as usize]);
+            let gfn = if w == 8 { u64::from_le_bytes(b) } else { (first & !0xffff_ffff) | u64::from_le_bytes(b) };
+            let ballooned = st.ballooned.iter().position(|&g| g == gfn);
+            match (op, ballooned) {
+                (memop::DECREASE_RESERVATION, None) if (first..first + self.pages).contains(&gfn) => {
+                    st.ballooned.push(gfn);
+                    st.tot -= 1;
+                }
+                (memop::POPULATE_PHYSMAP, Some(i)) if st.tot < st.max => {
+                    st.ballooned.swap_remove(i);
+                    st.tot += 1;
+                    self.write(gfn * PAGE_SIZE, &[0; PAGE_SIZE as usize]);
+                }
+                _ => break,
+            }
+            done += 1;
+        }
+        done as i64
+    }
+
     fn spawn(&self, v: u32) {
         // SAFETY: every MockXen is leaked by `new`, so it lives forever.
         let me: &'static MockXen = unsafe { &*(self as *const MockXen) };
@@ -553,7 +623,7 @@ unsafe impl Guest for MockXen {
                 }
                 0
             }
-            hc::MEMORY_OP => self.add_to_physmap(a[1]),
+            hc::MEMORY_OP => self.memory_op(a[0], a[1]),
             hc::VCPU_OP => self.vcpu_op(a[0], a[1], a[2]),
             hc::VM_ASSIST => self.vm_assist(a[0], a[1]),
             hc::SCHED_OP if a[0] == schedop::YIELD => {
@@ -602,6 +672,28 @@ unsafe impl Guest for MockXen {
 
     fn shared_info_page(&self) -> u64 {
         self.shinfo()
+    }
+
+    fn balloon_pages(&self) -> [u64; 2] {
+        [self.ram + 6 * PAGE_SIZE, self.ram + 7 * PAGE_SIZE]
+    }
+
+    fn probe_read(&self, gpa: u64) -> Probe {
+        if self.st.lock().unwrap().ballooned.contains(&(gpa / PAGE_SIZE)) {
+            return self.ballooned_read();
+        }
+        let mut b = [0u8; 4];
+        self.read(gpa, &mut b);
+        Probe::Value(u32::from_le_bytes(b))
+    }
+
+    fn ballooned_read(&self) -> Probe {
+        // The simulated Xen answers as the real one does for the layout's arch.
+        if std::ptr::eq(self.layout, &ARM64) {
+            Probe::Aborted
+        } else {
+            Probe::Value(u32::MAX)
+        }
     }
 
     fn vcpu_count(&self) -> u32 {

@@ -9,7 +9,9 @@ use xen_abi::nr::shutdown as shutdown_reason;
 use crate::console;
 use crate::context::{Ctx, Outcome};
 use crate::hypercall;
-use crate::{basics, bench, bringup, fifo, grants, pv_timer, report, runstate, time_area, upcall, va_area, vcpu_info};
+use crate::{
+    balloon, basics, bench, bringup, fifo, grants, pv_timer, report, runstate, time_area, upcall, va_area, vcpu_info,
+};
 use crate::{Guest, MAX_VCPUS, VCPUS};
 
 /// Guest-physical address the `fault` command-line word reads: 768 MiB,
@@ -38,6 +40,9 @@ pub fn run_checks(g: &dyn Guest) -> Outcome {
     va_area::checks(&mut cx);
     pv_timer::checks(&mut cx);
     grants::checks(&mut cx);
+    // The limit check leaves the domain at its maximum reservation: nothing
+    // after it may populate memory.
+    balloon::checks(&mut cx);
     // Last: switching to FIFO event channels cannot be undone.
     fifo::checks(&mut cx);
     report::vcpus(&cx);

@@ -25,7 +25,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use lantern_guest_scenario::console::{self, Buf, LineLock, Words};
 use lantern_guest_scenario::hypercall::{self as xen, Version};
 use lantern_guest_scenario::identity::{GuestPages, Page};
-use lantern_guest_scenario::{layout, Guest, Layout};
+use lantern_guest_scenario::{layout, Guest, Layout, Probe};
 use xen_abi::arch_x86::DEBUG_PORT;
 use xen_abi::nr::{domid, hvm_param, hvmop, hypercall as nr, vcpuop};
 use xen_abi::public::XenHvmParam;
@@ -102,7 +102,7 @@ pub static GUEST: X86Guest = X86Guest;
 
 // SAFETY: guest RAM is identity-mapped (paging off in the 32-bit build, a
 // 1:1 map of the first 1 GiB in the 64-bit one), and the shared_info and
-// scratch pages are `PAGES`, which no Rust reference reaches.
+// scratch and balloon pages are `PAGES`, which no Rust reference reaches.
 unsafe impl Guest for X86Guest {
     fn layout(&self) -> &'static Layout {
         if cfg!(target_arch = "x86_64") {
@@ -140,6 +140,15 @@ unsafe impl Guest for X86Guest {
 
     fn shared_info_page(&self) -> u64 {
         PAGES.shared_info()
+    }
+
+    fn balloon_pages(&self) -> [u64; 2] {
+        PAGES.balloon()
+    }
+
+    fn ballooned_read(&self) -> Probe {
+        // An HVM guest's p2m hole is emulated MMIO nobody claims.
+        Probe::Value(u32::MAX)
     }
 
     fn vcpu_count(&self) -> u32 {

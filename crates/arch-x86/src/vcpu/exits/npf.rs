@@ -1,9 +1,11 @@
 //! The nested-page-fault exit: a guest access to a frame the nested tables
-//! do not map (or map read-only). The platform-device window answers as Xen
-//! answers MMIO nobody claims: reads return all ones, writes are discarded.
-//! A write to read-only RAM (a read-only grant mapping) is discarded too, as
-//! Xen discards writes to `p2m_grant_map_ro` / `p2m_ram_ro` frames, and the
-//! guest continues after the store. Any other fault crashes the domain.
+//! do not map (or map read-only). The platform-device window, and RAM the
+//! guest ballooned out (a p2m hole, which Xen treats as emulated MMIO no
+//! ioreq server claims), answer as Xen answers MMIO nobody claims: reads
+//! return all ones, writes are discarded. A write to read-only RAM (a
+//! read-only grant mapping) is discarded too, as Xen discards writes to
+//! `p2m_grant_map_ro` / `p2m_ram_ro` frames, and the guest continues after
+//! the store. Any other fault crashes the domain.
 
 use alloc::boxed::Box;
 
@@ -36,12 +38,15 @@ impl SinkPage {
 
 impl SvmShared {
     /// Maps the domain's sink page read-only at `gpa`'s frame if `gpa` is
-    /// unclaimed MMIO (in the platform-device window, nothing in the p2m):
-    /// reads then see "no device" without an exit, writes fault and are
-    /// dropped by [`SvmVcpu::handle_npf`]. Returns whether `gpa` is
-    /// unclaimed MMIO.
+    /// unclaimed MMIO (in the platform-device window or in the RAM the
+    /// domain was built with, and nothing in the p2m): reads then see "no
+    /// device" without an exit, writes fault and are dropped by
+    /// [`SvmVcpu::handle_npf`]. When the guest populates the gfn again, the
+    /// p2m change replaces the sink with the new frame. Returns whether
+    /// `gpa` is unclaimed MMIO.
     fn map_unclaimed(&self, d: &Domain, gpa: u64) -> bool {
-        if !UNCLAIMED_MMIO.contains(&gpa) || d.p2m.lock().get(Gpa(gpa).gfn()).is_some() {
+        let gfn = Gpa(gpa).gfn();
+        if !(UNCLAIMED_MMIO.contains(&gpa) || d.is_boot_ram(gfn)) || d.p2m.lock().get(gfn).is_some() {
             return false;
         }
         self.npt.lock().map(gpa & !0xFFF, self.sink.0.as_ptr() as u64, false);
@@ -121,7 +126,7 @@ impl SvmVcpu {
 
 #[cfg(test)]
 mod tests {
-    use lantern_common::addr::Gpa;
+    use lantern_common::addr::{Gfn, Gpa};
     use lantern_common::arch::VcpuExit;
     use lantern_common::guest_memory::{GuestMemory, PhysMem};
 
@@ -176,6 +181,30 @@ mod tests {
         v.vmcb.save.rip = 0x3000;
         assert_eq!(v.handle_npf(&d), Some(VcpuExit::Fault));
         assert_eq!(v.vmcb.save.rip, 0x3000);
+    }
+
+    #[test]
+    fn ballooned_ram_reads_all_ones_until_populated_again() {
+        let d = domain(1);
+        let mut v = vcpu(0);
+        d.p2m.lock().remove(Gfn(9));
+        v.dom.sync(&d);
+        v.vmcb.control.exitinfo1 = FINAL_GPA;
+        v.vmcb.control.exitinfo2 = 0x9010;
+        assert_eq!(v.handle_npf(&d), None, "a read of a ballooned-out gfn is retried against the sink");
+        let sink = v.dom.sink.0.as_ptr() as u64;
+        assert_eq!(v.dom.npt.lock().lookup(0x9010), Some((sink + 0x10, false)));
+        // A write by a known instruction is dropped.
+        PhysMem::new(&d).write_bytes(Gpa(0x3000), &[0x89, 0x08]).unwrap();
+        v.vmcb.save.rip = 0x3000;
+        v.vmcb.control.exitinfo1 = FINAL_GPA | WRITE | PRESENT;
+        assert_eq!(v.handle_npf(&d), None);
+        assert_eq!(v.vmcb.save.rip, 0x3002);
+        // Populated again: the new frame replaces the sink.
+        let page = d.alloc_ram().unwrap();
+        d.p2m.lock().set(Gfn(9), page.clone(), lantern_common::memory::P2mType::RamRw);
+        v.dom.sync(&d);
+        assert_eq!(v.dom.npt.lock().lookup(0x9010), Some((page.host_addr() + 0x10, true)));
     }
 
     #[test]
