@@ -82,6 +82,9 @@ pub fn send(d: &Domain, port: u32) -> XenResult<()> {
             let target = d.evtchn.lock().get(peer).map(|p| p.notify_vcpu).unwrap_or(0);
             set_pending(d, peer, target)
         }
+        // The backend is told by the caller (`pv_console::kick`), which
+        // sits above this module.
+        ChannelState::ConsoleBackend => Ok(()),
         // Nobody bound yet: the event is dropped, as in Xen.
         ChannelState::Unbound { .. } | ChannelState::Free => Ok(()),
     }
@@ -131,6 +134,17 @@ fn mark_word_pending(d: &Domain, v: &Vcpu, word: usize) -> XenResult<()> {
         d.vcpu_mark_events_pending(v);
     }
     Ok(())
+}
+
+/// Whether `port`'s pending and mask bits are set in shared_info (the
+/// 2-level ABI), for the debug keys.
+pub fn pending_and_masked(d: &Domain, port: u32) -> (bool, bool) {
+    let si = d.abi().shared_info();
+    let (word, w, bit) = word_of(d, port);
+    let page = d.shared_info();
+    let pending = page.read_uint(si.evtchn_pending.offset + word * w, w).is_ok_and(|x| x & bit != 0);
+    let masked = page.read_uint(si.evtchn_mask.offset + word * w, w).is_ok_and(|x| x & bit != 0);
+    (pending, masked)
 }
 
 /// `EVTCHNOP_unmask`: clears the mask bit and re-raises the event if it is

@@ -51,6 +51,8 @@ pub fn soft_reset(d: &Domain, arch: &dyn ArchDomain) -> XenResult<()> {
     }
     d.pause();
     crate::evtchn::reset(d);
+    // The toolstack's console stays: its backend port is bound again.
+    crate::pv_console::rebind(d);
     guest_area::unmap_all(d);
     let result = d.replace_shared_info_gfn();
     match result {

@@ -31,6 +31,9 @@ pub enum ChannelState {
         /// The peer port.
         peer: u32,
     },
+    /// Bound to the hypervisor's PV console backend (in Xen an interdomain
+    /// channel to `xenconsoled`): a send makes the backend drain the ring.
+    ConsoleBackend,
 }
 
 /// One port.

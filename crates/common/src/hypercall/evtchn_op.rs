@@ -2,7 +2,7 @@
 //! the operation to [`crate::evtchn`].
 
 use super::{check_self, Call};
-use crate::evtchn;
+use crate::{evtchn, pv_console};
 use xen_abi::errno::{Errno, XenResult};
 use xen_abi::nr::domid::SELF as DOMID_SELF;
 use xen_abi::nr::evtchnop;
@@ -46,7 +46,7 @@ pub(super) fn event_channel_op(call: &mut Call<'_>, cmd: u64, arg: u64) -> XenRe
         evtchnop::SEND | evtchnop::CLOSE | evtchnop::UNMASK => {
             let EvtchnPort { port } = call.read(arg)?;
             match cmd {
-                evtchnop::SEND => evtchn::send(d, port),
+                evtchnop::SEND => evtchn::send(d, port).map(|_| pv_console::kick(d, port)),
                 evtchnop::CLOSE => evtchn::close(d, port),
                 _ => evtchn::unmask(d, port),
             }
