@@ -15,7 +15,8 @@
 //! - the checks, one module per topic: `basics` (xen_version, shared_info),
 //!   `upcall` (event upcalls), `vcpu_info` (registration on vCPU 0),
 //!   `bringup` (secondary vCPUs: dummy area, remote registration), `time_area`,
-//!   `runstate`;
+//!   `runstate`, `pv_console` (the PV console ring: `console_ring`, and the
+//!   `console-echo` command-line word);
 //! - `bench` (the `bench` command-line word) and `report` (`REPORT` lines);
 //! - the tools they use: [`hypercall`], [`layout`], [`console`], [`identity`].
 #![cfg_attr(not(test), no_std)]
@@ -35,6 +36,7 @@ pub mod identity;
 pub mod layout;
 #[cfg(test)]
 mod mock;
+mod pv_console;
 mod report;
 mod run;
 mod runstate;
@@ -95,6 +97,19 @@ pub unsafe trait Guest: Sync {
     fn write(&self, gpa: u64, data: &[u8]) {
         // SAFETY: as for `read`.
         unsafe { identity::write(gpa, data) }
+    }
+
+    /// Read the aligned `u32` at `gpa` with a single load, so a value the
+    /// hypervisor updates concurrently (a ring index) is never torn.
+    fn read_u32(&self, gpa: u64) -> u32 {
+        // SAFETY: as for `read`; the callers pass aligned ring indices.
+        unsafe { identity::read_u32(gpa) }
+    }
+
+    /// Write the aligned `u32` at `gpa` with a single store.
+    fn write_u32(&self, gpa: u64, v: u32) {
+        // SAFETY: as for `read_u32`.
+        unsafe { identity::write_u32(gpa, v) }
     }
 
     /// Guest-physical address of a buffer the guest owns (stack or static).
