@@ -39,6 +39,9 @@ pub struct Opts {
     pub wait_gdb: bool,
     /// `--serial-log FILE`: write the console to FILE instead of stdout.
     pub serial_log: Option<PathBuf>,
+    /// Console input from this Unix socket (QEMU listens; output still goes
+    /// to `serial_log`, which it then needs): the console tests type there.
+    pub console_socket: Option<PathBuf>,
     /// Only the first N demo guests (benchmarks run one domain alone).
     pub demo_domains: Option<usize>,
     /// QEMU's own gdb stub on 127.0.0.1:P (`-gdb`), for comparisons.
@@ -69,6 +72,7 @@ impl Opts {
             gdb_port: None,
             wait_gdb: false,
             serial_log: None,
+            console_socket: None,
             demo_domains: None,
             qemu_gdb_port: None,
         }

@@ -11,6 +11,10 @@ use crate::opts::Opts;
 /// line; each board attaches its gdb UART to it.
 const GDB_CHARDEV: &str = "gdbser";
 
+/// The id of the chardev that carries the console when input comes from a
+/// socket ([`Opts::console_socket`]).
+const CONSOLE_CHARDEV: &str = "console";
+
 /// The QEMU command that boots `a` (no `timeout` wrapper: the callers
 /// enforce it).
 pub fn qemu_command(opts: &Opts, a: &Artifacts) -> Command {
@@ -18,10 +22,20 @@ pub fn qemu_command(opts: &Opts, a: &Artifacts) -> Command {
     let mut c = Command::new(board.qemu_binary());
     c.args(board.machine_args());
     c.args(["-display", "none", "-monitor", "none", "-no-reboot"]);
-    match &opts.serial_log {
-        Some(f) => c.arg("-serial").arg(format!("file:{}", f.display())),
-        None => c.args(["-serial", "stdio"]),
+    match (&opts.serial_log, &opts.console_socket) {
+        // Typed input through a socket, everything QEMU's console prints
+        // logged to the file.
+        (Some(f), Some(sock)) => c.arg("-chardev").arg(format!(
+            "socket,id={CONSOLE_CHARDEV},path={},server=on,wait=off,logfile={}",
+            sock.display(),
+            f.display()
+        )),
+        (Some(f), None) => c.arg("-serial").arg(format!("file:{}", f.display())),
+        (None, _) => c.args(["-serial", "stdio"]),
     };
+    if opts.serial_log.is_some() && opts.console_socket.is_some() {
+        c.arg("-serial").arg(format!("chardev:{CONSOLE_CHARDEV}"));
+    }
     if let Some(port) = opts.gdb_port {
         c.arg("-chardev")
             .arg(format!("socket,id={GDB_CHARDEV},host=127.0.0.1,port={port},server=on,wait=off,nodelay=on"));

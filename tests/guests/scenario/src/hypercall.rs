@@ -85,7 +85,8 @@ pub fn hvm_get_param(g: &dyn Guest, index: u32) -> Result<u64, i64> {
     let rc = g.hypercall(hypercall::HVM_OP, [hvmop::GET_PARAM, gpa, 0, 0, 0]);
     // Read back through guest memory: the hypervisor wrote `value` behind
     // the compiler's back.
-    let out: XenHvmParam = crate::context::read_obj(g, gpa);
+    let mut out = XenHvmParam::default();
+    g.read(gpa, out.as_mut_bytes());
     if rc == 0 {
         Ok(out.value)
     } else {
