@@ -354,3 +354,20 @@ fn key_g_shows_grant_entries_in_use_with_their_pins() {
         assert!(out.contains("d2 grant table v1: 0 frames [], 0 entries, 0 in use, 1 mappings held"), "{out}");
     }
 }
+
+#[test]
+fn soft_reset_binds_the_console_port_again() {
+    let d = with_console(layouts()[0], 1);
+    let mut arch = fake_vcpus(2);
+    let old = pv_console::of(&d).unwrap().port;
+    d.shutdown(xen_abi::nr::shutdown::SOFT_RESET);
+    lantern_common::lifecycle::soft_reset(&d, &FakeDomain).unwrap();
+    let c = pv_console::of(&d).unwrap();
+    assert_eq!(d.evtchn.lock().get(c.port).unwrap().state, ChannelState::ConsoleBackend);
+    assert_eq!(get_param(&d, &mut arch, hvm_param::CONSOLE_EVTCHN), Ok(c.port as u64));
+    assert_eq!(c.port, old, "the first free port again, after every port was closed");
+    guest_write(&d, b"after reset\n");
+    write_phys(&d, ARG, EvtchnPort { port: c.port }.as_bytes()).unwrap();
+    assert_eq!(call(&d, &mut arch, nr::EVENT_CHANNEL_OP, [evtchnop::SEND, ARG, 0, 0, 0, 0]), 0);
+    assert_eq!(history(&d).last().map(String::as_str), Some("after reset"));
+}
