@@ -39,8 +39,9 @@ pub struct Opts {
     pub wait_gdb: bool,
     /// `--serial-log FILE`: write the console to FILE instead of stdout.
     pub serial_log: Option<PathBuf>,
-    /// Console input from this Unix socket (QEMU listens; output still goes
-    /// to `serial_log`, which it then needs): the console tests type there.
+    /// The console on this Unix socket, both ways (QEMU listens and waits
+    /// for its client before it starts; `serial_log` is then unused): the
+    /// console tests type there and keep what comes back.
     pub console_socket: Option<PathBuf>,
     /// Only the first N demo guests (benchmarks run one domain alone).
     pub demo_domains: Option<usize>,

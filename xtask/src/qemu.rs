@@ -22,20 +22,16 @@ pub fn qemu_command(opts: &Opts, a: &Artifacts) -> Command {
     let mut c = Command::new(board.qemu_binary());
     c.args(board.machine_args());
     c.args(["-display", "none", "-monitor", "none", "-no-reboot"]);
-    match (&opts.serial_log, &opts.console_socket) {
-        // Typed input through a socket, everything QEMU's console prints
-        // logged to the file.
-        (Some(f), Some(sock)) => c.arg("-chardev").arg(format!(
-            "socket,id={CONSOLE_CHARDEV},path={},server=on,wait=off,logfile={}",
-            sock.display(),
-            f.display()
-        )),
-        (Some(f), None) => c.arg("-serial").arg(format!("file:{}", f.display())),
-        (None, _) => c.args(["-serial", "stdio"]),
+    match (&opts.console_socket, &opts.serial_log) {
+        // The console both ways through a socket QEMU waits on: its client
+        // types the input and keeps the output.
+        (Some(sock), _) => {
+            c.arg("-chardev").arg(format!("socket,id={CONSOLE_CHARDEV},path={},server=on,wait=on", sock.display()));
+            c.arg("-serial").arg(format!("chardev:{CONSOLE_CHARDEV}"))
+        }
+        (None, Some(f)) => c.arg("-serial").arg(format!("file:{}", f.display())),
+        (None, None) => c.args(["-serial", "stdio"]),
     };
-    if opts.serial_log.is_some() && opts.console_socket.is_some() {
-        c.arg("-serial").arg(format!("chardev:{CONSOLE_CHARDEV}"));
-    }
     if let Some(port) = opts.gdb_port {
         c.arg("-chardev")
             .arg(format!("socket,id={GDB_CHARDEV},host=127.0.0.1,port={port},server=on,wait=off,nodelay=on"));
