@@ -7,6 +7,7 @@ mod abi;
 mod bench;
 mod boards;
 mod build;
+mod console_e2e;
 mod e2e;
 mod gdb;
 mod gdb_e2e;
@@ -85,6 +86,8 @@ fn cmd_test(args: &[String]) -> CmdResult {
         let name = board.name();
         println!("== {name} board: QEMU scenarios");
         e2e::scenario_test(board, &mut tally);
+        println!("== {name} board: the serial console (PV console rings, Ctrl-A switch, debug keys)");
+        console_e2e::console_test(board, &mut tally);
         println!("== {name} board: a guest fault crashes only its own domain");
         isolation::isolation_test(board, &mut tally);
         println!("== {name} board: gdb on the live demo");

@@ -45,6 +45,10 @@ pub struct Opts {
     pub wait_gdb: bool,
     /// `--serial-log FILE`: write the console to FILE instead of stdout.
     pub serial_log: Option<PathBuf>,
+    /// The console on this Unix socket, both ways (QEMU listens and waits
+    /// for its client before it starts; `serial_log` is then unused): the
+    /// console tests type there and keep what comes back.
+    pub console_socket: Option<PathBuf>,
     /// Only the first N demo guests (benchmarks run one domain alone).
     pub demo_domains: Option<usize>,
     /// QEMU's own gdb stub on 127.0.0.1:P (`-gdb`), for comparisons.
@@ -77,6 +81,7 @@ impl Opts {
             gdb_port: None,
             wait_gdb: false,
             serial_log: None,
+            console_socket: None,
             demo_domains: None,
             qemu_gdb_port: None,
         }

@@ -11,6 +11,10 @@ use crate::opts::Opts;
 /// line; each board attaches its gdb UART to it.
 const GDB_CHARDEV: &str = "gdbser";
 
+/// The id of the chardev that carries the console when input comes from a
+/// socket ([`Opts::console_socket`]).
+const CONSOLE_CHARDEV: &str = "console";
+
 /// The QEMU command that boots `a` (no `timeout` wrapper: the callers
 /// enforce it).
 pub fn qemu_command(opts: &Opts, a: &Artifacts) -> Command {
@@ -18,9 +22,15 @@ pub fn qemu_command(opts: &Opts, a: &Artifacts) -> Command {
     let mut c = Command::new(board.qemu_binary());
     c.args(board.machine_args());
     c.args(["-display", "none", "-monitor", "none", "-no-reboot"]);
-    match &opts.serial_log {
-        Some(f) => c.arg("-serial").arg(format!("file:{}", f.display())),
-        None => c.args(["-serial", "stdio"]),
+    match (&opts.console_socket, &opts.serial_log) {
+        // The console both ways through a socket QEMU waits on: its client
+        // types the input and keeps the output.
+        (Some(sock), _) => {
+            c.arg("-chardev").arg(format!("socket,id={CONSOLE_CHARDEV},path={},server=on,wait=on", sock.display()));
+            c.arg("-serial").arg(format!("chardev:{CONSOLE_CHARDEV}"))
+        }
+        (None, Some(f)) => c.arg("-serial").arg(format!("file:{}", f.display())),
+        (None, None) => c.args(["-serial", "stdio"]),
     };
     if let Some(port) = opts.gdb_port {
         c.arg("-chardev")

@@ -22,6 +22,12 @@ impl GuestMap {
     pub const GRANT_BASE: u64 = 0xe000_0000;
     /// Its size.
     pub const GRANT_SIZE: u64 = 0x0100_0000;
+    /// The PV console ring page, in the magic-page window after the grant
+    /// window: outside RAM (and so outside the DTB's memory node) whatever
+    /// the domain's size. Xen's toolstack uses `GUEST_MAGIC_BASE`
+    /// (0x3900_0000) for it, which on Lantern's map, with RAM from 0, would
+    /// fall inside a large domain's RAM.
+    pub const CONSOLE_RING: u64 = 0xe100_0000;
     /// Virtual GIC distributor.
     pub const GICD_BASE: u64 = 0xf000_0000;
     /// Distributor frame size.

@@ -63,6 +63,17 @@ pub enum GuestMode {
     Long64,
 }
 
+impl GuestMode {
+    /// Name used by tools.
+    pub fn name(self) -> &'static str {
+        match self {
+            GuestMode::Real => "real",
+            GuestMode::Protected32 => "32-bit",
+            GuestMode::Long64 => "64-bit",
+        }
+    }
+}
+
 /// Initial vCPU state for [`ArchVcpu::initialise`].
 #[derive(Clone, Copy, Debug)]
 pub enum VcpuInitContext<'a> {

@@ -75,6 +75,37 @@ impl Placement {
     }
 }
 
+/// Where an area is, as tools describe it: its placement, the gfn it is
+/// reached at (a guest page's, or where shared_info is mapped), the offset
+/// in that frame and, for a vcpu_info in shared_info, its slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AreaLocation {
+    /// Kind of placement.
+    pub placement: Placement,
+    /// The gfn, if the guest can reach the frame.
+    pub gfn: Option<u64>,
+    /// Byte offset in the frame.
+    pub offset: usize,
+    /// vcpu_info slot in shared_info.
+    pub slot: Option<u64>,
+}
+
+impl core::fmt::Display for AreaLocation {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let offset = self.offset;
+        match (self.placement, self.gfn) {
+            (Placement::Guest, g) => write!(f, "gfn {:#x} offset {offset:#x}", g.unwrap_or(0)),
+            (Placement::Dummy, _) => f.write_str("dummy area (not guest-visible)"),
+            (Placement::SharedInfoSlot, Some(g)) => {
+                write!(f, "shared_info slot {} (gfn {g:#x} offset {offset:#x})", self.slot.unwrap_or(0))
+            }
+            (Placement::SharedInfoSlot, None) => {
+                write!(f, "shared_info slot {} (shared_info not mapped by the guest)", self.slot.unwrap_or(0))
+            }
+        }
+    }
+}
+
 /// A mapped area: the frame, the byte offset in it, and where it came from.
 #[derive(Clone, Debug)]
 pub struct AreaMap {

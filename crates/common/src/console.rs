@@ -1,12 +1,13 @@
-//! Per-domain console: guest output (console_io, debug port) split into
-//! lines, kept in a short history for tools and handed to the board's
-//! [`ConsoleSink`], which prints them prefixed `(dN) `.
+//! Per-domain console: guest output (console_io, debug port, the PV console
+//! ring) split into lines, kept in a short history for tools and handed to
+//! the board's [`ConsoleSink`], which prints them prefixed `(dN) `; and where
+//! the domain's PV console ring is ([`PvConsole`], driven by `pv_console`).
 
 use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::sync::Arc;
 
-use crate::memory::DomId;
+use crate::memory::{DomId, Gfn, PageRef};
 
 /// Lines of history kept per domain.
 pub const HISTORY_LINES: usize = 256;
@@ -26,6 +27,23 @@ pub struct NoSink;
 
 impl ConsoleSink for NoSink {
     fn line(&self, _dom: DomId, _line: &str) {}
+}
+
+/// A domain's PV console: where its ring is and which port is bound to us.
+#[derive(Clone)]
+pub struct PvConsole {
+    /// The gfn the ring page is mapped at (`HVM_PARAM_CONSOLE_PFN`).
+    pub gfn: Gfn,
+    /// The domain's port bound to this backend (`HVM_PARAM_CONSOLE_EVTCHN`).
+    pub port: u32,
+    pub(crate) page: PageRef,
+}
+
+impl PvConsole {
+    /// The ring page.
+    pub fn page(&self) -> &PageRef {
+        &self.page
+    }
 }
 
 /// A domain's console state.

@@ -16,7 +16,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 use crate::area::{AreaMap, Placement, VcpuAreas};
 use crate::clock::Clock;
-use crate::console::{Console, ConsoleSink};
+use crate::console::{Console, ConsoleSink, PvConsole};
 use crate::diag::{Diagnostics, Unhandled};
 use crate::grants::GrantTable;
 use crate::memory::{DomId, Gfn, P2m, P2mType, Page, PageRef, Reservation};
@@ -46,6 +46,18 @@ pub enum Lifecycle {
     Crashed,
     /// Killed: every area unmapped and every page released.
     Dead,
+}
+
+impl Lifecycle {
+    /// Name used by tools: `running`, `shutdown:REASON`, `crashed`, `dead`.
+    pub fn name(self) -> String {
+        match self {
+            Lifecycle::Running => String::from("running"),
+            Lifecycle::Shutdown(r) => alloc::format!("shutdown:{r}"),
+            Lifecycle::Crashed => String::from("crashed"),
+            Lifecycle::Dead => String::from("dead"),
+        }
+    }
 }
 
 /// What a person sees as a vCPU's state (gdb, monitor commands).
@@ -222,6 +234,8 @@ pub struct Domain {
     pub console: spin::Mutex<Console>,
     /// What the guest asked for and did not get.
     pub diag: spin::Mutex<Diagnostics>,
+    /// The PV console ring and port, once the builder attached one.
+    pub(crate) pv_console: spin::Mutex<Option<PvConsole>>,
     /// The grant table (v1) and the grant mappings this domain holds.
     pub grant_table: spin::Mutex<GrantTable>,
     hvm_params: spin::Mutex<[u64; HVM_NR_PARAMS]>,
@@ -280,6 +294,7 @@ impl Domain {
             evtchn: spin::Mutex::new(EventChannels::with_word_size(cfg.abi.xen_ulong_size())),
             console: spin::Mutex::new(Console::new(cfg.id, cfg.console)),
             diag: spin::Mutex::new(Diagnostics::default()),
+            pv_console: spin::Mutex::new(None),
             grant_table: spin::Mutex::new(GrantTable::new()),
             hvm_params: spin::Mutex::new([0; HVM_NR_PARAMS]),
             vm_assist: AtomicU64::new(0),

@@ -16,10 +16,29 @@
 //! * unmapping vcpu_info falls back to the shared_info slot or the dummy area.
 
 use crate::addr::{Gfn, Gpa, PAGE_SIZE};
-use crate::area::{AreaKind, AreaMap, Placement, VcpuAreas};
+use crate::area::{AreaKind, AreaLocation, AreaMap, Placement, VcpuAreas};
 use crate::domain::{Domain, Vcpu};
 use crate::memory::P2mType;
 use xen_abi::errno::{Errno, XenResult};
+
+/// Where `a`, `d`'s area of `kind`, lives as a guest (and a person) sees
+/// it: a guest page's gfn, or shared_info's gfn and the vcpu_info slot.
+pub fn location(d: &Domain, kind: AreaKind, a: &AreaMap) -> AreaLocation {
+    let (gfn, slot) = match a.placement {
+        Placement::Guest => (a.gfn.map(|g| g.0), None),
+        Placement::Dummy => (None, None),
+        Placement::SharedInfoSlot => {
+            let abi = d.abi();
+            let slot = if kind == AreaKind::VcpuInfo {
+                a.offset.checked_sub(abi.shared_info().vcpu_info).map(|o| (o / abi.vcpu_info().size) as u64)
+            } else {
+                None
+            };
+            (d.shared_info_gfn().map(|g| g.0), slot)
+        }
+    };
+    AreaLocation { placement: a.placement, gfn, offset: a.offset, slot }
+}
 
 /// The populate hook run under the domain lock, before the swap: it fills
 /// the new area (`new`) given the vCPU's current areas.

@@ -60,6 +60,8 @@ pub fn soft_reset_among(d: &Domain, arch: &dyn ArchDomain, others: &dyn DomainDi
     }
     d.pause();
     crate::evtchn::reset_among(d, others);
+    // The toolstack's console stays: its backend port is bound again.
+    crate::pv_console::rebind(d);
     guest_area::unmap_all(d);
     let result = d.replace_shared_info_gfn();
     match result {

@@ -69,6 +69,9 @@ pub enum ChannelState {
         /// Its port.
         remote_port: u32,
     },
+    /// Bound to the hypervisor's PV console backend (in Xen an interdomain
+    /// channel to `xenconsoled`): a send makes the backend drain the ring.
+    ConsoleBackend,
 }
 
 /// One port.

@@ -12,11 +12,14 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::arch::{ArchDomain, ArchVcpu, Preemption, VcpuExit};
 use crate::console::ConsoleSink;
+use crate::console_input::{self, InputTarget, Key, SerialInput, SWITCH_CHAR};
+use crate::debug_keys;
 use crate::directory::DomainDirectory;
 use crate::domain::{Domain, Lifecycle, VPF_BLOCKED};
 use crate::hypercall::{self, Call};
 use crate::lifecycle;
 use crate::memory::DomId;
+use crate::pv_console;
 use crate::pv_timer;
 use crate::runstate;
 use crate::va_area;
@@ -78,6 +81,8 @@ pub struct Hypervisor {
     /// The attached debugger's own state (it borrows the whole hypervisor
     /// as its target, so what it keeps between requests lives here).
     pub debugger: DebuggerState,
+    /// Where serial input goes (the board feeds it bytes).
+    pub input: SerialInput,
     cursor: usize,
 }
 
@@ -156,7 +161,13 @@ impl Verdict {
 impl Hypervisor {
     /// A hypervisor over `slots`.
     pub fn new(slots: Vec<DomainSlot>) -> Self {
-        Hypervisor { slots, stopped: AtomicBool::new(false), debugger: DebuggerState::default(), cursor: 0 }
+        Hypervisor {
+            slots,
+            stopped: AtomicBool::new(false),
+            debugger: DebuggerState::default(),
+            input: SerialInput::new(),
+            cursor: 0,
+        }
     }
 
     /// Every domain's slot, in creation order.
@@ -200,6 +211,65 @@ impl Hypervisor {
     /// (the board logs them at debug level when the run ends).
     pub fn diagnostic_lines(&self) -> Vec<String> {
         self.domains().flat_map(|d| d.diag.lock().summary_lines(d.id)).collect()
+    }
+
+    /// Domains that can take serial input: a PV console and not dead.
+    fn input_domains(&self) -> Vec<DomId> {
+        self.domains()
+            .filter(|d| d.lifecycle() != Lifecycle::Dead && pv_console::of(d).is_some())
+            .map(|d| d.id)
+            .collect()
+    }
+
+    /// The end of boot: serial input moves from the hypervisor to the first
+    /// domain with a console (as Xen hands it to dom0). Returns the line
+    /// the board prints to say so.
+    pub fn start_serial_input(&mut self) -> String {
+        let t = self.input.switch(&self.input_domains());
+        console_input::switch_message(t)
+    }
+
+    /// One byte of serial input: part of a Ctrl-A switch, a debug key (input
+    /// to the hypervisor), or a byte for the target domain's console ring.
+    /// `say` prints the hypervisor's own lines (switch notices, key output).
+    pub fn serial_input(&mut self, byte: u8, say: &mut dyn FnMut(&str)) {
+        match self.input.push(byte) {
+            Key::Held => {}
+            Key::Switch => {
+                let t = self.input.switch(&self.input_domains());
+                say(&console_input::switch_message(t));
+            }
+            Key::Pass { held, key } => {
+                for b in core::iter::repeat_n(SWITCH_CHAR, held as usize).chain(core::iter::once(key)) {
+                    self.deliver_input(b, say);
+                }
+            }
+        }
+    }
+
+    fn deliver_input(&mut self, b: u8, say: &mut dyn FnMut(&str)) {
+        match self.input.target() {
+            InputTarget::Hypervisor => {
+                let domains: Vec<&Domain> = self.domains().map(|d| &**d).collect();
+                for line in debug_keys::run(&domains, b).lines() {
+                    say(line);
+                }
+            }
+            InputTarget::Domain(id) => {
+                if let Some(d) = self.domain(id) {
+                    pv_console::input(d, &[b]);
+                }
+            }
+        }
+    }
+
+    /// Drains every domain's PV console output ring (the backend also
+    /// drains on the guest's notification; this catches a guest that
+    /// wrote without notifying).
+    pub fn poll_consoles(&self) {
+        for d in self.domains() {
+            pv_console::drain(d);
+        }
     }
 
     /// Exits every vCPU has taken so far.
@@ -326,6 +396,7 @@ impl Hypervisor {
     pub fn run(&mut self, board: &mut dyn Board) -> Verdict {
         loop {
             board.poll(self);
+            self.poll_consoles();
             self.wake_expired_timers(board.now_ticks());
             if self.all_finished() && board.exit_when_done() {
                 return self.verdict();

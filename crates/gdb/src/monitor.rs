@@ -10,10 +10,10 @@ use alloc::vec::Vec;
 use core::fmt::Write;
 
 use lantern_common::addr::{Gva, PAGE_SIZE};
-use lantern_common::arch::GuestMode;
-use lantern_common::area::{AreaKind, AreaMap, Placement};
-use lantern_common::domain::{Domain, Lifecycle};
+use lantern_common::area::{AreaKind, AreaLocation, AreaMap, Placement};
+use lantern_common::domain::Domain;
 use lantern_common::grant_table;
+use lantern_common::guest_area;
 use lantern_common::memory::{Gfn, Page, PageRef};
 use xen_abi::layout::{GuestAbi, StructLayout};
 use xen_abi::nr::runstate;
@@ -206,23 +206,6 @@ fn vcpus_of(t: &View<'_>, sel: &Sel) -> Vec<(usize, u32)> {
     v
 }
 
-fn lifecycle_name(l: Lifecycle) -> String {
-    match l {
-        Lifecycle::Running => "running".to_string(),
-        Lifecycle::Shutdown(r) => format!("shutdown:{r}"),
-        Lifecycle::Crashed => "crashed".to_string(),
-        Lifecycle::Dead => "dead".to_string(),
-    }
-}
-
-fn mode_name(m: GuestMode) -> &'static str {
-    match m {
-        GuestMode::Real => "real",
-        GuestMode::Protected32 => "32-bit",
-        GuestMode::Long64 => "64-bit",
-    }
-}
-
 fn domains(t: &View<'_>, out: &mut Out) {
     let mut j = Json::new();
     j.begin_obj().key("domains").begin_arr();
@@ -230,7 +213,7 @@ fn domains(t: &View<'_>, out: &mut Out) {
     for d in t.slots.iter().map(|s| &s.domain) {
         let si = d.shared_info_gfn().map(|g| g.0);
         let ram = d.p2m.lock().len() as u64;
-        let life = lifecycle_name(d.lifecycle());
+        let life = d.lifecycle().name();
         j.begin_obj()
             .kv_uint("id", d.id as u64)
             .kv_str("name", &d.name)
@@ -269,7 +252,7 @@ fn vcpus(t: &View<'_>, sel: &Sel, out: &mut Out) {
         let name = format!("d{}v{}", d.id, id);
         let tid = tid_of(d.id, id).map(|t| t.get() as u64).unwrap_or(0);
         let state = d.vcpu_state(v).name();
-        let mode = t.slots.get(di).and_then(|s| s.vcpus.get(id as usize)).map(|a| mode_name(a.mode())).unwrap_or("?");
+        let mode = t.slots.get(di).and_then(|s| s.vcpus.get(id as usize)).map(|a| a.mode().name()).unwrap_or("?");
         let rs = runstate::name(v.runstate().state);
         let placement = v.areas().vcpu_info.placement.name();
         j.begin_obj()
@@ -414,21 +397,11 @@ fn decode(
     s.push('\n');
 }
 
-/// Describes where an area lives: `(placement, gfn, offset, slot)`.
+/// Where an area lives: `(placement, gfn, offset, slot)`, as the core
+/// describes it for every tool.
 fn where_is(d: &Domain, kind: AreaKind, a: &AreaMap) -> (Placement, Option<u64>, usize, Option<u64>) {
-    match a.placement {
-        Placement::Guest => (Placement::Guest, a.gfn.map(|g| g.0), a.offset, None),
-        Placement::Dummy => (Placement::Dummy, None, a.offset, None),
-        Placement::SharedInfoSlot => {
-            let abi = d.abi();
-            let slot = if kind == AreaKind::VcpuInfo {
-                a.offset.checked_sub(abi.shared_info().vcpu_info).map(|o| (o / abi.vcpu_info().size) as u64)
-            } else {
-                None
-            };
-            (Placement::SharedInfoSlot, d.shared_info_gfn().map(|g| g.0), a.offset, slot)
-        }
-    }
+    let l = guest_area::location(d, kind, a);
+    (l.placement, l.gfn, l.offset, l.slot)
 }
 
 /// Where the area `v` registered at guest-virtual `va` is now, through the
@@ -472,15 +445,8 @@ fn va_area_section(
     j.end_obj();
 }
 
-fn where_text(p: Placement, gfn: Option<u64>, offset: usize, slot: Option<u64>) -> String {
-    match p {
-        Placement::Guest => format!("gfn {:#x} offset {offset:#x}", gfn.unwrap_or(0)),
-        Placement::Dummy => "dummy area (not guest-visible)".to_string(),
-        Placement::SharedInfoSlot => match gfn {
-            Some(g) => format!("shared_info slot {} (gfn {g:#x} offset {offset:#x})", slot.unwrap_or(0)),
-            None => format!("shared_info slot {} (shared_info not mapped by the guest)", slot.unwrap_or(0)),
-        },
-    }
+fn where_text(placement: Placement, gfn: Option<u64>, offset: usize, slot: Option<u64>) -> String {
+    AreaLocation { placement, gfn, offset, slot }.to_string()
 }
 
 fn where_json(j: &mut Json, p: Placement, gfn: Option<u64>, offset: usize, slot: Option<u64>) {

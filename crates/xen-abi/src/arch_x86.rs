@@ -52,6 +52,20 @@ pub const START_MAGIC: u32 = 0x336e_c578;
 pub const START_INFO_VERSION_MEMMAP: u32 = 1;
 /// `XEN_HVM_MEMMAP_TYPE_RAM` (E820 usable RAM).
 pub const MEMMAP_TYPE_RAM: u32 = 1;
+/// `XEN_HVM_MEMMAP_TYPE_RESERVED` (E820 reserved: not RAM the guest may
+/// allocate).
+pub const MEMMAP_TYPE_RESERVED: u32 = 2;
+/// `X86_HVM_END_SPECIAL_REGION` (`xenguest.h`): the toolstack's special
+/// pages (xenstore, console, ...) end below this gfn, just under 4 GiB.
+pub const HVM_END_SPECIAL_REGION: u64 = 0xff000;
+/// `X86_HVM_NR_SPECIAL_PAGES`: how many special pages sit below it.
+pub const HVM_NR_SPECIAL_PAGES: u64 = 8;
+/// `SPECIALPAGE_CONSOLE` (`xg_dom_x86.c`): the console ring's index among
+/// the special pages.
+pub const SPECIALPAGE_CONSOLE: u64 = 7;
+/// The gfn of an HVM/PVH guest's console ring, where Xen's toolstack puts
+/// it (`special_pfn(SPECIALPAGE_CONSOLE)`).
+pub const HVM_CONSOLE_GFN: u64 = HVM_END_SPECIAL_REGION - HVM_NR_SPECIAL_PAGES + SPECIALPAGE_CONSOLE;
 
 /// `struct hvm_start_info`.
 #[repr(C)]

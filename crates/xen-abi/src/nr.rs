@@ -574,6 +574,14 @@ pub mod consoleio {
     pub const READ: u64 = 1;
 }
 
+/// The PV console ring page (`io/console.h`, `struct xencons_interface`).
+pub mod xencons {
+    /// Bytes in the input ring `in[]` (backend to guest).
+    pub const IN_RING_SIZE: usize = 1024;
+    /// Bytes in the output ring `out[]` (guest to backend).
+    pub const OUT_RING_SIZE: usize = 2048;
+}
+
 /// `RUNSTATE_*` and the update flag (`vcpu.h`).
 pub mod runstate {
     /// `RUNSTATE_running`.

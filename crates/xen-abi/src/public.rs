@@ -604,6 +604,28 @@ pub struct SchedPollHandle32 {
     pub timeout: u64,
 }
 
+/// `struct xencons_interface`: the PV console ring page. The guest produces
+/// into `out` and consumes from `in`; the backend does the opposite. The
+/// indices are free-running (`XENCONS_RING_IDX`, a `uint32_t`) and masked
+/// with the ring size on every access. Written by hand: arrays this large
+/// have no `Default`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct XenconsInterface {
+    /// Input ring: backend to guest.
+    pub in_: [u8; crate::nr::xencons::IN_RING_SIZE],
+    /// Output ring: guest to backend.
+    pub out: [u8; crate::nr::xencons::OUT_RING_SIZE],
+    /// Next input byte the guest will consume.
+    pub in_cons: u32,
+    /// Next input byte the backend will produce.
+    pub in_prod: u32,
+    /// Next output byte the backend will consume.
+    pub out_cons: u32,
+    /// Next output byte the guest will produce.
+    pub out_prod: u32,
+}
+
 // The sizes Xen's headers promise (and guests rely on).
 const _: () = {
     use core::mem::{offset_of, size_of};
@@ -634,4 +656,6 @@ const _: () = {
     assert!(size_of::<SchedPoll>() == 24 && offset_of!(SchedPoll, timeout) == 16);
     assert!(size_of::<SchedPollHandle32>() == 16 && offset_of!(SchedPollHandle32, timeout) == 8);
     assert!(size_of::<GnttabCopyUlong32>() == 24 && offset_of!(GnttabCopyUlong32, status) == 20);
+    assert!(offset_of!(XenconsInterface, out) == 1024 && offset_of!(XenconsInterface, in_cons) == 3072);
+    assert!(offset_of!(XenconsInterface, out_prod) == 3084 && size_of::<XenconsInterface>() == 3088);
 };

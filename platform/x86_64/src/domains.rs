@@ -2,7 +2,9 @@
 //! in the boot module (a cpio archive), and runs them with the core's
 //! round-robin scheduler until they finish. [`X86Board`] is this board's
 //! side of the scheduler loop: the APIC tick preempts, COM2 carries gdb,
-//! COM1 prints the domains' consoles, isa-debug-exit ends the run.
+//! COM1 prints the domains' consoles and takes serial input (switched with
+//! Ctrl-A x3 between the domains' PV consoles and the debug keys),
+//! isa-debug-exit ends the run.
 
 use alloc::boxed::Box;
 use alloc::format;
@@ -20,9 +22,11 @@ use lantern_common::clock::Clock;
 use lantern_common::console::ConsoleSink;
 use lantern_common::domain::{Domain, DomainConfig};
 use lantern_common::memory::DomId;
+use lantern_common::memory::Gfn;
 use lantern_common::sched::{Board, DomainSlot, Hypervisor, Verdict};
-use lantern_common::{cpio, loader};
+use lantern_common::{cpio, loader, pv_console};
 use lantern_gdb::{GdbStub, Transport};
+use xen_abi::arch_x86::HVM_CONSOLE_GFN;
 
 use crate::interrupts;
 
@@ -77,6 +81,10 @@ impl Board for X86Board {
 
     fn poll(&mut self, hv: &mut Hypervisor) {
         self.gdb.poll(hv, &mut self.com2);
+        // Typed input: a Ctrl-A switch, a debug key or a domain's console.
+        while let Some(b) = crate::serial::try_read() {
+            hv.serial_input(b, &mut |line| crate::println!("(lantern) {line}"));
+        }
     }
 
     fn idle(&mut self, _hv: &Hypervisor, _wake_at: Option<u64>) {
@@ -137,8 +145,26 @@ fn build_domain(
     .map_err(|e| format!("creating domain: {e:?}"))?;
     let img = loader::load_elf(&d, image).map_err(|e| format!("loading '{}': {e:?}", spec.image))?;
     let entry = img.phys32_entry.unwrap_or(img.entry);
-    let si = pvh::write_start_info(&d, Gpa(img.high.next_multiple_of(4096)), spec.mem_bytes, &spec.cmdline)
-        .map_err(|e| format!("start info does not fit in guest memory ({e:?})"))?;
+    // The console ring where Xen's toolstack puts it, among the special
+    // pages just below 4 GiB: above any RAM a domain here has, and listed
+    // reserved in the memory map all the same.
+    let console_gfn = Gfn(HVM_CONSOLE_GFN);
+    if spec.mem_bytes > console_gfn.0 << 12 {
+        return Err(format!(
+            "{} MiB of RAM would cover the console ring's gfn {:#x}",
+            spec.mem_bytes >> 20,
+            console_gfn.0
+        ));
+    }
+    pv_console::attach(&d, console_gfn).map_err(|e| format!("console ring: {e:?}"))?;
+    let si = pvh::write_start_info(
+        &d,
+        Gpa(img.high.next_multiple_of(4096)),
+        spec.mem_bytes,
+        &spec.cmdline,
+        &[Gpa(console_gfn.0 << 12)],
+    )
+    .map_err(|e| format!("start info does not fit in guest memory ({e:?})"))?;
     log::info!(
         "d{id}: '{}' {} vCPUs, {} MiB, image {:#x}-{:#x}, PVH entry {:#x}{}",
         spec.image,
@@ -191,6 +217,7 @@ pub fn run(cfg: &BootConfig, archive: &[u8]) -> ! {
         crate::exit_qemu(false);
     }
     let mut hv = Hypervisor::new(slots);
+    crate::println!("(lantern) {}", hv.start_serial_input());
     if cfg.wait_for_gdb {
         board.gdb.wait_for_gdb(&hv);
         crate::println!("(lantern) gdb-wait: holding every vCPU until gdb attaches on COM2");

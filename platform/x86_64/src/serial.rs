@@ -1,4 +1,5 @@
-//! COM1 console (16550 at I/O port 0x3F8) and the `log` backend writing to it.
+//! COM1 console (16550 at I/O port 0x3F8): output, polled input, and the
+//! `log` backend writing to it.
 //!
 //! One physical CPU and interrupt handlers that never print, so a spin lock
 //! around the port is enough; `print!`/`println!` go straight to the UART.
@@ -27,6 +28,12 @@ pub fn write_fmt(args: fmt::Arguments<'_>) {
     if let Some(port) = guard.as_mut() {
         let _ = port.write_fmt(args);
     }
+}
+
+/// The next byte typed at COM1, if one is waiting (polled: COM1 raises no
+/// interrupt here).
+pub fn try_read() -> Option<u8> {
+    COM1.lock().as_mut().and_then(|p| p.try_receive().ok())
 }
 
 /// `print!` to COM1.

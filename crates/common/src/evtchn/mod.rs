@@ -198,7 +198,10 @@ pub fn bind_vcpu(d: &Domain, port: u32, vcpu: u32) -> XenResult<()> {
     let mut t = d.evtchn.lock();
     let movable = match channel(&t, port)?.state {
         ChannelState::Virq { virq } => !virq_is_per_vcpu(virq),
-        ChannelState::Unbound { .. } | ChannelState::Loopback { .. } | ChannelState::Interdomain { .. } => true,
+        ChannelState::Unbound { .. }
+        | ChannelState::Loopback { .. }
+        | ChannelState::Interdomain { .. }
+        | ChannelState::ConsoleBackend => true,
         _ => false,
     };
     if !movable {
@@ -296,7 +299,9 @@ pub fn send_among(d: &Domain, dir: &dyn DomainDirectory, port: u32) -> XenResult
                 raise(rd, &mut rt, remote_port);
             }
         }
-        ChannelState::Unbound { .. } => {}
+        // Nobody bound yet: dropped, as in Xen. The console backend is
+        // told by the caller (`pv_console::kick`), which sits above here.
+        ChannelState::Unbound { .. } | ChannelState::ConsoleBackend => {}
         ChannelState::Free | ChannelState::Virq { .. } => return Err(Errno::EINVAL),
     }
     Ok(())
@@ -332,6 +337,29 @@ pub fn unmask(d: &Domain, port: u32) -> XenResult<()> {
     }
 }
 
+/// A hypervisor backend (the PV console) notifies its guest on `port`, if
+/// the port is still bound to a backend (the guest may have closed it).
+pub fn raise_from_backend(d: &Domain, port: u32) {
+    let mut t = d.evtchn.lock();
+    if t.get(port).is_some_and(|c| c.state == ChannelState::ConsoleBackend) {
+        raise(d, &mut t, port);
+    }
+}
+
+/// Whether `port` is pending and whether it is masked, in the ABI in force
+/// (for the debug keys).
+pub fn pending_and_masked(d: &Domain, port: u32) -> (bool, bool) {
+    let t = d.evtchn.lock();
+    match &t.abi {
+        EvtchnAbi::TwoLevel => two_level::pending_and_masked(d, port),
+        EvtchnAbi::Fifo(f) => {
+            let w = f.event_word(port);
+            let bit = |b: u32| w & (1 << b) != 0;
+            (bit(xen_abi::nr::evtchn_fifo::PENDING), bit(xen_abi::nr::evtchn_fifo::MASKED))
+        }
+    }
+}
+
 /// `EVTCHNOP_status` of `port` in `d` (the caller checked it may ask).
 pub fn status(d: &Domain, port: u32) -> XenResult<EvtchnStatus> {
     let c = channel(&d.evtchn.lock(), port)?;
@@ -344,6 +372,8 @@ pub fn status(d: &Domain, port: u32) -> XenResult<EvtchnStatus> {
         }
         ChannelState::Virq { virq } => (evtchnstat::VIRQ, virq, 0),
         ChannelState::Ipi => (evtchnstat::IPI, 0, 0),
+        // In Xen an interdomain channel to the console daemon in domain 0.
+        ChannelState::ConsoleBackend => (evtchnstat::INTERDOMAIN, 0, 0),
     };
     Ok(EvtchnStatus { dom: 0, pad: 0, port, status, vcpu: c.notify_vcpu, u0, u1 })
 }

@@ -40,6 +40,16 @@ pub(super) fn clear_pending(d: &Domain, port: u32) {
 }
 
 /// Whether the port's pending bit is set (carried over into FIFO).
+/// Whether `port`'s pending and mask bits are set in shared_info.
+pub(super) fn pending_and_masked(d: &Domain, port: u32) -> (bool, bool) {
+    let Some((word, w, bit)) = word_of(d, port) else { return (false, false) };
+    let si = d.abi().shared_info();
+    let page = d.shared_info();
+    let pending = page.read_uint(si.evtchn_pending.offset + word * w, w).is_ok_and(|x| x & bit != 0);
+    let masked = page.read_uint(si.evtchn_mask.offset + word * w, w).is_ok_and(|x| x & bit != 0);
+    (pending, masked)
+}
+
 pub(super) fn is_pending(d: &Domain, port: u32) -> bool {
     let Some((word, w, bit)) = word_of(d, port) else { return false };
     let si = d.abi().shared_info();

@@ -3,7 +3,7 @@
 
 use super::{check_self, Call};
 use crate::directory::lookup;
-use crate::evtchn;
+use crate::{evtchn, pv_console};
 use xen_abi::errno::{Errno, XenResult};
 use xen_abi::nr::domid::SELF as DOMID_SELF;
 use xen_abi::nr::evtchnop;
@@ -55,7 +55,7 @@ pub(super) fn event_channel_op(call: &mut Call<'_>, cmd: u64, arg: u64) -> XenRe
         evtchnop::SEND | evtchnop::CLOSE | evtchnop::UNMASK => {
             let EvtchnPort { port } = call.read(arg)?;
             match cmd {
-                evtchnop::SEND => evtchn::send_among(d, call.domains, port),
+                evtchnop::SEND => evtchn::send_among(d, call.domains, port).map(|_| pv_console::kick(d, port)),
                 evtchnop::CLOSE => evtchn::close_among(d, call.domains, port),
                 _ => evtchn::unmask(d, port),
             }

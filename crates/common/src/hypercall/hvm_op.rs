@@ -17,9 +17,11 @@ pub(super) fn hvm_op(call: &mut Call<'_>, cmd: u64, arg: u64) -> XenResult<i64> 
                 Ok(0)
             } else {
                 let v = d.hvm_param(index)?;
-                // There is no PV console backend: an unset console ring or
-                // port is reported absent, so guests fall back to console_io
-                // instead of driving a ring at pfn 0.
+                // A domain built without a PV console (`pv_console::attach`)
+                // has these unset: reported absent, so the guest falls back
+                // to console_io instead of driving a ring at pfn 0. The
+                // backend keeps its own copy, so a guest rewriting them
+                // changes only what it reads back.
                 if v == 0 && (index == hvm_param::CONSOLE_PFN as usize || index == hvm_param::CONSOLE_EVTCHN as usize) {
                     return Err(Errno::ENOENT);
                 }

@@ -1,4 +1,5 @@
-//! The PL011 console and the `log` backend that writes to it.
+//! The PL011 console (output and polled input) and the `log` backend that
+//! writes to it.
 
 use core::fmt::{self, Write};
 use core::ptr::{read_volatile, write_volatile};
@@ -46,7 +47,6 @@ impl Console {
     }
 
     /// Receives one byte if one is waiting.
-    #[allow(dead_code)]
     pub fn getc(&self) -> Option<u8> {
         // SAFETY: PL011 registers, as in `init`.
         unsafe {
@@ -81,6 +81,12 @@ pub fn init(base: u64) {
     c.init();
     BASE.store(base as usize, core::sync::atomic::Ordering::Release);
     *CONSOLE.lock() = Some(c);
+}
+
+/// The next byte typed at the console, if one is waiting (polled: the
+/// PL011's receive interrupt stays masked).
+pub fn try_read() -> Option<u8> {
+    CONSOLE.lock().as_ref().and_then(Console::getc)
 }
 
 /// Writes formatted text to the console.

@@ -2,7 +2,8 @@
 //! module archive QEMU loaded) and runs them with the core's round-robin
 //! scheduler. [`ArmBoard`] is this board's side of the scheduler loop: the
 //! EL2 timer ends each slice, the PCI 16550 carries gdb, the PL011 prints the
-//! domains' consoles, semihosting (or PSCI) ends the run.
+//! domains' consoles and takes serial input (Ctrl-A x3 switches it between
+//! the domains' PV consoles and the debug keys), semihosting (or PSCI) ends the run.
 
 use alloc::boxed::Box;
 use alloc::string::String;
@@ -18,10 +19,11 @@ use lantern_common::arch::{Preemption, VcpuInitContext};
 use lantern_common::boot_config::{BootConfig, DomainSpec};
 use lantern_common::clock::Clock;
 use lantern_common::console::ConsoleSink;
-use lantern_common::cpio;
 use lantern_common::domain::{Domain, DomainConfig};
 use lantern_common::memory::DomId;
+use lantern_common::memory::Gfn;
 use lantern_common::sched::{Board, DomainSlot, Hypervisor, Verdict};
+use lantern_common::{cpio, pv_console};
 use lantern_gdb::{GdbStub, Transport};
 
 use super::clock::counter_clock;
@@ -30,9 +32,10 @@ use super::Machine;
 
 /// Time slice before the EL2 timer preempts a vCPU.
 const SLICE_MS: u64 = 10;
-/// How often an idle host looks at the gdb serial line (it raises no
-/// interrupt: the PCI INTx is not routed).
-const GDB_POLL_MS: u64 = 2;
+/// How often an idle host looks at the gdb serial line and the console's
+/// input (neither raises an interrupt: the PCI INTx is not routed, the
+/// PL011's receive interrupt is masked).
+const INPUT_POLL_MS: u64 = 2;
 
 /// The gdb stub's byte pipe over the PCI 16550.
 struct UartTransport<'a>(&'a mut PciUart);
@@ -95,6 +98,10 @@ impl Board for ArmBoard<'_> {
                 stub.poll(hv, &mut UartTransport(uart));
             }
         }
+        // Typed input: a Ctrl-A switch, a debug key or a domain's console.
+        while let Some(b) = super::console::try_read() {
+            hv.serial_input(b, &mut |line| crate::println!("(lantern) {}", line));
+        }
     }
 
     fn idle(&mut self, hv: &Hypervisor, wake_at: Option<u64>) {
@@ -112,16 +119,9 @@ impl Board for ArmBoard<'_> {
         // are tracked as deadlines instead (the backend unmasks PPI 27 again
         // on the next entry).
         gic::set_ppi_enabled(intid::PPI_VTIMER, false);
-        // With a gdb line, wake up regularly to look at it.
-        let gdb_deadline = self.gdb.as_ref().map(|_| timer::now() + self.machine.freq * GDB_POLL_MS / 1000);
-        let deadline = match (wake_at, gdb_deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        match deadline {
-            Some(t) => timer::arm_hyp_timer_at(t),
-            None => timer::disarm_hyp_timer(),
-        }
+        // Wake up regularly to look at the serial lines.
+        let poll_at = timer::now() + self.machine.freq * INPUT_POLL_MS / 1000;
+        timer::arm_hyp_timer_at(wake_at.map_or(poll_at, |w| w.min(poll_at)));
         // Interrupts stay masked at EL2: WFI still wakes on a pending one,
         // which is then taken off the GIC here.
         aarch64_cpu::asm::wfi();
@@ -179,6 +179,7 @@ fn build_domain(
         console,
     })
     .map_err(|e| alloc::format!("cannot create domain: {:?}", e))?;
+    pv_console::attach(&d, Gfn(GuestMap::CONSOLE_RING >> 12)).map_err(|e| alloc::format!("console ring: {e:?}"))?;
     let initrd = match &spec.initrd {
         Some(name) => {
             Some(cpio::find(archive, name).ok_or_else(|| alloc::format!("no initrd '{name}' in the module archive"))?)
@@ -244,6 +245,7 @@ pub fn run(m: &Machine, cfg: &BootConfig) -> ! {
         super::power::off(1, m)
     }
     let mut hv = Hypervisor::new(slots);
+    crate::println!("(lantern) {}", hv.start_serial_input());
     if cfg.wait_for_gdb {
         match board.gdb.as_mut() {
             Some(stub) => {

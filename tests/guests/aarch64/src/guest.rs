@@ -101,7 +101,9 @@ pub struct ArmGuest;
 pub static GUEST: ArmGuest = ArmGuest;
 
 // SAFETY: the entry code maps the low 3 GiB (all of RAM) 1:1 as normal
-// memory, and the shared_info, scratch and balloon pages are `PAGES`, which
+// memory and the top GiB 1:1 as device memory (where the hypervisor puts
+// the console ring, which the scenario reads and writes with aligned
+// accesses only), and the shared_info, scratch and balloon pages are `PAGES`, which
 // no Rust reference reaches.
 unsafe impl Guest for ArmGuest {
     fn layout(&self) -> &'static Layout {

@@ -4,10 +4,10 @@
 
 use core::fmt;
 
-use xen_abi::nr::{consoleio, evtchnop, hypercall, memop, schedop, vcpuop, xenver};
+use xen_abi::nr::{consoleio, domid, evtchnop, hvmop, hypercall, memop, schedop, vcpuop, xenver};
 use xen_abi::public::{
     EvtchnBindVirq, EvtchnPort, SchedShutdown, VcpuRegisterArea, VcpuRegisterVcpuInfo, VcpuSetPeriodicTimer,
-    VcpuSetSingleshotTimer, VcpuSetSingleshotTimerAlign4,
+    VcpuSetSingleshotTimer, VcpuSetSingleshotTimerAlign4, XenHvmParam,
 };
 use xen_abi::Errno;
 use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes};
@@ -150,6 +150,29 @@ impl fmt::Display for Version {
         let minor_mask = (1 << xenver::VERSION_MAJOR_SHIFT) - 1;
         write!(f, "{}.{}", self.0 >> xenver::VERSION_MAJOR_SHIFT, self.0 & minor_mask)
     }
+}
+
+/// `hvm_op(HVMOP_get_param)` of our own parameter `index`: its value, or
+/// the failing result.
+pub fn hvm_get_param(g: &dyn Guest, index: u32) -> Result<u64, i64> {
+    let arg = XenHvmParam { domid: domid::SELF, pad: 0, index, value: 0 };
+    let gpa = g.gpa_of(arg.as_bytes().as_ptr());
+    let rc = g.hypercall(hypercall::HVM_OP, [hvmop::GET_PARAM, gpa, 0, 0, 0]);
+    // Read back through guest memory: the hypervisor wrote `value` behind
+    // the compiler's back.
+    let mut out = XenHvmParam::default();
+    g.read(gpa, out.as_mut_bytes());
+    if rc == 0 {
+        Ok(out.value)
+    } else {
+        Err(rc)
+    }
+}
+
+/// `event_channel_op(EVTCHNOP_send)` on `port`.
+pub fn evtchn_send(g: &dyn Guest, port: u32) -> i64 {
+    let arg = EvtchnPort { port };
+    g.hypercall(hypercall::EVENT_CHANNEL_OP, [evtchnop::SEND, g.gpa_of(arg.as_bytes().as_ptr()), 0, 0, 0])
 }
 
 /// `console_io(CONSOLEIO_write)` of `bytes`.

@@ -31,6 +31,25 @@ pub unsafe fn write(gpa: u64, data: &[u8]) {
     }
 }
 
+/// Reads the aligned `u32` at guest-physical `gpa` with one volatile load
+/// (a ring index the hypervisor reads and writes whole).
+///
+/// # Safety
+/// As for [`read`], and `gpa` is 4-byte aligned.
+pub unsafe fn read_u32(gpa: u64) -> u32 {
+    // SAFETY: per the function contract.
+    unsafe { core::ptr::read_volatile(gpa as usize as *const u32) }
+}
+
+/// Writes the aligned `u32` at guest-physical `gpa` with one volatile store.
+///
+/// # Safety
+/// As for [`read_u32`].
+pub unsafe fn write_u32(gpa: u64, v: u32) {
+    // SAFETY: per the function contract.
+    unsafe { core::ptr::write_volatile(gpa as usize as *mut u32, v) }
+}
+
 /// One page of guest RAM that the guest hands to the hypervisor. Its
 /// contents are only ever reached through raw pointers ([`read`] /
 /// [`write`], or the hypervisor itself), never through a Rust reference.

@@ -16,8 +16,10 @@
 //!   `upcall` (event upcalls), `vcpu_info` (registration on vCPU 0),
 //!   `bringup` (secondary vCPUs: dummy area, remote registration), `time_area`,
 //!   `runstate`, `pv_timer` (PV timers waking and ticking vCPU 0), `balloon`
-//!   (giving memory back and taking it again), `fifo` (event-channel status
-//!   and the FIFO ABI; last, as the switch is one-way);
+//!   (giving memory back and taking it again), `pv_console` (the PV console
+//!   ring: `console_ring`, and the `console-echo` command-line word), `fifo`
+//!   (event-channel status and the FIFO ABI; last, as the switch is
+//!   one-way);
 //! - `bench` (the `bench` command-line word) and `report` (`REPORT` lines);
 //! - the tools they use: [`hypercall`], [`layout`], [`console`], [`identity`].
 #![cfg_attr(not(test), no_std)]
@@ -40,6 +42,7 @@ pub mod identity;
 pub mod layout;
 #[cfg(test)]
 mod mock;
+mod pv_console;
 mod pv_timer;
 mod report;
 mod run;
@@ -103,6 +106,19 @@ pub unsafe trait Guest: Sync {
     fn write(&self, gpa: u64, data: &[u8]) {
         // SAFETY: as for `read`.
         unsafe { identity::write(gpa, data) }
+    }
+
+    /// Read the aligned `u32` at `gpa` with a single load, so a value the
+    /// hypervisor updates concurrently (a ring index) is never torn.
+    fn read_u32(&self, gpa: u64) -> u32 {
+        // SAFETY: as for `read`; the callers pass aligned ring indices.
+        unsafe { identity::read_u32(gpa) }
+    }
+
+    /// Write the aligned `u32` at `gpa` with a single store.
+    fn write_u32(&self, gpa: u64, v: u32) {
+        // SAFETY: as for `read_u32`.
+        unsafe { identity::write_u32(gpa, v) }
     }
 
     /// Guest-physical address of a buffer the guest owns (stack or static).

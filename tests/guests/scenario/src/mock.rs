@@ -8,21 +8,27 @@ use std::mem::offset_of;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use xen_abi::nr::{consoleio, domid, hypercall as hc, mapspace, memop, runstate, schedop, vcpuop, vmasst, xenver};
+use xen_abi::nr::xencons::OUT_RING_SIZE;
+use xen_abi::nr::{
+    consoleio, domid, hvm_param, hvmop, hypercall as hc, mapspace, memop, runstate, schedop, vcpuop, vmasst, xenver,
+};
 use xen_abi::nr::{evtchn_fifo as ff, evtchnop, evtchnstat};
 use xen_abi::public::{
     EvtchnAllocUnbound, EvtchnBindIpi, EvtchnBindVirq, EvtchnExpandArray, EvtchnInitControl, EvtchnPort,
     EvtchnSetPriority, EvtchnStatus,
 };
 use xen_abi::public::{
-    VcpuRegisterArea, VcpuRegisterVcpuInfo, VcpuTimeInfo, XenAddToPhysmap, XenAddToPhysmapUlong32,
-    XenMemoryReservation, XenMemoryReservationCompat,
+    VcpuRegisterArea, VcpuRegisterVcpuInfo, VcpuTimeInfo, XenAddToPhysmap, XenAddToPhysmapUlong32, XenHvmParam,
+    XenMemoryReservation, XenMemoryReservationCompat, XenconsInterface,
 };
 use xen_abi::Errno;
 use zerocopy::{FromBytes, IntoBytes};
 
 use crate::layout::{Layout, ARM64, VCPU_INFO_MAX, VI_UPCALL_MASK, VI_UPCALL_PENDING, X86_32, X86_64};
 use crate::{run_checks, secondary_main, Guest, Probe, PAGE_SIZE, VCPUS};
+
+/// The console port the mock publishes.
+const MOCK_CONSOLE_PORT: u32 = 5;
 
 thread_local! {
     /// Which simulated vCPU the current thread is.
@@ -154,6 +160,44 @@ impl MockXen {
         self.ram + PAGE_SIZE
     }
 
+    /// The console ring page.
+    fn ring(&self) -> u64 {
+        self.ram + 12 * PAGE_SIZE
+    }
+
+    /// `HVMOP_get_param`: the console ring and [`MOCK_CONSOLE_PORT`].
+    fn hvm_op(&self, cmd: u64, arg: u64) -> i64 {
+        let mut p: XenHvmParam = self.get(arg);
+        p.value = match (cmd, p.index) {
+            (hvmop::GET_PARAM, hvm_param::CONSOLE_PFN) => self.ring() / PAGE_SIZE,
+            (hvmop::GET_PARAM, hvm_param::CONSOLE_EVTCHN) => MOCK_CONSOLE_PORT as u64,
+            _ => return 0,
+        };
+        self.put(arg, p.as_bytes());
+        0
+    }
+
+    /// `EVTCHNOP_send` on the console port: the backend drains `out[]`
+    /// into console lines.
+    /// `EVTCHNOP_send` on the console port: the backend drains `out[]`.
+    fn console_send(&self) -> i64 {
+        let cons_at = self.ring() + offset_of!(XenconsInterface, out_cons) as u64;
+        let cons: u32 = self.get(cons_at);
+        let prod: u32 = self.get(self.ring() + offset_of!(XenconsInterface, out_prod) as u64);
+        let out = self.ring() + offset_of!(XenconsInterface, out) as u64;
+        let bytes: Vec<u8> = (0..prod.wrapping_sub(cons))
+            .map(|i| self.get::<u8>(out + (cons.wrapping_add(i) as usize % OUT_RING_SIZE) as u64))
+            .collect();
+        self.put(cons_at, &prod.to_le_bytes());
+        let mut st = self.st.lock().unwrap();
+        st.partial.push_str(std::str::from_utf8(&bytes).unwrap());
+        while let Some(i) = st.partial.find('\n') {
+            let line: String = st.partial.drain(..=i).collect();
+            st.lines.push_str(&format!("(d1) {line}"));
+        }
+        0
+    }
+
     fn vi_addr(&self, st: &State, v: u32) -> Option<u64> {
         match st.vcpus[v as usize].vi {
             Where::Slot if st.mapped => Some(self.shinfo() + (v * self.layout.vcpu_info_size) as u64),
@@ -229,10 +273,17 @@ impl MockXen {
     /// The event-channel ops the scenario makes, on vCPU 0: binds, status,
     /// close, and FIFO set-up, priorities and sends (linking as Xen does).
     fn evtchn_op(&self, cmd: u64, arg: u64) -> i64 {
+        if cmd == evtchnop::SEND && self.get::<EvtchnPort>(arg).port == MOCK_CONSOLE_PORT {
+            return self.console_send();
+        }
         let mut st = self.st.lock().unwrap();
         let e = &mut st.evtchn;
         if e.ports.is_empty() {
             e.ports.push(Port { status: evtchnstat::IPI, ..Port::default() }); // reserved port 0
+                                                                               // Ports 1.. up to the console's are the toolstack's (bound).
+            for _ in 1..=MOCK_CONSOLE_PORT {
+                e.ports.push(Port { status: evtchnstat::INTERDOMAIN, ..Port::default() });
+            }
         }
         let alloc = |e: &mut Evtchn, status: u32, virq: u32| -> u32 {
             let p = Port { status, virq, priority: ff::PRIORITY_DEFAULT };
@@ -653,7 +704,7 @@ unsafe impl Guest for MockXen {
                 0
             }
             hc::SCHED_OP => 0,
-            hc::HVM_OP => 0,
+            hc::HVM_OP => self.hvm_op(a[0], a[1]),
             hc::EVENT_CHANNEL_OP => self.evtchn_op(a[0], a[1]),
             _ => Errno::ENOSYS.to_hypercall_ret(),
         };
@@ -760,12 +811,13 @@ fn scenario_passes_against_mock_xen() {
         for line in log.lines() {
             let body = line.strip_prefix("(d1) ").unwrap();
             assert!(
-                ["CHECK PASS ", "REPORT ", "SCENARIO END "].iter().any(|p| body.starts_with(p)),
+                ["CHECK PASS ", "REPORT ", "SCENARIO END ", "CONSOLE RING "].iter().any(|p| body.starts_with(p)),
                 "bad line {line:?}"
             );
         }
         assert!(log.contains(&format!("SCENARIO END passed={} failed=0", out.passed)));
         assert!(log.contains(&format!("layout={}", layout.name)));
         assert!(log.contains("REPORT grants=not_run"), "no peer, no grants: said so");
+        assert!(log.contains("(d1) CONSOLE RING hello from mock through out[]\n"), "the ring line arrived");
     }
 }

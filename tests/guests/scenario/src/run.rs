@@ -1,5 +1,5 @@
 //! A whole run: the checks in their order ([`run_checks`]), then what the
-//! command line asks for (`bench`, `fault`, `linger`) and the end of the
+//! command line asks for (`bench`, `fault`, `console-echo`, `linger`) and the end of the
 //! domain ([`run`], [`shutdown`]).
 
 use core::sync::atomic::Ordering;
@@ -10,14 +10,15 @@ use crate::console;
 use crate::context::{Ctx, Outcome};
 use crate::hypercall;
 use crate::{
-    balloon, basics, bench, bringup, fifo, grants, pv_timer, report, runstate, time_area, upcall, va_area, vcpu_info,
+    balloon, basics, bench, bringup, fifo, grants, pv_console, pv_timer, report, runstate, time_area, upcall, va_area,
+    vcpu_info,
 };
 use crate::{Guest, MAX_VCPUS, VCPUS};
 
 /// Guest-physical address the `fault` command-line word reads: 768 MiB,
 /// far above the test domains' RAM (32 MiB by default; anything up to
 /// 512 MiB keeps it well outside) yet inside every guest's identity mapping
-/// (x86_64: the first 1 GiB; x86_32: paging off; arm64: the low 3 GiB of
+/// (x86_64: the first 4 GiB; x86_32: paging off; arm64: the low 3 GiB of
 /// normal memory), so the access reaches the hypervisor as a nested-page /
 /// stage-2 fault rather than a guest page fault.
 pub const FAULT_GPA: u64 = 0x3000_0000;
@@ -43,6 +44,7 @@ pub fn run_checks(g: &dyn Guest) -> Outcome {
     // The limit check leaves the domain at its maximum reservation: nothing
     // after it may populate memory.
     balloon::checks(&mut cx);
+    pv_console::check(&mut cx);
     // Last: switching to FIFO event channels cannot be undone.
     fifo::checks(&mut cx);
     report::vcpus(&cx);
@@ -59,13 +61,17 @@ fn has_word(g: &dyn Guest, word: &str) -> bool {
     g.cmdline().split_ascii_whitespace().any(|w| w == word)
 }
 
-/// Run the scenario, then power off (every check passed) or crash (any
+/// Run the scenario, echo one console-ring input line if the command line
+/// says `console-echo`, then power off (every check passed) or crash (any
 /// failed) — unless the command line says `linger`, in which case vCPU 0
 /// idles forever so a debugger can attach to a live system.
 pub fn run(g: &dyn Guest) -> ! {
     let o = run_checks(g);
     if has_word(g, "fault") {
         fault(g);
+    }
+    if has_word(g, "console-echo") {
+        pv_console::echo(g);
     }
     if has_word(g, "linger") {
         console::line(&|b| g.console(b), format_args!("SCENARIO LINGER"));

@@ -7,7 +7,7 @@
 //! hvm_start_info); secondaries enter at `ap_start32` (their
 //! `VCPUOP_initialise` context: `esp` = their stack, `edi` = their id).
 //! vCPU 0 clears `.bss` (and, in the 64-bit build, builds the page tables:
-//! 1 GiB identity map with 2 MiB pages) and takes the first stack; everyone
+//! 4 GiB identity map with 2 MiB pages) and takes the first stack; everyone
 //! then enables SSE (Rust uses it), loads our GDT, switches mode and calls
 //! `boot_main` (vCPU 0) or `ap_main` with (vCPU id, start_info).
 
@@ -33,8 +33,9 @@ const CR4_BITS: u32 = CR4_SSE | CR4_PAE;
 #[cfg(target_arch = "x86")]
 const CR4_BITS: u32 = CR4_SSE;
 
-// 64-bit build: vCPU 0 fills the page tables (PML4[0] → PDPT[0] → PD of
-// 512 2 MiB pages: present | writable | large).
+// 64-bit build: vCPU 0 fills the page tables (PML4[0] → PDPT[0..4] → four
+// PDs of 512 2 MiB pages each: present | writable | large), the low 4 GiB,
+// which reaches the console ring Xen's toolstack puts just below 4 GiB.
 #[cfg(target_arch = "x86_64")]
 macro_rules! build_page_tables {
     () => {
@@ -42,9 +43,16 @@ macro_rules! build_page_tables {
     mov eax, offset guest_pdpt
     or eax, 3
     mov dword ptr [guest_pml4], eax
-    mov eax, offset guest_pd
+    xor ecx, ecx
+3:
+    mov eax, ecx
+    shl eax, 12
+    add eax, offset guest_pd
     or eax, 3
-    mov dword ptr [guest_pdpt], eax
+    mov dword ptr [guest_pdpt + ecx * 8], eax
+    inc ecx
+    cmp ecx, 4
+    jne 3b
     xor ecx, ecx
 2:
     mov eax, ecx
@@ -52,7 +60,7 @@ macro_rules! build_page_tables {
     or eax, 0x83
     mov dword ptr [guest_pd + ecx * 8], eax
     inc ecx
-    cmp ecx, 512
+    cmp ecx, 2048
     jne 2b
 "#
     };
@@ -136,7 +144,7 @@ guest_pml4:
 guest_pdpt:
     .skip 4096
 guest_pd:
-    .skip 4096
+    .skip 4096 * 4
 "#
     };
 }

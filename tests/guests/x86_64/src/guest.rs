@@ -100,9 +100,11 @@ pub struct X86Guest;
 /// The one instance (it has no state of its own).
 pub static GUEST: X86Guest = X86Guest;
 
-// SAFETY: guest RAM is identity-mapped (paging off in the 32-bit build, a
-// 1:1 map of the first 1 GiB in the 64-bit one), and the shared_info and
-// scratch and balloon pages are `PAGES`, which no Rust reference reaches.
+// SAFETY: guest RAM and the console ring page below 4 GiB are
+// identity-mapped (paging off in the 32-bit build, a 1:1 map of the first
+// 4 GiB in the 64-bit one), and the shared_info, scratch and balloon pages are
+// `PAGES`, which no Rust reference reaches (nor the ring, which is no RAM
+// of ours).
 unsafe impl Guest for X86Guest {
     fn layout(&self) -> &'static Layout {
         if cfg!(target_arch = "x86_64") {
