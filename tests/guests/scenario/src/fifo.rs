@@ -131,14 +131,15 @@ fn status_of(cx: &Ctx, port: u32) -> Result<EvtchnStatus, crate::context::Reason
     Ok(s)
 }
 
-/// A VIRQ_TIMER port on vCPU 0 reads back as that VIRQ on that vCPU.
+/// A VIRQ_DEBUG port on vCPU 0 reads back as that VIRQ on that vCPU
+/// (VIRQ_TIMER is already bound by the PV-timer checks).
 fn status_virq(cx: &mut Ctx) -> CheckResult {
-    let (rc, a) = evtchn_op(cx.g, evtchnop::BIND_VIRQ, EvtchnBindVirq { virq: virq::TIMER, vcpu: 0, port: 0 });
+    let (rc, a) = evtchn_op(cx.g, evtchnop::BIND_VIRQ, EvtchnBindVirq { virq: virq::DEBUG, vcpu: 0, port: 0 });
     ensure!(rc == 0, "bind_virq rc={rc} ({})", rc_name(rc));
     let s = status_of(cx, a.port)?;
     let _ = evtchn_port_op(cx.g, evtchnop::CLOSE, a.port);
     ensure!(
-        s.status == evtchnstat::VIRQ && s.u0 == virq::TIMER && s.vcpu == 0,
+        s.status == evtchnstat::VIRQ && s.u0 == virq::DEBUG && s.vcpu == 0,
         "port {}: status={} virq={} vcpu={}",
         a.port,
         s.status,
