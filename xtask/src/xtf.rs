@@ -67,13 +67,38 @@ pub fn outcome(console: &str) -> (Outcome, Option<String>) {
     if outcome == Outcome::Success {
         return (outcome, None);
     }
+    let said = |l: &&&str| {
+        let t = l.trim_start();
+        !t.starts_with("Test result")
+            && (t.starts_with("Fail") || t.starts_with("Error") || t.starts_with("Skip") || t.contains("FAIL"))
+    };
+    // Failing tests often say why in free text just before their result
+    // line ("  Expected #UD, got #NM"); a crashed one names its exception.
+    let before_result = || {
+        let end = guest.iter().position(|l| l.contains("Test result: "))?;
+        guest[..end].iter().rev().find(|l| !l.trim().is_empty()).map(|l| l.trim().to_string())
+    };
     let why = guest
         .iter()
-        .find(|l| l.starts_with("Failure") || l.starts_with("Error") || l.starts_with("Skip") || l.contains("FAIL"))
-        .map(|l| l.to_string())
+        .find(said)
+        .map(|l| l.trim().to_string())
+        .or_else(|| result.and(before_result()))
         .or_else(|| console.lines().find(|l| l.contains("crashed:")).map(|l| l.trim().to_string()))
+        .or_else(|| guest.iter().find(|l| l.starts_with("Unhandled exception")).map(|l| l.to_string()))
         .or_else(|| console.lines().rev().find(|l| !l.trim().is_empty()).map(|l| l.trim().to_string()));
     (outcome, why)
+}
+
+/// The vCPUs a test's `.cfg` (beside its image) asks for: its last
+/// `vcpus = N` line (XTF appends a test's own configuration after the
+/// default one), else 1.
+pub fn cfg_vcpus(cfg: &str) -> u32 {
+    cfg.lines()
+        .filter_map(|l| {
+            l.split('#').next()?.trim().strip_prefix("vcpus")?.trim().strip_prefix('=')?.trim().parse().ok()
+        })
+        .last()
+        .unwrap_or(1)
 }
 
 /// Every `test-hvm*` file under `dir` (XTF puts each in `tests/<name>/`), sorted.
@@ -122,12 +147,16 @@ pub fn cmd_xtf(args: &[String]) -> CmdResult {
     let log = work_dir(board).join("xtf-console.log");
     let mut results = Vec::new();
     for t in &tests {
+        let cfg = std::fs::read_to_string(
+            t.with_file_name(format!("{}.cfg", t.file_name().and_then(|n| n.to_str()).unwrap_or(""))),
+        )
+        .unwrap_or_default();
         let opts = Opts {
             exit: true,
             timeout: Some(LIMIT.as_secs()),
             serial_log: Some(log.clone()),
             guests: vec![t.clone()],
-            vcpus: Some(1),
+            vcpus: Some(cfg_vcpus(&cfg)),
             ..Opts::on(board)
         };
         let a = build(&opts)?;
@@ -173,8 +202,20 @@ mod tests {
         assert_eq!(o, Outcome::NoResult);
         assert!(why.unwrap().contains("crashed: triple fault"));
         assert_eq!(outcome("").0, Outcome::NoResult);
+        let free_text = "(d1)   Expected #UD, got #NM (cr0: EM MP TS)\n(d1) Test result: FAILURE\n";
+        assert_eq!(outcome(free_text).1.as_deref(), Some("Expected #UD, got #NM (cr0: EM MP TS)"));
+        let exception =
+            "(d1) Vec 13 #GP[0000]\n(d1) Unhandled exception at 0010:001037ef\n(lantern) d1: shut down (crash)\n";
+        assert_eq!(outcome(exception).1.as_deref(), Some("Unhandled exception at 0010:001037ef"));
         // A clean power-off without a result line is still no result.
         assert_eq!(outcome("(d1) hello\n(lantern) verdict PASS\n").0, Outcome::NoResult);
+    }
+
+    #[test]
+    fn a_tests_own_vcpus_line_wins() {
+        assert_eq!(cfg_vcpus("name=\"t\"\nvcpus=1 \n# Test Extra Configuration:\nvcpus = 3\n"), 3);
+        assert_eq!(cfg_vcpus("memory=128\n"), 1);
+        assert_eq!(cfg_vcpus("vcpus=2 # two\n"), 2);
     }
 
     #[test]
