@@ -94,10 +94,8 @@ pub fn outcome(console: &str) -> (Outcome, Option<String>) {
 /// default one), else 1.
 pub fn cfg_vcpus(cfg: &str) -> u32 {
     cfg.lines()
-        .filter_map(|l| {
-            l.split('#').next()?.trim().strip_prefix("vcpus")?.trim().strip_prefix('=')?.trim().parse().ok()
-        })
-        .last()
+        .rev()
+        .find_map(|l| l.split('#').next()?.trim().strip_prefix("vcpus")?.trim().strip_prefix('=')?.trim().parse().ok())
         .unwrap_or(1)
 }
 
