@@ -63,7 +63,7 @@ exec </dev/console >/dev/console 2>&1
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 hyp=$(cat /sys/hypervisor/type 2>/dev/null || echo none)
-events=$(awk '/xen-dyn-event|xen-percpu|Xen|xen/ {for (i = 2; i <= NF; i++) if ($i ~ /^[0-9]+$/) n += $i} END {print n + 0}' /proc/interrupts)
+events=$(awk '/ events$|xen/ {for (i = 2; i <= NF; i++) if ($i ~ /^[0-9]+$/) n += $i} END {print n + 0}' /proc/interrupts)
 t0=$(cut -d' ' -f1 /proc/uptime)
 sleep 1
 t1=$(cut -d' ' -f1 /proc/uptime)
@@ -71,6 +71,7 @@ clock=stopped
 [ "$t0" != "$t1" ] && clock=advancing
 echo "LANTERN-LINUX cpus=$(grep -c ^processor /proc/cpuinfo) online=$(cat /sys/devices/system/cpu/online) hypervisor=$hyp xen_events=$events clock=$clock"
 if grep -qw lantern.test /proc/cmdline; then
+    cat /proc/interrupts
     poweroff -f
 fi
 echo "LANTERN-LINUX shell (poweroff -f ends the domain)"
