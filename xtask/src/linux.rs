@@ -100,9 +100,17 @@ fn ensure_architecture(arch: &str) -> Result<(), String> {
         return Ok(());
     }
     eprintln!("xtask: adding Debian architecture {arch} (dpkg --add-architecture; apt-get update)");
-    run(Command::new("dpkg").args(["--add-architecture", arch]))?;
-    run(Command::new("apt-get").arg("update"))?;
+    run(&mut as_root(&["dpkg", "--add-architecture", arch]))?;
+    run(&mut as_root(&["apt-get", "update"]))?;
     Ok(())
+}
+
+/// `args` as a command run as root (through `sudo` unless we are root).
+fn as_root(args: &[&str]) -> Command {
+    let is_root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    let mut cmd = Command::new(if is_root { args[0] } else { "sudo" });
+    cmd.args(if is_root { &args[1..] } else { args });
+    cmd
 }
 
 /// The package `meta` depends on today, from `apt-cache depends` output.

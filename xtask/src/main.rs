@@ -14,6 +14,7 @@ mod gdb_e2e;
 mod host;
 mod isolation;
 mod linux;
+mod linux_e2e;
 #[cfg(test)]
 mod module_graph;
 mod opts;
@@ -94,6 +95,8 @@ fn cmd_test(args: &[String]) -> CmdResult {
         gdb_e2e::live_test(board, &mut tally);
         println!("== {name} board: gdb attached before the first guest instruction");
         gdb_e2e::wait_gdb_test(board, &mut tally);
+        println!("== {name} board: Debian's unmodified Linux");
+        linux_e2e::linux_test(board, &mut tally);
     }
     tally.finish()
 }
