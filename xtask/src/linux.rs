@@ -53,8 +53,8 @@ pub const INIT_BANNER: &str = "LANTERN-LINUX";
 /// The `/init` of the initramfs. It mounts the pseudo file systems, prints
 /// one report line (CPUs online, the hypervisor type Linux detected, the
 /// Xen event-channel interrupt count, whether its clock advances), and then
-/// either powers off (`lantern.test` on the kernel command line) or starts
-/// a shell on the console.
+/// either powers off (`lantern.test` on the kernel command line; after
+/// `lantern.hold=S` seconds if given) or starts a shell on the console.
 const INIT: &str = r#"#!/bin/busybox sh
 /bin/busybox mkdir -p /proc /sys /dev /tmp
 /bin/busybox mount -t devtmpfs dev /dev
@@ -72,6 +72,9 @@ clock=stopped
 echo "LANTERN-LINUX cpus=$(grep -c ^processor /proc/cpuinfo) online=$(cat /sys/devices/system/cpu/online) hypervisor=$hyp xen_events=$events clock=$clock"
 if grep -qw lantern.test /proc/cmdline; then
     cat /proc/interrupts
+    # lantern.hold=S: stay up S seconds first (a debugger looks meanwhile).
+    hold=$(tr ' ' '\n' </proc/cmdline | sed -n 's/^lantern.hold=//p')
+    [ -n "$hold" ] && sleep "$hold"
     poweroff -f
 fi
 echo "LANTERN-LINUX shell (poweroff -f ends the domain)"

@@ -3,14 +3,19 @@
 //! set-up time (a failed download fails the test, it is never skipped), the
 //! domain boots the busybox initramfs with `lantern.test`, and its `/init`
 //! reports one line — CPUs online, the hypervisor Linux detected, the Xen
-//! event-channel interrupts it took, whether its clock advances — and then
-//! powers off, which must end the run with the hypervisor's PASS verdict.
+//! event-channel interrupts it took, whether its clock advances — and holds
+//! for [`HOLD_S`] seconds while `gdb-multiarch`, attached to the live
+//! system, checks the areas Linux registered (every vCPU's vcpu_info on a
+//! guest page of its own, aligned for the layout, not in shared_info; a
+//! runstate area per vCPU); then Linux powers off, which must end the run
+//! with the hypervisor's PASS verdict.
 
 use std::time::Duration;
 
 use crate::boards::BoardSpec;
 use crate::build::{build, work_dir};
 use crate::e2e::{domain_line, Session};
+use crate::gdb::{self, Json};
 use crate::linux::{self, INIT_BANNER, KERNEL_CMDLINE};
 use crate::opts::Opts;
 use crate::qemu::qemu_command;
@@ -23,6 +28,10 @@ const LIMIT: Duration = Duration::from_secs(240);
 /// vCPUs of the test domain: more than one, so CPU bring-up through PSCI,
 /// the per-CPU vcpu_info registrations and the IPIs are exercised.
 const VCPUS: u32 = 2;
+/// Seconds `/init` stays up after its report. gdb attaches within a second
+/// or two; while it is attached every vCPU is stopped, so Linux cannot power
+/// off under it.
+const HOLD_S: u32 = 20;
 
 /// The `key=value` words of `/init`'s report line.
 fn report_value<'a>(line: &'a str, key: &str) -> Option<&'a str> {
@@ -42,6 +51,9 @@ pub fn linux_test(board: &'static dyn BoardSpec, tally: &mut Tally) {
         Err(e) => return tally.record(&format!("{name}: kernel and busybox from Debian's packages"), false, &e),
     };
     println!("  {name}: {}", guest.package);
+    let Some(port) = crate::run::free_port() else {
+        return tally.record(&format!("{name}: a free TCP port for gdb"), false, "none found");
+    };
     let log = work_dir(board).join("linux-console.log");
     let o = Opts {
         exit: true,
@@ -49,9 +61,10 @@ pub fn linux_test(board: &'static dyn BoardSpec, tally: &mut Tally) {
         serial_log: Some(log.clone()),
         guests: vec![guest.kernel],
         initrds: vec![guest.initramfs],
-        guest_cmdline: Some(format!("{KERNEL_CMDLINE} lantern.test")),
+        guest_cmdline: Some(format!("{KERNEL_CMDLINE} lantern.test lantern.hold={HOLD_S}")),
         vcpus: Some(VCPUS),
         mem: Some(linux::DEFAULT_MEM),
+        gdb_port: Some(port),
         ..Opts::on(board)
     };
     let a = match build(&o) {
@@ -62,6 +75,11 @@ pub fn linux_test(board: &'static dyn BoardSpec, tally: &mut Tally) {
         Ok(s) => s,
         Err(e) => return tally.record(&format!("{name}: boot"), false, &e),
     };
+    let banner = format!("{INIT_BANNER} cpus=");
+    match s.wait_for(LIMIT, |c| c.contains(&banner)) {
+        Ok(_) => gdb_checks(board, port, &name, tally),
+        Err(e) => tally.record(&format!("{name}: /init reports (before gdb)"), false, &e),
+    }
     let code = s.wait_exit(LIMIT);
     let console = s.console();
     let where_ = format!("console in {}", log.display());
@@ -92,6 +110,74 @@ pub fn linux_test(board: &'static dyn BoardSpec, tally: &mut Tally) {
         &format!("{name}: Linux powers off and the verdict is PASS"),
         sum.verdict == Some(true) && sum.domains == [(1, "shut down (poweroff)".to_string())],
         &format!("{sum:?}; QEMU {code:?}; {where_}"),
+    );
+}
+
+/// The JSON answer of the `monitor` command whose answer has key `key`.
+fn answer(lines: &[&str], key: &str) -> Option<Json> {
+    lines.iter().filter_map(|l| Json::parse(l).ok()).find(|j| j.get(key).is_some())
+}
+
+/// gdb on the live Linux: every vCPU's vcpu_info on a guest page Linux
+/// registered — placement `guest`, the board's layout, a distinct
+/// (gfn, offset) per vCPU, not on the shared_info page, aligned for the
+/// layout — a runstate area per vCPU, and one thread per vCPU.
+fn gdb_checks(board: &'static dyn BoardSpec, port: u16, name: &str, tally: &mut Tally) {
+    let cmds =
+        ["info threads", "monitor shared-info d1 --json", "monitor vcpu-info d1 --json", "monitor areas d1 --json"];
+    let out = match gdb::run_plain_batch(port, &cmds, Duration::from_secs(120)) {
+        Ok(o) => o,
+        Err(e) => return tally.record(&format!("{name}: gdb-multiarch attaches to the running Linux"), false, &e),
+    };
+    let text = out.text();
+    let lines = out.json_lines();
+    let threads = (0..VCPUS).filter(|v| text.contains(&format!("(d1v{v} "))).count() as u32;
+    tally.record(&format!("{name}: gdb: info threads lists d1v0..d1v{}", VCPUS - 1), threads == VCPUS, &text);
+    let layout = board.guest_abis()[0];
+    let align = layout.struct_layout("vcpu_info").map_or(1, |l| l.align as u64);
+    let shared_gfn = answer(&lines, "evtchn_abi").and_then(|j| j.get("gfn").and_then(Json::int));
+    let vcpus = answer(&lines, "vcpus");
+    let infos: Vec<&Json> =
+        vcpus.as_ref().and_then(|j| j.get("vcpus")).map(Json::items).unwrap_or(&[]).iter().collect();
+    let mut seen = Vec::new();
+    let mut bad = Vec::new();
+    for vi in &infos {
+        let field = |k: &str| vi.get(k).and_then(Json::int);
+        let (v, gfn, offset) = (field("v"), field("gfn"), field("offset"));
+        let placement = vi.get("placement").and_then(Json::str).unwrap_or("?");
+        let lay = vi.get("layout").and_then(Json::str).unwrap_or("?");
+        let ok = placement == "guest"
+            && lay == layout.name()
+            && gfn.is_some()
+            && gfn != shared_gfn
+            && offset.is_some_and(|o| o % align as i128 == 0)
+            && !seen.contains(&(gfn, offset));
+        if !ok {
+            bad.push(format!("v{v:?}: {placement} {lay} gfn {gfn:?} offset {offset:?}"));
+        }
+        seen.push((gfn, offset));
+    }
+    tally.record(
+        &format!(
+            "{name}: gdb: every vCPU's vcpu_info is on a guest page Linux registered ({} layout, {align}-aligned, distinct, not shared_info)",
+            layout.name()
+        ),
+        infos.len() == VCPUS as usize && bad.is_empty() && shared_gfn.is_some(),
+        &format!("{} vCPUs, shared_info gfn {shared_gfn:?}, wrong: {bad:?}", infos.len()),
+    );
+    let areas = answer(&lines, "areas");
+    let runstates = areas
+        .as_ref()
+        .and_then(|j| j.get("areas"))
+        .map(Json::items)
+        .unwrap_or(&[])
+        .iter()
+        .filter(|a| a.get("kind").and_then(Json::str) == Some("runstate"))
+        .count() as u32;
+    tally.record(
+        &format!("{name}: gdb: monitor areas lists the runstate area Linux registered on each vCPU"),
+        runstates == VCPUS,
+        &format!("{runstates} runstate areas"),
     );
 }
 
