@@ -9,7 +9,9 @@
 
 use xen_abi::layout::concat_structs;
 use xen_abi::layout::{GuestAbi, RunstateLayout, SharedInfoLayout, StructLayout, TimeInfoLayout, VcpuInfoLayout};
-use xen_abi::public::{VcpuRegisterVcpuInfo, VcpuRunstateInfo, VcpuTimeInfo, XenAddToPhysmap, XenHvmParam};
+use xen_abi::public::{
+    VcpuRegisterVcpuInfo, VcpuRunstateInfo, VcpuTimeInfo, XenAddToPhysmap, XenAddToPhysmapUlong32, XenHvmParam,
+};
 use xen_abi::{field_of, struct_layout};
 
 use crate::layout_ext::{RegisterVcpuInfo32, EXT_32, EXT_64};
@@ -19,6 +21,8 @@ type VcpuTimeInfo64 = VcpuTimeInfo;
 type Runstate64 = VcpuRunstateInfo;
 type AddToPhysmap64 = XenAddToPhysmap;
 type HvmParam64 = XenHvmParam;
+// x86_32's `xen_add_to_physmap` is the 32-bit-`xen_ulong_t` mirror the core decodes.
+type AddToPhysmap32 = XenAddToPhysmapUlong32;
 
 /// `XEN_LEGACY_MAX_VCPUS` on x86.
 pub const LEGACY_MAX_VCPUS: usize = xen_abi::arch_x86::XEN_LEGACY_MAX_VCPUS;
@@ -124,16 +128,6 @@ pub struct Runstate32 {
     pub state: i32,
     pub state_entry_time: u64,
     pub time: [u64; 4],
-}
-
-/// `struct xen_add_to_physmap` (x86_32 compat).
-#[repr(C)]
-pub struct AddToPhysmap32 {
-    pub domid: u16,
-    pub size: u16,
-    pub space: u32,
-    pub idx: u32,
-    pub gpfn: u32,
 }
 
 /// `struct xen_hvm_param` (x86_32 compat).

@@ -1,12 +1,18 @@
 //! The argument structs of the x86 layouts beyond the shared-memory ones
 //! (timers, guest-virtual area registration, grant tables, event channels,
-//! memory reservations, polling, the console ring): the x86_64 table reuses
-//! the native mirrors of `xen_abi::public` / `public_ext`; the x86_32 compat
-//! table has its own `packed(4)` mirrors, because on i386 a `uint64_t` is
-//! only 4-byte aligned and guest handles, `xen_pfn_t` and `xen_ulong_t` are
-//! 32 bits.
+//! memory reservations, polling, the console ring): the x86_64 table is the
+//! native one of `xen_abi::public_ext`; the x86_32 compat table is built
+//! from the compat mirrors `xen_abi::public` has for the structs the core
+//! decodes in both shapes, and from layout-only `packed(4)` mirrors here for
+//! the rest (on i386 a `uint64_t` is only 4-byte aligned and guest handles,
+//! `xen_pfn_t` and `xen_ulong_t` are 32 bits). One mirror per shape: a
+//! compat shape `public` already has is not repeated here.
 
 use xen_abi::layout::StructLayout;
+use xen_abi::public::{
+    GnttabCopyUlong32, GnttabSetupTableHandle32, SchedPollHandle32, VcpuSetSingleshotTimerAlign4,
+    XenMemoryReservationCompat,
+};
 use xen_abi::public_ext::{NATIVE_ARGS, SAME_EVERYWHERE};
 use xen_abi::struct_layout;
 
@@ -34,26 +40,10 @@ pub struct RegisterMemoryArea32 {
     pub addr: RegisterAreaAddr32,
 }
 
-/// `struct vcpu_set_singleshot_timer` (x86_32 compat).
-#[repr(C, packed(4))]
-pub struct SetSingleshotTimer32 {
-    pub timeout_abs_ns: u64,
-    pub flags: u32,
-}
-
 /// `struct vcpu_set_periodic_timer` (x86_32 compat).
 #[repr(C, packed(4))]
 pub struct SetPeriodicTimer32 {
     pub period_ns: u64,
-}
-
-/// `struct gnttab_setup_table` (x86_32 compat: 4-byte handle).
-#[repr(C)]
-pub struct GnttabSetupTable32 {
-    pub dom: u16,
-    pub nr_frames: u32,
-    pub status: i16,
-    pub frame_list: u32,
 }
 
 /// `struct gnttab_map_grant_ref` (x86_32 compat).
@@ -77,24 +67,6 @@ pub struct GnttabUnmapGrantRef32 {
     pub status: i16,
 }
 
-/// `struct gnttab_copy_ptr` (x86_32 compat: 32-bit `xen_pfn_t`).
-#[repr(C)]
-pub struct GnttabCopyPtr32 {
-    pub u: u32,
-    pub domid: u16,
-    pub offset: u16,
-}
-
-/// `struct gnttab_copy` (x86_32 compat).
-#[repr(C)]
-pub struct GnttabCopy32 {
-    pub source: GnttabCopyPtr32,
-    pub dest: GnttabCopyPtr32,
-    pub len: u16,
-    pub flags: u16,
-    pub status: i16,
-}
-
 /// `struct evtchn_init_control` (x86_32 compat).
 #[repr(C, packed(4))]
 pub struct EvtchnInitControl32 {
@@ -109,25 +81,6 @@ pub struct EvtchnInitControl32 {
 #[repr(C, packed(4))]
 pub struct EvtchnExpandArray32 {
     pub array_gfn: u64,
-}
-
-/// `struct xen_memory_reservation` (x86_32 compat: 4-byte handle and
-/// `xen_ulong_t`).
-#[repr(C)]
-pub struct MemoryReservation32 {
-    pub extent_start: u32,
-    pub nr_extents: u32,
-    pub extent_order: u32,
-    pub mem_flags: u32,
-    pub domid: u16,
-}
-
-/// `struct sched_poll` (x86_32 compat).
-#[repr(C, packed(4))]
-pub struct SchedPoll32 {
-    pub ports: u32,
-    pub nr_ports: u32,
-    pub timeout: u64,
 }
 
 /// Everything x86_64 adds to its shared-memory structs and `arch_vcpu_info`.
@@ -145,14 +98,14 @@ const COMPAT_ARGS: &[StructLayout] = &[
         "addr.v" => addr.v: u32,
         "addr.p" => addr.p: u64,
     }),
-    struct_layout!("vcpu_set_singleshot_timer", SetSingleshotTimer32, {
+    struct_layout!("vcpu_set_singleshot_timer", VcpuSetSingleshotTimerAlign4, {
         "timeout_abs_ns" => timeout_abs_ns: u64,
         "flags" => flags: u32,
     }),
     struct_layout!("vcpu_set_periodic_timer", SetPeriodicTimer32, {
         "period_ns" => period_ns: u64,
     }),
-    struct_layout!("gnttab_setup_table", GnttabSetupTable32, {
+    struct_layout!("gnttab_setup_table", GnttabSetupTableHandle32, {
         "dom" => dom: u16,
         "nr_frames" => nr_frames: u32,
         "status" => status: i16,
@@ -173,7 +126,7 @@ const COMPAT_ARGS: &[StructLayout] = &[
         "handle" => handle: u32,
         "status" => status: i16,
     }),
-    struct_layout!("gnttab_copy", GnttabCopy32, {
+    struct_layout!("gnttab_copy", GnttabCopyUlong32, {
         "source.u" => source.u: u32,
         "source.domid" => source.domid: u16,
         "source.offset" => source.offset: u16,
@@ -193,14 +146,14 @@ const COMPAT_ARGS: &[StructLayout] = &[
     struct_layout!("evtchn_expand_array", EvtchnExpandArray32, {
         "array_gfn" => array_gfn: u64,
     }),
-    struct_layout!("xen_memory_reservation", MemoryReservation32, {
+    struct_layout!("xen_memory_reservation", XenMemoryReservationCompat, {
         "extent_start" => extent_start: u32,
         "nr_extents" => nr_extents: u32,
         "extent_order" => extent_order: u32,
         "mem_flags" => mem_flags: u32,
         "domid" => domid: u16,
     }),
-    struct_layout!("sched_poll", SchedPoll32, {
+    struct_layout!("sched_poll", SchedPollHandle32, {
         "ports" => ports: u32,
         "nr_ports" => nr_ports: u32,
         "timeout" => timeout: u64,

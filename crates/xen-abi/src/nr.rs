@@ -434,7 +434,9 @@ pub mod evtchn_fifo {
     pub const BUSY: u32 = 28;
     /// Size of an `event_word_t`.
     pub const EVENT_WORD_SIZE: usize = 4;
-    /// Size of `struct evtchn_fifo_control_block` (`ready`, `_rsvd`, `head[16]`).
+    /// Size of `struct evtchn_fifo_control_block` (`ready`, `_rsvd`, `head[16]`);
+    /// `public::EvtchnFifoControlBlock` asserts these three agree with it (nr
+    /// is the leaf module, so they cannot be derived from the mirror).
     pub const CONTROL_BLOCK_SIZE: usize = 8 + 4 * MAX_QUEUES;
     /// Offset of `ready` in the control block.
     pub const CONTROL_BLOCK_READY: usize = 0;

@@ -252,10 +252,10 @@ mirror! {
         pub offset: u32,
         /// The vCPU (in).
         pub vcpu: u32,
-        /// `EVTCHN_FIFO_LINK_BITS` (out).
-        pub link_bits: u32,
-        /// Padding.
-        pub pad: [u8; 4],
+        /// `EVTCHN_FIFO_LINK_BITS` (out; a `uint8_t` in the C struct).
+        pub link_bits: u8,
+        /// Padding (`_pad[7]`).
+        pub pad: [u8; 7],
     }
 }
 
@@ -274,6 +274,21 @@ mirror! {
         pub port: u32,
         /// `EVTCHN_FIFO_PRIORITY_*` range.
         pub priority: u32,
+    }
+}
+
+mirror! {
+    /// `struct evtchn_fifo_control_block`: one per vCPU in a guest page,
+    /// written by the hypervisor (`head`) and shared with the guest
+    /// (`ready`). `nr::evtchn_fifo::CONTROL_BLOCK_*` are asserted below to
+    /// agree with it.
+    pub struct EvtchnFifoControlBlock {
+        /// Bitmap of the queues with linked events.
+        pub ready: u32,
+        /// Reserved (`_rsvd`).
+        pub rsvd: u32,
+        /// Head port of each priority's queue.
+        pub head: [u32; crate::nr::evtchn_fifo::MAX_QUEUES],
     }
 }
 
@@ -607,8 +622,10 @@ pub struct SchedPollHandle32 {
 /// `struct xencons_interface`: the PV console ring page. The guest produces
 /// into `out` and consumes from `in`; the backend does the opposite. The
 /// indices are free-running (`XENCONS_RING_IDX`, a `uint32_t`) and masked
-/// with the ring size on every access. Written by hand: arrays this large
-/// have no `Default`.
+/// with the ring size on every access. `connection` is the byte newer
+/// headers append (`XENCONSOLE_CONNECTED` = 0 / `_DISCONNECTED` = 1; a page
+/// zeroed by an older backend reads as connected). Written by hand: arrays
+/// this large have no `Default`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct XenconsInterface {
@@ -624,6 +641,10 @@ pub struct XenconsInterface {
     pub out_cons: u32,
     /// Next output byte the guest will produce.
     pub out_prod: u32,
+    /// Whether the backend is connected (`XENCONSOLE_*`).
+    pub connection: u8,
+    /// Tail padding to the struct's 4-byte alignment.
+    pub pad: [u8; 3],
 }
 
 // The sizes Xen's headers promise (and guests rely on).
@@ -657,5 +678,13 @@ const _: () = {
     assert!(size_of::<SchedPollHandle32>() == 16 && offset_of!(SchedPollHandle32, timeout) == 8);
     assert!(size_of::<GnttabCopyUlong32>() == 24 && offset_of!(GnttabCopyUlong32, status) == 20);
     assert!(offset_of!(XenconsInterface, out) == 1024 && offset_of!(XenconsInterface, in_cons) == 3072);
-    assert!(offset_of!(XenconsInterface, out_prod) == 3084 && size_of::<XenconsInterface>() == 3088);
+    assert!(offset_of!(XenconsInterface, out_prod) == 3084 && offset_of!(XenconsInterface, connection) == 3088);
+    assert!(size_of::<XenconsInterface>() == 3092);
+    assert!(size_of::<EvtchnFifoControlBlock>() == 72 && offset_of!(EvtchnFifoControlBlock, head) == 8);
+    {
+        use crate::nr::evtchn_fifo::{CONTROL_BLOCK_HEAD, CONTROL_BLOCK_READY, CONTROL_BLOCK_SIZE};
+        assert!(size_of::<EvtchnFifoControlBlock>() == CONTROL_BLOCK_SIZE);
+        assert!(offset_of!(EvtchnFifoControlBlock, ready) == CONTROL_BLOCK_READY);
+        assert!(offset_of!(EvtchnFifoControlBlock, head) == CONTROL_BLOCK_HEAD);
+    }
 };

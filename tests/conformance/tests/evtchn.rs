@@ -333,7 +333,7 @@ fn port_limits_follow_the_abi() {
 }
 
 fn init(gfn: u64, offset: u32, vcpu: u32) -> EvtchnInitControl {
-    EvtchnInitControl { control_gfn: gfn, offset, vcpu, link_bits: 0, pad: [0; 4] }
+    EvtchnInitControl { control_gfn: gfn, offset, vcpu, link_bits: 0, pad: [0; 7] }
 }
 
 #[test]
@@ -358,7 +358,7 @@ fn fifo_setup_ops_and_their_errnos() {
         let before = (cb.refs(), cb.writable_refs());
         let last = (4096 - ff::CONTROL_BLOCK_SIZE) as u32;
         let out = w.ok(0, evtchnop::INIT_CONTROL, init(CB_GFN, last, 0));
-        assert_eq!(out.link_bits, ff::LINK_BITS, "{name}");
+        assert_eq!(u32::from(out.link_bits), ff::LINK_BITS, "{name}");
         assert_eq!(evtchn::abi_name(&w.d[0]), "fifo");
         assert_eq!((cb.refs(), cb.writable_refs()), (before.0 + 1, before.1 + 1), "{name}: the block is held");
         assert_eq!(w.err(0, evtchnop::INIT_CONTROL, init(CB_GFN, 0, 0)), Some(Errno::EINVAL), "{name}: twice");

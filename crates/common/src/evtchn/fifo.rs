@@ -19,8 +19,8 @@ use xen_abi::nr::evtchn_fifo;
 /// has one). The first call switches the domain to FIFO: every port keeps
 /// its binding, gets the default priority, and a 2-level pending bit is
 /// carried over (re-raised once the array covers the port). Returns
-/// `EVTCHN_FIFO_LINK_BITS`.
-pub fn init_control(d: &Domain, gfn: u64, offset: u32, vcpu: u32) -> XenResult<u32> {
+/// `EVTCHN_FIFO_LINK_BITS` (as the `uint8_t` of `evtchn_init_control`).
+pub fn init_control(d: &Domain, gfn: u64, offset: u32, vcpu: u32) -> XenResult<u8> {
     d.vcpu(vcpu)?;
     if offset as usize > PAGE_SIZE - evtchn_fifo::CONTROL_BLOCK_SIZE
         || !offset.is_multiple_of(evtchn_fifo::CONTROL_BLOCK_ALIGN)
@@ -44,7 +44,11 @@ pub fn init_control(d: &Domain, gfn: u64, offset: u32, vcpu: u32) -> XenResult<u
     }
     let EvtchnAbi::Fifo(f) = &mut t.abi else { unreachable!("switched to FIFO above") };
     f.map_control_block(vcpu, page, offset as usize)?;
-    Ok(evtchn_fifo::LINK_BITS)
+    const LINK_BITS: u8 = {
+        assert!(evtchn_fifo::LINK_BITS <= u8::MAX as u32);
+        evtchn_fifo::LINK_BITS as u8
+    };
+    Ok(LINK_BITS)
 }
 
 /// `EVTCHNOP_expand_array`: adds `gfn` as the next event-array page

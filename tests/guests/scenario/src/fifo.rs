@@ -170,14 +170,14 @@ fn init_control(cx: &mut Ctx, cb: u64) -> CheckResult {
     ARRAY.store(cb + PAGE_SIZE, Ordering::Release);
     // Upcalls off until the consumer knows the control block.
     cx.g.upcalls_enabled(false);
-    let arg = EvtchnInitControl { control_gfn: cb / PAGE_SIZE, offset: 0, vcpu: 0, link_bits: 0, pad: [0; 4] };
+    let arg = EvtchnInitControl { control_gfn: cb / PAGE_SIZE, offset: 0, vcpu: 0, link_bits: 0, pad: [0; 7] };
     let (rc, out) = evtchn_op(cx.g, evtchnop::INIT_CONTROL, arg);
     if rc == 0 {
         CONTROL_BLOCK.store(cb, Ordering::Release);
     }
     cx.g.upcalls_enabled(true);
     expect_ok(rc)?;
-    ensure!(out.link_bits == ff::LINK_BITS, "link_bits={}", out.link_bits);
+    ensure!(u32::from(out.link_bits) == ff::LINK_BITS, "link_bits={}", out.link_bits);
     Ok(())
 }
 

@@ -341,7 +341,7 @@ impl MockXen {
             evtchnop::INIT_CONTROL => {
                 let mut a: EvtchnInitControl = self.get(arg);
                 e.control_block = a.control_gfn * PAGE_SIZE + a.offset as u64;
-                a.link_bits = ff::LINK_BITS;
+                a.link_bits = ff::LINK_BITS as u8;
                 self.put(arg, a.as_bytes());
             }
             evtchnop::EXPAND_ARRAY => {
