@@ -13,10 +13,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::boards::BoardSpec;
-use crate::build::{build, work_dir};
-use crate::e2e::{self, Session};
+use crate::build::work_dir;
+use crate::e2e;
 use crate::opts::Opts;
-use crate::qemu::qemu_command;
 use crate::report::Tally;
 
 /// Upper bound for each wait (a boot under TCG on a busy machine is slow).
@@ -99,14 +98,7 @@ pub fn console_test(board: &'static dyn BoardSpec, tally: &mut Tally) {
         guest_cmdline: Some("console-echo".into()),
         ..Opts::on(board)
     };
-    let a = match build(&o) {
-        Ok(a) => a,
-        Err(e) => return tally.record(&format!("{name}: build"), false, &e),
-    };
-    let mut s = match Session::spawn(qemu_command(&o, &a), &log) {
-        Ok(s) => s,
-        Err(e) => return tally.record(&format!("{name}: boot"), false, &e),
-    };
+    let Some((a, mut s)) = e2e::build_and_boot(&o, &log, &name, tally) else { return };
     let mut input = match connect(&sock, &log) {
         Ok(i) => i,
         Err(e) => return tally.record(&format!("{name}: console socket"), false, &e),

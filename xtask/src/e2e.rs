@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::boards::BoardSpec;
-use crate::build::{build, work_dir};
+use crate::build::{build, work_dir, Artifacts};
 use crate::opts::Opts;
 use crate::qemu::qemu_command;
 use crate::report::Tally;
@@ -192,18 +192,20 @@ pub fn tally_guest_checks(tally: &mut Tally, label: &str, console: &str, domains
 /// `--exit`, records every `CHECK` line, that each scenario completed, that
 /// the hypervisor's closing lines say every domain powered off and PASS, and
 /// QEMU's exit status.
+/// Builds what `o` runs and boots it with its console in `log`; a failure
+/// of either is recorded in `tally` as `{name}: build` / `{name}: boot`.
+pub fn build_and_boot(o: &Opts, log: &Path, name: &str, tally: &mut Tally) -> Option<(Artifacts, Session)> {
+    let a = build(o).map_err(|e| tally.record(&format!("{name}: build"), false, &e)).ok()?;
+    let s =
+        Session::spawn(qemu_command(o, &a), log).map_err(|e| tally.record(&format!("{name}: boot"), false, &e)).ok()?;
+    Some((a, s))
+}
+
 pub fn scenario_test(board: &'static dyn BoardSpec, tally: &mut Tally) {
     let name = board.name();
     let log = work_dir(board).join("e2e-console.log");
     let o = Opts { exit: true, timeout: Some(180), serial_log: Some(log.clone()), ..Opts::on(board) };
-    let a = match build(&o) {
-        Ok(a) => a,
-        Err(e) => return tally.record(&format!("{name}: build"), false, &e),
-    };
-    let mut s = match Session::spawn(qemu_command(&o, &a), &log) {
-        Ok(s) => s,
-        Err(e) => return tally.record(&format!("{name}: boot"), false, &e),
-    };
+    let Some((a, mut s)) = build_and_boot(&o, &log, name, tally) else { return };
     let code = s.wait_exit(Duration::from_secs(180));
     let console = s.console();
     let doms: Vec<(u16, &str)> = a.domains.iter().map(|(d, n)| (*d, n.as_str())).collect();

@@ -13,12 +13,11 @@
 use std::time::Duration;
 
 use crate::boards::BoardSpec;
-use crate::build::{build, work_dir};
-use crate::e2e::{domain_line, Session};
+use crate::build::work_dir;
+use crate::e2e::{build_and_boot, domain_line};
 use crate::gdb::{self, Json};
 use crate::linux::{self, INIT_BANNER, KERNEL_CMDLINE};
 use crate::opts::Opts;
-use crate::qemu::qemu_command;
 use crate::report::Tally;
 use crate::summary::summary;
 
@@ -67,14 +66,7 @@ pub fn linux_test(board: &'static dyn BoardSpec, tally: &mut Tally) {
         gdb_port: Some(port),
         ..Opts::on(board)
     };
-    let a = match build(&o) {
-        Ok(a) => a,
-        Err(e) => return tally.record(&format!("{name}: build"), false, &e),
-    };
-    let mut s = match Session::spawn(qemu_command(&o, &a), &log) {
-        Ok(s) => s,
-        Err(e) => return tally.record(&format!("{name}: boot"), false, &e),
-    };
+    let Some((_, mut s)) = build_and_boot(&o, &log, &name, tally) else { return };
     let banner = format!("{INIT_BANNER} cpus=");
     match s.wait_for(LIMIT, |c| c.contains(&banner)) {
         Ok(_) => gdb_checks(board, port, &name, tally),
