@@ -6,8 +6,8 @@ use core::fmt;
 
 use xen_abi::nr::{consoleio, domid, evtchnop, hvmop, hypercall, memop, schedop, vcpuop, xenver};
 use xen_abi::public::{
-    EvtchnBindVirq, EvtchnPort, SchedShutdown, VcpuRegisterArea, VcpuRegisterVcpuInfo, VcpuSetPeriodicTimer,
-    VcpuSetSingleshotTimer, VcpuSetSingleshotTimerAlign4, XenHvmParam,
+    EvtchnBindVirq, EvtchnPort, SchedPoll, SchedPollHandle32, SchedShutdown, VcpuRegisterArea, VcpuRegisterVcpuInfo,
+    VcpuSetPeriodicTimer, VcpuSetSingleshotTimer, VcpuSetSingleshotTimerAlign4, XenHvmParam,
 };
 use xen_abi::Errno;
 use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes};
@@ -121,6 +121,20 @@ pub fn set_timer_op(g: &dyn Guest, layout: &Layout, timeout: u64) -> i64 {
 /// `sched_op(SCHEDOP_block)`: sleep until an event.
 pub fn sched_block(g: &dyn Guest) -> i64 {
     g.hypercall(hypercall::SCHED_OP, [schedop::BLOCK, 0, 0, 0, 0])
+}
+
+/// `sched_op(SCHEDOP_poll)` on the one `port`: blocks until it is pending
+/// (at once if it already is) or the absolute system time `timeout_ns`.
+pub fn sched_poll(g: &dyn Guest, layout: &Layout, port: u32, timeout_ns: u64) -> i64 {
+    let ports = [port];
+    let list = g.gpa_of(ports.as_bytes().as_ptr());
+    if layout.xen_ulong_size == 4 {
+        let arg = SchedPollHandle32 { ports: list as u32, nr_ports: 1, timeout: timeout_ns };
+        g.hypercall(hypercall::SCHED_OP, [schedop::POLL, g.gpa_of(arg.as_bytes().as_ptr()), 0, 0, 0])
+    } else {
+        let arg = SchedPoll { ports: list, nr_ports: 1, pad: 0, timeout: timeout_ns };
+        g.hypercall(hypercall::SCHED_OP, [schedop::POLL, g.gpa_of(arg.as_bytes().as_ptr()), 0, 0, 0])
+    }
 }
 
 /// `sched_op(SCHEDOP_yield)`.

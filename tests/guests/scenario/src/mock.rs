@@ -687,7 +687,7 @@ unsafe impl Guest for MockXen {
                 self.schedule_in(&mut st, me, 100);
                 0
             }
-            hc::SCHED_OP if a[0] == schedop::BLOCK && me == 0 => {
+            hc::SCHED_OP if matches!(a[0], schedop::BLOCK | schedop::POLL) && me == 0 => {
                 // Sleep until the single-shot deadline, if there is one.
                 if let Some(d) = self.st.lock().unwrap().timers.singleshot {
                     self.clock.fetch_max(d, Ordering::SeqCst);

@@ -42,9 +42,6 @@ const PERIODIC_WINDOW_NS: u64 = PERIODIC_TICKS as u64 * PERIOD_NS + 2 * LATE_SLA
 /// How long a stopped periodic timer must stay quiet (5 periods).
 const QUIET_NS: u64 = 5 * PERIOD_NS;
 
-/// Most `SCHEDOP_block` calls one wait makes (each returns on any event).
-const BLOCK_TRIES: u32 = 1000;
-
 /// Run the checks on vCPU 0 (after the vcpu_info registration, so its
 /// upcalls arrive in the vCPU's own area).
 pub(crate) fn checks(cx: &mut Ctx) {
@@ -53,7 +50,7 @@ pub(crate) fn checks(cx: &mut Ctx) {
     let Ok(port) = u32::try_from(rc) else { return };
     cx.g.upcalls_enabled(true);
     let r = singleshot_wakes(cx, port);
-    cx.check("pv_timer_singleshot_wakes_blocked_vcpu", r);
+    cx.check("pv_timer_singleshot_wakes_polling_vcpu", r);
     let r = periodic(cx, port);
     cx.check("pv_timer_periodic_ticks_and_stops", r);
     let r = past_deadline(cx, port);
@@ -98,9 +95,13 @@ fn take_event(g: &dyn Guest, port: u32) -> bool {
     true
 }
 
-/// Arm the single-shot timer 20 ms ahead and block until it fires: the
-/// wake-up comes with `VIRQ_TIMER` pending and an upcall taken, no earlier
-/// than the deadline and at most [`LATE_SLACK_NS`] after it.
+/// Arm the single-shot timer 20 ms ahead and block in `SCHEDOP_poll` on
+/// its port until it fires: the wake-up comes with `VIRQ_TIMER` pending and
+/// an upcall taken, no earlier than the deadline and at most
+/// [`LATE_SLACK_NS`] after it. Poll, unlike `SCHEDOP_block`, looks at the
+/// port itself, so a timer that fires before the vCPU blocks (its upcall
+/// already taken) returns at once instead of blocking for good; its timeout
+/// bounds the wait if the timer never fires.
 fn singleshot_wakes(cx: &Ctx, port: u32) -> CheckResult {
     let g = cx.g;
     take_event(g, port);
@@ -108,15 +109,10 @@ fn singleshot_wakes(cx: &Ctx, port: u32) -> CheckResult {
     let deadline = t0 + SINGLESHOT_AHEAD_NS;
     let upcalls = upcall::count(0);
     expect_ok(hypercall::set_singleshot_timer(g, cx.layout, 0, deadline, 0))?;
-    let mut woke = None;
-    for _ in 0..BLOCK_TRIES {
-        hypercall::sched_block(g);
-        if take_event(g, port) {
-            woke = now_ns(g);
-            break;
-        }
-    }
-    let Some(woke) = woke else { return Err(reason!("no VIRQ_TIMER after {BLOCK_TRIES} blocks")) };
+    let rc = hypercall::sched_poll(g, cx.layout, port, deadline + LATE_SLACK_NS);
+    ensure!(rc == 0, "SCHEDOP_poll rc={rc} ({})", rc_name(rc));
+    ensure!(take_event(g, port), "no VIRQ_TIMER by the poll's timeout, {} ms after the deadline", LATE_SLACK_NS / MS);
+    let Some(woke) = now_ns(g) else { return Err(reason!("no system time")) };
     ensure!(woke + EARLY_SLACK_NS >= deadline, "woken {} ns before the deadline", deadline - woke);
     ensure!(woke <= deadline + LATE_SLACK_NS, "woken {} ms after the deadline", (woke - deadline) / MS);
     ensure!(cx.wait_for(|| upcall::count(0) > upcalls), "VIRQ_TIMER pending but no upcall taken");
