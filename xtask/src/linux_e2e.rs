@@ -24,52 +24,65 @@ use crate::summary::summary;
 /// Upper bound for one Linux boot under TCG on a busy 2-core machine (it
 /// takes ~15 s alone).
 const LIMIT: Duration = Duration::from_secs(240);
-/// vCPUs of the test domain: more than one, so CPU bring-up through PSCI,
-/// the per-CPU vcpu_info registrations and the IPIs are exercised.
-const VCPUS: u32 = 2;
+/// vCPU counts each flavour boots with: one, and two, so CPU bring-up
+/// through PSCI, the per-CPU vcpu_info registrations and the IPIs are
+/// exercised.
+const VCPU_COUNTS: [u32; 2] = [1, 2];
 /// Seconds `/init` stays up after its report. gdb attaches within a second
 /// or two; while it is attached every vCPU is stopped, so Linux cannot power
 /// off under it.
-const HOLD_S: u32 = 20;
+const HOLD_S: u32 = 12;
 
 /// The `key=value` words of `/init`'s report line.
 fn report_value<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     line.split_whitespace().find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
 }
 
-/// Boots the board's default Linux flavour with [`VCPUS`] vCPUs and checks
-/// its report and the verdict.
+/// Boots every Linux flavour of the board with each of [`VCPU_COUNTS`]
+/// vCPUs and checks each run's report, gdb's view and the verdict.
 pub fn linux_test(board: &'static dyn BoardSpec, tally: &mut Tally) {
-    let Some(flavour) = board.linux_flavours().first() else {
+    if board.linux_flavours().is_empty() {
         println!("  {}: this board names no Linux flavour yet", board.name());
-        return;
-    };
-    let name = format!("{} linux {} ({VCPUS} vCPUs)", board.name(), flavour.name);
-    let guest = match linux::prepare(flavour) {
-        Ok(g) => g,
-        Err(e) => return tally.record(&format!("{name}: kernel and busybox from Debian's packages"), false, &e),
-    };
-    println!("  {name}: {}", guest.package);
+    }
+    for flavour in board.linux_flavours() {
+        let name = format!("{} linux {}", board.name(), flavour.name);
+        let guest = match linux::prepare(flavour) {
+            Ok(g) => g,
+            Err(e) => {
+                tally.record(&format!("{name}: kernel and busybox from Debian's packages"), false, &e);
+                continue;
+            }
+        };
+        println!("  {name}: {}", guest.package);
+        for vcpus in VCPU_COUNTS {
+            boot_and_check(board, &guest, &format!("{name} ({vcpus} vCPUs)"), vcpus, tally);
+        }
+    }
+}
+
+/// One boot of `guest` with `vcpus` vCPUs: `/init`'s report, gdb on the
+/// live system, the clean power-off.
+fn boot_and_check(board: &'static dyn BoardSpec, guest: &linux::LinuxGuest, name: &str, vcpus: u32, tally: &mut Tally) {
     let Some(port) = crate::run::free_port() else {
         return tally.record(&format!("{name}: a free TCP port for gdb"), false, "none found");
     };
-    let log = work_dir(board).join("linux-console.log");
+    let log = work_dir(board).join(format!("linux-console-{vcpus}.log"));
     let o = Opts {
         exit: true,
         timeout: Some(LIMIT.as_secs()),
         serial_log: Some(log.clone()),
-        guests: vec![guest.kernel],
-        initrds: vec![guest.initramfs],
+        guests: vec![guest.kernel.clone()],
+        initrds: vec![guest.initramfs.clone()],
         guest_cmdline: Some(format!("{KERNEL_CMDLINE} lantern.test lantern.hold={HOLD_S}")),
-        vcpus: Some(VCPUS),
+        vcpus: Some(vcpus),
         mem: Some(linux::DEFAULT_MEM),
         gdb_port: Some(port),
         ..Opts::on(board)
     };
-    let Some((_, mut s)) = build_and_boot(&o, &log, &name, tally) else { return };
+    let Some((_, mut s)) = build_and_boot(&o, &log, name, tally) else { return };
     let banner = format!("{INIT_BANNER} cpus=");
     match s.wait_for(LIMIT, |c| c.contains(&banner)) {
-        Ok(_) => gdb_checks(board, port, &name, tally),
+        Ok(_) => gdb_checks(board, port, name, vcpus, tally),
         Err(e) => tally.record(&format!("{name}: /init reports (before gdb)"), false, &e),
     }
     let code = s.wait_exit(LIMIT);
@@ -86,9 +99,9 @@ pub fn linux_test(board: &'static dyn BoardSpec, tally: &mut Tally) {
         let v = report_value(&line, key);
         (format!("{name}: {key} {what}"), v.is_some_and(ok), format!("`{line}`; {where_}"))
     };
-    let online = format!("0-{}", VCPUS - 1);
+    let online = if vcpus == 1 { "0".to_string() } else { format!("0-{}", vcpus - 1) };
     let checks = [
-        want("cpus", &|v| v == VCPUS.to_string(), &format!("= {VCPUS}")),
+        want("cpus", &|v| v == vcpus.to_string(), &format!("= {vcpus}")),
         want("online", &|v| v == online, &format!("= {online}")),
         want("hypervisor", &|v| v == "xen", "= xen (/sys/hypervisor/type)"),
         want("xen_events", &|v| v.parse::<u64>().is_ok_and(|n| n > 0), "> 0 (the event-channel interrupt counts)"),
@@ -114,7 +127,7 @@ fn answer(lines: &[&str], key: &str) -> Option<Json> {
 /// registered — placement `guest`, the board's layout, a distinct
 /// (gfn, offset) per vCPU, not on the shared_info page, aligned for the
 /// layout — a runstate area per vCPU, and one thread per vCPU.
-fn gdb_checks(board: &'static dyn BoardSpec, port: u16, name: &str, tally: &mut Tally) {
+fn gdb_checks(board: &'static dyn BoardSpec, port: u16, name: &str, vcpus: u32, tally: &mut Tally) {
     let cmds =
         ["info threads", "monitor shared-info d1 --json", "monitor vcpu-info d1 --json", "monitor areas d1 --json"];
     let out = match gdb::run_plain_batch(port, &cmds, Duration::from_secs(120)) {
@@ -123,14 +136,14 @@ fn gdb_checks(board: &'static dyn BoardSpec, port: u16, name: &str, tally: &mut 
     };
     let text = out.text();
     let lines = out.json_lines();
-    let threads = (0..VCPUS).filter(|v| text.contains(&format!("(d1v{v} "))).count() as u32;
-    tally.record(&format!("{name}: gdb: info threads lists d1v0..d1v{}", VCPUS - 1), threads == VCPUS, &text);
+    let threads = (0..vcpus).filter(|v| text.contains(&format!("(d1v{v} "))).count() as u32;
+    tally.record(&format!("{name}: gdb: info threads lists d1v0..d1v{}", vcpus - 1), threads == vcpus, &text);
     let layout = board.guest_abis()[0];
     let align = layout.struct_layout("vcpu_info").map_or(1, |l| l.align as u64);
     let shared_gfn = answer(&lines, "evtchn_abi").and_then(|j| j.get("gfn").and_then(Json::int));
-    let vcpus = answer(&lines, "vcpus");
+    let vcpu_info = answer(&lines, "vcpus");
     let infos: Vec<&Json> =
-        vcpus.as_ref().and_then(|j| j.get("vcpus")).map(Json::items).unwrap_or(&[]).iter().collect();
+        vcpu_info.as_ref().and_then(|j| j.get("vcpus")).map(Json::items).unwrap_or(&[]).iter().collect();
     let mut seen = Vec::new();
     let mut bad = Vec::new();
     for vi in &infos {
@@ -154,7 +167,7 @@ fn gdb_checks(board: &'static dyn BoardSpec, port: u16, name: &str, tally: &mut 
             "{name}: gdb: every vCPU's vcpu_info is on a guest page Linux registered ({} layout, {align}-aligned, distinct, not shared_info)",
             layout.name()
         ),
-        infos.len() == VCPUS as usize && bad.is_empty() && shared_gfn.is_some(),
+        infos.len() == vcpus as usize && bad.is_empty() && shared_gfn.is_some(),
         &format!("{} vCPUs, shared_info gfn {shared_gfn:?}, wrong: {bad:?}", infos.len()),
     );
     let areas = answer(&lines, "areas");
@@ -168,7 +181,7 @@ fn gdb_checks(board: &'static dyn BoardSpec, port: u16, name: &str, tally: &mut 
         .count() as u32;
     tally.record(
         &format!("{name}: gdb: monitor areas lists the runstate area Linux registered on each vCPU"),
-        runstates == VCPUS,
+        runstates == vcpus,
         &format!("{runstates} runstate areas"),
     );
 }
