@@ -76,10 +76,20 @@ pub fn poll_port(d: &Domain, port: u32) -> XenResult<bool> {
     if !t.is_valid(port) {
         return Err(Errno::EINVAL);
     }
-    Ok(match &t.abi {
-        EvtchnAbi::TwoLevel => two_level::is_pending(d, port),
-        EvtchnAbi::Fifo(f) => f.event_word(port) & (1 << xen_abi::nr::evtchn_fifo::PENDING) != 0,
-    })
+    Ok(bits(d, &t, port).0)
+}
+
+/// `port`'s (pending, masked) bits in the ABI in force (`t` is `d`'s table,
+/// held by the caller).
+fn bits(d: &Domain, t: &EventChannels, port: u32) -> (bool, bool) {
+    match &t.abi {
+        EvtchnAbi::TwoLevel => two_level::pending_and_masked(d, port),
+        EvtchnAbi::Fifo(f) => {
+            let w = f.event_word(port);
+            let bit = |b: u32| w & (1 << b) != 0;
+            (bit(xen_abi::nr::evtchn_fifo::PENDING), bit(xen_abi::nr::evtchn_fifo::MASKED))
+        }
+    }
 }
 
 /// The upcall for `vcpu` of `d` (FIFO: a queue became ready).
@@ -349,15 +359,7 @@ pub fn raise_from_backend(d: &Domain, port: u32) {
 /// Whether `port` is pending and whether it is masked, in the ABI in force
 /// (for the debug keys).
 pub fn pending_and_masked(d: &Domain, port: u32) -> (bool, bool) {
-    let t = d.evtchn.lock();
-    match &t.abi {
-        EvtchnAbi::TwoLevel => two_level::pending_and_masked(d, port),
-        EvtchnAbi::Fifo(f) => {
-            let w = f.event_word(port);
-            let bit = |b: u32| w & (1 << b) != 0;
-            (bit(xen_abi::nr::evtchn_fifo::PENDING), bit(xen_abi::nr::evtchn_fifo::MASKED))
-        }
-    }
+    bits(d, &d.evtchn.lock(), port)
 }
 
 /// `EVTCHNOP_status` of `port` in `d` (the caller checked it may ask).

@@ -39,7 +39,6 @@ pub(super) fn clear_pending(d: &Domain, port: u32) {
     }
 }
 
-/// Whether the port's pending bit is set (carried over into FIFO).
 /// Whether `port`'s pending and mask bits are set in shared_info.
 pub(super) fn pending_and_masked(d: &Domain, port: u32) -> (bool, bool) {
     let Some((word, w, bit)) = word_of(d, port) else { return (false, false) };
@@ -50,10 +49,9 @@ pub(super) fn pending_and_masked(d: &Domain, port: u32) -> (bool, bool) {
     (pending, masked)
 }
 
+/// Whether the port's pending bit is set (carried over into FIFO).
 pub(super) fn is_pending(d: &Domain, port: u32) -> bool {
-    let Some((word, w, bit)) = word_of(d, port) else { return false };
-    let si = d.abi().shared_info();
-    d.shared_info().read_uint(si.evtchn_pending.offset + word * w, w).is_ok_and(|x| x & bit != 0)
+    pending_and_masked(d, port).0
 }
 
 fn mark_word_pending(d: &Domain, v: &Vcpu, word: usize) -> XenResult<()> {
