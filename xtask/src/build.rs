@@ -23,9 +23,13 @@ pub struct Artifacts {
     pub kernel: PathBuf,
     /// The boot module: every guest image in one newc cpio archive.
     pub module: PathBuf,
+    /// Its size in bytes.
+    pub module_len: u64,
+    /// QEMU's RAM: the domains' total plus the hypervisor's own.
+    pub ram_bytes: u64,
     /// The hypervisor command line (boot configuration + board words).
     pub cmdline: String,
-    /// `(domain id, image name)` of every domain, in order.
+    /// `(domain id, domain name)` of every domain, in order.
     pub domains: Vec<(u16, String)>,
 }
 
@@ -82,7 +86,11 @@ pub fn build(opts: &Opts) -> Result<Artifacts, String> {
         args.push("--release");
     }
     let kernel = cargo_build_executable(&args)?;
-    let demo = opts.guests.is_empty();
+    // The shorthand (demo guests, --guest/--linux) first, then each
+    // --domain file; only the demo when neither gives a domain.
+    let xl: Vec<crate::xl_cfg::XlDomain> =
+        opts.domain_files.iter().map(|f| crate::xl_cfg::read(f)).collect::<Result<_, _>>()?;
+    let demo = opts.guests.is_empty() && xl.is_empty();
     let mut guests: Vec<(String, PathBuf)> = if demo {
         build_demo_guests(board)?
     } else {
@@ -98,27 +106,15 @@ pub fn build(opts: &Opts) -> Result<Artifacts, String> {
     if let Some(n) = opts.demo_domains {
         guests.truncate(n.max(1));
     }
-    let mut files = Vec::new();
-    for (name, path) in &guests {
-        let data = std::fs::read(path).map_err(|e| format!("reading guest {}: {e}", path.display()))?;
-        files.push((name.clone(), data));
-    }
+    // Every file in the archive: `(name in the archive, path)`.
+    let mut files: Vec<(String, PathBuf)> = guests.clone();
     // The Nth initrd travels in the archive beside the Nth guest.
     let mut initrds = Vec::new();
     for (i, path) in opts.initrds.iter().enumerate() {
-        let data = std::fs::read(path).map_err(|e| format!("reading initrd {}: {e}", path.display()))?;
         let name = format!("{}-initrd", i + 1);
-        files.push((name.clone(), data));
+        files.push((name.clone(), path.clone()));
         initrds.push(name);
     }
-    let refs: Vec<(&str, &[u8])> = files.iter().map(|(n, d)| (n.as_str(), d.as_slice())).collect();
-    let archive = cpio::write_newc(&refs);
-    let mut words = board.boot_words(archive.len() as u64)?;
-    let dir = work_dir(board);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    let module = dir.join("boot.cpio");
-    std::fs::write(&module, &archive).map_err(|e| format!("writing {}: {e}", module.display()))?;
-
     let mut cfg = BootConfig { exit_when_done: opts.exit, log_level: opts.log, ..BootConfig::default() };
     let grant_pair = demo && guests.len() >= 2;
     for (i, (name, _)) in guests.iter().enumerate() {
@@ -137,6 +133,46 @@ pub fn build(opts: &Opts) -> Result<Artifacts, String> {
         d.cmdline = cmd.join(" ");
         cfg.domains.push(d);
     }
+    for x in &xl {
+        let id = cfg.domains.len() + 1;
+        let stem = x.kernel.file_name().and_then(|s| s.to_str()).unwrap_or("kernel");
+        let image = format!("{id}-{stem}");
+        files.push((image.clone(), x.kernel.clone()));
+        let initrd = x.ramdisk.as_ref().map(|r| {
+            files.push((format!("{id}-initrd"), r.clone()));
+            format!("{id}-initrd")
+        });
+        if !x.ignored.is_empty() {
+            eprintln!("xtask: d{id} ({}): ignoring keys Lantern does not read: {}", x.name, x.ignored.join(", "));
+        }
+        cfg.domains.push(DomainSpec {
+            name: x.name.clone(),
+            vcpus: x.vcpus,
+            mem_bytes: x.mem_bytes,
+            initrd,
+            cmdline: x.cmdline.clone(),
+            on_poweroff: x.on_poweroff,
+            on_reboot: x.on_reboot,
+            on_crash: x.on_crash,
+            ..DomainSpec::new(&image)
+        });
+    }
+    let mut contents = Vec::new();
+    for (name, path) in &files {
+        let data = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+        contents.push((name.clone(), data));
+    }
+    let refs: Vec<(&str, &[u8])> = contents.iter().map(|(n, d)| (n.as_str(), d.as_slice())).collect();
+    let archive = cpio::write_newc(&refs);
+    let module_len = archive.len() as u64;
+    let sizes: Vec<(String, u64)> = cfg.domains.iter().map(|d| (d.name.clone(), d.mem_bytes)).collect();
+    let ram_bytes = crate::boards::ram_for(board, &sizes, module_len)?;
+    let mut words = board.boot_words(module_len, ram_bytes)?;
+    let dir = work_dir(board);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let module = dir.join("boot.cpio");
+    std::fs::write(&module, &archive).map_err(|e| format!("writing {}: {e}", module.display()))?;
+
     let rest = cfg.to_cmdline();
     if !rest.is_empty() {
         words.push(rest);
@@ -145,8 +181,8 @@ pub fn build(opts: &Opts) -> Result<Artifacts, String> {
         words.push("gdb-wait".into());
     }
     words.extend(opts.append.iter().cloned());
-    let domains = guests.iter().enumerate().map(|(i, (n, _))| (i as u16 + 1, n.clone())).collect();
-    Ok(Artifacts { kernel, module, cmdline: words.join(" "), domains })
+    let domains = cfg.domains.iter().enumerate().map(|(i, d)| (i as u16 + 1, d.name.clone())).collect();
+    Ok(Artifacts { kernel, module, module_len, ram_bytes, cmdline: words.join(" "), domains })
 }
 
 /// The scenario's grant-table roles of demo domain `index` (from 0) when the

@@ -34,7 +34,7 @@ const VCPU_COUNTS: [u32; 2] = [1, 2];
 const HOLD_S: u32 = 12;
 
 /// The `key=value` words of `/init`'s report line.
-fn report_value<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+pub fn report_value<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     line.split_whitespace().find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
 }
 

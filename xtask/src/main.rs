@@ -13,7 +13,9 @@ mod gdb;
 mod gdb_e2e;
 mod host;
 mod isolation;
+mod lifecycle_e2e;
 mod linux;
+mod linux_beside_e2e;
 mod linux_e2e;
 #[cfg(test)]
 mod module_graph;
@@ -24,6 +26,7 @@ mod report;
 mod run;
 mod setup;
 mod summary;
+mod xl_cfg;
 mod xtf;
 
 use std::process::ExitCode;
@@ -34,7 +37,7 @@ usage: cargo xtask <command> [options]
 commands:
   run     boot Lantern in QEMU with the demo domains and a gdb port
   test    every test: host unit tests, then the QEMU + gdb scenarios on every
-          board; ends with `N passed, N failed`
+          board; ends with `N passed, N failed` (`--only GROUP`: one group)
   bench   benchmarks (host guest-area benchmark; in-guest figures per board)
   abi     print the guest-ABI struct layouts (`--json` for machines)
   gdb     start gdb-multiarch attached to a running `cargo xtask run`
@@ -75,28 +78,47 @@ fn main() -> ExitCode {
 /// Result type for commands: a message for the user on failure.
 pub type CmdResult = Result<(), String>;
 
+/// One board's part of `cargo xtask test`: a heading and its test.
+type BoardTest = (&'static str, &'static str, fn(&'static dyn boards::BoardSpec, &mut report::Tally));
+
+/// Every board's end-to-end groups, in the order they run.
+const BOARD_TESTS: &[BoardTest] = &[
+    ("scenario", "QEMU scenarios", e2e::scenario_test),
+    ("console", "the serial console (PV console rings, Ctrl-A switch, debug keys)", console_e2e::console_test),
+    ("isolation", "a guest fault crashes only its own domain", isolation::isolation_test),
+    (
+        "lifecycle",
+        "domain lifecycle (--domain files, restart on reboot, monitor restart/destroy)",
+        lifecycle_e2e::lifecycle_test,
+    ),
+    ("gdb", "gdb on the live demo", gdb_e2e::live_test),
+    ("wait-gdb", "gdb attached before the first guest instruction", gdb_e2e::wait_gdb_test),
+    ("linux", "Debian's unmodified Linux", linux_e2e::linux_test),
+    ("linux-beside", "Debian's Linux beside the scenario guest", linux_beside_e2e::linux_beside_test),
+];
+
+/// `cargo xtask test [--only GROUP]`: everything, or (while developing)
+/// only the host tests (`host`) or one end-to-end group on every board.
 fn cmd_test(args: &[String]) -> CmdResult {
-    if let Some(a) = args.first() {
-        return Err(format!("`cargo xtask test` takes no options (got `{a}`)"));
-    }
+    let groups: Vec<&str> = std::iter::once("host").chain(BOARD_TESTS.iter().map(|t| t.0)).collect();
+    let only = match args {
+        [] => None,
+        [flag, g] if flag == "--only" && groups.contains(&g.as_str()) => Some(g.as_str()),
+        _ => return Err(format!("usage: cargo xtask test [--only {}]", groups.join("|"))),
+    };
     setup::ensure_rust_targets()?;
     setup::ensure_qemu_and_gdb()?;
     let mut tally = report::Tally::default();
-    host::run_host_tests(&mut tally);
+    if only.is_none_or(|g| g == "host") {
+        host::run_host_tests(&mut tally);
+    }
     for &board in boards::all() {
-        let name = board.name();
-        println!("== {name} board: QEMU scenarios");
-        e2e::scenario_test(board, &mut tally);
-        println!("== {name} board: the serial console (PV console rings, Ctrl-A switch, debug keys)");
-        console_e2e::console_test(board, &mut tally);
-        println!("== {name} board: a guest fault crashes only its own domain");
-        isolation::isolation_test(board, &mut tally);
-        println!("== {name} board: gdb on the live demo");
-        gdb_e2e::live_test(board, &mut tally);
-        println!("== {name} board: gdb attached before the first guest instruction");
-        gdb_e2e::wait_gdb_test(board, &mut tally);
-        println!("== {name} board: Debian's unmodified Linux");
-        linux_e2e::linux_test(board, &mut tally);
+        for (group, heading, test) in BOARD_TESTS {
+            if only.is_none_or(|g| g == *group) {
+                println!("== {} board: {heading}", board.name());
+                test(board, &mut tally);
+            }
+        }
     }
     tally.finish()
 }

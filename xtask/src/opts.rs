@@ -15,6 +15,9 @@ pub struct Opts {
     /// `--initrd FILE` (repeatable): the Nth is the initial ramdisk of the
     /// Nth `--guest`.
     pub initrds: Vec<PathBuf>,
+    /// `--domain FILE` (repeatable): a domain from a subset of `xl.cfg`,
+    /// after the shorthand's (see [`crate::xl_cfg`]).
+    pub domain_files: Vec<PathBuf>,
     /// `--linux` / `--linux-flavour NAME`: boot one of the board's Debian
     /// kernels with the busybox initramfs (set up on first use).
     pub linux: Option<&'static crate::linux::Flavour>,
@@ -68,6 +71,7 @@ impl Opts {
             board,
             guests: Vec::new(),
             initrds: Vec::new(),
+            domain_files: Vec::new(),
             linux: None,
             exit: false,
             timeout: None,
@@ -103,6 +107,9 @@ usage: cargo xtask run [options]
 options:
   {arch:<23} board (default {})
   --guest ELF             boot this guest image instead of the demo guests (repeatable)
+  --domain FILE           one more domain from an xl.cfg-style file (repeatable): name, type
+                          (pvh), kernel, ramdisk, extra/cmdline, vcpus, memory (MiB),
+                          on_poweroff/on_reboot/on_crash = destroy|restart|preserve
   --linux                 boot the board's Debian kernel with a busybox initramfs (fetched
                           from Debian's packages on first use, cached under target/linux)
   --linux-flavour NAME    the same with another of the board's Debian kernels
@@ -115,10 +122,11 @@ options:
   --log LEVEL             hypervisor log level: error|warn|info|debug|trace (debug also
                           lists every hypercall answered -ENOSYS and every register,
                           port or MMIO access refused or defaulted, with counts at the end)
-  --vcpus N               vCPUs of every domain (demo default: {})
-  --mem SIZE              memory of every domain (K/M/G suffixes; default 32M)
+  --vcpus N               vCPUs of every --guest/demo domain (demo default: {})
+  --mem SIZE              memory of every --guest/demo domain (K/M/G suffixes; default 32M);
+                          QEMU gets the domains' total plus the hypervisor's own
   --append WORD           extra hypervisor command-line word (repeatable)
-  --guest-cmdline TEXT    command line of every domain (e.g. bench)
+  --guest-cmdline TEXT    command line of every --guest/demo domain (e.g. bench)
   --gdb-port P            gdb stub port
   --wait-gdb              hold every vCPU before its first instruction until gdb continues
   --serial-log FILE       console to FILE instead of the terminal
@@ -143,6 +151,7 @@ pub fn parse_opts(args: &[String]) -> Result<Option<Opts>, String> {
             "--arch" => o.board = boards::by_name(&value("--arch")?)?,
             "--guest" => o.guests.push(PathBuf::from(value("--guest")?)),
             "--initrd" => o.initrds.push(PathBuf::from(value("--initrd")?)),
+            "--domain" => o.domain_files.push(PathBuf::from(value("--domain")?)),
             "--linux" => linux_flavour = Some(None),
             "--linux-flavour" => linux_flavour = Some(Some(value("--linux-flavour")?)),
             "--exit" => o.exit = true,
@@ -223,5 +232,7 @@ mod tests {
         let o = parse_opts(&args(&["--arch", "aarch64", "--linux-flavour", "arm64"])).unwrap().unwrap();
         assert_eq!(o.linux.map(|f| f.name), Some("arm64"));
         assert!(parse_opts(&args(&["--arch", "aarch64", "--linux-flavour", "rt"])).is_err());
+        let o = parse_opts(&args(&["--domain", "a.cfg", "--domain", "b.cfg"])).unwrap().unwrap();
+        assert_eq!(o.domain_files, [PathBuf::from("a.cfg"), PathBuf::from("b.cfg")]);
     }
 }

@@ -21,6 +21,7 @@ pub fn qemu_command(opts: &Opts, a: &Artifacts) -> Command {
     let board = opts.board;
     let mut c = Command::new(board.qemu_binary());
     c.args(board.machine_args());
+    c.arg("-m").arg(format!("{}M", a.ram_bytes >> 20));
     c.args(["-display", "none", "-monitor", "none", "-no-reboot"]);
     match (&opts.console_socket, &opts.serial_log) {
         // The console both ways through a socket QEMU waits on: its client
@@ -41,7 +42,7 @@ pub fn qemu_command(opts: &Opts, a: &Artifacts) -> Command {
         c.arg("-gdb").arg(format!("tcp:127.0.0.1:{port}"));
     }
     c.arg("-kernel").arg(&a.kernel);
-    c.args(board.module_args(&a.module));
+    c.args(board.module_args(&a.module, a.module_len, a.ram_bytes));
     c.arg("-append").arg(&a.cmdline);
     c
 }
@@ -77,6 +78,8 @@ mod tests {
         let a = Artifacts {
             kernel: "/k".into(),
             module: "/m.cpio".into(),
+            module_len: 1 << 20,
+            ram_bytes: 192 << 20,
             cmdline: "domain=g".into(),
             domains: vec![(1, "g".into())],
         };
@@ -89,16 +92,16 @@ mod tests {
         assert_eq!(
             line("x86_64"),
             format!(
-                "qemu-system-x86_64 -M q35 -cpu max -m 1G -smp 1 -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
+                "qemu-system-x86_64 -M q35 -cpu max -smp 1 -device isa-debug-exit,iobase=0xf4,iosize=0x04 -m 192M \
                  {common} -serial chardev:gdbser -kernel /k -initrd /m.cpio -append domain=g"
             )
         );
         assert_eq!(
             line("aarch64"),
             format!(
-                "qemu-system-aarch64 -M virt,virtualization=on,gic-version=3 -cpu max -m 512M -smp 1 \
-                 -semihosting-config enable=on,target=native {common} -device pci-serial,chardev=gdbser \
-                 -kernel /k -device loader,file=/m.cpio,addr=0x58000000,force-raw=on -append domain=g"
+                "qemu-system-aarch64 -M virt,virtualization=on,gic-version=3 -cpu max -smp 1 \
+                 -semihosting-config enable=on,target=native -m 192M {common} -device pci-serial,chardev=gdbser \
+                 -kernel /k -device loader,file=/m.cpio,addr=0x4be00000,force-raw=on -append domain=g"
             )
         );
     }

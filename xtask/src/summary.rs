@@ -27,7 +27,7 @@ pub fn summary(console: &str) -> Summary {
         if let Some(v) = l.strip_prefix(HV_PREFIX).and_then(|r| r.strip_prefix("verdict ")) {
             s.verdict = Some(v.starts_with("PASS"));
         } else if let Some((id, what)) = hv_domain_line(l) {
-            if what.starts_with("shut down") || matches!(what, "crashed" | "dead" | "still running") {
+            if what.starts_with("shut down") || matches!(what, "crashed" | "destroyed" | "still running") {
                 s.domains.push((id, what.to_string()));
             }
         }

@@ -9,10 +9,14 @@
 //! exit gdb-wait domain=guest64,vcpus=40,mem=64M,cmdline="quiet x=1" domain=guest32
 //! ```
 //!
-//! * `domain=IMAGE[,vcpus=N][,mem=SIZE][,initrd=FILE][,cmdline=TEXT]` — one
+//! * `domain=IMAGE[,name=NAME][,vcpus=N][,mem=SIZE][,initrd=FILE]
+//!   [,on_poweroff=A][,on_reboot=A][,on_crash=A][,cmdline=TEXT]` — one
 //!   domain per word, in domain-id order (ids from 1); `IMAGE` and `FILE`
 //!   name files in the boot module archive (`FILE` is the guest's initial
-//!   ramdisk); `SIZE` takes K/M/G suffixes; `cmdline` must come last (it may
+//!   ramdisk); `NAME` is what tools show (default `IMAGE`); `SIZE` takes
+//!   K/M/G suffixes; `A` is what happens when the domain ends that way
+//!   (`destroy`, `restart` or `preserve`, as in Xen's `xl.cfg`; default
+//!   `preserve`: the domain stays for gdb); `cmdline` must come last (it may
 //!   contain commas).
 //! * `exit` — end the run once every domain has shut down.
 //! * `gdb-wait` — stop before the first guest instruction until gdb attaches.
@@ -32,11 +36,42 @@ pub const DEFAULT_MEM: u64 = 64 << 20;
 /// Most vCPUs one domain may ask for.
 pub const MAX_VCPUS: u32 = 128;
 
+/// What happens to a domain when it ends a given way (`xl.cfg`'s
+/// `on_poweroff`, `on_reboot`, `on_crash`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ShutdownAction {
+    /// Tear the domain down: its memory and everything it holds released.
+    Destroy,
+    /// Tear it down and build it again from its configuration.
+    Restart,
+    /// Leave it as it ended, for inspection.
+    #[default]
+    Preserve,
+}
+
+impl ShutdownAction {
+    /// The `xl.cfg` spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            ShutdownAction::Destroy => "destroy",
+            ShutdownAction::Restart => "restart",
+            ShutdownAction::Preserve => "preserve",
+        }
+    }
+
+    /// Parses the `xl.cfg` spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        [ShutdownAction::Destroy, ShutdownAction::Restart, ShutdownAction::Preserve].into_iter().find(|a| a.name() == s)
+    }
+}
+
 /// One domain to build.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DomainSpec {
     /// Name of the guest image in the module archive.
     pub image: String,
+    /// The domain's name (what tools show).
+    pub name: String,
     /// Number of vCPUs.
     pub vcpus: u32,
     /// Guest RAM in bytes.
@@ -45,6 +80,12 @@ pub struct DomainSpec {
     pub initrd: Option<String>,
     /// Command line handed to the guest.
     pub cmdline: String,
+    /// When the guest powers off.
+    pub on_poweroff: ShutdownAction,
+    /// When the guest asks for a reboot.
+    pub on_reboot: ShutdownAction,
+    /// When the guest crashes (or is crashed by the hypervisor).
+    pub on_crash: ShutdownAction,
 }
 
 impl DomainSpec {
@@ -52,10 +93,29 @@ impl DomainSpec {
     pub fn new(image: &str) -> Self {
         DomainSpec {
             image: image.to_string(),
+            name: image.to_string(),
             vcpus: DEFAULT_VCPUS,
             mem_bytes: DEFAULT_MEM,
             initrd: None,
             cmdline: String::new(),
+            on_poweroff: ShutdownAction::Preserve,
+            on_reboot: ShutdownAction::Preserve,
+            on_crash: ShutdownAction::Preserve,
+        }
+    }
+
+    /// What to do when the domain has ended with `SHUTDOWN_*` `reason`
+    /// (`None` for a crash by the hypervisor): suspend and soft reset are
+    /// not endings (the domain is kept as it is).
+    pub fn action_for(&self, reason: Option<u32>) -> ShutdownAction {
+        use xen_abi::nr::shutdown;
+        match reason {
+            Some(shutdown::POWEROFF) => self.on_poweroff,
+            Some(shutdown::REBOOT) => self.on_reboot,
+            // A watchdog expiry is handled as a crash (Xen's `on_watchdog`
+            // is not in the subset this configuration reads).
+            Some(shutdown::CRASH | shutdown::WATCHDOG) | None => self.on_crash,
+            Some(_) => ShutdownAction::Preserve,
         }
     }
 }
@@ -146,6 +206,16 @@ fn parse_domain(value: &str) -> Result<DomainSpec, ConfigError> {
                     .ok_or_else(|| ConfigError(alloc::format!("bad mem size '{v}'")))?
             }
             "initrd" if !v.is_empty() => spec.initrd = Some(v.to_string()),
+            "name" if !v.is_empty() => spec.name = v.to_string(),
+            "on_poweroff" | "on_reboot" | "on_crash" => {
+                let a = ShutdownAction::parse(v)
+                    .ok_or_else(|| ConfigError(alloc::format!("{k} must be destroy|restart|preserve: '{v}'")))?;
+                match k {
+                    "on_poweroff" => spec.on_poweroff = a,
+                    "on_reboot" => spec.on_reboot = a,
+                    _ => spec.on_crash = a,
+                }
+            }
             _ => return Err(ConfigError(alloc::format!("unknown domain option '{p}'"))),
         }
     }
@@ -200,6 +270,14 @@ impl BootConfig {
             if let Some(initrd) = &d.initrd {
                 w += &alloc::format!(",initrd={initrd}");
             }
+            if d.name != d.image {
+                w += &alloc::format!(",name={}", d.name);
+            }
+            for (key, a) in [("on_poweroff", d.on_poweroff), ("on_reboot", d.on_reboot), ("on_crash", d.on_crash)] {
+                if a != ShutdownAction::Preserve {
+                    w += &alloc::format!(",{key}={}", a.name());
+                }
+            }
             if !d.cmdline.is_empty() {
                 w += &alloc::format!(",cmdline={}", d.cmdline);
             }
@@ -227,8 +305,8 @@ mod tests {
                 image: "guest64".into(),
                 vcpus: 40,
                 mem_bytes: 32 << 20,
-                initrd: None,
-                cmdline: "a, b".into()
+                cmdline: "a, b".into(),
+                ..DomainSpec::new("guest64")
             }
         );
         assert_eq!(c.domains[1], DomainSpec::new("g32"));
@@ -238,10 +316,16 @@ mod tests {
     #[test]
     fn round_trip() {
         let c = parse(
-            r#"exit lantern.log=debug domain=x.elf,vcpus=2,mem=8M,initrd=ramdisk,cmdline="hello world" domain=y"#,
+            r#"exit lantern.log=debug domain=x.elf,vcpus=2,mem=8M,initrd=ramdisk,name=web,on_reboot=restart,on_crash=destroy,cmdline="hello world" domain=y"#,
         )
         .unwrap();
         assert_eq!(c.domains[0].initrd.as_deref(), Some("ramdisk"));
+        assert_eq!(c.domains[0].name, "web");
+        assert_eq!(
+            (c.domains[0].on_poweroff, c.domains[0].on_reboot, c.domains[0].on_crash),
+            (ShutdownAction::Preserve, ShutdownAction::Restart, ShutdownAction::Destroy)
+        );
+        assert_eq!(c.domains[1].name, "y");
         assert_eq!(c.log_level, Some(log::LevelFilter::Debug));
         assert_eq!(parse(&c.to_cmdline()).unwrap(), c);
     }
@@ -255,7 +339,23 @@ mod tests {
         assert!(parse("domain=x,colour=red").is_err());
         assert!(parse("domain=x,initrd=").is_err());
         assert!(parse("log=loud").is_err());
+        assert!(parse("domain=x,on_reboot=rename-restart").is_err());
+        assert!(parse("domain=x,name=").is_err());
         assert_eq!(parse("").unwrap(), BootConfig::default());
+    }
+
+    #[test]
+    fn actions_by_ending() {
+        use xen_abi::nr::shutdown;
+        let c = parse("domain=x,on_poweroff=destroy,on_reboot=restart,on_crash=preserve").unwrap();
+        let d = &c.domains[0];
+        assert_eq!(d.action_for(Some(shutdown::POWEROFF)), ShutdownAction::Destroy);
+        assert_eq!(d.action_for(Some(shutdown::REBOOT)), ShutdownAction::Restart);
+        assert_eq!(d.action_for(Some(shutdown::CRASH)), ShutdownAction::Preserve);
+        assert_eq!(d.action_for(Some(shutdown::SUSPEND)), ShutdownAction::Preserve);
+        let d = DomainSpec { on_crash: ShutdownAction::Restart, ..DomainSpec::new("y") };
+        assert_eq!(d.action_for(None), ShutdownAction::Restart, "a crash by the hypervisor");
+        assert_eq!(d.action_for(Some(shutdown::WATCHDOG)), ShutdownAction::Restart);
     }
 
     #[test]

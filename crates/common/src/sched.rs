@@ -11,6 +11,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::arch::{ArchDomain, ArchVcpu, Preemption, VcpuExit};
+use crate::boot_config::DomainSpec;
 use crate::console::ConsoleSink;
 use crate::console_input::{self, InputTarget, Key, SerialInput, SWITCH_CHAR};
 use crate::debug_keys;
@@ -26,6 +27,8 @@ use crate::va_area;
 use xen_abi::nr::runstate::{BLOCKED, OFFLINE, RUNNABLE, RUNNING};
 use xen_abi::nr::shutdown;
 
+mod endings;
+
 /// Hypercalls a vCPU may make back to back before the loop polls the board
 /// (gdb, consoles) again.
 const HYPERCALL_BURST: u32 = 256;
@@ -40,13 +43,44 @@ pub struct DomainSlot {
     pub arch: Box<dyn ArchDomain>,
     /// Its vCPUs' arch contexts, `vcpus[id]`.
     pub vcpus: Vec<Box<dyn ArchVcpu>>,
+    /// The configuration it was built from: what its endings do, and what a
+    /// restart builds again (`None`: built by hand, e.g. in tests; its
+    /// endings are preserved and it cannot be restarted).
+    pub spec: Option<DomainSpec>,
+    /// How it had ended when it was destroyed (`None` while it exists, or
+    /// when it was destroyed on request while running).
+    pub ended: Option<Lifecycle>,
+    /// Times it has been built again (`on_reboot=restart`, `monitor restart`).
+    pub restarts: u32,
+    /// Its current ending has been acted on.
+    ending_handled: bool,
 }
 
 impl DomainSlot {
     /// A slot for `domain`, with one vCPU context per vCPU created by `arch`.
     pub fn new(domain: Arc<Domain>, arch: Box<dyn ArchDomain>) -> Self {
         let vcpus = (0..domain.max_vcpus()).map(|id| arch.create_vcpu(&domain, id)).collect();
-        DomainSlot { domain, arch, vcpus }
+        Self::from_parts(domain, arch, vcpus)
+    }
+
+    /// A slot from its parts: `vcpus[id]` is vCPU `id`'s arch context.
+    pub fn from_parts(domain: Arc<Domain>, arch: Box<dyn ArchDomain>, vcpus: Vec<Box<dyn ArchVcpu>>) -> Self {
+        DomainSlot { domain, arch, vcpus, spec: None, ended: None, restarts: 0, ending_handled: false }
+    }
+
+    /// The same slot, remembering the configuration it was built from.
+    pub fn with_spec(mut self, spec: &DomainSpec) -> Self {
+        self.spec = Some(spec.clone());
+        self
+    }
+
+    /// How the domain ended, for the verdict: its lifecycle, or for a
+    /// destroyed domain the one it had when it was destroyed.
+    pub fn outcome(&self) -> Lifecycle {
+        match self.domain.lifecycle() {
+            Lifecycle::Dead => self.ended.unwrap_or(Lifecycle::Dead),
+            l => l,
+        }
     }
 
     /// vCPU `id`'s arch context.
@@ -87,13 +121,26 @@ pub struct Hypervisor {
 }
 
 /// What an attached debugger keeps between its requests.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DebuggerState {
     /// Addresses are guest-physical (`monitor phys on`) instead of the
     /// selected vCPU's guest-virtual ones.
     pub physical_addresses: bool,
     /// The debugger resumed the system and waits for the next stop.
     pub resume_requested: bool,
+    /// Domains the debugger asked to destroy or restart (`monitor destroy
+    /// dN`, `monitor restart dN`), oldest first: the loop does them once
+    /// the requests are answered, with the board that builds domains.
+    pub domain_requests: Vec<(DomId, DomainRequest)>,
+}
+
+/// What the debugger may ask the hypervisor to do to a domain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DomainRequest {
+    /// Tear it down.
+    Destroy,
+    /// Tear it down and build it again from its configuration.
+    Restart,
 }
 
 /// What the board provides to the scheduler loop. As a [`Preemption`] it is
@@ -121,6 +168,17 @@ pub trait Board: Preemption {
     }
     /// Ends the run with `verdict` (powers the machine off with its status).
     fn exit(&mut self, verdict: &Verdict) -> !;
+    /// Builds domain `id` again from `spec` (a restart): its image loaded
+    /// afresh from the boot module, its boot vCPU powered on.
+    fn build_domain(&mut self, id: DomId, spec: &DomainSpec) -> Result<DomainSlot, String> {
+        let _ = (id, spec);
+        Err(String::from("this board cannot build a domain after boot"))
+    }
+    /// Prints one of the hypervisor's own lines (a domain destroyed or
+    /// restarted).
+    fn announce(&mut self, line: &str) {
+        log::warn!("{line}");
+    }
 }
 
 /// How the run ended: per domain, its final lifecycle.
@@ -144,7 +202,7 @@ impl Verdict {
             .map(|(id, l)| match l {
                 Lifecycle::Shutdown(r) => format!("d{id}: shut down ({})", shutdown::name(*r)),
                 Lifecycle::Crashed => format!("d{id}: crashed"),
-                Lifecycle::Dead => format!("d{id}: dead"),
+                Lifecycle::Dead => format!("d{id}: destroyed"),
                 Lifecycle::Running => format!("d{id}: still running"),
             })
             .collect();
@@ -152,9 +210,11 @@ impl Verdict {
         lines
     }
 
-    /// Every domain was built and powered off cleanly.
+    /// Every domain was built and powered off cleanly, or was destroyed
+    /// on request while running (the operator's choice, not a failure).
     pub fn clean(&self) -> bool {
-        self.failed_to_build == 0 && self.domains.iter().all(|(_, l)| *l == Lifecycle::Shutdown(shutdown::POWEROFF))
+        self.failed_to_build == 0
+            && self.domains.iter().all(|(_, l)| matches!(*l, Lifecycle::Shutdown(shutdown::POWEROFF) | Lifecycle::Dead))
     }
 }
 
@@ -204,7 +264,7 @@ impl Hypervisor {
 
     /// The verdict so far.
     pub fn verdict(&self) -> Verdict {
-        Verdict { domains: self.domains().map(|d| (d.id, d.lifecycle())).collect(), failed_to_build: 0 }
+        Verdict { domains: self.slots.iter().map(|s| (s.domain.id, s.outcome())).collect(), failed_to_build: 0 }
     }
 
     /// The unhandled-request counts of every domain, one line per kind
@@ -396,6 +456,7 @@ impl Hypervisor {
     pub fn run(&mut self, board: &mut dyn Board) -> Verdict {
         loop {
             board.poll(self);
+            self.act_on_endings(board);
             self.poll_consoles();
             self.wake_expired_timers(board.now_ticks());
             if self.all_finished() && board.exit_when_done() {

@@ -20,7 +20,7 @@ use xen_abi::nr::runstate;
 
 use crate::json::Json;
 use crate::thread_id::tid_of;
-use lantern_common::sched::{DebuggerState, DomainSlot};
+use lantern_common::sched::{DebuggerState, DomainRequest, DomainSlot};
 
 /// Help text (also the answer to an unknown command).
 pub const HELP: &str = "\
@@ -35,6 +35,8 @@ Lantern monitor commands (add --json to any for one line of JSON):
   areas [dN]              every vCPU area: kind, gfn, offset, size, layout, page refs
   grants [dN]             grant tables: version, frames, entries in use, pins, maps held
   pause dN | unpause dN   domain pause count +1 / -1
+  destroy dN              tear the domain down (memory, areas, grants, channels released)
+  restart dN              tear it down and build it again from its configuration (same id)
   phys on|off             memory addresses are guest-physical / guest-virtual
 ";
 
@@ -76,7 +78,8 @@ impl Out {
 
 /// What the monitor commands see: the domains' slots (read-only: commands
 /// inspect and pause, they never run or rebuild anything) and the debugger's
-/// own state (`monitor phys` changes the addressing mode).
+/// own state (`monitor phys` changes the addressing mode; `monitor destroy`
+/// and `restart` leave a request there for the scheduler loop).
 pub struct View<'a> {
     /// Every domain's slot.
     pub slots: &'a [DomainSlot],
@@ -109,6 +112,8 @@ pub fn run(t: &mut View<'_>, line: &str) -> String {
                     "grants",
                     "pause",
                     "unpause",
+                    "destroy",
+                    "restart",
                     "phys",
                 ] {
                     j.str(c);
@@ -135,6 +140,7 @@ pub fn run(t: &mut View<'_>, line: &str) -> String {
         "areas" => select(t, arg).map(|sel| areas(t, &sel, &mut out)),
         "grants" => domains_of(t, arg).map(|ds| grants(t, &ds, &mut out)),
         "pause" | "unpause" => one_domain(t, arg).and_then(|di| pause(t, di, cmd == "pause", &mut out)),
+        "destroy" | "restart" => one_domain(t, arg).and_then(|di| domain_request(t, di, cmd == "restart", &mut out)),
         "phys" => phys(t, arg, &mut out),
         other => Err(format!("unknown command `{other}` (try `monitor help`)")),
     };
@@ -209,8 +215,10 @@ fn vcpus_of(t: &View<'_>, sel: &Sel) -> Vec<(usize, u32)> {
 fn domains(t: &View<'_>, out: &mut Out) {
     let mut j = Json::new();
     j.begin_obj().key("domains").begin_arr();
-    let mut s = String::from("dom  name              layout  vcpus lifecycle    paused shared_info_gfn  ram_pages\n");
-    for d in t.slots.iter().map(|s| &s.domain) {
+    let mut s =
+        String::from("dom  name              layout  vcpus lifecycle    paused shared_info_gfn  ram_pages restarts\n");
+    for slot in t.slots {
+        let d = &slot.domain;
         let si = d.shared_info_gfn().map(|g| g.0);
         let ram = d.p2m.lock().len() as u64;
         let life = d.lifecycle().name();
@@ -223,11 +231,12 @@ fn domains(t: &View<'_>, out: &mut Out) {
             .kv_uint("pause_count", d.pause_count() as u64)
             .kv_opt_uint("shared_info_gfn", si)
             .kv_uint("ram_pages", ram)
+            .kv_uint("restarts", slot.restarts as u64)
             .end_obj();
         let sig = si.map(|g| format!("{g:#x}")).unwrap_or_else(|| "-".to_string());
         let _ = writeln!(
             s,
-            "d{:<3} {:<17} {:<7} {:<5} {:<12} {:<6} {:<16} {}",
+            "d{:<3} {:<17} {:<7} {:<5} {:<12} {:<6} {:<16} {:<9} {}",
             d.id,
             d.name,
             d.abi().name(),
@@ -235,7 +244,8 @@ fn domains(t: &View<'_>, out: &mut Out) {
             life,
             d.pause_count(),
             sig,
-            ram
+            ram,
+            slot.restarts
         );
     }
     j.end_arr().end_obj();
@@ -758,6 +768,30 @@ fn pause(t: &View<'_>, di: usize, on: bool, out: &mut Out) -> Result<(), String>
         j.finish()
     } else {
         format!("d{} {} (pause count {})", d.id, if on { "paused" } else { "unpaused" }, d.pause_count())
+    };
+    Ok(())
+}
+
+/// `destroy dN` / `restart dN`: asks the scheduler loop, which acts as
+/// soon as this answer is sent (it builds with the board; the stub cannot).
+fn domain_request(t: &mut View<'_>, di: usize, restart: bool, out: &mut Out) -> Result<(), String> {
+    let slot = &t.slots[di];
+    let id = slot.domain.id;
+    if restart && slot.spec.is_none() {
+        return Err(format!("d{id} was built without a configuration: it cannot be restarted"));
+    }
+    if !restart && slot.domain.lifecycle() == lantern_common::domain::Lifecycle::Dead {
+        return Err(format!("d{id} is already destroyed"));
+    }
+    let request = if restart { DomainRequest::Restart } else { DomainRequest::Destroy };
+    t.debugger.domain_requests.push((id, request));
+    let what = if restart { "restart" } else { "destroy" };
+    let mut j = Json::new();
+    j.begin_obj().kv_uint("d", id as u64).kv_str("requested", what).end_obj();
+    out.text = if out.json {
+        j.finish()
+    } else {
+        format!("d{id}: {what} requested; the console says `(lantern) d{id}: on request: ...` when it is done")
     };
     Ok(())
 }

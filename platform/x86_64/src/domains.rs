@@ -56,14 +56,17 @@ impl Transport for Com2 {
 }
 
 /// This board's side of the scheduler loop.
-struct X86Board {
+struct X86Board<'a> {
     exit_when_done: bool,
     gdb: GdbStub,
     com2: Com2,
     console: Arc<SerialConsole>,
+    /// The boot module (a restart loads the image from it again).
+    archive: &'a [u8],
+    clock: Arc<dyn Clock>,
 }
 
-impl Preemption for X86Board {
+impl Preemption for X86Board<'_> {
     fn slice_deadline(&self) -> Option<u64> {
         // The APIC timer ticks periodically; every tick ends a slice.
         None
@@ -76,7 +79,7 @@ impl Preemption for X86Board {
     }
 }
 
-impl Board for X86Board {
+impl Board for X86Board<'_> {
     fn start_slice(&mut self) {}
 
     fn poll(&mut self, hv: &mut Hypervisor) {
@@ -116,6 +119,14 @@ impl Board for X86Board {
         }
         crate::exit_qemu(verdict.clean())
     }
+
+    fn build_domain(&mut self, id: DomId, spec: &DomainSpec) -> Result<DomainSlot, String> {
+        build_domain(id, spec, self.archive, self.clock.clone(), self.console.clone())
+    }
+
+    fn announce(&mut self, line: &str) {
+        crate::println!("(lantern) {line}");
+    }
 }
 
 /// Builds one domain: its image loaded, the PVH start info written, vCPU 0
@@ -135,7 +146,7 @@ fn build_domain(
     }
     let d = Domain::new(DomainConfig {
         id,
-        name: spec.image.clone(),
+        name: spec.name.clone(),
         max_vcpus: spec.vcpus,
         ram_pages: spec.mem_bytes / 4096,
         abi: &lantern_arch_x86::layout::X86_64,
@@ -166,7 +177,8 @@ fn build_domain(
     )
     .map_err(|e| format!("start info does not fit in guest memory ({e:?})"))?;
     log::info!(
-        "d{id}: '{}' {} vCPUs, {} MiB, image {:#x}-{:#x}, PVH entry {:#x}{}",
+        "d{id}: '{}' {} vCPUs, {} MiB, image {} at {:#x}-{:#x}, PVH entry {:#x}{}",
+        spec.name,
         spec.image,
         spec.vcpus,
         spec.mem_bytes >> 20,
@@ -175,7 +187,7 @@ fn build_domain(
         entry,
         if img.phys32_entry.is_none() { " (e_entry: no PVH note)" } else { "" }
     );
-    let mut slot = DomainSlot::new(d, Box::new(SvmDomain::new()));
+    let mut slot = DomainSlot::new(d, Box::new(SvmDomain::new())).with_spec(spec);
     let boot_vcpu = slot.vcpu_mut(0).ok_or("a domain needs a vCPU")?;
     boot_vcpu
         .initialise(&VcpuInitContext::PowerOn { entry, context_id: si.0 })
@@ -201,10 +213,12 @@ pub fn run(cfg: &BootConfig, archive: &[u8]) -> ! {
         gdb: GdbStub::new(),
         com2: Com2(com2),
         console: Arc::new(SerialConsole),
+        archive,
+        clock: clock.clone(),
     };
     let mut slots = Vec::new();
     for (i, spec) in cfg.domains.iter().enumerate() {
-        match build_domain(i as u16 + 1, spec, archive, clock.clone(), board.console()) {
+        match board.build_domain(i as u16 + 1, spec) {
             Ok(slot) => slots.push(slot),
             Err(e) => {
                 crate::println!("(lantern) d{}: {e}", i + 1);

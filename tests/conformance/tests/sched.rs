@@ -9,10 +9,11 @@ use std::sync::{Arc, Mutex};
 
 use lantern_common::addr::{Gpa, Gva};
 use lantern_common::arch::{ArchDomain, ArchVcpu, GdbRegisters, GuestMode, Preemption, VcpuExit, VcpuInitContext};
+use lantern_common::boot_config::{DomainSpec, ShutdownAction};
 use lantern_common::console::{ConsoleSink, NoSink};
 use lantern_common::domain::{Domain, Lifecycle, VPF_BLOCKED};
 use lantern_common::lifecycle;
-use lantern_common::sched::{Board, DomainSlot, Hypervisor, Verdict};
+use lantern_common::sched::{Board, DomainRequest, DomainSlot, Hypervisor, Verdict};
 use lantern_conformance::{layout, TestDomain};
 use xen_abi::errno::{Errno, XenResult};
 use xen_abi::layout::GuestAbi;
@@ -131,6 +132,13 @@ struct RecordingBoard {
     polls: usize,
     idles: Vec<Option<u64>>,
     now: u64,
+    /// The lines the loop announced.
+    announced: Vec<String>,
+    /// Scripts of the domains a restart builds, one per build (vCPU 0's).
+    rebuilds: VecDeque<Vec<VcpuExit>>,
+    /// A debugger request the next poll makes.
+    request: Option<(u16, DomainRequest)>,
+    log: Arc<Log>,
 }
 
 impl Preemption for RecordingBoard {
@@ -146,8 +154,11 @@ impl Board for RecordingBoard {
     fn start_slice(&mut self) {
         self.slices += 1;
     }
-    fn poll(&mut self, _hv: &mut Hypervisor) {
+    fn poll(&mut self, hv: &mut Hypervisor) {
         self.polls += 1;
+        if let Some(r) = self.request.take() {
+            hv.debugger.domain_requests.push(r);
+        }
     }
     fn idle(&mut self, hv: &Hypervisor, wake_at: Option<u64>) {
         self.idles.push(wake_at);
@@ -164,6 +175,14 @@ impl Board for RecordingBoard {
     }
     fn exit(&mut self, _verdict: &Verdict) -> ! {
         panic!("the scheduler never calls exit itself");
+    }
+    fn build_domain(&mut self, id: u16, spec: &DomainSpec) -> Result<DomainSlot, String> {
+        let script = self.rebuilds.pop_front().ok_or("no more builds scripted")?;
+        assert_eq!(spec.vcpus, 1, "rebuilt from the slot's own configuration");
+        Ok(scripted(id, vec![script], &self.log).0)
+    }
+    fn announce(&mut self, line: &str) {
+        self.announced.push(line.to_string());
     }
 }
 
@@ -183,7 +202,7 @@ fn scripted(id: u16, scripts: Vec<Vec<VcpuExit>>, log: &Arc<Log>) -> (DomainSlot
             Box::new(ScriptedVcpu { domid: id, id: i as u32, script: s.into(), log: log.clone() }) as Box<dyn ArchVcpu>
         })
         .collect();
-    (DomainSlot { domain: d, arch: Box::new(arch), vcpus }, syncs, deadline)
+    (DomainSlot::from_parts(d, Box::new(arch), vcpus), syncs, deadline)
 }
 
 fn hypercall(nr: u64, args: [u64; 6]) -> VcpuExit {
@@ -297,4 +316,90 @@ fn a_blocked_vcpu_wakes_at_its_guest_timer() {
     assert_eq!(board.idles.first(), Some(&Some(250)));
     assert_eq!(board.idles.len(), 3);
     assert_eq!(log.runs.lock().unwrap().len(), 2);
+}
+
+fn spec(on_poweroff: ShutdownAction, on_reboot: ShutdownAction, on_crash: ShutdownAction) -> DomainSpec {
+    DomainSpec { on_poweroff, on_reboot, on_crash, ..DomainSpec::new("guest") }
+}
+
+#[test]
+fn a_reboot_restarts_the_domain_when_its_configuration_says_so() {
+    use ShutdownAction::*;
+    let mut board = RecordingBoard::default();
+    let (a, _, _) = scripted(1, vec![vec![VcpuExit::DomainShutdown(shutdown::REBOOT)]], &board.log);
+    let old = a.domain.clone();
+    // The rebuilt domain reboots again, then powers off.
+    board.rebuilds = VecDeque::from([vec![VcpuExit::DomainShutdown(shutdown::REBOOT)], vec![poweroff()]]);
+    let mut hv = Hypervisor::new(vec![a.with_spec(&spec(Preserve, Restart, Destroy))]);
+    let verdict = hv.run(&mut board);
+    assert_eq!(board.announced, ["d1: reboot: restarted (restart 1)", "d1: reboot: restarted (restart 2)"]);
+    assert_eq!(old.lifecycle(), Lifecycle::Dead, "the first incarnation was torn down");
+    assert_eq!(hv.slots()[0].restarts, 2);
+    assert!(!Arc::ptr_eq(&old, &hv.slots()[0].domain));
+    assert_eq!(verdict.summary_lines(), ["d1: shut down (poweroff)", "verdict PASS"]);
+}
+
+#[test]
+fn a_destroyed_domain_reports_how_it_ended_and_releases_its_memory() {
+    use ShutdownAction::*;
+    let mut board = RecordingBoard::default();
+    let (a, _, _) = scripted(1, vec![vec![poweroff()]], &board.log);
+    let (b, _, _) = scripted(2, vec![vec![VcpuExit::Fault]], &board.log);
+    let (d1, d2) = (a.domain.clone(), b.domain.clone());
+    assert!(d1.tot_pages() > 0);
+    let mut hv = Hypervisor::new(vec![
+        a.with_spec(&spec(Destroy, Restart, Preserve)),
+        b.with_spec(&spec(Preserve, Preserve, Destroy)),
+    ]);
+    let verdict = hv.run(&mut board);
+    // d2 runs first (the cursor starts after d1v0).
+    assert_eq!(board.announced, ["d2: crashed: destroyed", "d1: poweroff: destroyed"]);
+    assert_eq!((d1.lifecycle(), d2.lifecycle()), (Lifecycle::Dead, Lifecycle::Dead));
+    assert_eq!(d1.tot_pages(), 0, "its RAM went back");
+    assert_eq!(verdict.summary_lines(), ["d1: shut down (poweroff)", "d2: crashed", "verdict FAIL"]);
+}
+
+#[test]
+fn preserve_keeps_the_domain_as_it_ended() {
+    let mut board = RecordingBoard::default();
+    let (a, _, _) = scripted(1, vec![vec![VcpuExit::DomainShutdown(shutdown::REBOOT)]], &board.log);
+    let d = a.domain.clone();
+    let mut hv = Hypervisor::new(vec![a.with_spec(&DomainSpec::new("guest"))]);
+    let verdict = hv.run(&mut board);
+    assert!(board.announced.is_empty());
+    assert_eq!(d.lifecycle(), Lifecycle::Shutdown(shutdown::REBOOT));
+    assert_eq!(verdict.summary_lines(), ["d1: shut down (reboot)", "verdict FAIL"]);
+}
+
+#[test]
+fn the_debugger_destroys_and_restarts_running_domains() {
+    let mut board = RecordingBoard::default();
+    // d1 would run for ever (it keeps yielding): the debugger destroys it.
+    let forever = || (0..2000).map(|_| VcpuExit::Preempted).collect::<Vec<_>>();
+    let (a, _, _) = scripted(1, vec![forever()], &board.log);
+    let (b, _, _) = scripted(2, vec![forever()], &board.log);
+    let (c, _, _) = scripted(3, vec![vec![poweroff()]], &board.log);
+    board.request = Some((1, DomainRequest::Destroy));
+    let mut hv = Hypervisor::new(vec![a, b.with_spec(&DomainSpec::new("guest")), c]);
+    hv.run_slice(2, 0, &mut board);
+    board.poll(&mut hv);
+    hv.act_on_endings(&mut board);
+    assert_eq!(board.announced, ["d1: on request: destroyed"]);
+    assert_eq!(hv.domain(1).unwrap().lifecycle(), Lifecycle::Dead);
+    // Restart needs the configuration: d1 (dead, built by hand) has none.
+    hv.debugger.domain_requests.push((1, DomainRequest::Restart));
+    hv.act_on_endings(&mut board);
+    assert_eq!(board.announced[1], "d1: on request: cannot restart: built without a configuration");
+    board.rebuilds.push_back(vec![poweroff()]);
+    hv.debugger.domain_requests.push((2, DomainRequest::Restart));
+    hv.act_on_endings(&mut board);
+    assert_eq!(board.announced[2], "d2: on request: restarted (restart 1)");
+    hv.debugger.domain_requests.push((9, DomainRequest::Destroy));
+    hv.act_on_endings(&mut board);
+    assert_eq!(board.announced[3], "d9: no such domain");
+    let verdict = hv.run(&mut board);
+    assert_eq!(
+        verdict.summary_lines(),
+        ["d1: destroyed", "d2: shut down (poweroff)", "d3: shut down (poweroff)", "verdict PASS"]
+    );
 }

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use lantern_common::addr::{Gfn, Gva};
 use lantern_common::arch::ArchVcpu;
-use lantern_common::domain::Domain;
+use lantern_common::domain::{Domain, Lifecycle};
 use lantern_common::sched::Hypervisor;
 use lantern_common::{guest_area, va_area};
 use lantern_conformance::{layout, slot, write_phys, FakeVcpu, TestClock, TestDomain, RAM_PAGES};
@@ -433,6 +433,24 @@ fn monitor_pause_unpause() {
     assert!(c.monitor("unpause d2").contains("pause count 0"));
     assert!(c.monitor("unpause d2").starts_with("error: d2 is not paused"));
     assert!(c.monitor("pause d1v0").starts_with("error"));
+}
+
+#[test]
+fn monitor_destroy_and_restart_leave_a_request_for_the_loop() {
+    use lantern_common::sched::DomainRequest;
+    let mut c = attached();
+    let text = c.monitor("destroy d2");
+    assert!(text.starts_with("d2: destroy requested"), "{text}");
+    assert_eq!(c.hv.debugger.domain_requests, [(2, DomainRequest::Destroy)]);
+    assert_eq!(c.hv.domain(2).unwrap().lifecycle(), Lifecycle::Running, "the stub itself tears nothing down");
+    // Built by hand here, so there is no configuration to restart from.
+    assert!(c.monitor("restart d1").starts_with("error: d1 was built without a configuration"));
+    c.hv.slots_mut()[0].spec = Some(lantern_common::boot_config::DomainSpec::new("guest"));
+    assert_eq!(c.json("restart d1")["requested"], "restart");
+    assert_eq!(c.hv.debugger.domain_requests, [(2, DomainRequest::Destroy), (1, DomainRequest::Restart)]);
+    assert!(c.monitor("destroy d9").starts_with("error"));
+    assert!(c.monitor("destroy").starts_with("error"));
+    assert_eq!(c.json("domains")["domains"][0]["restarts"], 0);
 }
 
 #[test]

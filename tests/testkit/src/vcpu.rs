@@ -218,5 +218,5 @@ impl ArchDomain for FakeDomain {
 /// A scheduler slot for `domain` with the given vCPU contexts (one per vCPU).
 pub fn slot(domain: Arc<Domain>, vcpus: Vec<Box<dyn ArchVcpu>>) -> DomainSlot {
     assert_eq!(vcpus.len(), domain.max_vcpus() as usize, "one context per vCPU");
-    DomainSlot { domain, arch: Box::new(FakeDomain), vcpus }
+    DomainSlot::from_parts(domain, Box::new(FakeDomain), vcpus)
 }

@@ -22,12 +22,13 @@ pub struct Aarch64;
 /// Rust target of everything that runs inside QEMU.
 const TARGET: &str = "aarch64-unknown-none";
 
-/// Host-physical address where QEMU puts the module archive (RAM is
-/// 0x4000_0000..0x6000_0000 with `-m 512M`; the hypervisor's heap stops
-/// below the archive).
-const MODULES_ADDR: u64 = 0x5800_0000;
-/// Largest archive that fits between [`MODULES_ADDR`] and the end of RAM.
-const MODULES_MAX: u64 = 0x0800_0000;
+/// Where virt's RAM starts.
+const RAM_BASE: u64 = 0x4000_0000;
+/// QEMU's generic loader puts the module archive at the top of RAM, on a
+/// 2 MiB boundary (the hypervisor's heap stops below it).
+const MODULES_ALIGN: u64 = 2 << 20;
+/// The most RAM: the hypervisor's EL2 identity map covers 1..256 GiB.
+const MAX_RAM: u64 = 255 << 30;
 
 static GUEST_ABIS: [&dyn GuestAbi; 1] = [&ARM64];
 
@@ -44,8 +45,6 @@ const MACHINE_ARGS: &[&str] = &[
     "virt,virtualization=on,gic-version=3",
     "-cpu",
     "max",
-    "-m",
-    "512M",
     "-smp",
     "1",
     "-semihosting-config",
@@ -61,6 +60,16 @@ const ENTRY_CHECKS: &[LineCheck] = &[
     LineCheck { name: "cpsr is EL1h with DAIF masked", lines: &[&["cpsr", "0x3c5"]] },
     LineCheck { name: "disassembly through guest memory (Image branch)", lines: &[&["b\t0x40"]] },
 ];
+
+/// Where the module archive of `module_len` bytes goes in `ram_bytes` of
+/// RAM: the highest 2 MiB boundary it fits above.
+fn modules_addr(module_len: u64, ram_bytes: u64) -> Result<u64, String> {
+    let room = module_len.next_multiple_of(MODULES_ALIGN);
+    if room + (64 << 20) > ram_bytes {
+        return Err(format!("guest images too large: {module_len} bytes in {} MiB of RAM", ram_bytes >> 20));
+    }
+    Ok(RAM_BASE + ram_bytes - room)
+}
 
 impl BoardSpec for Aarch64 {
     fn name(&self) -> &'static str {
@@ -100,16 +109,24 @@ impl BoardSpec for Aarch64 {
         vec!["-device".into(), format!("pci-serial,chardev={chardev}")]
     }
 
-    fn boot_words(&self, module_len: u64) -> Result<Vec<String>, String> {
-        if module_len > MODULES_MAX {
-            return Err(format!("guest images too large: {module_len} bytes (at most {MODULES_MAX})"));
-        }
-        Ok(vec![format!("lantern.modules={MODULES_ADDR:#x},{module_len:#x}"), "lantern.semihosting".to_string()])
+    fn boot_words(&self, module_len: u64, ram_bytes: u64) -> Result<Vec<String>, String> {
+        let addr = modules_addr(module_len, ram_bytes)?;
+        Ok(vec![format!("lantern.modules={addr:#x},{module_len:#x}"), "lantern.semihosting".to_string()])
     }
 
-    /// The generic loader, raw at [`MODULES_ADDR`].
-    fn module_args(&self, module: &Path) -> Vec<OsString> {
-        vec!["-device".into(), format!("loader,file={},addr={MODULES_ADDR:#x},force-raw=on", module.display()).into()]
+    fn max_ram(&self) -> u64 {
+        MAX_RAM
+    }
+
+    fn max_domain_mem(&self) -> u64 {
+        lantern_arch_arm::guest::GuestMap::RAM_MAX
+    }
+
+    /// The generic loader, raw at the top of RAM (see [`modules_addr`]).
+    fn module_args(&self, module: &Path, module_len: u64, ram_bytes: u64) -> Vec<OsString> {
+        // boot_words has refused a module that does not fit.
+        let addr = modules_addr(module_len, ram_bytes).unwrap_or(RAM_BASE);
+        vec!["-device".into(), format!("loader,file={},addr={addr:#x},force-raw=on", module.display()).into()]
     }
 
     /// The semihosting exit status the hypervisor asks for.

@@ -54,12 +54,19 @@ pub trait BoardSpec: Sync {
     /// host socket chardev named `chardev`.
     fn gdb_serial_args(&self, chardev: &str) -> Vec<String>;
     /// The board's own hypervisor command-line words for a boot module of
-    /// `module_len` bytes (where to find the module, how to report the
-    /// verdict); an error if the module cannot reach the hypervisor.
-    fn boot_words(&self, module_len: u64) -> Result<Vec<String>, String>;
-    /// The QEMU arguments that hand the boot module at `module` to the
-    /// hypervisor.
-    fn module_args(&self, module: &Path) -> Vec<OsString>;
+    /// `module_len` bytes in a machine of `ram_bytes` (where to find the
+    /// module, how to report the verdict); an error if the module cannot
+    /// reach the hypervisor.
+    fn boot_words(&self, module_len: u64, ram_bytes: u64) -> Result<Vec<String>, String>;
+    /// The most RAM the hypervisor can use on this machine (QEMU's `-m`
+    /// may not exceed it).
+    fn max_ram(&self) -> u64;
+    /// The most RAM one domain can have (its guest-physical map's RAM
+    /// window).
+    fn max_domain_mem(&self) -> u64;
+    /// The QEMU arguments that hand the boot module at `module` (of
+    /// `module_len` bytes, in a machine of `ram_bytes`) to the hypervisor.
+    fn module_args(&self, module: &Path, module_len: u64, ram_bytes: u64) -> Vec<OsString>;
     /// QEMU's exit statuses for the hypervisor's verdicts.
     fn exit_statuses(&self) -> ExitStatuses;
     /// The demo domains' guests, one per domain in domain-id order (d1
@@ -208,6 +215,64 @@ pub struct BenchParams {
     pub selftest: bool,
 }
 
+/// The hypervisor's own memory besides its domains' RAM: its image,
+/// stacks and heap (page tables, per-page and per-vCPU records; about a
+/// sixteenth of the guest RAM it maps), and the boot module it keeps.
+pub fn hypervisor_own_memory(guest_bytes: u64, module_len: u64) -> u64 {
+    (64 << 20) + guest_bytes / 16 + module_len
+}
+
+/// QEMU's RAM for `domains` on `board` with a boot module of `module_len`
+/// bytes: the domains' total plus the hypervisor's own, in whole 64 MiB.
+/// A clear error when a domain or the total asks for more than the board
+/// (or this host) has, before anything boots.
+pub fn ram_for(board: &dyn BoardSpec, domains: &[(String, u64)], module_len: u64) -> Result<u64, String> {
+    const MIB: u64 = 1 << 20;
+    for (name, mem) in domains {
+        if *mem > board.max_domain_mem() {
+            return Err(format!(
+                "domain {name} asks for {} MiB; a domain on the {} board has at most {} MiB",
+                mem / MIB,
+                board.name(),
+                board.max_domain_mem() / MIB
+            ));
+        }
+    }
+    let guests: u64 = domains.iter().map(|(_, m)| m).sum();
+    let ram = (guests + hypervisor_own_memory(guests, module_len)).next_multiple_of(64 * MIB);
+    if ram > board.max_ram() {
+        return Err(format!(
+            "the domains ask for {} MiB in total, and the hypervisor needs {} MiB of its own: {} MiB is more \
+             than the {} board's {} MiB",
+            guests / MIB,
+            (ram - guests) / MIB,
+            ram / MIB,
+            board.name(),
+            board.max_ram() / MIB
+        ));
+    }
+    if let Some(avail) = host_available_memory() {
+        if ram > avail {
+            return Err(format!(
+                "the domains ask for {} MiB in total ({} MiB with the hypervisor's own), more than this host's \
+                 {} MiB available",
+                guests / MIB,
+                ram / MIB,
+                avail / MIB
+            ));
+        }
+    }
+    Ok(ram)
+}
+
+/// `MemAvailable` of /proc/meminfo, in bytes (`None` where there is none).
+fn host_available_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib << 10)
+}
+
 /// Every board, the default first.
 pub fn all() -> &'static [&'static dyn BoardSpec] {
     BOARDS
@@ -273,6 +338,28 @@ mod tests {
             }
             let statuses = b.exit_statuses();
             assert_ne!(statuses.clean, statuses.failed, "{name}: verdicts indistinguishable");
+            assert!(b.max_domain_mem() <= b.max_ram(), "{name}: a domain bigger than the machine");
+            assert!(!b.machine_args().contains(&"-m"), "{name}: QEMU's memory is sized from the domains");
+        }
+    }
+
+    #[test]
+    fn qemu_memory_is_the_domains_total_plus_the_hypervisors_own() {
+        const MIB: u64 = 1 << 20;
+        for b in all() {
+            let name = b.name();
+            let two = [("a".to_string(), 256 * MIB), ("b".to_string(), 32 * MIB)];
+            let ram = ram_for(*b, &two, 40 * MIB).unwrap();
+            assert_eq!(ram % (64 * MIB), 0, "{name}");
+            assert!(ram >= 288 * MIB + hypervisor_own_memory(288 * MIB, 40 * MIB), "{name}: {ram}");
+            assert!(ram < 288 * MIB + hypervisor_own_memory(288 * MIB, 40 * MIB) + 64 * MIB, "{name}: {ram}");
+            let big = [("huge".to_string(), b.max_domain_mem() + 4096)];
+            let e = ram_for(*b, &big, 0).unwrap_err();
+            assert!(e.starts_with("domain huge asks for") && e.contains(name), "{e}");
+            let many: Vec<(String, u64)> =
+                (0..64).map(|i| (format!("d{i}"), b.max_domain_mem().min(b.max_ram() / 2))).collect();
+            let e = ram_for(*b, &many, 0).unwrap_err();
+            assert!(e.contains("in total"), "{e}");
         }
     }
 }

@@ -42,7 +42,7 @@ const DEMO_GUESTS: &[DemoGuest] = &[
 
 /// The machine: q35, one CPU with SVM, and the exit device on port 0xf4.
 const MACHINE_ARGS: &[&str] =
-    &["-M", "q35", "-cpu", "max", "-m", "1G", "-smp", "1", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"];
+    &["-M", "q35", "-cpu", "max", "-smp", "1", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"];
 
 /// At the PVH entry: vCPU 0 held at `pvh_start32`. d2 latches the x86_32
 /// layout only at its first hypercall, so `monitor domains` is checked by
@@ -94,11 +94,23 @@ impl BoardSpec for X86_64 {
 
     /// None: the module arrives through the PVH start info, and
     /// isa-debug-exit needs no word.
-    fn boot_words(&self, _module_len: u64) -> Result<Vec<String>, String> {
+    fn boot_words(&self, _module_len: u64, _ram_bytes: u64) -> Result<Vec<String>, String> {
         Ok(Vec::new())
     }
 
-    fn module_args(&self, module: &Path) -> Vec<OsString> {
+    /// q35 keeps RAM below 4 GiB only up to 2816 MiB (more moves all but 2
+    /// GiB above 4 GiB, out of the heap's reach).
+    fn max_ram(&self) -> u64 {
+        2816 << 20
+    }
+
+    /// A PVH domain's RAM ends below its console ring's gfn (with the other
+    /// special pages under 4 GiB), and it comes out of the machine's.
+    fn max_domain_mem(&self) -> u64 {
+        (xen_abi::arch_x86::HVM_CONSOLE_GFN << 12).min(self.max_ram() - super::hypervisor_own_memory(0, 0))
+    }
+
+    fn module_args(&self, module: &Path, _module_len: u64, _ram_bytes: u64) -> Vec<OsString> {
         vec!["-initrd".into(), module.into()]
     }
 

@@ -71,6 +71,9 @@ struct ArmBoard<'m> {
     slice_end: u64,
     /// Domains that could not even be built (they fail the run).
     failures: usize,
+    /// The module archive (a restart loads the image from it again).
+    archive: &'m [u8],
+    clock: Arc<dyn Clock>,
 }
 
 impl Preemption for ArmBoard<'_> {
@@ -154,6 +157,15 @@ impl Board for ArmBoard<'_> {
         }
         super::power::off(if verdict.clean() { 0 } else { 1 }, self.machine)
     }
+
+    fn build_domain(&mut self, id: DomId, spec: &DomainSpec) -> Result<DomainSlot, String> {
+        let nr_lrs = self.machine.gic.nr_lrs();
+        build_domain(id, spec, self.archive, self.clock.clone(), self.console.clone(), nr_lrs)
+    }
+
+    fn announce(&mut self, line: &str) {
+        crate::println!("(lantern) {}", line);
+    }
 }
 
 /// Builds one domain: its image and DTB loaded, vCPU 0 powered on at the
@@ -171,7 +183,7 @@ fn build_domain(
     let ram = spec.mem_bytes.min(GuestMap::RAM_MAX) & !0xfff;
     let d = Domain::new(DomainConfig {
         id,
-        name: spec.image.clone(),
+        name: spec.name.clone(),
         max_vcpus: spec.vcpus,
         ram_pages: ram >> 12,
         abi: &ARM64,
@@ -189,8 +201,9 @@ fn build_domain(
     let b = boot::load(&d, image, initrd, ram, spec.vcpus, &spec.cmdline)
         .map_err(|e| alloc::format!("cannot load '{}': {}", spec.image, e))?;
     log::info!(
-        "d{}: '{}' {} vCPU(s), {} MiB, entry {:#x}, dtb {:#x} ({} bytes)",
+        "d{}: '{}' (image {}) {} vCPU(s), {} MiB, entry {:#x}, dtb {:#x} ({} bytes)",
         id,
+        spec.name,
         spec.image,
         spec.vcpus,
         ram >> 20,
@@ -201,7 +214,7 @@ fn build_domain(
     if let Some((start, end)) = b.initrd {
         log::info!("d{id}: initrd at {start:#x}..{end:#x}");
     }
-    let mut slot = DomainSlot::new(d, Box::new(ArmDomain::new(&El2, id, spec.vcpus, nr_lrs)));
+    let mut slot = DomainSlot::new(d, Box::new(ArmDomain::new(&El2, id, spec.vcpus, nr_lrs))).with_spec(spec);
     let boot_vcpu = slot.vcpu_mut(0).ok_or_else(|| String::from("a domain needs a vCPU"))?;
     boot_vcpu
         .initialise(&VcpuInitContext::PowerOn { entry: b.entry, context_id: b.dtb.0 })
@@ -228,11 +241,13 @@ pub fn run(m: &Machine, cfg: &BootConfig) -> ! {
         console: Arc::new(SerialConsole),
         slice_end: 0,
         failures: 0,
+        archive,
+        clock,
     };
     let mut slots = Vec::new();
     for (i, spec) in cfg.domains.iter().enumerate() {
         let id = (i + 1) as u16;
-        match build_domain(id, spec, archive, clock.clone(), board.console(), m.gic.nr_lrs()) {
+        match board.build_domain(id, spec) {
             Ok(slot) => slots.push(slot),
             Err(e) => {
                 log::error!("d{}: {}", id, e);

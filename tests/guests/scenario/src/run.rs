@@ -1,5 +1,5 @@
 //! A whole run: the checks in their order ([`run_checks`]), then what the
-//! command line asks for (`bench`, `fault`, `console-echo`, `linger`) and the end of the
+//! command line asks for (`bench`, `fault`, `console-echo`, `linger`, `reboot`) and the end of the
 //! domain ([`run`], [`shutdown`]).
 
 use core::sync::atomic::Ordering;
@@ -62,9 +62,10 @@ fn has_word(g: &dyn Guest, word: &str) -> bool {
 }
 
 /// Run the scenario, echo one console-ring input line if the command line
-/// says `console-echo`, then power off (every check passed) or crash (any
-/// failed) — unless the command line says `linger`, in which case vCPU 0
-/// idles forever so a debugger can attach to a live system.
+/// says `console-echo`, then power off (every check passed; with `reboot`
+/// on the command line, ask for a reboot instead) or crash (any failed) —
+/// unless the command line says `linger`, in which case vCPU 0 idles
+/// forever so a debugger can attach to a live system.
 pub fn run(g: &dyn Guest) -> ! {
     let o = run_checks(g);
     if has_word(g, "fault") {
@@ -77,7 +78,12 @@ pub fn run(g: &dyn Guest) -> ! {
         console::line(&|b| g.console(b), format_args!("SCENARIO LINGER"));
         idle(g, 0);
     }
-    shutdown(g, if o.failed == 0 { shutdown_reason::POWEROFF } else { shutdown_reason::CRASH })
+    let reason = match (o.failed, has_word(g, "reboot")) {
+        (0, false) => shutdown_reason::POWEROFF,
+        (0, true) => shutdown_reason::REBOOT,
+        _ => shutdown_reason::CRASH,
+    };
+    shutdown(g, reason)
 }
 
 /// The `fault` command-line word: announce `FAULT now`, then read

@@ -1,0 +1,105 @@
+//! Linux beside the scenario guest, on every board that names a Linux
+//! flavour: two domains from `--domain` files — d1 the board's test guest
+//! running its whole scenario, d2 Debian's kernel (the board's first
+//! flavour) with the busybox initramfs, 2 vCPUs — share the machine. Both
+//! must pass: every check of d1, d2's `/init` report (2 CPUs, Xen found,
+//! event-channel interrupts, an advancing clock), both powered off, PASS.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::boards::BoardSpec;
+use crate::build::{build_demo_guests, work_dir};
+use crate::e2e::{self, domain_line};
+use crate::linux::{self, INIT_BANNER, KERNEL_CMDLINE};
+use crate::linux_e2e::report_value;
+use crate::opts::Opts;
+use crate::report::Tally;
+use crate::summary::summary;
+
+/// Upper bound for the run (Linux alone takes ~15 s under TCG; here it
+/// shares the CPU with the scenario).
+const LIMIT: Duration = Duration::from_secs(300);
+/// Linux's vCPUs.
+const LINUX_VCPUS: u32 = 2;
+
+fn write(path: &Path, text: &str) -> Result<(), String> {
+    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// One board's test (see the module comment).
+pub fn linux_beside_test(board: &'static dyn BoardSpec, tally: &mut Tally) {
+    let Some(flavour) = board.linux_flavours().first() else {
+        println!("  {}: this board names no Linux flavour yet", board.name());
+        return;
+    };
+    let name = format!("{} linux beside the scenario", board.name());
+    let guest = match linux::prepare(flavour) {
+        Ok(g) => g,
+        Err(e) => return tally.record(&format!("{name}: kernel and busybox from Debian's packages"), false, &e),
+    };
+    let scenario = match build_demo_guests(board) {
+        Ok(g) => g[0].1.clone(),
+        Err(e) => return tally.record(&format!("{name}: build guests"), false, &e),
+    };
+    let dir = work_dir(board);
+    let (d1, d2) = (dir.join("beside-scenario.cfg"), dir.join("beside-linux.cfg"));
+    let written = write(
+        &d1,
+        &format!(
+            "name = \"scenario\"\nkernel = \"{}\"\nvcpus = {}\nmemory = 32\non_poweroff = \"preserve\"\n",
+            scenario.display(),
+            board.demo_vcpus()
+        ),
+    )
+    .and_then(|_| {
+        write(
+            &d2,
+            &format!(
+                "name = \"linux\"\nkernel = \"{}\"\nramdisk = \"{}\"\nextra = \"{KERNEL_CMDLINE} lantern.test\"\n\
+                 vcpus = {LINUX_VCPUS}\nmemory = {}\non_poweroff = \"preserve\"\n",
+                guest.kernel.display(),
+                guest.initramfs.display(),
+                linux::DEFAULT_MEM >> 20
+            ),
+        )
+    });
+    if let Err(e) = written {
+        return tally.record(&format!("{name}: configuration files"), false, &e);
+    }
+    let log = dir.join("beside-console.log");
+    let o = Opts {
+        exit: true,
+        timeout: Some(LIMIT.as_secs()),
+        serial_log: Some(log.clone()),
+        domain_files: vec![d1, d2],
+        ..Opts::on(board)
+    };
+    let Some((a, mut s)) = e2e::build_and_boot(&o, &log, &name, tally) else { return };
+    let code = s.wait_exit(LIMIT);
+    let console = s.console();
+    let where_ = format!("console in {}", log.display());
+    e2e::tally_guest_checks(tally, &name, &console, &[(1, a.domains[0].1.as_str())]);
+    let report = console
+        .lines()
+        .filter_map(|l| domain_line(l.trim_end()))
+        .find(|(d, b)| *d == 2 && b.starts_with(&format!("{INIT_BANNER} cpus=")))
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    let value = |k: &str| report_value(&report, k).unwrap_or_default().to_string();
+    tally.record(
+        &format!("{name}: d2's /init reports {LINUX_VCPUS} CPUs on Xen, event-channel interrupts, a running clock"),
+        value("cpus") == LINUX_VCPUS.to_string()
+            && value("hypervisor") == "xen"
+            && value("xen_events").parse::<u64>().is_ok_and(|n| n > 0)
+            && value("clock") == "advancing",
+        &format!("`{report}`; {where_}"),
+    );
+    let sum = summary(&console);
+    let off = |d: u16| (d, "shut down (poweroff)".to_string());
+    tally.record(
+        &format!("{name}: both domains power off, verdict PASS"),
+        sum.domains == [off(1), off(2)] && sum.verdict == Some(true) && code == Ok(board.exit_statuses().clean),
+        &format!("{sum:?}; QEMU {code:?}; {where_}"),
+    );
+}
