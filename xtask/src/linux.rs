@@ -54,7 +54,8 @@ pub const INIT_BANNER: &str = "LANTERN-LINUX";
 /// one report line (CPUs online, the hypervisor type Linux detected, the
 /// Xen event-channel interrupt count, whether its clock advances), and then
 /// either powers off (`lantern.test` on the kernel command line; after
-/// `lantern.hold=S` seconds if given) or starts a shell on the console.
+/// `lantern.hold=S` seconds if given; `lantern.reboot` reboots instead) or
+/// starts a shell on the console.
 const INIT: &str = r#"#!/bin/busybox sh
 /bin/busybox mkdir -p /proc /sys /dev /tmp
 /bin/busybox mount -t devtmpfs dev /dev
@@ -75,6 +76,8 @@ if grep -qw lantern.test /proc/cmdline; then
     # lantern.hold=S: stay up S seconds first (a debugger looks meanwhile).
     hold=$(tr ' ' '\n' </proc/cmdline | sed -n 's/^lantern.hold=//p')
     [ -n "$hold" ] && sleep "$hold"
+    # lantern.reboot: end with a reboot (PSCI SYSTEM_RESET) instead.
+    grep -qw lantern.reboot /proc/cmdline && reboot -f
     poweroff -f
 fi
 echo "LANTERN-LINUX shell (poweroff -f ends the domain)"

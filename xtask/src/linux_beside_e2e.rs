@@ -3,7 +3,11 @@
 //! running its whole scenario, d2 Debian's kernel (the board's first
 //! flavour) with the busybox initramfs, 2 vCPUs — share the machine. Both
 //! must pass: every check of d1, d2's `/init` report (2 CPUs, Xen found,
-//! event-channel interrupts, an advancing clock), both powered off, PASS.
+//! event-channel interrupts, an advancing clock). d2's init then reboots
+//! (`lantern.reboot`: the firmware's system reset) and its configuration
+//! says `on_reboot = "restart"`, so Linux must boot a second time and report
+//! again; gdb then destroys it (`monitor destroy d2`), which ends the run:
+//! d1 powered off, d2 destroyed, PASS.
 
 use std::path::Path;
 use std::time::Duration;
@@ -11,6 +15,7 @@ use std::time::Duration;
 use crate::boards::BoardSpec;
 use crate::build::{build_demo_guests, work_dir};
 use crate::e2e::{self, domain_line};
+use crate::gdb::run_plain_batch;
 use crate::linux::{self, INIT_BANNER, KERNEL_CMDLINE};
 use crate::linux_e2e::report_value;
 use crate::opts::Opts;
@@ -56,8 +61,8 @@ pub fn linux_beside_test(board: &'static dyn BoardSpec, tally: &mut Tally) {
         write(
             &d2,
             &format!(
-                "name = \"linux\"\nkernel = \"{}\"\nramdisk = \"{}\"\nextra = \"{KERNEL_CMDLINE} lantern.test\"\n\
-                 vcpus = {LINUX_VCPUS}\nmemory = {}\non_poweroff = \"preserve\"\n",
+                "name = \"linux\"\nkernel = \"{}\"\nramdisk = \"{}\"\nextra = \"{KERNEL_CMDLINE} lantern.test lantern.reboot\"\n\
+                 vcpus = {LINUX_VCPUS}\nmemory = {}\non_reboot = \"restart\"\n",
                 guest.kernel.display(),
                 guest.initramfs.display(),
                 linux::DEFAULT_MEM >> 20
@@ -67,15 +72,31 @@ pub fn linux_beside_test(board: &'static dyn BoardSpec, tally: &mut Tally) {
     if let Err(e) = written {
         return tally.record(&format!("{name}: configuration files"), false, &e);
     }
+    let Some(port) = crate::run::free_port() else {
+        return tally.record(&format!("{name}: a free TCP port for gdb"), false, "none found");
+    };
     let log = dir.join("beside-console.log");
     let o = Opts {
         exit: true,
         timeout: Some(LIMIT.as_secs()),
         serial_log: Some(log.clone()),
         domain_files: vec![d1, d2],
+        gdb_port: Some(port),
         ..Opts::on(board)
     };
     let Some((a, mut s)) = e2e::build_and_boot(&o, &log, &name, tally) else { return };
+    let banner = format!("(d2) {INIT_BANNER} cpus=");
+    let r = s.wait_for(LIMIT, |c| {
+        c.contains("(lantern) d2: reboot: restarted (restart 1)") && c.matches(banner.as_str()).count() >= 2
+    });
+    tally.record(
+        &format!("{name}: Linux's reboot restarts d2 (on_reboot = \"restart\") and it boots again to its report"),
+        r.is_ok(),
+        &format!("{r:?}; console in {}", log.display()),
+    );
+    let out = run_plain_batch(port, &["monitor destroy d2"], Duration::from_secs(60));
+    let text = out.as_ref().map(|o| o.text()).unwrap_or_else(|e| e.clone());
+    tally.record(&format!("{name}: monitor destroy d2 is accepted"), text.contains("d2: destroy requested"), &text);
     let code = s.wait_exit(LIMIT);
     let console = s.console();
     let where_ = format!("console in {}", log.display());
@@ -96,10 +117,10 @@ pub fn linux_beside_test(board: &'static dyn BoardSpec, tally: &mut Tally) {
         &format!("`{report}`; {where_}"),
     );
     let sum = summary(&console);
-    let off = |d: u16| (d, "shut down (poweroff)".to_string());
+    let want = [(1, "shut down (poweroff)".to_string()), (2, "destroyed".to_string())];
     tally.record(
-        &format!("{name}: both domains power off, verdict PASS"),
-        sum.domains == [off(1), off(2)] && sum.verdict == Some(true) && code == Ok(board.exit_statuses().clean),
+        &format!("{name}: d1 powers off, d2 is destroyed, verdict PASS"),
+        sum.domains == want && sum.verdict == Some(true) && code == Ok(board.exit_statuses().clean),
         &format!("{sum:?}; QEMU {code:?}; {where_}"),
     );
 }

@@ -26,6 +26,7 @@ pub mod grant_table;
 pub mod grants;
 pub mod guest_area;
 pub mod guest_memory;
+pub mod heap;
 pub mod hypercall;
 pub mod lifecycle;
 pub mod loader;
