@@ -7,10 +7,8 @@
 //! input to the hypervisor and presses `q`, whose dump must show the console
 //! ring, port and vcpu_info placement each guest reported.
 
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::io::Write;
+use std::time::Duration;
 
 use crate::boards::BoardSpec;
 use crate::build::work_dir;
@@ -22,37 +20,6 @@ use crate::report::Tally;
 const LIMIT: Duration = Duration::from_secs(240);
 /// Ctrl-A, three times: the input switch.
 const SWITCH: &[u8] = b"\x01\x01\x01";
-
-/// Connects to QEMU's console socket once QEMU has created it (QEMU waits
-/// for us before it starts the machine, so nothing is missed), and copies
-/// everything QEMU sends on it to `log` in the background. The stream is
-/// what the serial device sent; QEMU's own chardev log can repeat a byte
-/// the device had to retry when the socket was momentarily full.
-fn connect(sock: &Path, log: &Path) -> Result<UnixStream, String> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        match UnixStream::connect(sock) {
-            Ok(s) => {
-                let mut reader = s.try_clone().map_err(|e| e.to_string())?;
-                let mut out = std::fs::OpenOptions::new()
-                    .append(true)
-                    .open(log)
-                    .map_err(|e| format!("{}: {e}", log.display()))?;
-                std::thread::spawn(move || {
-                    let mut buf = [0u8; 4096];
-                    while let Ok(n @ 1..) = reader.read(&mut buf) {
-                        if out.write_all(&buf[..n]).is_err() {
-                            break;
-                        }
-                    }
-                });
-                return Ok(s);
-            }
-            Err(e) if Instant::now() > deadline => return Err(format!("{}: {e}", sock.display())),
-            Err(_) => std::thread::sleep(Duration::from_millis(100)),
-        }
-    }
-}
 
 /// The `k=v` value of `key` in `line`.
 fn value<'a>(line: &'a [(String, String)], key: &str) -> Option<&'a str> {
@@ -99,7 +66,7 @@ pub fn console_test(board: &'static dyn BoardSpec, tally: &mut Tally) {
         ..Opts::on(board)
     };
     let Some((a, mut s)) = e2e::build_and_boot(&o, &log, &name, tally) else { return };
-    let mut input = match connect(&sock, &log) {
+    let mut input = match e2e::connect_console(&sock, &log) {
         Ok(i) => i,
         Err(e) => return tally.record(&format!("{name}: console socket"), false, &e),
     };

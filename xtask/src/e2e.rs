@@ -1,8 +1,11 @@
 //! End to end on a board: a QEMU session with its serial console in a log
-//! file (stdin from /dev/null, killed on drop), waiting for console lines,
+//! file (stdin from /dev/null, killed on drop) or, for tests that type at
+//! it, behind a Unix socket copied into that log, waiting for console lines,
 //! turning the test guests' `CHECK` lines into tallied results, and the
 //! board's scenario test of `cargo xtask test`.
 
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -79,6 +82,37 @@ impl Drop for Session {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Connects to QEMU's console socket once QEMU has created it (QEMU waits
+/// for us before it starts the machine, so nothing is missed), and copies
+/// everything QEMU sends on it to `log` in the background. The stream is
+/// what the serial device sent; QEMU's own chardev log can repeat a byte
+/// the device had to retry when the socket was momentarily full.
+pub fn connect_console(sock: &Path, log: &Path) -> Result<UnixStream, String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match UnixStream::connect(sock) {
+            Ok(s) => {
+                let mut reader = s.try_clone().map_err(|e| e.to_string())?;
+                let mut out = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(log)
+                    .map_err(|e| format!("{}: {e}", log.display()))?;
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n @ 1..) = reader.read(&mut buf) {
+                        if out.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                });
+                return Ok(s);
+            }
+            Err(e) if Instant::now() > deadline => return Err(format!("{}: {e}", sock.display())),
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
     }
 }
 

@@ -49,6 +49,8 @@ pub const DEFAULT_MEM: u64 = 256 << 20;
 
 /// The first word an init prints, so tests and people find its report.
 pub const INIT_BANNER: &str = "LANTERN-LINUX";
+/// What `/init` prints just before it starts the shell.
+pub const SHELL_BANNER: &str = "LANTERN-LINUX shell";
 
 /// The `/init` of the initramfs. It mounts the pseudo file systems, prints
 /// one report line (CPUs online, the hypervisor type Linux detected, the

@@ -8,15 +8,19 @@
 //! system, checks the areas Linux registered (every vCPU's vcpu_info on a
 //! guest page of its own, aligned for the layout, not in shared_info; a
 //! runstate area per vCPU); then Linux powers off, which must end the run
-//! with the hypervisor's PASS verdict.
+//! with the hypervisor's PASS verdict. One more boot gives the shell
+//! instead, its console on a Unix socket: a command typed there must reach
+//! the shell and its computed output come back, and `poweroff -f` typed
+//! there must end the run with the PASS verdict.
 
+use std::io::Write;
 use std::time::Duration;
 
 use crate::boards::BoardSpec;
 use crate::build::work_dir;
-use crate::e2e::{build_and_boot, domain_line};
+use crate::e2e::{build_and_boot, connect_console, domain_line};
 use crate::gdb::{self, Json};
-use crate::linux::{self, INIT_BANNER, KERNEL_CMDLINE};
+use crate::linux::{self, INIT_BANNER, KERNEL_CMDLINE, SHELL_BANNER};
 use crate::opts::Opts;
 use crate::report::Tally;
 use crate::summary::summary;
@@ -32,6 +36,15 @@ const VCPU_COUNTS: [u32; 2] = [1, 2];
 /// or two; while it is attached every vCPU is stopped, so Linux cannot power
 /// off under it.
 const HOLD_S: u32 = 12;
+/// vCPUs of the shell boot (two, so the answer to [`SHELL_COMMAND`] is not
+/// the default one).
+const SHELL_VCPUS: u32 = 2;
+/// The last line busybox's shell prints before its first prompt.
+const ASH_GREETING: &str = "Enter 'help' for a list of built-in commands.";
+/// What the shell test types: the hypervisor Linux detected, its CPU count
+/// and a shell computation, so that the terminal's echo of the typed line
+/// (which holds none of the answers) cannot pass for the output.
+const SHELL_COMMAND: &str = "cat /sys/hypervisor/type; grep -c ^processor /proc/cpuinfo; echo done-$((6*7))";
 
 /// The `key=value` words of `/init`'s report line.
 pub fn report_value<'a>(line: &'a str, key: &str) -> Option<&'a str> {
@@ -57,7 +70,93 @@ pub fn linux_test(board: &'static dyn BoardSpec, tally: &mut Tally) {
         for vcpus in VCPU_COUNTS {
             boot_and_check(board, &guest, &format!("{name} ({vcpus} vCPUs)"), vcpus, tally);
         }
+        // One flavour suffices for the input path (it is Lantern's, not
+        // the kernel's): the first, the cloud one.
+        if Some(flavour) == board.linux_flavours().first() {
+            shell_check(board, &guest, &format!("{name} shell ({SHELL_VCPUS} vCPUs)"), tally);
+        }
     }
+}
+
+/// The lines domain 1 wrote to the console after its `after`-th byte, with
+/// the `(d1) ` prefix and line ends removed.
+fn domain_lines_after(console: &str, after: usize) -> Vec<&str> {
+    console
+        .get(after..)
+        .unwrap_or("")
+        .lines()
+        .filter_map(|l| domain_line(l.trim_end()))
+        .filter(|(d, _)| *d == 1)
+        .map(|(_, b)| b.trim_end())
+        .collect()
+}
+
+/// Whether the output of [`SHELL_COMMAND`] on a `vcpus`-CPU Xen guest is
+/// among `lines`, in order: `xen`, the CPU count, `done-42`.
+fn shell_answered(lines: &[&str], vcpus: u32) -> bool {
+    let want = ["xen".to_string(), vcpus.to_string(), "done-42".to_string()];
+    let mut at = lines.iter();
+    want.iter().all(|w| at.any(|l| l == w))
+}
+
+/// Linux to its shell with the console on a socket: waits for the prompt,
+/// types [`SHELL_COMMAND`], checks its answers, then types `poweroff -f`
+/// and checks the clean end.
+fn shell_check(board: &'static dyn BoardSpec, guest: &linux::LinuxGuest, name: &str, tally: &mut Tally) {
+    let dir = work_dir(board);
+    let log = dir.join("linux-shell.log");
+    let sock = dir.join("linux-shell.sock");
+    let _ = std::fs::remove_file(&sock);
+    let o = Opts {
+        exit: true,
+        timeout: Some(LIMIT.as_secs()),
+        serial_log: Some(log.clone()),
+        console_socket: Some(sock.clone()),
+        guests: vec![guest.kernel.clone()],
+        initrds: vec![guest.initramfs.clone()],
+        guest_cmdline: Some(KERNEL_CMDLINE.to_string()),
+        vcpus: Some(SHELL_VCPUS),
+        mem: Some(linux::DEFAULT_MEM),
+        ..Opts::on(board)
+    };
+    let Some((_, mut s)) = build_and_boot(&o, &log, name, tally) else { return };
+    let mut input = match connect_console(&sock, &log) {
+        Ok(i) => i,
+        Err(e) => return tally.record(&format!("{name}: console socket"), false, &e),
+    };
+    let mut type_in = |text: &str| {
+        input.write_all(text.as_bytes()).and_then(|_| input.flush()).map_err(|e| format!("typing {text:?}: {e}"))
+    };
+    let where_ = format!("console in {}", log.display());
+    // The console shows a domain's output a line at a time, so the prompt
+    // itself (no line end) only appears with the next line: the last line
+    // busybox's shell prints before it says the prompt is there.
+    let prompt = |c: &str| c.find(SHELL_BANNER).is_some_and(|at| c[at..].contains(ASH_GREETING));
+    let r = s.wait_for(LIMIT, prompt);
+    tally.record(&format!("{name}: /init gives a shell prompt on hvc0"), r.is_ok(), &format!("{r:?}; {where_}"));
+    if r.is_err() {
+        return;
+    }
+    let typed_at = s.console().len();
+    let r = type_in(&format!("{SHELL_COMMAND}\r")).and_then(|_| {
+        s.wait_for(Duration::from_secs(60), |c| shell_answered(&domain_lines_after(c, typed_at), SHELL_VCPUS))
+    });
+    let seen = domain_lines_after(&s.console(), typed_at).join(" | ");
+    tally.record(
+        &format!("{name}: a command typed into the console socket runs in the shell (xen, {SHELL_VCPUS}, done-42)"),
+        r.is_ok(),
+        &format!("{r:?}; d1 wrote `{seen}`; {where_}"),
+    );
+    // Linux powers off within a second of the command.
+    let code = type_in("poweroff -f\r").and_then(|_| s.wait_exit(Duration::from_secs(60)));
+    let sum = summary(&s.console());
+    tally.record(
+        &format!("{name}: `poweroff -f` typed at the shell powers off and the verdict is PASS"),
+        sum.verdict == Some(true) && sum.domains == [(1, "shut down (poweroff)".to_string())],
+        &format!("{sum:?}; QEMU {code:?}; {where_}"),
+    );
+    drop(s);
+    let _ = std::fs::remove_file(&sock);
 }
 
 /// One boot of `guest` with `vcpus` vCPUs: `/init`'s report, gdb on the
@@ -189,6 +288,17 @@ fn gdb_checks(board: &'static dyn BoardSpec, port: u16, name: &str, vcpus: u32, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_shell_answer_is_computed_output_not_the_echo() {
+        let echo = format!("~ # {SHELL_COMMAND}");
+        assert!(!shell_answered(&[echo.as_str()], 2), "the echoed command alone");
+        assert!(shell_answered(&[echo.as_str(), "xen", "2", "done-42", "~ # "], 2));
+        assert!(!shell_answered(&["xen", "1", "done-42"], 2), "the wrong CPU count");
+        let console = "(d1) old\n(d1) xen\n(lantern) x\n(d2) 2\n(d1) 2\r\n(d1) done-42\n";
+        let after = console.find("(d1) xen").unwrap();
+        assert_eq!(domain_lines_after(console, after), ["xen", "2", "done-42"]);
+    }
 
     #[test]
     fn reads_the_init_report() {

@@ -97,6 +97,13 @@ pub struct El1Sysregs {
     /// The pointer-authentication keys (APIA, APIB, APDA, APDB, APGA; each
     /// Lo then Hi), switched only when the CPU implements PAuth.
     pub pauth_keys: [u64; 10],
+    /// SVE's predicate registers P0..P15 and then FFR, 16 bits each at the
+    /// 128-bit vector length Lantern gives every guest (the Z registers are
+    /// then the V registers in [`GuestRegs::v`]); switched only when the CPU
+    /// implements SVE.
+    pub sve_predicates: [u16; 17],
+    /// ZCR_EL1 (the guest's requested vector length), with the predicates.
+    pub zcr_el1: u64,
 }
 
 /// SCTLR_EL1 reset value with the MMU and caches off (RES1 bits set).

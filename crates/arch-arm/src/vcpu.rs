@@ -47,6 +47,38 @@ pub use xen_abi::arch_arm::HYPERCALL_HVC_IMM as XEN_HVC_IMM;
 /// List register bit asking for a maintenance interrupt when the guest
 /// deactivates the interrupt (non-hardware interrupts only).
 const LR_EOI: u64 = 1 << 41;
+
+/// A trapped system register Lantern answers itself (MDCR_EL2 traps the PMU
+/// and the debug registers because neither is switched per vCPU; see
+/// docs/arm64-el1-state.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EmulatedSysreg {
+    /// MDSCR_EL1: kept per vCPU in [`crate::context::El1Sysregs::mdscr_el1`]
+    /// (and loaded for the vCPU, so software single-step still works).
+    Mdscr,
+    /// A debug register (breakpoints, watchpoints, the OS lock, the debug
+    /// communication channel, claim tags): reads as zero, writes ignored,
+    /// so no guest's breakpoint is ever armed in the CPU.
+    DebugRazWi,
+    /// A PMU register: reads as zero, writes ignored, so no counter runs
+    /// and none shows another vCPU's events.
+    PmuRazWi,
+}
+
+/// Which [`EmulatedSysreg`] the encoding (op0, op1, CRn, CRm, op2) is, if any.
+pub fn emulated_sysreg(op0: u32, op1: u32, crn: u32, crm: u32, op2: u32) -> Option<EmulatedSysreg> {
+    match (op0, op1, crn, crm, op2) {
+        (2, 0, 0, 2, 2) => Some(EmulatedSysreg::Mdscr),
+        // op0 = 2 with op1 = 0 (EL1 debug) or 3 (EL0 debug channel): the
+        // debug registers TDA, TDOSA and TDRA trap.
+        (2, 0 | 3, ..) => Some(EmulatedSysreg::DebugRazWi),
+        // PMCR_EL0 .. PMUSERENR_EL0 / PMOVSSET_EL0 (CRn 9, CRm 12..14 at
+        // op1 3), PMINTEN{SET,CLR}_EL1 and PMMIR_EL1 (op1 0, CRm 14), the
+        // event counters and types (CRn 14, CRm 8..15 at op1 3).
+        (3, 3, 9, 12..=14, _) | (3, 0, 9, 14, _) | (3, 3, 14, 8..=15, _) => Some(EmulatedSysreg::PmuRazWi),
+        _ => None,
+    }
+}
 const NO_DEADLINE: u64 = u64::MAX;
 
 /// The per-domain EL2 object ([`ArchDomain`]): owns what the domain's vCPUs
@@ -374,6 +406,24 @@ impl ArmVcpu {
                         d.note_unhandled(Some(self.id), kind);
                     } else {
                         self.send_sgi(d, value);
+                    }
+                    self.ctx.regs.pc += 4;
+                    return None;
+                }
+                if let Some(reg) = emulated_sysreg(op0, op1, crn, crm, op2) {
+                    let value = match (reg, write) {
+                        (EmulatedSysreg::Mdscr, true) => {
+                            self.ctx.sys.mdscr_el1 = if rt == 31 { 0 } else { self.ctx.regs.x[rt] };
+                            // The saved copy changed: load it on entry.
+                            self.dom.cpu.forget_loaded_context();
+                            None
+                        }
+                        (EmulatedSysreg::Mdscr, false) => Some(self.ctx.sys.mdscr_el1),
+                        (_, false) => Some(0),
+                        (_, true) => None,
+                    };
+                    if let (Some(v), true) = (value, rt != 31) {
+                        self.ctx.regs.x[rt] = v;
                     }
                     self.ctx.regs.pc += 4;
                     return None;
@@ -1048,6 +1098,56 @@ mod tests {
         let sgi1r_write = sync(esr(ec::SYSREG, sysreg_iss(3, 0, 12, 11, 5, 2, false)));
         assert_eq!(v.handle_sync(&r.d, &sgi1r_write), None);
         assert_eq!(v.ctx.regs.pc, ENTRY + 4);
+    }
+
+    #[test]
+    fn debug_and_pmu_registers_are_emulated_not_passed_through() {
+        use EmulatedSysreg::*;
+        // MDSCR_EL1, DBGBVR0_EL1, DBGWCR3_EL1, OSLAR_EL1, MDCCSR_EL0.
+        assert_eq!(emulated_sysreg(2, 0, 0, 2, 2), Some(Mdscr));
+        assert_eq!(emulated_sysreg(2, 0, 0, 0, 4), Some(DebugRazWi));
+        assert_eq!(emulated_sysreg(2, 0, 0, 3, 7), Some(DebugRazWi));
+        assert_eq!(emulated_sysreg(2, 0, 1, 0, 4), Some(DebugRazWi));
+        assert_eq!(emulated_sysreg(2, 3, 0, 1, 0), Some(DebugRazWi));
+        // PMCR_EL0, PMUSERENR_EL0, PMINTENSET_EL1, PMEVCNTR0_EL0, PMCCFILTR_EL0.
+        assert_eq!(emulated_sysreg(3, 3, 9, 12, 0), Some(PmuRazWi));
+        assert_eq!(emulated_sysreg(3, 3, 9, 14, 0), Some(PmuRazWi));
+        assert_eq!(emulated_sysreg(3, 0, 9, 14, 1), Some(PmuRazWi));
+        assert_eq!(emulated_sysreg(3, 3, 14, 8, 0), Some(PmuRazWi));
+        assert_eq!(emulated_sysreg(3, 3, 14, 15, 7), Some(PmuRazWi));
+        // ICC_SGI1R_EL1, the virtual counter, SCTLR_EL1: none of these.
+        assert_eq!(emulated_sysreg(3, 0, 12, 11, 5), None);
+        assert_eq!(emulated_sysreg(3, 3, 14, 0, 2), None);
+        assert_eq!(emulated_sysreg(3, 0, 1, 0, 0), None);
+    }
+
+    #[test]
+    fn mdscr_is_per_vcpu_and_debug_and_pmu_reads_are_zero() {
+        let r = fixture(2);
+        let (mut v0, mut v1) = (r.vcpu(0), r.vcpu(1));
+        let forgotten = r.cpu.loaded_forgotten();
+        v0.ctx.regs.x[3] = 0x8000; // MDSCR_EL1.MDE
+        let mdscr_write = sync(esr(ec::SYSREG, sysreg_iss(2, 0, 0, 2, 2, 3, false)));
+        assert_eq!(v0.handle_sync(&r.d, &mdscr_write), None);
+        assert_eq!(v0.ctx.sys.mdscr_el1, 0x8000);
+        assert_eq!(v0.ctx.regs.pc, ENTRY + 4);
+        assert_eq!(r.cpu.loaded_forgotten(), forgotten + 1, "the edited context is reloaded on entry");
+        let mdscr_read = sync(esr(ec::SYSREG, sysreg_iss(2, 0, 0, 2, 2, 4, true)));
+        v1.ctx.regs.x[4] = 7;
+        assert_eq!(v1.handle_sync(&r.d, &mdscr_read), None);
+        assert_eq!(v1.ctx.regs.x[4], 0, "v1 does not see v0's MDSCR_EL1");
+        v0.ctx.regs.x[4] = 7;
+        assert_eq!(v0.handle_sync(&r.d, &mdscr_read), None);
+        assert_eq!(v0.ctx.regs.x[4], 0x8000);
+        // DBGBVR0_EL1 and PMCCNTR_EL0 (3, 3, 9, 13, 0) read as zero after a write.
+        for (op0, op1, crn, crm, op2) in [(2, 0, 0, 0, 4), (3, 3, 9, 13, 0)] {
+            v0.ctx.regs.x[5] = 0xdead;
+            let w = sync(esr(ec::SYSREG, sysreg_iss(op0, op1, crn, crm, op2, 5, false)));
+            assert_eq!(v0.handle_sync(&r.d, &w), None);
+            let rd = sync(esr(ec::SYSREG, sysreg_iss(op0, op1, crn, crm, op2, 5, true)));
+            assert_eq!(v0.handle_sync(&r.d, &rd), None);
+            assert_eq!(v0.ctx.regs.x[5], 0, "({op0}, {op1}, {crn}, {crm}, {op2}) reads as zero");
+        }
     }
 
     #[test]

@@ -255,6 +255,26 @@ const HCR_PAUTH: u64 = (1 << 41) | (1 << 40);
 
 /// Whether the CPU implements pointer authentication (set once by [`init`]).
 static HAS_PAUTH: AtomicBool = AtomicBool::new(false);
+/// Whether the CPU implements SVE (set once by [`init`]).
+static HAS_SVE: AtomicBool = AtomicBool::new(false);
+
+/// MDCR_EL2 trap bits: TPMCR (5) and TPM (6) trap every PMU register, TDA
+/// (9), TDOSA (10) and TDRA (11) every debug register. Neither is switched
+/// per vCPU, so a guest's accesses are emulated instead (see
+/// `crate::vcpu::EmulatedSysreg` and docs/arm64-el1-state.md).
+const MDCR_TRAP_PMU_AND_DEBUG: u64 = (1 << 5) | (1 << 6) | (1 << 9) | (1 << 10) | (1 << 11);
+/// MDCR_EL2.HPMN (the counters EL1 may use) is kept as reset put it.
+const MDCR_HPMN: u64 = 0x1f;
+/// CPTR_EL2 (HCR_EL2.E2H = 0 layout): TZ (8), TFP (10), TTA (20), TCPAC (31)
+/// cleared, so SVE, FP/SIMD and trace do not trap; TSM (12), which traps
+/// SME, set. SME's state (ZA, SVCR, SMCR_EL1, TPIDR2_EL0) is not switched.
+const CPTR_CLEAR: u64 = (1 << 8) | (1 << 10) | (1 << 20) | (1 << 31);
+const CPTR_SET: u64 = 1 << 12;
+
+/// A 4-bit ID register field.
+fn id_field(v: u64, shift: u32) -> u64 {
+    (v >> shift) & 0xf
+}
 
 /// Whether ID_AA64ISAR1_EL1 (APA, API, GPA, GPI) or ID_AA64ISAR2_EL1 (APA3,
 /// GPA3) report any pointer-authentication algorithm.
@@ -277,16 +297,50 @@ pub fn init() {
     let pauth = cpu_has_pauth();
     HAS_PAUTH.store(pauth, Ordering::Relaxed);
     HCR_EL2.set(HCR_GUEST | if pauth { HCR_PAUTH } else { 0 });
+    let (pfr0, pfr1, dfr0) = (ID_AA64PFR0_EL1.get(), id_aa64pfr1(), ID_AA64DFR0_EL1.get());
+    let sve = id_field(pfr0, 32) != 0;
+    HAS_SVE.store(sve, Ordering::Relaxed);
+    log::info!(
+        "el2: cpu pauth={} sve={} sme={} mte={} pmuver={:#x} brps={} wrps={}",
+        pauth as u8,
+        id_field(pfr0, 32),
+        id_field(pfr1, 24),
+        id_field(pfr1, 8),
+        id_field(dfr0, 8),
+        id_field(dfr0, 12) + 1,
+        id_field(dfr0, 20) + 1
+    );
+    let mdcr: u64;
+    // SAFETY: reading MDCR_EL2 at EL2 has no side effect.
+    unsafe { asm!("mrs {}, mdcr_el2", out(reg) mdcr, options(nomem, nostack)) };
+    // SAFETY: traps for lower ELs only; no guest runs yet.
+    unsafe { asm!("msr mdcr_el2, {}", in(reg) (mdcr & MDCR_HPMN) | MDCR_TRAP_PMU_AND_DEBUG, options(nomem, nostack)) };
     let parange = ID_AA64MMFR0_EL1.get() & 0xf;
     VTCR_EL2.set(crate::stage2::vtcr(parange));
     // EL1 may read the physical counter (EL1PCTEN) but not use the physical
     // timer (EL1PCEN = 0): guests get the virtual timer.
     CNTHCTL_EL2.set(1);
     CNTVOFF_EL2.set(0);
-    // No FP/SIMD or trace traps (TFP, TTA clear); RES1 bits kept.
-    CPTR_EL2.set(CPTR_EL2.get() & !((1 << 10) | (1 << 20) | (1 << 31)));
+    // No SVE, FP/SIMD or trace traps; SME traps; RES1 bits kept.
+    CPTR_EL2.set((CPTR_EL2.get() & !CPTR_CLEAR) | CPTR_SET);
+    if sve {
+        // ZCR_EL2.LEN = 0: every guest's vector length is 128 bits, so the
+        // Z registers are the V registers the world switch already moves,
+        // and only the predicates, FFR and ZCR_EL1 are switched on top.
+        // SAFETY: ZCR_EL2 (S3_4_C1_C2_0) exists when SVE does; it only
+        // bounds the vector length of EL2 and below.
+        unsafe { asm!("isb", "msr s3_4_c1_c2_0, xzr", options(nomem, nostack)) };
+    }
     // SAFETY: barriers only.
     unsafe { asm!("isb", options(nostack)) };
+}
+
+/// ID_AA64PFR1_EL1 (S3_0_C0_C4_1; named by number for older assemblers).
+fn id_aa64pfr1() -> u64 {
+    let v: u64;
+    // SAFETY: reading an ID register has no side effect.
+    unsafe { asm!("mrs {}, s3_0_c0_c4_1", out(reg) v, options(nomem, nostack)) };
+    v
 }
 
 /// Invalidates all stage-1 and stage-2 TLB entries for EL1&0 (every VMID),
@@ -342,6 +396,9 @@ pub fn load_sysregs(s: &El1Sysregs, vmpidr: u64) {
     if HAS_PAUTH.load(Ordering::Relaxed) {
         load_pauth_keys(&s.pauth_keys);
     }
+    if HAS_SVE.load(Ordering::Relaxed) {
+        load_sve(&s.sve_predicates, s.zcr_el1);
+    }
     VMPIDR_EL2.set(vmpidr);
     // SAFETY: barrier only; the new context must be in force before eret.
     unsafe { asm!("isb", options(nostack)) };
@@ -378,6 +435,66 @@ pub fn save_sysregs(s: &mut El1Sysregs) {
     if HAS_PAUTH.load(Ordering::Relaxed) {
         save_pauth_keys(&mut s.pauth_keys);
     }
+    if HAS_SVE.load(Ordering::Relaxed) {
+        s.zcr_el1 = save_sve(&mut s.sve_predicates);
+    }
+}
+
+/// Loads SVE's state beyond the V registers: P0..P15 and FFR from `p`
+/// (2 bytes each at the 128-bit vector length [`init`] pins) and ZCR_EL1.
+/// Only called when the CPU has SVE.
+fn load_sve(p: &[u16; 17], zcr_el1: u64) {
+    // SAFETY: SVE is implemented (HAS_SVE) and not trapped at EL2 (CPTR_EL2.TZ
+    // clear); `p` is 34 readable bytes, 17 predicates of 2 bytes at the
+    // pinned vector length. P0 is loaded last, after carrying FFR.
+    unsafe {
+        asm!(
+            ".arch_extension sve",
+            "msr s3_0_c1_c2_0, {zcr}",
+            "ldr p0, [{p}, #16, mul vl]",
+            "wrffr p0.b",
+            "ldr p0, [{p}, #0, mul vl]", "ldr p1, [{p}, #1, mul vl]",
+            "ldr p2, [{p}, #2, mul vl]", "ldr p3, [{p}, #3, mul vl]",
+            "ldr p4, [{p}, #4, mul vl]", "ldr p5, [{p}, #5, mul vl]",
+            "ldr p6, [{p}, #6, mul vl]", "ldr p7, [{p}, #7, mul vl]",
+            "ldr p8, [{p}, #8, mul vl]", "ldr p9, [{p}, #9, mul vl]",
+            "ldr p10, [{p}, #10, mul vl]", "ldr p11, [{p}, #11, mul vl]",
+            "ldr p12, [{p}, #12, mul vl]", "ldr p13, [{p}, #13, mul vl]",
+            "ldr p14, [{p}, #14, mul vl]", "ldr p15, [{p}, #15, mul vl]",
+            p = in(reg) p.as_ptr(),
+            zcr = in(reg) zcr_el1,
+            options(readonly, nostack),
+        )
+    };
+}
+
+/// Saves P0..P15 and FFR into `p` (see [`load_sve`]) and returns ZCR_EL1.
+/// The CPU keeps the guest's values (P0 is reloaded after carrying FFR),
+/// since the same vCPU may be re-entered without [`load_sve`].
+fn save_sve(p: &mut [u16; 17]) -> u64 {
+    let zcr: u64;
+    // SAFETY: as in `load_sve`; `p` is 34 writable bytes.
+    unsafe {
+        asm!(
+            ".arch_extension sve",
+            "mrs {zcr}, s3_0_c1_c2_0",
+            "str p0, [{p}, #0, mul vl]", "str p1, [{p}, #1, mul vl]",
+            "str p2, [{p}, #2, mul vl]", "str p3, [{p}, #3, mul vl]",
+            "str p4, [{p}, #4, mul vl]", "str p5, [{p}, #5, mul vl]",
+            "str p6, [{p}, #6, mul vl]", "str p7, [{p}, #7, mul vl]",
+            "str p8, [{p}, #8, mul vl]", "str p9, [{p}, #9, mul vl]",
+            "str p10, [{p}, #10, mul vl]", "str p11, [{p}, #11, mul vl]",
+            "str p12, [{p}, #12, mul vl]", "str p13, [{p}, #13, mul vl]",
+            "str p14, [{p}, #14, mul vl]", "str p15, [{p}, #15, mul vl]",
+            "rdffr p0.b",
+            "str p0, [{p}, #16, mul vl]",
+            "ldr p0, [{p}, #0, mul vl]",
+            p = in(reg) p.as_mut_ptr(),
+            zcr = out(reg) zcr,
+            options(nostack),
+        )
+    };
+    zcr
 }
 
 /// Writes the ten key registers (APIAKeyLo_EL1 = S3_0_C2_C1_0 ... APGAKeyHi_EL1
