@@ -204,7 +204,32 @@ pub fn time_to_line(mut cmd: Command, needle: &str, limit: Duration) -> Result<D
     };
     let _ = child.kill();
     let _ = child.wait();
-    drop(rx);
-    let _ = reader.join();
+    // Not joined: a process QEMU's stdout was handed on to would keep the
+    // pipe open; the reader ends at the pipe's end or its next line.
+    drop(reader);
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> Command {
+        let mut c = Command::new("sh");
+        c.args(["-c", script]);
+        c
+    }
+
+    #[test]
+    fn time_to_line_stops_at_the_line_and_fails_without_it() {
+        // Found: returned at the line, long before the command would end.
+        let t = time_to_line(sh("echo boot; echo 'x init up y'; exec sleep 30"), "init up", Duration::from_secs(10))
+            .unwrap();
+        assert!(t < Duration::from_secs(5), "{t:?}");
+        // Ended without the line, and never printed it in time.
+        let e = time_to_line(sh("echo boot; echo done"), "init up", Duration::from_secs(10)).unwrap_err();
+        assert!(e.contains("exited before") && e.contains("done"), "{e}");
+        let e = time_to_line(sh("echo boot; exec sleep 30"), "init up", Duration::from_millis(300)).unwrap_err();
+        assert!(e.contains("within"), "{e}");
+    }
 }
