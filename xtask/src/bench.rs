@@ -1,15 +1,78 @@
 //! A board's in-guest figures for `cargo xtask bench`: timed boots of one
 //! demo domain with `cmdline=bench`, its `BENCH` lines (hypercall round
 //! trips, their ratio to a bare trap), boot times, and the hypervisor's own
-//! round trip where the board has a `selftest` boot word.
+//! round trip where the board has a `selftest` boot word; and the Linux
+//! boot figure: Debian's kernel under Lantern against the same kernel and
+//! initramfs booted directly in QEMU. Which figures run is `--only`'s.
 
+use std::process::Command;
 use std::time::Duration;
 
-use crate::boards::BoardSpec;
+use crate::boards::{BareLinux, BoardSpec};
 use crate::build::build;
 use crate::e2e;
+use crate::linux::{self, LinuxGuest, INIT_FIRST_LINE, KERNEL_CMDLINE};
 use crate::opts::Opts;
-use crate::run::boot_timed;
+use crate::qemu::qemu_command;
+use crate::run::{boot_timed, time_to_line};
+
+/// The figures of `cargo xtask bench`, as `--only` names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Figure {
+    /// The host guest-area mechanism benchmark.
+    Host,
+    /// Each board's in-guest hypercall round trips and boot times.
+    Guest,
+    /// Each board's gdb stub figures.
+    Gdb,
+    /// Each board's Linux boot, under Lantern and on bare QEMU.
+    Linux,
+}
+
+impl Figure {
+    /// Every figure, in the order `cargo xtask bench` runs them.
+    pub const ALL: [Figure; 4] = [Figure::Host, Figure::Guest, Figure::Gdb, Figure::Linux];
+
+    /// The name `--only` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Figure::Host => "host",
+            Figure::Guest => "guest",
+            Figure::Gdb => "gdb",
+            Figure::Linux => "linux",
+        }
+    }
+}
+
+/// The usage line of `cargo xtask bench`.
+pub fn usage() -> String {
+    let names: Vec<&str> = Figure::ALL.iter().map(|f| f.name()).collect();
+    format!("usage: cargo xtask bench [--only FIGURE[,FIGURE...]] (figures: {}; default all)", names.join(", "))
+}
+
+/// The figures `cargo xtask bench ARGS` runs: all of them, or those
+/// `--only a,b` names (repeatable), in [`Figure::ALL`]'s order.
+pub fn selected_figures(args: &[String]) -> Result<Vec<Figure>, String> {
+    let mut named: Vec<Figure> = Vec::new();
+    let mut args = args.iter();
+    while let Some(a) = args.next() {
+        let list = match a.as_str() {
+            "--only" => args.next().ok_or_else(|| format!("`--only` needs a figure; {}", usage()))?.as_str(),
+            other => match other.strip_prefix("--only=") {
+                Some(list) => list,
+                None => return Err(format!("unknown option `{other}`; {}", usage())),
+            },
+        };
+        for name in list.split(',') {
+            let f = Figure::ALL
+                .into_iter()
+                .find(|f| f.name() == name)
+                .ok_or_else(|| format!("unknown figure `{name}`; {}", usage()))?;
+            named.push(f);
+        }
+    }
+    Ok(Figure::ALL.into_iter().filter(|f| named.is_empty() || named.contains(f)).collect())
+}
 
 /// `BENCH name=N ... ns_per_call=X` lines → `(name, ns_per_call)`.
 fn bench_lines(lines: &[String]) -> Vec<(String, f64)> {
@@ -107,4 +170,187 @@ pub fn bench(board: &'static dyn BoardSpec, runs: usize) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// vCPU counts of the Linux boot figure.
+const LINUX_VCPU_COUNTS: [u32; 3] = [1, 2, 4];
+/// Upper bound for one Linux boot to its init under TCG on a busy 2-core
+/// machine (~5–10 s alone).
+const LINUX_LIMIT: Duration = Duration::from_secs(180);
+
+/// Which TCG the bare-QEMU side of the Linux figure runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accel {
+    /// `-accel tcg,thread=single`: one host thread for every vCPU, as
+    /// Lantern's QEMU runs (its machine has one CPU): the hypervisor's own
+    /// overhead.
+    SingleThreadedTcg,
+    /// QEMU's default (multi-threaded TCG, a host thread per vCPU): what a
+    /// user would get instead of Lantern.
+    Default,
+}
+
+/// The QEMU command that boots `kernel` with `initrd` and `vcpus` CPUs
+/// directly on the board's machine (no hypervisor): the board's `-cpu`,
+/// the console on stdio, Linux's console on the board's UART. An error if
+/// the board names no `-cpu` or no bare-Linux machine.
+pub fn bare_linux_command(
+    board: &dyn BoardSpec,
+    kernel: &std::path::Path,
+    initrd: &std::path::Path,
+    vcpus: u32,
+    mem: u64,
+    accel: Accel,
+) -> Result<Command, String> {
+    let BareLinux { machine, console } =
+        board.bench().bare_linux.ok_or_else(|| format!("the {} board names no bare-Linux machine", board.name()))?;
+    let args = board.machine_args();
+    let cpu = args
+        .iter()
+        .position(|a| *a == "-cpu")
+        .and_then(|i| args.get(i + 1))
+        .ok_or_else(|| format!("the {} board's machine names no -cpu", board.name()))?;
+    let mut c = Command::new(board.qemu_binary());
+    c.args(["-M", machine, "-cpu", cpu, "-smp", &vcpus.to_string(), "-m", &format!("{}M", mem >> 20)]);
+    if accel == Accel::SingleThreadedTcg {
+        c.args(["-accel", "tcg,thread=single"]);
+    }
+    c.args(["-display", "none", "-monitor", "none", "-no-reboot", "-serial", "stdio"]);
+    c.arg("-kernel").arg(kernel).arg("-initrd").arg(initrd);
+    c.arg("-append").arg(format!("console={console}"));
+    Ok(c)
+}
+
+/// `median(a) / median(b)`.
+pub fn median_ratio(a: &[f64], b: &[f64]) -> f64 {
+    min_median(a).1 / min_median(b).1
+}
+
+/// `min / median` of boot times in seconds.
+fn seconds(v: &[f64]) -> String {
+    let (lo, med) = min_median(v);
+    format!("{lo:.2} / {med:.2} s")
+}
+
+/// The Linux boot figure on `board`: QEMU start → `/init`'s first line
+/// ([`INIT_FIRST_LINE`]) for the board's first Linux flavour under Lantern
+/// (the `run --linux` domain; Lantern's QEMU has one CPU) and for the same
+/// kernel and initramfs directly in QEMU with the same vCPU count, on
+/// single-threaded and on default TCG; `runs` rounds of the three,
+/// alternating (each round in a rotated order, so none always goes first),
+/// for each of [`LINUX_VCPU_COUNTS`]. QEMU is killed at the line.
+pub fn linux_bench(board: &'static dyn BoardSpec, runs: usize) -> Result<(), String> {
+    let (Some(flavour), Some(_)) = (board.linux_flavours().first(), board.bench().bare_linux) else {
+        println!("== {} board: no Linux boot figure (the board names no Linux flavour or bare machine)", board.name());
+        return Ok(());
+    };
+    let guest: LinuxGuest = linux::prepare(flavour)?;
+    let started = std::time::Instant::now();
+    let mut rows = Vec::new();
+    for vcpus in LINUX_VCPU_COUNTS {
+        let o = Opts {
+            guests: vec![guest.kernel.clone()],
+            initrds: vec![guest.initramfs.clone()],
+            guest_cmdline: Some(KERNEL_CMDLINE.to_string()),
+            vcpus: Some(vcpus),
+            mem: Some(linux::DEFAULT_MEM),
+            ..Opts::on(board)
+        };
+        let a = build(&o)?;
+        let bare = |accel| bare_linux_command(board, &guest.kernel, &guest.initramfs, vcpus, linux::DEFAULT_MEM, accel);
+        // Lantern, bare single-threaded TCG, bare default TCG.
+        let mut times: [Vec<f64>; 3] = Default::default();
+        for round in 0..runs {
+            for k in 0..3 {
+                let side = (k + round) % 3;
+                let cmd = match side {
+                    0 => qemu_command(&o, &a),
+                    1 => bare(Accel::SingleThreadedTcg)?,
+                    _ => bare(Accel::Default)?,
+                };
+                let t = time_to_line(cmd, INIT_FIRST_LINE, LINUX_LIMIT).map_err(|e| {
+                    format!("{} Linux bench, {vcpus} vCPUs, side {side}, round {round}: {e}", board.name())
+                })?;
+                times[side].push(t.as_secs_f64());
+            }
+        }
+        rows.push((vcpus, times));
+    }
+    println!(
+        "== {} board: {} with the busybox initramfs, QEMU start -> `{INIT_FIRST_LINE}`, {runs} alternating runs \
+         each; min / median",
+        board.name(),
+        guest.package
+    );
+    println!(
+        "| vCPUs | Lantern (QEMU -smp 1) | bare QEMU, -accel tcg,thread=single | bare QEMU, default accel \
+         | Lantern / bare single-threaded (median) | Lantern / bare default (median) |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (vcpus, [lantern, single, multi]) in &rows {
+        println!(
+            "| {vcpus} | {} | {} | {} | {:.2}x | {:.2}x |",
+            seconds(lantern),
+            seconds(single),
+            seconds(multi),
+            median_ratio(lantern, single),
+            median_ratio(lantern, multi)
+        );
+    }
+    println!("({} boots in {:.0} s)", rows.len() * 3 * runs, started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::qemu::command_line;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn only_selects_figures_in_the_suites_order() {
+        assert_eq!(selected_figures(&[]).unwrap(), Figure::ALL);
+        assert_eq!(selected_figures(&args("--only linux")).unwrap(), [Figure::Linux]);
+        assert_eq!(selected_figures(&args("--only linux,host")).unwrap(), [Figure::Host, Figure::Linux]);
+        assert_eq!(selected_figures(&args("--only=gdb --only guest")).unwrap(), [Figure::Guest, Figure::Gdb]);
+        assert!(selected_figures(&args("--only")).is_err());
+        assert!(selected_figures(&args("--only linx")).is_err());
+        assert!(selected_figures(&args("--quick")).is_err());
+    }
+
+    #[test]
+    fn medians_and_their_ratio() {
+        assert_eq!(min_median(&[3.0, 1.0, 2.0]), (1.0, 2.0));
+        assert_eq!(median_ratio(&[9.0, 6.0, 30.0], &[6.0, 50.0, 3.0]), 1.5);
+        assert_eq!(seconds(&[5.744, 4.891, 9.0]), "4.89 / 5.74 s");
+    }
+
+    #[test]
+    fn bare_linux_boots_the_same_kernel_on_the_boards_cpu_without_a_hypervisor() {
+        let board = crate::boards::by_name("aarch64").unwrap();
+        let line = |accel| {
+            command_line(&bare_linux_command(board, "/k".as_ref(), "/i.cpio".as_ref(), 4, 256 << 20, accel).unwrap())
+        };
+        let rest = "-display none -monitor none -no-reboot -serial stdio -kernel /k -initrd /i.cpio \
+                    -append console=ttyAMA0";
+        assert_eq!(
+            line(Accel::SingleThreadedTcg),
+            format!(
+                "qemu-system-aarch64 -M virt,gic-version=3 -cpu max -smp 4 -m 256M -accel tcg,thread=single {rest}"
+            )
+        );
+        assert_eq!(
+            line(Accel::Default),
+            format!("qemu-system-aarch64 -M virt,gic-version=3 -cpu max -smp 4 -m 256M {rest}")
+        );
+        // The same -cpu as the board boots Lantern on.
+        let machine = board.machine_args();
+        let cpu = machine[machine.iter().position(|a| *a == "-cpu").unwrap() + 1];
+        assert!(line(Accel::Default).contains(&format!(" -cpu {cpu} ")));
+        let x86 = crate::boards::by_name("x86_64").unwrap();
+        assert!(bare_linux_command(x86, "/k".as_ref(), "/i".as_ref(), 1, 1 << 20, Accel::Default).is_err());
+    }
 }

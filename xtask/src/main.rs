@@ -38,7 +38,8 @@ commands:
   run     boot Lantern in QEMU with the demo domains and a gdb port
   test    every test: host unit tests, then the QEMU + gdb scenarios on every
           board; ends with `N passed, N failed` (`--only GROUP`: one group)
-  bench   benchmarks (host guest-area benchmark; in-guest figures per board)
+  bench   benchmarks (host guest-area benchmark; in-guest, gdb and Linux boot
+          figures per board; `--only linux` runs one)
   abi     print the guest-ABI struct layouts (`--json` for machines)
   gdb     start gdb-multiarch attached to a running `cargo xtask run`
   xtf     run every test-hvm* image of a local Xen Test Framework build (DIR)
@@ -124,17 +125,20 @@ fn cmd_test(args: &[String]) -> CmdResult {
 }
 
 fn cmd_bench(args: &[String]) -> CmdResult {
-    if let Some(a) = args.first() {
-        return Err(format!("`cargo xtask bench` takes no options yet (got `{a}`)"));
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        println!("{}", bench::usage());
+        return Ok(());
     }
+    let figures = bench::selected_figures(args)?;
     setup::ensure_rust_targets()?;
     setup::ensure_qemu_and_gdb()?;
-    host::run_host_bench()?;
-    for &board in boards::all() {
-        bench::bench(board, 5)?;
-    }
-    for &board in boards::all() {
-        gdb_e2e::bench(board, 5)?;
+    for figure in figures {
+        match figure {
+            bench::Figure::Host => host::run_host_bench()?,
+            bench::Figure::Guest => boards::all().iter().try_for_each(|&board| bench::bench(board, 5))?,
+            bench::Figure::Gdb => boards::all().iter().try_for_each(|&board| gdb_e2e::bench(board, 5))?,
+            bench::Figure::Linux => boards::all().iter().try_for_each(|&board| bench::linux_bench(board, 3))?,
+        }
     }
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! tests and benchmarks use (the timed one timestamps every console line).
 
 use std::io::{BufRead, BufReader};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -161,4 +161,75 @@ pub fn boot_timed(opts: &Opts, a: &Artifacts, echo: bool) -> Result<Timing, Stri
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> Option<u16> {
     std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok().map(|a| a.port())
+}
+
+/// Starts `cmd` (a QEMU whose console is its stdout) with stdin on
+/// /dev/null, and returns the time from its start to the first console line
+/// that contains `needle`. QEMU is killed right then — a benchmark that
+/// times a boot need not wait for the power-off — or at `limit`, which is
+/// an error, as is QEMU exiting before the line.
+pub fn time_to_line(mut cmd: Command, needle: &str, limit: Duration) -> Result<Duration, String> {
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+    let start = Instant::now();
+    let mut child = cmd.spawn().map_err(|e| format!("cannot start {}: {e}", cmd.get_program().to_string_lossy()))?;
+    let out = child.stdout.take().ok_or("no QEMU stdout")?;
+    let (tx, rx) = mpsc::channel::<(Instant, String)>();
+    // Bytes, not `lines()`: a kernel's console is not guaranteed UTF-8, and
+    // one bad byte must not end the reading.
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(out).split(b'\n').map_while(Result::ok) {
+            if tx.send((Instant::now(), String::from_utf8_lossy(&line).trim_end().to_string())).is_err() {
+                break;
+            }
+        }
+    });
+    let mut tail: Vec<String> = Vec::new();
+    let outcome = loop {
+        let left = limit.saturating_sub(start.elapsed());
+        match rx.recv_timeout(left) {
+            Ok((at, line)) if line.contains(needle) => break Ok(at - start),
+            Ok((_, line)) => {
+                tail.push(line);
+                if tail.len() > 10 {
+                    tail.remove(0);
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                break Err(format!("no `{needle}` line within {} s; last lines: {tail:?}", limit.as_secs()))
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                break Err(format!("QEMU exited before a `{needle}` line; last lines: {tail:?}"))
+            }
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    // Not joined: a process QEMU's stdout was handed on to would keep the
+    // pipe open; the reader ends at the pipe's end or its next line.
+    drop(reader);
+    outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> Command {
+        let mut c = Command::new("sh");
+        c.args(["-c", script]);
+        c
+    }
+
+    #[test]
+    fn time_to_line_stops_at_the_line_and_fails_without_it() {
+        // Found: returned at the line, long before the command would end.
+        let t = time_to_line(sh("echo boot; echo 'x init up y'; exec sleep 30"), "init up", Duration::from_secs(10))
+            .unwrap();
+        assert!(t < Duration::from_secs(5), "{t:?}");
+        // Ended without the line, and never printed it in time.
+        let e = time_to_line(sh("echo boot; echo done"), "init up", Duration::from_secs(10)).unwrap_err();
+        assert!(e.contains("exited before") && e.contains("done"), "{e}");
+        let e = time_to_line(sh("echo boot; exec sleep 30"), "init up", Duration::from_millis(300)).unwrap_err();
+        assert!(e.contains("within"), "{e}");
+    }
 }

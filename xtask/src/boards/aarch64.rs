@@ -12,7 +12,7 @@ use lantern_arch_arm::layout::ARM64;
 use xen_abi::layout::GuestAbi;
 
 use super::{
-    BenchParams, BoardSpec, DemoGuest, EntryState, ExitStatuses, FaultDiagnostic, GuestSymbols, Kernel, LineCheck,
+    BareLinux, BenchParams, BoardSpec, DemoGuest, EntryState, ExitStatuses, FaultDiagnostic, GuestSymbols, Kernel, LineCheck,
     ProbeValue,
 };
 
@@ -178,8 +178,15 @@ impl BoardSpec for Aarch64 {
 
     /// The test guest supports at most 16 vCPUs; virt's RAM starts at 1 GiB
     /// and the hypervisor at 1 GiB + 2 MiB, so QEMU's stub reads 1 MiB from
-    /// 1 GiB + 16 MiB. No `selftest` boot word here.
+    /// 1 GiB + 16 MiB. No `selftest` boot word here. Linux alone on QEMU
+    /// runs at EL1 of the same virt machine (no `virtualization=on`), its
+    /// console on the PL011.
     fn bench(&self) -> BenchParams {
-        BenchParams { gdb_vcpus: 16, host_ram: (0x4100_0000, 0x4110_0000), selftest: false }
+        BenchParams {
+            gdb_vcpus: 16,
+            host_ram: (0x4100_0000, 0x4110_0000),
+            selftest: false,
+            bare_linux: Some(BareLinux { machine: "virt,gic-version=3", console: "ttyAMA0" }),
+        }
     }
 }

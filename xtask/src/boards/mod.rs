@@ -213,6 +213,20 @@ pub struct BenchParams {
     /// Whether the hypervisor has the `selftest` boot word (a raw guest's
     /// hypercall round trip, without a guest kernel).
     pub selftest: bool,
+    /// How the Linux boot benchmark boots the board's first Linux flavour
+    /// directly in QEMU, without the hypervisor (`None`: no such figure).
+    pub bare_linux: Option<BareLinux>,
+}
+
+/// The bare-QEMU side of the Linux boot benchmark: the same kernel and
+/// initramfs on the board's machine without virtualization (and with the
+/// board's own `-cpu`, so both sides emulate the same CPU).
+#[derive(Clone, Copy, Debug)]
+pub struct BareLinux {
+    /// QEMU's `-M` value: the board's machine without EL2 / SVM.
+    pub machine: &'static str,
+    /// The kernel's console on that machine (`console=` word).
+    pub console: &'static str,
 }
 
 /// The hypervisor's own memory besides its domains' RAM: its image,

@@ -160,6 +160,6 @@ impl BoardSpec for X86_64 {
     /// stub reads host-physical 1 MiB..2 MiB; the hypervisor's `selftest`
     /// measures its own VMRUN/VMMCALL round trip.
     fn bench(&self) -> BenchParams {
-        BenchParams { gdb_vcpus: 64, host_ram: (0x10_0000, 0x20_0000), selftest: true }
+        BenchParams { gdb_vcpus: 64, host_ram: (0x10_0000, 0x20_0000), selftest: true, bare_linux: None }
     }
 }
