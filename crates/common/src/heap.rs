@@ -217,7 +217,7 @@ mod tests {
         unsafe {
             let a = heap.alloc(page);
             let b = heap.alloc(page);
-            assert!(a as usize % PAGE == 0 && b as usize % PAGE == 0 && a != b);
+            assert!((a as usize).is_multiple_of(PAGE) && (b as usize).is_multiple_of(PAGE) && a != b);
             a.write_bytes(0xaa, PAGE);
             heap.dealloc(a, page);
             let c = heap.alloc_zeroed(page);
@@ -225,11 +225,11 @@ mod tests {
             assert!(core::slice::from_raw_parts(c, PAGE).iter().all(|&x| x == 0), "zeroed");
             let s1 = heap.alloc(small);
             let s2 = heap.alloc(small);
-            assert!(s1 != s2 && s1 as usize % 32 == 0 && s2 as usize % 32 == 0, "the 32-byte class");
+            assert!(s1 != s2 && (s1 as usize).is_multiple_of(32) && (s2 as usize).is_multiple_of(32), "the 32-byte class");
             assert_eq!(s1 as usize / PAGE, s2 as usize / PAGE, "carved from one page");
             let big = Layout::from_size_align(3 * PAGE, PAGE).unwrap();
             let r = heap.alloc(big);
-            assert!(!r.is_null() && r as usize % PAGE == 0);
+            assert!(!r.is_null() && (r as usize).is_multiple_of(PAGE));
             let used = heap.used_bytes();
             assert!(used >= 7 * PAGE, "{used}");
             // Out of range: a null pointer, not a wild one.
