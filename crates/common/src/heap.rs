@@ -225,7 +225,10 @@ mod tests {
             assert!(core::slice::from_raw_parts(c, PAGE).iter().all(|&x| x == 0), "zeroed");
             let s1 = heap.alloc(small);
             let s2 = heap.alloc(small);
-            assert!(s1 != s2 && (s1 as usize).is_multiple_of(32) && (s2 as usize).is_multiple_of(32), "the 32-byte class");
+            assert!(
+                s1 != s2 && (s1 as usize).is_multiple_of(32) && (s2 as usize).is_multiple_of(32),
+                "the 32-byte class"
+            );
             assert_eq!(s1 as usize / PAGE, s2 as usize / PAGE, "carved from one page");
             let big = Layout::from_size_align(3 * PAGE, PAGE).unwrap();
             let r = heap.alloc(big);
