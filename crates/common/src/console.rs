@@ -18,8 +18,63 @@ pub const MAX_LINE: usize = 512;
 /// console as `(dN) line`. Called with the domain's console lock held, from
 /// whatever context wrote the output.
 pub trait ConsoleSink: Send + Sync {
-    /// One complete line of domain `dom`'s output (no newline).
+    /// One complete line of domain `dom`'s output (no newline) — or, after
+    /// [`Self::partial`] showed its beginning, the rest of it.
     fn line(&self, dom: DomId, line: &str);
+    /// The beginning of a line not ended yet (a shell's prompt, what a
+    /// person types echoed back), shown now because someone is typing at
+    /// that domain; more of it follows in `partial` or `line`. Returns
+    /// whether it was shown: a sink that prints whole lines only returns
+    /// `false` (the default), and `line` then gets the whole line.
+    fn partial(&self, dom: DomId, text: &str) -> bool {
+        let _ = (dom, text);
+        false
+    }
+}
+
+/// Prefixes domain output with `(dN) ` on a line-oriented console, keeping
+/// track of a line left open by [`ConsoleSink::partial`] so that its rest,
+/// or another domain's line, continues or starts cleanly.
+#[derive(Default)]
+pub struct LinePrefixer {
+    open: spin::Mutex<Option<DomId>>,
+}
+
+impl LinePrefixer {
+    /// A prefixer with no line open.
+    pub const fn new() -> Self {
+        LinePrefixer { open: spin::Mutex::new(None) }
+    }
+
+    /// Prints (through `print`, raw text) the complete line, or the rest of
+    /// `dom`'s open line, and a newline.
+    pub fn line(&self, dom: DomId, text: &str, print: &dyn Fn(core::fmt::Arguments<'_>)) {
+        let mut open = self.open.lock();
+        match *open {
+            Some(d) if d == dom => print(format_args!("{text}\n")),
+            Some(_) => print(format_args!("\n(d{dom}) {text}\n")),
+            None => print(format_args!("(d{dom}) {text}\n")),
+        }
+        *open = None;
+    }
+
+    /// Prints the beginning (or more) of `dom`'s unfinished line.
+    pub fn partial(&self, dom: DomId, text: &str, print: &dyn Fn(core::fmt::Arguments<'_>)) {
+        let mut open = self.open.lock();
+        match *open {
+            Some(d) if d == dom => print(format_args!("{text}")),
+            Some(_) => print(format_args!("\n(d{dom}) {text}")),
+            None => print(format_args!("(d{dom}) {text}")),
+        }
+        *open = Some(dom);
+    }
+
+    /// Ends an open line before the hypervisor prints one of its own.
+    pub fn close(&self, print: &dyn Fn(core::fmt::Arguments<'_>)) {
+        if self.open.lock().take().is_some() {
+            print(format_args!("\n"));
+        }
+    }
 }
 
 /// A sink that drops every line (the lines stay in the history).
@@ -51,13 +106,15 @@ pub struct Console {
     dom: DomId,
     sink: Arc<dyn ConsoleSink>,
     partial: String,
+    /// How much of `partial` the sink has shown already.
+    shown: usize,
     history: VecDeque<String>,
 }
 
 impl Console {
     /// An empty console for domain `dom` whose lines go to `sink`.
     pub fn new(dom: DomId, sink: Arc<dyn ConsoleSink>) -> Self {
-        Console { dom, sink, partial: String::new(), history: VecDeque::new() }
+        Console { dom, sink, partial: String::new(), shown: 0, history: VecDeque::new() }
     }
 
     /// Where this console's lines go (a forked domain's go to the same place).
@@ -84,17 +141,103 @@ impl Console {
         }
     }
 
+    /// Shows the unfinished line's new text now (the domain has someone
+    /// typing at it: a prompt must not wait for its newline).
+    pub fn show_partial(&mut self) {
+        if self.partial.len() > self.shown && self.sink.partial(self.dom, &self.partial[self.shown..]) {
+            self.shown = self.partial.len();
+        }
+    }
+
     fn flush_line(&mut self) {
         let line = core::mem::take(&mut self.partial);
-        self.sink.line(self.dom, &line);
+        let shown = core::mem::take(&mut self.shown);
+        self.sink.line(self.dom, &line[shown..]);
         if self.history.len() == HISTORY_LINES {
             self.history.pop_front();
         }
         self.history.push_back(line);
     }
 
+    /// The line not ended yet.
+    pub fn unfinished(&self) -> &str {
+        &self.partial
+    }
+
     /// The last complete lines, oldest first.
     pub fn history(&self) -> impl Iterator<Item = &str> {
         self.history.iter().map(|s| s.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::ToString;
+
+    /// A sink printing through a [`LinePrefixer`] into a string.
+    #[derive(Default)]
+    struct Screen {
+        lines: LinePrefixer,
+        text: spin::Mutex<String>,
+    }
+
+    impl Screen {
+        fn print(&self) -> impl Fn(core::fmt::Arguments<'_>) + '_ {
+            |a| {
+                use core::fmt::Write;
+                let _ = self.text.lock().write_fmt(a);
+            }
+        }
+    }
+
+    impl ConsoleSink for Screen {
+        fn line(&self, dom: DomId, line: &str) {
+            self.lines.line(dom, line, &self.print());
+        }
+        fn partial(&self, dom: DomId, text: &str) -> bool {
+            self.lines.partial(dom, text, &self.print());
+            true
+        }
+    }
+
+    #[test]
+    fn an_unfinished_line_shows_when_asked_and_completes_in_place() {
+        let screen = Arc::new(Screen::default());
+        let mut d1 = Console::new(1, screen.clone());
+        let mut d2 = Console::new(2, screen.clone());
+        d1.write(b"boot done\n~ # ");
+        assert_eq!(*screen.text.lock(), "(d1) boot done\n", "a partial line waits to be asked");
+        d1.show_partial();
+        d1.write(b"ec");
+        d1.show_partial();
+        d1.show_partial();
+        d1.write(b"ho hi\nhi\n");
+        assert_eq!(*screen.text.lock(), "(d1) boot done\n(d1) ~ # echo hi\n(d1) hi\n");
+        // Another domain's line breaks an open one cleanly.
+        d1.write(b"~ # ");
+        d1.show_partial();
+        d2.write(b"tick\n");
+        d1.write(b"\n");
+        assert!(screen.text.lock().ends_with("(d1) ~ # \n(d2) tick\n(d1) \n"), "{}", screen.text.lock());
+        // The history keeps whole lines.
+        let h: Vec<String> = d1.history().map(|l| l.to_string()).collect();
+        assert_eq!(h, ["boot done", "~ # echo hi", "hi", "~ # "]);
+    }
+
+    #[test]
+    fn a_whole_line_sink_gets_whole_lines() {
+        struct Lines(spin::Mutex<Vec<String>>);
+        impl ConsoleSink for Lines {
+            fn line(&self, _dom: DomId, line: &str) {
+                self.0.lock().push(line.to_string());
+            }
+        }
+        let sink = Arc::new(Lines(spin::Mutex::new(Vec::new())));
+        let mut c = Console::new(1, sink.clone());
+        c.write(b"~ # ");
+        c.show_partial();
+        c.write(b"ls\n");
+        assert_eq!(*sink.0.lock(), ["~ # ls"]);
     }
 }

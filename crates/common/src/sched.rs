@@ -330,6 +330,13 @@ impl Hypervisor {
         for d in self.domains() {
             pv_console::drain(d);
         }
+        // The domain someone types at shows its unfinished line (its
+        // prompt, the echo of what was typed) without waiting for a newline.
+        if let InputTarget::Domain(id) = self.input.target() {
+            if let Some(d) = self.domain(id) {
+                d.console.lock().show_partial();
+            }
+        }
     }
 
     /// Exits every vCPU has taken so far.

@@ -19,7 +19,7 @@ use lantern_common::addr::Gpa;
 use lantern_common::arch::{Preemption, VcpuInitContext};
 use lantern_common::boot_config::{BootConfig, DomainSpec};
 use lantern_common::clock::Clock;
-use lantern_common::console::ConsoleSink;
+use lantern_common::console::{ConsoleSink, LinePrefixer};
 use lantern_common::domain::{Domain, DomainConfig};
 use lantern_common::memory::DomId;
 use lantern_common::memory::Gfn;
@@ -33,9 +33,22 @@ use crate::interrupts;
 /// The domains' console lines go to COM1 as `(dN) line`.
 struct SerialConsole;
 
+/// The console's open-line state (one serial line for every domain).
+static LINES: LinePrefixer = LinePrefixer::new();
+
+/// Prints raw console text.
+fn print_raw(args: core::fmt::Arguments<'_>) {
+    crate::print!("{}", args);
+}
+
 impl ConsoleSink for SerialConsole {
     fn line(&self, dom: DomId, line: &str) {
-        crate::println!("(d{dom}) {line}");
+        LINES.line(dom, line, &print_raw);
+    }
+
+    fn partial(&self, dom: DomId, text: &str) -> bool {
+        LINES.partial(dom, text, &print_raw);
+        true
     }
 }
 
@@ -86,7 +99,10 @@ impl Board for X86Board<'_> {
         self.gdb.poll(hv, &mut self.com2);
         // Typed input: a Ctrl-A switch, a debug key or a domain's console.
         while let Some(b) = crate::serial::try_read() {
-            hv.serial_input(b, &mut |line| crate::println!("(lantern) {line}"));
+            hv.serial_input(b, &mut |line| {
+                LINES.close(&print_raw);
+                crate::println!("(lantern) {line}")
+            });
         }
     }
 
@@ -125,6 +141,7 @@ impl Board for X86Board<'_> {
     }
 
     fn announce(&mut self, line: &str) {
+        LINES.close(&print_raw);
         crate::println!("(lantern) {line}");
     }
 }

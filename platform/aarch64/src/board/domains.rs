@@ -18,7 +18,7 @@ use lantern_arch_arm::vcpu::ArmDomain;
 use lantern_common::arch::{Preemption, VcpuInitContext};
 use lantern_common::boot_config::{BootConfig, DomainSpec};
 use lantern_common::clock::Clock;
-use lantern_common::console::ConsoleSink;
+use lantern_common::console::{ConsoleSink, LinePrefixer};
 use lantern_common::domain::{Domain, DomainConfig};
 use lantern_common::memory::DomId;
 use lantern_common::memory::Gfn;
@@ -53,9 +53,22 @@ impl Transport for UartTransport<'_> {
 /// The domains' console lines go to the PL011 as `(dN) line`.
 struct SerialConsole;
 
+/// The console's open-line state (one serial line for every domain).
+static LINES: LinePrefixer = LinePrefixer::new();
+
+/// Prints raw console text.
+fn print_raw(args: core::fmt::Arguments<'_>) {
+    crate::print!("{}", args);
+}
+
 impl ConsoleSink for SerialConsole {
     fn line(&self, dom: DomId, line: &str) {
-        crate::println!("(d{}) {}", dom, line);
+        LINES.line(dom, line, &print_raw);
+    }
+
+    fn partial(&self, dom: DomId, text: &str) -> bool {
+        LINES.partial(dom, text, &print_raw);
+        true
     }
 }
 
@@ -103,7 +116,10 @@ impl Board for ArmBoard<'_> {
         }
         // Typed input: a Ctrl-A switch, a debug key or a domain's console.
         while let Some(b) = super::console::try_read() {
-            hv.serial_input(b, &mut |line| crate::println!("(lantern) {}", line));
+            hv.serial_input(b, &mut |line| {
+                LINES.close(&print_raw);
+                crate::println!("(lantern) {}", line)
+            });
         }
     }
 
@@ -164,6 +180,7 @@ impl Board for ArmBoard<'_> {
     }
 
     fn announce(&mut self, line: &str) {
+        LINES.close(&print_raw);
         crate::println!("(lantern) {}", line);
     }
 }
