@@ -2,7 +2,7 @@
 //! tests and benchmarks use (the timed one timestamps every console line).
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -110,19 +110,7 @@ impl Timing {
 pub fn boot_timed(opts: &Opts, a: &Artifacts, echo: bool) -> Result<Timing, String> {
     let mut o = opts.clone();
     o.serial_log = None;
-    let mut cmd = qemu_command(&o, a);
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
-    let start = Instant::now();
-    let mut child = cmd.spawn().map_err(|e| format!("cannot start {}: {e}", cmd.get_program().to_string_lossy()))?;
-    let out = child.stdout.take().ok_or("no QEMU stdout")?;
-    let (tx, rx) = mpsc::channel::<(Instant, String)>();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if tx.send((Instant::now(), line.trim_end_matches('\r').to_string())).is_err() {
-                break;
-            }
-        }
-    });
+    let (mut child, start, rx, reader) = spawn_timestamped(qemu_command(&o, a))?;
     let deadline = start + limit(opts).unwrap_or(Duration::from_secs(120));
     let mut t = Timing::default();
     let mut killed = false;
@@ -158,17 +146,14 @@ pub fn boot_timed(opts: &Opts, a: &Artifacts, echo: bool) -> Result<Timing, Stri
     Ok(t)
 }
 
-/// A free TCP port on 127.0.0.1.
-pub fn free_port() -> Option<u16> {
-    std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok().map(|a| a.port())
-}
+/// What [`spawn_timestamped`] returns: the child, its start, its console
+/// lines with the time each arrived, and the thread reading them (it ends
+/// when the child closes its stdout).
+type Timestamped = (Child, Instant, mpsc::Receiver<(Instant, String)>, std::thread::JoinHandle<()>);
 
 /// Starts `cmd` (a QEMU whose console is its stdout) with stdin on
-/// /dev/null, and returns the time from its start to the first console line
-/// that contains `needle`. QEMU is killed right then — a benchmark that
-/// times a boot need not wait for the power-off — or at `limit`, which is
-/// an error, as is QEMU exiting before the line.
-pub fn time_to_line(mut cmd: Command, needle: &str, limit: Duration) -> Result<Duration, String> {
+/// /dev/null, and timestamps its console lines as a thread reads them.
+fn spawn_timestamped(mut cmd: Command) -> Result<Timestamped, String> {
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
     let start = Instant::now();
     let mut child = cmd.spawn().map_err(|e| format!("cannot start {}: {e}", cmd.get_program().to_string_lossy()))?;
@@ -183,6 +168,21 @@ pub fn time_to_line(mut cmd: Command, needle: &str, limit: Duration) -> Result<D
             }
         }
     });
+    Ok((child, start, rx, reader))
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> Option<u16> {
+    std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok().map(|a| a.port())
+}
+
+/// Starts `cmd` (a QEMU whose console is its stdout) with stdin on
+/// /dev/null, and returns the time from its start to the first console line
+/// that contains `needle`. QEMU is killed right then — a benchmark that
+/// times a boot need not wait for the power-off — or at `limit`, which is
+/// an error, as is QEMU exiting before the line.
+pub fn time_to_line(cmd: Command, needle: &str, limit: Duration) -> Result<Duration, String> {
+    let (mut child, start, rx, reader) = spawn_timestamped(cmd)?;
     let mut tail: Vec<String> = Vec::new();
     let outcome = loop {
         let left = limit.saturating_sub(start.elapsed());
