@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::boards::{BareLinux, BoardSpec};
 use crate::build::build;
 use crate::e2e;
-use crate::linux::{self, LinuxGuest, INIT_FIRST_LINE, KERNEL_CMDLINE};
+use crate::linux::{self, LinuxGuest, INIT_FIRST_LINE};
 use crate::opts::Opts;
 use crate::qemu::qemu_command;
 use crate::run::{boot_timed, time_to_line};
@@ -248,14 +248,8 @@ pub fn linux_bench(board: &'static dyn BoardSpec, runs: usize) -> Result<(), Str
     let started = std::time::Instant::now();
     let mut rows = Vec::new();
     for vcpus in LINUX_VCPU_COUNTS {
-        let o = Opts {
-            guests: vec![guest.kernel.clone()],
-            initrds: vec![guest.initramfs.clone()],
-            guest_cmdline: Some(KERNEL_CMDLINE.to_string()),
-            vcpus: Some(vcpus),
-            mem: Some(linux::DEFAULT_MEM),
-            ..Opts::on(board)
-        };
+        let mut o = Opts { vcpus: Some(vcpus), ..Opts::on(board) };
+        o.boot_linux(&guest, "");
         let a = build(&o)?;
         let bare = |accel| bare_linux_command(board, &guest.kernel, &guest.initramfs, vcpus, linux::DEFAULT_MEM, accel);
         // Lantern, bare single-threaded TCG, bare default TCG.

@@ -20,7 +20,7 @@ use crate::boards::BoardSpec;
 use crate::build::work_dir;
 use crate::e2e::{build_and_boot, connect_console, domain_line};
 use crate::gdb::{self, Json};
-use crate::linux::{self, INIT_BANNER, KERNEL_CMDLINE, SHELL_BANNER};
+use crate::linux::{self, INIT_BANNER, SHELL_BANNER};
 use crate::opts::Opts;
 use crate::report::Tally;
 use crate::summary::summary;
@@ -107,18 +107,15 @@ fn shell_check(board: &'static dyn BoardSpec, guest: &linux::LinuxGuest, name: &
     let log = dir.join("linux-shell.log");
     let sock = dir.join("linux-shell.sock");
     let _ = std::fs::remove_file(&sock);
-    let o = Opts {
+    let mut o = Opts {
         exit: true,
         timeout: Some(LIMIT.as_secs()),
         serial_log: Some(log.clone()),
         console_socket: Some(sock.clone()),
-        guests: vec![guest.kernel.clone()],
-        initrds: vec![guest.initramfs.clone()],
-        guest_cmdline: Some(KERNEL_CMDLINE.to_string()),
         vcpus: Some(SHELL_VCPUS),
-        mem: Some(linux::DEFAULT_MEM),
         ..Opts::on(board)
     };
+    o.boot_linux(guest, "");
     let Some((_, mut s)) = build_and_boot(&o, &log, name, tally) else { return };
     let mut input = match connect_console(&sock, &log) {
         Ok(i) => i,
@@ -166,18 +163,15 @@ fn boot_and_check(board: &'static dyn BoardSpec, guest: &linux::LinuxGuest, name
         return tally.record(&format!("{name}: a free TCP port for gdb"), false, "none found");
     };
     let log = work_dir(board).join(format!("linux-console-{vcpus}.log"));
-    let o = Opts {
+    let mut o = Opts {
         exit: true,
         timeout: Some(LIMIT.as_secs()),
         serial_log: Some(log.clone()),
-        guests: vec![guest.kernel.clone()],
-        initrds: vec![guest.initramfs.clone()],
-        guest_cmdline: Some(format!("{KERNEL_CMDLINE} lantern.test lantern.hold={HOLD_S}")),
         vcpus: Some(vcpus),
-        mem: Some(linux::DEFAULT_MEM),
         gdb_port: Some(port),
         ..Opts::on(board)
     };
+    o.boot_linux(guest, &format!("lantern.test lantern.hold={HOLD_S}"));
     let Some((_, mut s)) = build_and_boot(&o, &log, name, tally) else { return };
     let banner = format!("{INIT_BANNER} cpus=");
     match s.wait_for(LIMIT, |c| c.contains(&banner)) {

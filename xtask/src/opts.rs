@@ -65,6 +65,16 @@ impl Default for Opts {
 }
 
 impl Opts {
+    /// Boots `guest` (a Debian kernel with its busybox initramfs) as the one
+    /// domain: [`crate::linux::KERNEL_CMDLINE`] then `extra` on the kernel
+    /// command line, [`crate::linux::DEFAULT_MEM`] unless a size is set.
+    pub fn boot_linux(&mut self, guest: &crate::linux::LinuxGuest, extra: &str) {
+        self.guests = vec![guest.kernel.clone()];
+        self.initrds = vec![guest.initramfs.clone()];
+        self.guest_cmdline = Some(format!("{} {extra}", crate::linux::KERNEL_CMDLINE).trim_end().to_string());
+        self.mem.get_or_insert(crate::linux::DEFAULT_MEM);
+    }
+
     /// Default options on `board`.
     pub fn on(board: &'static dyn BoardSpec) -> Opts {
         Opts {

@@ -57,11 +57,8 @@ pub fn cmd_run(args: &[String]) -> Result<(), String> {
             linux.package,
             crate::linux::INIT_BANNER
         );
-        opts.guests = vec![linux.kernel];
-        opts.initrds = vec![linux.initramfs];
         let extra = opts.guest_cmdline.take().unwrap_or_default();
-        opts.guest_cmdline = Some(format!("{} {extra}", crate::linux::KERNEL_CMDLINE).trim_end().to_string());
-        opts.mem.get_or_insert(crate::linux::DEFAULT_MEM);
+        opts.boot_linux(&linux, &extra);
     }
     let port = *opts.gdb_port.get_or_insert(opts.board.default_gdb_port());
     let a = build(&opts)?;

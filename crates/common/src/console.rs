@@ -49,24 +49,30 @@ impl LinePrefixer {
     /// Prints (through `print`, raw text) the complete line, or the rest of
     /// `dom`'s open line, and a newline.
     pub fn line(&self, dom: DomId, text: &str, print: &dyn Fn(core::fmt::Arguments<'_>)) {
-        let mut open = self.open.lock();
-        match *open {
-            Some(d) if d == dom => print(format_args!("{text}\n")),
-            Some(_) => print(format_args!("\n(d{dom}) {text}\n")),
-            None => print(format_args!("(d{dom}) {text}\n")),
-        }
-        *open = None;
+        self.emit(dom, text, true, print);
     }
 
     /// Prints the beginning (or more) of `dom`'s unfinished line.
     pub fn partial(&self, dom: DomId, text: &str, print: &dyn Fn(core::fmt::Arguments<'_>)) {
+        self.emit(dom, text, false, print);
+    }
+
+    /// `text` of `dom`: continuing its open line, or on a line of its own
+    /// (ending another domain's open one first); `ends` closes it.
+    fn emit(&self, dom: DomId, text: &str, ends: bool, print: &dyn Fn(core::fmt::Arguments<'_>)) {
         let mut open = self.open.lock();
-        match *open {
-            Some(d) if d == dom => print(format_args!("{text}")),
-            Some(_) => print(format_args!("\n(d{dom}) {text}")),
-            None => print(format_args!("(d{dom}) {text}")),
+        let (before, prefix) = match *open {
+            Some(d) if d == dom => ("", false),
+            Some(_) => ("\n", true),
+            None => ("", true),
+        };
+        let end = if ends { "\n" } else { "" };
+        if prefix {
+            print(format_args!("{before}(d{dom}) {text}{end}"));
+        } else {
+            print(format_args!("{text}{end}"));
         }
-        *open = Some(dom);
+        *open = (!ends).then_some(dom);
     }
 
     /// Ends an open line before the hypervisor prints one of its own.
@@ -157,11 +163,6 @@ impl Console {
             self.history.pop_front();
         }
         self.history.push_back(line);
-    }
-
-    /// The line not ended yet.
-    pub fn unfinished(&self) -> &str {
-        &self.partial
     }
 
     /// The last complete lines, oldest first.

@@ -77,12 +77,6 @@ impl Heap {
     pub fn used_bytes(&self) -> usize {
         self.state.lock().used_pages * PAGE
     }
-
-    /// Bytes still uncarved.
-    pub fn free_bytes(&self) -> usize {
-        let st = self.state.lock();
-        st.end.saturating_sub(st.next)
-    }
 }
 
 fn small_class(layout: &Layout) -> Option<usize> {

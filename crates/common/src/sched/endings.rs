@@ -59,16 +59,19 @@ impl Hypervisor {
         if action == ShutdownAction::Preserve {
             return;
         }
-        if action == ShutdownAction::Restart && self.slots[i].spec.is_none() {
-            board.announce(&format!("d{id}: {why}: cannot restart: built without a configuration"));
-            return;
-        }
+        let spec = match (action, &self.slots[i].spec) {
+            (ShutdownAction::Restart, None) => {
+                board.announce(&format!("d{id}: {why}: cannot restart: built without a configuration"));
+                return;
+            }
+            (ShutdownAction::Restart, Some(spec)) => Some(spec.clone()),
+            _ => None,
+        };
         self.destroy(i);
-        if action == ShutdownAction::Destroy {
+        let Some(spec) = spec else {
             board.announce(&format!("d{id}: {why}: destroyed"));
             return;
-        }
-        let Some(spec) = self.slots[i].spec.clone() else { return };
+        };
         match board.build_domain(id, &spec) {
             Ok(new) => {
                 let restarts = self.slots[i].restarts + 1;
