@@ -5,6 +5,7 @@
 
 extern crate alloc;
 
+pub mod acpi;
 pub mod cpuid;
 pub mod decode;
 pub mod gdbregs;

@@ -49,6 +49,34 @@ pub const GS_BASE: u32 = 0xC000_0101;
 pub const KERNEL_GS_BASE: u32 = 0xC000_0102;
 /// `TSC_AUX`: what RDTSCP returns in ECX.
 pub const TSC_AUX: u32 = 0xC000_0103;
+/// `PerfEvtSel0`..3 (legacy AMD counters' event selects; the counters
+/// follow at `PERF_CTR0`).
+pub const K7_EVNTSEL0: u32 = 0xC001_0000;
+/// `PerfCtr0`..3.
+pub const K7_PERFCTR0: u32 = 0xC001_0004;
+/// `SYSCFG`: system configuration.
+pub const K8_SYSCFG: u32 = 0xC001_0010;
+/// `HWCR`: hardware configuration.
+pub const K8_HWCR: u32 = 0xC001_0015;
+/// `TOP_MEM`: top of memory below 4 GiB.
+pub const K8_TOP_MEM1: u32 = 0xC001_001A;
+/// `TOP_MEM2`: top of memory above 4 GiB.
+pub const K8_TOP_MEM2: u32 = 0xC001_001D;
+/// `NB_CFG`: northbridge configuration.
+pub const AMD64_NB_CFG: u32 = 0xC001_001F;
+/// `Interrupt Pending and CMP-Halt` (C1E enable on family 0Fh–11h).
+pub const K8_ENABLE_C1E: u32 = 0xC001_0055;
+/// Family 15h performance event selects and counters, interleaved
+/// (`PERF_CTL0`, `PERF_CTR0`, … `PERF_CTR5`).
+pub const FAM15H_PERF_FIRST: u32 = 0xC001_0200;
+/// The last of them.
+pub const FAM15H_PERF_LAST: u32 = 0xC001_020B;
+/// `DE_CFG`: decode configuration.
+pub const AMD64_DE_CFG: u32 = 0xC001_1029;
+/// `DE_CFG` bit 1: LFENCE is dispatch-serialising.
+pub const DE_CFG_LFENCE_SERIALISE: u64 = 1 << 1;
+/// `EX_CFG`: execution-unit configuration.
+pub const AMD64_EX_CFG: u32 = 0xC001_102C;
 /// `VM_CR`: SVM control (bit 4, SVMDIS, is the firmware's lock).
 pub const VM_CR: u32 = 0xC001_0114;
 /// `VM_HSAVE_PA`: where VMRUN saves the host state.

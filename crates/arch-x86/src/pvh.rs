@@ -19,10 +19,18 @@ use xen_abi::public::E820Entry;
 
 /// Writes a guest's `hvm_start_info` at `at`, followed by its command line
 /// and its memory map: all of `mem_bytes` RAM from 0, then each page of
-/// `reserved` (the toolstack's special pages, e.g. the console ring) as
-/// reserved, so the guest never hands those frames out as RAM. Returns the
-/// start info's address, which the boot vCPU gets in `ebx`.
-pub fn write_start_info(d: &Domain, at: Gpa, mem_bytes: u64, cmdline: &str, reserved: &[Gpa]) -> XenResult<Gpa> {
+/// `reserved` (the toolstack's special pages, e.g. the console ring, and
+/// the ACPI tables) as reserved, so the guest never hands those frames out
+/// as RAM; `rsdp` (0: none) is the ACPI root pointer. Returns the start
+/// info's address, which the boot vCPU gets in `ebx`.
+pub fn write_start_info(
+    d: &Domain,
+    at: Gpa,
+    mem_bytes: u64,
+    cmdline: &str,
+    reserved: &[Gpa],
+    rsdp: Gpa,
+) -> XenResult<Gpa> {
     let start_info_size = core::mem::size_of::<HvmStartInfo>() as u64;
     let cmdline_at = at.checked_add(start_info_size.next_multiple_of(16)).ok_or(Errno::EFAULT)?;
     let memmap_at = cmdline_at.checked_add((cmdline.len() as u64 + 1).next_multiple_of(16)).ok_or(Errno::EFAULT)?;
@@ -32,6 +40,7 @@ pub fn write_start_info(d: &Domain, at: Gpa, mem_bytes: u64, cmdline: &str, rese
         cmdline_paddr: cmdline_at.0,
         memmap_paddr: memmap_at.0,
         memmap_entries: 1 + reserved.len() as u32,
+        rsdp_paddr: rsdp.0,
         ..HvmStartInfo::default()
     };
     let ram = HvmMemmapTableEntry { addr: 0, size: mem_bytes, kind: MEMMAP_TYPE_RAM, reserved: 0 };

@@ -10,7 +10,7 @@ use alloc::boxed::Box;
 
 use crate::vmcb::{
     efer, int_ctl, intercept1, intercept2, Vmcb, VmcbSegment, ATTR_CODE32, ATTR_CODE64, ATTR_DATA32, ATTR_LDT,
-    ATTR_TSS_BUSY,
+    ATTR_REAL_CODE, ATTR_REAL_DATA, ATTR_TSS_BUSY,
 };
 
 /// Guest general-purpose registers the entry stub saves and restores (RAX and
@@ -87,6 +87,12 @@ pub enum StartMode {
         /// Guest page-table root.
         cr3: u64,
     },
+    /// Real mode with CS = `cs_selector` (base = selector × 16): where a
+    /// startup IPI starts an application processor.
+    Real {
+        /// The code segment's selector.
+        cs_selector: u16,
+    },
 }
 
 /// Guest ASID used for every domain: TLB_CONTROL flushes on every switch
@@ -156,6 +162,16 @@ pub fn init_vmcb(vmcb: &mut Vmcb, maps_pa: u64, ncr3: u64, mode: StartMode, rip:
             s.cr3 = cr3;
             s.cr4 = 0x20; // PAE
             s.efer = efer::SVME | efer::LME | efer::LMA;
+        }
+        StartMode::Real { cs_selector } => {
+            let data = VmcbSegment::new(0, ATTR_REAL_DATA, 0xFFFF, 0);
+            (s.es, s.ss, s.ds, s.fs, s.gs) = (data, data, data, data, data);
+            s.cs = VmcbSegment::new(cs_selector, ATTR_REAL_CODE, 0xFFFF, (cs_selector as u64) << 4);
+            s.gdtr = VmcbSegment::new(0, 0, 0xFFFF, 0);
+            s.idtr = VmcbSegment::new(0, 0, 0x3FF, 0);
+            s.cr0 = 0x10; // ET: real mode, paging and caches as after INIT
+            s.cr4 = 0;
+            s.efer = efer::SVME;
         }
     }
 }

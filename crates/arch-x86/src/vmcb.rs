@@ -32,6 +32,11 @@ pub const ATTR_CODE64: u16 = 0x029B;
 pub const ATTR_CODE32: u16 = 0x0C9B;
 /// Segment attributes: 32-bit flat read/write data, DPL 0.
 pub const ATTR_DATA32: u16 = 0x0C93;
+/// Segment attributes: a real-mode code segment (P, S, code, readable,
+/// accessed; 16-bit, byte granular).
+pub const ATTR_REAL_CODE: u16 = 0x009B;
+/// Segment attributes: a real-mode read/write data segment.
+pub const ATTR_REAL_DATA: u16 = 0x0093;
 /// Segment attributes: busy 32/64-bit TSS.
 pub const ATTR_TSS_BUSY: u16 = 0x008B;
 /// Segment attributes: LDT.
@@ -343,6 +348,11 @@ pub mod event {
             None => VALID | TYPE_EXCEPTION | vector as u64,
         }
     }
+
+    /// The NMI event (vector 2).
+    pub const fn nmi() -> u64 {
+        VALID | TYPE_NMI | super::vector::NMI as u64
+    }
 }
 
 /// #VMEXIT codes (APM vol. 2, appendix C) that the backend handles.
@@ -426,6 +436,8 @@ pub mod ioio {
 pub mod vector {
     /// #UD, invalid opcode.
     pub const UD: u8 = 6;
+    /// Non-maskable interrupt.
+    pub const NMI: u8 = 2;
     /// #GP, general protection.
     pub const GP: u8 = 13;
     /// #PF, page fault.

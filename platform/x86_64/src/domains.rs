@@ -13,8 +13,8 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
-use lantern_arch_x86::pvh;
 use lantern_arch_x86::vcpu::SvmDomain;
+use lantern_arch_x86::{acpi, pvh};
 use lantern_common::addr::Gpa;
 use lantern_common::arch::{Preemption, VcpuInitContext};
 use lantern_common::boot_config::{BootConfig, DomainSpec};
@@ -22,7 +22,7 @@ use lantern_common::clock::Clock;
 use lantern_common::console::{ConsoleSink, LinePrefixer};
 use lantern_common::domain::{Domain, DomainConfig};
 use lantern_common::memory::DomId;
-use lantern_common::memory::Gfn;
+use lantern_common::memory::{Gfn, P2mType, Page, PAGE_SIZE};
 use lantern_common::sched::{Board, DomainSlot, Hypervisor, Verdict};
 use lantern_common::{cpio, loader, pv_console};
 use lantern_gdb::{GdbStub, Transport};
@@ -185,12 +185,16 @@ fn build_domain(
         ));
     }
     pv_console::attach(&d, console_gfn).map_err(|e| format!("console ring: {e:?}"))?;
+    let acpi = place_acpi_tables(&d, spec)?;
+    let mut reserved: Vec<Gpa> = acpi.pages().map(Gpa).collect();
+    reserved.push(Gpa(console_gfn.0 << 12));
     let si = pvh::write_start_info(
         &d,
         Gpa(img.high.next_multiple_of(4096)),
         spec.mem_bytes,
         &spec.cmdline,
-        &[Gpa(console_gfn.0 << 12)],
+        &reserved,
+        Gpa(acpi.rsdp),
     )
     .map_err(|e| format!("start info does not fit in guest memory ({e:?})"))?;
     log::info!(
@@ -210,6 +214,26 @@ fn build_domain(
         .initialise(&VcpuInitContext::PowerOn { entry, context_id: si.0 })
         .map_err(|e| format!("starting vCPU 0: {e:?}"))?;
     Ok(slot)
+}
+
+/// Builds the domain's ACPI tables (`lantern_arch_x86::acpi`) and maps
+/// them at the toolstack's ACPI address, on pages of their own above the
+/// domain's RAM.
+fn place_acpi_tables(d: &Domain, spec: &DomainSpec) -> Result<acpi::AcpiTables, String> {
+    let tables = acpi::build(spec.vcpus);
+    if spec.mem_bytes > acpi::ACPI_INFO_GPA {
+        return Err(format!(
+            "{} MiB of RAM would cover the ACPI tables at {:#x}",
+            spec.mem_bytes >> 20,
+            acpi::ACPI_INFO_GPA
+        ));
+    }
+    for (i, gpa) in tables.pages().enumerate() {
+        let page = Page::alloc(d.id).map_err(|e| format!("ACPI table page: {e:?}"))?;
+        page.write(0, &tables.bytes[i * PAGE_SIZE..(i + 1) * PAGE_SIZE]).map_err(|e| format!("ACPI tables: {e:?}"))?;
+        d.p2m.lock().set(Gpa(gpa).gfn(), page, P2mType::RamRw);
+    }
+    Ok(tables)
 }
 
 /// Runs the configuration to completion and ends the run with its verdict.

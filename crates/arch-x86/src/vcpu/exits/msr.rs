@@ -109,6 +109,34 @@ impl SvmVcpu {
                     self.note_msr(d, true, "dropped");
                     Some(0)
                 }
+                // As Xen answers an HVM guest on AMD: with no vPMU the
+                // legacy and family-15h counters read zero and drop writes;
+                // SYSCFG, TOP_MEM/TOP_MEM2, VM_CR and EX_CFG read zero and
+                // drop writes; HWCR, C1E and NB_CFG read zero; DE_CFG reads
+                // "LFENCE serialising" and drops writes (OpenBSD panics on a
+                // #GP there).
+                (i, _) if (msr::K7_EVNTSEL0..msr::K7_PERFCTR0 + 4).contains(&i) => {
+                    self.note_msr(d, write, if write { "dropped" } else { "reads as zero" });
+                    Some(0)
+                }
+                (msr::FAM15H_PERF_FIRST..=msr::FAM15H_PERF_LAST, _)
+                | (msr::K8_SYSCFG | msr::K8_TOP_MEM1 | msr::K8_TOP_MEM2 | msr::VM_CR | msr::AMD64_EX_CFG, _) => {
+                    self.note_msr(d, write, if write { "dropped" } else { "reads as zero" });
+                    Some(0)
+                }
+                (msr::K8_HWCR | msr::K8_ENABLE_C1E | msr::AMD64_NB_CFG, false) => {
+                    self.note_msr(d, false, "reads as zero");
+                    Some(0)
+                }
+                (msr::AMD64_NB_CFG, true) => {
+                    self.note_msr(d, true, "dropped");
+                    Some(0)
+                }
+                (msr::AMD64_DE_CFG, false) => Some(msr::DE_CFG_LFENCE_SERIALISE),
+                (msr::AMD64_DE_CFG, true) => {
+                    self.note_msr(d, true, "dropped");
+                    Some(0)
+                }
                 _ => None,
             }
         };
@@ -200,6 +228,30 @@ mod tests {
         // Unknown MSRs (and APIC_BASE: no local APIC) fault.
         v.regs.rcx = 0x1B;
         assert!(!v.handle_msr(&d, false));
+    }
+
+    #[test]
+    fn amd_msrs_answer_as_xen() {
+        let d = domain(1);
+        let mut v = vcpu(0);
+        let mut access = |v: &mut crate::vcpu::SvmVcpu, index: u32, write: bool| {
+            v.regs.rcx = index as u64;
+            v.vmcb.save.rax = 0x5A5A;
+            v.handle_msr(&d, write).then_some(v.vmcb.save.rax)
+        };
+        // Read zero, writes dropped: the counters, SYSCFG, TOP_MEM, EX_CFG.
+        for index in [0xC001_0000, 0xC001_0003, 0xC001_0007, 0xC001_0010, 0xC001_001A, 0xC001_0201, 0xC001_102C] {
+            assert_eq!(access(&mut v, index, false), Some(0), "{index:#x}");
+            assert!(access(&mut v, index, true).is_some(), "{index:#x} write");
+        }
+        // Read zero, writes #GP: HWCR and C1E.
+        for index in [0xC001_0015, 0xC001_0055] {
+            assert_eq!(access(&mut v, index, false), Some(0), "{index:#x}");
+            assert_eq!(access(&mut v, index, true), None, "{index:#x} write");
+        }
+        assert_eq!(access(&mut v, 0xC001_1029, false), Some(2), "DE_CFG: LFENCE serialising");
+        assert!(access(&mut v, 0xC001_1029, true).is_some());
+        assert_eq!(access(&mut v, 0xC001_0008, false), None, "past the legacy counters");
     }
 
     #[test]

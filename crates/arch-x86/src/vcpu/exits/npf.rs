@@ -56,7 +56,7 @@ impl SvmShared {
 
 impl SvmVcpu {
     /// The default operand/address size of the code the vCPU runs.
-    fn code_size(&self) -> CodeSize {
+    pub(in crate::vcpu) fn code_size(&self) -> CodeSize {
         let s = &self.vmcb.save;
         if self.is_long() {
             CodeSize::Bits64
