@@ -234,7 +234,7 @@ mod tests {
     fn amd_msrs_answer_as_xen() {
         let d = domain(1);
         let mut v = vcpu(0);
-        let mut access = |v: &mut crate::vcpu::SvmVcpu, index: u32, write: bool| {
+        let access = |v: &mut crate::vcpu::SvmVcpu, index: u32, write: bool| {
             v.regs.rcx = index as u64;
             v.vmcb.save.rax = 0x5A5A;
             v.handle_msr(&d, write).then_some(v.vmcb.save.rax)
