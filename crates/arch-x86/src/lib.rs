@@ -10,6 +10,7 @@ pub mod cpuid;
 pub mod decode;
 pub mod gdbregs;
 pub mod hvm_context;
+pub mod lapic;
 pub mod layout;
 pub mod layout_ext;
 pub mod msr;
