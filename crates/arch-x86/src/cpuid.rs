@@ -51,16 +51,22 @@ pub fn xen_leaf(leaf: u32, vcpu_id: u32, domid: u16, version: (u32, u32)) -> Opt
 }
 
 /// Masks a host leaf for the guest: sets the hypervisor bit, hides SVM,
-/// XSAVE/AVX (only FXSAVE state is switched), MONITOR, x2APIC and the local
-/// APIC (none is emulated), and reports `vcpu_id` as the initial APIC id.
+/// XSAVE/AVX (only FXSAVE state is switched), MONITOR and the APIC timer's
+/// TSC-deadline mode (not emulated), offers the local APIC and x2APIC (both
+/// emulated, as Xen offers them to a PVH domU), and reports the vCPU's APIC
+/// id as its initial (leaf 1), x2APIC (leaf 0xB) and extended (leaf
+/// 0x8000001E) APIC id.
 pub fn filter_host_leaf(leaf: u32, subleaf: u32, mut r: Regs, vcpu_id: u32) -> Regs {
+    let apic_id = crate::acpi::apic_id(vcpu_id);
     match leaf {
         1 => {
-            r.ecx &= !((1 << 3) | (1 << 5) | (1 << 21) | (1 << 26) | (1 << 27) | (1 << 28));
-            r.ecx |= 1 << 31;
-            r.edx &= !(1 << 9);
-            r.ebx = (r.ebx & 0x00FF_FFFF) | (vcpu_id << 24);
+            r.ecx &= !((1 << 3) | (1 << 5) | (1 << 24) | (1 << 26) | (1 << 27) | (1 << 28));
+            r.ecx |= (1 << 31) | (1 << 21);
+            r.edx |= 1 << 9;
+            r.ebx = (r.ebx & 0x00FF_FFFF) | (apic_id << 24);
         }
+        0xB => r.edx = apic_id,
+        0x8000_001E => r.eax = apic_id,
         7 if subleaf == 0 => {
             // AVX2, AVX-512 and friends need XSAVE.
             r.ebx &= !((1 << 5) | 0xFFFF_0000);
@@ -179,9 +185,12 @@ mod tests {
 
     #[test]
     fn hypervisor_bit_and_no_svm() {
-        let r = filter_host_leaf(1, 0, Regs { ecx: 1 << 5, ..Regs::default() }, 3);
-        assert_eq!(r.ecx, 1 << 31);
+        let r = filter_host_leaf(1, 0, Regs { ecx: (1 << 5) | (1 << 24), ..Regs::default() }, 3);
+        assert_eq!(r.ecx, (1 << 31) | (1 << 21), "hypervisor and x2APIC; no SVM, no TSC deadline");
+        assert_eq!(r.edx, 1 << 9, "a local APIC");
         assert_eq!(r.ebx >> 24, 3);
+        assert_eq!(filter_host_leaf(0xB, 1, ALL, 7).edx, 7, "x2APIC id");
+        assert_eq!(filter_host_leaf(0x8000_001E, 0, ALL, 9).eax, 9, "extended APIC id");
         let r = filter_host_leaf(0x8000_0001, 0, Regs { ecx: 4, ..Regs::default() }, 0);
         assert_eq!(r.ecx, 0);
     }

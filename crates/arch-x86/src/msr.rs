@@ -5,7 +5,7 @@
 
 /// `IA32_TIME_STAMP_COUNTER`.
 pub const TSC: u32 = 0x10;
-/// `IA32_APIC_BASE` (no local APIC is emulated: it faults).
+/// `IA32_APIC_BASE`: the local APIC's base, enable and x2APIC mode bits.
 pub const APIC_BASE: u32 = 0x1B;
 /// `IA32_SPEC_CTRL`.
 pub const SPEC_CTRL: u32 = 0x48;

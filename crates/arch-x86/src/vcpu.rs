@@ -54,6 +54,7 @@ impl SvmDomain {
                 npt: spin::Mutex::new(NestedPageTable::new()),
                 sink: exits::npf::SinkPage::new(),
                 exits: AtomicU64::new(0),
+                apics: spin::Mutex::new(alloc::vec::Vec::new()),
             }),
         }
     }
@@ -74,9 +75,9 @@ impl ArchDomain for SvmDomain {
         self.shared.sync(domain);
     }
 
-    fn timer_deadline(&self, _vcpu: u32) -> Option<u64> {
-        // No guest timer of its own yet: a halted vCPU waits for an event.
-        None
+    fn timer_deadline(&self, vcpu: u32) -> Option<u64> {
+        // The local APIC timer's, as the vCPU last left it.
+        self.shared.apics.lock().get(vcpu as usize).and_then(|a| a.deadline_ticks)
     }
 
     fn exits(&self) -> u64 {
@@ -90,12 +91,13 @@ impl ArchDomain for SvmDomain {
 }
 
 /// What a domain's vCPUs share: the nested page tables, the read-only page
-/// backing every unclaimed MMIO frame (see [`exits::npf`]), and the exit
-/// count.
+/// backing every unclaimed MMIO frame (see [`exits::npf`]), the exit
+/// count, and every vCPU's local APIC (IPIs reach other vCPUs' APICs).
 struct SvmShared {
     npt: spin::Mutex<NestedPageTable>,
     sink: Box<exits::npf::SinkPage>,
     exits: AtomicU64,
+    apics: spin::Mutex<alloc::vec::Vec<exits::apic::VcpuApic>>,
 }
 
 impl SvmShared {
@@ -124,6 +126,18 @@ pub struct SvmVcpu {
     vmcb: Box<Vmcb>,
     regs: GuestRegs,
     fx: Box<FxArea>,
+    /// What the virtual interrupt raised for the last entry came from.
+    virq: Option<VirqSource>,
+}
+
+/// The source of the virtual interrupt (`V_IRQ`) raised for a VMRUN.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum VirqSource {
+    /// Xen's callback vector: level-like while `evtchn_upcall_pending` is
+    /// set, never in the APIC's ISR (no EOI, as on Xen).
+    Callback,
+    /// A vector of the local APIC's IRR, moved to its ISR once taken.
+    Apic(u8),
 }
 
 impl SvmVcpu {
@@ -137,7 +151,9 @@ impl SvmVcpu {
             vmcb: Box::new(Vmcb::zeroed()),
             regs: GuestRegs::default(),
             fx: Box::new(svm::initial_fx()),
+            virq: None,
         };
+        v.dom.add_apic(vcpu_id);
         v.reset(StartMode::Flat32, 0);
         v
     }
@@ -215,32 +231,85 @@ impl SvmVcpu {
             .then_some(param as u8)
     }
 
-    /// Raises the callback vector as a virtual interrupt while
-    /// `evtchn_upcall_pending` is set (level-like, as Xen's callback vector).
-    fn update_upcall(&mut self, d: &Domain) {
-        let Ok(v) = d.vcpu(self.vcpu_id) else { return };
-        let Some(vector) = self.callback_vector(d) else { return };
+    /// Chooses the virtual interrupt for the next entry: Xen's callback
+    /// vector while `evtchn_upcall_pending` is set (level-like, ahead of
+    /// the APIC, as Xen's `hvm_vcpu_has_pending_irq` orders them), else the
+    /// local APIC's highest deliverable vector (after firing its timer if
+    /// due). A virtual interrupt raised before and not yet taken is
+    /// withdrawn first, so a higher one can take its place. A pending NMI
+    /// IPI is injected as an event.
+    fn update_interrupts(&mut self, d: &Domain) {
+        let now = d.clock().now_ns();
+        self.with_apic(|a| a.lapic.poll_timer(now));
+        self.vmcb.control.int_ctl &= !int_ctl::V_IRQ;
+        self.virq = None;
+        self.inject_pending_nmi();
+        let upcall = d.vcpu(self.vcpu_id).is_ok_and(|v| d.upcall_pending(v));
+        let choice = match self.callback_vector(d) {
+            Some(vector) if upcall => Some((vector, VirqSource::Callback)),
+            _ => self.with_apic(|a| a.lapic.pending()).map(|vector| (vector, VirqSource::Apic(vector))),
+        };
+        let Some((vector, source)) = choice else { return };
         let c = &mut self.vmcb.control;
-        if c.int_ctl & int_ctl::V_IRQ != 0 || !d.upcall_pending(v) {
-            return;
-        }
         c.int_ctl = (c.int_ctl & !(0xFFu64 << int_ctl::V_INTR_VECTOR_SHIFT) & !(0xF << int_ctl::V_INTR_PRIO_SHIFT))
             | int_ctl::V_IRQ
             | int_ctl::V_IGN_TPR
             | (0xF << int_ctl::V_INTR_PRIO_SHIFT)
             | ((vector as u64) << int_ctl::V_INTR_VECTOR_SHIFT);
+        self.virq = Some(source);
     }
-}
 
-impl ArchVcpu for SvmVcpu {
-    fn run(&mut self, d: &Domain, preempt: &mut dyn Preemption) -> VcpuExit {
-        // The scheduler has synced the nested tables with the p2m before this
-        // call (`ArchDomain::sync_p2m`); no exit handled here changes the p2m.
+    /// After an exit: a virtual interrupt the guest took (the CPU cleared
+    /// `V_IRQ`) moves from the APIC's IRR to its ISR; an event whose
+    /// delivery the exit interrupted (EXITINTINFO) is injected again.
+    fn after_exit(&mut self) {
+        if let Some(VirqSource::Apic(vector)) = self.virq {
+            if self.vmcb.control.int_ctl & int_ctl::V_IRQ == 0 {
+                self.with_apic(|a| a.lapic.ack(vector));
+            }
+        }
+        let info = self.vmcb.control.exitintinfo;
+        let kind = info & (7 << 8);
+        self.vmcb.control.eventinj =
+            if info & event::VALID != 0 && matches!(kind, event::TYPE_INTR | event::TYPE_NMI | event::TYPE_EXCEPTION) {
+                info
+            } else {
+                0
+            };
+    }
+
+    /// Moves RIP past an instruction of `len` bytes (wrapping at 4 GiB
+    /// outside 64-bit mode).
+    pub(in crate::vcpu) fn advance_rip(&mut self, len: u64) {
+        let mut next = self.vmcb.save.rip.wrapping_add(len);
+        if !self.is_long() {
+            next &= 0xFFFF_FFFF;
+        }
+        self.vmcb.save.rip = next;
+    }
+
+    /// Stores the APIC timer's deadline in host-counter ticks, for the
+    /// scheduler to wake the vCPU by ([`ArchDomain::timer_deadline`]).
+    fn cache_timer_deadline(&self, d: &Domain) {
+        self.with_apic(|a| a.deadline_ticks = a.lapic.timer_deadline_ns().map(|ns| d.clock().counter_at(ns)));
+    }
+
+    /// Whether a HLT must not block: an APIC interrupt is deliverable and
+    /// the guest takes interrupts, or an NMI waits.
+    fn wakes_from_halt(&self) -> bool {
+        let interruptible = self.vmcb.save.rflags & crate::vmcb::rflags::IF != 0;
+        self.with_apic(|a| a.nmi || (interruptible && a.lapic.pending().is_some()))
+    }
+
+    /// Enters the guest until an exit the core must act on. The scheduler
+    /// has synced the nested tables with the p2m before the call
+    /// (`ArchDomain::sync_p2m`); no exit handled here changes the p2m.
+    fn run_until_exit(&mut self, d: &Domain, preempt: &mut dyn Preemption) -> VcpuExit {
         loop {
-            self.update_upcall(d);
+            self.update_interrupts(d);
             let code = svm::vmrun_current(&mut self.vmcb, &mut self.regs, &mut self.fx);
             self.dom.exits.fetch_add(1, Ordering::Relaxed);
-            self.vmcb.control.eventinj = 0;
+            self.after_exit();
             match code {
                 exit::VMMCALL => {
                     if let Some(e) = self.hypercall_exit() {
@@ -261,7 +330,9 @@ impl ArchVcpu for SvmVcpu {
                 }
                 exit::HLT => {
                     self.vmcb.save.rip = self.vmcb.save.rip.wrapping_add(1);
-                    return VcpuExit::Halted;
+                    if !self.wakes_from_halt() {
+                        return VcpuExit::Halted;
+                    }
                 }
                 exit::INTR => {
                     // The board's periodic tick preempts; any other host
@@ -287,6 +358,15 @@ impl ArchVcpu for SvmVcpu {
             }
         }
     }
+}
+
+impl ArchVcpu for SvmVcpu {
+    fn run(&mut self, d: &Domain, preempt: &mut dyn Preemption) -> VcpuExit {
+        self.take_startup();
+        let exit = self.run_until_exit(d, preempt);
+        self.cache_timer_deadline(d);
+        exit
+    }
 
     fn complete_hypercall(&mut self, ret: i64) {
         self.vmcb.save.rax = if self.is_long() { ret as u64 } else { ret as u32 as u64 };
@@ -295,7 +375,7 @@ impl ArchVcpu for SvmVcpu {
     }
 
     fn inject_upcall(&mut self, d: &Domain) {
-        self.update_upcall(d);
+        self.update_interrupts(d);
     }
 
     fn translate(&self, d: &Domain, gva: Gva, write: bool) -> XenResult<Gpa> {
@@ -528,10 +608,10 @@ mod tests {
         let d = domain(1);
         let mut v = vcpu(0);
         d.vcpu(0).unwrap().set_upcall_vector(0xF3);
-        v.update_upcall(&d);
+        v.update_interrupts(&d);
         assert_eq!(v.vmcb.control.int_ctl & int_ctl::V_IRQ, 0, "nothing pending yet");
         d.vcpu_mark_events_pending(d.vcpu(0).unwrap());
-        v.update_upcall(&d);
+        v.update_interrupts(&d);
         assert_ne!(v.vmcb.control.int_ctl & int_ctl::V_IRQ, 0);
         assert_eq!((v.vmcb.control.int_ctl >> int_ctl::V_INTR_VECTOR_SHIFT) as u8, 0xF3);
     }

@@ -482,6 +482,8 @@ pub mod cr4 {
 pub mod rflags {
     /// Bit 1, reserved, always set.
     pub const FIXED: u64 = 1 << 1;
+    /// Interrupt flag: maskable interrupts are taken.
+    pub const IF: u64 = 1 << 9;
     /// Direction flag: string instructions walk downwards.
     pub const DF: u64 = 1 << 10;
 }

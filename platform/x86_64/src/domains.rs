@@ -200,9 +200,9 @@ fn build_domain(
     log::info!(
         "d{id}: '{}' {} vCPUs, {} MiB, image {} at {:#x}-{:#x}, PVH entry {:#x}{}",
         spec.name,
-        spec.image,
         spec.vcpus,
         spec.mem_bytes >> 20,
+        spec.image,
         img.low,
         img.high,
         entry,

@@ -7,6 +7,7 @@
 //! [`SvmVcpu::run`]: lantern_common::arch::ArchVcpu::run
 //! [`VcpuExit`]: lantern_common::arch::VcpuExit
 
+pub(super) mod apic;
 mod cpuid;
 mod cr;
 mod hypercall;

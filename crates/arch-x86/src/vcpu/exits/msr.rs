@@ -36,6 +36,10 @@ impl SvmVcpu {
     fn handle_msr(&mut self, d: &Domain, write: bool) -> bool {
         let index = self.regs.rcx as u32;
         let value = (self.regs.rdx << 32) | (self.vmcb.save.rax & 0xFFFF_FFFF);
+        if index == msr::APIC_BASE || super::apic::X2APIC_MSRS.contains(&index) {
+            let Some(v) = self.apic_msr(d, index, write, value) else { return false };
+            return self.complete_msr(write, v);
+        }
         let s = &mut self.vmcb.save;
         // MSRs the VMCB holds for the guest: read and written as they are.
         let slot: Option<&mut u64> = match index {
@@ -78,8 +82,7 @@ impl SvmVcpu {
                     // SAFETY: RDTSC has no side effects.
                     Some(unsafe { core::arch::x86_64::_rdtsc() })
                 }
-                // No local APIC is emulated (CPUID hides it), so APIC_BASE
-                // faults like other absent MSRs. MTRR capabilities/default
+                // MTRR capabilities/default
                 // type, MISC_ENABLE, microcode signature, MCG_CAP,
                 // SPEC_CTRL, TSC_AUX: benign zeros.
                 (
@@ -141,6 +144,12 @@ impl SvmVcpu {
             }
         };
         let Some(v) = result else { return false };
+        self.complete_msr(write, v)
+    }
+
+    /// Finishes an emulated RDMSR (`v` into EDX:EAX) or WRMSR and moves
+    /// past the 2-byte instruction.
+    fn complete_msr(&mut self, write: bool, v: u64) -> bool {
         if !write {
             self.vmcb.save.rax = v & 0xFFFF_FFFF;
             self.regs.rdx = v >> 32;
@@ -225,8 +234,8 @@ mod tests {
         v.regs.rdx = 0xFFFF_8000;
         assert!(v.handle_msr(&d, true));
         assert_eq!(v.vmcb.save.fs.base, 0xFFFF_8000_0000_1234);
-        // Unknown MSRs (and APIC_BASE: no local APIC) fault.
-        v.regs.rcx = 0x1B;
+        // Unknown MSRs fault.
+        v.regs.rcx = 0x1C;
         assert!(!v.handle_msr(&d, false));
     }
 

@@ -74,6 +74,9 @@ impl SvmVcpu {
     /// the domain.
     pub(in crate::vcpu) fn handle_npf(&mut self, d: &Domain) -> Option<VcpuExit> {
         let (info, gpa) = (self.vmcb.control.exitinfo1, self.vmcb.control.exitinfo2);
+        if gpa & !0xFFF == super::apic::APIC_MMIO_BASE && info & npf_info::GUEST_WALK == 0 {
+            return self.apic_mmio(d, gpa);
+        }
         let write = info & npf_info::WRITE != 0;
         let read_only_ram = d.p2m.lock().get(Gpa(gpa).gfn()).is_some_and(|e| e.p2mt == P2mType::RamRo);
         if write && read_only_ram {
@@ -141,11 +144,8 @@ mod tests {
         v.vmcb.control.exitinfo1 = FINAL_GPA;
         v.vmcb.control.exitinfo2 = 0xFED0_0000;
         assert_eq!(v.handle_npf(&d), None);
-        v.vmcb.control.exitinfo2 = 0xFEE0_0030;
-        assert_eq!(v.handle_npf(&d), None);
         let sink = v.dom.sink.0.as_ptr() as u64;
         assert_eq!(v.dom.npt.lock().lookup(0xFED0_0000), Some((sink, false)));
-        assert_eq!(v.dom.npt.lock().lookup(0xFEE0_0030), Some((sink + 0x30, false)));
         assert!(v.dom.sink.0.iter().all(|&b| b == 0xFF));
         assert_eq!(v.vmcb.save.rip, 0x1000, "a read is retried, not skipped");
         // A RAM hole is no sink.
