@@ -23,6 +23,8 @@ pub const SYSENTER_ESP: u32 = 0x175;
 pub const SYSENTER_EIP: u32 = 0x176;
 /// `IA32_MCG_CAP`.
 pub const MCG_CAP: u32 = 0x179;
+/// `IA32_MCG_STATUS`.
+pub const MCG_STATUS: u32 = 0x17A;
 /// `IA32_MISC_ENABLE`.
 pub const MISC_ENABLE: u32 = 0x1A0;
 /// `IA32_DEBUGCTL`.

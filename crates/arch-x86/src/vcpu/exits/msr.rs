@@ -83,7 +83,8 @@ impl SvmVcpu {
                     Some(unsafe { core::arch::x86_64::_rdtsc() })
                 }
                 // MTRR capabilities/default
-                // type, MISC_ENABLE, microcode signature, MCG_CAP,
+                // type, MISC_ENABLE, microcode signature, MCG_CAP (no
+                // banks) and MCG_STATUS (no machine check in progress),
                 // SPEC_CTRL, TSC_AUX: benign zeros.
                 (
                     msr::MTRR_CAP
@@ -91,6 +92,7 @@ impl SvmVcpu {
                     | msr::MISC_ENABLE
                     | msr::BIOS_SIGN_ID
                     | msr::MCG_CAP
+                    | msr::MCG_STATUS
                     | msr::SPEC_CTRL
                     | msr::TSC_AUX,
                     false,
@@ -99,9 +101,10 @@ impl SvmVcpu {
                     Some(0)
                 }
                 // Writes dropped: MTRR default type, SPEC_CTRL, PRED_CMD, the
-                // microcode signature, TSC_AUX, MISC_ENABLE.
+                // microcode signature, TSC_AUX, MISC_ENABLE, MCG_STATUS.
                 (
                     msr::MTRR_DEF_TYPE
+                    | msr::MCG_STATUS
                     | msr::SPEC_CTRL
                     | msr::PRED_CMD
                     | msr::BIOS_SIGN_ID
