@@ -84,6 +84,17 @@ pub trait BoardSpec: Sync {
     fn linux_flavours(&self) -> &'static [crate::linux::Flavour] {
         &[]
     }
+    /// The flavours `cargo xtask test` and `bench` boot (default: all of
+    /// [`Self::linux_flavours`]).
+    fn tested_linux_flavours(&self) -> &'static [crate::linux::Flavour] {
+        self.linux_flavours()
+    }
+    /// The file the boot module carries for the guest kernel at `path`: a
+    /// kernel format the hypervisor's loader does not take turned into one
+    /// it does (default: `path` as it is).
+    fn guest_kernel(&self, path: &Path) -> Result<PathBuf, String> {
+        Ok(path.to_path_buf())
+    }
     /// How the live gdb test reads a demo guest through its symbols.
     fn guest_symbols(&self) -> GuestSymbols;
     /// What gdb must show of a vCPU held before its first instruction
