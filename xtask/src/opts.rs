@@ -121,7 +121,8 @@ usage: cargo xtask run [options]
   {} unless --gdb-port says otherwise.
 options:
   {arch:<23} board (default {})
-  --guest ELF             boot this guest image instead of the demo guests (repeatable)
+  --guest ELF             boot this guest image instead of the demo guests (repeatable;
+                          x86_64: a bzImage boots as the ELF vmlinux inside it)
   --domain FILE           one more domain from an xl.cfg-style file (repeatable): name, type
                           (pvh), kernel, ramdisk, extra/cmdline, vcpus, memory (MiB),
                           on_poweroff/on_reboot/on_crash = destroy|restart|preserve
@@ -130,7 +131,8 @@ options:
   --linux-flavour NAME    the same with another of the board's Debian kernels
   --linux32               x86_64: the same with Debian's 32-bit kernel (686-pae, i386 busybox)
   --initrd FILE           initial ramdisk of the --guest in the same position (repeatable;
-                          aarch64: placed in guest RAM and named in the guest DT's /chosen)
+                          aarch64: placed in guest RAM and named in the guest DT's /chosen;
+                          x86_64: placed above the image, the PVH start info's one module)
   --exit                  end when every domain has shut down; exit status = verdict
   --timeout S             kill QEMU after S seconds (default 120 with --exit)
   --dry-run               print the QEMU command line (shell-quoted) instead of running it

@@ -194,7 +194,7 @@ fn build_domain(
     };
     let placed = pvh::write_start_info(&d, &boot).map_err(|e| format!("booting '{}': {e}", spec.image))?;
     log::info!(
-        "d{id}: '{}' {} vCPUs, {} MiB, image {} at {:#x}-{:#x}, PVH entry {:#x}{}",
+        "d{id}: '{}' (image {}) {} vCPUs, {} MiB, loaded at {:#x}-{:#x}, PVH entry {:#x}{}",
         spec.name,
         spec.image,
         spec.vcpus,
