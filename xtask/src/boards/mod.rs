@@ -365,6 +365,14 @@ mod tests {
             assert_ne!(statuses.clean, statuses.failed, "{name}: verdicts indistinguishable");
             assert!(b.max_domain_mem() <= b.max_ram(), "{name}: a domain bigger than the machine");
             assert!(!b.machine_args().contains(&"-m"), "{name}: QEMU's memory is sized from the domains");
+            let flavours = b.linux_flavours();
+            for f in b.tested_linux_flavours() {
+                assert!(flavours.contains(f), "{name}: tests boot {}, which --linux-flavour cannot", f.name);
+            }
+            for (j, f) in flavours.iter().enumerate() {
+                assert!(!flavours[..j].iter().any(|o| o.name == f.name), "{name}: flavour {} twice", f.name);
+                assert!(f.cmdline.contains("console=hvc0"), "{name}: {} has no console on hvc0", f.name);
+            }
         }
     }
 
