@@ -240,7 +240,7 @@ fn seconds(v: &[f64]) -> String {
 /// alternating (each round in a rotated order, so none always goes first),
 /// for each of [`LINUX_VCPU_COUNTS`]. QEMU is killed at the line.
 pub fn linux_bench(board: &'static dyn BoardSpec, runs: usize) -> Result<(), String> {
-    let (Some(flavour), Some(_)) = (board.linux_flavours().first(), board.bench().bare_linux) else {
+    let (Some(flavour), Some(_)) = (board.tested_linux_flavours().first(), board.bench().bare_linux) else {
         println!("== {} board: no Linux boot figure (the board names no Linux flavour or bare machine)", board.name());
         return Ok(());
     };

@@ -99,9 +99,9 @@ pub fn build(opts: &Opts) -> Result<Artifacts, String> {
             .enumerate()
             .map(|(i, p)| {
                 let stem = p.file_name().and_then(|s| s.to_str()).unwrap_or("guest");
-                (format!("{}-{stem}", i + 1), p.clone())
+                Ok((format!("{}-{stem}", i + 1), board.guest_kernel(p)?))
             })
-            .collect()
+            .collect::<Result<_, String>>()?
     };
     if let Some(n) = opts.demo_domains {
         guests.truncate(n.max(1));
@@ -137,7 +137,7 @@ pub fn build(opts: &Opts) -> Result<Artifacts, String> {
         let id = cfg.domains.len() + 1;
         let stem = x.kernel.file_name().and_then(|s| s.to_str()).unwrap_or("kernel");
         let image = format!("{id}-{stem}");
-        files.push((image.clone(), x.kernel.clone()));
+        files.push((image.clone(), board.guest_kernel(&x.kernel)?));
         let initrd = x.ramdisk.as_ref().map(|r| {
             files.push((format!("{id}-initrd"), r.clone()));
             format!("{id}-initrd")

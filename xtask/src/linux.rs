@@ -22,13 +22,36 @@ pub struct Flavour {
     pub debian_arch: &'static str,
     /// The meta package whose dependency names today's kernel package.
     pub meta_package: &'static str,
+    /// The kernel command line `run --linux` gives it (before
+    /// `--guest-cmdline`): the console on the Xen PV console, early
+    /// messages through `console_io` by the architecture's own option.
+    pub cmdline: &'static str,
 }
 
 /// Debian bookworm's arm64 cloud kernel.
-pub const CLOUD_ARM64: Flavour =
-    Flavour { name: "cloud-arm64", debian_arch: "arm64", meta_package: "linux-image-cloud-arm64" };
+pub const CLOUD_ARM64: Flavour = Flavour {
+    name: "cloud-arm64",
+    debian_arch: "arm64",
+    meta_package: "linux-image-cloud-arm64",
+    cmdline: KERNEL_CMDLINE,
+};
 /// Debian bookworm's generic arm64 kernel.
-pub const GENERIC_ARM64: Flavour = Flavour { name: "arm64", debian_arch: "arm64", meta_package: "linux-image-arm64" };
+pub const GENERIC_ARM64: Flavour =
+    Flavour { name: "arm64", debian_arch: "arm64", meta_package: "linux-image-arm64", cmdline: KERNEL_CMDLINE };
+/// Debian bookworm's amd64 cloud kernel (a bzImage; the x86 board's
+/// default).
+pub const CLOUD_AMD64: Flavour = Flavour {
+    name: "cloud-amd64",
+    debian_arch: "amd64",
+    meta_package: "linux-image-cloud-amd64",
+    cmdline: X86_KERNEL_CMDLINE,
+};
+/// Debian bookworm's generic amd64 kernel (a bzImage, xz payload).
+pub const GENERIC_AMD64: Flavour =
+    Flavour { name: "amd64", debian_arch: "amd64", meta_package: "linux-image-amd64", cmdline: X86_KERNEL_CMDLINE };
+/// Debian bookworm's 32-bit PAE kernel, with i386 busybox (`--linux32`).
+pub const PAE_686: Flavour =
+    Flavour { name: "686-pae", debian_arch: "i386", meta_package: "linux-image-686-pae", cmdline: X86_KERNEL_CMDLINE };
 
 /// What one flavour's set-up produced.
 #[derive(Clone, Debug)]
@@ -39,11 +62,16 @@ pub struct LinuxGuest {
     pub initramfs: PathBuf,
     /// The kernel package it came from (with its version).
     pub package: String,
+    /// Its flavour's kernel command line ([`Flavour::cmdline`]).
+    pub cmdline: &'static str,
 }
 
-/// The kernel command line `run --linux` gives (the console on the Xen PV
-/// console; early messages through `console_io`).
+/// The arm64 kernels' command line (the console on the Xen PV console;
+/// early messages through `console_io`, the `xenboot` earlycon).
 pub const KERNEL_CMDLINE: &str = "console=hvc0 earlycon=xenboot";
+/// The x86 kernels' command line: the same console; x86 Linux's early
+/// console on Xen is `earlyprintk=xen` (`console_io` too).
+pub const X86_KERNEL_CMDLINE: &str = "console=hvc0 earlyprintk=xen";
 /// Guest memory `run --linux` gives unless `--mem` says otherwise.
 pub const DEFAULT_MEM: u64 = 256 << 20;
 
@@ -194,7 +222,7 @@ pub fn prepare(flavour: &Flavour) -> Result<LinuxGuest, String> {
     let busybox = std::fs::read(&busybox_path).map_err(|e| format!("{}: {e}", busybox_path.display()))?;
     let initramfs = dir.join("initramfs.cpio");
     std::fs::write(&initramfs, self::initramfs(&busybox)).map_err(|e| format!("{}: {e}", initramfs.display()))?;
-    Ok(LinuxGuest { kernel, initramfs, package })
+    Ok(LinuxGuest { kernel, initramfs, package, cmdline: flavour.cmdline })
 }
 
 #[cfg(test)]
@@ -206,6 +234,8 @@ mod tests {
         let out = "linux-image-cloud-arm64:arm64\n  Depends: linux-image-6.1.0-57-cloud-arm64:arm64\n";
         assert_eq!(dependency_of(out, "linux-image-").as_deref(), Some("linux-image-6.1.0-57-cloud-arm64"));
         assert_eq!(dependency_of("linux-image-cloud-arm64\n", "linux-image-"), None);
+        let out = "linux-image-686-pae:i386\n  Depends: linux-image-6.1.0-57-686-pae:i386\n";
+        assert_eq!(dependency_of(out, "linux-image-").as_deref(), Some("linux-image-6.1.0-57-686-pae"));
     }
 
     #[test]

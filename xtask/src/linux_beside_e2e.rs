@@ -16,7 +16,7 @@ use crate::boards::BoardSpec;
 use crate::build::{build_demo_guests, work_dir};
 use crate::e2e::{self, domain_line};
 use crate::gdb::run_plain_batch;
-use crate::linux::{self, INIT_BANNER, KERNEL_CMDLINE};
+use crate::linux::{self, INIT_BANNER};
 use crate::linux_e2e::report_value;
 use crate::opts::Opts;
 use crate::report::Tally;
@@ -34,8 +34,8 @@ fn write(path: &Path, text: &str) -> Result<(), String> {
 
 /// One board's test (see the module comment).
 pub fn linux_beside_test(board: &'static dyn BoardSpec, tally: &mut Tally) {
-    let Some(flavour) = board.linux_flavours().first() else {
-        println!("  {}: this board names no Linux flavour yet", board.name());
+    let Some(flavour) = board.tested_linux_flavours().first() else {
+        println!("  {}: this board boots no Linux flavour in its tests yet", board.name());
         return;
     };
     let name = format!("{} linux beside the scenario", board.name());
@@ -61,10 +61,11 @@ pub fn linux_beside_test(board: &'static dyn BoardSpec, tally: &mut Tally) {
         write(
             &d2,
             &format!(
-                "name = \"linux\"\nkernel = \"{}\"\nramdisk = \"{}\"\nextra = \"{KERNEL_CMDLINE} lantern.test lantern.reboot\"\n\
+                "name = \"linux\"\nkernel = \"{}\"\nramdisk = \"{}\"\nextra = \"{} lantern.test lantern.reboot\"\n\
                  vcpus = {LINUX_VCPUS}\nmemory = {}\non_reboot = \"restart\"\n",
                 guest.kernel.display(),
                 guest.initramfs.display(),
+                guest.cmdline,
                 linux::DEFAULT_MEM >> 20
             ),
         )

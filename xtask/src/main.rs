@@ -7,6 +7,7 @@ mod abi;
 mod bench;
 mod boards;
 mod build;
+mod bzimage;
 mod console_e2e;
 mod e2e;
 mod gdb;

@@ -4,6 +4,10 @@
 use std::path::PathBuf;
 
 use crate::boards::{self, BoardSpec};
+use crate::linux::{Flavour, PAE_686};
+
+/// The flavour `--linux32` stands for.
+const LINUX32: Flavour = PAE_686;
 
 /// Options of `cargo xtask run`.
 #[derive(Clone, Debug)]
@@ -18,8 +22,9 @@ pub struct Opts {
     /// `--domain FILE` (repeatable): a domain from a subset of `xl.cfg`,
     /// after the shorthand's (see [`crate::xl_cfg`]).
     pub domain_files: Vec<PathBuf>,
-    /// `--linux` / `--linux-flavour NAME`: boot one of the board's Debian
-    /// kernels with the busybox initramfs (set up on first use).
+    /// `--linux` / `--linux-flavour NAME` / `--linux32`: boot one of the
+    /// board's Debian kernels with the busybox initramfs (set up on first
+    /// use).
     pub linux: Option<&'static crate::linux::Flavour>,
     /// `--exit`: end once every domain has shut down, exit with the verdict.
     pub exit: bool,
@@ -66,12 +71,12 @@ impl Default for Opts {
 
 impl Opts {
     /// Boots `guest` (a Debian kernel with its busybox initramfs) as the one
-    /// domain: [`crate::linux::KERNEL_CMDLINE`] then `extra` on the kernel
+    /// domain: its flavour's command line then `extra` on the kernel
     /// command line, [`crate::linux::DEFAULT_MEM`] unless a size is set.
     pub fn boot_linux(&mut self, guest: &crate::linux::LinuxGuest, extra: &str) {
         self.guests = vec![guest.kernel.clone()];
         self.initrds = vec![guest.initramfs.clone()];
-        self.guest_cmdline = Some(format!("{} {extra}", crate::linux::KERNEL_CMDLINE).trim_end().to_string());
+        self.guest_cmdline = Some(format!("{} {extra}", guest.cmdline).trim_end().to_string());
         self.mem.get_or_insert(crate::linux::DEFAULT_MEM);
     }
 
@@ -116,15 +121,18 @@ usage: cargo xtask run [options]
   {} unless --gdb-port says otherwise.
 options:
   {arch:<23} board (default {})
-  --guest ELF             boot this guest image instead of the demo guests (repeatable)
+  --guest ELF             boot this guest image instead of the demo guests (repeatable;
+                          x86_64: a bzImage boots as the ELF vmlinux inside it)
   --domain FILE           one more domain from an xl.cfg-style file (repeatable): name, type
                           (pvh), kernel, ramdisk, extra/cmdline, vcpus, memory (MiB),
                           on_poweroff/on_reboot/on_crash = destroy|restart|preserve
   --linux                 boot the board's Debian kernel with a busybox initramfs (fetched
                           from Debian's packages on first use, cached under target/linux)
   --linux-flavour NAME    the same with another of the board's Debian kernels
+  --linux32               x86_64: the same with Debian's 32-bit kernel (686-pae, i386 busybox)
   --initrd FILE           initial ramdisk of the --guest in the same position (repeatable;
-                          aarch64: placed in guest RAM and named in the guest DT's /chosen)
+                          aarch64: placed in guest RAM and named in the guest DT's /chosen;
+                          x86_64: placed above the image, the PVH start info's one module)
   --exit                  end when every domain has shut down; exit status = verdict
   --timeout S             kill QEMU after S seconds (default 120 with --exit)
   --dry-run               print the QEMU command line (shell-quoted) instead of running it
@@ -151,6 +159,7 @@ Without --exit the demo guests get `linger` and stay alive for gdb.",
 pub fn parse_opts(args: &[String]) -> Result<Option<Opts>, String> {
     let mut o = Opts::default();
     let mut linux_flavour: Option<Option<String>> = None;
+    let mut linux32 = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = |name: &str| it.next().cloned().ok_or_else(|| format!("{name} needs a value"));
@@ -164,6 +173,10 @@ pub fn parse_opts(args: &[String]) -> Result<Option<Opts>, String> {
             "--domain" => o.domain_files.push(PathBuf::from(value("--domain")?)),
             "--linux" => linux_flavour = Some(None),
             "--linux-flavour" => linux_flavour = Some(Some(value("--linux-flavour")?)),
+            "--linux32" => {
+                linux_flavour = Some(Some(LINUX32.name.to_string()));
+                linux32 = true;
+            }
             "--exit" => o.exit = true,
             "--dry-run" => o.dry_run = true,
             "--dev-build" => o.dev_build = true,
@@ -195,6 +208,11 @@ pub fn parse_opts(args: &[String]) -> Result<Option<Opts>, String> {
         let names: Vec<&str> = flavours.iter().map(|f| f.name).collect();
         o.linux = Some(pick.ok_or_else(|| match name {
             None => format!("--linux: no Debian kernel is set up for the {} board yet", o.board.name()),
+            Some(_) if linux32 => format!(
+                "--linux32 boots the 32-bit x86 kernel ({}); the {} board boots {names:?}",
+                LINUX32.name,
+                o.board.name()
+            ),
             Some(n) => format!("--linux-flavour {n}: the {} board boots {names:?}", o.board.name()),
         })?);
         if !o.guests.is_empty() {
@@ -242,6 +260,14 @@ mod tests {
         let o = parse_opts(&args(&["--arch", "aarch64", "--linux-flavour", "arm64"])).unwrap().unwrap();
         assert_eq!(o.linux.map(|f| f.name), Some("arm64"));
         assert!(parse_opts(&args(&["--arch", "aarch64", "--linux-flavour", "rt"])).is_err());
+        let o = parse_opts(&args(&["--linux"])).unwrap().unwrap();
+        assert_eq!(o.linux.map(|f| (f.name, f.debian_arch)), Some(("cloud-amd64", "amd64")));
+        let o = parse_opts(&args(&["--linux-flavour", "amd64"])).unwrap().unwrap();
+        assert_eq!(o.linux.map(|f| f.meta_package), Some("linux-image-amd64"));
+        let o = parse_opts(&args(&["--linux32", "--arch", "x86_64"])).unwrap().unwrap();
+        assert_eq!(o.linux.map(|f| (f.name, f.debian_arch)), Some(("686-pae", "i386")));
+        let e = parse_opts(&args(&["--arch", "aarch64", "--linux32"])).unwrap_err();
+        assert!(e.starts_with("--linux32") && e.contains("aarch64"), "{e}");
         let o = parse_opts(&args(&["--domain", "a.cfg", "--domain", "b.cfg"])).unwrap().unwrap();
         assert_eq!(o.domain_files, [PathBuf::from("a.cfg"), PathBuf::from("b.cfg")]);
     }

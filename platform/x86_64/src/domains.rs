@@ -146,8 +146,8 @@ impl Board for X86Board<'_> {
     }
 }
 
-/// Builds one domain: its image loaded, the PVH start info written, vCPU 0
-/// powered on at the PVH entry.
+/// Builds one domain: its image loaded, its initrd (if any) and the PVH
+/// start info placed above it, vCPU 0 powered on at the PVH entry.
 fn build_domain(
     id: u16,
     spec: &DomainSpec,
@@ -157,10 +157,10 @@ fn build_domain(
 ) -> Result<DomainSlot, String> {
     let image = cpio::find(archive, &spec.image)
         .ok_or_else(|| format!("guest image '{}' not in the boot module", spec.image))?;
-    if let Some(initrd) = &spec.initrd {
-        // Not silently dropped: the PVH module list is not written yet.
-        return Err(format!("initrd '{initrd}': this board does not hand a ramdisk to a PVH guest yet"));
-    }
+    let initrd = match &spec.initrd {
+        Some(name) => Some(cpio::find(archive, name).ok_or_else(|| format!("no initrd '{name}' in the boot module"))?),
+        None => None,
+    };
     let d = Domain::new(DomainConfig {
         id,
         name: spec.name.clone(),
@@ -188,30 +188,33 @@ fn build_domain(
     let acpi = place_acpi_tables(&d, spec)?;
     let mut reserved: Vec<Gpa> = acpi.pages().map(Gpa).collect();
     reserved.push(Gpa(console_gfn.0 << 12));
-    let si = pvh::write_start_info(
-        &d,
-        Gpa(img.high.next_multiple_of(4096)),
-        spec.mem_bytes,
-        &spec.cmdline,
-        &reserved,
-        Gpa(acpi.rsdp),
-    )
-    .map_err(|e| format!("start info does not fit in guest memory ({e:?})"))?;
+    let boot = pvh::BootInputs {
+        image_end: Gpa(img.high),
+        mem_bytes: spec.mem_bytes,
+        cmdline: &spec.cmdline,
+        reserved: &reserved,
+        rsdp: Gpa(acpi.rsdp),
+        initrd,
+    };
+    let placed = pvh::write_start_info(&d, &boot).map_err(|e| format!("booting '{}': {e}", spec.image))?;
     log::info!(
-        "d{id}: '{}' {} vCPUs, {} MiB, image {} at {:#x}-{:#x}, PVH entry {:#x}{}",
+        "d{id}: '{}' (image {}) {} vCPUs, {} MiB, loaded at {:#x}-{:#x}, PVH entry {:#x}{}",
         spec.name,
+        spec.image,
         spec.vcpus,
         spec.mem_bytes >> 20,
-        spec.image,
         img.low,
         img.high,
         entry,
         if img.phys32_entry.is_none() { " (e_entry: no PVH note)" } else { "" }
     );
+    if let Some((start, end)) = placed.initrd {
+        log::info!("d{id}: initrd at {:#x}..{:#x} (PVH module 0)", start.0, end.0);
+    }
     let mut slot = DomainSlot::new(d, Box::new(SvmDomain::new())).with_spec(spec);
     let boot_vcpu = slot.vcpu_mut(0).ok_or("a domain needs a vCPU")?;
     boot_vcpu
-        .initialise(&VcpuInitContext::PowerOn { entry, context_id: si.0 })
+        .initialise(&VcpuInitContext::PowerOn { entry, context_id: placed.start_info.0 })
         .map_err(|e| format!("starting vCPU 0: {e:?}"))?;
     Ok(slot)
 }

@@ -84,6 +84,17 @@ pub trait BoardSpec: Sync {
     fn linux_flavours(&self) -> &'static [crate::linux::Flavour] {
         &[]
     }
+    /// The flavours `cargo xtask test` and `bench` boot (default: all of
+    /// [`Self::linux_flavours`]).
+    fn tested_linux_flavours(&self) -> &'static [crate::linux::Flavour] {
+        self.linux_flavours()
+    }
+    /// The file the boot module carries for the guest kernel at `path`: a
+    /// kernel format the hypervisor's loader does not take turned into one
+    /// it does (default: `path` as it is).
+    fn guest_kernel(&self, path: &Path) -> Result<PathBuf, String> {
+        Ok(path.to_path_buf())
+    }
     /// How the live gdb test reads a demo guest through its symbols.
     fn guest_symbols(&self) -> GuestSymbols;
     /// What gdb must show of a vCPU held before its first instruction
@@ -354,6 +365,14 @@ mod tests {
             assert_ne!(statuses.clean, statuses.failed, "{name}: verdicts indistinguishable");
             assert!(b.max_domain_mem() <= b.max_ram(), "{name}: a domain bigger than the machine");
             assert!(!b.machine_args().contains(&"-m"), "{name}: QEMU's memory is sized from the domains");
+            let flavours = b.linux_flavours();
+            for f in b.tested_linux_flavours() {
+                assert!(flavours.contains(f), "{name}: tests boot {}, which --linux-flavour cannot", f.name);
+            }
+            for (j, f) in flavours.iter().enumerate() {
+                assert!(!flavours[..j].iter().any(|o| o.name == f.name), "{name}: flavour {} twice", f.name);
+                assert!(f.cmdline.contains("console=hvc0"), "{name}: {} has no console on hvc0", f.name);
+            }
         }
     }
 

@@ -2,9 +2,12 @@
 //! and isa-debug-exit, which turns the hypervisor's verdict into QEMU's exit
 //! status. The boot module goes in as `-initrd` (the PVH start info's first
 //! module); the demo guests are the x86 test guest built 64-bit and 32-bit.
+//! A guest kernel given as a bzImage goes into the boot module as the ELF
+//! vmlinux inside it (`crate::bzimage`); the Debian kernels `--linux` and
+//! `--linux32` boot are such bzImages.
 
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use lantern_arch_x86::layout::{X86_32, X86_64 as X86_64_ABI};
 use xen_abi::layout::GuestAbi;
@@ -110,6 +113,12 @@ impl BoardSpec for X86_64 {
         (xen_abi::arch_x86::HVM_CONSOLE_GFN << 12).min(self.max_ram() - super::hypervisor_own_memory(0, 0))
     }
 
+    /// A bzImage (Debian's `vmlinuz`) becomes the ELF vmlinux inside it,
+    /// which the loader boots through its PVH note.
+    fn guest_kernel(&self, path: &Path) -> Result<PathBuf, String> {
+        crate::bzimage::kernel_elf(path)
+    }
+
     fn module_args(&self, module: &Path, _module_len: u64, _ram_bytes: u64) -> Vec<OsString> {
         vec!["-initrd".into(), module.into()]
     }
@@ -135,6 +144,18 @@ impl BoardSpec for X86_64 {
 
     fn default_gdb_port(&self) -> u16 {
         1234
+    }
+
+    /// Debian's cloud kernel first (`--linux`), the generic one, and the
+    /// 32-bit PAE kernel (`--linux32`).
+    fn linux_flavours(&self) -> &'static [crate::linux::Flavour] {
+        &[crate::linux::CLOUD_AMD64, crate::linux::GENERIC_AMD64, crate::linux::PAE_686]
+    }
+
+    /// None yet: `cargo xtask test` and `bench` boot x86 Linux once the
+    /// hypervisor gives it a local APIC and ACPI tables (issue 11).
+    fn tested_linux_flavours(&self) -> &'static [crate::linux::Flavour] {
+        &[]
     }
 
     /// The guest runs where it is linked and keeps its command line in a
