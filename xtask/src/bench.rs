@@ -238,16 +238,17 @@ fn seconds(v: &[f64]) -> String {
 /// kernel and initramfs directly in QEMU with the same vCPU count, on
 /// single-threaded and on default TCG; `runs` rounds of the three,
 /// alternating (each round in a rotated order, so none always goes first),
-/// for each of [`LINUX_VCPU_COUNTS`]. QEMU is killed at the line.
+/// for each of [`LINUX_VCPU_COUNTS`] and the board's wide-SMP count
+/// ([`BoardSpec::linux_wide_smp`]). QEMU is killed at the line.
 pub fn linux_bench(board: &'static dyn BoardSpec, runs: usize) -> Result<(), String> {
-    let (Some(flavour), Some(_)) = (board.tested_linux_flavours().first(), board.bench().bare_linux) else {
+    let (Some(flavour), Some(_)) = (board.linux_flavours().first(), board.bench().bare_linux) else {
         println!("== {} board: no Linux boot figure (the board names no Linux flavour or bare machine)", board.name());
         return Ok(());
     };
     let guest: LinuxGuest = linux::prepare(flavour)?;
     let started = std::time::Instant::now();
     let mut rows = Vec::new();
-    for vcpus in LINUX_VCPU_COUNTS {
+    for vcpus in LINUX_VCPU_COUNTS.into_iter().chain(board.linux_wide_smp()) {
         let mut o = Opts { vcpus: Some(vcpus), ..Opts::on(board) };
         o.boot_linux(&guest, "");
         let a = build(&o)?;
@@ -345,6 +346,9 @@ mod tests {
         let cpu = machine[machine.iter().position(|a| *a == "-cpu").unwrap() + 1];
         assert!(line(Accel::Default).contains(&format!(" -cpu {cpu} ")));
         let x86 = crate::boards::by_name("x86_64").unwrap();
-        assert!(bare_linux_command(x86, "/k".as_ref(), "/i".as_ref(), 1, 1 << 20, Accel::Default).is_err());
+        let x86_line =
+            command_line(&bare_linux_command(x86, "/k".as_ref(), "/i".as_ref(), 40, 1 << 30, Accel::Default).unwrap());
+        assert!(x86_line.starts_with("qemu-system-x86_64 -M q35 -cpu max -smp 40 -m 1024M "), "{x86_line}");
+        assert!(x86_line.ends_with("-kernel /k -initrd /i -append console=ttyS0"), "{x86_line}");
     }
 }

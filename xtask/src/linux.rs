@@ -26,6 +26,9 @@ pub struct Flavour {
     /// `--guest-cmdline`): the console on the Xen PV console, early
     /// messages through `console_io` by the architecture's own option.
     pub cmdline: &'static str,
+    /// The guest ABI layout the kernel registers its areas in (its
+    /// word size: `x86_32` for the 32-bit kernel).
+    pub layout: &'static str,
 }
 
 /// Debian bookworm's arm64 cloud kernel.
@@ -34,10 +37,16 @@ pub const CLOUD_ARM64: Flavour = Flavour {
     debian_arch: "arm64",
     meta_package: "linux-image-cloud-arm64",
     cmdline: KERNEL_CMDLINE,
+    layout: "arm64",
 };
 /// Debian bookworm's generic arm64 kernel.
-pub const GENERIC_ARM64: Flavour =
-    Flavour { name: "arm64", debian_arch: "arm64", meta_package: "linux-image-arm64", cmdline: KERNEL_CMDLINE };
+pub const GENERIC_ARM64: Flavour = Flavour {
+    name: "arm64",
+    debian_arch: "arm64",
+    meta_package: "linux-image-arm64",
+    cmdline: KERNEL_CMDLINE,
+    layout: "arm64",
+};
 /// Debian bookworm's amd64 cloud kernel (a bzImage; the x86 board's
 /// default).
 pub const CLOUD_AMD64: Flavour = Flavour {
@@ -45,13 +54,24 @@ pub const CLOUD_AMD64: Flavour = Flavour {
     debian_arch: "amd64",
     meta_package: "linux-image-cloud-amd64",
     cmdline: X86_KERNEL_CMDLINE,
+    layout: "x86_64",
 };
 /// Debian bookworm's generic amd64 kernel (a bzImage, xz payload).
-pub const GENERIC_AMD64: Flavour =
-    Flavour { name: "amd64", debian_arch: "amd64", meta_package: "linux-image-amd64", cmdline: X86_KERNEL_CMDLINE };
+pub const GENERIC_AMD64: Flavour = Flavour {
+    name: "amd64",
+    debian_arch: "amd64",
+    meta_package: "linux-image-amd64",
+    cmdline: X86_KERNEL_CMDLINE,
+    layout: "x86_64",
+};
 /// Debian bookworm's 32-bit PAE kernel, with i386 busybox (`--linux32`).
-pub const PAE_686: Flavour =
-    Flavour { name: "686-pae", debian_arch: "i386", meta_package: "linux-image-686-pae", cmdline: X86_KERNEL_CMDLINE };
+pub const PAE_686: Flavour = Flavour {
+    name: "686-pae",
+    debian_arch: "i386",
+    meta_package: "linux-image-686-pae",
+    cmdline: X86_KERNEL_CMDLINE,
+    layout: "x86_32",
+};
 
 /// What one flavour's set-up produced.
 #[derive(Clone, Debug)]

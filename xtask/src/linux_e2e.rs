@@ -54,10 +54,10 @@ pub fn report_value<'a>(line: &'a str, key: &str) -> Option<&'a str> {
 /// Boots every Linux flavour of the board with each of [`VCPU_COUNTS`]
 /// vCPUs and checks each run's report, gdb's view and the verdict.
 pub fn linux_test(board: &'static dyn BoardSpec, tally: &mut Tally) {
-    if board.tested_linux_flavours().is_empty() {
+    if board.linux_flavours().is_empty() {
         println!("  {}: this board boots no Linux flavour in its tests yet", board.name());
     }
-    for flavour in board.tested_linux_flavours() {
+    for flavour in board.linux_flavours() {
         let name = format!("{} linux {}", board.name(), flavour.name);
         let guest = match linux::prepare(flavour) {
             Ok(g) => g,
@@ -67,12 +67,13 @@ pub fn linux_test(board: &'static dyn BoardSpec, tally: &mut Tally) {
             }
         };
         println!("  {name}: {}", guest.package);
-        for vcpus in VCPU_COUNTS {
-            boot_and_check(board, &guest, &format!("{name} ({vcpus} vCPUs)"), vcpus, tally);
+        let wide = board.linux_wide_smp().filter(|_| Some(flavour) == board.linux_flavours().first());
+        for vcpus in VCPU_COUNTS.into_iter().chain(wide) {
+            boot_and_check(board, flavour, &guest, &format!("{name} ({vcpus} vCPUs)"), vcpus, tally);
         }
         // One flavour suffices for the input path (it is Lantern's, not
         // the kernel's): the first, the cloud one.
-        if Some(flavour) == board.tested_linux_flavours().first() {
+        if Some(flavour) == board.linux_flavours().first() {
             shell_check(board, &guest, &format!("{name} shell ({SHELL_VCPUS} vCPUs)"), tally);
         }
     }
@@ -158,7 +159,14 @@ fn shell_check(board: &'static dyn BoardSpec, guest: &linux::LinuxGuest, name: &
 
 /// One boot of `guest` with `vcpus` vCPUs: `/init`'s report, gdb on the
 /// live system, the clean power-off.
-fn boot_and_check(board: &'static dyn BoardSpec, guest: &linux::LinuxGuest, name: &str, vcpus: u32, tally: &mut Tally) {
+fn boot_and_check(
+    board: &'static dyn BoardSpec,
+    flavour: &linux::Flavour,
+    guest: &linux::LinuxGuest,
+    name: &str,
+    vcpus: u32,
+    tally: &mut Tally,
+) {
     let Some(port) = crate::run::free_port() else {
         return tally.record(&format!("{name}: a free TCP port for gdb"), false, "none found");
     };
@@ -175,7 +183,7 @@ fn boot_and_check(board: &'static dyn BoardSpec, guest: &linux::LinuxGuest, name
     let Some((_, mut s)) = build_and_boot(&o, &log, name, tally) else { return };
     let banner = format!("{INIT_BANNER} cpus=");
     match s.wait_for(LIMIT, |c| c.contains(&banner)) {
-        Ok(_) => gdb_checks(board, port, name, vcpus, tally),
+        Ok(_) => gdb_checks(board, flavour, port, name, vcpus, tally),
         Err(e) => tally.record(&format!("{name}: /init reports (before gdb)"), false, &e),
     }
     let code = s.wait_exit(LIMIT);
@@ -220,7 +228,14 @@ fn answer(lines: &[&str], key: &str) -> Option<Json> {
 /// registered — placement `guest`, the board's layout, a distinct
 /// (gfn, offset) per vCPU, not on the shared_info page, aligned for the
 /// layout — a runstate area per vCPU, and one thread per vCPU.
-fn gdb_checks(board: &'static dyn BoardSpec, port: u16, name: &str, vcpus: u32, tally: &mut Tally) {
+fn gdb_checks(
+    board: &'static dyn BoardSpec,
+    flavour: &linux::Flavour,
+    port: u16,
+    name: &str,
+    vcpus: u32,
+    tally: &mut Tally,
+) {
     let cmds =
         ["info threads", "monitor shared-info d1 --json", "monitor vcpu-info d1 --json", "monitor areas d1 --json"];
     let out = match gdb::run_plain_batch(port, &cmds, Duration::from_secs(120)) {
@@ -231,7 +246,9 @@ fn gdb_checks(board: &'static dyn BoardSpec, port: u16, name: &str, vcpus: u32, 
     let lines = out.json_lines();
     let threads = (0..vcpus).filter(|v| text.contains(&format!("(d1v{v} "))).count() as u32;
     tally.record(&format!("{name}: gdb: info threads lists d1v0..d1v{}", vcpus - 1), threads == vcpus, &text);
-    let layout = board.guest_abis()[0];
+    let Some(layout) = board.guest_abis().iter().copied().find(|a| a.name() == flavour.layout) else {
+        return tally.record(&format!("{name}: the board knows layout {}", flavour.layout), false, "");
+    };
     let align = layout.struct_layout("vcpu_info").map_or(1, |l| l.align as u64);
     let shared_gfn = answer(&lines, "evtchn_abi").and_then(|j| j.get("gfn").and_then(Json::int));
     let vcpu_info = answer(&lines, "vcpus");

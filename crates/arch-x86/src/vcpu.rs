@@ -294,6 +294,39 @@ impl SvmVcpu {
         self.with_apic(|a| a.deadline_ticks = a.lapic.timer_deadline_ns().map(|ns| d.clock().counter_at(ns)));
     }
 
+    /// HLT with nothing to deliver. With interrupts enabled the vCPU blocks
+    /// until an event. With them disabled it goes down, as Xen's `hvm_hlt`
+    /// takes it ("a pretty sure sign that we want to shut down"), and the
+    /// last vCPU of the domain to go down powers the domain off: that is
+    /// how Linux's halt and power-off end a PVH domain that has no ACPI S5.
+    fn halt(&self, d: &Domain) -> VcpuExit {
+        if self.vmcb.save.rflags & crate::vmcb::rflags::IF != 0 {
+            return VcpuExit::Halted;
+        }
+        if d.vcpus().iter().any(|v| v.id != self.vcpu_id && v.is_up()) {
+            VcpuExit::Down
+        } else {
+            VcpuExit::DomainShutdown(xen_abi::nr::shutdown::POWEROFF)
+        }
+    }
+
+    /// A triple fault shuts the domain down with the reason in
+    /// `HVM_PARAM_TRIPLE_FAULT_REASON`, as Xen's `hvm_triple_fault` does
+    /// (the board sets Xen's default, reboot, when it builds the domain):
+    /// Linux's last resort for `reboot` on a PVH domain, after ACPI (no
+    /// reset register here) and the keyboard controller (no device).
+    fn triple_fault(&self, d: &Domain) -> VcpuExit {
+        let reason = d.hvm_param(hvm_param::TRIPLE_FAULT_REASON as usize).unwrap_or(0) as u32;
+        log::warn!(
+            "d{}v{}: triple fault at rip {:#x}: shutting down ({})",
+            d.id,
+            self.vcpu_id,
+            self.vmcb.save.rip,
+            xen_abi::nr::shutdown::name(reason)
+        );
+        VcpuExit::DomainShutdown(reason)
+    }
+
     /// Whether a HLT must not block: an APIC interrupt is deliverable and
     /// the guest takes interrupts, or an NMI waits.
     fn wakes_from_halt(&self) -> bool {
@@ -331,7 +364,7 @@ impl SvmVcpu {
                 exit::HLT => {
                     self.vmcb.save.rip = self.vmcb.save.rip.wrapping_add(1);
                     if !self.wakes_from_halt() {
-                        return VcpuExit::Halted;
+                        return self.halt(d);
                     }
                 }
                 exit::INTR => {
@@ -346,7 +379,7 @@ impl SvmVcpu {
                         return e;
                     }
                 }
-                exit::SHUTDOWN => return self.crash(d, "triple fault"),
+                exit::SHUTDOWN => return self.triple_fault(d),
                 // SVM itself is hidden from the guest (CPUID): its
                 // instructions are invalid opcodes, as is XSETBV without XSAVE.
                 exit::VMRUN | exit::VMLOAD..=exit::SKINIT | exit::XSETBV => self.inject_exception(vector::UD, None),
@@ -614,6 +647,18 @@ mod tests {
         v.update_interrupts(&d);
         assert_ne!(v.vmcb.control.int_ctl & int_ctl::V_IRQ, 0);
         assert_eq!((v.vmcb.control.int_ctl >> int_ctl::V_INTR_VECTOR_SHIFT) as u8, 0xF3);
+    }
+
+    #[test]
+    fn hlt_with_interrupts_off_takes_the_vcpu_down_and_the_last_powers_off() {
+        let d = domain(2);
+        let v0 = vcpu(0);
+        let mut v1 = vcpu(1);
+        assert_eq!(v1.halt(&d), VcpuExit::Down, "vCPU 0 is still up");
+        v1.vmcb.save.rflags |= crate::vmcb::rflags::IF;
+        assert_eq!(v1.halt(&d), VcpuExit::Halted, "interrupts on: it waits for an event");
+        lantern_common::lifecycle::vcpu_down(&d, d.vcpu(1).unwrap());
+        assert_eq!(v0.halt(&d), VcpuExit::DomainShutdown(xen_abi::nr::shutdown::POWEROFF));
     }
 
     #[test]

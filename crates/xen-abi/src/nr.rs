@@ -162,6 +162,9 @@ pub mod hvm_param {
     pub const CONSOLE_PFN: u32 = 17;
     /// `HVM_PARAM_CONSOLE_EVTCHN`.
     pub const CONSOLE_EVTCHN: u32 = 18;
+    /// `HVM_PARAM_TRIPLE_FAULT_REASON`: the `SHUTDOWN_*` reason a triple
+    /// fault shuts an HVM domain down with (Xen's default: reboot).
+    pub const TRIPLE_FAULT_REASON: u32 = 31;
     /// `HVM_NR_PARAMS`.
     pub const NR_PARAMS: u32 = 40;
     /// Shift of the type in `HVM_PARAM_CALLBACK_IRQ`.

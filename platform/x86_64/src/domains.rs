@@ -27,6 +27,7 @@ use lantern_common::sched::{Board, DomainSlot, Hypervisor, Verdict};
 use lantern_common::{cpio, loader, pv_console};
 use lantern_gdb::{GdbStub, Transport};
 use xen_abi::arch_x86::HVM_CONSOLE_GFN;
+use xen_abi::nr::{hvm_param, shutdown};
 
 use crate::interrupts;
 
@@ -171,6 +172,9 @@ fn build_domain(
         console,
     })
     .map_err(|e| format!("creating domain: {e:?}"))?;
+    // Xen's default for an HVM domain: a triple fault reboots it.
+    d.set_hvm_param(hvm_param::TRIPLE_FAULT_REASON as usize, shutdown::REBOOT as u64)
+        .map_err(|e| format!("HVM parameters: {e:?}"))?;
     let img = loader::load_elf(&d, image).map_err(|e| format!("loading '{}': {e:?}", spec.image))?;
     let entry = img.phys32_entry.unwrap_or(img.entry);
     // The console ring where Xen's toolstack puts it, among the special

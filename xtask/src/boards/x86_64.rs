@@ -13,7 +13,7 @@ use lantern_arch_x86::layout::{X86_32, X86_64 as X86_64_ABI};
 use xen_abi::layout::GuestAbi;
 
 use super::{
-    BenchParams, BoardSpec, DemoGuest, EntryState, ExitStatuses, FaultDiagnostic, GuestSymbols, Kernel, LineCheck,
+    BareLinux, BenchParams, BoardSpec, DemoGuest, EntryState, ExitStatuses, FaultDiagnostic, GuestSymbols, Kernel, LineCheck,
     ProbeValue,
 };
 
@@ -152,10 +152,11 @@ impl BoardSpec for X86_64 {
         &[crate::linux::CLOUD_AMD64, crate::linux::GENERIC_AMD64, crate::linux::PAE_686]
     }
 
-    /// None yet: `cargo xtask test` and `bench` boot x86 Linux once the
-    /// hypervisor gives it a local APIC and ACPI tables (issue 11).
-    fn tested_linux_flavours(&self) -> &'static [crate::linux::Flavour] {
-        &[]
+    /// The cloud kernel with 40 vCPUs: vCPUs 32–39 have no vcpu_info slot
+    /// in shared_info, so Linux must place theirs (the 686-pae kernel
+    /// stops at 32 CPUs).
+    fn linux_wide_smp(&self) -> Option<u32> {
+        Some(40)
     }
 
     /// The guest runs where it is linked and keeps its command line in a
@@ -181,6 +182,6 @@ impl BoardSpec for X86_64 {
     /// stub reads host-physical 1 MiB..2 MiB; the hypervisor's `selftest`
     /// measures its own VMRUN/VMMCALL round trip.
     fn bench(&self) -> BenchParams {
-        BenchParams { gdb_vcpus: 64, host_ram: (0x10_0000, 0x20_0000), selftest: true, bare_linux: None }
+        BenchParams { gdb_vcpus: 64, host_ram: (0x10_0000, 0x20_0000), selftest: true, bare_linux: Some(BareLinux { machine: "q35", console: "ttyS0" }) }
     }
 }
