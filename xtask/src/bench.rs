@@ -47,11 +47,34 @@ impl Figure {
 /// The usage line of `cargo xtask bench`.
 pub fn usage() -> String {
     let names: Vec<&str> = Figure::ALL.iter().map(|f| f.name()).collect();
-    format!("usage: cargo xtask bench [--only FIGURE[,FIGURE...]] (figures: {}; default all)", names.join(", "))
+    format!(
+        "usage: cargo xtask bench [--arch BOARD] [--only FIGURE[,FIGURE...]] (figures: {}; default all; \
+         boards: every board unless --arch names some)",
+        names.join(", ")
+    )
 }
 
 /// The figures `cargo xtask bench ARGS` runs: all of them, or those
 /// `--only a,b` names (repeatable), in [`Figure::ALL`]'s order.
+/// The boards `--arch NAME` (repeatable) names, every board without one,
+/// and the other arguments.
+pub fn selected_boards(args: &[String]) -> Result<(Vec<&'static dyn BoardSpec>, Vec<String>), String> {
+    let (mut boards, mut rest) = (Vec::new(), Vec::new());
+    let mut args = args.iter();
+    while let Some(a) = args.next() {
+        if a == "--arch" {
+            let name = args.next().ok_or_else(|| format!("`--arch` needs a board; {}", usage()))?;
+            boards.push(crate::boards::by_name(name).map_err(|e| format!("{e}; {}", usage()))?);
+        } else {
+            rest.push(a.clone());
+        }
+    }
+    if boards.is_empty() {
+        boards = crate::boards::all().to_vec();
+    }
+    Ok((boards, rest))
+}
+
 pub fn selected_figures(args: &[String]) -> Result<Vec<Figure>, String> {
     let mut named: Vec<Figure> = Vec::new();
     let mut args = args.iter();
@@ -314,6 +337,16 @@ mod tests {
         assert!(selected_figures(&args("--only")).is_err());
         assert!(selected_figures(&args("--only linx")).is_err());
         assert!(selected_figures(&args("--quick")).is_err());
+    }
+
+    #[test]
+    fn arch_selects_boards_and_leaves_the_figures() {
+        let (b, rest) = selected_boards(&args("--arch x86_64 --only linux")).unwrap();
+        assert_eq!(b.iter().map(|b| b.name()).collect::<Vec<_>>(), ["x86_64"]);
+        assert_eq!(rest, args("--only linux"));
+        assert_eq!(selected_boards(&[]).unwrap().0.len(), crate::boards::all().len());
+        assert!(selected_boards(&args("--arch riscv")).is_err());
+        assert!(selected_boards(&args("--arch")).is_err());
     }
 
     #[test]

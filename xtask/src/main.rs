@@ -130,15 +130,16 @@ fn cmd_bench(args: &[String]) -> CmdResult {
         println!("{}", bench::usage());
         return Ok(());
     }
-    let figures = bench::selected_figures(args)?;
+    let (boards, rest) = bench::selected_boards(args)?;
+    let figures = bench::selected_figures(&rest)?;
     setup::ensure_rust_targets()?;
     setup::ensure_qemu_and_gdb()?;
     for figure in figures {
         match figure {
             bench::Figure::Host => host::run_host_bench()?,
-            bench::Figure::Guest => boards::all().iter().try_for_each(|&board| bench::bench(board, 5))?,
-            bench::Figure::Gdb => boards::all().iter().try_for_each(|&board| gdb_e2e::bench(board, 5))?,
-            bench::Figure::Linux => boards::all().iter().try_for_each(|&board| bench::linux_bench(board, 3))?,
+            bench::Figure::Guest => boards.iter().try_for_each(|&board| bench::bench(board, 5))?,
+            bench::Figure::Gdb => boards.iter().try_for_each(|&board| gdb_e2e::bench(board, 5))?,
+            bench::Figure::Linux => boards.iter().try_for_each(|&board| bench::linux_bench(board, 3))?,
         }
     }
     Ok(())
