@@ -240,7 +240,13 @@ impl SvmVcpu {
     /// IPI is injected as an event.
     fn update_interrupts(&mut self, d: &Domain) {
         let now = d.clock().now_ns();
-        self.with_apic(|a| a.lapic.poll_timer(now));
+        let tpr_class = self.with_apic(|a| {
+            a.lapic.poll_timer(now);
+            a.lapic.tpr() >> 4
+        });
+        // CR8 is the TPR's class: a `mov cr8` runs without an exit against
+        // V_TPR, which mirrors the APIC's TPR both ways ([`Self::after_exit`]).
+        self.vmcb.control.int_ctl = (self.vmcb.control.int_ctl & !int_ctl::V_TPR) | tpr_class as u64;
         self.vmcb.control.int_ctl &= !int_ctl::V_IRQ;
         self.virq = None;
         self.inject_pending_nmi();
@@ -259,10 +265,17 @@ impl SvmVcpu {
         self.virq = Some(source);
     }
 
-    /// After an exit: a virtual interrupt the guest took (the CPU cleared
-    /// `V_IRQ`) moves from the APIC's IRR to its ISR; an event whose
+    /// After an exit: a CR8 write the guest made becomes the APIC's TPR; a
+    /// virtual interrupt the guest took (the CPU cleared `V_IRQ`) moves
+    /// from the APIC's IRR to its ISR; an event whose
     /// delivery the exit interrupted (EXITINTINFO) is injected again.
     fn after_exit(&mut self) {
+        let cr8 = (self.vmcb.control.int_ctl & int_ctl::V_TPR) as u8;
+        self.with_apic(|a| {
+            if a.lapic.tpr() >> 4 != cr8 {
+                a.lapic.set_tpr(cr8 << 4);
+            }
+        });
         if let Some(VirqSource::Apic(vector)) = self.virq {
             if self.vmcb.control.int_ctl & int_ctl::V_IRQ == 0 {
                 self.with_apic(|a| a.lapic.ack(vector));

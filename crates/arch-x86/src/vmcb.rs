@@ -314,6 +314,8 @@ pub mod intercept2 {
 
 /// `int_ctl` fields.
 pub mod int_ctl {
+    /// The guest's virtual TPR (bits 3–0: CR8, the APIC TPR's priority class).
+    pub const V_TPR: u64 = 0xF;
     /// A virtual interrupt is pending.
     pub const V_IRQ: u64 = 1 << 8;
     /// Priority of the pending virtual interrupt (bits 16–19).

@@ -355,6 +355,19 @@ mod tests {
     }
 
     #[test]
+    fn cr8_and_the_apic_tpr_are_one_register() {
+        let d = domain(1);
+        let mut v = vcpu(0);
+        v.with_apic(|a| a.lapic.set_tpr(0x50));
+        v.update_interrupts(&d);
+        assert_eq!(v.vmcb.control.int_ctl & crate::vmcb::int_ctl::V_TPR, 5);
+        // The guest wrote CR8 = 2 without an exit.
+        v.vmcb.control.int_ctl = (v.vmcb.control.int_ctl & !crate::vmcb::int_ctl::V_TPR) | 2;
+        v.after_exit();
+        assert_eq!(v.with_apic(|a| a.lapic.tpr()), 0x20);
+    }
+
+    #[test]
     fn a_taken_virtual_interrupt_moves_to_the_isr() {
         let d = domain(1);
         let mut v = vcpu(0);
