@@ -255,6 +255,28 @@ pub fn gpr(save: &VmcbSave, regs: &GuestRegs, n: u8) -> u64 {
     }
 }
 
+/// General register `n` (numbered as for [`gpr`]), to write.
+pub fn gpr_mut<'a>(save: &'a mut VmcbSave, regs: &'a mut GuestRegs, n: u8) -> &'a mut u64 {
+    match n {
+        0 => &mut save.rax,
+        1 => &mut regs.rcx,
+        2 => &mut regs.rdx,
+        3 => &mut regs.rbx,
+        4 => &mut save.rsp,
+        5 => &mut regs.rbp,
+        6 => &mut regs.rsi,
+        7 => &mut regs.rdi,
+        8 => &mut regs.r8,
+        9 => &mut regs.r9,
+        10 => &mut regs.r10,
+        11 => &mut regs.r11,
+        12 => &mut regs.r12,
+        13 => &mut regs.r13,
+        14 => &mut regs.r14,
+        _ => &mut regs.r15,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,7 +15,7 @@ use lantern_common::domain::Domain;
 use lantern_common::guest_memory::{GuestMemory, VirtMem};
 use lantern_common::lifecycle;
 
-use crate::decode::{decode_mmio, gpr, MmioOp, StoreSrc, MAX_INSN_LEN};
+use crate::decode::{decode_mmio, gpr, gpr_mut, MmioOp, StoreSrc, MAX_INSN_LEN};
 use crate::lapic::{Delivery, Ipi, Lapic, Received};
 use crate::vcpu::{SvmShared, SvmVcpu};
 
@@ -214,25 +214,7 @@ impl SvmVcpu {
             4 => value & 0xFFFF_FFFF,
             _ => value,
         };
-        let r = &mut self.regs;
-        match n {
-            0 => self.vmcb.save.rax = v,
-            1 => r.rcx = v,
-            2 => r.rdx = v,
-            3 => r.rbx = v,
-            4 => self.vmcb.save.rsp = v,
-            5 => r.rbp = v,
-            6 => r.rsi = v,
-            7 => r.rdi = v,
-            8 => r.r8 = v,
-            9 => r.r9 = v,
-            10 => r.r10 = v,
-            11 => r.r11 = v,
-            12 => r.r12 = v,
-            13 => r.r13 = v,
-            14 => r.r14 = v,
-            _ => r.r15 = v,
-        }
+        *gpr_mut(&mut self.vmcb.save, &mut self.regs, n) = v;
     }
 
     /// Raises a pending NMI IPI if no other event is being injected.
