@@ -92,7 +92,7 @@ mod tests {
         assert_eq!(
             line("x86_64"),
             format!(
-                "qemu-system-x86_64 -M q35 -cpu max -smp 1 -device isa-debug-exit,iobase=0xf4,iosize=0x04 -m 192M \
+                "qemu-system-x86_64 -M q35,pit=off -cpu max -smp 1 -device isa-debug-exit,iobase=0xf4,iosize=0x04 -m 192M \
                  {common} -serial chardev:gdbser -kernel /k -initrd /m.cpio -append domain=g"
             )
         );

@@ -7,6 +7,7 @@
 //! exits: `clgi; sti; vmrun; cli; stgi` (GIF is 0 after #VMEXIT).
 
 use alloc::boxed::Box;
+use core::sync::atomic::{AtomicU8, Ordering};
 
 use crate::vmcb::{
     efer, int_ctl, intercept1, intercept2, Vmcb, VmcbSegment, ATTR_CODE32, ATTR_CODE64, ATTR_DATA32, ATTR_LDT,
@@ -56,12 +57,16 @@ const _: () = assert!(core::mem::offset_of!(GuestRegs, r15) == 104);
 #[derive(Clone, Copy)]
 pub struct FxArea(pub [u8; 512]);
 
-/// The I/O (12 KiB) and MSR (8 KiB) permission maps. All bits set: every port
-/// and MSR access exits, so nothing reaches real hardware.
+/// The I/O (12 KiB) and MSR (8 KiB) permission maps. Every bit starts set:
+/// every port and MSR access exits, so nothing reaches real hardware. Only
+/// [`PermissionMaps::pass_through_port`] ever clears an I/O bit, for ports
+/// the board decodes to nothing.
 #[repr(C, align(4096))]
 pub struct PermissionMaps {
-    /// I/O permission map.
-    pub iopm: [u8; 3 * 4096],
+    /// I/O permission map: one bit per port, set = intercept. Atomic because
+    /// the domain's vCPUs on other CPUs read it while one vCPU opens a port
+    /// (the processor reads it as plain bytes; the layouts agree).
+    pub iopm: [AtomicU8; 3 * 4096],
     /// MSR permission map.
     pub msrpm: [u8; 2 * 4096],
 }
@@ -69,11 +74,29 @@ pub struct PermissionMaps {
 impl PermissionMaps {
     /// Maps that intercept everything.
     pub fn intercept_all() -> Box<Self> {
-        // Build in place: 20 KiB is too big for comfort on the boot stack.
-        let mut maps: Box<Self> = Box::new(PermissionMaps { iopm: [0; 3 * 4096], msrpm: [0; 2 * 4096] });
-        maps.iopm.fill(0xFF);
-        maps.msrpm.fill(0xFF);
-        maps
+        // Built in place: 20 KiB is too big for comfort on the boot stack.
+        let mut maps: Box<core::mem::MaybeUninit<Self>> = Box::new_uninit();
+        // SAFETY: every byte of the allocation is written before
+        // `assume_init`, and all-ones bytes are valid `u8`s and `AtomicU8`s.
+        unsafe {
+            core::ptr::write_bytes(maps.as_mut_ptr(), 0xFF, 1);
+            maps.assume_init()
+        }
+    }
+
+    /// Lets accesses to `port` reach the machine without an exit. Only for a
+    /// port the board decodes to nothing, where the machine itself answers
+    /// as Lantern would (reads all ones, writes vanish) and no state is
+    /// shared between domains. A stale intercept on another CPU costs one
+    /// more exit, nothing else.
+    pub fn pass_through_port(&self, port: u16) {
+        let bit = 1u8 << (port % 8);
+        self.iopm[port as usize / 8].fetch_and(!bit, Ordering::Relaxed);
+    }
+
+    /// Whether an access to `port` exits.
+    pub fn intercepts_port(&self, port: u16) -> bool {
+        self.iopm[port as usize / 8].load(Ordering::Relaxed) & (1 << (port % 8)) != 0
     }
 }
 

@@ -26,19 +26,13 @@ use crate::vmcb::{cr0, efer, event, exit, int_ctl, seg_attr, vector, Vmcb};
 
 mod exits;
 
-pub use exits::io::DEBUG_PORT;
+pub use exits::io::declare_undecoded_ports;
 
-/// The I/O and MSR permission maps, one copy shared by every vCPU (every
-/// access is intercepted).
-static MAPS: spin::Once<usize> = spin::Once::new();
+pub use exits::io::DEBUG_PORT;
 
 /// The lowest IDT vector that is an interrupt rather than an exception
 /// (Xen refuses lower ones for event upcalls).
 const FIRST_INTERRUPT_VECTOR: u8 = 0x10;
-
-fn maps_pa() -> u64 {
-    *MAPS.call_once(|| Box::leak(PermissionMaps::intercept_all()) as *const PermissionMaps as usize) as u64
-}
 
 /// The per-domain SVM object ([`ArchDomain`]): owns what the domain's vCPUs
 /// share.
@@ -55,6 +49,7 @@ impl SvmDomain {
                 sink: exits::npf::SinkPage::new(),
                 exits: AtomicU64::new(0),
                 apics: spin::Mutex::new(alloc::vec::Vec::new()),
+                maps: PermissionMaps::intercept_all(),
             }),
         }
     }
@@ -92,12 +87,15 @@ impl ArchDomain for SvmDomain {
 
 /// What a domain's vCPUs share: the nested page tables, the read-only page
 /// backing every unclaimed MMIO frame (see [`exits::npf`]), the exit
-/// count, and every vCPU's local APIC (IPIs reach other vCPUs' APICs).
+/// count, every vCPU's local APIC (IPIs reach other vCPUs' APICs), and the
+/// I/O and MSR permission maps (per domain, because a port one domain has
+/// been let through to stays intercepted, and so logged, for the others).
 struct SvmShared {
     npt: spin::Mutex<NestedPageTable>,
     sink: Box<exits::npf::SinkPage>,
     exits: AtomicU64,
     apics: spin::Mutex<alloc::vec::Vec<exits::apic::VcpuApic>>,
+    maps: Box<PermissionMaps>,
 }
 
 impl SvmShared {
@@ -128,6 +126,12 @@ pub struct SvmVcpu {
     fx: Box<FxArea>,
     /// What the virtual interrupt raised for the last entry came from.
     virq: Option<VirqSource>,
+    /// An IPI of this vCPU's woke or started another vCPU: end the slice at
+    /// the next exit, so the target runs while the sender waits for it
+    /// (every vCPU shares the machine's CPUs; without this a sender spinning
+    /// on the target's answer burns its whole slice, and with many vCPUs
+    /// everyone's, before the target runs).
+    yield_for_ipi: bool,
 }
 
 /// The source of the virtual interrupt (`V_IRQ`) raised for a VMRUN.
@@ -152,6 +156,7 @@ impl SvmVcpu {
             regs: GuestRegs::default(),
             fx: Box::new(svm::initial_fx()),
             virq: None,
+            yield_for_ipi: false,
         };
         v.dom.add_apic(vcpu_id);
         v.reset(StartMode::Flat32, 0);
@@ -177,7 +182,9 @@ impl SvmVcpu {
 
     fn reset(&mut self, mode: StartMode, rip: u64) {
         let ncr3 = self.dom.npt.lock().root_pa();
-        svm::init_vmcb(&mut self.vmcb, maps_pa(), ncr3, mode, rip);
+        // The maps are identity mapped: their address is host-physical.
+        let maps_pa = &*self.dom.maps as *const PermissionMaps as u64;
+        svm::init_vmcb(&mut self.vmcb, maps_pa, ncr3, mode, rip);
         self.regs = GuestRegs::default();
         *self.fx = svm::initial_fx();
     }
@@ -401,6 +408,9 @@ impl SvmVcpu {
                     return self.crash(d, "machine check");
                 }
                 _ => return self.crash(d, "unhandled #VMEXIT"),
+            }
+            if core::mem::take(&mut self.yield_for_ipi) {
+                return VcpuExit::Preempted;
             }
         }
     }

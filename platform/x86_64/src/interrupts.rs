@@ -1,5 +1,5 @@
 //! IDT, trap entry stubs, the legacy PIC (masked), the local APIC timer that
-//! preempts guests, and TSC calibration against the PIT.
+//! preempts guests, and TSC calibration against the HPET.
 //!
 //! The host normally runs with IF = 0. A timer interrupt that arrives while a
 //! guest runs causes an INTR #VMEXIT and stays pending; the run loop then opens
@@ -8,7 +8,7 @@
 use core::arch::{asm, global_asm};
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use x86::io::{inb, outb};
+use x86::io::outb;
 
 /// Vector of the local APIC timer.
 pub const TIMER_VECTOR: u8 = 0x20;
@@ -196,32 +196,77 @@ pub fn init() {
     unsafe { x86::dtables::lidt(&ptr) };
 }
 
-/// Calibrates the TSC and the APIC timer against PIT channel 2 (10 ms), then
-/// starts the APIC timer in periodic mode with period `slice_us`.
+/// How long the TSC and APIC timer are measured against the HPET. The
+/// result does not depend on the host being idle: each end of the window is
+/// a (TSC, HPET, APIC) triple read back to back, kept from the tightest of a
+/// few tries, and a preemption between the two ends lengthens the window for
+/// all three counters alike.
+const CALIBRATION_US: u64 = 20_000;
+/// Tries per end of the window; the one whose two TSC reads are closest wins.
+const SAMPLE_TRIES: usize = 8;
+
+/// One end of the calibration window.
+struct Sample {
+    tsc: u64,
+    hpet: u64,
+    apic_elapsed: u64,
+}
+
+fn rdtsc() -> u64 {
+    // SAFETY: RDTSC only reads the time-stamp counter.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// The (TSC, HPET, APIC count) triple read closest together.
+fn sample(hpet: &crate::hpet::Hpet) -> Sample {
+    let mut best: Option<(u64, Sample)> = None;
+    for _ in 0..SAMPLE_TRIES {
+        let before = rdtsc();
+        let count = hpet.counter();
+        let apic_elapsed = (u32::MAX - apic_read(0x390)) as u64;
+        let after = rdtsc();
+        let spread = after - before;
+        if best.as_ref().is_none_or(|(s, _)| spread < *s) {
+            best = Some((spread, Sample { tsc: before + spread / 2, hpet: count, apic_elapsed }));
+        }
+    }
+    best.map(|(_, s)| s).expect("SAMPLE_TRIES > 0")
+}
+
+/// `delta` counts of a counter over `hpet_ticks` HPET ticks, as a rate.
+fn rate(delta: u64, hpet_ticks: u64, hpet_hz: u64) -> u64 {
+    (delta as u128 * hpet_hz as u128 / hpet_ticks.max(1) as u128) as u64
+}
+
+/// Calibrates the TSC and the APIC timer against the HPET (which states its
+/// own period), then starts the APIC timer in periodic mode with period
+/// `slice_us`.
 pub fn start_timer(slice_us: u64) {
     apic_write(0xF0, 0x100 | SPURIOUS_VECTOR as u32);
     apic_write(0x3E0, 0x3); // divide by 16
     apic_write(0x320, 1 << 16); // masked while calibrating
-                                // SAFETY: PIT channel 2 and port 0x61 gate; only used here.
-    let (tsc_delta, apic_delta) = unsafe {
-        let gate = inb(0x61);
-        outb(0x61, (gate & !0x02) | 0x01);
-        outb(0x43, 0xB0);
-        let count: u16 = 11932; // 10 ms at 1.193182 MHz
-        outb(0x42, count as u8);
-        outb(0x42, (count >> 8) as u8);
-        apic_write(0x380, u32::MAX);
-        let t0 = core::arch::x86_64::_rdtsc();
-        while inb(0x61) & 0x20 == 0 {}
-        let t1 = core::arch::x86_64::_rdtsc();
-        let a = u32::MAX - apic_read(0x390);
-        outb(0x61, gate);
-        (t1 - t0, a as u64)
+    let Some(hpet) = crate::hpet::Hpet::start() else {
+        panic!("no HPET at the board's address: the x86 board needs QEMU's q35 HPET (do not pass hpet=off)");
     };
-    TSC_HZ.store(tsc_delta * 100, Ordering::Relaxed);
-    let apic_hz = apic_delta * 100;
+    apic_write(0x380, u32::MAX);
+    let first = sample(&hpet);
+    let window = hpet.ticks_in_us(CALIBRATION_US);
+    while hpet.counter().wrapping_sub(first.hpet) < window {
+        core::hint::spin_loop();
+    }
+    let last = sample(&hpet);
+    let hpet_ticks = last.hpet.wrapping_sub(first.hpet);
+    let tsc_hz = rate(last.tsc - first.tsc, hpet_ticks, hpet.hz());
+    let apic_hz = rate(last.apic_elapsed - first.apic_elapsed, hpet_ticks, hpet.hz());
+    TSC_HZ.store(tsc_hz, Ordering::Relaxed);
     let initial = (apic_hz * slice_us / 1_000_000).clamp(1000, u32::MAX as u64);
-    log::info!("TSC {} MHz, APIC timer {} MHz, slice {} us", tsc_delta / 10_000, apic_delta / 10_000, slice_us);
+    log::info!(
+        "TSC {} MHz, APIC timer {} MHz (against the HPET over {} us), slice {} us",
+        tsc_hz / 1_000_000,
+        apic_hz / 1_000_000,
+        CALIBRATION_US,
+        slice_us
+    );
     apic_write(0x320, TIMER_VECTOR as u32 | (1 << 17));
     apic_write(0x380, initial as u32);
 }

@@ -137,6 +137,7 @@ impl SvmVcpu {
     /// target; NMI waits for the target's next entry; INIT takes the target
     /// down to wait for a STARTUP; STARTUP after INIT brings it up, to start
     /// in real mode on its next run. INIT to oneself is ignored, as Xen does.
+    /// Waking or starting another vCPU asks for the sender's slice to end.
     fn send_ipi(&mut self, d: &Domain, ipi: &Ipi) {
         let me = self.vcpu_id;
         let mut targets: Vec<u32> = {
@@ -163,6 +164,7 @@ impl SvmVcpu {
                     }
                     if t != me {
                         d.vcpu_unblock(v);
+                        self.yield_for_ipi = true;
                     }
                 }
                 Received::Init if t != me => {
@@ -186,6 +188,8 @@ impl SvmVcpu {
                     v.set_initialised();
                     if lifecycle::vcpu_up(d, v).is_err() {
                         self.dom.apics.lock()[t as usize].start = ApStart::WaitForSipi;
+                    } else {
+                        self.yield_for_ipi = true;
                     }
                 }
             }
@@ -328,9 +332,11 @@ mod tests {
         v0.send_ipi(&d, &ipi);
         assert_eq!(v1.with_apic(|a| a.lapic.pending()), Some(0x40));
         assert_eq!(v0.with_apic(|a| a.lapic.pending()), None);
+        assert!(core::mem::take(&mut v0.yield_for_ipi), "the sender gives the target the CPU");
         // NMI (delivery 4) to self via shorthand.
         let ipi = v0.with_apic(|a| a.lapic.mmio_write(0x300, (1 << 18) | (4 << 8), 0)).unwrap();
         v0.send_ipi(&d, &ipi);
+        assert!(!v0.yield_for_ipi, "an IPI to oneself keeps the slice");
         v0.vmcb.control.eventinj = 0;
         v0.inject_pending_nmi();
         assert_eq!(v0.vmcb.control.eventinj, crate::vmcb::event::nmi());

@@ -1,6 +1,12 @@
 //! The IOIO exit: port I/O. No device answers (IN reads all ones, OUT is
 //! dropped) except the debug port, whose bytes, from OUT or a string OUTS,
-//! become the domain's console output.
+//! become the domain's console output. A port the board declares undecoded
+//! is let through to the machine after its first access in a domain (logged
+//! once, as every unanswered port): the machine answers it exactly as the
+//! exit would, without the exit's cost (Linux's PIT calibration on AMD reads
+//! port 0x42 100,000 times when no PIT answers).
+
+use core::ops::RangeInclusive;
 
 use lantern_common::addr::Gva;
 use lantern_common::arch::VcpuExit;
@@ -17,6 +23,21 @@ pub use xen_abi::arch_x86::DEBUG_PORT;
 /// Most bytes one exit copies for `rep outs`: a longer one is resumed by
 /// re-executing the instruction with the remaining count.
 const MAX_PER_EXIT: u64 = 4096;
+
+/// The ports the board decodes to nothing, declared once at boot.
+static UNDECODED: spin::Once<&'static [RangeInclusive<u16>]> = spin::Once::new();
+
+/// Declares the ports the machine decodes to nothing (reads all ones, writes
+/// vanish, no state). The board calls this at most once, before any domain
+/// runs, and only for ports it has checked (e.g. the PIT's on a machine
+/// without one); later calls are ignored.
+pub fn declare_undecoded_ports(ranges: &'static [RangeInclusive<u16>]) {
+    UNDECODED.call_once(|| ranges);
+}
+
+fn undecoded(port: u16) -> bool {
+    UNDECODED.get().is_some_and(|ranges| ranges.iter().any(|r| r.contains(&port)))
+}
 
 impl SvmVcpu {
     /// Emulates the IN/OUT/OUTS described by EXITINFO1 and continues at
@@ -76,6 +97,7 @@ impl SvmVcpu {
             // No device answers: all ones. A 32-bit IN zero-extends into RAX.
             let kind = Unhandled::Access { space: "port", index: port as u64, write: false, answer: "all ones" };
             d.note_unhandled(Some(self.vcpu_id), kind);
+            self.pass_through_if_undecoded(port);
             let rax = &mut self.vmcb.save.rax;
             *rax = match size {
                 1 => *rax | 0xFF,
@@ -87,9 +109,18 @@ impl SvmVcpu {
         } else {
             let kind = Unhandled::Access { space: "port", index: port as u64, write: true, answer: "dropped" };
             d.note_unhandled(Some(self.vcpu_id), kind);
+            self.pass_through_if_undecoded(port);
         }
         self.vmcb.save.rip = next_rip;
         None
+    }
+
+    /// Stops intercepting `port` for this domain once it has been logged, if
+    /// the board declared it undecoded.
+    fn pass_through_if_undecoded(&self, port: u16) {
+        if undecoded(port) {
+            self.dom.maps.pass_through_port(port);
+        }
     }
 }
 
@@ -145,6 +176,31 @@ mod tests {
         let write = Unhandled::Access { space: "port", index: 0x80, write: true, answer: "dropped" };
         assert_eq!((diag.count(&read), diag.count(&write)), (3, 1));
         assert_eq!(diag.entries().len(), 2);
+    }
+
+    #[test]
+    fn an_undecoded_port_is_let_through_after_its_first_access_in_each_domain() {
+        static PIT: [core::ops::RangeInclusive<u16>; 1] = [0x40..=0x43];
+        super::declare_undecoded_ports(&PIT);
+        let d = domain(1);
+        let (mut v, other) = (vcpu(0), vcpu(0));
+        assert!(v.dom.maps.intercepts_port(0x42));
+        v.vmcb.control.exitinfo1 = info(0x42, 1, 1);
+        assert_eq!(v.handle_io(&d), None);
+        assert_eq!(v.vmcb.save.rax & 0xFF, 0xFF, "the first access is answered by the exit");
+        assert!(!v.dom.maps.intercepts_port(0x42), "then the machine answers it");
+        let read = Unhandled::Access { space: "port", index: 0x42, write: false, answer: "all ones" };
+        assert_eq!(d.diag.lock().count(&read), 1);
+        // Its neighbours, writes to other ports and other domains keep exiting.
+        assert!(v.dom.maps.intercepts_port(0x41) && v.dom.maps.intercepts_port(0x44));
+        assert!(other.dom.maps.intercepts_port(0x42));
+        v.vmcb.control.exitinfo1 = info(0x43, 1, 0);
+        assert_eq!(v.handle_io(&d), None);
+        assert!(!v.dom.maps.intercepts_port(0x43));
+        // A port the board did not declare is never let through.
+        v.vmcb.control.exitinfo1 = info(0x61, 1, 1);
+        assert_eq!(v.handle_io(&d), None);
+        assert!(v.dom.maps.intercepts_port(0x61));
     }
 
     #[test]
