@@ -3,7 +3,8 @@
 
 use lantern_common::clock::CounterClock;
 
-fn rdtsc() -> u64 {
+/// The TSC now.
+pub fn rdtsc() -> u64 {
     // SAFETY: RDTSC only reads the time-stamp counter; it has no side effects.
     unsafe { core::arch::x86_64::_rdtsc() }
 }

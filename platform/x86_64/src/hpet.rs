@@ -17,6 +17,10 @@ const REG_COUNTER: usize = 0x0F0;
 /// The HPET specification's longest allowed period (100 ns).
 const MAX_PERIOD_FS: u64 = 100_000_000;
 const FS_PER_SEC: u64 = 1_000_000_000_000_000;
+const FS_PER_US: u64 = 1_000_000_000;
+
+/// The legacy PIT's ports (channels 0–2 and the command port).
+pub static PIT_PORTS: [core::ops::RangeInclusive<u16>; 1] = [0x40..=PIT_COMMAND];
 
 /// The PIT's channel-2 data port and its mode/command port.
 const PIT_CHANNEL2: u16 = 0x42;
@@ -66,7 +70,7 @@ impl Hpet {
 
     /// Counter ticks in `us` microseconds.
     pub fn ticks_in_us(&self, us: u64) -> u64 {
-        us * 1_000_000_000 / self.period_fs
+        us * FS_PER_US / self.period_fs
     }
 }
 

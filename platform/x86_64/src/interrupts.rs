@@ -212,19 +212,14 @@ struct Sample {
     apic_elapsed: u64,
 }
 
-fn rdtsc() -> u64 {
-    // SAFETY: RDTSC only reads the time-stamp counter.
-    unsafe { core::arch::x86_64::_rdtsc() }
-}
-
 /// The (TSC, HPET, APIC count) triple read closest together.
 fn sample(hpet: &crate::hpet::Hpet) -> Sample {
     let mut best: Option<(u64, Sample)> = None;
     for _ in 0..SAMPLE_TRIES {
-        let before = rdtsc();
+        let before = crate::clock::rdtsc();
         let count = hpet.counter();
         let apic_elapsed = (u32::MAX - apic_read(0x390)) as u64;
-        let after = rdtsc();
+        let after = crate::clock::rdtsc();
         let spread = after - before;
         if best.as_ref().is_none_or(|(s, _)| spread < *s) {
             best = Some((spread, Sample { tsc: before + spread / 2, hpet: count, apic_elapsed }));

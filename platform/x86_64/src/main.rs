@@ -67,8 +67,7 @@ extern "C" fn kmain(start_info_pa: u64) -> ! {
     if hpet::pit_absent() {
         // q35 with pit=off: the PIT's ports decode nothing, so guests may
         // reach them directly once each access has been logged.
-        static PIT_PORTS: [core::ops::RangeInclusive<u16>; 1] = [0x40..=0x43];
-        lantern_arch_x86::vcpu::declare_undecoded_ports(&PIT_PORTS);
+        lantern_arch_x86::vcpu::declare_undecoded_ports(&hpet::PIT_PORTS);
         log::info!("no PIT: ports 0x40-0x43 are let through to guests after their first access");
     }
     let cfg = match lantern_common::boot_config::parse(info.cmdline) {
