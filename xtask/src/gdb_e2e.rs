@@ -19,11 +19,11 @@ use crate::summary::summary;
 
 /// Per-domain facts the checks need: which ELF holds its symbols, the gdb
 /// thread number of its vCPU 0, and a symbol to read.
-struct DomainUnderTest {
-    id: u16,
-    symbols: Vec<SymbolFile>,
+pub(crate) struct DomainUnderTest {
+    pub(crate) id: u16,
+    pub(crate) symbols: Vec<SymbolFile>,
     /// gdb's thread number (1-based, in the stub's order) of vCPU 0.
-    first_thread: u32,
+    pub(crate) first_thread: u32,
     /// A gdb expression whose value the guest told us: `(expr, expected)`.
     variable: (String, String),
 }
@@ -51,7 +51,12 @@ fn num(s: &str) -> Option<u64> {
 
 /// Describes the demo domains of `board` after the guests printed their
 /// reports (`console`).
-fn domains_under_test(board: &dyn BoardSpec, a: &Artifacts, vcpus: u32, console: &str) -> Vec<DomainUnderTest> {
+pub(crate) fn domains_under_test(
+    board: &dyn BoardSpec,
+    a: &Artifacts,
+    vcpus: u32,
+    console: &str,
+) -> Vec<DomainUnderTest> {
     let symbols = board.guest_symbols();
     a.domains
         .iter()
@@ -90,7 +95,7 @@ fn print_values(text: &str) -> Vec<String> {
 }
 
 /// The total of a `monitor runstate dNvM --json` answer's hypervisor times.
-fn runstate_total(out: &BatchOutput, vcpu: &str) -> Option<i128> {
+pub(crate) fn runstate_total(out: &BatchOutput, vcpu: &str) -> Option<i128> {
     out.json_lines().iter().filter_map(|l| Json::parse(l).ok()).find_map(|j| {
         if j.get("vcpu")?.str()? != vcpu {
             return None;
@@ -101,7 +106,7 @@ fn runstate_total(out: &BatchOutput, vcpu: &str) -> Option<i128> {
 
 /// Boots the demo alive (`linger`) with a gdb port and waits for
 /// every domain's `SCENARIO LINGER` (or `END`).
-fn boot_lingering(o: &Opts, what: &str) -> Result<(Session, Artifacts, String), String> {
+pub(crate) fn boot_lingering(o: &Opts, what: &str) -> Result<(Session, Artifacts, String), String> {
     let a = build(o)?;
     let log = o.serial_log.clone().ok_or("no serial log")?;
     let mut s = Session::spawn(qemu_command(o, &a), &log)?;

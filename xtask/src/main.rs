@@ -9,6 +9,7 @@ mod boards;
 mod build;
 mod bzimage;
 mod console_e2e;
+mod debug_e2e;
 mod e2e;
 mod gdb;
 mod gdb_e2e;
@@ -95,6 +96,8 @@ const BOARD_TESTS: &[BoardTest] = &[
     ),
     ("gdb", "gdb on the live demo", gdb_e2e::live_test),
     ("wait-gdb", "gdb attached before the first guest instruction", gdb_e2e::wait_gdb_test),
+    ("debugger", "breakpoints, hardware breakpoints, stepi, watchpoints on the live demo", debug_e2e::live_test),
+    ("catch-syscall", "hypercall catchpoints from the first instruction", debug_e2e::catch_test),
     ("linux", "Debian's unmodified Linux", linux_e2e::linux_test),
     ("linux-beside", "Debian's Linux beside the scenario guest", linux_beside_e2e::linux_beside_test),
 ];

@@ -188,6 +188,8 @@ pub struct VcpuContext {
     pub vgic: VgicState,
     /// VMPIDR_EL2: the MPIDR the guest reads for this vCPU.
     pub vmpidr: u64,
+    /// What the debugger armed (loaded on every entry while armed).
+    pub debug: crate::debug::DebugRegs,
 }
 
 impl VcpuContext {

@@ -20,6 +20,12 @@ pub mod ec {
     pub const DABT_CUR: u32 = 0x25;
     /// BRK instruction.
     pub const BRK64: u32 = 0x3c;
+    /// Hardware breakpoint from a lower EL (MDCR_EL2.TDE).
+    pub const BREAKPOINT_LOWER: u32 = 0x30;
+    /// Software step from a lower EL (MDCR_EL2.TDE).
+    pub const SOFTWARE_STEP_LOWER: u32 = 0x32;
+    /// Watchpoint from a lower EL (MDCR_EL2.TDE); FAR holds the address.
+    pub const WATCHPOINT_LOWER: u32 = 0x34;
 }
 
 /// A decoded ESR_EL2 value.

@@ -12,6 +12,7 @@ extern crate alloc;
 
 pub mod boot;
 pub mod context;
+pub mod debug;
 pub mod esr;
 pub mod fdt_gen;
 pub mod gdb;

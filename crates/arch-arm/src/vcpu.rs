@@ -24,6 +24,7 @@ use alloc::boxed::Box;
 
 use lantern_common::addr::{Gpa, Gva};
 use lantern_common::arch::{ArchDomain, ArchVcpu, GdbRegisters, GuestMode, Preemption, VcpuExit, VcpuInitContext};
+use lantern_common::debug::{DebugControl, DebugEvent};
 use lantern_common::diag::Unhandled;
 use lantern_common::domain::Domain;
 use lantern_common::guest_memory::{GuestMemory, PhysMem};
@@ -34,6 +35,7 @@ use xen_abi::layout::GuestAbi;
 use xen_abi::nr::shutdown;
 
 use crate::context::VcpuContext;
+use crate::debug::{debug_regs, BRK0, SPSR_SS};
 use crate::esr::{self, ec, Esr};
 use crate::guest::{self, EVTCHN_PPI, VTIMER_PPI};
 use crate::hw::{intid, ExitKind, PhysicalCpu, Syndrome};
@@ -200,6 +202,14 @@ pub struct ArmVcpu {
     /// once per slice (every slice has a new, later deadline; between slices
     /// the board owns the timer).
     armed_slice: Option<u64>,
+    /// What the debugger armed in this vCPU.
+    debug: DebugControl,
+    /// A step ended in a hypercall the core completed: the next run reports
+    /// it without entering the guest.
+    step_done: bool,
+    /// The immediate of the last `BRK` the guest executed (for delivering
+    /// the guest's own breakpoint to it).
+    last_brk: u16,
 }
 
 impl ArmVcpu {
@@ -215,6 +225,9 @@ impl ArmVcpu {
             nr_lrs,
             domid,
             armed_slice: None,
+            debug: DebugControl::default(),
+            step_done: false,
+            last_brk: 0,
         }
     }
 
@@ -224,7 +237,10 @@ impl ArmVcpu {
     }
 
     fn reset(&mut self, entry: u64, context_id: u64) {
+        let debug = self.ctx.debug;
         self.ctx.reset(entry, context_id);
+        // A reset vCPU keeps what the debugger armed in it.
+        self.ctx.debug = debug;
         self.dom.cpu.forget_loaded_context();
     }
 
@@ -385,6 +401,25 @@ impl ArmVcpu {
                 Some(VcpuExit::Halted)
             }
             ec::DABT_LOWER => self.data_abort(d, syn),
+            ec::BRK64 => {
+                // ELR_EL2 is the BRK itself; the core tells the debugger's
+                // from the guest's own.
+                self.last_brk = e.imm16();
+                Some(VcpuExit::Debug(DebugEvent::Breakpoint { pc: self.ctx.regs.pc }))
+            }
+            ec::SOFTWARE_STEP_LOWER if self.debug.single_step => Some(VcpuExit::Debug(DebugEvent::Step)),
+            // A step the debugger no longer wants (it disarmed meanwhile).
+            ec::SOFTWARE_STEP_LOWER => None,
+            // A point the debugger no longer has: the guest retries the
+            // instruction, which no longer traps.
+            ec::BREAKPOINT_LOWER => self
+                .ctx
+                .debug
+                .breakpoint_hit(self.ctx.regs.pc)
+                .map(|slot| VcpuExit::Debug(DebugEvent::HwPoint { slot })),
+            ec::WATCHPOINT_LOWER => {
+                self.ctx.debug.watchpoint_hit(syn.far).map(|slot| VcpuExit::Debug(DebugEvent::HwPoint { slot }))
+            }
             ec::SYSREG => {
                 // ICC_SGI1R_EL1 / ICC_ASGI1R_EL1 writes (IPIs) trap with IMO
                 // set; ICC_SGI0R_EL1 would raise Group 0 SGIs, which a guest
@@ -414,6 +449,10 @@ impl ArmVcpu {
                     let value = match (reg, write) {
                         (EmulatedSysreg::Mdscr, true) => {
                             self.ctx.sys.mdscr_el1 = if rt == 31 { 0 } else { self.ctx.regs.x[rt] };
+                            // What the debugger armed is built on the guest's value.
+                            if let Ok(regs) = debug_regs(&self.debug, self.ctx.sys.mdscr_el1) {
+                                self.ctx.debug = regs;
+                            }
                             // The saved copy changed: load it on entry.
                             self.dom.cpu.forget_loaded_context();
                             None
@@ -522,9 +561,19 @@ impl ArmVcpu {
         let from_el0 = (from >> 2) & 3 == 0;
         // The classes read the same in ESR_EL1 as in ESR_EL2 (0x24 "from a
         // lower EL", 0x25 "from the same EL").
-        let (class, vector) = if from_el0 { (ec::DABT_LOWER, 0x400) } else { (ec::DABT_CUR, 0x200) };
-        self.ctx.sys.esr_el1 = (u64::from(class) << 26) | (1 << 25);
+        let class = if from_el0 { ec::DABT_LOWER } else { ec::DABT_CUR };
         self.ctx.sys.far_el1 = far;
+        self.inject_sync((u64::from(class) << 26) | (1 << 25));
+    }
+
+    /// Takes a synchronous exception with syndrome `esr` into the guest at
+    /// EL1: the interrupted state in ELR/SPSR_EL1, EL1h with every exception
+    /// masked at VBAR_EL1's synchronous vector for the mode it came from.
+    fn inject_sync(&mut self, esr: u64) {
+        let from = self.ctx.regs.pstate;
+        let from_el0 = (from >> 2) & 3 == 0;
+        let vector = if from_el0 { 0x400 } else { 0x200 };
+        self.ctx.sys.esr_el1 = esr;
         self.ctx.sys.elr_el1 = self.ctx.regs.pc;
         self.ctx.sys.spsr_el1 = from;
         self.ctx.regs.pstate = crate::context::SPSR_EL1H_MASKED;
@@ -616,10 +665,19 @@ impl ArchVcpu for ArmVcpu {
         let vttbr = self.dom.vttbr();
         let cpu = self.dom.cpu;
         loop {
+            if core::mem::take(&mut self.step_done) {
+                return VcpuExit::Debug(DebugEvent::Step);
+            }
             self.update_vtimer();
             self.flush_vgic();
             self.arm_slice(preempt);
+            let pc_before = self.ctx.regs.pc;
+            if self.debug.single_step {
+                // The step is active-not-pending on the way in.
+                self.ctx.regs.pstate |= SPSR_SS;
+            }
             let kind = cpu.run_context(&mut self.ctx, self.key, vttbr, self.nr_lrs);
+            self.ctx.regs.pstate &= !SPSR_SS;
             self.dom.exits.fetch_add(1, Ordering::Relaxed);
             let exit = match kind {
                 ExitKind::Irq => self.handle_irq(),
@@ -631,12 +689,18 @@ impl ArchVcpu for ArmVcpu {
             if let Some(exit) = exit {
                 return exit;
             }
+            if self.debug.single_step && self.ctx.regs.pc != pc_before {
+                // The hypervisor completed the stepped instruction itself.
+                return VcpuExit::Debug(DebugEvent::Step);
+            }
         }
     }
 
     fn complete_hypercall(&mut self, ret: i64) {
         // ELR_EL2 already points past the HVC.
         self.ctx.regs.x[0] = ret as u64;
+        // A step over the HVC ends here.
+        self.step_done = self.debug.single_step;
     }
 
     fn inject_upcall(&mut self, _domain: &Domain) {
@@ -709,6 +773,22 @@ impl ArchVcpu for ArmVcpu {
         // Xen's arm vcpu_op lists only vcpu_info and the runstate area by
         // address; every other op, the time area included, is -EINVAL.
         Err(Errno::EINVAL)
+    }
+
+    fn set_debug(&mut self, ctl: &DebugControl) -> XenResult<()> {
+        self.ctx.debug = debug_regs(ctl, self.ctx.sys.mdscr_el1)?;
+        self.debug = ctl.clone();
+        Ok(())
+    }
+
+    fn breakpoint_instruction(&self) -> &'static [u8] {
+        &BRK0
+    }
+
+    fn deliver_breakpoint(&mut self) {
+        // What the guest's BRK raises at EL1: class 0x3C, IL, its immediate.
+        let esr = (u64::from(ec::BRK64) << 26) | (1 << 25) | u64::from(self.last_brk);
+        self.inject_sync(esr);
     }
 
     fn gfn_limit(&self) -> u64 {
@@ -1167,7 +1247,51 @@ mod tests {
         let r = fixture(1);
         let mut v = r.vcpu(0);
         assert_eq!(v.handle_sync(&r.d, &sync(esr(ec::IABT_LOWER, 0x07))), Some(VcpuExit::Fault));
-        assert_eq!(v.handle_sync(&r.d, &sync(esr(ec::BRK64, 0))), Some(VcpuExit::Fault));
+    }
+
+    #[test]
+    fn a_brk_is_reported_and_the_guests_own_is_delivered_to_it() {
+        let r = fixture(1);
+        let mut v = r.vcpu(0);
+        v.ctx.sys.vbar_el1 = 0x8_0000;
+        let exit = v.handle_sync(&r.d, &sync(esr(ec::BRK64, 0x800)));
+        assert_eq!(exit, Some(VcpuExit::Debug(DebugEvent::Breakpoint { pc: ENTRY })));
+        // Not the debugger's: the guest takes it at EL1 as the CPU would
+        // have given it, the BRK as the return address.
+        v.deliver_breakpoint();
+        assert_eq!(v.ctx.sys.esr_el1, (0x3c << 26) | (1 << 25) | 0x800);
+        assert_eq!(v.ctx.sys.elr_el1, ENTRY);
+        assert_eq!(v.ctx.regs.pc, 0x8_0200);
+    }
+
+    #[test]
+    fn debug_exceptions_map_to_the_points_armed() {
+        use lantern_common::debug::{HwKind, HwPoint};
+        let r = fixture(1);
+        let mut v = r.vcpu(0);
+        let ctl = DebugControl {
+            single_step: true,
+            hw_points: vec![
+                HwPoint { addr: 0x9000, len: 8, kind: HwKind::Write },
+                HwPoint { addr: ENTRY, len: 1, kind: HwKind::Execute },
+            ],
+            ..DebugControl::default()
+        };
+        v.set_debug(&ctl).unwrap();
+        assert_eq!(
+            v.handle_sync(&r.d, &sync(esr(ec::SOFTWARE_STEP_LOWER, 0))),
+            Some(VcpuExit::Debug(DebugEvent::Step))
+        );
+        assert_eq!(
+            v.handle_sync(&r.d, &sync(esr(ec::BREAKPOINT_LOWER, 0))),
+            Some(VcpuExit::Debug(DebugEvent::HwPoint { slot: 1 }))
+        );
+        let mut watch = sync(esr(ec::WATCHPOINT_LOWER, 0));
+        watch.far = 0x9004;
+        assert_eq!(v.handle_sync(&r.d, &watch), Some(VcpuExit::Debug(DebugEvent::HwPoint { slot: 0 })));
+        // Disarmed: a late step exception is dropped, not a crash.
+        v.set_debug(&DebugControl::default()).unwrap();
+        assert_eq!(v.handle_sync(&r.d, &sync(esr(ec::SOFTWARE_STEP_LOWER, 0))), None);
     }
 
     #[test]

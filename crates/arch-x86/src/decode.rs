@@ -9,11 +9,12 @@
 use crate::svm::GuestRegs;
 use crate::vmcb::VmcbSave;
 
-/// Decodes `[prefixes] [REX] 0F 22 /r` with ModRM.reg = 4 (CR4) and a
-/// register operand; returns (instruction length, source register number).
-pub fn decode_mov_to_cr4(bytes: &[u8], long: bool) -> Option<(usize, u8)> {
+/// Decodes `[prefixes] [REX] 0F op /r`, a move to or from a control or
+/// debug register (always the register form, whatever ModRM.mod says);
+/// returns (instruction length, ModRM.reg with REX.R, ModRM.rm with REX.B).
+fn decode_mov_special(bytes: &[u8], long: bool, op: u8) -> Option<(usize, u8, u8)> {
     let mut i = 0;
-    // Legacy prefixes carry no meaning for MOV to CR (operand size is fixed).
+    // Legacy prefixes carry no meaning for these moves (operand size is fixed).
     while i < 4 && matches!(bytes.get(i)?, 0x66 | 0x67 | 0xF2 | 0xF3 | 0x2E | 0x3E | 0x26 | 0x36 | 0x64 | 0x65) {
         i += 1;
     }
@@ -22,17 +23,32 @@ pub fn decode_mov_to_cr4(bytes: &[u8], long: bool) -> Option<(usize, u8)> {
         rex = bytes[i];
         i += 1;
     }
-    if bytes.get(i..i + 2)? != [0x0F, 0x22] {
+    if bytes.get(i..i + 2)? != [0x0F, op] {
         return None;
     }
     let modrm = *bytes.get(i + 2)?;
     let reg = ((modrm >> 3) & 7) | ((rex & 4) << 1);
-    if reg != 4 {
-        return None;
-    }
-    // MOV to CR always uses the register form, whatever ModRM.mod says.
     let rm = (modrm & 7) | ((rex & 1) << 3);
-    Some((i + 3, rm))
+    Some((i + 3, reg, rm))
+}
+
+/// Decodes `[prefixes] [REX] 0F 22 /r` with ModRM.reg = 4 (CR4) and a
+/// register operand; returns (instruction length, source register number).
+pub fn decode_mov_to_cr4(bytes: &[u8], long: bool) -> Option<(usize, u8)> {
+    match decode_mov_special(bytes, long, 0x22)? {
+        (len, 4, rm) => Some((len, rm)),
+        _ => None,
+    }
+}
+
+/// Decodes a move between debug register `dr` and a general register:
+/// `0F 21 /r` (from DRn, `to_dr` false) or `0F 23 /r` (to DRn); returns
+/// (instruction length, general register number).
+pub fn decode_mov_dr(bytes: &[u8], long: bool, dr: u8, to_dr: bool) -> Option<(usize, u8)> {
+    match decode_mov_special(bytes, long, if to_dr { 0x23 } else { 0x21 })? {
+        (len, reg, rm) if reg == dr => Some((len, rm)),
+        _ => None,
+    }
 }
 
 /// The default operand and address size of the code a vCPU runs.
@@ -290,6 +306,18 @@ mod tests {
         assert_eq!(decode_mov_to_cr4(&[0x0F, 0x22, 0xC0], true), None); // mov cr0, rax
         assert_eq!(decode_mov_to_cr4(&[0x44, 0x0F, 0x22, 0xE0], true), None); // cr12
         assert_eq!(decode_mov_to_cr4(&[0x90; 15], true), None);
+    }
+
+    #[test]
+    fn mov_dr_decoding() {
+        // mov dr7, rax; mov rcx, dr6; mov dr0, r9 (REX.B); mov eax, dr7 (32-bit).
+        assert_eq!(decode_mov_dr(&[0x0F, 0x23, 0xF8], true, 7, true), Some((3, 0)));
+        assert_eq!(decode_mov_dr(&[0x0F, 0x21, 0xF1], true, 6, false), Some((3, 1)));
+        assert_eq!(decode_mov_dr(&[0x41, 0x0F, 0x23, 0xC1], true, 0, true), Some((4, 9)));
+        assert_eq!(decode_mov_dr(&[0x0F, 0x21, 0xF8], false, 7, false), Some((3, 0)));
+        // The register the exit named must be the one encoded; CR moves are not DR moves.
+        assert_eq!(decode_mov_dr(&[0x0F, 0x23, 0xF8], true, 6, true), None);
+        assert_eq!(decode_mov_dr(&[0x0F, 0x22, 0xE0], true, 4, true), None);
     }
 
     #[test]

@@ -216,10 +216,16 @@ mod hw {
         _hsave: Box<[u8; 4096]>,
         /// Area for VMSAVE/VMLOAD of the host's FS/GS/TR/LDTR/syscall MSRs.
         host_vmcb: Box<Vmcb>,
+        /// What DR0..DR3 hold (SVM does not switch them; only the
+        /// debugger's hardware points are ever loaded into them).
+        pub debug_addrs: [u64; 4],
     }
 
     #[repr(C, align(4096))]
     struct Page([u8; 4096]);
+
+    /// DR7's local and global enable bits of the four slots.
+    const DR7_ENABLE_BITS: u64 = 0xFF;
 
     fn rdmsr(msr: u32) -> u64 {
         let (lo, hi): (u32, u32);
@@ -257,7 +263,7 @@ mod hw {
             Box::from_raw(Box::into_raw(p) as *mut [u8; 4096])
         };
         wrmsr(msr::VM_HSAVE_PA, hsave.as_ptr() as u64);
-        Ok(HostCpu { _hsave: hsave, host_vmcb: Box::new(Vmcb::zeroed()) })
+        Ok(HostCpu { _hsave: hsave, host_vmcb: Box::new(Vmcb::zeroed()), debug_addrs: [u64::MAX; 4] })
     }
 
     global_asm!(
@@ -335,6 +341,28 @@ mod hw {
     }
 
     impl HostCpu {
+        /// Loads the debug address registers DR0..DR3 with `addrs`, writing
+        /// only those that change.
+        pub fn load_debug_addrs(&mut self, addrs: &[u64; 4]) {
+            for (n, (&want, held)) in addrs.iter().zip(self.debug_addrs.iter_mut()).enumerate() {
+                if want == *held {
+                    continue;
+                }
+                // SAFETY: the debug address registers only matter to DR7,
+                // which the host never enables (a guest's comes from its VMCB);
+                // writing them has no other effect.
+                unsafe {
+                    match n {
+                        0 => asm!("mov dr0, {}", in(reg) want, options(nomem, nostack)),
+                        1 => asm!("mov dr1, {}", in(reg) want, options(nomem, nostack)),
+                        2 => asm!("mov dr2, {}", in(reg) want, options(nomem, nostack)),
+                        _ => asm!("mov dr3, {}", in(reg) want, options(nomem, nostack)),
+                    }
+                }
+                *held = want;
+            }
+        }
+
         /// Runs the guest described by `vmcb`/`regs`/`fx` until the next
         /// #VMEXIT; returns the exit code. Called with host IF = 0; a host
         /// interrupt that caused an INTR exit is still pending on return.
@@ -347,9 +375,24 @@ mod hw {
             // callee-saved registers and the stack, and the host never uses
             // x87/SSE state, so swapping it with FXRSTOR/FXSAVE is invisible
             // to Rust code.
+            // The debugger's hardware points (DR0..DR3 loaded, DR7 enabling
+            // them in the VMCB) are also written to the host's DR7 for the
+            // entry: QEMU's TCG arms its breakpoints only on a `mov dr7` and
+            // not when VMRUN loads the VMCB's, and the hardware leaves DR7
+            // to the host after an exit. Cleared again at once after it.
+            let armed = vmcb.save.dr7 & DR7_ENABLE_BITS != 0;
+            // SAFETY: as above; the host enables no breakpoint of its own,
+            // and between the two DR7 writes it only enters and leaves the
+            // guest.
             unsafe {
                 asm!("fxrstor64 [{}]", in(reg) fx.0.as_ptr(), options(nostack));
+                if armed {
+                    asm!("mov dr7, {}", in(reg) vmcb.save.dr7, options(nomem, nostack));
+                }
                 lantern_svm_vmrun(vmcb_pa, regs, host_pa);
+                if armed {
+                    asm!("mov dr7, {}", in(reg) crate::vmcb::dr::DR7_RESET, options(nomem, nostack));
+                }
                 asm!("fxsave64 [{}]", in(reg) fx.0.as_mut_ptr(), options(nostack));
             }
             vmcb.control.exitcode
@@ -380,6 +423,19 @@ pub fn vmrun_current(vmcb: &mut Vmcb, regs: &mut GuestRegs, fx: &mut FxArea) -> 
     }
     let _ = (vmcb, regs, fx);
     crate::vmcb::exit::INVALID
+}
+
+/// Loads DR0..DR3 for the next guest entries (the debugger's hardware
+/// points; SVM leaves these registers to the hypervisor). Nothing on a host
+/// build.
+pub fn load_debug_addrs(addrs: &[u64; 4]) {
+    #[cfg(target_os = "none")]
+    {
+        if let Some(host) = HOST.lock().as_mut() {
+            host.load_debug_addrs(addrs);
+        }
+    }
+    let _ = addrs;
 }
 
 /// A fresh FXSAVE image: FCW 0x37F, MXCSR 0x1F80 (the reset values).

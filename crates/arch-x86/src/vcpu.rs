@@ -11,6 +11,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use lantern_common::addr::{Gpa, Gva};
 use lantern_common::arch::{ArchDomain, ArchVcpu, GdbRegisters, GuestMode, Preemption, VcpuExit, VcpuInitContext};
+use lantern_common::debug::{DebugControl, DebugEvent};
 use lantern_common::domain::Domain;
 use lantern_common::guest_memory::{GuestMemory, PhysMem};
 use lantern_common::memory::{P2mType, PAGE_SHIFT};
@@ -25,6 +26,8 @@ use crate::svm::{self, FxArea, GuestRegs, PermissionMaps, StartMode};
 use crate::vmcb::{cr0, efer, event, exit, int_ctl, seg_attr, vector, Vmcb};
 
 mod exits;
+
+use exits::debug::GuestDebugRegs;
 
 pub use exits::io::declare_undecoded_ports;
 
@@ -132,6 +135,13 @@ pub struct SvmVcpu {
     /// on the target's answer burns its whole slice, and with many vCPUs
     /// everyone's, before the target runs).
     yield_for_ipi: bool,
+    /// What the debugger armed in this vCPU.
+    debug: DebugControl,
+    /// The guest's own debug registers (a shadow; see `exits::debug`).
+    guest_dr: GuestDebugRegs,
+    /// A step ended inside a hypercall the core completed: the next run
+    /// reports it without entering the guest.
+    step_done: bool,
 }
 
 /// The source of the virtual interrupt (`V_IRQ`) raised for a VMRUN.
@@ -157,6 +167,9 @@ impl SvmVcpu {
             fx: Box::new(svm::initial_fx()),
             virq: None,
             yield_for_ipi: false,
+            debug: DebugControl::default(),
+            guest_dr: GuestDebugRegs::default(),
+            step_done: false,
         };
         v.dom.add_apic(vcpu_id);
         v.reset(StartMode::Flat32, 0);
@@ -185,6 +198,8 @@ impl SvmVcpu {
         // The maps are identity mapped: their address is host-physical.
         let maps_pa = &*self.dom.maps as *const PermissionMaps as u64;
         svm::init_vmcb(&mut self.vmcb, maps_pa, ncr3, mode, rip);
+        self.apply_debug_intercepts();
+        self.guest_dr = GuestDebugRegs::default();
         self.regs = GuestRegs::default();
         *self.fx = svm::initial_fx();
     }
@@ -256,6 +271,11 @@ impl SvmVcpu {
         self.vmcb.control.int_ctl = (self.vmcb.control.int_ctl & !int_ctl::V_TPR) | tpr_class as u64;
         self.vmcb.control.int_ctl &= !int_ctl::V_IRQ;
         self.virq = None;
+        if self.debug.single_step {
+            // Interrupts wait while the debugger steps: `stepi` lands on the
+            // next instruction, not in a handler.
+            return;
+        }
         self.inject_pending_nmi();
         let upcall = d.vcpu(self.vcpu_id).is_ok_and(|v| d.upcall_pending(v));
         let choice = match self.callback_vector(d) {
@@ -359,11 +379,32 @@ impl SvmVcpu {
     /// (`ArchDomain::sync_p2m`); no exit handled here changes the p2m.
     fn run_until_exit(&mut self, d: &Domain, preempt: &mut dyn Preemption) -> VcpuExit {
         loop {
+            if core::mem::take(&mut self.step_done) {
+                return VcpuExit::Debug(DebugEvent::Step);
+            }
             self.update_interrupts(d);
+            let rip_before = self.vmcb.save.rip;
+            let guest_tf = self.enter_debug();
             let code = svm::vmrun_current(&mut self.vmcb, &mut self.regs, &mut self.fx);
+            self.leave_debug(guest_tf);
             self.dom.exits.fetch_add(1, Ordering::Relaxed);
             self.after_exit();
             match code {
+                c if c == exit::EXCP_BASE + vector::DB as u64 => {
+                    if let Some(e) = self.debug_exception() {
+                        return e;
+                    }
+                }
+                c if c == exit::EXCP_BASE + vector::BP as u64 || c == exit::SWINT => {
+                    if let Some(e) = self.breakpoint_exit(d, c) {
+                        return e;
+                    }
+                }
+                c if (exit::READ_DR0..exit::WRITE_DR0 + 16).contains(&c) => {
+                    if let Some(e) = self.dr_access(d, c) {
+                        return e;
+                    }
+                }
                 exit::VMMCALL => {
                     if let Some(e) = self.hypercall_exit() {
                         return e;
@@ -409,6 +450,10 @@ impl SvmVcpu {
                 }
                 _ => return self.crash(d, "unhandled #VMEXIT"),
             }
+            if self.step_ends_here() && self.vmcb.save.rip != rip_before {
+                // The hypervisor completed the stepped instruction itself.
+                return VcpuExit::Debug(DebugEvent::Step);
+            }
             if core::mem::take(&mut self.yield_for_ipi) {
                 return VcpuExit::Preempted;
             }
@@ -428,6 +473,8 @@ impl ArchVcpu for SvmVcpu {
         self.vmcb.save.rax = if self.is_long() { ret as u64 } else { ret as u32 as u64 };
         // Past the 3-byte VMMCALL.
         self.vmcb.save.rip = self.vmcb.save.rip.wrapping_add(3);
+        // A step over the VMMCALL ends here.
+        self.step_done = self.debug.single_step;
     }
 
     fn inject_upcall(&mut self, d: &Domain) {
@@ -504,6 +551,18 @@ impl ArchVcpu for SvmVcpu {
 
     fn time_area_by_va_supported(&self) -> XenResult<()> {
         Ok(())
+    }
+
+    fn set_debug(&mut self, ctl: &DebugControl) -> XenResult<()> {
+        self.arm_debug(ctl)
+    }
+
+    fn breakpoint_instruction(&self) -> &'static [u8] {
+        &exits::debug::INT3
+    }
+
+    fn deliver_breakpoint(&mut self) {
+        self.deliver_int3();
     }
 
     fn gfn_limit(&self) -> u64 {

@@ -280,6 +280,8 @@ pub mod intercept1 {
     pub const VINTR: u32 = 1 << 4;
     /// CPUID.
     pub const CPUID: u32 = 1 << 18;
+    /// INTn.
+    pub const INTN: u32 = 1 << 21;
     /// INVD.
     pub const INVD: u32 = 1 << 22;
     /// HLT.
@@ -397,6 +399,12 @@ pub mod exit {
     pub const SKINIT: u64 = 0x86;
     /// XSETBV.
     pub const XSETBV: u64 = 0x8D;
+    /// Read of DRn is `READ_DR0 + n`.
+    pub const READ_DR0: u64 = 0x20;
+    /// Write of DRn is `WRITE_DR0 + n`.
+    pub const WRITE_DR0: u64 = 0x30;
+    /// INTn (software interrupt; QEMU's TCG reports `int3` this way too).
+    pub const SWINT: u64 = 0x75;
     /// Nested page fault (EXITINFO2 = faulting GPA).
     pub const NPF: u64 = 0x400;
     /// VMRUN consistency checks failed (low 32 bits all ones).
@@ -438,6 +446,10 @@ pub mod ioio {
 pub mod vector {
     /// #UD, invalid opcode.
     pub const UD: u8 = 6;
+    /// #DB, debug exception.
+    pub const DB: u8 = 1;
+    /// #BP, breakpoint (`int3`).
+    pub const BP: u8 = 3;
     /// Non-maskable interrupt.
     pub const NMI: u8 = 2;
     /// #GP, general protection.
@@ -488,6 +500,34 @@ pub mod rflags {
     pub const IF: u64 = 1 << 9;
     /// Direction flag: string instructions walk downwards.
     pub const DF: u64 = 1 << 10;
+    /// Trap flag: a #DB after every instruction (single-step).
+    pub const TF: u64 = 1 << 8;
+    /// Resume flag: instruction breakpoints are not taken for one instruction.
+    pub const RF: u64 = 1 << 16;
+}
+
+/// Debug-register bits.
+pub mod dr {
+    /// DR6 reset value (the reserved-one bits).
+    pub const DR6_RESET: u64 = 0xFFFF_0FF0;
+    /// DR6.BS: the #DB is a single-step trap.
+    pub const DR6_BS: u64 = 1 << 14;
+    /// DR6.B0..B3: breakpoint slot n's condition was met.
+    pub const DR6_B_MASK: u64 = 0xF;
+    /// DR7 reset value (bit 10 reserved, one).
+    pub const DR7_RESET: u64 = 0x400;
+    /// DR7 local-enable bit of slot n: `1 << (2 * n)`.
+    pub const DR7_LOCAL_SHIFT: u32 = 2;
+    /// DR7's R/W field of slot n at `16 + 4n`, LEN field at `18 + 4n`.
+    pub const DR7_RW_SHIFT: u32 = 16;
+    /// DR7 R/W: instruction execution.
+    pub const RW_EXEC: u64 = 0b00;
+    /// DR7 R/W: data writes.
+    pub const RW_WRITE: u64 = 0b01;
+    /// DR7 R/W: data reads and writes.
+    pub const RW_ACCESS: u64 = 0b11;
+    /// Debug address registers (DR0..DR3).
+    pub const SLOTS: usize = 4;
 }
 
 /// EFER bits.

@@ -20,7 +20,8 @@ use alloc::boxed::Box;
 
 use crate::addr::{Gpa, Gva};
 use crate::domain::Domain;
-use xen_abi::errno::XenResult;
+use alloc::vec::Vec;
+use xen_abi::errno::{Errno, XenResult};
 use xen_abi::layout::GuestAbi;
 
 /// Why a vCPU stopped running and handed control back to the core.
@@ -50,6 +51,67 @@ pub enum VcpuExit {
     /// The guest did something the hypervisor cannot handle; the domain is
     /// crashed. The backend has already printed its diagnostic.
     Fault,
+    /// Something the debugger armed ([`ArchVcpu::set_debug`]) happened: a
+    /// breakpoint instruction, a completed step, a hardware point.
+    Debug(DebugEvent),
+}
+
+/// What a hardware point watches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HwKind {
+    /// Instruction fetch at the address (a hardware breakpoint).
+    Execute,
+    /// Data writes.
+    Write,
+    /// Data reads.
+    Read,
+    /// Data reads and writes.
+    Access,
+}
+
+/// One hardware breakpoint or watchpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HwPoint {
+    /// Guest-virtual address.
+    pub addr: u64,
+    /// Bytes covered (1 for a breakpoint's instruction address).
+    pub len: u64,
+    /// What triggers it.
+    pub kind: HwKind,
+}
+
+/// What a vCPU's backend arms for its next entries
+/// ([`ArchVcpu::set_debug`]). The default arms nothing: the guest runs as if
+/// no debugger existed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DebugControl {
+    /// Execute one instruction and exit with [`DebugEvent::Step`], taking no
+    /// interrupt meanwhile (so the step lands on the next instruction).
+    pub single_step: bool,
+    /// Intercept the arch's breakpoint instruction and report it as
+    /// [`DebugEvent::Breakpoint`] (the debugger planted some in this domain).
+    pub trap_breakpoints: bool,
+    /// The domain's hardware points, in slot order (the backend refuses more
+    /// than its debug registers hold).
+    pub hw_points: Vec<HwPoint>,
+}
+
+/// Why a vCPU stopped for the debugger ([`VcpuExit::Debug`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DebugEvent {
+    /// The vCPU executed the arch's breakpoint instruction, which is at
+    /// guest-virtual `pc` (the vCPU's PC is left there).
+    Breakpoint {
+        /// Address of the breakpoint instruction.
+        pc: u64,
+    },
+    /// A single-step completed.
+    Step,
+    /// Hardware point `slot` of the [`DebugControl`] triggered.
+    HwPoint {
+        /// Index into [`DebugControl::hw_points`].
+        slot: usize,
+    },
 }
 
 /// Guest execution mode, for layout latching and gdb.
@@ -182,6 +244,31 @@ pub trait ArchVcpu: GdbRegisters + Send {
     /// One past the highest gfn the arch's nested / stage-2 tables can map
     /// for this guest: populating a gfn at or above it fails.
     fn gfn_limit(&self) -> u64;
+
+    /// Arms what the debugger asks of this vCPU from its next entry on
+    /// (single-step, trapping breakpoint instructions, hardware points),
+    /// keeping the guest's own debug state aside. `-EOPNOTSUPP` for what the
+    /// arch cannot do, `-ENOSPC` for more hardware points than it has; a
+    /// refused control changes nothing. An arch without debug support
+    /// accepts only the empty control.
+    fn set_debug(&mut self, ctl: &DebugControl) -> XenResult<()> {
+        if *ctl == DebugControl::default() {
+            Ok(())
+        } else {
+            Err(Errno::EOPNOTSUPP)
+        }
+    }
+
+    /// The arch's breakpoint instruction, as the debugger plants it (empty:
+    /// the arch has none the debugger may use).
+    fn breakpoint_instruction(&self) -> &'static [u8] {
+        &[]
+    }
+
+    /// The guest executed a breakpoint instruction the debugger did not
+    /// plant ([`DebugEvent::Breakpoint`]): deliver the exception to the
+    /// guest as the CPU would have without the debugger.
+    fn deliver_breakpoint(&mut self) {}
 }
 
 /// The per-domain arch object: what a domain's vCPUs share in hardware

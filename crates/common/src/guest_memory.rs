@@ -28,17 +28,25 @@ use xen_abi::errno::{Errno, XenResult};
 pub trait GuestAddress: Copy {
     /// The raw value.
     fn raw(self) -> u64;
+    /// The address whose raw value is `raw`.
+    fn from_raw(raw: u64) -> Self;
 }
 
 impl GuestAddress for Gpa {
     fn raw(self) -> u64 {
         self.0
     }
+    fn from_raw(raw: u64) -> Self {
+        Gpa(raw)
+    }
 }
 
 impl GuestAddress for Gva {
     fn raw(self) -> u64 {
         self.0
+    }
+    fn from_raw(raw: u64) -> Self {
+        Gva(raw)
     }
 }
 

@@ -16,6 +16,7 @@ pub mod clock;
 pub mod console;
 pub mod console_input;
 pub mod cpio;
+pub mod debug;
 pub mod debug_keys;
 pub mod diag;
 pub mod directory;

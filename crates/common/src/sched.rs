@@ -14,6 +14,7 @@ use crate::arch::{ArchDomain, ArchVcpu, Preemption, VcpuExit};
 use crate::boot_config::DomainSpec;
 use crate::console::ConsoleSink;
 use crate::console_input::{self, InputTarget, Key, SerialInput, SWITCH_CHAR};
+use crate::debug::{DebugEvent, Debugger, HeldCall, HwKind, StopReason};
 use crate::debug_keys;
 use crate::directory::DomainDirectory;
 use crate::domain::{Domain, Lifecycle, VPF_BLOCKED};
@@ -94,6 +95,23 @@ impl DomainSlot {
     }
 }
 
+/// What the debugger makes of `event` on vCPU `vid` of `d`: the stop to
+/// report, or `None` for a breakpoint instruction it did not plant (the
+/// guest's own, delivered to it).
+fn debug_stop(dbg: &Debugger, d: &Domain, vid: u32, vcpu: &dyn ArchVcpu, event: DebugEvent) -> Option<StopReason> {
+    match event {
+        DebugEvent::Breakpoint { pc } => dbg.planted_at(d, vcpu, pc).then_some(StopReason::SwBreak),
+        DebugEvent::Step => Some(StopReason::Step),
+        DebugEvent::HwPoint { slot } => {
+            let point = dbg.control_for(d.id, vid).hw_points.get(slot).copied();
+            Some(match point {
+                Some(p) if p.kind != HwKind::Execute => StopReason::Watch { kind: p.kind, addr: p.addr },
+                _ => StopReason::HwBreak,
+            })
+        }
+    }
+}
+
 /// The domains of the slots around the running one: what its hypercalls
 /// find other domains in.
 struct OtherSlots<'a> {
@@ -132,6 +150,11 @@ pub struct DebuggerState {
     /// dN`, `monitor restart dN`), oldest first: the loop does them once
     /// the requests are answered, with the board that builds domains.
     pub domain_requests: Vec<(DomId, DomainRequest)>,
+    /// The vCPU whose address space breakpoints are planted in (the
+    /// debugger's selected thread).
+    pub selected: Option<(DomId, u32)>,
+    /// Breakpoints, watchpoints, single-step, catchpoints and stops.
+    pub exec: Debugger,
 }
 
 /// What the debugger may ask the hypervisor to do to a domain.
@@ -247,6 +270,12 @@ impl Hypervisor {
         (&self.slots, &mut self.debugger)
     }
 
+    /// The slots and the debugger state, both mutably (the debugger arms
+    /// what it planted in the vCPUs).
+    pub fn slots_mut_and_debugger(&mut self) -> (&mut [DomainSlot], &mut DebuggerState) {
+        (&mut self.slots, &mut self.debugger)
+    }
+
     /// Domains, in creation order.
     pub fn domains(&self) -> impl Iterator<Item = &Arc<Domain>> {
         self.slots.iter().map(|s| &s.domain)
@@ -349,6 +378,9 @@ impl Hypervisor {
         if self.stopped.load(Ordering::Acquire) {
             return None;
         }
+        if let Some((dom, vid)) = self.debugger.exec.step {
+            return self.pick_stepping(dom, vid);
+        }
         let slots: usize = self.slots.iter().map(|s| s.domain.max_vcpus() as usize).sum();
         for step in 1..=slots {
             let mut flat = (self.cursor + step) % slots;
@@ -357,7 +389,9 @@ impl Hypervisor {
                 let n = d.max_vcpus() as usize;
                 if flat < n {
                     let v = d.vcpus().get(flat)?;
-                    if d.vcpu_runnable(v) {
+                    let resumed =
+                        self.debugger.exec.run_only.as_ref().is_none_or(|only| only.contains(&(d.id, flat as u32)));
+                    if resumed && d.vcpu_runnable(v) {
                         self.cursor = (self.cursor + step) % slots;
                         return Some((i, flat as u32));
                     }
@@ -367,6 +401,39 @@ impl Hypervisor {
             }
         }
         None
+    }
+
+    /// While the debugger single-steps a vCPU only it runs. One that cannot
+    /// run (blocked, down, or gone) completes its step where it is: the stop
+    /// is reported at once rather than when an event wakes it.
+    fn pick_stepping(&mut self, dom: DomId, vid: u32) -> Option<(usize, u32)> {
+        let si = self.slots.iter().position(|s| s.domain.id == dom);
+        let runnable = si.and_then(|si| {
+            let d = &self.slots[si].domain;
+            d.vcpu(vid).ok().filter(|v| d.vcpu_runnable(v)).map(|_| si)
+        });
+        if let Some(si) = runnable {
+            return Some((si, vid));
+        }
+        self.stop_for_debugger(dom, vid, StopReason::Step);
+        None
+    }
+
+    /// Records a stop for the debugger and stops the system (all-stop) until
+    /// it has been reported and gdb resumes.
+    fn stop_for_debugger(&mut self, dom: DomId, vid: u32, reason: StopReason) {
+        let e = &mut self.debugger.exec;
+        if reason == StopReason::Step || e.step == Some((dom, vid)) {
+            e.step = None;
+        }
+        e.record(dom, vid, reason);
+        self.stopped.store(true, Ordering::Release);
+        if let Some(s) = self.slots.iter_mut().find(|s| s.domain.id == dom) {
+            if let Some(v) = s.vcpus.get_mut(vid as usize) {
+                // The step is over: the vCPU keeps only the rest.
+                let _ = v.set_debug(&self.debugger.exec.control_for(dom, vid));
+            }
+        }
     }
 
     /// Fires the PV timers that have expired (their `VIRQ_TIMER` wakes a
@@ -420,23 +487,56 @@ impl Hypervisor {
         // where a context switch runs it): every slice looks at it.
         pv_timer::periodic_work(&d, v, d.clock().now_ns());
         let mut burst = 0;
+        // A hypercall held at its entry catchpoint goes first: the vCPU is
+        // still inside it.
+        let mut held = self.debugger.exec.take_held_call(d.id, vid);
+        let mut stop = None;
         let exit = loop {
-            // Every entry sees the p2m as it is now: a hypercall (this
-            // domain's, or another's mapping a grant here) may have changed it.
-            slot.arch.sync_p2m(&d);
-            if v.take_upcall_request() {
-                slot.vcpus[vid as usize].inject_upcall(&d);
-            }
-            match slot.vcpus[vid as usize].run(&d, preempt) {
-                VcpuExit::Hypercall { nr, args } => {
-                    let out = hypercall::dispatch(&mut Call::with_domains(&d, vid, &mut slot.vcpus, &others), nr, args);
-                    slot.vcpus[vid as usize].complete_hypercall(out.ret);
-                    burst += 1;
-                    if out.deschedule || burst >= HYPERCALL_BURST || !d.vcpu_runnable(v) {
-                        break None;
+            let (nr, args, resumed) = match held.take() {
+                Some(call) => (call.nr, call.args, true),
+                None => {
+                    // Every entry sees the p2m as it is now: a hypercall (this
+                    // domain's, or another's mapping a grant here) may have
+                    // changed it.
+                    slot.arch.sync_p2m(&d);
+                    if v.take_upcall_request() {
+                        slot.vcpus[vid as usize].inject_upcall(&d);
+                    }
+                    match slot.vcpus[vid as usize].run(&d, preempt) {
+                        VcpuExit::Hypercall { nr, args } if self.debugger.exec.catches(nr) => {
+                            let call = HeldCall { domain: d.id, vcpu: vid, nr, args };
+                            self.debugger.exec.held_calls.push(call);
+                            stop = Some(StopReason::HypercallEntry(nr));
+                            break None;
+                        }
+                        VcpuExit::Hypercall { nr, args } => (nr, args, false),
+                        VcpuExit::Debug(event) => {
+                            let vcpu = &mut slot.vcpus[vid as usize];
+                            match debug_stop(&self.debugger.exec, &d, vid, &**vcpu, event) {
+                                Some(reason) => {
+                                    stop = Some(reason);
+                                    break None;
+                                }
+                                None => {
+                                    // The guest's own breakpoint instruction.
+                                    vcpu.deliver_breakpoint();
+                                    continue;
+                                }
+                            }
+                        }
+                        other => break Some(other),
                     }
                 }
-                other => break Some(other),
+            };
+            let out = hypercall::dispatch(&mut Call::with_domains(&d, vid, &mut slot.vcpus, &others), nr, args);
+            slot.vcpus[vid as usize].complete_hypercall(out.ret);
+            burst += 1;
+            if resumed && self.debugger.exec.catches(nr) {
+                stop = Some(StopReason::HypercallReturn(nr));
+                break None;
+            }
+            if out.deschedule || burst >= HYPERCALL_BURST || !d.vcpu_runnable(v) {
+                break None;
             }
         };
         v.set_running(false);
@@ -456,6 +556,9 @@ impl Hypervisor {
         };
         runstate::change(&d, v, next);
         va_area::update_runstate(&d, v, &*slot.vcpus[vid as usize]);
+        if let Some(reason) = stop {
+            self.stop_for_debugger(d.id, vid, reason);
+        }
     }
 
     /// The main loop: schedules until every domain has finished (when the

@@ -37,6 +37,9 @@ use gdbstub::conn::Connection;
 use gdbstub::stub::state_machine::GdbStubStateMachine;
 use gdbstub::stub::{GdbStubBuilder, MultiThreadStopReason};
 
+use gdbstub::target::ext::breakpoints::WatchKind;
+use gdbstub::target::ext::catch_syscalls::CatchSyscallPosition;
+use lantern_common::debug::{HwKind, StopReason};
 use lantern_common::domain::Lifecycle;
 use lantern_common::sched::Hypervisor;
 
@@ -209,7 +212,19 @@ impl GdbStub {
     /// While gdb waits for the system to stop: a domain that crashed, or
     /// every domain having finished, is reported as a stop.
     fn check_stop_events(&mut self, t: &mut HvTarget) {
-        if !self.session || !matches!(self.machine, Some(GdbStubStateMachine::Running(_))) {
+        if !self.session {
+            // Nobody to tell: a stop recorded as a session ended is void.
+            t.debugger().exec.stops.clear();
+            return;
+        }
+        if !matches!(self.machine, Some(GdbStubStateMachine::Running(_))) {
+            return;
+        }
+        if let Some(reason) = self.debug_stop(t) {
+            if let Some(GdbStubStateMachine::Running(m)) = self.machine.take() {
+                let r = m.report_stop(t, reason);
+                self.settle(t, r.ok());
+            }
             return;
         }
         let doms: Vec<_> = t.hv().domains().cloned().collect();
@@ -229,6 +244,41 @@ impl GdbStub {
             let r = m.report_stop(t, MultiThreadStopReason::SignalWithThread { tid, signal });
             self.settle(t, r.ok());
         }
+    }
+
+    /// The oldest stop the scheduler recorded for the debugger, as gdb's
+    /// stop reason on the thread that stopped.
+    fn debug_stop(&mut self, t: &mut HvTarget) -> Option<MultiThreadStopReason<u64>> {
+        let stops = &mut t.debugger().exec.stops;
+        while !stops.is_empty() {
+            let s = stops.remove(0);
+            let Some(tid) = tid_of(s.domain, s.vcpu) else { continue };
+            return Some(match s.reason {
+                StopReason::SwBreak => MultiThreadStopReason::SwBreak(tid),
+                StopReason::HwBreak => MultiThreadStopReason::HwBreak(tid),
+                StopReason::Watch { kind, addr } => {
+                    let kind = match kind {
+                        HwKind::Read => WatchKind::Read,
+                        HwKind::Access => WatchKind::ReadWrite,
+                        HwKind::Write | HwKind::Execute => WatchKind::Write,
+                    };
+                    MultiThreadStopReason::Watch { tid, kind, addr }
+                }
+                // gdb takes a SIGTRAP on the thread it stepped as the step's end.
+                StopReason::Step => MultiThreadStopReason::SignalWithThread { tid, signal: Signal::SIGTRAP },
+                StopReason::HypercallEntry(nr) => MultiThreadStopReason::CatchSyscall {
+                    tid: Some(tid),
+                    number: nr,
+                    position: CatchSyscallPosition::Entry,
+                },
+                StopReason::HypercallReturn(nr) => MultiThreadStopReason::CatchSyscall {
+                    tid: Some(tid),
+                    number: nr,
+                    position: CatchSyscallPosition::Return,
+                },
+            });
+        }
+        None
     }
 
     fn on_event(&mut self, t: &mut HvTarget, ev: Event) {
@@ -259,11 +309,17 @@ impl GdbStub {
         let new_session =
             body.starts_with(b"qSupported") || (body == b"?" && !self.holding() && !self.session_running());
         if new_session {
+            // Whatever an earlier client armed and left behind goes first.
+            t.end_debugging();
             self.stats.sessions += 1;
             self.session = true;
             self.hold_for_attach = false;
             self.replay.clear();
             self.machine = fresh_machine(t);
+        }
+        if let Some(thread) = body.strip_prefix(b"Hg") {
+            // Breakpoints live in the selected thread's domain.
+            t.debugger().selected = parse_thread(thread).map(split_tid).map(|(d, v)| (d as u16, v));
         }
         if body.starts_with(b"qSupported") || body.starts_with(b"Hg") || body.starts_with(b"Hc") {
             let key = &body[..2];
@@ -341,7 +397,9 @@ impl GdbStub {
                     }
                 }
                 GdbStubStateMachine::Disconnected(d) => {
-                    // detach, kill or a session that ended: run again.
+                    // detach, kill or a session that ended: run again, with
+                    // nothing of the session left in the guests.
+                    t.end_debugging();
                     self.session = false;
                     self.replay.clear();
                     d.return_to_idle()
@@ -372,6 +430,18 @@ impl GdbStub {
         self.pending.truncate(keep);
         self.replay = replay;
     }
+}
+
+/// The thread of an `Hg` packet (`p<pid>.<tid>` or `<tid>`, hex); `None`
+/// for "any" (0) or "all" (-1).
+fn parse_thread(id: &[u8]) -> Option<gdbstub::common::Tid> {
+    let id = match id.iter().position(|&b| b == b'.') {
+        Some(dot) => &id[dot + 1..],
+        None => id,
+    };
+    let text = core::str::from_utf8(id).ok()?;
+    let n = usize::from_str_radix(text, 16).ok()?;
+    core::num::NonZeroUsize::new(n)
 }
 
 fn conn_of(m: &mut Machine) -> &mut OutBuf {

@@ -13,9 +13,14 @@ use gdbstub::common::{Signal, Tid};
 use gdbstub::outputln;
 use gdbstub::target::ext::base::multithread::{
     MultiThreadBase, MultiThreadResume, MultiThreadResumeOps, MultiThreadSchedulerLocking,
-    MultiThreadSchedulerLockingOps,
+    MultiThreadSchedulerLockingOps, MultiThreadSingleStep, MultiThreadSingleStepOps,
 };
 use gdbstub::target::ext::base::BaseOps;
+use gdbstub::target::ext::breakpoints::{
+    Breakpoints, BreakpointsOps, HwBreakpoint, HwBreakpointOps, HwWatchpoint, HwWatchpointOps, SwBreakpoint,
+    SwBreakpointOps, WatchKind,
+};
+use gdbstub::target::ext::catch_syscalls::{CatchSyscalls, CatchSyscallsOps, SyscallNumbers};
 use gdbstub::target::ext::monitor_cmd::{ConsoleOutput, MonitorCmd, MonitorCmdOps};
 use gdbstub::target::ext::target_description_xml_override::{
     TargetDescriptionXmlOverride, TargetDescriptionXmlOverrideOps,
@@ -36,8 +41,11 @@ const GDB_EFAULT: u8 = 14;
 const GDB_EINVAL: u8 = 22;
 
 use lantern_common::addr::{Gpa, Gva};
+use lantern_common::debug::{HwKind, HwPoint};
 use lantern_common::guest_memory::{GuestMemory, PhysMem, VirtMem};
+use lantern_common::memory::DomId;
 use lantern_common::sched::{DebuggerState, DomainSlot, Hypervisor};
+use xen_abi::errno::XenResult;
 
 /// The architecture as the stub sees it: a register file of opaque bytes
 /// whose layout only the target description (from the arch crate) knows.
@@ -136,24 +144,107 @@ impl HvTarget {
     /// Reads guest memory as gdb addresses it (the vCPU's virtual space, or
     /// guest-physical with `monitor phys on`); returns the bytes read before
     /// the first unreachable page.
+    /// The debugger's own trap instructions never show: it reads what the
+    /// guest wrote.
     pub fn read_mem(&self, si: usize, v: u32, start: u64, data: &mut [u8]) -> usize {
         let s = &self.slots()[si];
+        let exec = &self.0.debugger.exec;
         if self.0.debugger.physical_addresses {
-            PhysMem::new(&s.domain).read_prefix(Gpa(start), data)
+            let mem = PhysMem::new(&s.domain);
+            let n = mem.read_prefix(Gpa(start), data);
+            exec.hide_breakpoints(&mem, start, &mut data[..n]);
+            n
         } else {
-            VirtMem::new(&s.domain, &*s.vcpus[v as usize]).read_prefix(Gva(start), data)
+            let mem = VirtMem::new(&s.domain, &*s.vcpus[v as usize]);
+            let n = mem.read_prefix(Gva(start), data);
+            exec.hide_breakpoints(&mem, start, &mut data[..n]);
+            n
         }
     }
 
     /// Writes guest memory; a write that cannot complete changes nothing.
-    pub fn write_mem(&self, si: usize, v: u32, start: u64, data: &[u8]) -> bool {
-        let s = &self.slots()[si];
-        let done = if self.0.debugger.physical_addresses {
-            PhysMem::new(&s.domain).write_bytes(Gpa(start), data)
+    /// Planted traps stay in place under it (see `Debugger::write`).
+    pub fn write_mem(&mut self, si: usize, v: u32, start: u64, data: &[u8]) -> bool {
+        let phys = self.0.debugger.physical_addresses;
+        let (slots, debugger) = self.0.slots_and_debugger();
+        let s = &slots[si];
+        let trap = s.vcpus[v as usize].breakpoint_instruction();
+        let done = if phys {
+            debugger.exec.write(&PhysMem::new(&s.domain), start, data, trap)
         } else {
-            VirtMem::new(&s.domain, &*s.vcpus[v as usize]).write_bytes(Gva(start), data)
+            debugger.exec.write(&VirtMem::new(&s.domain, &*s.vcpus[v as usize]), start, data, trap)
         };
+        let dom = s.domain.id;
+        // A trap gdb wrote by hand is now planted: arm its trapping.
+        let _ = self.apply_debug(dom);
         done.is_ok()
+    }
+
+    /// The vCPU whose address space a breakpoint lives in: gdb's selected
+    /// thread, else the first vCPU.
+    fn selected(&self) -> Option<(usize, u32)> {
+        let pick = self.0.debugger.selected.and_then(|(dom, v)| tid_of(dom, v)).and_then(|t| self.resolve(t));
+        pick.or_else(|| self.first_tid().and_then(|t| self.resolve(t)))
+    }
+
+    /// Pushes the debugger's controls to every vCPU of domain `dom`; on a
+    /// refusal (more hardware points than the arch has) the vCPUs keep
+    /// what they had and the error is returned.
+    pub fn apply_debug(&mut self, dom: DomId) -> XenResult<()> {
+        let (slots, debugger) = self.0.slots_mut_and_debugger();
+        let Some(s) = slots.iter_mut().find(|s| s.domain.id == dom) else { return Ok(()) };
+        let mut result = Ok(());
+        for (v, vcpu) in s.vcpus.iter_mut().enumerate() {
+            if let Err(e) = vcpu.set_debug(&debugger.exec.control_for(dom, v as u32)) {
+                result = Err(e);
+            }
+        }
+        result
+    }
+
+    /// Ends what a session armed: its breakpoints come out of guest memory,
+    /// hardware points, step and catchpoints are disarmed in every vCPU.
+    pub fn end_debugging(&mut self) {
+        let (slots, debugger) = self.0.slots_mut_and_debugger();
+        let doms: Vec<DomId> = slots.iter().map(|s| s.domain.id).collect();
+        let slots: &[DomainSlot] = slots;
+        debugger.exec.clear(|id| slots.iter().find(|s| s.domain.id == id).map(|s| &*s.domain));
+        debugger.selected = None;
+        for d in doms {
+            let _ = self.apply_debug(d);
+        }
+    }
+
+    /// Records that gdb gave vCPU `tid` a resume action.
+    fn note_resumed(&mut self, tid: Tid) {
+        if let Some((si, v)) = self.resolve(tid) {
+            let dom = self.slots()[si].domain.id;
+            self.0.debugger.exec.resumed.push((dom, v));
+        }
+    }
+
+    /// Adds a hardware point in the selected thread's domain; false when
+    /// the arch has no room for it (or cannot watch that way).
+    fn add_hw_point(&mut self, point: HwPoint) -> bool {
+        let Some((si, _)) = self.selected() else { return false };
+        let dom = self.slots()[si].domain.id;
+        self.0.debugger.exec.hw_points.push((dom, point));
+        if self.apply_debug(dom).is_ok() {
+            return true;
+        }
+        self.0.debugger.exec.hw_points.pop();
+        let _ = self.apply_debug(dom);
+        false
+    }
+
+    fn remove_hw_point(&mut self, point: HwPoint) -> bool {
+        let Some((si, _)) = self.selected() else { return false };
+        let dom = self.slots()[si].domain.id;
+        let points = &mut self.0.debugger.exec.hw_points;
+        let Some(i) = points.iter().position(|p| *p == (dom, point)) else { return false };
+        points.remove(i);
+        let _ = self.apply_debug(dom);
+        true
     }
 }
 
@@ -168,10 +259,12 @@ impl Target for HvTarget {
         BaseOps::MultiThread(self)
     }
 
-    fn guard_rail_implicit_sw_breakpoints(&self) -> bool {
-        // No breakpoints at all (the guests' memory is not ours to patch);
-        // gdb is told so and does not insert any.
-        true
+    fn support_breakpoints(&mut self) -> Option<BreakpointsOps<'_, Self>> {
+        Some(self)
+    }
+
+    fn support_catch_syscalls(&mut self) -> Option<CatchSyscallsOps<'_, Self>> {
+        Some(self)
     }
 
     fn use_no_ack_mode(&self) -> bool {
@@ -252,22 +345,133 @@ impl MultiThreadResume for HvTarget {
     }
 
     fn clear_resume_actions(&mut self) -> Result<(), Self::Error> {
+        let exec = &mut self.0.debugger.exec;
+        exec.resumed.clear();
+        exec.run_only = None;
+        if let Some((dom, _)) = exec.step.take() {
+            let _ = self.apply_debug(dom);
+        }
         Ok(())
     }
 
-    fn set_resume_action_continue(&mut self, _tid: Tid, _signal: Option<Signal>) -> Result<(), Self::Error> {
+    fn set_resume_action_continue(&mut self, tid: Tid, _signal: Option<Signal>) -> Result<(), Self::Error> {
+        self.note_resumed(tid);
         Ok(())
     }
 
     fn support_scheduler_locking(&mut self) -> Option<MultiThreadSchedulerLockingOps<'_, Self>> {
         Some(self)
     }
+
+    fn support_single_step(&mut self) -> Option<MultiThreadSingleStepOps<'_, Self>> {
+        Some(self)
+    }
+}
+
+impl MultiThreadSingleStep for HvTarget {
+    fn set_resume_action_step(&mut self, tid: Tid, _signal: Option<Signal>) -> Result<(), Self::Error> {
+        // One vCPU steps; while it does, only it runs (`sched`), so the
+        // others' "continue" waits for the step: all-stop.
+        self.note_resumed(tid);
+        if let Some((si, v)) = self.resolve(tid) {
+            let dom = self.slots()[si].domain.id;
+            self.0.debugger.exec.step = Some((dom, v));
+            let _ = self.apply_debug(dom);
+        }
+        Ok(())
+    }
+}
+
+impl Breakpoints for HvTarget {
+    fn support_sw_breakpoint(&mut self) -> Option<SwBreakpointOps<'_, Self>> {
+        Some(self)
+    }
+
+    fn support_hw_breakpoint(&mut self) -> Option<HwBreakpointOps<'_, Self>> {
+        Some(self)
+    }
+
+    fn support_hw_watchpoint(&mut self) -> Option<HwWatchpointOps<'_, Self>> {
+        Some(self)
+    }
+}
+
+impl SwBreakpoint for HvTarget {
+    fn add_sw_breakpoint(&mut self, addr: u64, _kind: usize) -> TargetResult<bool, Self> {
+        let Some((si, v)) = self.selected() else { return Ok(false) };
+        let phys = self.0.debugger.physical_addresses;
+        let (slots, debugger) = self.0.slots_mut_and_debugger();
+        let s = &slots[si];
+        let trap = s.vcpus[v as usize].breakpoint_instruction();
+        let done = if phys {
+            debugger.exec.insert_breakpoint(&PhysMem::new(&s.domain), addr, trap)
+        } else {
+            debugger.exec.insert_breakpoint(&VirtMem::new(&s.domain, &*s.vcpus[v as usize]), addr, trap)
+        };
+        let dom = s.domain.id;
+        let _ = self.apply_debug(dom);
+        Ok(done.is_ok())
+    }
+
+    fn remove_sw_breakpoint(&mut self, addr: u64, _kind: usize) -> TargetResult<bool, Self> {
+        let Some((si, _)) = self.selected() else { return Ok(false) };
+        let (slots, debugger) = self.0.slots_mut_and_debugger();
+        let d = slots[si].domain.clone();
+        let done = debugger.exec.remove_breakpoint(&d, addr);
+        let _ = self.apply_debug(d.id);
+        Ok(done.is_ok())
+    }
+}
+
+impl HwBreakpoint for HvTarget {
+    fn add_hw_breakpoint(&mut self, addr: u64, _kind: usize) -> TargetResult<bool, Self> {
+        Ok(self.add_hw_point(HwPoint { addr, len: 1, kind: HwKind::Execute }))
+    }
+
+    fn remove_hw_breakpoint(&mut self, addr: u64, _kind: usize) -> TargetResult<bool, Self> {
+        Ok(self.remove_hw_point(HwPoint { addr, len: 1, kind: HwKind::Execute }))
+    }
+}
+
+/// gdb's watchpoint kind as the core's.
+fn hw_kind(kind: WatchKind) -> HwKind {
+    match kind {
+        WatchKind::Write => HwKind::Write,
+        WatchKind::Read => HwKind::Read,
+        WatchKind::ReadWrite => HwKind::Access,
+    }
+}
+
+impl HwWatchpoint for HvTarget {
+    fn add_hw_watchpoint(&mut self, addr: u64, len: u64, kind: WatchKind) -> TargetResult<bool, Self> {
+        Ok(self.add_hw_point(HwPoint { addr, len, kind: hw_kind(kind) }))
+    }
+
+    fn remove_hw_watchpoint(&mut self, addr: u64, len: u64, kind: WatchKind) -> TargetResult<bool, Self> {
+        Ok(self.remove_hw_point(HwPoint { addr, len, kind: hw_kind(kind) }))
+    }
+}
+
+impl CatchSyscalls for HvTarget {
+    fn enable_catch_syscalls(&mut self, filter: Option<SyscallNumbers<'_, u64>>) -> TargetResult<(), Self> {
+        // Hypercalls are the guests' system calls: `catch syscall N` stops a
+        // vCPU at hypercall N's entry and return.
+        self.0.debugger.exec.catch = Some(filter.map(|f| f.collect()).unwrap_or_default());
+        Ok(())
+    }
+
+    fn disable_catch_syscalls(&mut self) -> TargetResult<(), Self> {
+        self.0.debugger.exec.catch = None;
+        Ok(())
+    }
 }
 
 impl MultiThreadSchedulerLocking for HvTarget {
     fn set_resume_action_scheduler_lock(&mut self) -> Result<(), Self::Error> {
-        // gdb asked to resume only some threads; the hypervisor is all-stop
-        // and resumes every vCPU (documented in docs/gdb.md).
+        // gdb resumes only the threads it named (its step over a breakpoint
+        // does, and `set scheduler-locking on`): the others stay stopped.
+        let exec = &mut self.0.debugger.exec;
+        exec.run_only = Some(exec.resumed.clone());
         Ok(())
     }
 }

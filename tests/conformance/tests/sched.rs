@@ -11,7 +11,9 @@ use lantern_common::addr::{Gpa, Gva};
 use lantern_common::arch::{ArchDomain, ArchVcpu, GdbRegisters, GuestMode, Preemption, VcpuExit, VcpuInitContext};
 use lantern_common::boot_config::{DomainSpec, ShutdownAction};
 use lantern_common::console::{ConsoleSink, NoSink};
+use lantern_common::debug::{DebugControl, DebugEvent, StopReason};
 use lantern_common::domain::{Domain, Lifecycle, VPF_BLOCKED};
+use lantern_common::guest_memory::{GuestMemory, PhysMem};
 use lantern_common::lifecycle;
 use lantern_common::sched::{Board, DomainRequest, DomainSlot, Hypervisor, Verdict};
 use lantern_conformance::{layout, TestDomain};
@@ -27,6 +29,10 @@ use xen_abi::nr::{schedop, shutdown, xenver};
 struct Log {
     runs: Mutex<Vec<(u16, u32)>>,
     returns: Mutex<Vec<i64>>,
+    /// Breakpoint exceptions handed back to the guest.
+    delivered: AtomicUsize,
+    /// The last debug control each vCPU was given.
+    controls: Mutex<Vec<((u16, u32), DebugControl)>>,
 }
 
 /// A vCPU that plays back a script of exits, then halts.
@@ -91,6 +97,19 @@ impl ArchVcpu for ScriptedVcpu {
 
     fn check_upcall_vector(&self, _vector: u8) -> XenResult<()> {
         Err(Errno::ENOSYS)
+    }
+
+    fn set_debug(&mut self, ctl: &DebugControl) -> XenResult<()> {
+        self.log.controls.lock().unwrap().push(((self.domid, self.id), ctl.clone()));
+        Ok(())
+    }
+
+    fn breakpoint_instruction(&self) -> &'static [u8] {
+        &[0xCC]
+    }
+
+    fn deliver_breakpoint(&mut self) {
+        self.log.delivered.fetch_add(1, Ordering::SeqCst);
     }
 }
 
@@ -402,4 +421,80 @@ fn the_debugger_destroys_and_restarts_running_domains() {
         verdict.summary_lines(),
         ["d1: destroyed", "d2: shut down (poweroff)", "d3: shut down (poweroff)", "verdict PASS"]
     );
+}
+
+#[test]
+fn a_caught_hypercall_stops_at_its_entry_and_at_its_return() {
+    let log: Arc<Log> = Arc::default();
+    let version = hypercall(hypercall::XEN_VERSION, [xenver::VERSION, 0, 0, 0, 0, 0]);
+    let (slot, _, _) = scripted(1, vec![vec![version, VcpuExit::Preempted]], &log);
+    let mut hv = Hypervisor::new(vec![slot]);
+    hv.debugger.exec.catch = Some(vec![hypercall::XEN_VERSION]);
+    let mut board = RecordingBoard::default();
+    hv.run_slice(0, 0, &mut board);
+    assert_eq!(hv.debugger.exec.stops.len(), 1);
+    assert_eq!(hv.debugger.exec.stops[0].reason, StopReason::HypercallEntry(hypercall::XEN_VERSION));
+    assert!(hv.stopped.load(Ordering::SeqCst), "all-stop at the catchpoint");
+    assert!(log.returns.lock().unwrap().is_empty(), "not dispatched before the debugger resumes");
+    assert_eq!(hv.debugger.exec.held_calls.len(), 1);
+    // Resumed: the held call is dispatched first, without entering the guest.
+    hv.debugger.exec.stops.clear();
+    hv.stopped.store(false, Ordering::SeqCst);
+    let runs = log.runs.lock().unwrap().len();
+    hv.run_slice(0, 0, &mut board);
+    assert_eq!(log.runs.lock().unwrap().len(), runs, "the guest did not run");
+    assert_eq!(log.returns.lock().unwrap().len(), 1);
+    assert_eq!(hv.debugger.exec.stops[0].reason, StopReason::HypercallReturn(hypercall::XEN_VERSION));
+    // Without the catchpoint the vCPU just runs on.
+    hv.debugger.exec.catch = None;
+    hv.debugger.exec.stops.clear();
+    hv.stopped.store(false, Ordering::SeqCst);
+    hv.run_slice(0, 0, &mut board);
+    assert!(hv.debugger.exec.stops.is_empty());
+}
+
+#[test]
+fn a_planted_breakpoint_stops_and_the_guests_own_reaches_the_guest() {
+    let log: Arc<Log> = Arc::default();
+    let bp = |pc| VcpuExit::Debug(DebugEvent::Breakpoint { pc });
+    let (slot, _, _) = scripted(1, vec![vec![bp(0x2010), bp(0x2000), VcpuExit::Preempted]], &log);
+    let mut hv = Hypervisor::new(vec![slot]);
+    let d = hv.slots()[0].domain.clone();
+    PhysMem::new(&d).write_bytes(Gpa(0x2000), &[0x90; 32]).unwrap();
+    hv.debugger.exec.insert_breakpoint(&PhysMem::new(&d), 0x2000, &[0xCC]).unwrap();
+    let mut board = RecordingBoard::default();
+    hv.run_slice(0, 0, &mut board);
+    // 0x2010 holds no trap of the debugger's: the guest gets its exception
+    // and runs on into the planted one, which stops the system.
+    assert_eq!(log.delivered.load(Ordering::SeqCst), 1);
+    assert_eq!(hv.debugger.exec.stops.len(), 1);
+    assert_eq!((hv.debugger.exec.stops[0].vcpu, hv.debugger.exec.stops[0].reason), (0, StopReason::SwBreak));
+    assert!(hv.stopped.load(Ordering::SeqCst));
+}
+
+#[test]
+fn a_step_runs_only_the_stepped_vcpu_and_resumed_threads_only_themselves() {
+    let log: Arc<Log> = Arc::default();
+    let many = || vec![VcpuExit::Preempted; 8];
+    let (slot, _, _) = scripted(1, vec![many(), many(), many()], &log);
+    let mut hv = Hypervisor::new(vec![slot]);
+    hv.debugger.exec.step = Some((1, 2));
+    for _ in 0..3 {
+        assert_eq!(hv.pick_next(), Some((0, 2)));
+    }
+    hv.debugger.exec.step = None;
+    hv.debugger.exec.run_only = Some(vec![(1, 0), (1, 2)]);
+    let picked: Vec<_> = (0..4).filter_map(|_| hv.pick_next()).map(|p| p.1).collect();
+    assert!(picked.iter().all(|v| *v != 1), "vCPU 1 was not resumed: {picked:?}");
+    assert!(picked.contains(&0) && picked.contains(&2));
+    // A step of a vCPU that cannot run ends where it is.
+    hv.debugger.exec.run_only = None;
+    let d = hv.slots()[0].domain.clone();
+    d.vcpu_block(d.vcpu(1).unwrap());
+    hv.debugger.exec.step = Some((1, 1));
+    assert_eq!(hv.pick_next(), None);
+    assert_eq!(hv.debugger.exec.stops[0].reason, StopReason::Step);
+    assert!(hv.debugger.exec.step.is_none());
+    let controls = log.controls.lock().unwrap();
+    assert!(controls.last().is_some_and(|(v, c)| *v == (1, 1) && !c.single_step), "the step is disarmed");
 }

@@ -8,9 +8,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use lantern_common::addr::{Gfn, Gva};
+use lantern_common::addr::{Gfn, Gpa, Gva};
 use lantern_common::arch::ArchVcpu;
 use lantern_common::domain::{Domain, Lifecycle};
+use lantern_common::guest_memory::{GuestMemory, PhysMem};
 use lantern_common::sched::Hypervisor;
 use lantern_common::{guest_area, va_area};
 use lantern_conformance::{layout, slot, write_phys, FakeVcpu, TestClock, TestDomain, RAM_PAGES};
@@ -33,7 +34,11 @@ fn guest(id: u16, abi: &'static dyn GuestAbi, vcpus: u32) -> (Arc<Domain>, Vec<B
     let arch = (0..vcpus)
         .map(|v| {
             let regs = [0x1111_0000 + v as u64, 0xdead_beef].iter().flat_map(|r| r.to_le_bytes()).collect();
-            FakeVcpu::identity(RAM_PAGES).mapped_at(VBASE).with_registers(FAKE_XML, regs).boxed()
+            FakeVcpu::identity(RAM_PAGES)
+                .mapped_at(VBASE)
+                .with_registers(FAKE_XML, regs)
+                .with_breakpoint(&[0xCC])
+                .boxed()
         })
         .collect();
     (d, arch)
@@ -769,4 +774,51 @@ fn monitor_shows_areas_registered_by_guest_virtual_address() {
     assert_eq!(va_rows.len(), 3);
     assert!(va_rows.iter().any(|a| a["kind"] == "time" && a["va"] == va + 0x100 && a["gfn"] == 10 && a["refs"] == 0));
     assert!(c.monitor("areas d1").contains("guest_va"));
+}
+
+#[test]
+fn breakpoints_are_planted_by_the_stub_hidden_from_reads_and_removed() {
+    let mut c = attached();
+    let addr = VBASE + 0x3000;
+    assert_eq!(c.cmd("Hgp1.401"), "OK");
+    assert_eq!(c.cmd(&format!("Z0,{addr:x},1")), "OK");
+    let d1 = c.hv.slots()[0].domain.clone();
+    let mut raw = [0u8; 8];
+    PhysMem::new(&d1).read_bytes(Gpa(0x3000), &mut raw).unwrap();
+    assert_eq!(&raw, b"\xccantern!", "the trap is in the guest's memory");
+    assert_eq!(unhex(c.cmd(&format!("m{addr:x},8")).as_bytes()), b"lantern!", "and hidden from gdb");
+    let armed = |c: &Client, v: usize| c.hv.debugger.exec.control_for(1, v as u32).trap_breakpoints;
+    assert!(armed(&c, 0) && armed(&c, 3), "every vCPU of d1 traps breakpoints");
+    assert_eq!(c.cmd(&format!("z0,{addr:x},1")), "OK");
+    PhysMem::new(&d1).read_bytes(Gpa(0x3000), &mut raw).unwrap();
+    assert_eq!(&raw, b"lantern!");
+    assert!(!armed(&c, 0));
+}
+
+#[test]
+fn step_catchpoints_and_their_stops_reach_gdb() {
+    let mut c = attached();
+    assert_eq!(c.cmd("QCatchSyscalls:1;18"), "OK");
+    assert_eq!(c.hv.debugger.exec.catch, Some(vec![0x18]));
+    // Step d1v1 alone; the stop comes on its thread.
+    c.raw(&frame_vec(b"vCont;s:p1.402"));
+    c.take_tx();
+    assert_eq!(c.hv.debugger.exec.step, Some((1, 1)));
+    assert_eq!(c.hv.debugger.exec.run_only, Some(vec![(1, 1)]), "gdb resumed no other thread");
+    c.hv.debugger.exec.record(1, 1, lantern_common::debug::StopReason::Step);
+    c.raw(b"");
+    let (_, pkts) = Client::packets(&c.take_tx());
+    assert_eq!(pkts.last().map(|p| String::from_utf8_lossy(p).into_owned()), Some("T05thread:p01.0402;".into()));
+    // A hypercall entry on d2v0.
+    c.raw(&frame_vec(b"vCont;c"));
+    c.take_tx();
+    assert_eq!(c.hv.debugger.exec.run_only, None);
+    c.hv.debugger.exec.record(2, 0, lantern_common::debug::StopReason::HypercallEntry(0x18));
+    c.raw(b"");
+    let (_, pkts) = Client::packets(&c.take_tx());
+    let stop = String::from_utf8_lossy(pkts.last().unwrap()).into_owned();
+    assert!(stop.starts_with("T05thread:p01.0801;") && stop.contains("syscall_entry:18;"), "{stop}");
+    // Detach: nothing stays armed.
+    c.cmd("D;1");
+    assert_eq!(c.hv.debugger.exec.catch, None);
 }

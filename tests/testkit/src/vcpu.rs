@@ -3,6 +3,7 @@
 
 use lantern_common::addr::{Gpa, Gva};
 use lantern_common::arch::{ArchDomain, ArchVcpu, GdbRegisters, GuestMode, Preemption, VcpuExit, VcpuInitContext};
+use lantern_common::debug::DebugControl;
 use lantern_common::sched::DomainSlot;
 use std::sync::Arc;
 
@@ -33,6 +34,10 @@ pub struct FakeVcpu {
     /// A 64-bit hypercall argument comes as two 32-bit halves, low first
     /// (a 32-bit calling convention), instead of in one register.
     pub split_wide_args: bool,
+    /// The debugger's controls, as last armed.
+    pub debug: DebugControl,
+    /// The breakpoint instruction the fake's arch has (none by default).
+    trap: &'static [u8],
     target_xml: &'static str,
     registers: Vec<u8>,
 }
@@ -47,9 +52,17 @@ impl FakeVcpu {
             upcalls: 0,
             no_time_area_by_va: None,
             split_wide_args: false,
+            debug: DebugControl::default(),
+            trap: &[],
             target_xml: "",
             registers: Vec::new(),
         }
+    }
+
+    /// Gives the fake's arch a breakpoint instruction (and so debugger
+    /// support: it arms any control).
+    pub fn with_breakpoint(self, trap: &'static [u8]) -> Self {
+        FakeVcpu { trap, ..self }
     }
 
     /// Maps guest-physical 0 at `virt_base` instead, so that a guest-physical
@@ -152,6 +165,18 @@ impl ArchVcpu for FakeVcpu {
 
     fn gfn_limit(&self) -> u64 {
         FAKE_GFN_LIMIT
+    }
+
+    fn set_debug(&mut self, ctl: &DebugControl) -> XenResult<()> {
+        if self.trap.is_empty() && *ctl != DebugControl::default() {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        self.debug = ctl.clone();
+        Ok(())
+    }
+
+    fn breakpoint_instruction(&self) -> &'static [u8] {
+        self.trap
     }
 }
 

@@ -20,6 +20,7 @@ use crate::context::{
     El1Sysregs, GuestRegs, VcpuContext, VgicState, LR_STATE_SHIFT, OFF_FPCR, OFF_FPSR, OFF_HOST_SP, OFF_PC, OFF_PSTATE,
     OFF_V,
 };
+use crate::debug::{DebugRegs, HW_SLOTS, MDCR_TDE};
 
 global_asm!(
     r#"
@@ -313,8 +314,16 @@ pub fn init() {
     let mdcr: u64;
     // SAFETY: reading MDCR_EL2 at EL2 has no side effect.
     unsafe { asm!("mrs {}, mdcr_el2", out(reg) mdcr, options(nomem, nostack)) };
+    let mdcr = (mdcr & MDCR_HPMN) | MDCR_TRAP_PMU_AND_DEBUG;
+    MDCR_GUEST.store(mdcr, Ordering::Relaxed);
     // SAFETY: traps for lower ELs only; no guest runs yet.
-    unsafe { asm!("msr mdcr_el2, {}", in(reg) (mdcr & MDCR_HPMN) | MDCR_TRAP_PMU_AND_DEBUG, options(nomem, nostack)) };
+    unsafe { asm!("msr mdcr_el2, {}", in(reg) mdcr, options(nomem, nostack)) };
+    // The OS lock is set at reset and would keep the debugger's breakpoints,
+    // watchpoints and steps from being taken; guests' OSLAR_EL1 writes trap
+    // (TDOSA) and are ignored, so EL2 unlocks it once for everyone.
+    // SAFETY: OSLAR_EL1 only gates debug exceptions, which only the
+    // debugger arms.
+    unsafe { asm!("msr oslar_el1, xzr", options(nomem, nostack)) };
     let parange = ID_AA64MMFR0_EL1.get() & 0xf;
     VTCR_EL2.set(crate::stage2::vtcr(parange));
     // EL1 may read the physical counter (EL1PCTEN) but not use the physical
@@ -392,7 +401,6 @@ pub fn load_sysregs(s: &El1Sysregs, vmpidr: u64) {
     CNTV_CVAL_EL0.set(s.cntv_cval_el0);
     CNTV_CTL_EL0.set(s.cntv_ctl_el0);
     CSSELR_EL1.set(s.csselr_el1);
-    MDSCR_EL1.set(s.mdscr_el1);
     if HAS_PAUTH.load(Ordering::Relaxed) {
         load_pauth_keys(&s.pauth_keys);
     }
@@ -431,7 +439,6 @@ pub fn save_sysregs(s: &mut El1Sysregs) {
     s.cntv_ctl_el0 = CNTV_CTL_EL0.get();
     s.cntv_cval_el0 = CNTV_CVAL_EL0.get();
     s.csselr_el1 = CSSELR_EL1.get();
-    s.mdscr_el1 = MDSCR_EL1.get();
     if HAS_PAUTH.load(Ordering::Relaxed) {
         save_pauth_keys(&mut s.pauth_keys);
     }
@@ -576,6 +583,109 @@ pub fn save_vgic(v: &mut VgicState, nr_lrs: usize) {
     v.dirty = false;
 }
 
+/// MDCR_EL2 while a guest runs without the debugger (set by [`init`]).
+static MDCR_GUEST: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// The debug state live in the CPU; `None` until the first entry (the
+/// registers' reset values are unknown).
+static DEBUG_LOADED: spin::Mutex<Option<LoadedDebug>> = spin::Mutex::new(None);
+
+/// What [`load_debug`] last put in the CPU.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct LoadedDebug {
+    tde: bool,
+    mdscr: u64,
+    breakpoints: [(u64, u64); HW_SLOTS],
+    watchpoints: [(u64, u64); HW_SLOTS],
+    hold_interrupts: bool,
+}
+
+/// Writes debug register pair `n` (a literal 0..3) of a kind: `$v`/`$c` the
+/// value and control registers' names.
+macro_rules! write_debug_pair {
+    ($n:expr, $value:expr, $ctrl:expr, $($v:literal, $c:literal),+) => {{
+        let mut i = 0;
+        $(
+            if i == $n {
+                // SAFETY: debug value/control registers only arm breakpoints
+                // and watchpoints, which only the debugger enables and whose
+                // exceptions go to EL2 while it does.
+                unsafe { asm!(concat!("msr ", $v, ", {v}"), concat!("msr ", $c, ", {c}"), v = in(reg) $value, c = in(reg) $ctrl, options(nomem, nostack)) };
+            }
+            i += 1;
+        )+
+        let _ = i;
+    }};
+}
+
+/// Loads the debugger's state for the vCPU about to run (or the guest's
+/// MDSCR_EL1 and nothing armed), writing only what changed.
+fn load_debug(d: &DebugRegs, guest_mdscr: u64) {
+    let want = LoadedDebug {
+        tde: d.armed,
+        mdscr: if d.armed { d.mdscr } else { guest_mdscr },
+        breakpoints: if d.armed { d.breakpoints } else { [(0, 0); HW_SLOTS] },
+        watchpoints: if d.armed { d.watchpoints } else { [(0, 0); HW_SLOTS] },
+        hold_interrupts: d.armed && d.hold_interrupts,
+    };
+    let mut loaded = DEBUG_LOADED.lock();
+    let had = *loaded;
+    if had == Some(want) {
+        return;
+    }
+    if had.map(|h| h.tde) != Some(want.tde) {
+        let mdcr = MDCR_GUEST.load(Ordering::Relaxed) | if want.tde { MDCR_TDE } else { 0 };
+        // SAFETY: MDCR_EL2 routes and traps lower ELs' debug events only.
+        unsafe { asm!("msr mdcr_el2, {}", in(reg) mdcr, options(nomem, nostack)) };
+    }
+    if had.map(|h| h.mdscr) != Some(want.mdscr) {
+        MDSCR_EL1.set(want.mdscr);
+    }
+    for n in 0..HW_SLOTS {
+        if had.map(|h| h.breakpoints[n]) != Some(want.breakpoints[n]) {
+            let (v, c) = want.breakpoints[n];
+            write_debug_pair!(
+                n,
+                v,
+                c,
+                "dbgbvr0_el1",
+                "dbgbcr0_el1",
+                "dbgbvr1_el1",
+                "dbgbcr1_el1",
+                "dbgbvr2_el1",
+                "dbgbcr2_el1",
+                "dbgbvr3_el1",
+                "dbgbcr3_el1"
+            );
+        }
+        if had.map(|h| h.watchpoints[n]) != Some(want.watchpoints[n]) {
+            let (v, c) = want.watchpoints[n];
+            write_debug_pair!(
+                n,
+                v,
+                c,
+                "dbgwvr0_el1",
+                "dbgwcr0_el1",
+                "dbgwvr1_el1",
+                "dbgwcr1_el1",
+                "dbgwvr2_el1",
+                "dbgwcr2_el1",
+                "dbgwvr3_el1",
+                "dbgwcr3_el1"
+            );
+        }
+    }
+    if had.map(|h| h.hold_interrupts) != Some(want.hold_interrupts) {
+        // ICH_HCR_EL2.En off: no virtual interrupt reaches the guest while
+        // the list registers keep them.
+        ICH_HCR_EL2.set(!want.hold_interrupts as u64);
+    }
+    // SAFETY: a context synchronisation event, so the debug registers
+    // written above apply to the guest entry that follows.
+    unsafe { asm!("isb", options(nomem, nostack)) };
+    *loaded = Some(want);
+}
+
 /// Key of the vCPU context whose EL1 registers are live in the CPU (0: none).
 static LOADED: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
@@ -608,6 +718,7 @@ pub fn run_context(ctx: &mut VcpuContext, key: u64, vttbr: u64, nr_lrs: usize) -
     if !same || ctx.vgic.dirty {
         load_vgic(&ctx.vgic, nr_lrs);
     }
+    load_debug(&ctx.debug, ctx.sys.mdscr_el1);
     let k = enter(&mut ctx.regs);
     save_vgic(&mut ctx.vgic, nr_lrs);
     save_sysregs(&mut ctx.sys);

@@ -10,6 +10,7 @@
 pub(super) mod apic;
 mod cpuid;
 mod cr;
+pub(super) mod debug;
 mod hypercall;
 pub(super) mod io;
 mod msr;

@@ -56,6 +56,7 @@ pub fn secondary_main(g: &dyn Guest, vcpu: u32) -> ! {
         if gpa != 0 {
             upcall::unmask(g, l, gpa);
         }
+        crate::debuggee::tick(vcpu);
         g.busy_wait(2_000);
         hypercall::sched_yield(g);
     }

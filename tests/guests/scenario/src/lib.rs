@@ -29,6 +29,7 @@
 
 #[macro_use]
 mod context;
+pub mod debuggee;
 
 mod balloon;
 mod basics;

@@ -76,7 +76,8 @@ pub fn run(g: &dyn Guest) -> ! {
     }
     if has_word(g, "linger") {
         console::line(&|b| g.console(b), format_args!("SCENARIO LINGER"));
-        idle(g, 0);
+        crate::debuggee::start_lingering(g);
+        linger(g);
     }
     let reason = match (o.failed, has_word(g, "reboot")) {
         (0, false) => shutdown_reason::POWEROFF,
@@ -112,6 +113,18 @@ pub fn shutdown(g: &dyn Guest, reason: u32) -> ! {
 pub fn crash(g: &dyn Guest, args: core::fmt::Arguments<'_>) -> ! {
     console::line(&|b| g.console(b), args);
     shutdown(g, shutdown_reason::CRASH)
+}
+
+/// vCPU 0's idle loop while lingering: as [`idle`], calling the debugger's
+/// target function on each turn.
+fn linger(g: &dyn Guest) -> ! {
+    g.upcalls_enabled(true);
+    loop {
+        VCPUS.alive[0].fetch_add(1, Ordering::AcqRel);
+        crate::debuggee::tick(0);
+        g.busy_wait(20_000);
+        hypercall::sched_yield(g);
+    }
 }
 
 /// Idle loop: stay alive (still updating runstate and time) by yielding.

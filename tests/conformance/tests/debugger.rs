@@ -1,0 +1,142 @@
+//! The debugger's execution controls in the core (`lantern_common::debug`):
+//! breakpoints planted in and removed from guest memory, hidden from the
+//! debugger's reads, kept under its writes, traps written by hand taken
+//! over; and what a vCPU must arm for each.
+
+use lantern_common::addr::{Gpa, Gva};
+use lantern_common::debug::{DebugControl, Debugger, HwKind, HwPoint, StopReason};
+use lantern_common::guest_memory::{GuestMemory, PhysMem, VirtMem};
+use lantern_conformance::{layout, FakeVcpu, TestDomain, RAM_PAGES};
+
+const TRAP: &[u8] = &[0xCC];
+const BRK: &[u8] = &[0x00, 0x00, 0x20, 0xd4];
+/// Where the fake vCPU maps guest-physical 0.
+const VBASE: u64 = 0x4000_0000;
+
+fn code() -> Vec<u8> {
+    (0..32u8).map(|b| 0x90 ^ b).collect()
+}
+
+#[test]
+fn a_breakpoint_is_planted_hidden_and_removed() {
+    let d = TestDomain::new(layout("x86_64")).build();
+    let v = FakeVcpu::identity(RAM_PAGES).mapped_at(VBASE);
+    let phys = PhysMem::new(&d);
+    phys.write_bytes(Gpa(0x2000), &code()).unwrap();
+    let mem = VirtMem::new(&d, &v);
+    let mut dbg = Debugger::default();
+    dbg.insert_breakpoint(&mem, VBASE + 0x2004, TRAP).unwrap();
+    // Planting again is the same breakpoint.
+    dbg.insert_breakpoint(&mem, VBASE + 0x2004, TRAP).unwrap();
+    assert_eq!(dbg.breakpoints.len(), 1);
+    let mut raw = [0u8; 8];
+    phys.read_bytes(Gpa(0x2000), &mut raw).unwrap();
+    assert_eq!(raw[4], 0xCC, "the guest sees the trap");
+    // The debugger does not, by either address.
+    let mut seen = [0u8; 8];
+    mem.read_bytes(Gva(VBASE + 0x2000), &mut seen).unwrap();
+    dbg.hide_breakpoints(&mem, VBASE + 0x2000, &mut seen);
+    assert_eq!(seen, code()[..8]);
+    let mut seen = [0u8; 8];
+    phys.read_bytes(Gpa(0x2000), &mut seen).unwrap();
+    dbg.hide_breakpoints(&phys, 0x2000, &mut seen);
+    assert_eq!(seen, code()[..8]);
+    assert!(dbg.planted_at(&d, &v, VBASE + 0x2004));
+    assert!(!dbg.planted_at(&d, &v, VBASE + 0x2005), "the guest's own trap elsewhere is not the debugger's");
+    assert!(dbg.control_for(d.id, 0).trap_breakpoints);
+    dbg.remove_breakpoint(&d, VBASE + 0x2004).unwrap();
+    phys.read_bytes(Gpa(0x2000), &mut raw).unwrap();
+    assert_eq!(raw, code()[..8], "the guest's byte is back");
+    assert!(!dbg.control_for(d.id, 0).trap_breakpoints);
+    // Removing what is not there is not an error.
+    dbg.remove_breakpoint(&d, VBASE + 0x2004).unwrap();
+}
+
+#[test]
+fn a_write_over_a_breakpoint_keeps_the_trap_and_updates_what_it_hides() {
+    let d = TestDomain::new(layout("arm64")).build();
+    let phys = PhysMem::new(&d);
+    phys.write_bytes(Gpa(0x3000), &code()).unwrap();
+    let mut dbg = Debugger::default();
+    dbg.insert_breakpoint(&phys, 0x3008, BRK).unwrap();
+    // The debugger rewrites 16 bytes across the breakpoint.
+    let new: Vec<u8> = (0..16u8).collect();
+    dbg.write(&phys, 0x3004, &new, BRK).unwrap();
+    let mut raw = [0u8; 16];
+    phys.read_bytes(Gpa(0x3004), &mut raw).unwrap();
+    assert_eq!(&raw[4..8], BRK, "still planted");
+    dbg.hide_breakpoints(&phys, 0x3004, &mut raw);
+    assert_eq!(raw.to_vec(), new, "reads show what the debugger wrote");
+    dbg.remove_breakpoint(&d, 0x3008).unwrap();
+    phys.read_bytes(Gpa(0x3004), &mut raw).unwrap();
+    assert_eq!(raw.to_vec(), new, "and removing it puts that back");
+}
+
+#[test]
+fn a_trap_written_by_hand_becomes_a_planted_breakpoint_and_its_restore_removes_it() {
+    let d = TestDomain::new(layout("x86_64")).build();
+    let phys = PhysMem::new(&d);
+    phys.write_bytes(Gpa(0x2000), &code()).unwrap();
+    let mut dbg = Debugger::default();
+    // gdb's fallback when a stub refuses Z0: `X addr,1:\xcc`, later the
+    // original byte back.
+    dbg.write(&phys, 0x2003, TRAP, TRAP).unwrap();
+    assert_eq!(dbg.breakpoints.len(), 1, "the trap is the debugger's, so hitting it stops, never crashes");
+    let mut b = [0u8; 1];
+    phys.read_bytes(Gpa(0x2003), &mut b).unwrap();
+    assert_eq!(b, [0xCC]);
+    dbg.write(&phys, 0x2003, &code()[3..4], TRAP).unwrap();
+    assert!(dbg.breakpoints.is_empty());
+    phys.read_bytes(Gpa(0x2003), &mut b).unwrap();
+    assert_eq!(b[0], code()[3]);
+}
+
+#[test]
+fn a_breakpoint_is_refused_where_it_cannot_go() {
+    let d = TestDomain::new(layout("arm64")).build();
+    let v = FakeVcpu::identity(RAM_PAGES).mapped_at(VBASE);
+    let mut dbg = Debugger::default();
+    // Not mapped, straddling a page, no trap instruction.
+    assert!(dbg.insert_breakpoint(&VirtMem::new(&d, &v), 0x10, BRK).is_err());
+    assert!(dbg.insert_breakpoint(&PhysMem::new(&d), 0x2ffe, BRK).is_err());
+    assert!(dbg.insert_breakpoint(&PhysMem::new(&d), 0x2000, &[]).is_err());
+    assert!(dbg.breakpoints.is_empty());
+}
+
+#[test]
+fn a_session_end_restores_the_guests_and_disarms_everything() {
+    let d = TestDomain::new(layout("x86_64")).build();
+    let phys = PhysMem::new(&d);
+    phys.write_bytes(Gpa(0x2000), &code()).unwrap();
+    let mut dbg = Debugger::default();
+    dbg.insert_breakpoint(&phys, 0x2001, TRAP).unwrap();
+    dbg.hw_points.push((d.id, HwPoint { addr: 0x5000, len: 8, kind: HwKind::Write }));
+    dbg.step = Some((d.id, 0));
+    dbg.run_only = Some(vec![(d.id, 0)]);
+    dbg.catch = Some(vec![24]);
+    dbg.record(d.id, 0, StopReason::SwBreak);
+    dbg.clear(|id| (id == d.id).then_some(&*d));
+    let mut raw = [0u8; 4];
+    phys.read_bytes(Gpa(0x2000), &mut raw).unwrap();
+    assert_eq!(raw, code()[..4]);
+    assert_eq!(dbg.control_for(d.id, 0), DebugControl::default());
+    assert!(dbg.run_only.is_none() && dbg.catch.is_none() && dbg.stops.is_empty());
+}
+
+#[test]
+fn each_vcpu_arms_its_own_step_and_its_domains_points() {
+    let mut dbg = Debugger::default();
+    let p = HwPoint { addr: 0x5000, len: 4, kind: HwKind::Access };
+    dbg.hw_points.push((1, p));
+    dbg.hw_points.push((2, HwPoint { addr: 0x6000, len: 1, kind: HwKind::Execute }));
+    dbg.step = Some((1, 1));
+    let c = dbg.control_for(1, 1);
+    assert!(c.single_step && !c.trap_breakpoints);
+    assert_eq!(c.hw_points, [p]);
+    assert!(!dbg.control_for(1, 0).single_step, "only the stepped vCPU steps");
+    assert_eq!(dbg.control_for(3, 0), DebugControl::default());
+    dbg.catch = Some(vec![]);
+    assert!(dbg.catches(24) && dbg.catches(29), "an empty list catches every hypercall");
+    dbg.catch = Some(vec![24]);
+    assert!(dbg.catches(24) && !dbg.catches(29));
+}

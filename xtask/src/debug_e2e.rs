@@ -1,0 +1,328 @@
+//! The debugger end to end, for `cargo xtask test`: real `gdb-multiarch`
+//! on a live board plants a hardware breakpoint (the guest, which checksums
+//! its own code, sees nothing), a software breakpoint at a function every
+//! vCPU calls (hit on the vCPU that called it, with a backtrace), steps one
+//! instruction while a timer interrupt is pending, and watches a guest
+//! variable; and, attached from the first instruction, catches the
+//! `VCPUOP_register_vcpu_info` hypercall and reads the area before and after
+//! it. Afterwards the guests must still be running.
+
+use std::time::Duration;
+
+use crate::boards::BoardSpec;
+use crate::build::work_dir;
+use crate::e2e::Session;
+use crate::gdb::{self, Json};
+use crate::gdb_e2e::{boot_lingering, domains_under_test, runstate_total};
+use crate::opts::Opts;
+use crate::qemu::qemu_command;
+use crate::report::Tally;
+use crate::run::free_port;
+use crate::summary::summary;
+
+/// The guest function every live vCPU calls (tests/guests/scenario's
+/// `debuggee`), its argument, and the variables it writes.
+const TICK: &str = "lantern_guest_scenario::debuggee::tick";
+const HEARTBEAT: &str = "lantern_guest_scenario::debuggee::HEARTBEAT";
+const CODE_CHANGED: &str = "lantern_guest_scenario::debuggee::CODE_CHANGED";
+
+/// Xen's `__HYPERVISOR_vcpu_op` and `VCPUOP_register_vcpu_info`.
+const HYPERCALL_VCPU_OP: u32 = 24;
+/// How many catchpoint stops the test follows before giving up.
+const CATCH_STOPS: usize = 24;
+
+/// The section of a batch's stdout after `echo @@name` and before the next
+/// marker.
+fn section<'a>(stdout: &'a str, name: &str) -> &'a str {
+    let mark = format!("@@{name}\n");
+    let Some(start) = stdout.find(&mark) else { return "" };
+    let rest = &stdout[start + mark.len()..];
+    &rest[..rest.find("@@").unwrap_or(rest.len())]
+}
+
+/// The last number after `key` in `text` (decimal or 0x-hex), e.g. the
+/// `value: N` of a printed atomic.
+fn last_number_after(text: &str, key: &str) -> Option<u64> {
+    let at = text.rfind(key)? + key.len();
+    let digits: String = text[at..].trim_start().chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
+    match digits.strip_prefix("0x") {
+        Some(h) => u64::from_str_radix(h, 16).ok(),
+        None => digits.parse().ok(),
+    }
+}
+
+/// How many times the software breakpoint test continues to a hit.
+const BREAK_HITS: usize = 6;
+
+/// `(vCPU of the current thread, vcpu argument of tick)` of one stop's
+/// section: the `thread` command's `[Current thread is N (Thread 1.TID)]`
+/// and the stop line's `tick (vcpu=K)`.
+fn breakpoint_hit(section: &str) -> Option<(u32, Option<u32>)> {
+    let tid: u32 = section.split("(Thread 1.").nth(1)?.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()?;
+    let arg = section
+        .lines()
+        .find(|l| l.contains("hit Breakpoint") || l.starts_with("#0"))
+        .and_then(|l| l.split("vcpu=").nth(1))
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok());
+    Some(((tid - 1) % 1024, arg))
+}
+
+/// The two instruction addresses of an `x/2i $pc` listing.
+fn listed_addresses(text: &str) -> Vec<u64> {
+    text.lines()
+        .filter_map(|l| {
+            let l = l.trim_start().trim_start_matches("=>").trim_start();
+            let a = l.strip_prefix("0x")?.split(|c: char| !c.is_ascii_hexdigit()).next()?;
+            u64::from_str_radix(a, 16).ok()
+        })
+        .collect()
+}
+
+/// Breakpoints, stepping and watchpoints on the live demo of `board`.
+pub fn live_test(board: &'static dyn BoardSpec, tally: &mut Tally) {
+    let name = format!("{} debugger", board.name());
+    let rec =
+        |tally: &mut Tally, what: &str, ok: bool, detail: &str| tally.record(&format!("{name}: {what}"), ok, detail);
+    let Some(port) = free_port() else { return rec(tally, "free TCP port", false, "none found") };
+    let log = work_dir(board).join("debugger-console.log");
+    let o = Opts { timeout: Some(600), serial_log: Some(log.clone()), gdb_port: Some(port), ..Opts::on(board) };
+    let vcpus = board.demo_vcpus();
+    let (mut s, a, console) = match boot_lingering(&o, "guests linger") {
+        Ok(x) => x,
+        Err(e) => return rec(tally, "boot the demo and wait for SCENARIO LINGER", false, &e),
+    };
+    let doms = domains_under_test(board, &a, vcpus, &console);
+    let Some(d) = doms.first() else { return rec(tally, "a demo domain", false, "none") };
+    let dn = format!("d{}", d.id);
+    let mut cmds: Vec<String> = vec![
+        "set language rust".into(),
+        format!("thread {}", d.first_thread),
+        // 1. A hardware breakpoint: the guest's code stays as it was.
+        "echo @@hbreak\\n".into(),
+        format!("hbreak {TICK}"),
+        // Between the hits the guest runs the function whole, checksum and all.
+        "continue".into(),
+        "continue".into(),
+        "continue".into(),
+        "delete".into(),
+        format!("print {CODE_CHANGED}"),
+        // 2. A software breakpoint, hit on several vCPUs.
+        "echo @@break\\n".into(),
+        format!("break {TICK}"),
+    ];
+    for i in 0..BREAK_HITS {
+        cmds.push(format!("echo @@hit{i}\\n"));
+        cmds.push("continue".into());
+        cmds.push("thread".into());
+        cmds.push("bt".into());
+    }
+    cmds.extend([
+        "delete".into(),
+        "echo @@memory\\n".into(),
+        format!("print {CODE_CHANGED}"),
+        // 3. One instruction while vCPU 0's 1 ms periodic timer is pending.
+        "echo @@step\\n".into(),
+        format!("break {TICK} thread {}", d.first_thread),
+        "continue".into(),
+        "delete".into(),
+        "shell sleep 0.2".into(),
+        "x/2i $pc".into(),
+        "stepi".into(),
+        "echo @@stepped\\n".into(),
+        "print/x $pc".into(),
+        format!("monitor vcpu-info {dn}v0 --json"),
+        // 4. A watchpoint on the variable every tick writes.
+        "echo @@watch\\n".into(),
+        format!("watch {HEARTBEAT}"),
+        "continue".into(),
+        "delete".into(),
+        "echo @@end\\n".into(),
+        format!("monitor runstate {dn}v0 --json"),
+    ]);
+    let refs: Vec<&str> = cmds.iter().map(String::as_str).collect();
+    let out = match gdb::run_batch(board, port, &d.symbols, &refs, Duration::from_secs(300)) {
+        Ok(o) => o,
+        Err(e) => return rec(tally, "run gdb-multiarch", false, &e),
+    };
+    let text = out.text();
+    let so = &out.stdout;
+
+    let hb = section(so, "hbreak");
+    rec(
+        tally,
+        &format!("hbreak {TICK}: hit on a vCPU of {dn}"),
+        hb.contains("Hardware assisted breakpoint") && hb.contains("tick"),
+        &text,
+    );
+    let unchanged = last_number_after(hb, "value:");
+    rec(
+        tally,
+        "the guest checksumming its own code saw no change under the hardware breakpoint",
+        unchanged == Some(0),
+        &format!("CODE_CHANGED {unchanged:?}; {hb}"),
+    );
+
+    let br: String = (0..BREAK_HITS).map(|i| section(so, &format!("hit{i}"))).collect();
+    let hits: Vec<_> = (0..BREAK_HITS).filter_map(|i| breakpoint_hit(section(so, &format!("hit{i}")))).collect();
+    let on_its_thread = hits.iter().all(|(t, arg)| Some(*t) == *arg);
+    rec(
+        tally,
+        "break at a guest function: every stop is on the vCPU that called it (thread = its vcpu argument)",
+        on_its_thread && hits.len() == BREAK_HITS,
+        &format!("hits (thread vcpu, argument) {hits:?}; {text}"),
+    );
+    let distinct: std::collections::BTreeSet<u32> = hits.iter().map(|h| h.0).collect();
+    rec(
+        tally,
+        "the breakpoint hit on more than one vCPU",
+        distinct.len() >= 2 || vcpus < 2,
+        &format!("vCPUs {distinct:?}"),
+    );
+    let frames = br.lines().filter(|l| l.starts_with("#1 ")).count();
+    rec(tally, "bt at the breakpoint shows at least 2 frames", frames == BREAK_HITS, &br);
+    let seen = last_number_after(section(so, "memory"), "value:");
+    rec(
+        tally,
+        "the planted breakpoint is in guest memory (the guest's checksum saw it) yet hidden from gdb's reads",
+        seen.is_some_and(|n| n > 0) && !text.contains("Cannot insert breakpoint"),
+        &format!("CODE_CHANGED {seen:?}"),
+    );
+
+    let step = section(so, "step");
+    let listed = listed_addresses(step);
+    let after = last_number_after(section(so, "stepped"), "=");
+    rec(
+        tally,
+        "stepi lands on exactly the next instruction",
+        listed.len() >= 2 && after == Some(listed[1]),
+        &format!("listed {listed:x?}, pc after {after:x?}; {step}"),
+    );
+    let pending = out.json_lines().iter().filter_map(|l| Json::parse(l).ok()).find_map(|j| {
+        let v = j.get("vcpus")?.items().first()?.clone();
+        v.get("fields")?.get("evtchn_upcall_pending")?.int()
+    });
+    rec(
+        tally,
+        "... while an interrupt (the periodic timer's upcall) was pending",
+        pending == Some(1),
+        &format!("evtchn_upcall_pending {pending:?}"),
+    );
+
+    let w = section(so, "watch");
+    rec(
+        tally,
+        &format!("watch {HEARTBEAT}: triggers with old and new value"),
+        w.contains("Hardware watchpoint") && w.contains("Old value") && w.contains("New value"),
+        &text,
+    );
+
+    // The system runs on after the session.
+    let t0 = runstate_total(&out, &format!("{dn}v0"));
+    std::thread::sleep(Duration::from_secs(2));
+    let cmd = format!("monitor runstate {dn}v0 --json");
+    let t1 = gdb::run_batch(board, port, &[], &[cmd.as_str()], Duration::from_secs(120))
+        .ok()
+        .and_then(|o| runstate_total(&o, &format!("{dn}v0")));
+    rec(
+        tally,
+        "guests still run after the debugging session (runstate times advanced)",
+        matches!((t0, t1), (Some(a), Some(b)) if b > a),
+        &format!("before {t0:?}, after {t1:?}"),
+    );
+    let bad = summary(&s.console());
+    rec(tally, "no domain ended during the debugging session", bad.domains.is_empty(), &format!("{bad:?}"));
+    let alive = s.wait_exit(Duration::from_millis(10)).is_err();
+    rec(tally, "QEMU still running", alive, &format!("console in {}", log.display()));
+}
+
+/// `catch syscall 24` from the first instruction: a stop at the entry of
+/// `VCPUOP_register_vcpu_info` with vCPU 0's vcpu_info still in its
+/// shared_info slot, and at its return with it in the guest's page.
+pub fn catch_test(board: &'static dyn BoardSpec, tally: &mut Tally) {
+    let name = format!("{} catch-syscall", board.name());
+    let rec =
+        |tally: &mut Tally, what: &str, ok: bool, detail: &str| tally.record(&format!("{name}: {what}"), ok, detail);
+    let Some(port) = free_port() else { return rec(tally, "free TCP port", false, "none found") };
+    let log = work_dir(board).join("catch-console.log");
+    let o = Opts {
+        exit: true,
+        timeout: Some(400),
+        serial_log: Some(log.clone()),
+        gdb_port: Some(port),
+        wait_gdb: true,
+        demo_domains: Some(1),
+        ..Opts::on(board)
+    };
+    let a = match crate::build::build(&o) {
+        Ok(a) => a,
+        Err(e) => return rec(tally, "build", false, &e),
+    };
+    let mut s = match Session::spawn(qemu_command(&o, &a), &log) {
+        Ok(s) => s,
+        Err(e) => return rec(tally, "boot", false, &e),
+    };
+    if let Err(e) = s.wait_for(Duration::from_secs(60), |c| c.contains("gdb-wait: holding")) {
+        return rec(tally, "hypervisor waits for gdb", false, &e);
+    }
+    // gdb offers `catch syscall` only for an OS ABI with system calls.
+    let mut cmds: Vec<String> = vec!["set osabi GNU/Linux".into(), format!("catch syscall {HYPERCALL_VCPU_OP}")];
+    for i in 0..CATCH_STOPS {
+        cmds.push(format!("echo @@stop{i}\\n"));
+        cmds.push("continue".into());
+        cmds.push("monitor vcpu-info d1v0 --json".into());
+    }
+    cmds.extend(["echo @@end\\n".into(), "delete".into(), "continue".into()]);
+    let refs: Vec<&str> = cmds.iter().map(String::as_str).collect();
+    let out = match gdb::run_batch(board, port, &gdb::default_symbols(board), &refs, Duration::from_secs(300)) {
+        Ok(o) => o,
+        Err(e) => return rec(tally, "run gdb-multiarch", false, &e),
+    };
+    let text = out.text();
+    // gdb prints the monitor's answer on stderr, in order: pair each stop
+    // (stdout) with the n-th JSON answer.
+    let answers: Vec<String> = out
+        .json_lines()
+        .iter()
+        .filter_map(|l| Json::parse(l).ok())
+        .map(|j| {
+            j.get("vcpus")
+                .and_then(|v| v.items().first().cloned())
+                .and_then(|v| v.get("placement").and_then(Json::str).map(str::to_string))
+                .unwrap_or_default()
+        })
+        .collect();
+    let stops: Vec<&str> = (0..CATCH_STOPS)
+        .map(|i| {
+            let s = section(&out.stdout, &format!("stop{i}"));
+            if s.contains("returned from syscall") {
+                "return"
+            } else if s.contains("call to syscall") {
+                "call"
+            } else {
+                "?"
+            }
+        })
+        .collect();
+    rec(
+        tally,
+        "catch syscall 24 stops at hypercall entries and returns",
+        stops.iter().filter(|s| **s == "call").count() >= 2 && stops.iter().filter(|s| **s == "return").count() >= 2,
+        &format!("{stops:?}; {text}"),
+    );
+    let seen: Vec<(&str, &str)> = stops.iter().copied().zip(answers.iter().map(String::as_str)).collect();
+    let registered = seen.windows(2).any(|w| w[0] == ("call", "shared_info") && w[1] == ("return", "guest"));
+    rec(
+        tally,
+        "VCPUOP_register_vcpu_info caught: vcpu_info in shared_info at the call, in the guest's page at the return",
+        registered,
+        &format!("(stop, placement) {seen:?}"),
+    );
+    let code = s.wait_exit(Duration::from_secs(200));
+    let sum = summary(&s.console());
+    rec(
+        tally,
+        "clean power-off after the catchpoints are deleted (verdict PASS)",
+        code == Ok(board.exit_statuses().clean) && sum.verdict == Some(true),
+        &format!("{code:?} {sum:?}"),
+    );
+}
