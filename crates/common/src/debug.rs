@@ -59,6 +59,32 @@ pub enum StopReason {
     HypercallReturn(u64),
 }
 
+impl StopReason {
+    /// Name used by tools.
+    pub fn name(self) -> &'static str {
+        match self {
+            StopReason::SwBreak => "breakpoint",
+            StopReason::HwBreak => "hardware-breakpoint",
+            StopReason::Watch { .. } => "watchpoint",
+            StopReason::Step => "step",
+            StopReason::HypercallEntry(_) => "hypercall-entry",
+            StopReason::HypercallReturn(_) => "hypercall-return",
+        }
+    }
+}
+
+impl HwKind {
+    /// Name used by tools.
+    pub fn name(self) -> &'static str {
+        match self {
+            HwKind::Execute => "execute",
+            HwKind::Write => "write",
+            HwKind::Read => "read",
+            HwKind::Access => "access",
+        }
+    }
+}
+
 /// A stop waiting to be reported.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DebugStop {
@@ -105,6 +131,8 @@ pub struct Debugger {
     pub stops: Vec<DebugStop>,
     /// Hypercalls held at their entry catchpoint.
     pub held_calls: Vec<HeldCall>,
+    /// The stop last reported to the debugger.
+    pub last_stop: Option<DebugStop>,
 }
 
 impl Debugger {
@@ -192,6 +220,7 @@ impl Debugger {
         self.resumed.clear();
         self.catch = None;
         self.stops.clear();
+        self.last_stop = None;
     }
 
     /// Replaces planted trap bytes in `data`, just read from `start` in

@@ -253,6 +253,7 @@ impl GdbStub {
         while !stops.is_empty() {
             let s = stops.remove(0);
             let Some(tid) = tid_of(s.domain, s.vcpu) else { continue };
+            t.debugger().exec.last_stop = Some(s);
             return Some(match s.reason {
                 StopReason::SwBreak => MultiThreadStopReason::SwBreak(tid),
                 StopReason::HwBreak => MultiThreadStopReason::HwBreak(tid),

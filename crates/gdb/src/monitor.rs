@@ -20,6 +20,7 @@ use xen_abi::nr::runstate;
 
 use crate::json::Json;
 use crate::thread_id::tid_of;
+use lantern_common::debug::StopReason;
 use lantern_common::sched::{DebuggerState, DomainRequest, DomainSlot};
 
 /// Help text (also the answer to an unknown command).
@@ -38,6 +39,8 @@ Lantern monitor commands (add --json to any for one line of JSON):
   destroy dN              tear the domain down (memory, areas, grants, channels released)
   restart dN              tear it down and build it again from its configuration (same id)
   phys on|off             memory addresses are guest-physical / guest-virtual
+  debug                   breakpoints planted, hardware points, step, catchpoints, last stop
+  hypercalls              Xen's hypercall numbers and names (for `catch syscall N`)
 ";
 
 /// Which vCPUs a command names.
@@ -115,6 +118,8 @@ pub fn run(t: &mut View<'_>, line: &str) -> String {
                     "destroy",
                     "restart",
                     "phys",
+                    "debug",
+                    "hypercalls",
                 ] {
                     j.str(c);
                 }
@@ -142,6 +147,14 @@ pub fn run(t: &mut View<'_>, line: &str) -> String {
         "pause" | "unpause" => one_domain(t, arg).and_then(|di| pause(t, di, cmd == "pause", &mut out)),
         "destroy" | "restart" => one_domain(t, arg).and_then(|di| domain_request(t, di, cmd == "restart", &mut out)),
         "phys" => phys(t, arg, &mut out),
+        "debug" => {
+            debug_state(t, &mut out);
+            Ok(())
+        }
+        "hypercalls" => {
+            hypercalls(&mut out);
+            Ok(())
+        }
         other => Err(format!("unknown command `{other}` (try `monitor help`)")),
     };
     if let Err(e) = r {
@@ -813,4 +826,103 @@ fn phys(t: &mut View<'_>, arg: Option<&str>, out: &mut Out) -> Result<(), String
         "memory addresses are guest-virtual (through the selected vCPU's page tables)".to_string()
     };
     Ok(())
+}
+
+/// The hypercall numbers the debugger names: every number below this has
+/// its name looked up.
+const HYPERCALL_NAME_RANGE: u64 = 64;
+
+/// `(nr, name)` of every hypercall Xen's ABI names here.
+fn named_hypercalls() -> impl Iterator<Item = (u64, &'static str)> {
+    (0..HYPERCALL_NAME_RANGE).map(|nr| (nr, xen_abi::nr::hypercall::name(nr))).filter(|(_, n)| *n != "unknown")
+}
+
+fn hypercalls(out: &mut Out) {
+    let mut j = Json::new();
+    let mut s = String::new();
+    j.begin_obj().key("hypercalls").begin_arr();
+    for (nr, name) in named_hypercalls() {
+        j.begin_obj().kv_uint("nr", nr).kv_str("name", name).end_obj();
+        let _ = writeln!(s, "{nr:3} {name}");
+    }
+    j.end_arr().end_obj();
+    out.text = if out.json { j.finish() } else { s };
+}
+
+/// `dNvM` of a vCPU.
+fn vcpu_name((d, v): (u16, u32)) -> String {
+    format!("d{d}v{v}")
+}
+
+fn debug_state(t: &View<'_>, out: &mut Out) {
+    let e = &t.debugger.exec;
+    let mut j = Json::new();
+    let mut s = String::new();
+    j.begin_obj().key("breakpoints").begin_arr();
+    for b in &e.breakpoints {
+        j.begin_obj().kv_uint("d", b.domain as u64).kv_uint("addr", b.addr).kv_uint("gpa", b.gpa.0).end_obj();
+        let _ = writeln!(s, "d{}: breakpoint at {:#x} (gpa {:#x})", b.domain, b.addr, b.gpa.0);
+    }
+    j.end_arr().key("hw_points").begin_arr();
+    for (d, p) in &e.hw_points {
+        j.begin_obj().kv_uint("d", *d as u64).kv_str("kind", p.kind.name()).kv_uint("addr", p.addr);
+        j.kv_uint("len", p.len).end_obj();
+        let _ = writeln!(s, "d{d}: hardware {} at {:#x}, {} bytes", p.kind.name(), p.addr, p.len);
+    }
+    j.end_arr().key("step");
+    match e.step {
+        Some(v) => {
+            j.str(&vcpu_name(v));
+            let _ = writeln!(s, "stepping {}", vcpu_name(v));
+        }
+        None => {
+            j.null();
+        }
+    }
+    j.key("catch");
+    match &e.catch {
+        None => {
+            j.null();
+        }
+        Some(list) => {
+            j.begin_arr();
+            for nr in list {
+                j.uint(*nr);
+            }
+            j.end_arr();
+            let what: Vec<String> =
+                list.iter().map(|nr| format!("{} ({nr})", xen_abi::nr::hypercall::name(*nr))).collect();
+            let what = if what.is_empty() { "every hypercall".to_string() } else { what.join(", ") };
+            let _ = writeln!(s, "catching {what}");
+        }
+    }
+    j.key("last_stop");
+    match e.last_stop {
+        None => {
+            j.null();
+        }
+        Some(st) => {
+            j.begin_obj().kv_str("vcpu", &vcpu_name((st.domain, st.vcpu))).kv_str("reason", st.reason.name());
+            let mut line = format!("last stop: {} {}", vcpu_name((st.domain, st.vcpu)), st.reason.name());
+            match st.reason {
+                StopReason::HypercallEntry(nr) | StopReason::HypercallReturn(nr) => {
+                    let name = xen_abi::nr::hypercall::name(nr);
+                    j.kv_uint("nr", nr).kv_str("name", name);
+                    line.push_str(&format!(" {name} ({nr})"));
+                }
+                StopReason::Watch { kind, addr } => {
+                    j.kv_str("kind", kind.name()).kv_uint("addr", addr);
+                    line.push_str(&format!(" {} {addr:#x}", kind.name()));
+                }
+                _ => {}
+            }
+            j.end_obj();
+            let _ = writeln!(s, "{line}");
+        }
+    }
+    j.end_obj();
+    if s.is_empty() {
+        s.push_str("nothing armed\n");
+    }
+    out.text = if out.json { j.finish() } else { s };
 }

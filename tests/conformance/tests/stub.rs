@@ -789,6 +789,13 @@ fn breakpoints_are_planted_by_the_stub_hidden_from_reads_and_removed() {
     assert_eq!(unhex(c.cmd(&format!("m{addr:x},8")).as_bytes()), b"lantern!", "and hidden from gdb");
     let armed = |c: &Client, v: usize| c.hv.debugger.exec.control_for(1, v as u32).trap_breakpoints;
     assert!(armed(&c, 0) && armed(&c, 3), "every vCPU of d1 traps breakpoints");
+    let state = c.json("debug --json");
+    assert_eq!(state["breakpoints"][0]["d"], 1);
+    assert_eq!(state["breakpoints"][0]["gpa"], 0x3000);
+    assert!(c.monitor("debug").contains(&format!("d1: breakpoint at {addr:#x} (gpa 0x3000)")));
+    let calls = c.json("hypercalls --json");
+    let vcpu_op = calls["hypercalls"].as_array().unwrap().iter().find(|h| h["name"] == "vcpu_op").cloned();
+    assert_eq!(vcpu_op.map(|h| h["nr"].clone()), Some(serde_json::json!(24)));
     assert_eq!(c.cmd(&format!("z0,{addr:x},1")), "OK");
     PhysMem::new(&d1).read_bytes(Gpa(0x3000), &mut raw).unwrap();
     assert_eq!(&raw, b"lantern!");
@@ -818,6 +825,7 @@ fn step_catchpoints_and_their_stops_reach_gdb() {
     let (_, pkts) = Client::packets(&c.take_tx());
     let stop = String::from_utf8_lossy(pkts.last().unwrap()).into_owned();
     assert!(stop.starts_with("T05thread:p01.0801;") && stop.contains("syscall_entry:18;"), "{stop}");
+    assert!(c.monitor("debug").contains("last stop: d2v0 hypercall-entry vcpu_op (24)"), "{}", c.monitor("debug"));
     // Detach: nothing stays armed.
     c.cmd("D;1");
     assert_eq!(c.hv.debugger.exec.catch, None);
