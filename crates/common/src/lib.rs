@@ -38,5 +38,6 @@ pub mod pv_timer_state;
 pub mod runstate;
 pub mod runstate_info;
 pub mod sched;
+pub mod target_xml;
 pub mod time;
 pub mod va_area;

@@ -8,13 +8,16 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt::Write;
 
-use gdbstub::arch::{Arch, Registers};
+use core::num::NonZeroUsize;
+
+use gdbstub::arch::{Arch, RegId, Registers};
 use gdbstub::common::{Signal, Tid};
 use gdbstub::outputln;
 use gdbstub::target::ext::base::multithread::{
     MultiThreadBase, MultiThreadResume, MultiThreadResumeOps, MultiThreadSchedulerLocking,
     MultiThreadSchedulerLockingOps,
 };
+use gdbstub::target::ext::base::single_register_access::{SingleRegisterAccess, SingleRegisterAccessOps};
 use gdbstub::target::ext::base::BaseOps;
 use gdbstub::target::ext::monitor_cmd::{ConsoleOutput, MonitorCmd, MonitorCmdOps};
 use gdbstub::target::ext::target_description_xml_override::{
@@ -28,7 +31,7 @@ use ref_cast::RefCast;
 use crate::thread_id::{split_tid, tid_of};
 
 /// Largest register file any arch may return (bytes).
-pub const MAX_REGS: usize = 4096;
+pub const MAX_REGS: usize = lantern_common::arch::MAX_GDB_REGISTERS;
 
 /// `EFAULT`, the gdb error code for an unreadable or unwritable address.
 const GDB_EFAULT: u8 = 14;
@@ -74,12 +77,27 @@ impl Arch for LanternArch {
     type Usize = u64;
     type Registers = RegBlob;
     type BreakpointKind = usize;
-    // No single-register access (`p`/`P`): gdb falls back to `g`/`G`.
-    type RegId = ();
+    // `p`/`P` name a register by its place in the target description; its
+    // size is known only to the vCPU's description, so none is given here.
+    type RegId = RawRegId;
 
     fn target_description_xml() -> Option<&'static str> {
         // Served per vCPU through the override extension instead.
         None
+    }
+}
+
+/// A gdb register number, as `p`/`P` send it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RawRegId(pub usize);
+
+impl RegId for RawRegId {
+    fn from_raw_id(id: usize) -> Option<(Self, Option<NonZeroUsize>)> {
+        Some((RawRegId(id), None))
+    }
+
+    fn to_raw_id(&self) -> Option<usize> {
+        Some(self.0)
     }
 }
 
@@ -241,6 +259,25 @@ impl MultiThreadBase for HvTarget {
 
     fn support_thread_extra_info(&mut self) -> Option<ThreadExtraInfoOps<'_, Self>> {
         Some(self)
+    }
+
+    fn support_single_register_access(&mut self) -> Option<SingleRegisterAccessOps<'_, Tid, Self>> {
+        Some(self)
+    }
+}
+
+impl SingleRegisterAccess<Tid> for HvTarget {
+    fn read_register(&mut self, tid: Tid, reg: RawRegId, buf: &mut [u8]) -> TargetResult<usize, Self> {
+        let (di, v) = self.resolve(tid).ok_or(TargetError::Errno(GDB_EINVAL))?;
+        match self.slots()[di].vcpus[v as usize].read_register(reg.0, buf) {
+            0 => Err(TargetError::Errno(GDB_EINVAL)),
+            n => Ok(n),
+        }
+    }
+
+    fn write_register(&mut self, tid: Tid, reg: RawRegId, val: &[u8]) -> TargetResult<(), Self> {
+        let (di, v) = self.resolve(tid).ok_or(TargetError::Errno(GDB_EINVAL))?;
+        self.0.slots_mut()[di].vcpus[v as usize].write_register(reg.0, val).map_err(|_| TargetError::Errno(GDB_EINVAL))
     }
 }
 

@@ -770,3 +770,22 @@ fn monitor_shows_areas_registered_by_guest_virtual_address() {
     assert!(va_rows.iter().any(|a| a["kind"] == "time" && a["va"] == va + 0x100 && a["gfn"] == 10 && a["refs"] == 0));
     assert!(c.monitor("areas d1").contains("guest_va"));
 }
+
+#[test]
+fn single_registers_by_number_per_thread() {
+    let mut c = attached();
+    assert_eq!(c.cmd("Hgp1.402"), "OK");
+    assert_eq!(c.cmd("p0"), hex(&0x1111_0001u64.to_le_bytes()));
+    assert_eq!(c.cmd("p1"), hex(&0xdead_beefu64.to_le_bytes()));
+    assert!(c.cmd("p2").starts_with('E'), "no register 2 in the description");
+    assert_eq!(c.cmd(&format!("P1={}", hex(&0x1234u64.to_le_bytes()))), "OK");
+    assert_eq!(c.cmd("p1"), hex(&0x1234u64.to_le_bytes()));
+    assert_eq!(c.cmd("p0"), hex(&0x1111_0001u64.to_le_bytes()), "the other register is unchanged");
+    // Another thread's register file is its own.
+    assert_eq!(c.cmd("Hgp1.401"), "OK");
+    assert_eq!(c.cmd("p1"), hex(&0xdead_beefu64.to_le_bytes()));
+    // A value of the wrong size, or a register the description lacks, is refused.
+    assert!(c.cmd("P1=1234").starts_with('E'));
+    assert!(c.cmd(&format!("P7={}", hex(&1u64.to_le_bytes()))).starts_with('E'));
+    assert_eq!(c.cmd("p1"), hex(&0xdead_beefu64.to_le_bytes()));
+}
