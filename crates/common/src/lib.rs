@@ -30,6 +30,7 @@ pub mod heap;
 pub mod hypercall;
 pub mod lifecycle;
 pub mod loader;
+pub mod log_filter;
 pub mod memory;
 pub mod ports;
 pub mod pv_console;

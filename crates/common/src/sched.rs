@@ -132,6 +132,9 @@ pub struct DebuggerState {
     /// dN`, `monitor restart dN`), oldest first: the loop does them once
     /// the requests are answered, with the board that builds domains.
     pub domain_requests: Vec<(DomId, DomainRequest)>,
+    /// The debug transport's counters, `(name, count)`, as the stub last
+    /// published them (for `monitor stats`; the core never reads them).
+    pub transport_counters: Vec<(&'static str, u64)>,
 }
 
 /// What the debugger may ask the hypervisor to do to a domain.

@@ -38,6 +38,7 @@ Lantern monitor commands (add --json to any for one line of JSON):
   destroy dN              tear the domain down (memory, areas, grants, channels released)
   restart dN              tear it down and build it again from its configuration (same id)
   phys on|off             memory addresses are guest-physical / guest-virtual
+  stats                   the stub's counters: packets, sessions, unknown and malformed packets
 ";
 
 /// Which vCPUs a command names.
@@ -115,6 +116,7 @@ pub fn run(t: &mut View<'_>, line: &str) -> String {
                     "destroy",
                     "restart",
                     "phys",
+                    "stats",
                 ] {
                     j.str(c);
                 }
@@ -142,6 +144,10 @@ pub fn run(t: &mut View<'_>, line: &str) -> String {
         "pause" | "unpause" => one_domain(t, arg).and_then(|di| pause(t, di, cmd == "pause", &mut out)),
         "destroy" | "restart" => one_domain(t, arg).and_then(|di| domain_request(t, di, cmd == "restart", &mut out)),
         "phys" => phys(t, arg, &mut out),
+        "stats" => {
+            stats(t, &mut out);
+            Ok(())
+        }
         other => Err(format!("unknown command `{other}` (try `monitor help`)")),
     };
     if let Err(e) = r {
@@ -813,4 +819,23 @@ fn phys(t: &mut View<'_>, arg: Option<&str>, out: &mut Out) -> Result<(), String
         "memory addresses are guest-virtual (through the selected vCPU's page tables)".to_string()
     };
     Ok(())
+}
+
+/// `stats`: the counters the stub published in the debugger state (as of
+/// the packet that asked).
+fn stats(t: &View<'_>, out: &mut Out) {
+    let counters = &t.debugger.transport_counters;
+    if out.json {
+        let mut j = Json::new();
+        j.begin_obj().key("stats").begin_obj();
+        for (name, n) in counters {
+            j.kv_uint(name, *n);
+        }
+        j.end_obj().end_obj();
+        out.text = j.finish();
+    } else {
+        for (name, n) in counters {
+            let _ = writeln!(out.text, "{name:<14}{n}");
+        }
+    }
 }

@@ -11,7 +11,7 @@ use core::fmt::Write;
 use core::num::NonZeroUsize;
 
 use gdbstub::arch::{Arch, RegId, Registers};
-use gdbstub::common::{Signal, Tid};
+use gdbstub::common::{Pid, Signal, Tid};
 use gdbstub::outputln;
 use gdbstub::target::ext::base::multithread::{
     MultiThreadBase, MultiThreadResume, MultiThreadResumeOps, MultiThreadSchedulerLocking,
@@ -19,6 +19,7 @@ use gdbstub::target::ext::base::multithread::{
 };
 use gdbstub::target::ext::base::single_register_access::{SingleRegisterAccess, SingleRegisterAccessOps};
 use gdbstub::target::ext::base::BaseOps;
+use gdbstub::target::ext::extended_mode::{Args, AttachKind, ExtendedMode, ExtendedModeOps, ShouldTerminate};
 use gdbstub::target::ext::monitor_cmd::{ConsoleOutput, MonitorCmd, MonitorCmdOps};
 use gdbstub::target::ext::target_description_xml_override::{
     TargetDescriptionXmlOverride, TargetDescriptionXmlOverrideOps,
@@ -204,6 +205,41 @@ impl Target for HvTarget {
 
     fn support_monitor_cmd(&mut self) -> Option<MonitorCmdOps<'_, Self>> {
         Some(self)
+    }
+
+    fn support_extended_mode(&mut self) -> Option<ExtendedModeOps<'_, Self>> {
+        // For `kill`/`vKill` alone: without extended mode gdbstub never
+        // answers them (gdb then waits out its `remotetimeout`).
+        Some(self)
+    }
+}
+
+/// gdb's `kill` ends the session and resumes everything, like `detach`: a
+/// debugger never kills the hypervisor, and a domain is destroyed only on
+/// request (`monitor destroy dN`). Starting or attaching to processes
+/// (`target extended-remote`'s `run`, `attach`) has no meaning here.
+impl ExtendedMode for HvTarget {
+    fn run(&mut self, _filename: Option<&[u8]>, _args: Args<'_, '_>) -> TargetResult<Pid, Self> {
+        Err(TargetError::Errno(GDB_EINVAL))
+    }
+
+    fn attach(&mut self, _pid: Pid) -> TargetResult<(), Self> {
+        Err(TargetError::Errno(GDB_EINVAL))
+    }
+
+    fn query_if_attached(&mut self, _pid: Pid) -> TargetResult<AttachKind, Self> {
+        // The system was running before gdb came: gdb detaches on quit.
+        Ok(AttachKind::Attach)
+    }
+
+    fn kill(&mut self, _pid: Option<Pid>) -> TargetResult<ShouldTerminate, Self> {
+        // Ending the session (the stub's Disconnected state) lets every vCPU
+        // run again.
+        Ok(ShouldTerminate::Yes)
+    }
+
+    fn restart(&mut self) -> Result<(), Self::Error> {
+        Ok(())
     }
 }
 
