@@ -12,6 +12,7 @@ mod console_e2e;
 mod e2e;
 mod gdb;
 mod gdb_e2e;
+mod gdb_session_e2e;
 mod host;
 mod isolation;
 mod lifecycle_e2e;
