@@ -14,11 +14,20 @@ Load with `source tools/gdb/lantern.py` (cargo xtask gdb does it). Adds:
 
 Everything comes from the stub's `monitor ... --json` output (one line of
 JSON per command; schemas in docs/gdb.md).
+
+Loading it sets the expression language to C: in a Rust frame gdb's Rust
+parser turns "d1v0" into a `&str`, which needs the guest's `malloc`, so
+`print $lantern("d1v0", "evtchn_pending_sel")` would fail on a stop in a
+Rust guest. C expressions still name Rust items by path
+(`print lantern_guest_scenario::VCPUS`); `set language rust` brings Rust's
+syntax back (write b"d1v0" there).
 """
 
 import json
 
 import gdb
+
+gdb.execute("set language c")
 
 
 def monitor_json(command):

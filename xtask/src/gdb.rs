@@ -3,6 +3,7 @@
 //! attaches it to the gdb stub of a running `cargo xtask run`. Also the
 //! batch-mode runner the end-to-end tests and benchmarks use.
 
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -239,16 +240,18 @@ pub fn cmd_gdb(args: &[String]) -> CmdResult {
     let mut ex = setup_commands(board, port, &symbols);
     ex.extend(extra);
     eprintln!("xtask: gdb-multiarch → 127.0.0.1:{port} ({})", board.gdb_arch());
-    let status = Command::new("gdb-multiarch")
-        .arg("-q")
-        .args(to_args(&ex))
-        .status()
-        .map_err(|e| format!("cannot run gdb-multiarch ({e})"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("gdb-multiarch exited with {status}"))
-    }
+    // The wrapper becomes gdb (`cargo run` execs xtask the same way): a
+    // Ctrl-C at the terminal reaches gdb alone, which interrupts the target,
+    // and no parent is left to die of it and orphan gdb.
+    let e = interactive_gdb(&ex).exec();
+    Err(format!("cannot run gdb-multiarch ({e})"))
+}
+
+/// The interactive `gdb-multiarch` of `cargo xtask gdb`, running `ex` first.
+pub fn interactive_gdb(ex: &[String]) -> Command {
+    let mut c = Command::new("gdb-multiarch");
+    c.arg("-q").args(to_args(ex));
+    c
 }
 
 /// A parsed JSON value (just enough for the stub's `--json` answers, which

@@ -11,6 +11,7 @@ use crate::boards::{BoardSpec, ProbeValue};
 use crate::build::{build, work_dir, Artifacts};
 use crate::e2e::{self, Session};
 use crate::gdb::{self, BatchOutput, Json, SymbolFile};
+use crate::gdb_session_e2e::LiveDomain;
 use crate::opts::Opts;
 use crate::qemu::qemu_command;
 use crate::report::Tally;
@@ -34,7 +35,7 @@ fn report(console: &str, dom: u16, key: &str) -> Option<String> {
 }
 
 /// A number from the guest's `REPORT vcpu=0 ...` lines.
-fn vcpu0_report(console: &str, dom: u16, key: &str) -> Option<u64> {
+pub(crate) fn vcpu0_report(console: &str, dom: u16, key: &str) -> Option<u64> {
     e2e::report_values(console, dom, &[("vcpu", "0")])
         .into_iter()
         .flatten()
@@ -42,7 +43,7 @@ fn vcpu0_report(console: &str, dom: u16, key: &str) -> Option<u64> {
         .and_then(|(_, v)| num(&v))
 }
 
-fn num(s: &str) -> Option<u64> {
+pub(crate) fn num(s: &str) -> Option<u64> {
     match s.strip_prefix("0x") {
         Some(h) => u64::from_str_radix(h, 16).ok(),
         None => s.parse().ok(),
@@ -83,7 +84,7 @@ fn has_line(text: &str, parts: &[&str]) -> bool {
 }
 
 /// `$N = VALUE` lines of a batch's output, in order.
-fn print_values(text: &str) -> Vec<String> {
+pub(crate) fn print_values(text: &str) -> Vec<String> {
     text.lines()
         .filter_map(|l| {
             let rest = l.strip_prefix('$')?;
@@ -314,6 +315,11 @@ pub fn live_test(board: &'static dyn BoardSpec, tally: &mut Tally) {
             &format!("before {t0:?}, after {after:?}"),
         );
     }
+    let live: Vec<LiveDomain> = doms
+        .iter()
+        .map(|d| LiveDomain { id: d.id, symbols: d.symbols.clone(), first_thread: d.first_thread })
+        .collect();
+    crate::gdb_session_e2e::checks(board, port, &live, &console, &s, &work_dir(board), tally);
     let alive = s.wait_exit(Duration::from_millis(10)).is_err();
     rec(tally, "QEMU still running at the end (no crash)", alive, &format!("console in {}", log.display()));
     let bad = summary(&s.console());

@@ -170,7 +170,33 @@ fn spawn_timestamped(mut cmd: Command) -> Result<Timestamped, String> {
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> Option<u16> {
+    // `LANTERN_PORT_RANGE=START-END`: only ports from that range (several
+    // test runs on one machine, each with a range of its own).
+    if let Some((lo, hi)) = std::env::var(PORT_RANGE_VAR).ok().as_deref().and_then(parse_port_range) {
+        // Round robin from after the last port handed out: that one may not
+        // be bound yet, and binding alone would hand it out twice.
+        let n = (hi - lo) as u32 + 1;
+        let start = NEXT_IN_RANGE.load(std::sync::atomic::Ordering::Relaxed);
+        let port = (0..n)
+            .map(|i| lo + ((start + i) % n) as u16)
+            .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())?;
+        NEXT_IN_RANGE.store((port - lo) as u32 + 1, std::sync::atomic::Ordering::Relaxed);
+        return Some(port);
+    }
     std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok().map(|a| a.port())
+}
+
+/// The environment variable that confines [`free_port`] to a range.
+pub const PORT_RANGE_VAR: &str = "LANTERN_PORT_RANGE";
+
+/// Where [`free_port`] looks first in the range (an offset from its start).
+static NEXT_IN_RANGE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// `START-END` → `(START, END)`.
+fn parse_port_range(s: &str) -> Option<(u16, u16)> {
+    let (lo, hi) = s.split_once('-')?;
+    let (lo, hi) = (lo.trim().parse().ok()?, hi.trim().parse().ok()?);
+    (lo <= hi).then_some((lo, hi))
 }
 
 /// Starts `cmd` (a QEMU whose console is its stdout) with stdin on
@@ -210,6 +236,14 @@ pub fn time_to_line(cmd: Command, needle: &str, limit: Duration) -> Result<Durat
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn port_ranges_parse() {
+        assert_eq!(parse_port_range("47200-47299"), Some((47200, 47299)));
+        assert_eq!(parse_port_range("5-5"), Some((5, 5)));
+        assert_eq!(parse_port_range("9-5"), None);
+        assert_eq!(parse_port_range("47200"), None);
+    }
 
     fn sh(script: &str) -> Command {
         let mut c = Command::new("sh");

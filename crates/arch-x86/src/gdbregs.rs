@@ -1,15 +1,61 @@
-//! The guest register file in gdb's x86-64 order (core + SSE features): the
-//! target description and (de)serialisation from the VMCB, the saved GPRs and
-//! the FXSAVE image.
+//! The guest register file in gdb's x86-64 order — the core, SSE and
+//! segment-base features gdb knows, then Lantern's system-register feature
+//! (k_gs_base, cr0, cr2, cr3, cr4, cr8, efer) — the target description and
+//! (de)serialisation from the VMCB, the saved GPRs and the FXSAVE image.
+//!
+//! Writes (`G`, `P`) are validated as a whole before anything changes: the
+//! general registers, rip, eflags, x87 and SSE state, cr2 and the segment
+//! bases are the guest's own; the mode-defining registers (cr0, cr4, efer)
+//! and the segment selectors are shown but may not change (a new value would
+//! switch paging or code size under the guest, and an inconsistent one makes
+//! VMRUN fail), cr8 likewise (the virtual APIC owns the TPR); cr3 may change
+//! if its reserved bits are clear; mxcsr only within the MXCSR mask (an
+//! invalid value would fault the hypervisor's own FXRSTOR); the bases only to
+//! canonical addresses.
 
 use xen_abi::errno::{Errno, XenResult};
 
 use crate::svm::{FxArea, GuestRegs};
-use crate::vmcb::Vmcb;
+use crate::vmcb::{int_ctl, Vmcb};
+
+/// Offset of the segment selectors (after 16 GPRs and rip, 8 bytes each, and
+/// eflags, 4).
+const SELECTORS: usize = 17 * 8 + 4;
+/// Offset of st0–st7 (after the six 4-byte selectors).
+const X87: usize = SELECTORS + 6 * 4;
+/// Offset of the eight 4-byte x87 control words.
+const X87_CTRL: usize = X87 + 8 * 10;
+/// Offset of xmm0–xmm15.
+const XMM: usize = X87_CTRL + 8 * 4;
+/// Offset of mxcsr.
+const MXCSR: usize = XMM + 16 * 16;
+/// Offset of the `org.gnu.gdb.i386.segments` feature: fs_base, gs_base.
+const SEGMENT_BASES: usize = MXCSR + 4;
+/// Offset of Lantern's system feature: k_gs_base, cr0, cr2, cr3, cr4, cr8, efer.
+const SYSTEM: usize = SEGMENT_BASES + 2 * 8;
+/// Registers in the system feature.
+const SYSTEM_REGS: usize = 7;
 
 /// Bytes in the register file: 17×8 (GPRs, rip) + 7×4 (eflags, segments) +
-/// 8×10 (st0–7) + 8×4 (x87 control) + 16×16 (xmm) + 4 (mxcsr).
-pub const REGS_SIZE: usize = 17 * 8 + 7 * 4 + 80 + 32 + 256 + 4;
+/// 8×10 (st0–7) + 8×4 (x87 control) + 16×16 (xmm) + 4 (mxcsr) + 2×8 (fs_base,
+/// gs_base) + 7×8 (system registers).
+pub const REGS_SIZE: usize = SYSTEM + SYSTEM_REGS * 8;
+
+/// CR3 bits 63–52, reserved (must be zero) in every paging mode.
+const CR3_RESERVED: u64 = 0xFFF0_0000_0000_0000;
+/// MXCSR mask assumed when the FXSAVE image has none (AMD64 APM vol. 2,
+/// §11.5.9: the default without DAZ support).
+const MXCSR_MASK_DEFAULT: u32 = 0xFFBF;
+/// Offset of MXCSR_MASK in the FXSAVE image.
+const FX_MXCSR_MASK: usize = 28;
+/// Offset of MXCSR in the FXSAVE image.
+const FX_MXCSR: usize = 24;
+/// Offset of xmm0 in the FXSAVE image.
+const FX_XMM: usize = 160;
+/// Offset of st0 in the FXSAVE image (each register in a 16-byte slot).
+const FX_ST: usize = 32;
+/// Virtual-address bits of a canonical address (4-level paging).
+const VA_BITS: u32 = 48;
 
 /// gdb target description for x86-64 guests.
 pub const TARGET_XML: &str = concat!(
@@ -44,7 +90,18 @@ pub const TARGET_XML: &str = concat!(
     r#"<reg name="xmm10" bitsize="128" type="uint128"/><reg name="xmm11" bitsize="128" type="uint128"/>"#,
     r#"<reg name="xmm12" bitsize="128" type="uint128"/><reg name="xmm13" bitsize="128" type="uint128"/>"#,
     r#"<reg name="xmm14" bitsize="128" type="uint128"/><reg name="xmm15" bitsize="128" type="uint128"/>"#,
-    r#"<reg name="mxcsr" bitsize="32" type="int" group="vector"/></feature></target>"#
+    r#"<reg name="mxcsr" bitsize="32" type="int" group="vector"/></feature>"#,
+    // gdb's own feature for the segment bases (its 64bit-segments.xml).
+    r#"<feature name="org.gnu.gdb.i386.segments">"#,
+    r#"<reg name="fs_base" bitsize="64" type="int"/><reg name="gs_base" bitsize="64" type="int"/></feature>"#,
+    // gdb has no standard feature for the system registers: gdb shows the
+    // registers of an unknown feature as they are described.
+    r#"<feature name="org.lantern.x86.system">"#,
+    r#"<reg name="k_gs_base" bitsize="64" type="int" group="system"/>"#,
+    r#"<reg name="cr0" bitsize="64" type="int" group="system"/><reg name="cr2" bitsize="64" type="data_ptr" group="system"/>"#,
+    r#"<reg name="cr3" bitsize="64" type="int" group="system"/><reg name="cr4" bitsize="64" type="int" group="system"/>"#,
+    r#"<reg name="cr8" bitsize="64" type="int" group="system"/><reg name="efer" bitsize="64" type="int" group="system"/>"#,
+    r#"</feature></target>"#
 );
 
 fn fx_u16(fx: &FxArea, o: usize) -> u32 {
@@ -53,6 +110,16 @@ fn fx_u16(fx: &FxArea, o: usize) -> u32 {
 
 fn fx_u32(fx: &FxArea, o: usize) -> u32 {
     u32::from_le_bytes(fx.0[o..o + 4].try_into().unwrap_or([0; 4]))
+}
+
+/// The FXSAVE offsets (and widths) the eight x87 control words of gdb's
+/// order come from: FCW, FSW, abridged FTW, FCS, FIP, FDS, FDP, FOP.
+const X87_CTRL_FX: [(usize, usize); 8] = [(0, 2), (2, 2), (4, 1), (12, 2), (8, 4), (20, 2), (16, 4), (6, 2)];
+
+/// The system feature's values, in description order.
+fn system_regs(vmcb: &Vmcb) -> [u64; SYSTEM_REGS] {
+    let s = &vmcb.save;
+    [s.kernel_gs_base, s.cr0, s.cr2, s.cr3, s.cr4, vmcb.control.int_ctl & int_ctl::V_TPR, s.efer]
 }
 
 /// Serialises the register file into `out`; returns bytes written (0 if
@@ -85,37 +152,68 @@ pub fn read(vmcb: &Vmcb, r: &GuestRegs, fx: &FxArea, out: &mut [u8]) -> usize {
         o += 4;
     }
     for i in 0..8 {
-        out[o..o + 10].copy_from_slice(&fx.0[32 + 16 * i..42 + 16 * i]);
+        out[o..o + 10].copy_from_slice(&fx.0[FX_ST + 16 * i..FX_ST + 10 + 16 * i]);
         o += 10;
     }
-    // FCW, FSW, abridged FTW, FCS, FIP, FDS, FDP, FOP.
-    let ctrl = [
-        fx_u16(fx, 0),
-        fx_u16(fx, 2),
-        fx.0[4] as u32,
-        fx_u16(fx, 12),
-        fx_u32(fx, 8),
-        fx_u16(fx, 20),
-        fx_u32(fx, 16),
-        fx_u16(fx, 6),
-    ];
-    for v in ctrl {
+    for (at, width) in X87_CTRL_FX {
+        let v = match width {
+            1 => fx.0[at] as u32,
+            2 => fx_u16(fx, at),
+            _ => fx_u32(fx, at),
+        };
         out[o..o + 4].copy_from_slice(&v.to_le_bytes());
         o += 4;
     }
-    out[o..o + 256].copy_from_slice(&fx.0[160..416]);
+    out[o..o + 256].copy_from_slice(&fx.0[FX_XMM..FX_XMM + 256]);
     o += 256;
-    out[o..o + 4].copy_from_slice(&fx.0[24..28]);
-    o + 4
+    out[o..o + 4].copy_from_slice(&fx.0[FX_MXCSR..FX_MXCSR + 4]);
+    o += 4;
+    for v in [s.fs.base, s.gs.base].into_iter().chain(system_regs(vmcb)) {
+        out[o..o + 8].copy_from_slice(&v.to_le_bytes());
+        o += 8;
+    }
+    o
 }
 
-/// Loads general registers, rip, eflags and xmm/mxcsr from gdb's bytes
-/// (segment selectors and x87 control words are left alone).
+/// Whether `va` is canonical: bits 63..47 all equal.
+fn canonical(va: u64) -> bool {
+    let top = (va as i64) >> (VA_BITS - 1);
+    top == 0 || top == -1
+}
+
+/// Loads the register file from gdb's bytes (a whole `G` file, or a shorter
+/// one of only the general registers, rip and eflags). Nothing changes if
+/// any value is refused (see the module documentation).
 pub fn write(vmcb: &mut Vmcb, r: &mut GuestRegs, fx: &mut FxArea, data: &[u8]) -> XenResult<()> {
-    if data.len() < 17 * 8 + 4 {
+    if data.len() < SELECTORS {
         return Err(Errno::EINVAL);
     }
-    let g = |i: usize| u64::from_le_bytes(data[8 * i..8 * i + 8].try_into().unwrap_or([0; 8]));
+    let u32_at = |o: usize| u32::from_le_bytes(data[o..o + 4].try_into().unwrap_or([0; 4]));
+    let u64_at = |o: usize| u64::from_le_bytes(data[o..o + 8].try_into().unwrap_or([0; 8]));
+    let full = data.len() >= REGS_SIZE;
+    if full {
+        let s = &vmcb.save;
+        let selectors = [s.cs.selector, s.ss.selector, s.ds.selector, s.es.selector, s.fs.selector, s.gs.selector];
+        let selectors_kept = selectors.iter().enumerate().all(|(i, &sel)| u32_at(SELECTORS + 4 * i) == sel as u32);
+        let mask = match fx_u32(fx, FX_MXCSR_MASK) {
+            0 => MXCSR_MASK_DEFAULT,
+            m => m,
+        };
+        let now = system_regs(vmcb);
+        let new: [u64; SYSTEM_REGS] = core::array::from_fn(|i| u64_at(SYSTEM + 8 * i));
+        // k_gs_base, cr0, cr2, cr3, cr4, cr8, efer.
+        let system_ok = canonical(new[0])
+            && new[1] == now[1]
+            && new[3] & CR3_RESERVED == 0
+            && new[4] == now[4]
+            && new[5] == now[5]
+            && new[6] == now[6];
+        let bases_ok = canonical(u64_at(SEGMENT_BASES)) && canonical(u64_at(SEGMENT_BASES + 8));
+        if !selectors_kept || u32_at(MXCSR) & !mask != 0 || !system_ok || !bases_ok {
+            return Err(Errno::EINVAL);
+        }
+    }
+    let g = |i: usize| u64_at(8 * i);
     let s = &mut vmcb.save;
     s.rax = g(0);
     r.rbx = g(1);
@@ -134,11 +232,22 @@ pub fn write(vmcb: &mut Vmcb, r: &mut GuestRegs, fx: &mut FxArea, data: &[u8]) -
     r.r14 = g(14);
     r.r15 = g(15);
     s.rip = g(16);
-    s.rflags = u32::from_le_bytes(data[136..140].try_into().unwrap_or([2, 0, 0, 0])) as u64 | 2;
-    if data.len() >= REGS_SIZE {
-        let xmm = 17 * 8 + 7 * 4 + 80 + 32;
-        fx.0[160..416].copy_from_slice(&data[xmm..xmm + 256]);
-        fx.0[24..28].copy_from_slice(&data[xmm + 256..xmm + 260]);
+    // Bit 1 of RFLAGS always reads as one.
+    s.rflags = u32_at(17 * 8) as u64 | 2;
+    if full {
+        for i in 0..8 {
+            fx.0[FX_ST + 16 * i..FX_ST + 10 + 16 * i].copy_from_slice(&data[X87 + 10 * i..X87 + 10 * i + 10]);
+        }
+        for (i, (at, width)) in X87_CTRL_FX.into_iter().enumerate() {
+            fx.0[at..at + width].copy_from_slice(&data[X87_CTRL + 4 * i..X87_CTRL + 4 * i + width]);
+        }
+        fx.0[FX_XMM..FX_XMM + 256].copy_from_slice(&data[XMM..XMM + 256]);
+        fx.0[FX_MXCSR..FX_MXCSR + 4].copy_from_slice(&data[MXCSR..MXCSR + 4]);
+        s.fs.base = u64_at(SEGMENT_BASES);
+        s.gs.base = u64_at(SEGMENT_BASES + 8);
+        s.kernel_gs_base = u64_at(SYSTEM);
+        s.cr2 = u64_at(SYSTEM + 2 * 8);
+        s.cr3 = u64_at(SYSTEM + 3 * 8);
     }
     Ok(())
 }
@@ -147,20 +256,144 @@ pub fn write(vmcb: &mut Vmcb, r: &mut GuestRegs, fx: &mut FxArea, data: &[u8]) -
 mod tests {
     use super::*;
 
-    #[test]
-    fn round_trip() {
-        let mut vmcb = Vmcb::zeroed();
-        let mut regs = GuestRegs { rbx: 7, r15: 9, ..GuestRegs::default() };
-        let mut fx = crate::svm::initial_fx();
+    /// `(name, bytes)` of every register of [`TARGET_XML`], in order.
+    fn described() -> Vec<(&'static str, usize)> {
+        let attr = |tag: &'static str, key: &str| {
+            let start = tag.find(&format!(" {key}=\"")).unwrap() + key.len() + 3;
+            &tag[start..start + tag[start..].find('"').unwrap()]
+        };
+        TARGET_XML
+            .split("<reg")
+            .skip(1)
+            .map(|tag| (attr(tag, "name"), attr(tag, "bitsize").parse::<usize>().unwrap() / 8))
+            .collect()
+    }
+
+    /// The offset of register `name` in the file.
+    fn offset_of(name: &str) -> usize {
+        described().iter().take_while(|r| r.0 != name).map(|r| r.1).sum()
+    }
+
+    fn fixture() -> (Box<Vmcb>, GuestRegs, FxArea) {
+        let mut vmcb = Box::new(Vmcb::zeroed());
         vmcb.save.rip = 0x1234;
         vmcb.save.rflags = 0x202;
-        let mut buf = [0u8; REGS_SIZE];
-        assert_eq!(read(&vmcb, &regs, &fx, &mut buf), REGS_SIZE);
-        assert_eq!(&buf[128..136], &0x1234u64.to_le_bytes());
-        buf[8] = 42;
-        write(&mut vmcb, &mut regs, &mut fx, &buf).unwrap();
-        assert_eq!(regs.rbx, 42);
-        assert_eq!(regs.r15, 9);
+        vmcb.save.cr0 = 0x8000_0011;
+        vmcb.save.cr3 = 0x10_3000;
+        vmcb.save.cr4 = 0x20;
+        vmcb.save.efer = 0x1500;
+        vmcb.save.fs.base = 0x7000;
+        vmcb.save.gs.base = 0xffff_8000_0000_1000;
+        vmcb.save.kernel_gs_base = 0x9000;
+        vmcb.save.cr2 = 0xdead_0000;
+        vmcb.save.cs.selector = 0x10;
+        vmcb.control.int_ctl = int_ctl::V_INTR_MASKING | 5;
+        (vmcb, GuestRegs { rbx: 7, r15: 9, ..GuestRegs::default() }, crate::svm::initial_fx())
+    }
+
+    fn u64_at(buf: &[u8], name: &str) -> u64 {
+        let o = offset_of(name);
+        u64::from_le_bytes(buf[o..o + 8].try_into().unwrap())
+    }
+
+    fn put(buf: &mut [u8], name: &str, v: u64) {
+        let o = offset_of(name);
+        let n = described().iter().find(|r| r.0 == name).unwrap().1;
+        buf[o..o + n].copy_from_slice(&v.to_le_bytes()[..n]);
+    }
+
+    #[test]
+    fn the_description_matches_the_file() {
+        let regs = described();
+        assert_eq!(regs.iter().map(|r| r.1).sum::<usize>(), REGS_SIZE);
+        assert_eq!(regs.len(), 17 + 7 + 16 + 16 + 1 + 2 + SYSTEM_REGS);
+        assert_eq!(offset_of("mxcsr"), MXCSR);
+        assert_eq!(offset_of("fs_base"), SEGMENT_BASES);
+        assert_eq!(offset_of("k_gs_base"), SYSTEM);
         assert!(TARGET_XML.contains("i386:x86-64"));
+        let (vmcb, regs, fx) = fixture();
+        let mut buf = [0u8; REGS_SIZE + 8];
+        assert_eq!(read(&vmcb, &regs, &fx, &mut buf), REGS_SIZE);
+        assert_eq!(read(&vmcb, &regs, &fx, &mut buf[..REGS_SIZE - 1]), 0);
+        let expect = [
+            ("rip", 0x1234),
+            ("rbx", 7),
+            ("fs_base", 0x7000),
+            ("gs_base", 0xffff_8000_0000_1000),
+            ("k_gs_base", 0x9000),
+            ("cr0", 0x8000_0011),
+            ("cr2", 0xdead_0000),
+            ("cr3", 0x10_3000),
+            ("cr4", 0x20),
+            ("cr8", 5),
+            ("efer", 0x1500),
+        ];
+        for (name, v) in expect {
+            assert_eq!(u64_at(&buf, name), v, "{name}");
+        }
+        let o = offset_of("cs");
+        assert_eq!(&buf[o..o + 4], &0x10u32.to_le_bytes());
+    }
+
+    #[test]
+    fn writes_reach_the_guest_state() {
+        let (mut vmcb, mut regs, mut fx) = fixture();
+        let mut buf = [0u8; REGS_SIZE];
+        read(&vmcb, &regs, &fx, &mut buf);
+        put(&mut buf, "rbx", 42);
+        put(&mut buf, "cr3", 0x20_5000);
+        put(&mut buf, "cr2", 0x77);
+        put(&mut buf, "fs_base", 0xffff_ffff_ffff_f000);
+        put(&mut buf, "k_gs_base", 0x5000);
+        put(&mut buf, "mxcsr", 0x1f80 | 0x40);
+        put(&mut buf, "fctrl", 0x27f);
+        write(&mut vmcb, &mut regs, &mut fx, &buf).unwrap();
+        assert_eq!((regs.rbx, regs.r15), (42, 9));
+        assert_eq!((vmcb.save.cr3, vmcb.save.cr2, vmcb.save.kernel_gs_base), (0x20_5000, 0x77, 0x5000));
+        assert_eq!(vmcb.save.fs.base, 0xffff_ffff_ffff_f000);
+        assert_eq!(fx_u32(&fx, FX_MXCSR), 0x1fc0);
+        assert_eq!(fx_u16(&fx, 0), 0x27f);
+        // Reading back gives what was written.
+        let mut again = [0u8; REGS_SIZE];
+        read(&vmcb, &regs, &fx, &mut again);
+        assert_eq!(again, buf);
+    }
+
+    #[test]
+    fn refused_writes_change_nothing() {
+        let refusals: [(&str, u64); 9] = [
+            ("cr0", 0x11),
+            ("cr4", 0x20 | 0x80),
+            ("efer", 0x1400),
+            ("cr8", 2),
+            ("cr3", 1 << 60),
+            ("fs_base", 0x0000_8000_0000_0000),
+            ("k_gs_base", 0x1234_5678_9abc_def0),
+            ("mxcsr", 0x1_0000),
+            ("cs", 0x18),
+        ];
+        for (name, v) in refusals {
+            let (mut vmcb, mut regs, mut fx) = fixture();
+            let mut buf = [0u8; REGS_SIZE];
+            read(&vmcb, &regs, &fx, &mut buf);
+            let before = buf;
+            put(&mut buf, "rax", 0x55);
+            put(&mut buf, name, v);
+            assert_eq!(write(&mut vmcb, &mut regs, &mut fx, &buf), Err(Errno::EINVAL), "{name}");
+            let mut after = [0u8; REGS_SIZE];
+            read(&vmcb, &regs, &fx, &mut after);
+            assert_eq!(after, before, "{name}: nothing changed");
+        }
+    }
+
+    #[test]
+    fn a_short_file_sets_the_general_registers_only() {
+        let (mut vmcb, mut regs, mut fx) = fixture();
+        let mut buf = [0u8; REGS_SIZE];
+        read(&vmcb, &regs, &fx, &mut buf);
+        put(&mut buf, "rdx", 3);
+        write(&mut vmcb, &mut regs, &mut fx, &buf[..SELECTORS]).unwrap();
+        assert_eq!((regs.rdx, vmcb.save.cr3), (3, 0x10_3000));
+        assert_eq!(write(&mut vmcb, &mut regs, &mut fx, &buf[..SELECTORS - 1]), Err(Errno::EINVAL));
     }
 }

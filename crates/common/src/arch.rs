@@ -173,7 +173,38 @@ pub trait GdbRegisters {
     fn read_registers(&self, out: &mut [u8]) -> usize;
     /// Loads the register file from gdb's byte order.
     fn write_registers(&mut self, data: &[u8]) -> XenResult<()>;
+    /// Serialises gdb register number `regnum` (its place in
+    /// [`Self::target_xml`]) into `out`; returns the bytes written, 0 if
+    /// there is no such register or `out` is too small. By default a slice
+    /// of the whole file.
+    fn read_register(&self, regnum: usize, out: &mut [u8]) -> usize {
+        let Some((offset, size)) = crate::target_xml::register_span(self.target_xml(), regnum) else { return 0 };
+        let mut file = alloc::vec![0u8; MAX_GDB_REGISTERS];
+        if out.len() < size || self.read_registers(&mut file) < offset + size {
+            return 0;
+        }
+        out[..size].copy_from_slice(&file[offset..offset + size]);
+        size
+    }
+    /// Loads gdb register number `regnum` from `data` (exactly its size).
+    /// By default the whole file is read, patched and written back, so the
+    /// same validation applies as to a whole-file write.
+    fn write_register(&mut self, regnum: usize, data: &[u8]) -> XenResult<()> {
+        let (offset, size) =
+            crate::target_xml::register_span(self.target_xml(), regnum).ok_or(xen_abi::errno::Errno::EINVAL)?;
+        let mut file = alloc::vec![0u8; MAX_GDB_REGISTERS];
+        let n = self.read_registers(&mut file);
+        if data.len() != size || n < offset + size {
+            return Err(xen_abi::errno::Errno::EINVAL);
+        }
+        file.truncate(n);
+        file[offset..offset + size].copy_from_slice(data);
+        self.write_registers(&file)
+    }
 }
+
+/// Largest register file any arch's [`GdbRegisters`] returns (bytes).
+pub const MAX_GDB_REGISTERS: usize = 4096;
 
 /// The execution axis of the arch boundary: one vCPU's hardware context.
 ///

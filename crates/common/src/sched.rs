@@ -155,6 +155,9 @@ pub struct DebuggerState {
     pub selected: Option<(DomId, u32)>,
     /// Breakpoints, watchpoints, single-step, catchpoints and stops.
     pub exec: Debugger,
+    /// The debug transport's counters, `(name, count)`, as the stub last
+    /// published them (for `monitor stats`; the core never reads them).
+    pub transport_counters: Vec<(&'static str, u64)>,
 }
 
 /// What the debugger may ask the hypervisor to do to a domain.

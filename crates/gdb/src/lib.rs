@@ -97,10 +97,42 @@ pub struct StubStats {
     pub frames: FrameStats,
     /// gdb sessions started (`qSupported`, or `?` while running).
     pub sessions: u64,
-    /// Packets `gdbstub` rejected (answered with an error, engine rebuilt).
+    /// Packets `gdbstub` rejected (answered with an error, engine rebuilt):
+    /// well framed, but their command could not be parsed or handled.
     pub engine_errors: u64,
+    /// Packets answered with the empty reply: commands `gdbstub` does not
+    /// know or the target does not support (gdb probes with some, e.g.
+    /// `vMustReplyEmpty`, on every attach).
+    pub unknown: u64,
     /// Replies resent because gdb answered `-`.
     pub resent: u64,
+}
+
+/// The empty reply: what an unknown packet gets.
+const EMPTY_REPLY: &[u8] = b"$#00";
+
+impl StubStats {
+    /// Malformed packets: a bad checksum, cut off, oversized, or rejected by
+    /// the engine.
+    pub fn malformed(&self) -> u64 {
+        self.frames.bad_checksum + self.frames.truncated + self.frames.oversized + self.engine_errors
+    }
+
+    /// The counters by name, in the order `monitor stats` shows them.
+    pub fn named(&self) -> Vec<(&'static str, u64)> {
+        alloc::vec![
+            ("packets", self.frames.packets),
+            ("sessions", self.sessions),
+            ("unknown", self.unknown),
+            ("malformed", self.malformed()),
+            ("bad_checksum", self.frames.bad_checksum),
+            ("truncated", self.frames.truncated),
+            ("oversized", self.frames.oversized),
+            ("rejected", self.engine_errors),
+            ("garbage_bytes", self.frames.garbage),
+            ("resent", self.resent),
+        ]
+    }
 }
 
 /// The embedded gdb stub.
@@ -327,11 +359,18 @@ impl GdbStub {
             self.replay.retain(|p| !p.starts_with(key));
             self.replay.push(body.to_vec());
         }
+        if body.starts_with(b"qRcmd,") {
+            // `monitor stats` reads the counters from the debugger state.
+            t.debugger().transport_counters = self.stats().named();
+        }
         let frame = frame(body);
         let start = self.pending.len();
         if self.feed(t, &frame) {
             let reply = &self.pending[start..];
             let reply = reply.strip_prefix(b"+").unwrap_or(reply);
+            if reply == EMPTY_REPLY {
+                self.stats.unknown += 1;
+            }
             self.last_reply = reply.to_vec();
         } else {
             // The engine rejected the packet and is gone: answer with an

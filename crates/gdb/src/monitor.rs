@@ -41,6 +41,7 @@ Lantern monitor commands (add --json to any for one line of JSON):
   phys on|off             memory addresses are guest-physical / guest-virtual
   debug                   breakpoints planted, hardware points, step, catchpoints, last stop
   hypercalls              Xen's hypercall numbers and names (for `catch syscall N`)
+  stats                   the stub's counters: packets, sessions, unknown and malformed packets
 ";
 
 /// Which vCPUs a command names.
@@ -120,6 +121,7 @@ pub fn run(t: &mut View<'_>, line: &str) -> String {
                     "phys",
                     "debug",
                     "hypercalls",
+                    "stats",
                 ] {
                     j.str(c);
                 }
@@ -153,6 +155,10 @@ pub fn run(t: &mut View<'_>, line: &str) -> String {
         }
         "hypercalls" => {
             hypercalls(&mut out);
+            Ok(())
+        }
+        "stats" => {
+            stats(t, &mut out);
             Ok(())
         }
         other => Err(format!("unknown command `{other}` (try `monitor help`)")),
@@ -925,4 +931,23 @@ fn debug_state(t: &View<'_>, out: &mut Out) {
         s.push_str("nothing armed\n");
     }
     out.text = if out.json { j.finish() } else { s };
+}
+
+/// `stats`: the counters the stub published in the debugger state (as of
+/// the packet that asked).
+fn stats(t: &View<'_>, out: &mut Out) {
+    let counters = &t.debugger.transport_counters;
+    if out.json {
+        let mut j = Json::new();
+        j.begin_obj().key("stats").begin_obj();
+        for (name, n) in counters {
+            j.kv_uint(name, *n);
+        }
+        j.end_obj().end_obj();
+        out.text = j.finish();
+    } else {
+        for (name, n) in counters {
+            let _ = writeln!(out.text, "{name:<14}{n}");
+        }
+    }
 }

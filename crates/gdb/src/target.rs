@@ -8,19 +8,23 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt::Write;
 
-use gdbstub::arch::{Arch, Registers};
-use gdbstub::common::{Signal, Tid};
+use core::num::NonZeroUsize;
+
+use gdbstub::arch::{Arch, RegId, Registers};
+use gdbstub::common::{Pid, Signal, Tid};
 use gdbstub::outputln;
 use gdbstub::target::ext::base::multithread::{
     MultiThreadBase, MultiThreadResume, MultiThreadResumeOps, MultiThreadSchedulerLocking,
     MultiThreadSchedulerLockingOps, MultiThreadSingleStep, MultiThreadSingleStepOps,
 };
+use gdbstub::target::ext::base::single_register_access::{SingleRegisterAccess, SingleRegisterAccessOps};
 use gdbstub::target::ext::base::BaseOps;
 use gdbstub::target::ext::breakpoints::{
     Breakpoints, BreakpointsOps, HwBreakpoint, HwBreakpointOps, HwWatchpoint, HwWatchpointOps, SwBreakpoint,
     SwBreakpointOps, WatchKind,
 };
 use gdbstub::target::ext::catch_syscalls::{CatchSyscalls, CatchSyscallsOps, SyscallNumbers};
+use gdbstub::target::ext::extended_mode::{Args, AttachKind, ExtendedMode, ExtendedModeOps, ShouldTerminate};
 use gdbstub::target::ext::monitor_cmd::{ConsoleOutput, MonitorCmd, MonitorCmdOps};
 use gdbstub::target::ext::target_description_xml_override::{
     TargetDescriptionXmlOverride, TargetDescriptionXmlOverrideOps,
@@ -33,7 +37,7 @@ use ref_cast::RefCast;
 use crate::thread_id::{split_tid, tid_of};
 
 /// Largest register file any arch may return (bytes).
-pub const MAX_REGS: usize = 4096;
+pub const MAX_REGS: usize = lantern_common::arch::MAX_GDB_REGISTERS;
 
 /// `EFAULT`, the gdb error code for an unreadable or unwritable address.
 const GDB_EFAULT: u8 = 14;
@@ -82,12 +86,27 @@ impl Arch for LanternArch {
     type Usize = u64;
     type Registers = RegBlob;
     type BreakpointKind = usize;
-    // No single-register access (`p`/`P`): gdb falls back to `g`/`G`.
-    type RegId = ();
+    // `p`/`P` name a register by its place in the target description; its
+    // size is known only to the vCPU's description, so none is given here.
+    type RegId = RawRegId;
 
     fn target_description_xml() -> Option<&'static str> {
         // Served per vCPU through the override extension instead.
         None
+    }
+}
+
+/// A gdb register number, as `p`/`P` send it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RawRegId(pub usize);
+
+impl RegId for RawRegId {
+    fn from_raw_id(id: usize) -> Option<(Self, Option<NonZeroUsize>)> {
+        Some((RawRegId(id), None))
+    }
+
+    fn to_raw_id(&self) -> Option<usize> {
+        Some(self.0)
     }
 }
 
@@ -280,6 +299,41 @@ impl Target for HvTarget {
     fn support_monitor_cmd(&mut self) -> Option<MonitorCmdOps<'_, Self>> {
         Some(self)
     }
+
+    fn support_extended_mode(&mut self) -> Option<ExtendedModeOps<'_, Self>> {
+        // For `kill`/`vKill` alone: without extended mode gdbstub never
+        // answers them (gdb then waits out its `remotetimeout`).
+        Some(self)
+    }
+}
+
+/// gdb's `kill` ends the session and resumes everything, like `detach`: a
+/// debugger never kills the hypervisor, and a domain is destroyed only on
+/// request (`monitor destroy dN`). Starting or attaching to processes
+/// (`target extended-remote`'s `run`, `attach`) has no meaning here.
+impl ExtendedMode for HvTarget {
+    fn run(&mut self, _filename: Option<&[u8]>, _args: Args<'_, '_>) -> TargetResult<Pid, Self> {
+        Err(TargetError::Errno(GDB_EINVAL))
+    }
+
+    fn attach(&mut self, _pid: Pid) -> TargetResult<(), Self> {
+        Err(TargetError::Errno(GDB_EINVAL))
+    }
+
+    fn query_if_attached(&mut self, _pid: Pid) -> TargetResult<AttachKind, Self> {
+        // The system was running before gdb came: gdb detaches on quit.
+        Ok(AttachKind::Attach)
+    }
+
+    fn kill(&mut self, _pid: Option<Pid>) -> TargetResult<ShouldTerminate, Self> {
+        // Ending the session (the stub's Disconnected state) lets every vCPU
+        // run again.
+        Ok(ShouldTerminate::Yes)
+    }
+
+    fn restart(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
 }
 
 impl MultiThreadBase for HvTarget {
@@ -334,6 +388,25 @@ impl MultiThreadBase for HvTarget {
 
     fn support_thread_extra_info(&mut self) -> Option<ThreadExtraInfoOps<'_, Self>> {
         Some(self)
+    }
+
+    fn support_single_register_access(&mut self) -> Option<SingleRegisterAccessOps<'_, Tid, Self>> {
+        Some(self)
+    }
+}
+
+impl SingleRegisterAccess<Tid> for HvTarget {
+    fn read_register(&mut self, tid: Tid, reg: RawRegId, buf: &mut [u8]) -> TargetResult<usize, Self> {
+        let (di, v) = self.resolve(tid).ok_or(TargetError::Errno(GDB_EINVAL))?;
+        match self.slots()[di].vcpus[v as usize].read_register(reg.0, buf) {
+            0 => Err(TargetError::Errno(GDB_EINVAL)),
+            n => Ok(n),
+        }
+    }
+
+    fn write_register(&mut self, tid: Tid, reg: RawRegId, val: &[u8]) -> TargetResult<(), Self> {
+        let (di, v) = self.resolve(tid).ok_or(TargetError::Errno(GDB_EINVAL))?;
+        self.0.slots_mut()[di].vcpus[v as usize].write_register(reg.0, val).map_err(|_| TargetError::Errno(GDB_EINVAL))
     }
 }
 

@@ -55,7 +55,7 @@ static LOGGER: Logger = Logger;
 
 impl log::Log for Logger {
     fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        metadata.level() <= log::max_level()
+        lantern_common::log_filter::shown(metadata)
     }
 
     fn log(&self, record: &log::Record<'_>) {

@@ -830,3 +830,68 @@ fn step_catchpoints_and_their_stops_reach_gdb() {
     c.cmd("D;1");
     assert_eq!(c.hv.debugger.exec.catch, None);
 }
+
+#[test]
+fn single_registers_by_number_per_thread() {
+    let mut c = attached();
+    assert_eq!(c.cmd("Hgp1.402"), "OK");
+    assert_eq!(c.cmd("p0"), hex(&0x1111_0001u64.to_le_bytes()));
+    assert_eq!(c.cmd("p1"), hex(&0xdead_beefu64.to_le_bytes()));
+    assert!(c.cmd("p2").starts_with('E'), "no register 2 in the description");
+    assert_eq!(c.cmd(&format!("P1={}", hex(&0x1234u64.to_le_bytes()))), "OK");
+    assert_eq!(c.cmd("p1"), hex(&0x1234u64.to_le_bytes()));
+    assert_eq!(c.cmd("p0"), hex(&0x1111_0001u64.to_le_bytes()), "the other register is unchanged");
+    // Another thread's register file is its own.
+    assert_eq!(c.cmd("Hgp1.401"), "OK");
+    assert_eq!(c.cmd("p1"), hex(&0xdead_beefu64.to_le_bytes()));
+    // A value of the wrong size, or a register the description lacks, is refused.
+    assert!(c.cmd("P1=1234").starts_with('E'));
+    assert!(c.cmd(&format!("P7={}", hex(&1u64.to_le_bytes()))).starts_with('E'));
+    assert_eq!(c.cmd("p1"), hex(&0xdead_beefu64.to_le_bytes()));
+}
+
+#[test]
+fn kill_and_vkill_answer_and_resume_everything() {
+    let mut c = attached();
+    assert!(c.stopped());
+    assert_eq!(c.cmd("vKill;1"), "OK");
+    assert!(!c.stopped(), "kill resumes like detach");
+    assert!(c.hv.domains().count() == 3, "no domain was destroyed");
+    // A new session, then the old-style `k`: answered, and resumed too.
+    c.attach();
+    assert!(c.stopped());
+    assert_eq!(c.cmd("k"), "OK");
+    assert!(!c.stopped());
+    // After a kill a new gdb attaches as usual.
+    assert!(c.attach().contains("PacketSize"));
+    assert!(c.stopped());
+    assert_eq!(c.cmd("qAttached:1"), "1", "gdb detaches (not kills) on quit");
+    assert!(c.cmd("vRun;").starts_with('E'), "no processes to start");
+}
+
+#[test]
+fn unknown_and_malformed_packets_are_counted_and_shown_by_monitor_stats() {
+    let mut c = attached();
+    let before = c.stub.stats();
+    for _ in 0..3 {
+        assert_eq!(c.cmd("vFrobnicate"), "");
+    }
+    assert_eq!(c.cmd("qNoSuchQuery:1"), "");
+    assert_eq!(c.cmd("mzz,qq"), "E01");
+    c.raw(b"$qSupported#00"); // bad checksum
+    assert_eq!(c.take_tx(), b"-");
+    let after = c.stub.stats();
+    assert_eq!(after.unknown - before.unknown, 4);
+    assert_eq!(after.engine_errors - before.engine_errors, 1);
+    assert_eq!(after.malformed() - before.malformed(), 2);
+    let j = c.json("stats");
+    let stats = &j["stats"];
+    assert_eq!(stats["unknown"], after.unknown, "{j}");
+    assert_eq!(stats["malformed"], after.malformed(), "{j}");
+    assert_eq!(stats["bad_checksum"], after.frames.bad_checksum, "{j}");
+    assert_eq!(stats["sessions"], 1, "{j}");
+    let text = c.monitor("stats");
+    assert!(text.lines().any(|l| l.split_whitespace().eq(["unknown", &after.unknown.to_string()])), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("malformed")), "{text}");
+    assert!(c.monitor("help").contains("stats"));
+}

@@ -111,11 +111,14 @@ pub struct Logger;
 pub static LOGGER: Logger = Logger;
 
 impl log::Log for Logger {
-    fn enabled(&self, _: &log::Metadata) -> bool {
-        true
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        lantern_common::log_filter::shown(metadata)
     }
 
     fn log(&self, r: &log::Record) {
+        if !self.enabled(r.metadata()) {
+            return;
+        }
         match r.level() {
             log::Level::Info => print_fmt(format_args!("(lantern) {}\n", r.args())),
             l => print_fmt(format_args!("(lantern) {}: {}\n", l, r.args())),
