@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crate::boards::BoardSpec;
 use crate::e2e::Session;
 use crate::gdb::{self, Json, SymbolFile};
-use crate::gdb_e2e::{num, print_values, runstate_total, vcpu0_report};
+use crate::gdb_probe::{num, print_values, runstate_total, vcpu0_report};
 use crate::report::Tally;
 
 /// A domain of the live system as these checks need it.
