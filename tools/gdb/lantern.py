@@ -6,6 +6,11 @@ Load with `source tools/gdb/lantern.py` (cargo xtask gdb does it). Adds:
   lantern areas [dN]                every registered guest area as a table
   lantern domains                   the domains as a table
   lantern json CMD...               the raw --json answer of a monitor command
+  lantern catch [NAME|NR ...]       catch hypercalls (all, or those named, e.g.
+                                    `lantern catch vcpu_op`): gdb's `catch syscall`
+                                    with Xen's numbers; each catchpoint stop then
+                                    names the hypercall and whether it is its
+                                    entry or its return
   $lantern("dNvM", "path.to.field" [, "command"])
                                     one value from a monitor command's JSON,
                                     usable in expressions and breakpoint
@@ -33,7 +38,10 @@ gdb.execute("set language c")
 def monitor_json(command):
     """Runs `monitor COMMAND --json` and returns the parsed JSON."""
     out = gdb.execute("monitor %s --json" % command, to_string=True)
-    line = out.strip().splitlines()[-1] if out.strip() else "{}"
+    # The answer is one line of JSON; gdb may print its own notices (a
+    # language warning for the frame) into the same capture.
+    lines = [l for l in out.strip().splitlines() if l.startswith("{")]
+    line = lines[-1] if lines else "{}"
     data = json.loads(line)
     if isinstance(data, dict) and "error" in data:
         raise gdb.GdbError("lantern: %s" % data["error"])
@@ -218,7 +226,51 @@ class LanternFunction(gdb.Function):
         return gdb.Value(str(value))
 
 
+class CatchCmd(gdb.Command):
+    """Catch hypercalls: lantern catch [NAME|NR ...] (no argument: all)."""
+
+    def __init__(self):
+        super().__init__("lantern catch", gdb.COMMAND_BREAKPOINTS)
+
+    def invoke(self, arg, from_tty):
+        names = {h["name"]: h["nr"] for h in monitor_json("hypercalls")["hypercalls"]}
+        nrs = []
+        for word in arg.split():
+            if word.isdigit():
+                nrs.append(int(word))
+            elif word in names:
+                nrs.append(names[word])
+            else:
+                raise gdb.GdbError("lantern: no hypercall `%s` (monitor hypercalls lists them)" % word)
+        # gdb offers `catch syscall` only under an OS ABI with system calls
+        # (the guests' system calls are hypercalls, reported by number);
+        # its names for the numbers are Linux's, the stop notice below
+        # gives Xen's.
+        gdb.execute("set osabi GNU/Linux")
+        gdb.execute("catch syscall %s" % " ".join(str(n) for n in nrs), from_tty)
+
+
+def _on_stop(event):
+    """Names the hypercall of a catchpoint stop (gdb would use Linux's name)."""
+    if not isinstance(event, gdb.BreakpointEvent):
+        return
+    # A catchpoint has neither a location nor an expression.
+    if not any(getattr(b, "location", None) is None and getattr(b, "expression", None) is None
+               for b in event.breakpoints):
+        return
+    try:
+        last = monitor_json("debug").get("last_stop") or {}
+    except (gdb.error, gdb.GdbError, ValueError):
+        return
+    if last.get("reason", "").startswith("hypercall-"):
+        where = "entry" if last["reason"] == "hypercall-entry" else "return"
+        print("Lantern: %s hypercall %s (%d) %s" % (last["vcpu"], last["name"], last["nr"], where))
+
+
+gdb.events.stop.connect(_on_stop)
+
 LanternPrefix()
+CatchCmd()
 VcpuInfoCmd()
 AreasCmd()
 DomainsCmd()

@@ -29,8 +29,9 @@ const CODE_CHANGED: &str = "lantern_guest_scenario::debuggee::CODE_CHANGED";
 
 /// Xen's `__HYPERVISOR_vcpu_op` and `VCPUOP_register_vcpu_info`.
 const HYPERCALL_VCPU_OP: u32 = 24;
-/// How many catchpoint stops the test follows before giving up.
-const CATCH_STOPS: usize = 24;
+/// How many catchpoint stops the test follows (x86 probes its 34 vCPUs
+/// with `VCPUOP_is_up` before it registers a vcpu_info).
+const CATCH_STOPS: usize = 160;
 
 /// The section of a batch's stdout after `echo @@name` and before the next
 /// marker.
@@ -265,8 +266,9 @@ pub fn catch_test(board: &'static dyn BoardSpec, tally: &mut Tally) {
     if let Err(e) = s.wait_for(Duration::from_secs(60), |c| c.contains("gdb-wait: holding")) {
         return rec(tally, "hypervisor waits for gdb", false, &e);
     }
-    // gdb offers `catch syscall` only for an OS ABI with system calls.
-    let mut cmds: Vec<String> = vec!["set osabi GNU/Linux".into(), format!("catch syscall {HYPERCALL_VCPU_OP}")];
+    // lantern.py sets up the OS ABI `catch syscall` needs and names Xen's
+    // hypercalls: `lantern catch vcpu_op` is `catch syscall 24`.
+    let mut cmds: Vec<String> = vec!["lantern catch vcpu_op".into()];
     for i in 0..CATCH_STOPS {
         cmds.push(format!("echo @@stop{i}\\n"));
         cmds.push("continue".into());
@@ -312,6 +314,16 @@ pub fn catch_test(board: &'static dyn BoardSpec, tally: &mut Tally) {
     );
     let seen: Vec<(&str, &str)> = stops.iter().copied().zip(answers.iter().map(String::as_str)).collect();
     let registered = seen.windows(2).any(|w| w[0] == ("call", "shared_info") && w[1] == ("return", "guest"));
+    let named = (0..CATCH_STOPS).all(|i| {
+        let s = section(&out.stdout, &format!("stop{i}"));
+        !s.contains("syscall") || s.contains(&format!("hypercall vcpu_op ({HYPERCALL_VCPU_OP})"))
+    });
+    rec(
+        tally,
+        "lantern catch vcpu_op: every catchpoint stop names Xen's hypercall",
+        named && out.stdout.contains(&format!("Lantern: d1v0 hypercall vcpu_op ({HYPERCALL_VCPU_OP}) entry")),
+        &out.stdout,
+    );
     rec(
         tally,
         "VCPUOP_register_vcpu_info caught: vcpu_info in shared_info at the call, in the guest's page at the return",

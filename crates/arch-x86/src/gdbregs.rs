@@ -1,6 +1,7 @@
 //! The guest register file in gdb's x86-64 order — the core, SSE and
 //! segment-base features gdb knows, then Lantern's system-register feature
-//! (k_gs_base, cr0, cr2, cr3, cr4, cr8, efer) — the target description and
+//! (k_gs_base, cr0, cr2, cr3, cr4, cr8, efer), then gdb's GNU/Linux
+//! feature (`orig_rax`, for `catch syscall`) — the target description and
 //! (de)serialisation from the VMCB, the saved GPRs and the FXSAVE image.
 //!
 //! Writes (`G`, `P`) are validated as a whole before anything changes: the
@@ -36,10 +37,18 @@ const SYSTEM: usize = SEGMENT_BASES + 2 * 8;
 /// Registers in the system feature.
 const SYSTEM_REGS: usize = 7;
 
+/// Offset of `orig_rax`, gdb's GNU/Linux feature.
+const ORIG_RAX: usize = SYSTEM + SYSTEM_REGS * 8;
+/// What `orig_rax` always reads: -1, "in no system call" (a guest's
+/// hypercall is never restarted here). It exists because gdb applies its
+/// GNU/Linux OS ABI — which `catch syscall` needs — only to a description
+/// with this feature; writes of it (gdb's when it moves the PC) are ignored.
+const ORIG_RAX_VALUE: u64 = u64::MAX;
+
 /// Bytes in the register file: 17×8 (GPRs, rip) + 7×4 (eflags, segments) +
 /// 8×10 (st0–7) + 8×4 (x87 control) + 16×16 (xmm) + 4 (mxcsr) + 2×8 (fs_base,
-/// gs_base) + 7×8 (system registers).
-pub const REGS_SIZE: usize = SYSTEM + SYSTEM_REGS * 8;
+/// gs_base) + 7×8 (system registers) + 8 (orig_rax).
+pub const REGS_SIZE: usize = ORIG_RAX + 8;
 
 /// CR3 bits 63–52, reserved (must be zero) in every paging mode.
 const CR3_RESERVED: u64 = 0xFFF0_0000_0000_0000;
@@ -101,7 +110,8 @@ pub const TARGET_XML: &str = concat!(
     r#"<reg name="cr0" bitsize="64" type="int" group="system"/><reg name="cr2" bitsize="64" type="data_ptr" group="system"/>"#,
     r#"<reg name="cr3" bitsize="64" type="int" group="system"/><reg name="cr4" bitsize="64" type="int" group="system"/>"#,
     r#"<reg name="cr8" bitsize="64" type="int" group="system"/><reg name="efer" bitsize="64" type="int" group="system"/>"#,
-    r#"</feature></target>"#
+    r#"</feature><feature name="org.gnu.gdb.i386.linux"><reg name="orig_rax" bitsize="64" type="int"/></feature>"#,
+    r#"</target>"#
 );
 
 fn fx_u16(fx: &FxArea, o: usize) -> u32 {
@@ -168,7 +178,7 @@ pub fn read(vmcb: &Vmcb, r: &GuestRegs, fx: &FxArea, out: &mut [u8]) -> usize {
     o += 256;
     out[o..o + 4].copy_from_slice(&fx.0[FX_MXCSR..FX_MXCSR + 4]);
     o += 4;
-    for v in [s.fs.base, s.gs.base].into_iter().chain(system_regs(vmcb)) {
+    for v in [s.fs.base, s.gs.base].into_iter().chain(system_regs(vmcb)).chain([ORIG_RAX_VALUE]) {
         out[o..o + 8].copy_from_slice(&v.to_le_bytes());
         o += 8;
     }
@@ -306,7 +316,8 @@ mod tests {
     fn the_description_matches_the_file() {
         let regs = described();
         assert_eq!(regs.iter().map(|r| r.1).sum::<usize>(), REGS_SIZE);
-        assert_eq!(regs.len(), 17 + 7 + 16 + 16 + 1 + 2 + SYSTEM_REGS);
+        assert_eq!(regs.len(), 17 + 7 + 16 + 16 + 1 + 2 + SYSTEM_REGS + 1);
+        assert_eq!(offset_of("orig_rax"), ORIG_RAX);
         assert_eq!(offset_of("mxcsr"), MXCSR);
         assert_eq!(offset_of("fs_base"), SEGMENT_BASES);
         assert_eq!(offset_of("k_gs_base"), SYSTEM);
@@ -327,6 +338,7 @@ mod tests {
             ("cr4", 0x20),
             ("cr8", 5),
             ("efer", 0x1500),
+            ("orig_rax", u64::MAX),
         ];
         for (name, v) in expect {
             assert_eq!(u64_at(&buf, name), v, "{name}");
