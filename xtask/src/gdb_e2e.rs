@@ -9,8 +9,8 @@ use std::time::Duration;
 use crate::bench::min_median;
 use crate::boards::{BoardSpec, ProbeValue};
 use crate::build::{build, work_dir, Artifacts};
-use crate::e2e::{self, Session};
-use crate::gdb::{self, BatchOutput, Json, SymbolFile};
+use crate::e2e::{self, num, vcpu0_report, Session};
+use crate::gdb::{self, print_values, runstate_total, BatchOutput, Json, SymbolFile};
 use crate::gdb_session_e2e::LiveDomain;
 use crate::opts::Opts;
 use crate::qemu::qemu_command;
@@ -32,22 +32,6 @@ struct DomainUnderTest {
 /// The guest's `REPORT ... key=value` value from the first line holding it.
 fn report(console: &str, dom: u16, key: &str) -> Option<String> {
     e2e::report_values(console, dom, &[]).into_iter().flatten().find(|(k, _)| k == key).map(|(_, v)| v)
-}
-
-/// A number from the guest's `REPORT vcpu=0 ...` lines.
-pub(crate) fn vcpu0_report(console: &str, dom: u16, key: &str) -> Option<u64> {
-    e2e::report_values(console, dom, &[("vcpu", "0")])
-        .into_iter()
-        .flatten()
-        .find(|(k, _)| k == key)
-        .and_then(|(_, v)| num(&v))
-}
-
-pub(crate) fn num(s: &str) -> Option<u64> {
-    match s.strip_prefix("0x") {
-        Some(h) => u64::from_str_radix(h, 16).ok(),
-        None => s.parse().ok(),
-    }
 }
 
 /// Describes the demo domains of `board` after the guests printed their
@@ -76,28 +60,6 @@ fn domains_under_test(board: &dyn BoardSpec, a: &Artifacts, vcpus: u32, console:
 
 fn has_line(text: &str, parts: &[&str]) -> bool {
     text.lines().any(|l| parts.iter().all(|p| l.contains(p)))
-}
-
-/// `$N = VALUE` lines of a batch's output, in order.
-pub(crate) fn print_values(text: &str) -> Vec<String> {
-    text.lines()
-        .filter_map(|l| {
-            let rest = l.strip_prefix('$')?;
-            let (n, v) = rest.split_once(" = ")?;
-            n.parse::<u32>().ok()?;
-            Some(v.trim().to_string())
-        })
-        .collect()
-}
-
-/// The total of a `monitor runstate dNvM --json` answer's hypervisor times.
-pub(crate) fn runstate_total(out: &BatchOutput, vcpu: &str) -> Option<i128> {
-    out.json_lines().iter().filter_map(|l| Json::parse(l).ok()).find_map(|j| {
-        if j.get("vcpu")?.str()? != vcpu {
-            return None;
-        }
-        j.get("hypervisor")?.get("time")?.items().iter().map(Json::int).sum::<Option<i128>>()
-    })
 }
 
 /// Boots the demo alive (`linger`) with a gdb port and waits for
