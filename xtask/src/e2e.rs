@@ -174,6 +174,23 @@ pub fn scenario_end(console: &str, dom: u16) -> Option<(u64, u64)> {
     })
 }
 
+/// A number as the guests and gdb print them: `0x`-prefixed hex or decimal.
+pub fn num(s: &str) -> Option<u64> {
+    match s.strip_prefix("0x") {
+        Some(h) => u64::from_str_radix(h, 16).ok(),
+        None => s.parse().ok(),
+    }
+}
+
+/// A number from domain `dom`'s `REPORT vcpu=0 ...` lines.
+pub fn vcpu0_report(console: &str, dom: u16, key: &str) -> Option<u64> {
+    report_values(console, dom, &[("vcpu", "0")])
+        .into_iter()
+        .flatten()
+        .find(|(k, _)| k == key)
+        .and_then(|(_, v)| num(&v))
+}
+
 /// `REPORT k=v ...` values of domain `dom` whose line contains all of `filter`'s pairs.
 pub fn report_values(console: &str, dom: u16, filter: &[(&str, &str)]) -> Vec<Vec<(String, String)>> {
     console

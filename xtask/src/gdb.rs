@@ -54,6 +54,9 @@ pub fn setup_commands(board: &dyn BoardSpec, port: u16, symbols: &[SymbolFile]) 
         format!("set architecture {}", board.gdb_arch()),
         format!("source {}", lantern_py().display()),
     ];
+    if let Some(abi) = board.gdb_osabi() {
+        ex.insert(4, format!("set osabi {abi}"));
+    }
     for s in symbols {
         match s.offset {
             Some(o) => ex.push(format!("add-symbol-file {} -o {o:#x}", s.path.display())),
@@ -98,6 +101,28 @@ impl BatchOutput {
             .filter(|l| l.starts_with('{') && l.ends_with('}'))
             .collect()
     }
+}
+
+/// `$N = VALUE` lines of a batch's output, in order.
+pub fn print_values(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix('$')?;
+            let (n, v) = rest.split_once(" = ")?;
+            n.parse::<u32>().ok()?;
+            Some(v.trim().to_string())
+        })
+        .collect()
+}
+
+/// The total of a `monitor runstate dNvM --json` answer's hypervisor times.
+pub fn runstate_total(out: &BatchOutput, vcpu: &str) -> Option<i128> {
+    out.json_lines().iter().filter_map(|l| Json::parse(l).ok()).find_map(|j| {
+        if j.get("vcpu")?.str()? != vcpu {
+            return None;
+        }
+        j.get("hypervisor")?.get("time")?.items().iter().map(Json::int).sum::<Option<i128>>()
+    })
 }
 
 /// Runs `gdb-multiarch -batch` attached to 127.0.0.1:`port` (after the
@@ -545,6 +570,7 @@ mod tests {
         assert_eq!(SymbolFile::parse("g.elf").unwrap().offset, None);
         let ex = setup_commands(boards::by_name("aarch64").unwrap(), 1235, &[s]);
         assert!(ex.contains(&"set architecture aarch64".to_string()));
+        assert!(ex.contains(&"set osabi none".to_string()));
         assert!(ex.contains(&"add-symbol-file /tmp/g.elf -o 0x40000000".to_string()));
         assert_eq!(ex.last().unwrap(), "target remote 127.0.0.1:1235");
     }

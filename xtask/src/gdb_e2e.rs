@@ -9,9 +9,8 @@ use std::time::Duration;
 use crate::bench::min_median;
 use crate::boards::{BoardSpec, ProbeValue};
 use crate::build::{build, work_dir, Artifacts};
-use crate::e2e::{self, Session};
-use crate::gdb::{self, BatchOutput, Json, SymbolFile};
-use crate::gdb_probe::{num, print_values, report, runstate_total, vcpu0_report};
+use crate::e2e::{self, num, vcpu0_report, Session};
+use crate::gdb::{self, print_values, runstate_total, BatchOutput, Json, SymbolFile};
 use crate::gdb_session_e2e::LiveDomain;
 use crate::opts::Opts;
 use crate::qemu::qemu_command;
@@ -28,6 +27,11 @@ pub(crate) struct DomainUnderTest {
     pub(crate) first_thread: u32,
     /// A gdb expression whose value the guest told us: `(expr, expected)`.
     variable: (String, String),
+}
+
+/// The guest's `REPORT ... key=value` value from the first line holding it.
+fn report(console: &str, dom: u16, key: &str) -> Option<String> {
+    e2e::report_values(console, dom, &[]).into_iter().flatten().find(|(k, _)| k == key).map(|(_, v)| v)
 }
 
 /// Describes the demo domains of `board` after the guests printed their

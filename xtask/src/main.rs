@@ -13,7 +13,6 @@ mod debug_e2e;
 mod e2e;
 mod gdb;
 mod gdb_e2e;
-mod gdb_probe;
 mod gdb_session_e2e;
 mod host;
 mod isolation;

@@ -148,6 +148,14 @@ impl BoardSpec for Aarch64 {
         "aarch64"
     }
 
+    /// gdb's GNU/Linux ABI for aarch64 ends every backtrace at a pc below
+    /// 0x8000 (where a Linux process cannot run: its `_start` guard), and the
+    /// test guest runs linked at 0 — `bt` showed one frame. Without an OS
+    /// ABI the guard is at 0x20.
+    fn gdb_osabi(&self) -> Option<&'static str> {
+        Some("none")
+    }
+
     fn default_gdb_port(&self) -> u16 {
         1235
     }

@@ -76,6 +76,11 @@ pub trait BoardSpec: Sync {
     fn demo_vcpus(&self) -> u32;
     /// gdb's `set architecture` name.
     fn gdb_arch(&self) -> &'static str;
+    /// gdb's `set osabi` for the board's guests, when gdb's default (the
+    /// host's, GNU/Linux) is wrong for them.
+    fn gdb_osabi(&self) -> Option<&'static str> {
+        None
+    }
     /// The gdb stub's port when `--gdb-port` is not given.
     fn default_gdb_port(&self) -> u16;
 
