@@ -10,9 +10,12 @@
 //!   Ctrl-C, or from the start with [`GdbStub::wait_for_gdb`]) the stub sets
 //!   `Hypervisor::stopped`, so the scheduler runs nothing; `continue`,
 //!   `detach` and `kill` resume everything.
-//! * **No hang-up.** A serial line cannot tell that gdb went away, so a new
-//!   session is recognised by its first packets: `qSupported` always starts
-//!   one (and stops the system), and so does `?` while the system runs.
+//! * **Hang-up.** A transport that sees its client go away (a virtio-serial
+//!   port's host side closing) reports it ([`Transport::take_hangup`]): the
+//!   session ends and everything runs again, as on a detach. A serial line
+//!   cannot tell, so a new session is also recognised by its first packets:
+//!   `qSupported` always starts one (and stops the system), and so does `?`
+//!   while the system runs.
 //! * **Robust framing.** Bytes go through [`framing::Framer`] first: line
 //!   noise is dropped, a bad checksum is answered with `-`, a truncated or
 //!   oversized packet is dropped, and a packet `gdbstub` cannot parse gets an
@@ -52,7 +55,8 @@ pub const MAX_PACKET: usize = 16 * 1024;
 /// cannot starve them; while the system is stopped the stub drains all.
 pub const RUNNING_POLL_BUDGET: usize = 4096;
 
-/// The byte pipe to gdb: a board implements it over its dedicated UART.
+/// The byte pipe to gdb: a board implements it over its virtio-serial port
+/// or its dedicated UART.
 pub trait Transport {
     /// The next received byte, if one is waiting (never blocks).
     fn read_byte(&mut self) -> Option<u8>;
@@ -60,6 +64,12 @@ pub trait Transport {
     fn write_all(&mut self, data: &[u8]);
     /// Pushes out anything buffered.
     fn flush(&mut self) {}
+    /// Whether the client went away (the host side of the line closed)
+    /// since the last call, after every byte it sent has been read. A line
+    /// that cannot tell (a UART) never says so.
+    fn take_hangup(&mut self) -> bool {
+        false
+    }
 }
 
 /// `gdbstub`'s connection: output collects here and is handed to the
@@ -98,6 +108,8 @@ pub struct StubStats {
     pub engine_errors: u64,
     /// Replies resent because gdb answered `-`.
     pub resent: u64,
+    /// Times the transport reported that the client went away.
+    pub hangups: u64,
 }
 
 /// The embedded gdb stub.
@@ -185,18 +197,28 @@ impl GdbStub {
             self.machine = fresh_machine(t);
         }
         self.check_stop_events(t);
-        let budget = if self.holding() { usize::MAX } else { RUNNING_POLL_BUDGET };
         let mut n = 0;
-        while n < budget {
-            let Some(b) = io.read_byte() else { break };
-            n += 1;
-            if let Some(ev) = self.framer.push(b) {
-                self.on_event(t, ev);
+        loop {
+            // The budget is looked at again after a hang-up: the system may
+            // have been released.
+            let budget = if self.holding() { usize::MAX } else { RUNNING_POLL_BUDGET };
+            while n < budget {
+                let Some(b) = io.read_byte() else { break };
+                n += 1;
+                if let Some(ev) = self.framer.push(b) {
+                    self.on_event(t, ev);
+                }
+                if !self.pending.is_empty() && !self.framer.in_packet() {
+                    io.write_all(&self.pending);
+                    self.pending.clear();
+                }
             }
-            if !self.pending.is_empty() && !self.framer.in_packet() {
-                io.write_all(&self.pending);
-                self.pending.clear();
+            // Everything the departed client sent has been read: end its
+            // session, then read what the next one sent.
+            if !io.take_hangup() {
+                break;
             }
+            self.hang_up(t);
         }
         if !self.pending.is_empty() {
             io.write_all(&self.pending);
@@ -342,8 +364,7 @@ impl GdbStub {
                 }
                 GdbStubStateMachine::Disconnected(d) => {
                     // detach, kill or a session that ended: run again.
-                    self.session = false;
-                    self.replay.clear();
+                    self.end_session();
                     d.return_to_idle()
                 }
                 GdbStubStateMachine::Running(r) => {
@@ -359,6 +380,33 @@ impl GdbStub {
                 }
             };
         }
+    }
+
+    /// The session is over (detach, kill, or the client went away): nothing
+    /// holds the system any more.
+    fn end_session(&mut self) {
+        self.session = false;
+        self.replay.clear();
+    }
+
+    /// The transport says the client went away: its session ends as on a
+    /// detach and everything runs again; its half-sent packet and unsent
+    /// replies are dropped, and the next client meets a fresh engine.
+    /// Without a session (e.g. a client that closed before `qSupported`)
+    /// only the line's state is reset: `--wait-gdb` keeps holding.
+    fn hang_up(&mut self, t: &mut HvTarget) {
+        self.stats.hangups += 1;
+        if self.session {
+            log::debug!("gdb: the client went away; resuming everything");
+            self.end_session();
+        }
+        t.debugger().resume_requested = false;
+        let counted = self.framer.stats;
+        self.framer = Framer::new(MAX_PACKET);
+        self.framer.stats = counted;
+        self.pending.clear();
+        self.last_reply.clear();
+        self.machine = fresh_machine(t);
     }
 
     /// A new engine carrying the current session's settings.

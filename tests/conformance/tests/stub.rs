@@ -59,11 +59,13 @@ fn system() -> Hypervisor {
     Hypervisor::new(vec![slot(d1, a1), slot(d2, a2), slot(d3, a3)])
 }
 
-/// An in-memory serial line.
+/// An in-memory line; `hangup` plays a virtio-serial port whose host side
+/// closed once the bytes in `rx` have been read.
 #[derive(Default)]
 struct Line {
     rx: VecDeque<u8>,
     tx: Vec<u8>,
+    hangup: bool,
 }
 
 impl Transport for Line {
@@ -72,6 +74,9 @@ impl Transport for Line {
     }
     fn write_all(&mut self, data: &[u8]) {
         self.tx.extend_from_slice(data);
+    }
+    fn take_hangup(&mut self) -> bool {
+        self.rx.is_empty() && std::mem::take(&mut self.hangup)
     }
 }
 
@@ -527,6 +532,45 @@ fn gdb_vanishes_while_running_then_new_session() {
     assert!(!c.stopped());
     assert!(c.cmd("?").starts_with("T05"));
     assert!(c.stopped());
+}
+
+#[test]
+fn a_hang_up_ends_the_session_and_everything_runs() {
+    // A client that sends qSupported and closes: its packet is answered
+    // first, then the close ends the session.
+    let mut c = Client::new(system());
+    c.line.rx.extend(frame_vec(b"qSupported:swbreak+"));
+    c.line.hangup = true;
+    c.raw(b"");
+    assert!(!c.stopped(), "the system runs after the client went away");
+    assert!(!c.stub.holding() && !c.stub.attached());
+    assert!(c.hv.pick_next().is_some(), "the scheduler runs vCPUs again");
+    assert_eq!((c.stub.stats().sessions, c.stub.stats().hangups), (1, 1));
+    // Stopped by a real session, half-way through a packet: the same.
+    c.take_tx();
+    c.attach();
+    assert!(c.cmd("?").starts_with("T05"));
+    assert!(c.stopped());
+    c.line.rx.extend(b"$m4000,");
+    c.line.hangup = true;
+    c.raw(b"");
+    assert!(!c.stopped() && !c.stub.holding());
+    // The next client starts cleanly (the cut-off packet is forgotten).
+    c.take_tx();
+    c.attach();
+    assert!(c.stopped());
+    assert!(c.cmd("?").starts_with("T05"));
+    assert_eq!(c.stub.stats().sessions, 3);
+}
+
+#[test]
+fn a_hang_up_without_a_session_keeps_wait_for_gdb_holding() {
+    let mut c = Client::new(system());
+    c.stub.wait_for_gdb(&c.hv);
+    c.line.hangup = true;
+    c.raw(b"");
+    assert!(c.stopped(), "no session ended: --wait-gdb still holds");
+    assert_eq!(c.stub.stats().hangups, 1);
 }
 
 #[test]
