@@ -15,12 +15,16 @@
 extern crate alloc;
 
 pub mod control;
+pub mod hal;
+pub mod pci;
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
+use alloc::boxed::Box;
 use bitflags::bitflags;
-use virtio_drivers::queue::{OwningQueue, VirtQueue};
+
+use virtio_drivers::queue::VirtQueue;
 use virtio_drivers::transport::{DeviceType, Transport};
 use virtio_drivers::Hal;
 
@@ -64,11 +68,63 @@ const MAX_PORTS: u32 = 4;
 const TX_CHUNK: usize = 64 * 1024;
 /// Bytes kept while the host does not read; beyond this output is dropped.
 const OUTBOX_LIMIT: usize = 1 << 20;
+/// Received bytes kept unread before the driver stops taking receive
+/// buffers: then the device holds the rest and the host's writer waits (a
+/// flood is paced by the reader, and memory stays bounded).
+const INBOX_LIMIT: usize = 64 * 1024;
+
+/// A receive queue with a buffer of `BUF` bytes in every descriptor, each
+/// handed back to the device as soon as its data has been taken.
+/// (`virtio-drivers`' `OwningQueue` does the same, but only with its
+/// `alloc` feature, which turns on `zerocopy/alloc` for every crate of a
+/// build, the allocator-less test guests included.)
+struct RxQueue<H: Hal, const SIZE: usize, const BUF: usize> {
+    queue: VirtQueue<H, SIZE>,
+    index: u16,
+    /// The buffers, by descriptor token.
+    buffers: Vec<(u16, Box<[u8; BUF]>)>,
+}
+
+impl<H: Hal, const SIZE: usize, const BUF: usize> RxQueue<H, SIZE, BUF> {
+    /// Queue `index` with all its buffers given to the device (notify it
+    /// once the device is live).
+    fn new<T: Transport>(transport: &mut T, index: u16) -> Result<Self, Error> {
+        let queue = VirtQueue::new(transport, index, false, false)?;
+        let mut rx = RxQueue { queue, index, buffers: Vec::new() };
+        for _ in 0..SIZE {
+            let mut buf = Box::new([0u8; BUF]);
+            // SAFETY: the buffer lives in `buffers` (a Box's block does not
+            // move) and is not touched until `take` pops its token.
+            let token = unsafe { rx.queue.add(&[], &mut [&mut buf[..]]) }?;
+            rx.buffers.push((token, buf));
+        }
+        Ok(rx)
+    }
+
+    /// Hands the next filled buffer's data to `f` and gives the buffer back
+    /// to the device; false when none is filled.
+    fn take<T: Transport>(&mut self, transport: &mut T, f: impl FnOnce(&[u8])) -> Result<bool, Error> {
+        let Some(token) = self.queue.peek_used() else { return Ok(false) };
+        let Some(i) = self.buffers.iter().position(|(t, _)| *t == token) else {
+            return Err(Error::Queue(virtio_drivers::Error::WrongToken));
+        };
+        let (_, mut buf) = self.buffers.swap_remove(i);
+        // SAFETY: `buf` is the buffer added with this token.
+        let len = unsafe { self.queue.pop_used(token, &[], &mut [&mut buf[..]]) }? as usize;
+        f(&buf[..len.min(BUF)]);
+        // SAFETY: as in `new`.
+        let token = unsafe { self.queue.add(&[], &mut [&mut buf[..]]) }?;
+        self.buffers.push((token, buf));
+        if self.queue.should_notify() {
+            transport.notify(self.index);
+        }
+        Ok(true)
+    }
+}
 
 /// The receive and transmit queues of one port.
 struct PortQueues<H: Hal> {
-    rx: OwningQueue<H, DATA_QUEUE_SIZE, RX_BUF>,
-    rx_index: u16,
+    rx: RxQueue<H, DATA_QUEUE_SIZE, RX_BUF>,
     tx: VirtQueue<H, DATA_QUEUE_SIZE>,
     tx_index: u16,
 }
@@ -106,7 +162,7 @@ pub struct Stats {
 /// A virtio-serial device with one port in use, found by name.
 pub struct VirtioSerial<H: Hal, T: Transport> {
     transport: T,
-    control_rx: OwningQueue<H, CONTROL_QUEUE_SIZE, CONTROL_BUF>,
+    control_rx: RxQueue<H, CONTROL_QUEUE_SIZE, CONTROL_BUF>,
     control_tx: VirtQueue<H, CONTROL_QUEUE_SIZE>,
     ports: Vec<PortQueues<H>>,
     multiport: Multiport,
@@ -144,16 +200,16 @@ impl<H: Hal, T: Transport> VirtioSerial<H, T> {
             // Port 0 keeps queues 0 and 1; the control queues come next,
             // then two per further port.
             let rx_index = if p == 0 { 0 } else { 2 * p + 2 };
-            let rx = OwningQueue::new(VirtQueue::new(&mut transport, rx_index, false, false)?)?;
+            let rx = RxQueue::new(&mut transport, rx_index)?;
             let tx = VirtQueue::new(&mut transport, rx_index + 1, false, false)?;
-            ports.push(PortQueues { rx, rx_index, tx, tx_index: rx_index + 1 });
+            ports.push(PortQueues { rx, tx, tx_index: rx_index + 1 });
         }
-        let control_rx = OwningQueue::new(VirtQueue::new(&mut transport, CONTROL_RX_QUEUE, false, false)?)?;
+        let control_rx = RxQueue::new(&mut transport, CONTROL_RX_QUEUE)?;
         let control_tx = VirtQueue::new(&mut transport, CONTROL_TX_QUEUE, false, false)?;
         transport.finish_init();
         // Receive buffers were queued before DRIVER_OK: tell the device.
         for p in &ports {
-            transport.notify(p.rx_index);
+            transport.notify(p.rx.index);
         }
         transport.notify(CONTROL_RX_QUEUE);
         let mut dev = VirtioSerial {
@@ -189,11 +245,11 @@ impl<H: Hal, T: Transport> VirtioSerial<H, T> {
         self.stats
     }
 
-    /// Takes what the device has used: received data into the inbox, then
-    /// control messages, then spent transmit buffers. Never waits.
+    /// Takes what the device has used: control messages, then received data
+    /// into the inbox, then spent transmit buffers. Never waits.
     pub fn poll(&mut self) {
-        self.poll_data();
         self.poll_control();
+        self.poll_data(false);
         self.reclaim_tx();
     }
 
@@ -227,7 +283,9 @@ impl<H: Hal, T: Transport> VirtioSerial<H, T> {
     /// Queues bytes to send (see [`VirtioSerial::flush`]); dropped while the
     /// host side is closed.
     pub fn write(&mut self, data: &[u8]) {
-        if !self.host_open() || self.port().is_none() {
+        // While a hang-up is pending, output answers the departed client:
+        // it must not reach the next one.
+        if !self.host_open() || self.port().is_none() || self.hangup_at.is_some() {
             self.stats.dropped += data.len() as u64;
             return;
         }
@@ -280,17 +338,20 @@ impl<H: Hal, T: Transport> VirtioSerial<H, T> {
         (id < self.ports.len()).then_some(id)
     }
 
-    fn poll_data(&mut self) {
+    /// Moves received data into the inbox, up to [`INBOX_LIMIT`] unless
+    /// `all` (everything the device has queued).
+    fn poll_data(&mut self, all: bool) {
         let Some(p) = self.port_queues() else { return };
         let q = &mut self.ports[p];
-        loop {
+        while all || self.inbox.len() < INBOX_LIMIT {
             let inbox = &mut self.inbox;
-            match q.rx.poll(&mut self.transport, |data| {
+            let received = &mut self.stats.received;
+            match q.rx.take(&mut self.transport, |data| {
                 inbox.extend(data);
-                Ok(Some(data.len()))
+                *received += data.len() as u64;
             }) {
-                Ok(Some(n)) => self.stats.received += n as u64,
-                Ok(None) => break,
+                Ok(true) => {}
+                Ok(false) => break,
                 Err(e) => {
                     log::debug!("virtio-serial: receive queue: {e:?}");
                     break;
@@ -300,28 +361,36 @@ impl<H: Hal, T: Transport> VirtioSerial<H, T> {
         // Other ports' data is not ours: recycle their buffers.
         for (i, q) in self.ports.iter_mut().enumerate() {
             if i != p {
-                while let Ok(Some(())) = q.rx.poll(&mut self.transport, |_| Ok(Some(()))) {}
+                while let Ok(true) = q.rx.take(&mut self.transport, |_| {}) {}
             }
         }
     }
 
     fn poll_control(&mut self) {
-        let mut replies = Vec::new();
         let mut events = Vec::new();
+        // A reply may draw an answer at once (PORT_READY: the port's name
+        // and state): take it in the same poll.
         loop {
-            let mp = &mut self.multiport;
-            let r = self.control_rx.poll(&mut self.transport, |msg| Ok(Some(mp.on_message(msg, &mut replies))));
-            match r {
-                Ok(Some(ev)) => events.extend(ev),
-                Ok(None) => break,
-                Err(e) => {
-                    log::debug!("virtio-serial: control queue: {e:?}");
-                    break;
+            let mut replies = Vec::new();
+            loop {
+                let mp = &mut self.multiport;
+                let r =
+                    self.control_rx.take(&mut self.transport, |msg| events.extend(mp.on_message(msg, &mut replies)));
+                match r {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(e) => {
+                        log::debug!("virtio-serial: control queue: {e:?}");
+                        break;
+                    }
                 }
             }
-        }
-        for m in replies {
-            self.send_control(m);
+            if replies.is_empty() {
+                break;
+            }
+            for m in replies {
+                self.send_control(m);
+            }
         }
         for ev in events {
             match ev {
@@ -329,6 +398,10 @@ impl<H: Hal, T: Transport> VirtioSerial<H, T> {
                 PortEvent::HostOpened => log::debug!("virtio-serial: host side opened"),
                 PortEvent::HostClosed => {
                     self.stats.hangups += 1;
+                    // The device queued the departed client's last bytes
+                    // before it said so: take them all first, so the
+                    // hang-up falls after them in the stream.
+                    self.poll_data(true);
                     let end = self.read_pos + self.inbox.len() as u64;
                     self.hangup_at.get_or_insert(end);
                     self.stats.dropped += self.outbox.len() as u64;

@@ -280,6 +280,26 @@ fn registers_read_write_per_thread() {
 }
 
 #[test]
+fn large_memory_reads_match_the_guest_and_follow_hg() {
+    let mut c = attached();
+    // Runs and varied bytes: what the engine would have run-length encoded.
+    let pattern: Vec<u8> = (0..0x2000u32).map(|i| if i % 512 < 300 { 0 } else { (i * 7) as u8 }).collect();
+    write_phys(&c.hv.domains().next().unwrap().clone(), 0x4000, &pattern).unwrap();
+    c.cmd("Hgp1.401");
+    let before = c.stub.stats().fast_reads;
+    assert_eq!(c.cmd(&format!("m{:x},2000", VBASE + 0x4000)), hex(&pattern));
+    assert_eq!(c.stub.stats().fast_reads, before + 1, "answered by the stub's own encoder");
+    // The same read for d2's thread sees d2's memory, not d1's.
+    c.cmd("Hgp1.801");
+    assert_ne!(c.cmd(&format!("m{:x},2000", VBASE + 0x4000)), hex(&pattern));
+    // Errors stay the engine's: an unmapped address.
+    assert_eq!(c.cmd("m3000,8"), "E0e");
+    // "Any" thread is the first one (d1v0).
+    c.cmd("Hg0");
+    assert_eq!(c.cmd(&format!("m{:x},8", VBASE + 0x3000)), hex(b"lantern!"));
+}
+
+#[test]
 fn memory_virtual_physical_and_unmapped() {
     let mut c = attached();
     c.cmd("Hgp1.401");
