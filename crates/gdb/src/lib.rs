@@ -335,7 +335,9 @@ impl GdbStub {
         if !self.session
             || !matches!(self.machine, Some(GdbStubStateMachine::Idle(_)))
             || len == 0
-            || len > MAX_PACKET / 2
+            // gdb asks at most what fits its PacketSize in hex (a little over
+            // half of it); the reply is built here, not in the engine.
+            || len > MAX_PACKET
         {
             return false;
         }

@@ -55,11 +55,17 @@ impl ConsoleSink for SerialConsole {
     }
 }
 
+/// How often COM1 is looked at while gdb holds the system (typing needs no
+/// better).
+const HELD_CONSOLE_POLL_US: u64 = 1000;
+
 /// This board's side of the scheduler loop.
 struct X86Board<'a> {
     exit_when_done: bool,
     gdb: GdbStub,
     gdb_line: GdbLine,
+    /// When to look at COM1 again while gdb holds the system (TSC).
+    next_console_poll: u64,
     console: Arc<SerialConsole>,
     /// The boot module (a restart loads the image from it again).
     archive: &'a [u8],
@@ -85,6 +91,14 @@ impl Board for X86Board<'_> {
     fn poll(&mut self, hv: &mut Hypervisor) {
         self.gdb.poll(hv, &mut self.gdb_line);
         // Typed input: a Ctrl-A switch, a debug key or a domain's console.
+        // While gdb holds the system this loop spins: reading COM1's status
+        // each time would take QEMU's device lock so often that its main
+        // loop, which moves gdb's bytes, waits for it; look every so often.
+        let now = self.now_ticks();
+        if self.gdb.holding() && now < self.next_console_poll {
+            return;
+        }
+        self.next_console_poll = now + interrupts::TSC_HZ.load(Ordering::Relaxed) * HELD_CONSOLE_POLL_US / 1_000_000;
         while let Some(b) = crate::serial::try_read() {
             hv.serial_input(b, &mut |line| {
                 LINES.close(&print_raw);
@@ -243,6 +257,7 @@ pub fn run(cfg: &BootConfig, archive: &[u8]) -> ! {
         exit_when_done: cfg.exit_when_done,
         gdb: GdbStub::new(),
         gdb_line: GdbLine::probe(),
+        next_console_poll: 0,
         console: Arc::new(SerialConsole),
         archive,
         clock: clock.clone(),

@@ -289,6 +289,9 @@ fn large_memory_reads_match_the_guest_and_follow_hg() {
     let before = c.stub.stats().fast_reads;
     assert_eq!(c.cmd(&format!("m{:x},2000", VBASE + 0x4000)), hex(&pattern));
     assert_eq!(c.stub.stats().fast_reads, before + 1, "answered by the stub's own encoder");
+    // gdb's own request size with 32 KiB packets (0x4002 bytes) too.
+    assert_eq!(c.cmd(&format!("m{:x},4002", VBASE + 0x2000)).len(), 2 * 0x4002);
+    assert_eq!(c.stub.stats().fast_reads, before + 2, "gdb's largest reads take the fast path");
     // The same read for d2's thread sees d2's memory, not d1's.
     c.cmd("Hgp1.801");
     assert_ne!(c.cmd(&format!("m{:x},2000", VBASE + 0x4000)), hex(&pattern));

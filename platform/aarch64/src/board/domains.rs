@@ -37,6 +37,9 @@ const SLICE_MS: u64 = 10;
 /// input (neither raises an interrupt: the PCI INTx is not routed, the
 /// PL011's receive interrupt is masked).
 const INPUT_POLL_MS: u64 = 2;
+/// How often the console is looked at while gdb holds the system (typing
+/// needs no better).
+const HELD_CONSOLE_POLL_US: u64 = 1000;
 
 /// The domains' console lines go to the PL011 as `(dN) line`.
 struct SerialConsole;
@@ -65,8 +68,10 @@ struct ArmBoard<'m> {
     machine: &'m Machine,
     exit_when_done: bool,
     said_done: bool,
-    /// The gdb stub, when the gdb serial line exists.
+    /// The gdb stub, when the gdb line exists.
     gdb: Option<GdbStub>,
+    /// When to look at the console again while gdb holds the system.
+    next_console_poll: u64,
     console: Arc<SerialConsole>,
     /// Counter value at which the current slice ends.
     slice_end: u64,
@@ -103,6 +108,14 @@ impl Board for ArmBoard<'_> {
             }
         }
         // Typed input: a Ctrl-A switch, a debug key or a domain's console.
+        // While gdb holds the system this loop spins: reading the PL011 each
+        // time would take QEMU's device lock so often that its main loop,
+        // which moves gdb's bytes, waits for it; look every so often.
+        let now = timer::now();
+        if self.gdb.as_ref().is_some_and(|g| g.holding()) && now < self.next_console_poll {
+            return;
+        }
+        self.next_console_poll = now + self.machine.freq * HELD_CONSOLE_POLL_US / 1_000_000;
         while let Some(b) = super::console::try_read() {
             hv.serial_input(b, &mut |line| {
                 LINES.close(&print_raw);
@@ -250,6 +263,7 @@ pub fn run(m: &Machine, cfg: &BootConfig) -> ! {
         exit_when_done: cfg.exit_when_done,
         said_done: false,
         gdb,
+        next_console_poll: 0,
         console: Arc::new(SerialConsole),
         slice_end: 0,
         failures: 0,
