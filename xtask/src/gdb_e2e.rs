@@ -343,10 +343,30 @@ pub fn wait_gdb_test(board: &'static dyn BoardSpec, tally: &mut Tally) {
     );
 }
 
+/// A gdb command that prints the wall clock (`STAMP <ns>`), around the
+/// command a figure times: the time from gdb's command to its end.
+const STAMP: &str = "shell date +STAMP%s%N";
+
+/// The time between the first two [`STAMP`]s of a batch's output.
+fn stamped(out: &BatchOutput) -> Result<f64, String> {
+    let t: Vec<f64> = out
+        .stdout
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("STAMP")?.parse::<f64>().ok())
+        .map(|ns| ns / 1e9)
+        .collect();
+    match t[..] {
+        [a, b, ..] => Ok(b - a),
+        _ => Err(format!("no timestamps in gdb's output: {}", out.text())),
+    }
+}
+
 /// gdb figures of `cargo xtask bench` on `board`: attach time,
 /// `lantern vcpu-info all` on a domain of the board's many vCPUs
-/// ([`BenchParams::gdb_vcpus`](crate::boards::BenchParams)), and a 1 MiB
-/// memory read through our stub vs QEMU's built-in stub on the same VM.
+/// ([`BenchParams::gdb_vcpus`](crate::boards::BenchParams)), and, through
+/// our stub on its default line (virtio-serial) vs QEMU's built-in stub on
+/// the same VM, a bare attach (`target remote` + detach) and a 1 MiB memory
+/// read (from gdb's `dump` to its end, between two [`STAMP`]s).
 pub fn bench(board: &'static dyn BoardSpec, runs: usize) -> Result<(), String> {
     let params = board.bench();
     let vcpus = params.gdb_vcpus;
@@ -376,55 +396,65 @@ pub fn bench(board: &'static dyn BoardSpec, runs: usize) -> Result<(), String> {
     let mut vinfo = Vec::new();
     let mut ours = Vec::new();
     let mut qemu = Vec::new();
+    // Bare attach (`target remote` then the batch's detach, no Lantern
+    // setup) to each stub.
+    let mut attach_ours = Vec::new();
+    let mut attach_qemu = Vec::new();
     let mut notes = Vec::new();
     for _ in 0..runs {
         let e = gdb::run_batch(board, port, &[], &[], t)?;
         attach.push(secs(&e));
-        let v = gdb::run_batch(board, port, &[], &["lantern vcpu-info all"], t)?;
+        let bare = gdb::run_plain_batch(port, &[], t)?;
+        attach_ours.push(secs(&bare));
+        let v = gdb::run_batch(board, port, &[], &[STAMP, "lantern vcpu-info all", STAMP], t)?;
         let rows = v.stdout.lines().filter(|l| l.starts_with("d1v")).count();
         if rows != vcpus as usize {
             notes.push(format!("vcpu-info all printed {rows} rows, not {vcpus}"));
         }
-        vinfo.push(secs(&v) - secs(&e));
+        vinfo.push(stamped(&v)?);
         // The same 1 MiB of guest RAM: guest-physical 1 MiB..2 MiB of d1.
-        let m = gdb::run_batch(
-            board,
+        let m = gdb::run_plain_batch(
             port,
-            &[],
-            &["monitor phys on", "dump binary memory /dev/null 0x100000 0x200000", "monitor phys off"],
+            &["monitor phys on", STAMP, "dump binary memory /dev/null 0x100000 0x200000", STAMP, "monitor phys off"],
             t,
         )?;
         if m.stderr.contains("Cannot access") || m.code != Some(0) {
             notes.push(format!("our stub's read failed: {}", m.text()));
         }
-        ours.push(secs(&m) - secs(&e));
+        ours.push(stamped(&m)?);
         // QEMU's stub sees the host: 1 MiB of the board's host-physical RAM.
         let (start, end) = params.host_ram;
         let dump = format!("dump binary memory /dev/null {start:#x} {end:#x}");
         let q = gdb::run_plain_batch(
             qport,
-            &["maintenance packet Qqemu.PhyMemMode:1", &dump, "maintenance packet Qqemu.PhyMemMode:0"],
+            &["maintenance packet Qqemu.PhyMemMode:1", STAMP, &dump, STAMP, "maintenance packet Qqemu.PhyMemMode:0"],
             t,
         )?;
         let q0 = gdb::run_plain_batch(qport, &[], t)?;
         if q.code != Some(0) {
             notes.push(format!("QEMU stub read failed: {}", q.text()));
         }
-        qemu.push(secs(&q) - secs(&q0));
+        qemu.push(stamped(&q)?);
+        attach_qemu.push(secs(&q0));
     }
     let ms = |v: f64| format!("{:.1} ms", v * 1e3);
     let (a0, a1) = min_median(&attach);
     let (v0, v1) = min_median(&vinfo);
     let (o0, o1) = min_median(&ours);
     let (q0, q1) = min_median(&qemu);
+    let (b0, b1) = min_median(&attach_ours);
+    let (c0, c1) = min_median(&attach_qemu);
     println!("== gdb ({}, one domain of {vcpus} vCPUs, {runs} runs each; min / median)", board.name());
     println!("| figure | min | median |");
     println!("|---|---|---|");
     println!("| gdb attach (target remote + detach, batch) | {} | {} |", ms(a0), ms(a1));
-    println!("| `lantern vcpu-info all` ({vcpus} vCPUs), beyond attach | {} | {} |", ms(v0), ms(v1));
-    println!("| 1 MiB read, our stub (guest-physical) | {} | {} |", ms(o0), ms(o1));
-    println!("| 1 MiB read, QEMU's -gdb stub (host-physical) | {} | {} |", ms(q0), ms(q1));
-    println!("| ratio ours / QEMU (median) | {:.1}x | |", o1 / q1.max(1e-9));
+    println!("| `lantern vcpu-info all` ({vcpus} vCPUs), from the command | {} | {} |", ms(v0), ms(v1));
+    println!("| 1 MiB read (`dump` command), our stub over virtio-serial, guest-physical | {} | {} |", ms(o0), ms(o1));
+    println!("| 1 MiB read (`dump` command), QEMU's -gdb stub, host-physical | {} | {} |", ms(q0), ms(q1));
+    println!("| read ratio ours / QEMU (median; goal <= 2x) | {:.2}x | |", o1 / q1.max(1e-9));
+    println!("| bare attach, our stub ({vcpus} threads) | {} | {} |", ms(b0), ms(b1));
+    println!("| bare attach, QEMU's -gdb stub (1 CPU) | {} | {} |", ms(c0), ms(c1));
+    println!("| attach ratio ours / QEMU (median; goal <= 1.5x) | {:.2}x | |", b1 / c1.max(1e-9));
     for n in notes {
         println!("note: {n}");
     }

@@ -14,6 +14,7 @@ mod e2e;
 mod gdb;
 mod gdb_e2e;
 mod gdb_session_e2e;
+mod gdb_transport_e2e;
 mod host;
 mod isolation;
 mod lifecycle_e2e;
@@ -99,6 +100,11 @@ const BOARD_TESTS: &[BoardTest] = &[
     ("wait-gdb", "gdb attached before the first guest instruction", gdb_e2e::wait_gdb_test),
     ("debugger", "breakpoints, hardware breakpoints, stepi, watchpoints on the live demo", debug_e2e::live_test),
     ("catch-syscall", "hypercall catchpoints from the first instruction", debug_e2e::catch_test),
+    (
+        "gdb-transport",
+        "the virtio-serial gdb line: a vanished client, 100,000 malformed packets",
+        gdb_transport_e2e::transport_test,
+    ),
     ("linux", "Debian's unmodified Linux", linux_e2e::linux_test),
     ("linux-beside", "Debian's Linux beside the scenario guest", linux_beside_e2e::linux_beside_test),
 ];

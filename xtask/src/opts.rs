@@ -48,6 +48,9 @@ pub struct Opts {
     pub guest_cmdline: Option<String>,
     /// `--gdb-port P`: expose the gdb stub's serial line on 127.0.0.1:P.
     pub gdb_port: Option<u16>,
+    /// `--gdb-transport virtio|uart`: the device that carries the gdb stub's
+    /// line (the hypervisor uses whichever it finds).
+    pub gdb_transport: GdbTransport,
     /// `--wait-gdb`: hold every vCPU before its first instruction until gdb
     /// attaches and continues (the boot-configuration word `gdb-wait`).
     pub wait_gdb: bool,
@@ -61,6 +64,29 @@ pub struct Opts {
     pub demo_domains: Option<usize>,
     /// QEMU's own gdb stub on 127.0.0.1:P (`-gdb`), for comparisons.
     pub qemu_gdb_port: Option<u16>,
+}
+
+/// The device that carries the gdb stub's line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GdbTransport {
+    /// A virtio-serial port (`virtio-serial-pci` + `virtserialport`): fast,
+    /// and the hypervisor sees gdb go away.
+    Virtio,
+    /// The board's 16550 (COM2 on x86, `pci-serial` on arm): one trap per
+    /// byte, no hang-up.
+    Uart,
+}
+
+impl std::str::FromStr for GdbTransport {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "virtio" => Ok(GdbTransport::Virtio),
+            "uart" => Ok(GdbTransport::Uart),
+            _ => Err(format!("--gdb-transport takes virtio|uart, not `{s}`")),
+        }
+    }
 }
 
 impl Default for Opts {
@@ -98,6 +124,7 @@ impl Opts {
             append: Vec::new(),
             guest_cmdline: None,
             gdb_port: None,
+            gdb_transport: GdbTransport::Virtio,
             wait_gdb: false,
             serial_log: None,
             console_socket: None,
@@ -146,6 +173,7 @@ options:
   --append WORD           extra hypervisor command-line word (repeatable)
   --guest-cmdline TEXT    command line of every --guest/demo domain (e.g. bench)
   --gdb-port P            gdb stub port
+  --gdb-transport T       virtio (default: a virtio-serial port) or uart (the board's 16550)
   --wait-gdb              hold every vCPU before its first instruction until gdb continues
   --serial-log FILE       console to FILE instead of the terminal
 Without --exit the demo guests get `linger` and stay alive for gdb.",
@@ -193,6 +221,7 @@ pub fn parse_opts(args: &[String]) -> Result<Option<Opts>, String> {
             "--append" => o.append.push(value("--append")?),
             "--guest-cmdline" => o.guest_cmdline = Some(value("--guest-cmdline")?),
             "--gdb-port" => o.gdb_port = Some(num(value("--gdb-port")?, "--gdb-port takes a port")?),
+            "--gdb-transport" => o.gdb_transport = value("--gdb-transport")?.parse()?,
             "--wait-gdb" => o.wait_gdb = true,
             "--serial-log" => o.serial_log = Some(PathBuf::from(value("--serial-log")?)),
             "-h" | "--help" => return Ok(None),
@@ -251,6 +280,10 @@ mod tests {
         assert_eq!((o.log, o.dev_build), (Some(log::LevelFilter::Debug), true));
         assert!(parse_opts(&["--log".to_string(), "loud".to_string()]).is_err());
         assert!(parse_opts(&["--debug".to_string()]).is_err(), "renamed to --dev-build");
+        assert_eq!(o.gdb_transport, GdbTransport::Virtio, "virtio-serial is the default gdb line");
+        let uart = parse_opts(&["--gdb-transport".to_string(), "uart".to_string()]).unwrap().unwrap();
+        assert_eq!(uart.gdb_transport, GdbTransport::Uart);
+        assert!(parse_opts(&["--gdb-transport".to_string(), "tcp".to_string()]).is_err());
         let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let o = parse_opts(&args(&["--guest", "Image", "--initrd", "root.cpio"])).unwrap().unwrap();
         assert_eq!(o.initrds, [PathBuf::from("root.cpio")]);

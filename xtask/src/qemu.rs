@@ -5,11 +5,17 @@
 use std::process::Command;
 
 use crate::build::Artifacts;
-use crate::opts::Opts;
+use crate::opts::{GdbTransport, Opts};
 
 /// The id of the host-socket chardev that carries the gdb stub's serial
 /// line; each board attaches its gdb UART to it.
 const GDB_CHARDEV: &str = "gdbser";
+
+/// The id given to the virtio-serial device that carries the gdb port.
+const GDB_VIRTIO_SERIAL: &str = "lantern-gdb-vs";
+/// The gdb port's name, by which the hypervisor finds it
+/// (`lantern_virtio_serial::GDB_PORT_NAME`).
+pub const GDB_PORT_NAME: &str = "org.lantern.gdb.0";
 
 /// The id of the chardev that carries the console when input comes from a
 /// socket ([`Opts::console_socket`]).
@@ -36,7 +42,18 @@ pub fn qemu_command(opts: &Opts, a: &Artifacts) -> Command {
     if let Some(port) = opts.gdb_port {
         c.arg("-chardev")
             .arg(format!("socket,id={GDB_CHARDEV},host=127.0.0.1,port={port},server=on,wait=off,nodelay=on"));
-        c.args(board.gdb_serial_args(GDB_CHARDEV));
+        match opts.gdb_transport {
+            // Both boards take it on their PCI(e) bus. A virtserialport (not
+            // a virtconsole): lossless, and it reports the socket's client
+            // connecting and leaving.
+            GdbTransport::Virtio => c.args([
+                "-device".to_string(),
+                format!("virtio-serial-pci,id={GDB_VIRTIO_SERIAL}"),
+                "-device".to_string(),
+                format!("virtserialport,bus={GDB_VIRTIO_SERIAL}.0,nr=1,chardev={GDB_CHARDEV},name={GDB_PORT_NAME}"),
+            ]),
+            GdbTransport::Uart => c.args(board.gdb_serial_args(GDB_CHARDEV)),
+        };
     }
     if let Some(port) = opts.qemu_gdb_port {
         c.arg("-gdb").arg(format!("tcp:127.0.0.1:{port}"));
@@ -84,7 +101,11 @@ mod tests {
             domains: vec![(1, "g".into())],
         };
         let line = |arch: &str| {
-            let o = Opts { gdb_port: Some(4000), ..Opts::on(crate::boards::by_name(arch).unwrap()) };
+            let o = Opts {
+                gdb_port: Some(4000),
+                gdb_transport: GdbTransport::Uart,
+                ..Opts::on(crate::boards::by_name(arch).unwrap())
+            };
             command_line(&qemu_command(&o, &a))
         };
         let common = "-display none -monitor none -no-reboot -serial stdio \
@@ -104,5 +125,29 @@ mod tests {
                  -kernel /k -device loader,file=/m.cpio,addr=0x4be00000,force-raw=on -append domain=g"
             )
         );
+    }
+
+    #[test]
+    fn the_gdb_line_is_a_virtio_serial_port_by_default() {
+        let a = Artifacts {
+            kernel: "/k".into(),
+            module: "/m.cpio".into(),
+            module_len: 1 << 20,
+            ram_bytes: 192 << 20,
+            cmdline: "domain=g".into(),
+            domains: vec![(1, "g".into())],
+        };
+        for b in crate::boards::all() {
+            let o = Opts { gdb_port: Some(4000), ..Opts::on(*b) };
+            let line = command_line(&qemu_command(&o, &a));
+            assert!(
+                line.contains(
+                    "-device virtio-serial-pci,id=lantern-gdb-vs -device \
+                     virtserialport,bus=lantern-gdb-vs.0,nr=1,chardev=gdbser,name=org.lantern.gdb.0"
+                ),
+                "{line}"
+            );
+            assert!(!line.contains("pci-serial,") && !line.contains("chardev:gdbser"), "{line}");
+        }
     }
 }

@@ -10,9 +10,12 @@
 //!   Ctrl-C, or from the start with [`GdbStub::wait_for_gdb`]) the stub sets
 //!   `Hypervisor::stopped`, so the scheduler runs nothing; `continue`,
 //!   `detach` and `kill` resume everything.
-//! * **No hang-up.** A serial line cannot tell that gdb went away, so a new
-//!   session is recognised by its first packets: `qSupported` always starts
-//!   one (and stops the system), and so does `?` while the system runs.
+//! * **Hang-up.** A transport that sees its client go away (a virtio-serial
+//!   port's host side closing) reports it ([`Transport::take_hangup`]): the
+//!   session ends and everything runs again, as on a detach. A serial line
+//!   cannot tell, so a new session is also recognised by its first packets:
+//!   `qSupported` always starts one (and stops the system), and so does `?`
+//!   while the system runs.
 //! * **Robust framing.** Bytes go through [`framing::Framer`] first: line
 //!   noise is dropped, a bad checksum is answered with `-`, a truncated or
 //!   oversized packet is dropped, and a packet `gdbstub` cannot parse gets an
@@ -23,6 +26,7 @@
 
 extern crate alloc;
 
+mod fast_read;
 pub mod framing;
 pub mod json;
 pub mod monitor;
@@ -32,10 +36,11 @@ pub mod thread_id;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
-use gdbstub::common::Signal;
+use gdbstub::common::{Signal, Tid};
 use gdbstub::conn::Connection;
 use gdbstub::stub::state_machine::GdbStubStateMachine;
 use gdbstub::stub::{GdbStubBuilder, MultiThreadStopReason};
+use gdbstub::target::ext::base::multithread::MultiThreadBase;
 
 use gdbstub::target::ext::breakpoints::WatchKind;
 use gdbstub::target::ext::catch_syscalls::CatchSyscallPosition;
@@ -48,14 +53,16 @@ pub use target::HvTarget;
 pub use thread_id::{split_tid, tid_of, TIDS_PER_DOMAIN};
 
 /// Largest packet body accepted (and `PacketSize` advertised, less framing):
-/// large enough that gdb reads memory in 8 KiB requests.
-pub const MAX_PACKET: usize = 16 * 1024;
+/// large enough that gdb reads memory in 16 KiB requests (fewer round trips,
+/// each of which costs the same fixed time on the line).
+pub const MAX_PACKET: usize = 32 * 1024;
 
 /// Bytes taken from the line per poll while guests run, so a flood of input
 /// cannot starve them; while the system is stopped the stub drains all.
 pub const RUNNING_POLL_BUDGET: usize = 4096;
 
-/// The byte pipe to gdb: a board implements it over its dedicated UART.
+/// The byte pipe to gdb: a board implements it over its virtio-serial port
+/// or its dedicated UART.
 pub trait Transport {
     /// The next received byte, if one is waiting (never blocks).
     fn read_byte(&mut self) -> Option<u8>;
@@ -63,6 +70,12 @@ pub trait Transport {
     fn write_all(&mut self, data: &[u8]);
     /// Pushes out anything buffered.
     fn flush(&mut self) {}
+    /// Whether the client went away (the host side of the line closed)
+    /// since the last call, after every byte it sent has been read. A line
+    /// that cannot tell (a UART) never says so.
+    fn take_hangup(&mut self) -> bool {
+        false
+    }
 }
 
 /// `gdbstub`'s connection: output collects here and is handed to the
@@ -106,6 +119,10 @@ pub struct StubStats {
     pub unknown: u64,
     /// Replies resent because gdb answered `-`.
     pub resent: u64,
+    /// Times the transport reported that the client went away.
+    pub hangups: u64,
+    /// Memory reads the stub answered itself (see `fast_read`).
+    pub fast_reads: u64,
 }
 
 /// The empty reply: what an unknown packet gets.
@@ -154,6 +171,9 @@ pub struct GdbStub {
     replay: Vec<Vec<u8>>,
     /// Domain lifecycles when gdb last resumed (to report a crash as a stop).
     at_resume: Vec<(u16, Lifecycle)>,
+    /// The thread gdb's last `Hg` selected for memory reads (as the
+    /// engine sees it), when the stub answers `m` itself.
+    mem_tid: Option<Tid>,
     stats: StubStats,
     last_error: alloc::string::String,
 }
@@ -178,6 +198,7 @@ impl GdbStub {
             hold_for_attach: false,
             replay: Vec::new(),
             at_resume: Vec::new(),
+            mem_tid: None,
             stats: StubStats::default(),
             last_error: alloc::string::String::new(),
         }
@@ -220,18 +241,28 @@ impl GdbStub {
             self.machine = fresh_machine(t);
         }
         self.check_stop_events(t);
-        let budget = if self.holding() { usize::MAX } else { RUNNING_POLL_BUDGET };
         let mut n = 0;
-        while n < budget {
-            let Some(b) = io.read_byte() else { break };
-            n += 1;
-            if let Some(ev) = self.framer.push(b) {
-                self.on_event(t, ev);
+        loop {
+            // The budget is looked at again after a hang-up: the system may
+            // have been released.
+            let budget = if self.holding() { usize::MAX } else { RUNNING_POLL_BUDGET };
+            while n < budget {
+                let Some(b) = io.read_byte() else { break };
+                n += 1;
+                if let Some(ev) = self.framer.push(b) {
+                    self.on_event(t, ev);
+                }
+                if !self.pending.is_empty() && !self.framer.in_packet() {
+                    io.write_all(&self.pending);
+                    self.pending.clear();
+                }
             }
-            if !self.pending.is_empty() && !self.framer.in_packet() {
-                io.write_all(&self.pending);
-                self.pending.clear();
+            // Everything the departed client sent has been read: end its
+            // session, then read what the next one sent.
+            if !io.take_hangup() {
+                break;
             }
+            self.hang_up(t);
         }
         if !self.pending.is_empty() {
             io.write_all(&self.pending);
@@ -348,6 +379,7 @@ impl GdbStub {
             self.session = true;
             self.hold_for_attach = false;
             self.replay.clear();
+            self.mem_tid = None;
             self.machine = fresh_machine(t);
         }
         if let Some(thread) = body.strip_prefix(b"Hg") {
@@ -362,6 +394,13 @@ impl GdbStub {
         if body.starts_with(b"qRcmd,") {
             // `monitor stats` reads the counters from the debugger state.
             t.debugger().transport_counters = self.stats().named();
+        }
+        if body.starts_with(b"Hg") {
+            // "Any" is the first thread, as the engine picks it.
+            self.mem_tid = fast_read::parse_hg(body).and_then(|tid| tid.or_else(|| t.first_tid()));
+        }
+        if self.read_memory(t, body) {
+            return;
         }
         let frame = frame(body);
         let start = self.pending.len();
@@ -382,6 +421,33 @@ impl GdbStub {
             self.pending.extend_from_slice(&self.last_reply);
             self.rebuild(t);
         }
+    }
+
+    /// Answers an `m` packet without the engine (see [`fast_read`]) when the
+    /// system is stopped in a session and the read succeeds; false leaves
+    /// the packet to the engine.
+    fn read_memory(&mut self, t: &mut HvTarget, body: &[u8]) -> bool {
+        let (Some(tid), Some((addr, len))) = (self.mem_tid, fast_read::parse_m(body)) else { return false };
+        if !self.session
+            || !matches!(self.machine, Some(GdbStubStateMachine::Idle(_)))
+            || len == 0
+            // gdb asks at most what fits its PacketSize in hex (a little over
+            // half of it); the reply is built here, not in the engine.
+            || len > MAX_PACKET
+        {
+            return false;
+        }
+        let mut data = alloc::vec![0; len];
+        let n = match t.read_addrs(addr, &mut data, tid) {
+            Ok(n) if n > 0 => n.min(len),
+            _ => return false,
+        };
+        self.pending.push(b'+');
+        let start = self.pending.len();
+        fast_read::encode_hex_reply(&data[..n], &mut self.pending);
+        self.last_reply = self.pending[start..].to_vec();
+        self.stats.fast_reads += 1;
+        true
     }
 
     /// Whether gdb resumed the system and waits for a stop.
@@ -439,9 +505,7 @@ impl GdbStub {
                 GdbStubStateMachine::Disconnected(d) => {
                     // detach, kill or a session that ended: run again, with
                     // nothing of the session left in the guests.
-                    t.end_debugging();
-                    self.session = false;
-                    self.replay.clear();
+                    self.end_session(t);
                     d.return_to_idle()
                 }
                 GdbStubStateMachine::Running(r) => {
@@ -457,6 +521,37 @@ impl GdbStub {
                 }
             };
         }
+    }
+
+    /// The session is over (detach, kill, or the client went away): nothing
+    /// holds the system any more.
+    fn end_session(&mut self, t: &mut HvTarget) {
+        // Breakpoints come out of the guests, hardware points, steps and
+        // catchpoints are disarmed.
+        t.end_debugging();
+        self.session = false;
+        self.replay.clear();
+        self.mem_tid = None;
+    }
+
+    /// The transport says the client went away: its session ends as on a
+    /// detach and everything runs again; its half-sent packet and unsent
+    /// replies are dropped, and the next client meets a fresh engine.
+    /// Without a session (e.g. a client that closed before `qSupported`)
+    /// only the line's state is reset: `--wait-gdb` keeps holding.
+    fn hang_up(&mut self, t: &mut HvTarget) {
+        self.stats.hangups += 1;
+        if self.session {
+            log::debug!("gdb: the client went away; resuming everything");
+            self.end_session(t);
+        }
+        t.debugger().resume_requested = false;
+        let counted = self.framer.stats;
+        self.framer = Framer::new(MAX_PACKET);
+        self.framer.stats = counted;
+        self.pending.clear();
+        self.last_reply.clear();
+        self.machine = fresh_machine(t);
     }
 
     /// A new engine carrying the current session's settings.

@@ -1,7 +1,8 @@
 //! Builds the domains named by the boot configuration from the guest images
 //! in the boot module (a cpio archive), and runs them with the core's
 //! round-robin scheduler until they finish. [`X86Board`] is this board's
-//! side of the scheduler loop: the APIC tick preempts, COM2 carries gdb,
+//! side of the scheduler loop: the APIC tick preempts, a virtio-serial port
+//! (or COM2) carries gdb,
 //! COM1 prints the domains' consoles and takes serial input (switched with
 //! Ctrl-A x3 between the domains' PV consoles and the debug keys),
 //! isa-debug-exit ends the run.
@@ -25,10 +26,11 @@ use lantern_common::memory::DomId;
 use lantern_common::memory::{Gfn, P2mType, Page, PAGE_SIZE};
 use lantern_common::sched::{Board, DomainSlot, Hypervisor, Verdict};
 use lantern_common::{cpio, loader, pv_console};
-use lantern_gdb::{GdbStub, Transport};
+use lantern_gdb::GdbStub;
 use xen_abi::arch_x86::HVM_CONSOLE_GFN;
 use xen_abi::nr::{hvm_param, shutdown};
 
+use crate::gdb_line::GdbLine;
 use crate::interrupts;
 
 /// The domains' console lines go to COM1 as `(dN) line`.
@@ -53,27 +55,17 @@ impl ConsoleSink for SerialConsole {
     }
 }
 
-/// COM2 (I/O port 0x2F8): the gdb stub's serial line.
-struct Com2(uart_16550::SerialPort);
-
-impl Transport for Com2 {
-    fn read_byte(&mut self) -> Option<u8> {
-        self.0.try_receive().ok()
-    }
-
-    fn write_all(&mut self, data: &[u8]) {
-        // send_raw: `send` would rewrite 0x08/0x7F, corrupting packets.
-        for &b in data {
-            self.0.send_raw(b);
-        }
-    }
-}
+/// How often COM1 is looked at while gdb holds the system (typing needs no
+/// better).
+const HELD_CONSOLE_POLL_US: u64 = 1000;
 
 /// This board's side of the scheduler loop.
 struct X86Board<'a> {
     exit_when_done: bool,
     gdb: GdbStub,
-    com2: Com2,
+    gdb_line: GdbLine,
+    /// When to look at COM1 again while gdb holds the system (TSC).
+    next_console_poll: u64,
     console: Arc<SerialConsole>,
     /// The boot module (a restart loads the image from it again).
     archive: &'a [u8],
@@ -97,8 +89,16 @@ impl Board for X86Board<'_> {
     fn start_slice(&mut self) {}
 
     fn poll(&mut self, hv: &mut Hypervisor) {
-        self.gdb.poll(hv, &mut self.com2);
+        self.gdb.poll(hv, &mut self.gdb_line);
         // Typed input: a Ctrl-A switch, a debug key or a domain's console.
+        // While gdb holds the system this loop spins: reading COM1's status
+        // each time would take QEMU's device lock so often that its main
+        // loop, which moves gdb's bytes, waits for it; look every so often.
+        let now = self.now_ticks();
+        if self.gdb.holding() && now < self.next_console_poll {
+            return;
+        }
+        self.next_console_poll = now + interrupts::TSC_HZ.load(Ordering::Relaxed) * HELD_CONSOLE_POLL_US / 1_000_000;
         while let Some(b) = crate::serial::try_read() {
             hv.serial_input(b, &mut |line| {
                 LINES.close(&print_raw);
@@ -109,7 +109,7 @@ impl Board for X86Board<'_> {
 
     fn idle(&mut self, _hv: &Hypervisor, _wake_at: Option<u64>) {
         if self.gdb.holding() {
-            // gdb holds the system: look at the line again right away (COM2
+            // gdb holds the system: look at the line again right away (it
             // raises no interrupt here), instead of sleeping a whole tick.
             core::hint::spin_loop();
             return;
@@ -253,13 +253,11 @@ pub fn run(cfg: &BootConfig, archive: &[u8]) -> ! {
         log::warn!("ignoring unknown boot option '{w}'");
     }
     let clock: Arc<dyn Clock> = Arc::new(crate::clock::tsc_clock(interrupts::TSC_HZ.load(Ordering::Relaxed)));
-    // SAFETY: 0x2F8 is COM2 on q35; only the gdb stub touches those ports.
-    let mut com2 = unsafe { uart_16550::SerialPort::new(0x2F8) };
-    com2.init();
     let mut board = X86Board {
         exit_when_done: cfg.exit_when_done,
         gdb: GdbStub::new(),
-        com2: Com2(com2),
+        gdb_line: GdbLine::probe(),
+        next_console_poll: 0,
         console: Arc::new(SerialConsole),
         archive,
         clock: clock.clone(),
@@ -282,7 +280,7 @@ pub fn run(cfg: &BootConfig, archive: &[u8]) -> ! {
     crate::println!("(lantern) {}", hv.start_serial_input());
     if cfg.wait_for_gdb {
         board.gdb.wait_for_gdb(&hv);
-        crate::println!("(lantern) gdb-wait: holding every vCPU until gdb attaches on COM2");
+        crate::println!("(lantern) gdb-wait: holding every vCPU until gdb attaches on {}", board.gdb_line.name());
     }
     let t0 = clock.now_ns();
     let verdict = hv.run(&mut board);

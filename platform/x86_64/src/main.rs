@@ -10,6 +10,7 @@ extern crate alloc;
 mod boot;
 mod clock;
 mod domains;
+mod gdb_line;
 
 mod heap;
 mod hpet;

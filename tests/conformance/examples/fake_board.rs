@@ -29,10 +29,18 @@ use lantern_gdb::{GdbStub, Transport};
 const RAM_PAGES: u64 = 256;
 
 /// The debug transport: one gdb connection at a time on a non-blocking
-/// listener, read a byte per call as the board's UART is.
+/// listener, read a byte per call as the board's UART is; a connection that
+/// ends is a hang-up, as the boards' virtio-serial line reports it.
 struct Tcp {
     listener: TcpListener,
     conn: Option<TcpStream>,
+    hung_up: bool,
+}
+
+impl Tcp {
+    fn drop_conn(&mut self) {
+        self.hung_up |= self.conn.take().is_some();
+    }
 }
 
 impl Transport for Tcp {
@@ -47,23 +55,23 @@ impl Transport for Tcp {
         let mut b = [0u8];
         match self.conn.as_mut()?.read(&mut b) {
             Ok(1) => Some(b[0]),
-            Ok(_) => {
-                self.conn = None;
-                None
-            }
             Err(e) if e.kind() == ErrorKind::WouldBlock => None,
-            Err(_) => {
-                self.conn = None;
+            _ => {
+                self.drop_conn();
                 None
             }
         }
+    }
+
+    fn take_hangup(&mut self) -> bool {
+        std::mem::take(&mut self.hung_up)
     }
 
     fn write_all(&mut self, data: &[u8]) {
         if let Some(c) = self.conn.as_mut() {
             c.set_nonblocking(false).ok();
             if c.write_all(data).is_err() {
-                self.conn = None;
+                self.drop_conn();
                 return;
             }
             c.set_nonblocking(true).ok();
@@ -126,7 +134,7 @@ fn main() {
     let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind");
     listener.set_nonblocking(true).expect("nonblocking");
     println!("fake board ({arch}): gdb stub on 127.0.0.1:{port} for {seconds} s");
-    let mut io = Tcp { listener, conn: None };
+    let mut io = Tcp { listener, conn: None, hung_up: false };
     let mut stub = GdbStub::new();
     if wait {
         stub.wait_for_gdb(&hv);

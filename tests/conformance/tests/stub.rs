@@ -64,11 +64,13 @@ fn system() -> Hypervisor {
     Hypervisor::new(vec![slot(d1, a1), slot(d2, a2), slot(d3, a3)])
 }
 
-/// An in-memory serial line.
+/// An in-memory line; `hangup` plays a virtio-serial port whose host side
+/// closed once the bytes in `rx` have been read.
 #[derive(Default)]
 struct Line {
     rx: VecDeque<u8>,
     tx: Vec<u8>,
+    hangup: bool,
 }
 
 impl Transport for Line {
@@ -77,6 +79,9 @@ impl Transport for Line {
     }
     fn write_all(&mut self, data: &[u8]) {
         self.tx.extend_from_slice(data);
+    }
+    fn take_hangup(&mut self) -> bool {
+        self.rx.is_empty() && std::mem::take(&mut self.hangup)
     }
 }
 
@@ -277,6 +282,29 @@ fn registers_read_write_per_thread() {
     assert!(c.cmd("g").starts_with(&hex(&0x1111_0000u64.to_le_bytes())));
     // A too-short register file is refused by the arch, not applied.
     assert!(c.cmd("G00").starts_with('E'));
+}
+
+#[test]
+fn large_memory_reads_match_the_guest_and_follow_hg() {
+    let mut c = attached();
+    // Runs and varied bytes: what the engine would have run-length encoded.
+    let pattern: Vec<u8> = (0..0x2000u32).map(|i| if i % 512 < 300 { 0 } else { (i * 7) as u8 }).collect();
+    write_phys(&c.hv.domains().next().unwrap().clone(), 0x4000, &pattern).unwrap();
+    c.cmd("Hgp1.401");
+    let before = c.stub.stats().fast_reads;
+    assert_eq!(c.cmd(&format!("m{:x},2000", VBASE + 0x4000)), hex(&pattern));
+    assert_eq!(c.stub.stats().fast_reads, before + 1, "answered by the stub's own encoder");
+    // gdb's own request size with 32 KiB packets (0x4002 bytes) too.
+    assert_eq!(c.cmd(&format!("m{:x},4002", VBASE + 0x2000)).len(), 2 * 0x4002);
+    assert_eq!(c.stub.stats().fast_reads, before + 2, "gdb's largest reads take the fast path");
+    // The same read for d2's thread sees d2's memory, not d1's.
+    c.cmd("Hgp1.801");
+    assert_ne!(c.cmd(&format!("m{:x},2000", VBASE + 0x4000)), hex(&pattern));
+    // Errors stay the engine's: an unmapped address.
+    assert_eq!(c.cmd("m3000,8"), "E0e");
+    // "Any" thread is the first one (d1v0).
+    c.cmd("Hg0");
+    assert_eq!(c.cmd(&format!("m{:x},8", VBASE + 0x3000)), hex(b"lantern!"));
 }
 
 #[test]
@@ -532,6 +560,45 @@ fn gdb_vanishes_while_running_then_new_session() {
     assert!(!c.stopped());
     assert!(c.cmd("?").starts_with("T05"));
     assert!(c.stopped());
+}
+
+#[test]
+fn a_hang_up_ends_the_session_and_everything_runs() {
+    // A client that sends qSupported and closes: its packet is answered
+    // first, then the close ends the session.
+    let mut c = Client::new(system());
+    c.line.rx.extend(frame_vec(b"qSupported:swbreak+"));
+    c.line.hangup = true;
+    c.raw(b"");
+    assert!(!c.stopped(), "the system runs after the client went away");
+    assert!(!c.stub.holding() && !c.stub.attached());
+    assert!(c.hv.pick_next().is_some(), "the scheduler runs vCPUs again");
+    assert_eq!((c.stub.stats().sessions, c.stub.stats().hangups), (1, 1));
+    // Stopped by a real session, half-way through a packet: the same.
+    c.take_tx();
+    c.attach();
+    assert!(c.cmd("?").starts_with("T05"));
+    assert!(c.stopped());
+    c.line.rx.extend(b"$m4000,");
+    c.line.hangup = true;
+    c.raw(b"");
+    assert!(!c.stopped() && !c.stub.holding());
+    // The next client starts cleanly (the cut-off packet is forgotten).
+    c.take_tx();
+    c.attach();
+    assert!(c.stopped());
+    assert!(c.cmd("?").starts_with("T05"));
+    assert_eq!(c.stub.stats().sessions, 3);
+}
+
+#[test]
+fn a_hang_up_without_a_session_keeps_wait_for_gdb_holding() {
+    let mut c = Client::new(system());
+    c.stub.wait_for_gdb(&c.hv);
+    c.line.hangup = true;
+    c.raw(b"");
+    assert!(c.stopped(), "no session ended: --wait-gdb still holds");
+    assert_eq!(c.stub.stats().hangups, 1);
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! Builds the domains named in the boot configuration (guest images from the
 //! module archive QEMU loaded) and runs them with the core's round-robin
 //! scheduler. [`ArmBoard`] is this board's side of the scheduler loop: the
-//! EL2 timer ends each slice, the PCI 16550 carries gdb, the PL011 prints the
+//! EL2 timer ends each slice, a virtio-serial port (or the PCI 16550) carries
+//! gdb, the PL011 prints the
 //! domains' consoles and takes serial input (Ctrl-A x3 switches it between
 //! the domains' PV consoles and the debug keys), semihosting (or PSCI) ends the run.
 
@@ -24,10 +25,10 @@ use lantern_common::memory::DomId;
 use lantern_common::memory::Gfn;
 use lantern_common::sched::{Board, DomainSlot, Hypervisor, Verdict};
 use lantern_common::{cpio, pv_console};
-use lantern_gdb::{GdbStub, Transport};
+use lantern_gdb::GdbStub;
 
 use super::clock::counter_clock;
-use super::pci_uart::{PciUart, GDB_UART};
+use super::gdb_line::GDB_LINE;
 use super::Machine;
 
 /// Time slice before the EL2 timer preempts a vCPU.
@@ -36,19 +37,9 @@ const SLICE_MS: u64 = 10;
 /// input (neither raises an interrupt: the PCI INTx is not routed, the
 /// PL011's receive interrupt is masked).
 const INPUT_POLL_MS: u64 = 2;
-
-/// The gdb stub's byte pipe over the PCI 16550.
-struct UartTransport<'a>(&'a mut PciUart);
-
-impl Transport for UartTransport<'_> {
-    fn read_byte(&mut self) -> Option<u8> {
-        self.0.poll_read()
-    }
-
-    fn write_all(&mut self, data: &[u8]) {
-        self.0.write(data);
-    }
-}
+/// How often the console is looked at while gdb holds the system (typing
+/// needs no better).
+const HELD_CONSOLE_POLL_US: u64 = 1000;
 
 /// The domains' console lines go to the PL011 as `(dN) line`.
 struct SerialConsole;
@@ -77,8 +68,10 @@ struct ArmBoard<'m> {
     machine: &'m Machine,
     exit_when_done: bool,
     said_done: bool,
-    /// The gdb stub, when the gdb serial line exists.
+    /// The gdb stub, when the gdb line exists.
     gdb: Option<GdbStub>,
+    /// When to look at the console again while gdb holds the system.
+    next_console_poll: u64,
     console: Arc<SerialConsole>,
     /// Counter value at which the current slice ends.
     slice_end: u64,
@@ -110,11 +103,19 @@ impl Board for ArmBoard<'_> {
         // Between slices the EL2 timer belongs to the board again.
         timer::disarm_hyp_timer();
         if let Some(stub) = self.gdb.as_mut() {
-            if let Some(uart) = GDB_UART.lock().as_mut() {
-                stub.poll(hv, &mut UartTransport(uart));
+            if let Some(line) = GDB_LINE.lock().as_mut() {
+                stub.poll(hv, line);
             }
         }
         // Typed input: a Ctrl-A switch, a debug key or a domain's console.
+        // While gdb holds the system this loop spins: reading the PL011 each
+        // time would take QEMU's device lock so often that its main loop,
+        // which moves gdb's bytes, waits for it; look every so often.
+        let now = timer::now();
+        if self.gdb.as_ref().is_some_and(|g| g.holding()) && now < self.next_console_poll {
+            return;
+        }
+        self.next_console_poll = now + self.machine.freq * HELD_CONSOLE_POLL_US / 1_000_000;
         while let Some(b) = super::console::try_read() {
             hv.serial_input(b, &mut |line| {
                 LINES.close(&print_raw);
@@ -124,6 +125,13 @@ impl Board for ArmBoard<'_> {
     }
 
     fn idle(&mut self, hv: &Hypervisor, wake_at: Option<u64>) {
+        if self.gdb.as_ref().is_some_and(|g| g.holding()) {
+            // gdb holds the system: look at the line again right away (it
+            // raises no interrupt here) instead of sleeping a poll period
+            // between each of gdb's packets.
+            core::hint::spin_loop();
+            return;
+        }
         if hv.all_finished() {
             if self.exit_when_done {
                 return;
@@ -249,12 +257,13 @@ pub fn run(m: &Machine, cfg: &BootConfig) -> ! {
         None => &[],
     };
     let clock: Arc<dyn Clock> = Arc::new(counter_clock(m.boot_ticks, m.freq));
-    let gdb = GDB_UART.lock().is_some().then(GdbStub::new);
+    let gdb = GDB_LINE.lock().is_some().then(GdbStub::new);
     let mut board = ArmBoard {
         machine: m,
         exit_when_done: cfg.exit_when_done,
         said_done: false,
         gdb,
+        next_console_poll: 0,
         console: Arc::new(SerialConsole),
         slice_end: 0,
         failures: 0,
@@ -281,10 +290,11 @@ pub fn run(m: &Machine, cfg: &BootConfig) -> ! {
     if cfg.wait_for_gdb {
         match board.gdb.as_mut() {
             Some(stub) => {
-                log::info!("gdb-wait: holding every vCPU until gdb attaches on the gdb serial line");
+                let line = GDB_LINE.lock().as_ref().map_or("the gdb line", |l| l.name());
+                log::info!("gdb-wait: holding every vCPU until gdb attaches on {line}");
                 stub.wait_for_gdb(&hv);
             }
-            None => log::warn!("gdb-wait: there is no gdb serial line (-device pci-serial); not waiting"),
+            None => log::warn!("gdb-wait: there is no gdb line (virtio-serial or pci-serial device); not waiting"),
         }
     }
     let verdict = hv.run(&mut board);

@@ -17,6 +17,9 @@ pub struct BoardInfo {
     pub ecam: Option<(u64, u64)>,
     /// PCI I/O window: CPU address and size.
     pub pci_io: Option<(u64, u64)>,
+    /// The 32-bit PCI memory window, where bus and CPU addresses agree:
+    /// address and size (BARs the board assigns go there).
+    pub pci_mem32: Option<(u64, u64)>,
     /// /chosen/bootargs.
     pub bootargs: &'static str,
     /// The guest-module archive (`lantern.modules=ADDR,SIZE` in bootargs).
@@ -72,14 +75,20 @@ pub unsafe fn parse(addr: u64) -> BoardInfo {
         .map(|r| (r.starting_address as u64, r.size.unwrap_or(0) as u64));
     // ranges: (child: 3 cells, parent: 2 cells, size: 2 cells) per entry;
     // space code 1 in the child's high cell is I/O.
-    let pci_io = pci.and_then(|n| n.property("ranges")).and_then(|p| {
-        let cells: &[u8] = p.value;
-        cells.chunks_exact(28).find_map(|e| {
-            let be = |i: usize| u32::from_be_bytes([e[i], e[i + 1], e[i + 2], e[i + 3]]) as u64;
-            let space = (be(0) >> 24) & 3;
-            (space == 1).then(|| ((be(12) << 32) | be(16), (be(20) << 32) | be(24)))
+    // Space code 2 is 32-bit memory; its child (bus) address is in cells 1-2.
+    let window = |code: u64, identity: bool| {
+        pci.and_then(|n| n.property("ranges")).and_then(|p| {
+            let cells: &[u8] = p.value;
+            cells.chunks_exact(28).find_map(|e| {
+                let be = |i: usize| u32::from_be_bytes([e[i], e[i + 1], e[i + 2], e[i + 3]]) as u64;
+                let space = (be(0) >> 24) & 3;
+                let (bus, cpu) = ((be(4) << 32) | be(8), (be(12) << 32) | be(16));
+                (space == code && (!identity || bus == cpu)).then(|| (cpu, (be(20) << 32) | be(24)))
+            })
         })
-    });
+    };
+    let pci_io = window(1, false);
+    let pci_mem32 = window(2, true);
     let bootargs = fdt.chosen().bootargs().unwrap_or("");
     let mut modules = None;
     let mut semihosting = false;
@@ -102,5 +111,5 @@ pub unsafe fn parse(addr: u64) -> BoardInfo {
             };
         }
     }
-    BoardInfo { ram, uart, gicd, gicr, ecam, pci_io, bootargs, modules, semihosting, log_level }
+    BoardInfo { ram, uart, gicd, gicr, ecam, pci_io, pci_mem32, bootargs, modules, semihosting, log_level }
 }

@@ -4,6 +4,7 @@ mod clock;
 mod console;
 mod domains;
 mod dt;
+mod gdb_line;
 pub mod pci_uart;
 mod power;
 mod selftest;
@@ -213,9 +214,8 @@ extern "C" fn lantern_main(x0: u64) -> ! {
     gic.enable_ppi(intid::PPI_VTIMER, 0x80);
     gic.enable_ppi(intid::PPI_MAINTENANCE, 0x80);
     log::info!("gicv3: {} list registers", gic.nr_lrs());
-    if let (Some(ecam), Some(io)) = (info.ecam, info.pci_io) {
-        if let Some(mut u) = pci_uart::PciUart::probe(ecam, io) {
-            log::info!("gdb serial line: pci-serial at {:02x}:{:02x}.{} io {:#x}", u.bdf.0, u.bdf.1, u.bdf.2, u.base);
+    if let Some(mut line) = gdb_line::GdbLine::probe(&info) {
+        if let gdb_line::GdbLine::Uart(u) = &mut line {
             if info.bootargs.split_ascii_whitespace().any(|w| w == "lantern.gdb-uart-hello") {
                 // Diagnostic: say hello, then echo to the console whatever
                 // arrives within a second.
@@ -230,8 +230,8 @@ extern "C" fn lantern_main(x0: u64) -> ! {
                 }
                 log::info!("gdb serial line received {:?}", core::str::from_utf8(&got).unwrap_or("<binary>"));
             }
-            *pci_uart::GDB_UART.lock() = Some(u);
         }
+        *gdb_line::GDB_LINE.lock() = Some(line);
     }
 
     let m = Machine { dt: info, gic, freq: timer::frequency(), boot_ticks };

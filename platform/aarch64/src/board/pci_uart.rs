@@ -30,9 +30,6 @@ const LCR_8N1: u8 = 0x03;
 const LSR_DR: u8 = 0x01;
 const LSR_THRE: u8 = 0x20;
 
-/// The gdb serial line, once probed (the gdb stub takes it from here).
-pub static GDB_UART: spin::Mutex<Option<PciUart>> = spin::Mutex::new(None);
-
 /// The gdb serial line.
 pub struct PciUart {
     /// CPU address of the 16550's registers.
