@@ -11,12 +11,10 @@ use std::time::Duration;
 
 use crate::boards::BoardSpec;
 use crate::build::work_dir;
-use crate::e2e::Session;
 use crate::gdb::runstate_total;
 use crate::gdb::{self, Json};
-use crate::gdb_e2e::{boot_lingering, domains_under_test};
+use crate::gdb_e2e::{boot_held, boot_lingering, domains_under_test};
 use crate::opts::Opts;
-use crate::qemu::qemu_command;
 use crate::report::Tally;
 use crate::run::free_port;
 use crate::summary::summary;
@@ -255,17 +253,10 @@ pub fn catch_test(board: &'static dyn BoardSpec, tally: &mut Tally) {
         demo_domains: Some(1),
         ..Opts::on(board)
     };
-    let a = match crate::build::build(&o) {
-        Ok(a) => a,
-        Err(e) => return rec(tally, "build", false, &e),
+    let (mut s, _) = match boot_held(&o) {
+        Ok(x) => x,
+        Err((step, e)) => return rec(tally, step, false, &e),
     };
-    let mut s = match Session::spawn(qemu_command(&o, &a), &log) {
-        Ok(s) => s,
-        Err(e) => return rec(tally, "boot", false, &e),
-    };
-    if let Err(e) = s.wait_for(Duration::from_secs(60), |c| c.contains("gdb-wait: holding")) {
-        return rec(tally, "hypervisor waits for gdb", false, &e);
-    }
     // lantern.py sets up the OS ABI `catch syscall` needs and names Xen's
     // hypercalls: `lantern catch vcpu_op` is `catch syscall 24`.
     let mut cmds: Vec<String> = vec!["lantern catch vcpu_op".into()];

@@ -288,6 +288,17 @@ pub fn live_test(board: &'static dyn BoardSpec, tally: &mut Tally) {
     rec(tally, "no domain ended during the gdb session", bad.domains.is_empty(), &format!("{bad:?}"));
 }
 
+/// Builds and boots `o` (a `--wait-gdb` run) and waits until the
+/// hypervisor holds every vCPU for gdb; an error names the step that failed.
+pub(crate) fn boot_held(o: &Opts) -> Result<(Session, Artifacts), (&'static str, String)> {
+    let a = build(o).map_err(|e| ("build", e))?;
+    let log = o.serial_log.clone().ok_or(("boot", "no serial log".to_string()))?;
+    let mut s = Session::spawn(qemu_command(o, &a), &log).map_err(|e| ("boot", e))?;
+    s.wait_for(Duration::from_secs(60), |c| c.contains("gdb-wait: holding"))
+        .map_err(|e| ("hypervisor waits for gdb", e))?;
+    Ok((s, a))
+}
+
 /// `--wait-gdb` on `board`: gdb attaches before the first guest
 /// instruction, sees the entry state, `continue`s, and the run then ends
 /// cleanly.
@@ -305,17 +316,10 @@ pub fn wait_gdb_test(board: &'static dyn BoardSpec, tally: &mut Tally) {
         wait_gdb: true,
         ..Opts::on(board)
     };
-    let a = match build(&o) {
-        Ok(a) => a,
-        Err(e) => return rec(tally, "build", false, &e),
+    let (mut s, a) = match boot_held(&o) {
+        Ok(x) => x,
+        Err((step, e)) => return rec(tally, step, false, &e),
     };
-    let mut s = match Session::spawn(qemu_command(&o, &a), &log) {
-        Ok(s) => s,
-        Err(e) => return rec(tally, "boot", false, &e),
-    };
-    if let Err(e) = s.wait_for(Duration::from_secs(60), |c| c.contains("gdb-wait: holding")) {
-        return rec(tally, "hypervisor waits for gdb", false, &e);
-    }
     let entry = board.entry_state();
     let cmds = ["info threads", "monitor domains", entry.registers, "x/1i $pc", "continue"];
     let out = match gdb::run_batch(board, port, &gdb::default_symbols(board), &cmds, Duration::from_secs(180)) {
