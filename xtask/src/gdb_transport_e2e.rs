@@ -2,7 +2,8 @@
 //! virtio-serial port): a client that sends `qSupported` and closes the
 //! socket must leave the guests running, and a flood of 100,000 malformed
 //! packets must neither stop them nor the stub. Guest progress is measured
-//! by d1v0's runstate times read through later gdb sessions.
+//! by d1v0's runstate times read through later gdb sessions. Then the UART
+//! fallback (`--gdb-transport uart`) once: chosen, announced, working.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -13,7 +14,7 @@ use crate::build::work_dir;
 use crate::gdb;
 use crate::gdb::runstate_total;
 use crate::gdb_e2e::boot_lingering;
-use crate::opts::Opts;
+use crate::opts::{GdbTransport, Opts};
 use crate::report::Tally;
 use crate::run::free_port;
 use crate::summary::summary;
@@ -201,4 +202,40 @@ pub fn transport_test(board: &'static dyn BoardSpec, tally: &mut Tally) {
     rec(tally, "QEMU still running at the end (no crash)", alive, &format!("console in {}", log.display()));
     let bad = summary(&s.console());
     rec(tally, "no domain ended", bad.domains.is_empty(), &format!("{bad:?}"));
+    drop(s);
+    uart_fallback(board, tally, &rec);
+}
+
+/// `--gdb-transport uart`: without the virtio device the hypervisor falls
+/// back to the board's 16550, says so, and gdb works over it.
+fn uart_fallback(board: &'static dyn BoardSpec, tally: &mut Tally, rec: &dyn Fn(&mut Tally, &str, bool, &str)) {
+    let Some(port) = free_port() else { return rec(tally, "free TCP port", false, "none found") };
+    let log = work_dir(board).join("gdb-uart-console.log");
+    let o = Opts {
+        timeout: Some(600),
+        serial_log: Some(log.clone()),
+        gdb_port: Some(port),
+        gdb_transport: GdbTransport::Uart,
+        ..Opts::on(board)
+    };
+    let (s, _a, _console) = match boot_lingering(&o, "guests linger (UART line)") {
+        Ok(x) => x,
+        Err(e) => return rec(tally, "--gdb-transport uart: boot", false, &e),
+    };
+    let console = s.console();
+    let said = console.lines().find(|l| l.contains("gdb line: ")).unwrap_or_default().to_string();
+    rec(
+        tally,
+        "--gdb-transport uart: the hypervisor falls back to the 16550 and says so",
+        said.contains("COM2") || said.contains("pci-serial"),
+        &said,
+    );
+    let out = gdb::run_batch(board, port, &[], &["monitor domains"], Duration::from_secs(180));
+    let text = out.map(|o| o.text()).unwrap_or_else(|e| e);
+    rec(
+        tally,
+        "--gdb-transport uart: gdb attaches and the monitor answers",
+        text.lines().any(|l| l.starts_with("d1 ") && l.contains("running")),
+        &text,
+    );
 }
