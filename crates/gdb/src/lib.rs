@@ -4,12 +4,17 @@
 //!
 //! The board owns a [`GdbStub`] and calls [`GdbStub::poll`] on every loop
 //! iteration (`sched::Board::poll`) with a [`Transport`] over its dedicated
-//! serial line. Semantics:
+//! line (virtio-serial, or a UART). Semantics:
 //!
 //! * **All-stop.** While gdb holds the system (after it attaches, after a
 //!   Ctrl-C, or from the start with [`GdbStub::wait_for_gdb`]) the stub sets
 //!   `Hypervisor::stopped`, so the scheduler runs nothing; `continue`,
 //!   `detach` and `kill` resume everything.
+//! * **Execution control.** Breakpoints (planted and hidden by the core's
+//!   `debug` module), hardware points, single-step and hypercall
+//!   catchpoints are armed through [`HvTarget`]; the scheduler records the
+//!   stops in `DebuggerState::exec` and the stub reports each on the thread
+//!   that stopped. A session's end takes everything it armed out again.
 //! * **Hang-up.** A transport that sees its client go away (a virtio-serial
 //!   port's host side closing) reports it ([`Transport::take_hangup`]): the
 //!   session ends and everything runs again, as on a detach. A serial line
