@@ -23,7 +23,7 @@ use crate::hvm_context::{HvmContext, VCPU_HVM_CONTEXT_SIZE};
 use crate::npt::NestedPageTable;
 use crate::paging::{self, PagingState};
 use crate::svm::{self, FxArea, GuestRegs, PermissionMaps, StartMode};
-use crate::vmcb::{cr0, efer, event, exit, int_ctl, seg_attr, vector, Vmcb};
+use crate::vmcb::{cr0, dr, efer, event, exit, int_ctl, seg_attr, vector, Vmcb};
 
 mod exits;
 
@@ -139,6 +139,8 @@ pub struct SvmVcpu {
     debug: DebugControl,
     /// The guest's own debug registers (a shadow; see `exits::debug`).
     guest_dr: GuestDebugRegs,
+    /// DR7 and DR0..DR3 for `debug`'s hardware points.
+    debug_dr: (u64, [u64; dr::SLOTS]),
     /// A step ended inside a hypercall the core completed: the next run
     /// reports it without entering the guest.
     step_done: bool,
@@ -169,6 +171,7 @@ impl SvmVcpu {
             yield_for_ipi: false,
             debug: DebugControl::default(),
             guest_dr: GuestDebugRegs::default(),
+            debug_dr: (dr::DR7_RESET, [0; dr::SLOTS]),
             step_done: false,
         };
         v.dom.add_apic(vcpu_id);

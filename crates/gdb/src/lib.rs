@@ -387,10 +387,6 @@ impl GdbStub {
             self.mem_tid = None;
             self.machine = fresh_machine(t);
         }
-        if let Some(thread) = body.strip_prefix(b"Hg") {
-            // Breakpoints live in the selected thread's domain.
-            t.debugger().selected = parse_thread(thread).map(split_tid).map(|(d, v)| (d as u16, v));
-        }
         if body.starts_with(b"qSupported") || body.starts_with(b"Hg") || body.starts_with(b"Hc") {
             let key = &body[..2];
             self.replay.retain(|p| !p.starts_with(key));
@@ -401,8 +397,10 @@ impl GdbStub {
             t.debugger().transport_counters = self.stats().named();
         }
         if body.starts_with(b"Hg") {
-            // "Any" is the first thread, as the engine picks it.
+            // "Any" is the first thread, as the engine picks it. Breakpoints
+            // live in the selected thread's domain.
             self.mem_tid = fast_read::parse_hg(body).and_then(|tid| tid.or_else(|| t.first_tid()));
+            t.debugger().selected = self.mem_tid.map(split_tid).map(|(d, v)| (d as u16, v));
         }
         if self.read_memory(t, body) {
             return;
@@ -570,18 +568,6 @@ impl GdbStub {
         self.pending.truncate(keep);
         self.replay = replay;
     }
-}
-
-/// The thread of an `Hg` packet (`p<pid>.<tid>` or `<tid>`, hex); `None`
-/// for "any" (0) or "all" (-1).
-fn parse_thread(id: &[u8]) -> Option<gdbstub::common::Tid> {
-    let id = match id.iter().position(|&b| b == b'.') {
-        Some(dot) => &id[dot + 1..],
-        None => id,
-    };
-    let text = core::str::from_utf8(id).ok()?;
-    let n = usize::from_str_radix(text, 16).ok()?;
-    core::num::NonZeroUsize::new(n)
 }
 
 fn conn_of(m: &mut Machine) -> &mut OutBuf {

@@ -45,7 +45,8 @@ impl Default for GuestDebugRegs {
 }
 
 /// DR7 and DR0..DR3 for the debugger's hardware points, or the reason they
-/// cannot be armed.
+/// cannot be armed (computed once when they are armed, loaded on every
+/// entry).
 pub fn debug_registers(ctl: &DebugControl) -> XenResult<(u64, [u64; dr::SLOTS])> {
     if ctl.hw_points.len() > dr::SLOTS {
         return Err(Errno::ENOSPC);
@@ -80,7 +81,7 @@ pub fn debug_registers(ctl: &DebugControl) -> XenResult<(u64, [u64; dr::SLOTS])>
 impl SvmVcpu {
     /// Arms `ctl` (see [`lantern_common::arch::ArchVcpu::set_debug`]).
     pub(in crate::vcpu) fn arm_debug(&mut self, ctl: &DebugControl) -> XenResult<()> {
-        debug_registers(ctl)?;
+        self.debug_dr = debug_registers(ctl)?;
         self.debug = ctl.clone();
         self.apply_debug_intercepts();
         Ok(())
@@ -107,8 +108,7 @@ impl SvmVcpu {
         if self.debug.single_step {
             self.vmcb.save.rflags |= rflags::TF;
         }
-        // Checked when armed: cannot fail here.
-        let (dr7, addrs) = debug_registers(&self.debug).unwrap_or((dr::DR7_RESET, [0; dr::SLOTS]));
+        let (dr7, addrs) = self.debug_dr;
         self.vmcb.save.dr7 = dr7;
         if !self.debug.hw_points.is_empty() {
             crate::svm::load_debug_addrs(&addrs);
@@ -169,9 +169,9 @@ impl SvmVcpu {
                 self.vmcb.control.eventinj = event::VALID | event::TYPE_SOFT_INT | n as u64;
                 None
             }
-            // Not readable any more, or not an INTn form this exit can come
-            // from (INTO, INT1): let the guest execute it again with
-            // nothing intercepted would loop; fault it instead.
+            // Unreadable, or no INTn form this exit comes from: entering
+            // the guest again would only exit here again, so the domain is
+            // crashed with a diagnostic instead.
             _ => Some(self.crash(d, "INTn exit at an instruction that is not one")),
         }
     }
