@@ -51,6 +51,7 @@ use gdbstub::target::ext::breakpoints::WatchKind;
 use gdbstub::target::ext::catch_syscalls::CatchSyscallPosition;
 use lantern_common::debug::{HwKind, StopReason};
 use lantern_common::domain::Lifecycle;
+use lantern_common::memory::DomId;
 use lantern_common::sched::Hypervisor;
 
 pub use framing::FrameStats;
@@ -181,6 +182,8 @@ pub struct GdbStub {
     mem_tid: Option<Tid>,
     stats: StubStats,
     last_error: alloc::string::String,
+    /// The domain this session debugs on its own (`None`: the whole system).
+    scope: Option<DomId>,
 }
 
 use framing::{Event, Framer};
@@ -206,7 +209,20 @@ impl GdbStub {
             mem_tid: None,
             stats: StubStats::default(),
             last_error: alloc::string::String::new(),
+            scope: None,
         }
+    }
+
+    /// A stub for one domain's own session (its own line): it sees only
+    /// that domain's vCPUs, and stopping it stops only that domain.
+    pub fn for_domain(domain: DomId) -> Self {
+        GdbStub { scope: Some(domain), ..Self::new() }
+    }
+
+    /// The domain this stub debugs on its own, or `None` for the
+    /// whole-system session.
+    pub fn scope(&self) -> Option<DomId> {
+        self.scope
     }
 
     /// `--wait-gdb`: keep every vCPU stopped until gdb attaches and
