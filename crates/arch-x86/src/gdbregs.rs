@@ -14,6 +14,7 @@
 //! invalid value would fault the hypervisor's own FXRSTOR); the bases only to
 //! canonical addresses.
 
+use lantern_common::arch::{NarrowRegisters, RegPiece};
 use xen_abi::errno::{Errno, XenResult};
 
 use crate::svm::{FxArea, GuestRegs};
@@ -113,6 +114,92 @@ pub const TARGET_XML: &str = concat!(
     r#"</feature><feature name="org.gnu.gdb.i386.linux"><reg name="orig_rax" bitsize="64" type="int"/></feature>"#,
     r#"</target>"#
 );
+
+/// gdb target description for a 32-bit guest in a session of its own:
+/// gdb's i386 core and SSE features (eight xmm registers), Lantern's system
+/// feature as in [`TARGET_XML`], and gdb's GNU/Linux feature (`orig_eax`).
+pub const I386_TARGET_XML: &str = concat!(
+    r#"<?xml version="1.0"?><!DOCTYPE target SYSTEM "gdb-target.dtd"><target version="1.0">"#,
+    r#"<architecture>i386</architecture><feature name="org.gnu.gdb.i386.core">"#,
+    r#"<reg name="eax" bitsize="32" type="int32" regnum="0"/><reg name="ecx" bitsize="32" type="int32"/>"#,
+    r#"<reg name="edx" bitsize="32" type="int32"/><reg name="ebx" bitsize="32" type="int32"/>"#,
+    r#"<reg name="esp" bitsize="32" type="data_ptr"/><reg name="ebp" bitsize="32" type="data_ptr"/>"#,
+    r#"<reg name="esi" bitsize="32" type="int32"/><reg name="edi" bitsize="32" type="int32"/>"#,
+    r#"<reg name="eip" bitsize="32" type="code_ptr"/><reg name="eflags" bitsize="32" type="int32"/>"#,
+    r#"<reg name="cs" bitsize="32" type="int32"/><reg name="ss" bitsize="32" type="int32"/>"#,
+    r#"<reg name="ds" bitsize="32" type="int32"/><reg name="es" bitsize="32" type="int32"/>"#,
+    r#"<reg name="fs" bitsize="32" type="int32"/><reg name="gs" bitsize="32" type="int32"/>"#,
+    r#"<reg name="st0" bitsize="80" type="i387_ext"/><reg name="st1" bitsize="80" type="i387_ext"/>"#,
+    r#"<reg name="st2" bitsize="80" type="i387_ext"/><reg name="st3" bitsize="80" type="i387_ext"/>"#,
+    r#"<reg name="st4" bitsize="80" type="i387_ext"/><reg name="st5" bitsize="80" type="i387_ext"/>"#,
+    r#"<reg name="st6" bitsize="80" type="i387_ext"/><reg name="st7" bitsize="80" type="i387_ext"/>"#,
+    r#"<reg name="fctrl" bitsize="32" type="int" group="float"/><reg name="fstat" bitsize="32" type="int" group="float"/>"#,
+    r#"<reg name="ftag" bitsize="32" type="int" group="float"/><reg name="fiseg" bitsize="32" type="int" group="float"/>"#,
+    r#"<reg name="fioff" bitsize="32" type="int" group="float"/><reg name="foseg" bitsize="32" type="int" group="float"/>"#,
+    r#"<reg name="fooff" bitsize="32" type="int" group="float"/><reg name="fop" bitsize="32" type="int" group="float"/>"#,
+    r#"</feature><feature name="org.gnu.gdb.i386.sse">"#,
+    r#"<reg name="xmm0" bitsize="128" type="uint128"/><reg name="xmm1" bitsize="128" type="uint128"/>"#,
+    r#"<reg name="xmm2" bitsize="128" type="uint128"/><reg name="xmm3" bitsize="128" type="uint128"/>"#,
+    r#"<reg name="xmm4" bitsize="128" type="uint128"/><reg name="xmm5" bitsize="128" type="uint128"/>"#,
+    r#"<reg name="xmm6" bitsize="128" type="uint128"/><reg name="xmm7" bitsize="128" type="uint128"/>"#,
+    r#"<reg name="mxcsr" bitsize="32" type="int" group="vector"/></feature>"#,
+    r#"<feature name="org.lantern.x86.system">"#,
+    r#"<reg name="k_gs_base" bitsize="64" type="int" group="system"/>"#,
+    r#"<reg name="cr0" bitsize="64" type="int" group="system"/><reg name="cr2" bitsize="64" type="data_ptr" group="system"/>"#,
+    r#"<reg name="cr3" bitsize="64" type="int" group="system"/><reg name="cr4" bitsize="64" type="int" group="system"/>"#,
+    r#"<reg name="cr8" bitsize="64" type="int" group="system"/><reg name="efer" bitsize="64" type="int" group="system"/>"#,
+    r#"</feature><feature name="org.gnu.gdb.i386.linux"><reg name="orig_eax" bitsize="32" type="int"/></feature>"#,
+    r#"</target>"#
+);
+
+/// Offset of eip in the i386 file (after eight 4-byte GPRs).
+const I386_EIP: usize = 8 * 4;
+/// Offset of eflags and the selectors in the i386 file.
+const I386_SMALL: usize = I386_EIP + 4;
+/// Offset of st0–st7 in the i386 file.
+const I386_X87: usize = I386_SMALL + 7 * 4;
+/// Offset of the x87 control words in the i386 file.
+const I386_X87_CTRL: usize = I386_X87 + 8 * 10;
+/// Offset of xmm0–xmm7 in the i386 file.
+const I386_XMM: usize = I386_X87_CTRL + 8 * 4;
+/// Offset of mxcsr in the i386 file.
+const I386_MXCSR: usize = I386_XMM + 8 * 16;
+/// Offset of the system feature in the i386 file.
+const I386_SYSTEM: usize = I386_MXCSR + 4;
+/// Offset of orig_eax in the i386 file.
+const I386_ORIG_EAX: usize = I386_SYSTEM + SYSTEM_REGS * 8;
+
+/// The full file's offset of each i386 GPR in gdb's i386 order (eax, ecx,
+/// edx, ebx, esp, ebp, esi, edi): the low halves of rax, rcx, rdx, rbx,
+/// rsp, rbp, rsi, rdi, whose places follow [`read`]'s order (rax, rbx, rcx,
+/// rdx, rsi, rdi, rbp, rsp).
+const I386_GPR_SOURCES: [usize; 8] = [0, 2 * 8, 3 * 8, 8, 7 * 8, 6 * 8, 4 * 8, 5 * 8];
+
+/// gdb's i386 layout as pieces of the x86-64 file: a 32-bit guest's own
+/// session sees what its code sees, read and validated as the full file.
+pub static I386: NarrowRegisters = NarrowRegisters {
+    target_xml: I386_TARGET_XML,
+    pieces: &[
+        RegPiece { narrow: 0, full: I386_GPR_SOURCES[0], len: 4 },
+        RegPiece { narrow: 4, full: I386_GPR_SOURCES[1], len: 4 },
+        RegPiece { narrow: 8, full: I386_GPR_SOURCES[2], len: 4 },
+        RegPiece { narrow: 12, full: I386_GPR_SOURCES[3], len: 4 },
+        RegPiece { narrow: 16, full: I386_GPR_SOURCES[4], len: 4 },
+        RegPiece { narrow: 20, full: I386_GPR_SOURCES[5], len: 4 },
+        RegPiece { narrow: 24, full: I386_GPR_SOURCES[6], len: 4 },
+        RegPiece { narrow: 28, full: I386_GPR_SOURCES[7], len: 4 },
+        // eip: the low half of rip.
+        RegPiece { narrow: I386_EIP, full: 16 * 8, len: 4 },
+        // eflags and the six selectors: the same 4-byte fields.
+        RegPiece { narrow: I386_SMALL, full: SELECTORS - 4, len: 7 * 4 },
+        RegPiece { narrow: I386_X87, full: X87, len: 8 * 10 + 8 * 4 },
+        // xmm0–xmm7 only, then mxcsr.
+        RegPiece { narrow: I386_XMM, full: XMM, len: 8 * 16 },
+        RegPiece { narrow: I386_MXCSR, full: MXCSR, len: 4 },
+        RegPiece { narrow: I386_SYSTEM, full: SYSTEM, len: SYSTEM_REGS * 8 },
+        RegPiece { narrow: I386_ORIG_EAX, full: ORIG_RAX, len: 4 },
+    ],
+};
 
 fn fx_u16(fx: &FxArea, o: usize) -> u32 {
     u16::from_le_bytes([fx.0[o], fx.0[o + 1]]) as u32
@@ -396,6 +483,87 @@ mod tests {
             read(&vmcb, &regs, &fx, &mut after);
             assert_eq!(after, before, "{name}: nothing changed");
         }
+    }
+
+    /// The fixture as a vCPU's register file.
+    struct Regs(Box<Vmcb>, GuestRegs, FxArea);
+
+    impl lantern_common::arch::GdbRegisters for Regs {
+        fn target_xml(&self) -> &'static str {
+            TARGET_XML
+        }
+        fn read_registers(&self, out: &mut [u8]) -> usize {
+            read(&self.0, &self.1, &self.2, out)
+        }
+        fn write_registers(&mut self, data: &[u8]) -> XenResult<()> {
+            write(&mut self.0, &mut self.1, &mut self.2, data)
+        }
+        fn narrow_registers(&self) -> Option<&'static NarrowRegisters> {
+            Some(&I386)
+        }
+    }
+
+    /// `(name, offset, bytes)` of every register `xml` describes.
+    fn layout(xml: &'static str) -> Vec<(&'static str, usize, usize)> {
+        let mut at = 0;
+        xml.split("<reg")
+            .skip(1)
+            .map(|tag| {
+                let name = &tag[tag.find("name=\"").unwrap() + 6..];
+                let name = &name[..name.find('"').unwrap()];
+                let bits = &tag[tag.find("bitsize=\"").unwrap() + 9..];
+                let n = bits[..bits.find('"').unwrap()].parse::<usize>().unwrap() / 8;
+                at += n;
+                (name, at - n, n)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_i386_view_is_the_low_half_of_each_register() {
+        use lantern_common::register_view::RegisterView;
+        let (vmcb, mut regs, fx) = fixture();
+        regs.rcx = 0x1111_2222_3333_4444;
+        let mut v = Regs(vmcb, regs, fx);
+        v.0.save.rsp = 0x8000_0ff0;
+        let narrow = layout(I386_TARGET_XML);
+        assert_eq!(narrow.iter().map(|r| r.2).sum::<usize>(), I386.size(), "the pieces cover the description");
+        let mut covered = vec![false; I386.size()];
+        for p in I386.pieces {
+            covered[p.narrow..p.narrow + p.len].iter_mut().for_each(|c| *c = true);
+        }
+        assert!(covered.iter().all(|c| *c));
+        let mut full = [0u8; REGS_SIZE];
+        read(&v.0, &v.1, &v.2, &mut full);
+        let mut small = [0u8; 512];
+        let n = RegisterView::Narrow.read(&v, &mut small);
+        assert_eq!(n, I386.size());
+        // Each i386 register is the low bytes of its x86-64 namesake.
+        let wide = |n: &str| match n.strip_prefix('e') {
+            Some(r) if ["ax", "bx", "cx", "dx", "si", "di", "bp", "sp", "ip"].contains(&r) => format!("r{r}"),
+            _ if n == "orig_eax" => "orig_rax".to_string(),
+            _ => n.to_string(),
+        };
+        for (name, at, len) in &narrow {
+            let o = offset_of(&wide(name));
+            assert_eq!(&small[*at..at + len], &full[o..o + len], "{name}");
+        }
+        let eip = narrow.iter().find(|r| r.0 == "eip").unwrap();
+        assert_eq!(&small[eip.1..eip.1 + 4], &0x1234u32.to_le_bytes());
+        // A write through the view reaches the guest, validated as a whole.
+        let ecx = narrow.iter().find(|r| r.0 == "ecx").unwrap().1;
+        small[ecx..ecx + 4].copy_from_slice(&0xabcdu32.to_le_bytes());
+        RegisterView::Narrow.write(&mut v, &small[..n]).unwrap();
+        assert_eq!(v.1.rcx, 0x1111_2222_0000_abcd);
+        let cr0 = narrow.iter().find(|r| r.0 == "cr0").unwrap().1;
+        small[cr0] ^= 1;
+        assert_eq!(RegisterView::Narrow.write(&mut v, &small[..n]), Err(Errno::EINVAL));
+        assert_eq!(RegisterView::Narrow.target_xml(&v), I386_TARGET_XML);
+        assert_eq!(RegisterView::Full.target_xml(&v), TARGET_XML);
+        // One register (`p`): gdb's number 8 is eip.
+        let mut one = [0u8; 8];
+        assert_eq!(RegisterView::Narrow.read_one(&v, 8, &mut one), 4);
+        assert_eq!(&one[..4], &0x1234u32.to_le_bytes());
     }
 
     #[test]

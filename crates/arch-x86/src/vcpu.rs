@@ -604,6 +604,10 @@ impl GdbRegisters for SvmVcpu {
     fn write_registers(&mut self, data: &[u8]) -> XenResult<()> {
         crate::gdbregs::write(&mut self.vmcb, &mut self.regs, &mut self.fx, data)
     }
+
+    fn narrow_registers(&self) -> Option<&'static lantern_common::arch::NarrowRegisters> {
+        Some(&crate::gdbregs::I386)
+    }
 }
 
 /// Fixtures shared by the tests here and in [`exits`].

@@ -201,6 +201,43 @@ pub trait GdbRegisters {
         file[offset..offset + size].copy_from_slice(data);
         self.write_registers(&file)
     }
+    /// The arch's narrow description, for a guest of 32-bit code debugged
+    /// in a session of its own (x86: gdb's i386 layout), if it has one.
+    fn narrow_registers(&self) -> Option<&'static NarrowRegisters> {
+        None
+    }
+}
+
+/// A register description narrower than an arch's own (a 32-bit guest's
+/// view), laid out from pieces of the full register file: the full file
+/// stays the one source of truth, read and validated by the arch alone.
+#[derive(Debug)]
+pub struct NarrowRegisters {
+    /// gdb target description XML of the narrow layout.
+    pub target_xml: &'static str,
+    /// Where the narrow file's bytes come from, in narrow order, covering
+    /// the whole narrow file.
+    pub pieces: &'static [RegPiece],
+}
+
+/// `len` bytes at `narrow` in the narrow register file are the bytes at
+/// `full` in the full one (a 32-bit register is the low half of a 64-bit
+/// one, little-endian).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RegPiece {
+    /// Offset in the narrow file.
+    pub narrow: usize,
+    /// Offset in the full file.
+    pub full: usize,
+    /// Bytes.
+    pub len: usize,
+}
+
+impl NarrowRegisters {
+    /// Bytes in the narrow register file.
+    pub fn size(&self) -> usize {
+        self.pieces.iter().map(|p| p.narrow + p.len).max().unwrap_or(0)
+    }
 }
 
 /// Largest register file any arch's [`GdbRegisters`] returns (bytes).

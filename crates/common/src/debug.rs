@@ -110,17 +110,34 @@ pub struct HeldCall {
     pub args: [u64; 6],
 }
 
-/// The debugger's execution controls (part of `sched::DebuggerState`).
+/// One debugger session's own controls. Session 0 is the whole-system
+/// session; the others each debug one domain on their own line. A domain
+/// belongs to the attached session scoped to it, else to the whole-system
+/// session: its stops are reported there, and only that session's step,
+/// resume set and catchpoints apply to its vCPUs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Debugger {
-    /// Planted software breakpoints.
-    pub breakpoints: Vec<SwBreakpoint>,
-    /// Hardware points, per domain, in the order they were inserted.
-    pub hw_points: Vec<(DomId, HwPoint)>,
-    /// The vCPU being single-stepped: while set, only it runs.
+pub struct Session {
+    /// The domain it debugs on its own; `None` for the whole system.
+    pub scope: Option<DomId>,
+    /// A scoped session is attached (it owns its domain meanwhile).
+    pub attached: bool,
+    /// A scoped session holds its domain stopped (the whole-system
+    /// session's hold is `Hypervisor::stopped`, which stops every domain).
+    pub holding: bool,
+    /// Addresses are guest-physical (`monitor phys on`) instead of the
+    /// selected vCPU's guest-virtual ones.
+    pub physical_addresses: bool,
+    /// The session resumed its domains and waits for the next stop.
+    pub resume_requested: bool,
+    /// The vCPU whose address space breakpoints are planted in (the
+    /// session's selected thread).
+    pub selected: Option<(DomId, u32)>,
+    /// The vCPU being single-stepped: while set, only it runs of the
+    /// session's domains.
     pub step: Option<(DomId, u32)>,
-    /// The only vCPUs gdb resumed (scheduler locking, and gdb's step over a
-    /// breakpoint, resume single threads); `None`: every vCPU runs.
+    /// The only vCPUs the session resumed (scheduler locking, and gdb's
+    /// step over a breakpoint, resume single threads); `None`: all of its
+    /// vCPUs run.
     pub run_only: Option<Vec<(DomId, u32)>>,
     /// The vCPUs given a resume action by the request being assembled.
     pub resumed: Vec<(DomId, u32)>,
@@ -129,30 +146,114 @@ pub struct Debugger {
     pub catch: Option<Vec<u64>>,
     /// Stops waiting to be reported, oldest first.
     pub stops: Vec<DebugStop>,
-    /// Hypercalls held at their entry catchpoint.
-    pub held_calls: Vec<HeldCall>,
     /// The stop last reported to the debugger.
     pub last_stop: Option<DebugStop>,
 }
 
-impl Debugger {
-    /// What vCPU `vcpu` of `domain` must arm.
-    pub fn control_for(&self, domain: DomId, vcpu: u32) -> DebugControl {
-        DebugControl {
-            single_step: self.step == Some((domain, vcpu)),
-            trap_breakpoints: self.breakpoints.iter().any(|b| b.domain == domain),
-            hw_points: self.hw_points.iter().filter(|(d, _)| *d == domain).map(|(_, p)| *p).collect(),
-        }
-    }
-
+impl Session {
     /// Whether hypercall `nr` is caught.
     pub fn catches(&self, nr: u64) -> bool {
         self.catch.as_ref().is_some_and(|list| list.is_empty() || list.contains(&nr))
     }
 
-    /// Records a stop.
-    pub fn record(&mut self, domain: DomId, vcpu: u32, reason: StopReason) {
-        self.stops.push(DebugStop { domain, vcpu, reason });
+    /// Forgets the step, resume set, catchpoints and stops (the session
+    /// ended or started afresh); the line's own settings stay.
+    fn reset(&mut self) {
+        self.selected = None;
+        self.step = None;
+        self.run_only = None;
+        self.resumed.clear();
+        self.catch = None;
+        self.stops.clear();
+        self.last_stop = None;
+        self.resume_requested = false;
+        self.holding = false;
+    }
+}
+
+/// The whole-system session's index.
+pub const SYSTEM_SESSION: usize = 0;
+
+/// The debugger's execution controls (part of `sched::DebuggerState`):
+/// what is armed in the domains, and every session's own controls.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Debugger {
+    /// Planted software breakpoints.
+    pub breakpoints: Vec<SwBreakpoint>,
+    /// Hardware points, per domain, in the order they were inserted.
+    pub hw_points: Vec<(DomId, HwPoint)>,
+    /// Hypercalls held at their entry catchpoint.
+    pub held_calls: Vec<HeldCall>,
+    /// The sessions, [`SYSTEM_SESSION`] first (always there).
+    pub sessions: Vec<Session>,
+}
+
+impl Default for Debugger {
+    fn default() -> Self {
+        Debugger {
+            breakpoints: Vec::new(),
+            hw_points: Vec::new(),
+            held_calls: Vec::new(),
+            sessions: alloc::vec![Session::default()],
+        }
+    }
+}
+
+impl Debugger {
+    /// The index of the session scoped to `scope` (`None`: the whole
+    /// system), made on first use.
+    pub fn session_for(&mut self, scope: Option<DomId>) -> usize {
+        if let Some(i) = self.sessions.iter().position(|s| s.scope == scope) {
+            return i;
+        }
+        self.sessions.push(Session { scope, ..Session::default() });
+        self.sessions.len() - 1
+    }
+
+    /// The session `domain` belongs to: the attached one scoped to it, else
+    /// the whole-system session.
+    pub fn owner(&self, domain: DomId) -> usize {
+        self.sessions.iter().position(|s| s.attached && s.scope == Some(domain)).unwrap_or(SYSTEM_SESSION)
+    }
+
+    /// The session `domain` belongs to.
+    pub fn owner_session(&self, domain: DomId) -> &Session {
+        &self.sessions[self.owner(domain)]
+    }
+
+    /// Whether the session of `domain` lets vCPU `vcpu` run: it does not
+    /// hold the domain, and the vCPU is the one it steps, or one it resumed.
+    pub fn may_run(&self, domain: DomId, vcpu: u32) -> bool {
+        let s = self.owner_session(domain);
+        !s.holding
+            && s.step.is_none_or(|st| st == (domain, vcpu))
+            && s.run_only.as_ref().is_none_or(|only| only.contains(&(domain, vcpu)))
+    }
+
+    /// What vCPU `vcpu` of `domain` must arm.
+    pub fn control_for(&self, domain: DomId, vcpu: u32) -> DebugControl {
+        DebugControl {
+            single_step: self.owner_session(domain).step == Some((domain, vcpu)),
+            trap_breakpoints: self.breakpoints.iter().any(|b| b.domain == domain),
+            hw_points: self.hw_points.iter().filter(|(d, _)| *d == domain).map(|(_, p)| *p).collect(),
+        }
+    }
+
+    /// Whether hypercall `nr` of `domain` is caught (by its session).
+    pub fn catches(&self, domain: DomId, nr: u64) -> bool {
+        self.owner_session(domain).catches(nr)
+    }
+
+    /// Records a stop with the session `domain` belongs to; returns that
+    /// session's index. A completed step is over.
+    pub fn record(&mut self, domain: DomId, vcpu: u32, reason: StopReason) -> usize {
+        let i = self.owner(domain);
+        let s = &mut self.sessions[i];
+        if reason == StopReason::Step || s.step == Some((domain, vcpu)) {
+            s.step = None;
+        }
+        s.stops.push(DebugStop { domain, vcpu, reason });
+        i
     }
 
     /// The held hypercall of `(domain, vcpu)`, taken out.
@@ -202,25 +303,47 @@ impl Debugger {
         PhysMem::new(domain).write_bytes(b.gpa, &b.saved[..b.len])
     }
 
-    /// Removes every breakpoint and hardware point and forgets the step and
-    /// catchpoints (a session ended): the guests' bytes go back into
-    /// the domains `find` still knows. Held hypercalls stay held until their
-    /// vCPU runs; nothing is lost.
-    pub fn clear<'a>(&mut self, find: impl Fn(DomId) -> Option<&'a Domain>) {
-        for b in core::mem::take(&mut self.breakpoints) {
+    /// Session `session` ended (or starts afresh): the breakpoints and
+    /// hardware points in its domains come out — the guests' bytes go back
+    /// into the domains `find` still knows — and its step, resume set,
+    /// catchpoints and stops are forgotten. Its domains are its scope, or
+    /// for the whole-system session every domain no scoped session owns.
+    /// Held hypercalls stay held until their vCPU runs; nothing is lost.
+    pub fn end_session<'a>(&mut self, session: usize, find: impl Fn(DomId) -> Option<&'a Domain>) {
+        let scope = self.sessions.get(session).and_then(|s| s.scope);
+        let mine = |d: DomId, me: &Debugger| match scope {
+            Some(s) => d == s,
+            None => me.owner(d) == SYSTEM_SESSION,
+        };
+        let (gone, kept): (Vec<_>, Vec<_>) =
+            core::mem::take(&mut self.breakpoints).into_iter().partition(|b| mine(b.domain, self));
+        self.breakpoints = kept;
+        for b in gone {
             if let Some(d) = find(b.domain) {
                 // A domain rebuilt meanwhile has other memory; its bytes are
                 // not ours to restore (a failed write changes nothing).
                 let _ = PhysMem::new(d).write_bytes(b.gpa, &b.saved[..b.len]);
             }
         }
-        self.hw_points.clear();
-        self.step = None;
-        self.run_only = None;
-        self.resumed.clear();
-        self.catch = None;
-        self.stops.clear();
-        self.last_stop = None;
+        let points = core::mem::take(&mut self.hw_points);
+        self.hw_points = points.into_iter().filter(|(d, _)| !mine(*d, self)).collect();
+        if let Some(s) = self.sessions.get_mut(session) {
+            s.reset();
+        }
+    }
+
+    /// A session scoped to `domain` takes it over from the whole-system
+    /// session: the system session's step and resume set let go of its
+    /// vCPUs (they would wait for a domain it no longer controls).
+    pub fn hand_over(&mut self, domain: DomId) {
+        let sys = &mut self.sessions[SYSTEM_SESSION];
+        if sys.step.is_some_and(|(d, _)| d == domain) {
+            sys.step = None;
+        }
+        if let Some(only) = sys.run_only.as_mut() {
+            only.retain(|(d, _)| *d != domain);
+        }
+        sys.stops.retain(|st| st.domain != domain);
     }
 
     /// Replaces planted trap bytes in `data`, just read from `start` in

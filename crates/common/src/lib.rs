@@ -37,6 +37,7 @@ pub mod ports;
 pub mod pv_console;
 pub mod pv_timer;
 pub mod pv_timer_state;
+pub mod register_view;
 pub mod runstate;
 pub mod runstate_info;
 pub mod sched;

@@ -14,7 +14,7 @@ use crate::arch::{ArchDomain, ArchVcpu, Preemption, VcpuExit};
 use crate::boot_config::DomainSpec;
 use crate::console::ConsoleSink;
 use crate::console_input::{self, InputTarget, Key, SerialInput, SWITCH_CHAR};
-use crate::debug::{DebugEvent, Debugger, HeldCall, HwKind, StopReason};
+use crate::debug::{DebugEvent, Debugger, HeldCall, HwKind, Session, StopReason, SYSTEM_SESSION};
 use crate::debug_keys;
 use crate::directory::DomainDirectory;
 use crate::domain::{Domain, Lifecycle, VPF_BLOCKED};
@@ -53,6 +53,9 @@ pub struct DomainSlot {
     pub ended: Option<Lifecycle>,
     /// Times it has been built again (`on_reboot=restart`, `monitor restart`).
     pub restarts: u32,
+    /// Its image is 32-bit code (an ELF32): its own debugger session shows
+    /// its vCPUs' registers in the arch's narrow description.
+    pub image_32bit: bool,
     /// Its current ending has been acted on.
     ending_handled: bool,
 }
@@ -66,12 +69,27 @@ impl DomainSlot {
 
     /// A slot from its parts: `vcpus[id]` is vCPU `id`'s arch context.
     pub fn from_parts(domain: Arc<Domain>, arch: Box<dyn ArchDomain>, vcpus: Vec<Box<dyn ArchVcpu>>) -> Self {
-        DomainSlot { domain, arch, vcpus, spec: None, ended: None, restarts: 0, ending_handled: false }
+        DomainSlot {
+            domain,
+            arch,
+            vcpus,
+            spec: None,
+            ended: None,
+            restarts: 0,
+            image_32bit: false,
+            ending_handled: false,
+        }
     }
 
     /// The same slot, remembering the configuration it was built from.
     pub fn with_spec(mut self, spec: &DomainSpec) -> Self {
         self.spec = Some(spec.clone());
+        self
+    }
+
+    /// The same slot, with a 32-bit image (see [`DomainSlot::image_32bit`]).
+    pub fn with_32bit_image(mut self, is_32bit: bool) -> Self {
+        self.image_32bit = is_32bit;
         self
     }
 
@@ -138,26 +156,34 @@ pub struct Hypervisor {
     cursor: usize,
 }
 
-/// What an attached debugger keeps between its requests.
+/// What the attached debuggers keep between their requests.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DebuggerState {
-    /// Addresses are guest-physical (`monitor phys on`) instead of the
-    /// selected vCPU's guest-virtual ones.
-    pub physical_addresses: bool,
-    /// The debugger resumed the system and waits for the next stop.
-    pub resume_requested: bool,
-    /// Domains the debugger asked to destroy or restart (`monitor destroy
+    /// Domains a debugger asked to destroy or restart (`monitor destroy
     /// dN`, `monitor restart dN`), oldest first: the loop does them once
     /// the requests are answered, with the board that builds domains.
     pub domain_requests: Vec<(DomId, DomainRequest)>,
-    /// The vCPU whose address space breakpoints are planted in (the
-    /// debugger's selected thread).
-    pub selected: Option<(DomId, u32)>,
-    /// Breakpoints, watchpoints, single-step, catchpoints and stops.
+    /// Breakpoints, watchpoints, and every session's single-step,
+    /// catchpoints and stops.
     pub exec: Debugger,
+    /// The session whose requests are being served (the stub sets it for
+    /// each poll of its line): what [`DebuggerState::session`] is.
+    pub serving: usize,
     /// The debug transport's counters, `(name, count)`, as the stub last
     /// published them (for `monitor stats`; the core never reads them).
     pub transport_counters: Vec<(&'static str, u64)>,
+}
+
+impl DebuggerState {
+    /// The session being served.
+    pub fn session(&self) -> &Session {
+        &self.exec.sessions[self.serving]
+    }
+
+    /// The session being served, mutably.
+    pub fn session_mut(&mut self) -> &mut Session {
+        &mut self.exec.sessions[self.serving]
+    }
 }
 
 /// What the debugger may ask the hypervisor to do to a domain.
@@ -376,13 +402,16 @@ impl Hypervisor {
         self.slots.iter().map(|s| s.arch.exits()).sum()
     }
 
-    /// Round-robin: the next runnable (slot index, vCPU id) after the last.
+    /// Round-robin: the next runnable (slot index, vCPU id) after the last
+    /// that its debugger session lets run (see `Debugger::may_run`).
     pub fn pick_next(&mut self) -> Option<(usize, u32)> {
         if self.stopped.load(Ordering::Acquire) {
             return None;
         }
-        if let Some((dom, vid)) = self.debugger.exec.step {
-            return self.pick_stepping(dom, vid);
+        self.end_stuck_steps();
+        // A step the whole-system session ended just now stops everything.
+        if self.stopped.load(Ordering::Acquire) {
+            return None;
         }
         let slots: usize = self.slots.iter().map(|s| s.domain.max_vcpus() as usize).sum();
         for step in 1..=slots {
@@ -392,9 +421,7 @@ impl Hypervisor {
                 let n = d.max_vcpus() as usize;
                 if flat < n {
                     let v = d.vcpus().get(flat)?;
-                    let resumed =
-                        self.debugger.exec.run_only.as_ref().is_none_or(|only| only.contains(&(d.id, flat as u32)));
-                    if resumed && d.vcpu_runnable(v) {
+                    if self.debugger.exec.may_run(d.id, flat as u32) && d.vcpu_runnable(v) {
                         self.cursor = (self.cursor + step) % slots;
                         return Some((i, flat as u32));
                     }
@@ -406,31 +433,34 @@ impl Hypervisor {
         None
     }
 
-    /// While the debugger single-steps a vCPU only it runs. One that cannot
-    /// run (blocked, down, or gone) completes its step where it is: the stop
-    /// is reported at once rather than when an event wakes it.
-    fn pick_stepping(&mut self, dom: DomId, vid: u32) -> Option<(usize, u32)> {
-        let si = self.slots.iter().position(|s| s.domain.id == dom);
-        let runnable = si.and_then(|si| {
-            let d = &self.slots[si].domain;
-            d.vcpu(vid).ok().filter(|v| d.vcpu_runnable(v)).map(|_| si)
-        });
-        if let Some(si) = runnable {
-            return Some((si, vid));
+    /// While a session single-steps a vCPU only it runs of that session's
+    /// domains. One that cannot run (blocked, down, or gone) completes its
+    /// step where it is: the stop is reported at once rather than when an
+    /// event wakes it.
+    fn end_stuck_steps(&mut self) {
+        let steps: Vec<(DomId, u32)> = self.debugger.exec.sessions.iter().filter_map(|s| s.step).collect();
+        for (dom, vid) in steps {
+            let runnable = self.slots.iter().find(|s| s.domain.id == dom).is_some_and(|s| {
+                let d = &s.domain;
+                d.vcpu(vid).is_ok_and(|v| d.vcpu_runnable(v))
+            });
+            if !runnable {
+                self.stop_for_debugger(dom, vid, StopReason::Step);
+            }
         }
-        self.stop_for_debugger(dom, vid, StopReason::Step);
-        None
     }
 
-    /// Records a stop for the debugger and stops the system (all-stop) until
-    /// it has been reported and gdb resumes.
+    /// Records a stop for the debugger session `dom` belongs to and stops
+    /// what that session holds — the whole system, or its domain — until it
+    /// has been reported and gdb resumes.
     fn stop_for_debugger(&mut self, dom: DomId, vid: u32, reason: StopReason) {
-        let e = &mut self.debugger.exec;
-        if reason == StopReason::Step || e.step == Some((dom, vid)) {
-            e.step = None;
+        let exec = &mut self.debugger.exec;
+        let session = exec.record(dom, vid, reason);
+        if session == SYSTEM_SESSION {
+            self.stopped.store(true, Ordering::Release);
+        } else {
+            exec.sessions[session].holding = true;
         }
-        e.record(dom, vid, reason);
-        self.stopped.store(true, Ordering::Release);
         if let Some(s) = self.slots.iter_mut().find(|s| s.domain.id == dom) {
             if let Some(v) = s.vcpus.get_mut(vid as usize) {
                 // The step is over: the vCPU keeps only the rest.
@@ -506,7 +536,7 @@ impl Hypervisor {
                         slot.vcpus[vid as usize].inject_upcall(&d);
                     }
                     match slot.vcpus[vid as usize].run(&d, preempt) {
-                        VcpuExit::Hypercall { nr, args } if self.debugger.exec.catches(nr) => {
+                        VcpuExit::Hypercall { nr, args } if self.debugger.exec.catches(d.id, nr) => {
                             let call = HeldCall { domain: d.id, vcpu: vid, nr, args };
                             self.debugger.exec.held_calls.push(call);
                             stop = Some(StopReason::HypercallEntry(nr));
@@ -534,7 +564,7 @@ impl Hypervisor {
             let out = hypercall::dispatch(&mut Call::with_domains(&d, vid, &mut slot.vcpus, &others), nr, args);
             slot.vcpus[vid as usize].complete_hypercall(out.ret);
             burst += 1;
-            if resumed && self.debugger.exec.catches(nr) {
+            if resumed && self.debugger.exec.catches(d.id, nr) {
                 stop = Some(StopReason::HypercallReturn(nr));
                 break None;
             }

@@ -256,6 +256,8 @@ impl GdbStub {
     /// `hv.stopped` to whether the debugger holds the system. Never blocks
     /// waiting for input.
     pub fn poll(&mut self, hv: &mut Hypervisor, io: &mut dyn Transport) {
+        // The requests on this line are this session's.
+        hv.debugger.serving = hv.debugger.exec.session_for(self.scope);
         // The target is the hypervisor itself, borrowed for this poll.
         let t = HvTarget::borrow(hv);
         if self.machine.is_none() {
@@ -290,7 +292,11 @@ impl GdbStub {
             self.pending.clear();
         }
         io.flush();
-        t.hv().stopped.store(self.holding(), Ordering::Release);
+        let holding = self.holding();
+        match self.scope {
+            None => t.hv().stopped.store(holding, Ordering::Release),
+            Some(_) => t.debugger().session_mut().holding = holding,
+        }
     }
 
     /// While gdb waits for the system to stop: a domain that crashed, or
@@ -298,7 +304,7 @@ impl GdbStub {
     fn check_stop_events(&mut self, t: &mut HvTarget) {
         if !self.session {
             // Nobody to tell: a stop recorded as a session ended is void.
-            t.debugger().exec.stops.clear();
+            t.debugger().session_mut().stops.clear();
             return;
         }
         if !matches!(self.machine, Some(GdbStubStateMachine::Running(_))) {
@@ -311,7 +317,7 @@ impl GdbStub {
             }
             return;
         }
-        let doms: Vec<_> = t.hv().domains().cloned().collect();
+        let doms: Vec<_> = t.hv().domains().filter(|d| self.scope.is_none_or(|s| s == d.id)).cloned().collect();
         let crashed = doms.iter().find(|d| {
             d.lifecycle() == Lifecycle::Crashed
                 && !self.at_resume.iter().any(|(id, l)| *id == d.id && *l == Lifecycle::Crashed)
@@ -333,11 +339,11 @@ impl GdbStub {
     /// The oldest stop the scheduler recorded for the debugger, as gdb's
     /// stop reason on the thread that stopped.
     fn debug_stop(&mut self, t: &mut HvTarget) -> Option<MultiThreadStopReason<u64>> {
-        let stops = &mut t.debugger().exec.stops;
+        let stops = &mut t.debugger().session_mut().stops;
         while !stops.is_empty() {
             let s = stops.remove(0);
             let Some(tid) = tid_of(s.domain, s.vcpu) else { continue };
-            t.debugger().exec.last_stop = Some(s);
+            t.debugger().session_mut().last_stop = Some(s);
             return Some(match s.reason {
                 StopReason::SwBreak => MultiThreadStopReason::SwBreak(tid),
                 StopReason::HwBreak => MultiThreadStopReason::HwBreak(tid),
@@ -394,7 +400,13 @@ impl GdbStub {
         let new_session =
             body.starts_with(b"qSupported") || (body == b"?" && !self.holding() && !self.session_running());
         if new_session {
-            // Whatever an earlier client armed and left behind goes first.
+            // A domain's own session takes its domain over from the
+            // whole-system one; then whatever an earlier client armed and
+            // left behind goes.
+            if let Some(dom) = self.scope {
+                t.debugger().session_mut().attached = true;
+                t.debugger().exec.hand_over(dom);
+            }
             t.end_debugging();
             self.stats.sessions += 1;
             self.session = true;
@@ -416,7 +428,7 @@ impl GdbStub {
             // "Any" is the first thread, as the engine picks it. Breakpoints
             // live in the selected thread's domain.
             self.mem_tid = fast_read::parse_hg(body).and_then(|tid| tid.or_else(|| t.first_tid()));
-            t.debugger().selected = self.mem_tid.map(split_tid).map(|(d, v)| (d as u16, v));
+            t.debugger().session_mut().selected = self.mem_tid.map(split_tid).map(|(d, v)| (d as u16, v));
         }
         if self.read_memory(t, body) {
             return;
@@ -515,7 +527,7 @@ impl GdbStub {
                     let reason = t
                         .first_tid()
                         .map(|tid| MultiThreadStopReason::SignalWithThread { tid, signal: Signal::SIGINT });
-                    t.debugger().resume_requested = false;
+                    t.debugger().session_mut().resume_requested = false;
                     match c.interrupt_handled(t, reason) {
                         Ok(m) => m,
                         Err(_) => return false,
@@ -528,7 +540,7 @@ impl GdbStub {
                     d.return_to_idle()
                 }
                 GdbStubStateMachine::Running(r) => {
-                    if core::mem::take(&mut t.debugger().resume_requested) {
+                    if core::mem::take(&mut t.debugger().session_mut().resume_requested) {
                         self.at_resume = t.hv().domains().map(|d| (d.id, d.lifecycle())).collect();
                     }
                     self.machine = Some(GdbStubStateMachine::Running(r));
@@ -548,6 +560,7 @@ impl GdbStub {
         // Breakpoints come out of the guests, hardware points, steps and
         // catchpoints are disarmed.
         t.end_debugging();
+        t.debugger().session_mut().attached = false;
         self.session = false;
         self.replay.clear();
         self.mem_tid = None;
@@ -564,7 +577,7 @@ impl GdbStub {
             log::debug!("gdb: the client went away; resuming everything");
             self.end_session(t);
         }
-        t.debugger().resume_requested = false;
+        t.debugger().session_mut().resume_requested = false;
         let counted = self.framer.stats;
         self.framer = Framer::new(MAX_PACKET);
         self.framer.stats = counted;

@@ -817,16 +817,18 @@ fn domain_request(t: &mut View<'_>, di: usize, restart: bool, out: &mut Out) -> 
 
 fn phys(t: &mut View<'_>, arg: Option<&str>, out: &mut Out) -> Result<(), String> {
     match arg {
-        Some("on") => t.debugger.physical_addresses = true,
-        Some("off") => t.debugger.physical_addresses = false,
+        Some("on") => t.debugger.session_mut().physical_addresses = true,
+        Some("off") => t.debugger.session_mut().physical_addresses = false,
         None => {}
         Some(a) => return Err(format!("phys wants on or off, not `{a}`")),
     }
     let mut j = Json::new();
-    j.begin_obj().kv_str("addressing", if t.debugger.physical_addresses { "physical" } else { "virtual" }).end_obj();
+    j.begin_obj()
+        .kv_str("addressing", if t.debugger.session().physical_addresses { "physical" } else { "virtual" })
+        .end_obj();
     out.text = if out.json {
         j.finish()
-    } else if t.debugger.physical_addresses {
+    } else if t.debugger.session().physical_addresses {
         "memory addresses are guest-physical".to_string()
     } else {
         "memory addresses are guest-virtual (through the selected vCPU's page tables)".to_string()
@@ -862,6 +864,8 @@ fn vcpu_name((d, v): (u16, u32)) -> String {
 
 fn debug_state(t: &View<'_>, out: &mut Out) {
     let e = &t.debugger.exec;
+    // The step, catchpoints and last stop are the asking session's own.
+    let sess = t.debugger.session();
     let mut j = Json::new();
     let mut s = String::new();
     j.begin_obj().key("breakpoints").begin_arr();
@@ -876,7 +880,7 @@ fn debug_state(t: &View<'_>, out: &mut Out) {
         let _ = writeln!(s, "d{d}: hardware {} at {:#x}, {} bytes", p.kind.name(), p.addr, p.len);
     }
     j.end_arr().key("step");
-    match e.step {
+    match sess.step {
         Some(v) => {
             j.str(&vcpu_name(v));
             let _ = writeln!(s, "stepping {}", vcpu_name(v));
@@ -886,7 +890,7 @@ fn debug_state(t: &View<'_>, out: &mut Out) {
         }
     }
     j.key("catch");
-    match &e.catch {
+    match &sess.catch {
         None => {
             j.null();
         }
@@ -903,7 +907,7 @@ fn debug_state(t: &View<'_>, out: &mut Out) {
         }
     }
     j.key("last_stop");
-    match e.last_stop {
+    match sess.last_stop {
         None => {
             j.null();
         }

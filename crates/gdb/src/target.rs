@@ -45,9 +45,10 @@ const GDB_EFAULT: u8 = 14;
 const GDB_EINVAL: u8 = 22;
 
 use lantern_common::addr::{Gpa, Gva};
-use lantern_common::debug::{HwKind, HwPoint};
+use lantern_common::debug::{HwKind, HwPoint, Session};
 use lantern_common::guest_memory::{GuestMemory, PhysMem, VirtMem};
 use lantern_common::memory::DomId;
+use lantern_common::register_view::RegisterView;
 use lantern_common::sched::{DebuggerState, DomainSlot, Hypervisor};
 use xen_abi::errno::XenResult;
 
@@ -138,17 +139,58 @@ impl HvTarget {
         &mut self.0.debugger
     }
 
-    /// The slot index and vCPU id a thread id names.
+    /// The session being served (see `DebuggerState::serving`).
+    pub fn session(&self) -> &Session {
+        self.0.debugger.session()
+    }
+
+    fn session_mut(&mut self) -> &mut Session {
+        self.0.debugger.session_mut()
+    }
+
+    /// The domain the session debugs on its own (`None`: the whole system).
+    pub fn scope(&self) -> Option<DomId> {
+        self.session().scope
+    }
+
+    /// Whether the session may show and control domain `dom`.
+    fn in_scope(&self, dom: DomId) -> bool {
+        self.scope().is_none_or(|s| s == dom)
+    }
+
+    /// Whether the session being served controls domain `dom` now: it is in
+    /// its scope, and (for the whole-system session) no session of its own
+    /// has taken it over. Execution controls are armed only there.
+    fn controls(&self, dom: DomId) -> bool {
+        self.in_scope(dom) && self.0.debugger.exec.owner(dom) == self.0.debugger.serving
+    }
+
+    /// The register description the session gives gdb for slot `si`'s
+    /// vCPUs: a 32-bit guest's own session uses the arch's narrow one.
+    fn view(&self, si: usize) -> RegisterView {
+        if self.scope().is_some() && self.slots()[si].image_32bit {
+            RegisterView::Narrow
+        } else {
+            RegisterView::Full
+        }
+    }
+
+    /// The slot index and vCPU id a thread id names (in the session's
+    /// scope).
     pub fn resolve(&self, tid: Tid) -> Option<(usize, u32)> {
         let (domid, v) = split_tid(tid);
+        if !self.in_scope(u16::try_from(domid).ok()?) {
+            return None;
+        }
         let si = self.slots().iter().position(|s| s.domain.id as usize == domid)?;
         let s = &self.slots()[si];
         (v < s.domain.max_vcpus() && (v as usize) < s.vcpus.len()).then_some((si, v))
     }
 
-    /// The first vCPU of the first domain (the thread a stop is reported on).
+    /// The first vCPU of the session's first domain (the thread a stop is
+    /// reported on).
     pub fn first_tid(&self) -> Option<Tid> {
-        self.0.domains().find(|d| d.max_vcpus() > 0).and_then(|d| tid_of(d.id, 0))
+        self.0.domains().find(|d| d.max_vcpus() > 0 && self.in_scope(d.id)).and_then(|d| tid_of(d.id, 0))
     }
 
     /// `dNvM <state> <layout>` for `info threads`.
@@ -168,7 +210,7 @@ impl HvTarget {
     pub fn read_mem(&self, si: usize, v: u32, start: u64, data: &mut [u8]) -> usize {
         let s = &self.slots()[si];
         let exec = &self.0.debugger.exec;
-        if self.0.debugger.physical_addresses {
+        if self.session().physical_addresses {
             let mem = PhysMem::new(&s.domain);
             let n = mem.read_prefix(Gpa(start), data);
             exec.hide_breakpoints(&mem, start, &mut data[..n]);
@@ -184,7 +226,7 @@ impl HvTarget {
     /// Writes guest memory; a write that cannot complete changes nothing.
     /// Planted traps stay in place under it (see `Debugger::write`).
     pub fn write_mem(&mut self, si: usize, v: u32, start: u64, data: &[u8]) -> bool {
-        let phys = self.0.debugger.physical_addresses;
+        let phys = self.session().physical_addresses;
         let (slots, debugger) = self.0.slots_and_debugger();
         let s = &slots[si];
         let trap = s.vcpus[v as usize].breakpoint_instruction();
@@ -202,7 +244,7 @@ impl HvTarget {
     /// The vCPU whose address space a breakpoint lives in: gdb's selected
     /// thread, else the first vCPU.
     fn selected(&self) -> Option<(usize, u32)> {
-        let pick = self.0.debugger.selected.and_then(|(dom, v)| tid_of(dom, v)).and_then(|t| self.resolve(t));
+        let pick = self.session().selected.and_then(|(dom, v)| tid_of(dom, v)).and_then(|t| self.resolve(t));
         pick.or_else(|| self.first_tid().and_then(|t| self.resolve(t)))
     }
 
@@ -221,14 +263,15 @@ impl HvTarget {
         result
     }
 
-    /// Ends what a session armed: its breakpoints come out of guest memory,
-    /// hardware points, step and catchpoints are disarmed in every vCPU.
+    /// Ends what the session armed in its domains: its breakpoints come out
+    /// of guest memory, hardware points, step and catchpoints are disarmed
+    /// in their vCPUs.
     pub fn end_debugging(&mut self) {
         let (slots, debugger) = self.0.slots_mut_and_debugger();
         let doms: Vec<DomId> = slots.iter().map(|s| s.domain.id).collect();
         let slots: &[DomainSlot] = slots;
-        debugger.exec.clear(|id| slots.iter().find(|s| s.domain.id == id).map(|s| &*s.domain));
-        debugger.selected = None;
+        let me = debugger.serving;
+        debugger.exec.end_session(me, |id| slots.iter().find(|s| s.domain.id == id).map(|s| &*s.domain));
         for d in doms {
             let _ = self.apply_debug(d);
         }
@@ -238,7 +281,7 @@ impl HvTarget {
     fn note_resumed(&mut self, tid: Tid) {
         if let Some((si, v)) = self.resolve(tid) {
             let dom = self.slots()[si].domain.id;
-            self.0.debugger.exec.resumed.push((dom, v));
+            self.session_mut().resumed.push((dom, v));
         }
     }
 
@@ -247,6 +290,9 @@ impl HvTarget {
     fn add_hw_point(&mut self, point: HwPoint) -> bool {
         let Some((si, _)) = self.selected() else { return false };
         let dom = self.slots()[si].domain.id;
+        if !self.controls(dom) {
+            return false;
+        }
         self.0.debugger.exec.hw_points.push((dom, point));
         if self.apply_debug(dom).is_ok() {
             return true;
@@ -259,6 +305,9 @@ impl HvTarget {
     fn remove_hw_point(&mut self, point: HwPoint) -> bool {
         let Some((si, _)) = self.selected() else { return false };
         let dom = self.slots()[si].domain.id;
+        if !self.controls(dom) {
+            return false;
+        }
         let points = &mut self.0.debugger.exec.hw_points;
         let Some(i) = points.iter().position(|p| *p == (dom, point)) else { return false };
         points.remove(i);
@@ -340,7 +389,7 @@ impl MultiThreadBase for HvTarget {
     fn read_registers(&mut self, regs: &mut RegBlob, tid: Tid) -> TargetResult<(), Self> {
         let (di, v) = self.resolve(tid).ok_or(TargetError::Errno(GDB_EINVAL))?;
         let mut buf = vec![0u8; MAX_REGS];
-        let n = self.slots()[di].vcpus[v as usize].read_registers(&mut buf);
+        let n = self.view(di).read(&*self.slots()[di].vcpus[v as usize], &mut buf);
         if n == 0 {
             return Err(TargetError::Errno(GDB_EINVAL));
         }
@@ -351,7 +400,8 @@ impl MultiThreadBase for HvTarget {
 
     fn write_registers(&mut self, regs: &RegBlob, tid: Tid) -> TargetResult<(), Self> {
         let (di, v) = self.resolve(tid).ok_or(TargetError::Errno(GDB_EINVAL))?;
-        self.0.slots_mut()[di].vcpus[v as usize].write_registers(&regs.0).map_err(|_| TargetError::Errno(GDB_EINVAL))
+        let view = self.view(di);
+        view.write(&mut *self.0.slots_mut()[di].vcpus[v as usize], &regs.0).map_err(|_| TargetError::Errno(GDB_EINVAL))
     }
 
     fn read_addrs(&mut self, start: u64, data: &mut [u8], tid: Tid) -> TargetResult<usize, Self> {
@@ -372,7 +422,7 @@ impl MultiThreadBase for HvTarget {
     }
 
     fn list_active_threads(&mut self, thread_is_active: &mut dyn FnMut(Tid)) -> Result<(), Self::Error> {
-        for d in self.0.domains() {
+        for d in self.0.domains().filter(|d| self.in_scope(d.id)) {
             for v in 0..d.max_vcpus() {
                 if let Some(tid) = tid_of(d.id, v) {
                     thread_is_active(tid);
@@ -398,7 +448,7 @@ impl MultiThreadBase for HvTarget {
 impl SingleRegisterAccess<Tid> for HvTarget {
     fn read_register(&mut self, tid: Tid, reg: RawRegId, buf: &mut [u8]) -> TargetResult<usize, Self> {
         let (di, v) = self.resolve(tid).ok_or(TargetError::Errno(GDB_EINVAL))?;
-        match self.slots()[di].vcpus[v as usize].read_register(reg.0, buf) {
+        match self.view(di).read_one(&*self.slots()[di].vcpus[v as usize], reg.0, buf) {
             0 => Err(TargetError::Errno(GDB_EINVAL)),
             n => Ok(n),
         }
@@ -406,22 +456,25 @@ impl SingleRegisterAccess<Tid> for HvTarget {
 
     fn write_register(&mut self, tid: Tid, reg: RawRegId, val: &[u8]) -> TargetResult<(), Self> {
         let (di, v) = self.resolve(tid).ok_or(TargetError::Errno(GDB_EINVAL))?;
-        self.0.slots_mut()[di].vcpus[v as usize].write_register(reg.0, val).map_err(|_| TargetError::Errno(GDB_EINVAL))
+        let view = self.view(di);
+        view.write_one(&mut *self.0.slots_mut()[di].vcpus[v as usize], reg.0, val)
+            .map_err(|_| TargetError::Errno(GDB_EINVAL))
     }
 }
 
 impl MultiThreadResume for HvTarget {
     fn resume(&mut self) -> Result<(), Self::Error> {
-        // All-stop: whatever gdb asked per thread, everything runs again.
-        self.0.debugger.resume_requested = true;
+        // All-stop: whatever gdb asked per thread, everything the session
+        // holds runs again.
+        self.session_mut().resume_requested = true;
         Ok(())
     }
 
     fn clear_resume_actions(&mut self) -> Result<(), Self::Error> {
-        let exec = &mut self.0.debugger.exec;
-        exec.resumed.clear();
-        exec.run_only = None;
-        if let Some((dom, _)) = exec.step.take() {
+        let s = self.session_mut();
+        s.resumed.clear();
+        s.run_only = None;
+        if let Some((dom, _)) = s.step.take() {
             let _ = self.apply_debug(dom);
         }
         Ok(())
@@ -448,8 +501,10 @@ impl MultiThreadSingleStep for HvTarget {
         self.note_resumed(tid);
         if let Some((si, v)) = self.resolve(tid) {
             let dom = self.slots()[si].domain.id;
-            self.0.debugger.exec.step = Some((dom, v));
-            let _ = self.apply_debug(dom);
+            if self.controls(dom) {
+                self.session_mut().step = Some((dom, v));
+                let _ = self.apply_debug(dom);
+            }
         }
         Ok(())
     }
@@ -472,7 +527,10 @@ impl Breakpoints for HvTarget {
 impl SwBreakpoint for HvTarget {
     fn add_sw_breakpoint(&mut self, addr: u64, _kind: usize) -> TargetResult<bool, Self> {
         let Some((si, v)) = self.selected() else { return Ok(false) };
-        let phys = self.0.debugger.physical_addresses;
+        if !self.controls(self.slots()[si].domain.id) {
+            return Ok(false);
+        }
+        let phys = self.session().physical_addresses;
         let (slots, debugger) = self.0.slots_mut_and_debugger();
         let s = &slots[si];
         let trap = s.vcpus[v as usize].breakpoint_instruction();
@@ -529,12 +587,12 @@ impl CatchSyscalls for HvTarget {
     fn enable_catch_syscalls(&mut self, filter: Option<SyscallNumbers<'_, u64>>) -> TargetResult<(), Self> {
         // Hypercalls are the guests' system calls: `catch syscall N` stops a
         // vCPU at hypercall N's entry and return.
-        self.0.debugger.exec.catch = Some(filter.map(|f| f.collect()).unwrap_or_default());
+        self.session_mut().catch = Some(filter.map(|f| f.collect()).unwrap_or_default());
         Ok(())
     }
 
     fn disable_catch_syscalls(&mut self) -> TargetResult<(), Self> {
-        self.0.debugger.exec.catch = None;
+        self.session_mut().catch = None;
         Ok(())
     }
 }
@@ -543,8 +601,8 @@ impl MultiThreadSchedulerLocking for HvTarget {
     fn set_resume_action_scheduler_lock(&mut self) -> Result<(), Self::Error> {
         // gdb resumes only the threads it named (its step over a breakpoint
         // does, and `set scheduler-locking on`): the others stay stopped.
-        let exec = &mut self.0.debugger.exec;
-        exec.run_only = Some(exec.resumed.clone());
+        let s = self.session_mut();
+        s.run_only = Some(s.resumed.clone());
         Ok(())
     }
 }
@@ -570,9 +628,15 @@ impl TargetDescriptionXmlOverride for HvTarget {
         if annex != b"target.xml" {
             return Err(TargetError::Errno(GDB_EINVAL));
         }
-        // Every vCPU of a board has the same architecture: the first one's
-        // description stands for all.
-        let xml = self.slots().iter().flat_map(|s| s.vcpus.first()).next().map(|a| a.target_xml());
+        // Every vCPU of a board has the same architecture, and every vCPU
+        // of a domain the same view: the first one's description stands for
+        // all the session shows.
+        let xml = self
+            .slots()
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| self.in_scope(s.domain.id))
+            .find_map(|(si, s)| s.vcpus.first().map(|a| self.view(si).target_xml(&**a)));
         let xml = xml.ok_or(TargetError::NonFatal)?;
         let xml = xml.as_bytes();
         let start = (offset as usize).min(xml.len());

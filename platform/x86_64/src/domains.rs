@@ -215,7 +215,7 @@ fn build_domain(
     if let Some((start, end)) = placed.initrd {
         log::info!("d{id}: initrd at {:#x}..{:#x} (PVH module 0)", start.0, end.0);
     }
-    let mut slot = DomainSlot::new(d, Box::new(SvmDomain::new())).with_spec(spec);
+    let mut slot = DomainSlot::new(d, Box::new(SvmDomain::new())).with_spec(spec).with_32bit_image(!img.elf64);
     let boot_vcpu = slot.vcpu_mut(0).ok_or("a domain needs a vCPU")?;
     boot_vcpu
         .initialise(&VcpuInitContext::PowerOn { entry, context_id: placed.start_info.0 })

@@ -111,16 +111,16 @@ fn a_session_end_restores_the_guests_and_disarms_everything() {
     let mut dbg = Debugger::default();
     dbg.insert_breakpoint(&phys, 0x2001, TRAP).unwrap();
     dbg.hw_points.push((d.id, HwPoint { addr: 0x5000, len: 8, kind: HwKind::Write }));
-    dbg.step = Some((d.id, 0));
-    dbg.run_only = Some(vec![(d.id, 0)]);
-    dbg.catch = Some(vec![24]);
+    dbg.sessions[0].step = Some((d.id, 0));
+    dbg.sessions[0].run_only = Some(vec![(d.id, 0)]);
+    dbg.sessions[0].catch = Some(vec![24]);
     dbg.record(d.id, 0, StopReason::SwBreak);
-    dbg.clear(|id| (id == d.id).then_some(&*d));
+    dbg.end_session(0, |id| (id == d.id).then_some(&*d));
     let mut raw = [0u8; 4];
     phys.read_bytes(Gpa(0x2000), &mut raw).unwrap();
     assert_eq!(raw, code()[..4]);
     assert_eq!(dbg.control_for(d.id, 0), DebugControl::default());
-    assert!(dbg.run_only.is_none() && dbg.catch.is_none() && dbg.stops.is_empty());
+    assert!(dbg.sessions[0].run_only.is_none() && dbg.sessions[0].catch.is_none() && dbg.sessions[0].stops.is_empty());
 }
 
 #[test]
@@ -129,14 +129,14 @@ fn each_vcpu_arms_its_own_step_and_its_domains_points() {
     let p = HwPoint { addr: 0x5000, len: 4, kind: HwKind::Access };
     dbg.hw_points.push((1, p));
     dbg.hw_points.push((2, HwPoint { addr: 0x6000, len: 1, kind: HwKind::Execute }));
-    dbg.step = Some((1, 1));
+    dbg.sessions[0].step = Some((1, 1));
     let c = dbg.control_for(1, 1);
     assert!(c.single_step && !c.trap_breakpoints);
     assert_eq!(c.hw_points, [p]);
     assert!(!dbg.control_for(1, 0).single_step, "only the stepped vCPU steps");
     assert_eq!(dbg.control_for(3, 0), DebugControl::default());
-    dbg.catch = Some(vec![]);
-    assert!(dbg.catches(24) && dbg.catches(29), "an empty list catches every hypercall");
-    dbg.catch = Some(vec![24]);
-    assert!(dbg.catches(24) && !dbg.catches(29));
+    dbg.sessions[0].catch = Some(vec![]);
+    assert!(dbg.sessions[0].catches(24) && dbg.sessions[0].catches(29), "an empty list catches every hypercall");
+    dbg.sessions[0].catch = Some(vec![24]);
+    assert!(dbg.sessions[0].catches(24) && !dbg.sessions[0].catches(29));
 }

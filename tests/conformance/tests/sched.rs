@@ -429,28 +429,28 @@ fn a_caught_hypercall_stops_at_its_entry_and_at_its_return() {
     let version = hypercall(hypercall::XEN_VERSION, [xenver::VERSION, 0, 0, 0, 0, 0]);
     let (slot, _, _) = scripted(1, vec![vec![version, VcpuExit::Preempted]], &log);
     let mut hv = Hypervisor::new(vec![slot]);
-    hv.debugger.exec.catch = Some(vec![hypercall::XEN_VERSION]);
+    hv.debugger.exec.sessions[0].catch = Some(vec![hypercall::XEN_VERSION]);
     let mut board = RecordingBoard::default();
     hv.run_slice(0, 0, &mut board);
-    assert_eq!(hv.debugger.exec.stops.len(), 1);
-    assert_eq!(hv.debugger.exec.stops[0].reason, StopReason::HypercallEntry(hypercall::XEN_VERSION));
+    assert_eq!(hv.debugger.exec.sessions[0].stops.len(), 1);
+    assert_eq!(hv.debugger.exec.sessions[0].stops[0].reason, StopReason::HypercallEntry(hypercall::XEN_VERSION));
     assert!(hv.stopped.load(Ordering::SeqCst), "all-stop at the catchpoint");
     assert!(log.returns.lock().unwrap().is_empty(), "not dispatched before the debugger resumes");
     assert_eq!(hv.debugger.exec.held_calls.len(), 1);
     // Resumed: the held call is dispatched first, without entering the guest.
-    hv.debugger.exec.stops.clear();
+    hv.debugger.exec.sessions[0].stops.clear();
     hv.stopped.store(false, Ordering::SeqCst);
     let runs = log.runs.lock().unwrap().len();
     hv.run_slice(0, 0, &mut board);
     assert_eq!(log.runs.lock().unwrap().len(), runs, "the guest did not run");
     assert_eq!(log.returns.lock().unwrap().len(), 1);
-    assert_eq!(hv.debugger.exec.stops[0].reason, StopReason::HypercallReturn(hypercall::XEN_VERSION));
+    assert_eq!(hv.debugger.exec.sessions[0].stops[0].reason, StopReason::HypercallReturn(hypercall::XEN_VERSION));
     // Without the catchpoint the vCPU just runs on.
-    hv.debugger.exec.catch = None;
-    hv.debugger.exec.stops.clear();
+    hv.debugger.exec.sessions[0].catch = None;
+    hv.debugger.exec.sessions[0].stops.clear();
     hv.stopped.store(false, Ordering::SeqCst);
     hv.run_slice(0, 0, &mut board);
-    assert!(hv.debugger.exec.stops.is_empty());
+    assert!(hv.debugger.exec.sessions[0].stops.is_empty());
 }
 
 #[test]
@@ -467,8 +467,11 @@ fn a_planted_breakpoint_stops_and_the_guests_own_reaches_the_guest() {
     // 0x2010 holds no trap of the debugger's: the guest gets its exception
     // and runs on into the planted one, which stops the system.
     assert_eq!(log.delivered.load(Ordering::SeqCst), 1);
-    assert_eq!(hv.debugger.exec.stops.len(), 1);
-    assert_eq!((hv.debugger.exec.stops[0].vcpu, hv.debugger.exec.stops[0].reason), (0, StopReason::SwBreak));
+    assert_eq!(hv.debugger.exec.sessions[0].stops.len(), 1);
+    assert_eq!(
+        (hv.debugger.exec.sessions[0].stops[0].vcpu, hv.debugger.exec.sessions[0].stops[0].reason),
+        (0, StopReason::SwBreak)
+    );
     assert!(hv.stopped.load(Ordering::SeqCst));
 }
 
@@ -478,23 +481,23 @@ fn a_step_runs_only_the_stepped_vcpu_and_resumed_threads_only_themselves() {
     let many = || vec![VcpuExit::Preempted; 8];
     let (slot, _, _) = scripted(1, vec![many(), many(), many()], &log);
     let mut hv = Hypervisor::new(vec![slot]);
-    hv.debugger.exec.step = Some((1, 2));
+    hv.debugger.exec.sessions[0].step = Some((1, 2));
     for _ in 0..3 {
         assert_eq!(hv.pick_next(), Some((0, 2)));
     }
-    hv.debugger.exec.step = None;
-    hv.debugger.exec.run_only = Some(vec![(1, 0), (1, 2)]);
+    hv.debugger.exec.sessions[0].step = None;
+    hv.debugger.exec.sessions[0].run_only = Some(vec![(1, 0), (1, 2)]);
     let picked: Vec<_> = (0..4).filter_map(|_| hv.pick_next()).map(|p| p.1).collect();
     assert!(picked.iter().all(|v| *v != 1), "vCPU 1 was not resumed: {picked:?}");
     assert!(picked.contains(&0) && picked.contains(&2));
     // A step of a vCPU that cannot run ends where it is.
-    hv.debugger.exec.run_only = None;
+    hv.debugger.exec.sessions[0].run_only = None;
     let d = hv.slots()[0].domain.clone();
     d.vcpu_block(d.vcpu(1).unwrap());
-    hv.debugger.exec.step = Some((1, 1));
+    hv.debugger.exec.sessions[0].step = Some((1, 1));
     assert_eq!(hv.pick_next(), None);
-    assert_eq!(hv.debugger.exec.stops[0].reason, StopReason::Step);
-    assert!(hv.debugger.exec.step.is_none());
+    assert_eq!(hv.debugger.exec.sessions[0].stops[0].reason, StopReason::Step);
+    assert!(hv.debugger.exec.sessions[0].step.is_none());
     let controls = log.controls.lock().unwrap();
     assert!(controls.last().is_some_and(|(v, c)| *v == (1, 1) && !c.single_step), "the step is disarmed");
 }

@@ -873,12 +873,12 @@ fn breakpoints_are_planted_by_the_stub_hidden_from_reads_and_removed() {
 fn step_catchpoints_and_their_stops_reach_gdb() {
     let mut c = attached();
     assert_eq!(c.cmd("QCatchSyscalls:1;18"), "OK");
-    assert_eq!(c.hv.debugger.exec.catch, Some(vec![0x18]));
+    assert_eq!(c.hv.debugger.exec.sessions[0].catch, Some(vec![0x18]));
     // Step d1v1 alone; the stop comes on its thread.
     c.raw(&frame_vec(b"vCont;s:p1.402"));
     c.take_tx();
-    assert_eq!(c.hv.debugger.exec.step, Some((1, 1)));
-    assert_eq!(c.hv.debugger.exec.run_only, Some(vec![(1, 1)]), "gdb resumed no other thread");
+    assert_eq!(c.hv.debugger.exec.sessions[0].step, Some((1, 1)));
+    assert_eq!(c.hv.debugger.exec.sessions[0].run_only, Some(vec![(1, 1)]), "gdb resumed no other thread");
     c.hv.debugger.exec.record(1, 1, lantern_common::debug::StopReason::Step);
     c.raw(b"");
     let (_, pkts) = Client::packets(&c.take_tx());
@@ -886,7 +886,7 @@ fn step_catchpoints_and_their_stops_reach_gdb() {
     // A hypercall entry on d2v0.
     c.raw(&frame_vec(b"vCont;c"));
     c.take_tx();
-    assert_eq!(c.hv.debugger.exec.run_only, None);
+    assert_eq!(c.hv.debugger.exec.sessions[0].run_only, None);
     c.hv.debugger.exec.record(2, 0, lantern_common::debug::StopReason::HypercallEntry(0x18));
     c.raw(b"");
     let (_, pkts) = Client::packets(&c.take_tx());
@@ -895,7 +895,7 @@ fn step_catchpoints_and_their_stops_reach_gdb() {
     assert!(c.monitor("debug").contains("last stop: d2v0 hypercall-entry vcpu_op (24)"), "{}", c.monitor("debug"));
     // Detach: nothing stays armed.
     c.cmd("D;1");
-    assert_eq!(c.hv.debugger.exec.catch, None);
+    assert_eq!(c.hv.debugger.exec.sessions[0].catch, None);
 }
 
 #[test]
@@ -961,4 +961,79 @@ fn unknown_and_malformed_packets_are_counted_and_shown_by_monitor_stats() {
     assert!(text.lines().any(|l| l.split_whitespace().eq(["unknown", &after.unknown.to_string()])), "{text}");
     assert!(text.lines().any(|l| l.starts_with("malformed")), "{text}");
     assert!(c.monitor("help").contains("stats"));
+}
+
+impl Client {
+    /// Talks on another line from now on: `other`'s stub and line swap
+    /// places with this client's (the hypervisor stays).
+    fn switch(&mut self, other: &mut (GdbStub, Line)) {
+        std::mem::swap(&mut self.stub, &mut other.0);
+        std::mem::swap(&mut self.line, &mut other.1);
+    }
+
+    /// The domains the scheduler picks vCPUs of, over `n` picks.
+    fn scheduled_domains(&mut self, n: usize) -> Vec<u16> {
+        let mut doms = Vec::new();
+        for _ in 0..n {
+            if let Some((si, _)) = self.hv.pick_next() {
+                doms.push(self.hv.slots()[si].domain.id);
+            }
+        }
+        doms.sort();
+        doms.dedup();
+        doms
+    }
+}
+
+#[test]
+fn a_domain_session_shows_controls_and_stops_only_its_domain() {
+    let mut c = Client::new(system());
+    let mut system_line = (GdbStub::new(), Line::default());
+    c.stub = GdbStub::for_domain(2);
+    c.attach();
+    assert!(!c.stopped(), "a domain's session does not stop the system");
+    assert_eq!(c.scheduled_domains(20), [1, 3], "d2 is held, the others run");
+    let threads = c.cmd("qfThreadInfo");
+    assert_eq!(threads, "mp01.0801,p01.0802", "only d2's vCPUs are threads");
+    let q = c.cmd("?");
+    assert!(q.starts_with("T05thread:p01.0801"), "{q}");
+    assert!(c.cmd("Hgp1.401").starts_with('E') || c.cmd("g").starts_with('E'), "d1's vCPU is not this session's");
+    assert_eq!(c.cmd("Hgp1.801"), "OK");
+    assert!(!c.cmd("g").starts_with('E'));
+    // A breakpoint in d2, then continue: d2 runs again, and its stop is
+    // reported here, holding d2 alone.
+    assert_eq!(c.cmd(&format!("Z0,{:x},1", VBASE + 0x3000)), "OK");
+    c.raw(&frame_vec(b"vCont;c"));
+    c.take_tx();
+    assert_eq!(c.scheduled_domains(20), [1, 2, 3]);
+    c.hv.debugger.exec.record(2, 1, lantern_common::debug::StopReason::SwBreak);
+    c.raw(b"");
+    let (_, pkts) = Client::packets(&c.take_tx());
+    assert_eq!(
+        pkts.last().map(|p| String::from_utf8_lossy(p).into_owned()),
+        Some("T05thread:p01.0802;swbreak:;".into())
+    );
+    assert_eq!(c.scheduled_domains(20), [1, 3], "the stop holds d2 only");
+    // The whole-system session, meanwhile: it sees every domain, but d2's
+    // execution is not its to control.
+    c.switch(&mut system_line);
+    c.attach();
+    assert!(c.stopped(), "the whole-system session stops everything");
+    assert!(c.cmd("qfThreadInfo").contains("p01.0801"));
+    assert_eq!(c.cmd("Hgp1.801"), "OK");
+    assert_eq!(c.cmd(&format!("Z0,{:x},1", VBASE + 0x3100)), "E16", "d2 belongs to its own session (EINVAL)");
+    assert_eq!(c.hv.debugger.exec.owner(2), 1);
+    assert_eq!(c.cmd("D;1"), "OK");
+    assert!(!c.stopped());
+    // The domain's session goes away: its breakpoint comes out, d2 runs.
+    c.switch(&mut system_line);
+    c.line.hangup = true;
+    c.raw(b"");
+    assert_eq!(c.hv.debugger.exec.owner(2), 0);
+    assert!(c.hv.debugger.exec.breakpoints.is_empty(), "the session's breakpoint is gone");
+    let d2 = c.hv.slots()[1].domain.clone();
+    let mut raw = [0u8; 8];
+    PhysMem::new(&d2).read_bytes(Gpa(0x3000), &mut raw).unwrap();
+    assert_ne!(raw[0], 0xCC, "the guest's byte is back");
+    assert_eq!(c.scheduled_domains(20), [1, 2, 3]);
 }
