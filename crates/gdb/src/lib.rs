@@ -403,8 +403,8 @@ impl GdbStub {
             // A domain's own session takes its domain over from the
             // whole-system one; then whatever an earlier client armed and
             // left behind goes.
+            t.debugger().session_mut().attached = true;
             if let Some(dom) = self.scope {
-                t.debugger().session_mut().attached = true;
                 t.debugger().exec.hand_over(dom);
             }
             t.end_debugging();

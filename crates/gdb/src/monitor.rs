@@ -89,6 +89,8 @@ pub struct View<'a> {
     pub slots: &'a [DomainSlot],
     /// The debugger's state.
     pub debugger: &'a mut DebuggerState,
+    /// The whole-system session holds every domain stopped.
+    pub system_stopped: bool,
 }
 
 /// Runs one monitor command line; returns its output (ending in a newline).
@@ -906,6 +908,17 @@ fn debug_state(t: &View<'_>, out: &mut Out) {
             let _ = writeln!(s, "catching {what}");
         }
     }
+    // Who is attached, after what is armed.
+    let mut attached = String::new();
+    j.key("sessions").begin_arr();
+    for x in e.sessions.iter().filter(|x| x.attached) {
+        let scope = x.scope.map_or_else(|| "system".to_string(), |d| format!("d{d}"));
+        let held = if x.scope.is_some() { x.holding } else { t.system_stopped };
+        j.begin_obj().kv_str("scope", &scope).key("holding").bool(held).end_obj();
+        let what = x.scope.map_or_else(|| "the whole system".to_string(), |d| format!("d{d} alone"));
+        let _ = writeln!(attached, "session attached: {what}, {}", if held { "stopped" } else { "running" });
+    }
+    j.end_arr();
     j.key("last_stop");
     match sess.last_stop {
         None => {
@@ -934,6 +947,7 @@ fn debug_state(t: &View<'_>, out: &mut Out) {
     if s.is_empty() {
         s.push_str("nothing armed\n");
     }
+    s.push_str(&attached);
     out.text = if out.json { j.finish() } else { s };
 }
 

@@ -652,8 +652,9 @@ impl MonitorCmd for HvTarget {
             outputln!(out, "error: command is not UTF-8");
             return Ok(());
         };
+        let system_stopped = self.0.stopped.load(core::sync::atomic::Ordering::Acquire);
         let (slots, debugger) = self.0.slots_and_debugger();
-        let text = crate::monitor::run(&mut crate::monitor::View { slots, debugger }, cmd);
+        let text = crate::monitor::run(&mut crate::monitor::View { slots, debugger, system_stopped }, cmd);
         out.write_raw(text.as_bytes());
         Ok(())
     }

@@ -1014,6 +1014,8 @@ fn a_domain_session_shows_controls_and_stops_only_its_domain() {
         Some("T05thread:p01.0802;swbreak:;".into())
     );
     assert_eq!(c.scheduled_domains(20), [1, 3], "the stop holds d2 only");
+    let state = c.monitor("debug");
+    assert!(state.contains("session attached: d2 alone, stopped"), "{state}");
     // The whole-system session, meanwhile: it sees every domain, but d2's
     // execution is not its to control.
     c.switch(&mut system_line);
