@@ -275,7 +275,8 @@ impl Debugger {
             return Err(Errno::EOPNOTSUPP);
         }
         let domain = mem.domain();
-        let gpa = mem.resolve(addr, true)?;
+        // A debugger plants breakpoints in read-only code too (see `poke`).
+        let gpa = mem.resolve(addr, false)?;
         if self.breakpoint_at(domain.id, gpa).is_some() {
             return Ok(());
         }
@@ -377,7 +378,7 @@ impl Debugger {
         let domain = mem.domain();
         let dom = domain.id;
         if !trap.is_empty() && data == trap {
-            let gpa = mem.resolve(start, true)?;
+            let gpa = mem.resolve(start, false)?;
             if self.breakpoint_at(dom, gpa).is_none() {
                 return self.insert_breakpoint(mem, start, trap);
             }
@@ -390,7 +391,7 @@ impl Debugger {
                 return PhysMem::new(domain).write_bytes(b.gpa, &b.saved[..b.len]);
             }
         }
-        mem.write_bytes(M::Addr::from_raw(start), data)?;
+        mem.poke(M::Addr::from_raw(start), data)?;
         let phys = PhysMem::new(domain);
         let mut hits = Vec::new();
         self.each_page(mem, start, data.len(), |off, gpa, n| {

@@ -79,7 +79,20 @@ pub trait GuestMemory {
     /// Stores `data` at `addr`, or nothing at all if any page of the range
     /// is unreachable or not writable (`-EFAULT`).
     fn write_bytes(&self, addr: Self::Addr, data: &[u8]) -> XenResult<()> {
-        let pieces = resolve_for_write(self, addr.raw(), data.len())?;
+        let pieces = resolve_for_write(self, addr.raw(), data.len(), true)?;
+        for (page, offset, range) in pieces {
+            page.write(offset, &data[range])?;
+        }
+        Ok(())
+    }
+
+    /// Stores `data` at `addr` as a debugger does: through the space's
+    /// mapping whatever the guest's own page permissions say (as ptrace
+    /// writes a read-only text page — a kernel maps its code read-only, and
+    /// gdb still plants breakpoints there), but only into guest RAM the
+    /// domain's guest-physical map lets it write. All or nothing.
+    fn poke(&self, addr: Self::Addr, data: &[u8]) -> XenResult<()> {
+        let pieces = resolve_for_write(self, addr.raw(), data.len(), false)?;
         for (page, offset, range) in pieces {
             page.write(offset, &data[range])?;
         }
@@ -90,7 +103,7 @@ pub trait GuestMemory {
     /// nothing at all if any page of the range is unreachable or not
     /// writable (`-EFAULT`).
     fn fill(&self, addr: Self::Addr, len: usize, byte: u8) -> XenResult<()> {
-        let pieces = resolve_for_write(self, addr.raw(), len)?;
+        let pieces = resolve_for_write(self, addr.raw(), len, true)?;
         for (page, offset, range) in pieces {
             page.fill(offset, range.len(), byte)?;
         }
@@ -216,16 +229,19 @@ fn read_chunks<M: GuestMemory + ?Sized>(mem: &M, start: u64, out: &mut [u8]) -> 
     (done, None)
 }
 
-/// Translates and checks every page of a write before anything is stored.
+/// Translates and checks every page of a write before anything is stored;
+/// `as_guest`: the space's own write permissions apply too (not for a
+/// debugger's write).
 fn resolve_for_write<M: GuestMemory + ?Sized>(
     mem: &M,
     start: u64,
     len: usize,
+    as_guest: bool,
 ) -> XenResult<Vec<(PageRef, usize, core::ops::Range<usize>)>> {
     chunks(start, len)
         .map(|chunk| {
             let (addr, range) = chunk.ok_or(Errno::EFAULT)?;
-            let gpa = mem.resolve(addr, true)?;
+            let gpa = mem.resolve(addr, as_guest)?;
             let (page, offset) = frame_of(mem.domain(), gpa, true)?;
             Ok((page, offset, range))
         })

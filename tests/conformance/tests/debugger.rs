@@ -53,6 +53,25 @@ fn a_breakpoint_is_planted_hidden_and_removed() {
 }
 
 #[test]
+fn breakpoints_and_debugger_writes_reach_code_the_guest_maps_read_only() {
+    // A kernel maps its text read-only: the guest cannot write it, a
+    // debugger can (as ptrace writes a process's text).
+    let d = TestDomain::new(layout("x86_64")).build();
+    let v = FakeVcpu::identity(RAM_PAGES).mapped_at(VBASE).read_only_below(0x4000);
+    PhysMem::new(&d).write_bytes(Gpa(0x2000), &code()).unwrap();
+    let mem = VirtMem::new(&d, &v);
+    assert!(mem.write_bytes(Gva(VBASE + 0x2000), &[1]).is_err(), "read-only to the guest");
+    let mut dbg = Debugger::default();
+    dbg.insert_breakpoint(&mem, VBASE + 0x2004, TRAP).unwrap();
+    dbg.write(&mem, VBASE + 0x2010, &[0xAB, 0xCD], TRAP).unwrap();
+    let mut raw = [0u8; 0x12];
+    PhysMem::new(&d).read_bytes(Gpa(0x2000), &mut raw).unwrap();
+    assert_eq!((raw[4], raw[0x10], raw[0x11]), (0xCC, 0xAB, 0xCD));
+    // Only guest RAM: an address with no memory behind it is still refused.
+    assert!(dbg.write(&mem, VBASE + (RAM_PAGES << 12), &[1], TRAP).is_err());
+}
+
+#[test]
 fn a_write_over_a_breakpoint_keeps_the_trap_and_updates_what_it_hides() {
     let d = TestDomain::new(layout("arm64")).build();
     let phys = PhysMem::new(&d);

@@ -24,6 +24,9 @@ pub struct FakeVcpu {
     pub virt_base: u64,
     /// How many bytes of guest-physical memory, from 0, are mapped.
     pub mapped_bytes: u64,
+    /// How many of them, from 0, the guest's page tables map read-only
+    /// (a kernel's text).
+    pub read_only_bytes: u64,
     /// The entry point of the last initialise or power-on.
     pub entry: Option<u64>,
     /// Upcalls injected so far.
@@ -48,6 +51,7 @@ impl FakeVcpu {
         FakeVcpu {
             virt_base: 0,
             mapped_bytes: ram_pages << 12,
+            read_only_bytes: 0,
             entry: None,
             upcalls: 0,
             no_time_area_by_va: None,
@@ -69,6 +73,11 @@ impl FakeVcpu {
     /// address used as a virtual one does not translate.
     pub fn mapped_at(self, virt_base: u64) -> Self {
         FakeVcpu { virt_base, ..self }
+    }
+
+    /// Maps the first `bytes` of guest-physical memory read-only.
+    pub fn read_only_below(self, bytes: u64) -> Self {
+        FakeVcpu { read_only_bytes: bytes, ..self }
     }
 
     /// Models an arch with no time area by guest-virtual address: the op
@@ -105,8 +114,9 @@ impl ArchVcpu for FakeVcpu {
         self.upcalls += 1;
     }
 
-    fn translate(&self, _domain: &Domain, gva: Gva, _write: bool) -> XenResult<Gpa> {
+    fn translate(&self, _domain: &Domain, gva: Gva, write: bool) -> XenResult<Gpa> {
         match gva.0.checked_sub(self.virt_base) {
+            Some(gpa) if write && gpa < self.read_only_bytes => Err(Errno::EFAULT),
             Some(gpa) if gpa < self.mapped_bytes => Ok(Gpa(gpa)),
             _ => Err(Errno::EFAULT),
         }
