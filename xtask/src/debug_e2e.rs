@@ -16,7 +16,7 @@ use crate::gdb::{self, Json};
 use crate::gdb_e2e::{boot_held, boot_lingering, domains_under_test};
 use crate::opts::Opts;
 use crate::report::Tally;
-use crate::run::free_port;
+use crate::run::free_gdb_ports;
 use crate::summary::summary;
 
 /// The guest function every live vCPU calls (tests/guests/scenario's
@@ -83,7 +83,7 @@ pub fn live_test(board: &'static dyn BoardSpec, tally: &mut Tally) {
     let name = format!("{} debugger", board.name());
     let rec =
         |tally: &mut Tally, what: &str, ok: bool, detail: &str| tally.record(&format!("{name}: {what}"), ok, detail);
-    let Some(port) = free_port() else { return rec(tally, "free TCP port", false, "none found") };
+    let Some(port) = free_gdb_ports() else { return rec(tally, "free TCP port", false, "none found") };
     let log = work_dir(board).join("debugger-console.log");
     let o = Opts { timeout: Some(600), serial_log: Some(log.clone()), gdb_port: Some(port), ..Opts::on(board) };
     let vcpus = board.demo_vcpus();
@@ -242,7 +242,7 @@ pub fn catch_test(board: &'static dyn BoardSpec, tally: &mut Tally) {
     let name = format!("{} catch-syscall", board.name());
     let rec =
         |tally: &mut Tally, what: &str, ok: bool, detail: &str| tally.record(&format!("{name}: {what}"), ok, detail);
-    let Some(port) = free_port() else { return rec(tally, "free TCP port", false, "none found") };
+    let Some(port) = free_gdb_ports() else { return rec(tally, "free TCP port", false, "none found") };
     let log = work_dir(board).join("catch-console.log");
     let o = Opts {
         exit: true,

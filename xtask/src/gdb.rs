@@ -1,7 +1,9 @@
 //! `cargo xtask gdb`: starts `gdb-multiarch` set up for Lantern — the
 //! architecture, `tools/gdb/lantern.py`, the test guests' symbols — and
-//! attaches it to the gdb stub of a running `cargo xtask run`. Also the
-//! batch-mode runner the end-to-end tests and benchmarks use.
+//! attaches it to the gdb stub of a running `cargo xtask run`: the
+//! whole-system session on the base port P, or with `--domain N` domain N's
+//! own session on P+N. Also the batch-mode runner the end-to-end tests and
+//! benchmarks use.
 
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -10,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::boards::{self, BoardSpec};
 use crate::paths::root;
+use crate::qemu::domain_gdb_port;
 use crate::CmdResult;
 
 /// `tools/gdb/lantern.py`.
@@ -43,20 +46,63 @@ impl SymbolFile {
     }
 }
 
-/// The gdb commands (in order) that set up a session: architecture,
-/// helpers, symbols, then `target remote`.
+/// Which of a run's gdb sessions to attach to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Session {
+    /// The whole system, on the run's gdb port P.
+    System,
+    /// Domain N's own session, on P+N (the virtio-serial line only).
+    Domain(u16),
+}
+
+impl Session {
+    /// The TCP port of this session when the run's gdb port is `base`.
+    pub fn port(self, base: u16) -> Result<u16, String> {
+        match self {
+            Session::System => Ok(base),
+            Session::Domain(d) => domain_gdb_port(base, d),
+        }
+    }
+}
+
+/// The gdb commands (in order) that set up a whole-system session on
+/// `port`: architecture, helpers, symbols, then `target remote`.
 pub fn setup_commands(board: &dyn BoardSpec, port: u16, symbols: &[SymbolFile]) -> Vec<String> {
+    session_commands(board, Some(board.gdb_arch()), port, symbols)
+}
+
+/// The gdb commands that set up `session` of a run whose gdb port is
+/// `base`. A domain's session sets no architecture: gdb takes it from the
+/// stub's target description, which names the domain's own (`i386` for a
+/// 32-bit x86 domain, where forcing the board's `i386:x86-64` would read
+/// its registers in the wrong layout).
+pub fn session_setup_commands(
+    board: &dyn BoardSpec,
+    base: u16,
+    session: Session,
+    symbols: &[SymbolFile],
+) -> Result<Vec<String>, String> {
+    let port = session.port(base)?;
+    Ok(match session {
+        Session::System => setup_commands(board, port, symbols),
+        Session::Domain(_) => session_commands(board, None, port, symbols),
+    })
+}
+
+fn session_commands(board: &dyn BoardSpec, arch: Option<&str>, port: u16, symbols: &[SymbolFile]) -> Vec<String> {
     let mut ex = vec![
         "set pagination off".to_string(),
         "set confirm off".to_string(),
         // Serial-line latency: allow slow replies (e.g. a long monitor answer).
         "set remotetimeout 20".to_string(),
-        format!("set architecture {}", board.gdb_arch()),
-        format!("source {}", lantern_py().display()),
     ];
-    if let Some(abi) = board.gdb_osabi() {
-        ex.insert(4, format!("set osabi {abi}"));
+    if let Some(arch) = arch {
+        ex.push(format!("set architecture {arch}"));
     }
+    if let Some(abi) = board.gdb_osabi() {
+        ex.push(format!("set osabi {abi}"));
+    }
+    ex.push(format!("source {}", lantern_py().display()));
     for s in symbols {
         match s.offset {
             Some(o) => ex.push(format!("add-symbol-file {} -o {o:#x}", s.path.display())),
@@ -140,14 +186,39 @@ pub fn run_batch(
     run_gdb_batch(&ex, timeout)
 }
 
+/// Runs `gdb-multiarch -batch` attached to domain `domain`'s own session of
+/// a run whose gdb port is `base` (127.0.0.1:`base + domain`, set up by
+/// [`session_setup_commands`]: the architecture from the stub), then
+/// `commands`; killed after `timeout`. `symbols`: e.g.
+/// [`domain_symbols`]`(board, domain)`.
+pub fn run_batch_domain(
+    board: &dyn BoardSpec,
+    base: u16,
+    domain: u16,
+    symbols: &[SymbolFile],
+    commands: &[&str],
+    timeout: Duration,
+) -> Result<BatchOutput, String> {
+    let mut ex = session_setup_commands(board, base, Session::Domain(domain), symbols)?;
+    ex.extend(commands.iter().map(|c| c.to_string()));
+    run_gdb_batch(&ex, timeout)
+}
+
+/// `gdb-multiarch -nx -batch` with `ex` as `-ex` commands.
+fn batch_command(ex: &[String]) -> Command {
+    let mut c = Command::new("gdb-multiarch");
+    c.args(["-nx", "-batch"]).args(to_args(ex));
+    c
+}
+
 /// `gdb-multiarch -nx -batch` with `ex` as `-ex` commands, killed after `timeout`.
 fn run_gdb_batch(ex: &[String], timeout: Duration) -> Result<BatchOutput, String> {
     let started = Instant::now();
+    let gdb = batch_command(ex);
     let out = Command::new("timeout")
         .arg(format!("{}", timeout.as_secs().max(1)))
-        .arg("gdb-multiarch")
-        .args(["-nx", "-batch"])
-        .args(to_args(ex))
+        .arg(gdb.get_program())
+        .args(gdb.get_args())
         .stdin(Stdio::null())
         .output()
         .map_err(|e| format!("cannot run gdb-multiarch ({e}); is it installed?"))?;
@@ -194,9 +265,16 @@ pub fn send_hostile_input(port: u16) -> Result<(), String> {
 /// The default symbols on `board`: its first demo guest's ELF, when it was
 /// built.
 pub fn default_symbols(board: &dyn BoardSpec) -> Vec<SymbolFile> {
+    domain_symbols(board, 1)
+}
+
+/// The default symbols of domain `domain`'s session on `board`: the ELF of
+/// the demo guest that domain runs (x86: d1 the 64-bit test guest, d2 the
+/// 32-bit one), when it was built.
+pub fn domain_symbols(board: &dyn BoardSpec, domain: u16) -> Vec<SymbolFile> {
     board
         .demo_guests()
-        .first()
+        .get(usize::from(domain).wrapping_sub(1))
         .map(|g| g.elf())
         .filter(|elf| elf.exists())
         .map(|path| SymbolFile { path, offset: None })
@@ -211,65 +289,155 @@ fn usage() -> String {
         boards::all().iter().map(|b| format!("{} for {}", b.default_gdb_port(), b.name())).collect();
     format!(
         "\
-usage: cargo xtask gdb [--arch {}] [--gdb-port P] [--symbols ELF[@OFFSET]]...
-                       [--no-symbols] [--batch SCRIPT] [-ex CMD]...
+usage: cargo xtask gdb [--arch {}] [--gdb-port P] [--domain N] [--symbols ELF[@OFFSET]]...
+                       [--no-symbols] [--batch SCRIPT] [-ex CMD]... [--dry-run]
   Starts gdb-multiarch attached to the gdb stub of a running `cargo xtask run`
-  (default port {}), with tools/gdb/lantern.py
-  loaded and the test guest's symbols (if built). --batch runs SCRIPT and exits.",
+  (default port P: {}), with tools/gdb/lantern.py
+  loaded and the test guest's symbols (if built). --batch runs SCRIPT and exits.
+options:
+  --gdb-port P            the run's gdb port (its whole-system session)
+  --domain N              domain N's own session instead, on port P+N (virtio-serial line);
+                          symbols: the demo guest domain N runs; the architecture comes
+                          from the stub (i386 for a 32-bit x86 domain)
+  --symbols ELF[@OFFSET]  load these symbols instead (repeatable; OFFSET relocates them)
+  --no-symbols            load no symbols
+  --dry-run               print the gdb command line instead of running it",
         boards::names("|", "|"),
         ports.join(", "),
     )
 }
 
-/// `cargo xtask gdb ...`.
-pub fn cmd_gdb(args: &[String]) -> CmdResult {
-    let mut board = boards::default_board();
-    let mut port = None;
-    let mut symbols = Vec::new();
-    let mut no_symbols = false;
-    let mut batch = None;
-    let mut extra = Vec::new();
+/// The options of `cargo xtask gdb`.
+#[derive(Clone, Debug)]
+pub struct GdbArgs {
+    /// `--arch NAME`.
+    pub board: &'static dyn BoardSpec,
+    /// `--gdb-port P`: the run's gdb port (default: the board's).
+    pub port: Option<u16>,
+    /// `--domain N`: that domain's own session.
+    pub session: Session,
+    /// `--symbols` (repeatable).
+    pub symbols: Vec<SymbolFile>,
+    /// `--no-symbols`.
+    pub no_symbols: bool,
+    /// `--batch SCRIPT`.
+    pub batch: Option<PathBuf>,
+    /// `-ex CMD` (repeatable), after the setup.
+    pub extra: Vec<String>,
+    /// `--dry-run`: print the gdb command line.
+    pub dry_run: bool,
+}
+
+impl GdbArgs {
+    /// The base port: `--gdb-port` or the board's default.
+    pub fn base_port(&self) -> u16 {
+        self.port.unwrap_or(self.board.default_gdb_port())
+    }
+
+    /// The symbols to load: `--symbols`, else the session's demo guest's
+    /// (none with `--no-symbols`).
+    pub fn symbols(&self) -> Vec<SymbolFile> {
+        match (self.no_symbols, self.symbols.is_empty(), self.session) {
+            (true, _, _) => Vec::new(),
+            (false, false, _) => self.symbols.clone(),
+            (false, true, Session::System) => default_symbols(self.board),
+            (false, true, Session::Domain(d)) => domain_symbols(self.board, d),
+        }
+    }
+
+    /// The setup commands, then `-ex` ones.
+    pub fn commands(&self) -> Result<Vec<String>, String> {
+        let mut ex = session_setup_commands(self.board, self.base_port(), self.session, &self.symbols())?;
+        ex.extend(self.extra.iter().cloned());
+        Ok(ex)
+    }
+}
+
+/// Parses the options of `cargo xtask gdb`; `Ok(None)` means `--help`.
+pub fn parse_gdb_args(args: &[String]) -> Result<Option<GdbArgs>, String> {
+    let mut g = GdbArgs {
+        board: boards::default_board(),
+        port: None,
+        session: Session::System,
+        symbols: Vec::new(),
+        no_symbols: false,
+        batch: None,
+        extra: Vec::new(),
+        dry_run: false,
+    };
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = |name: &str| it.next().cloned().ok_or_else(|| format!("{name} needs a value\n{}", usage()));
         match a.as_str() {
-            "--arch" => board = boards::by_name(&value("--arch")?)?,
+            "--arch" => g.board = boards::by_name(&value("--arch")?)?,
             "--gdb-port" => {
-                port = Some(value("--gdb-port")?.parse::<u16>().map_err(|_| "--gdb-port takes a port".to_string())?)
+                g.port = Some(value("--gdb-port")?.parse::<u16>().map_err(|_| "--gdb-port takes a port".to_string())?)
             }
-            "--symbols" => symbols.push(SymbolFile::parse(&value("--symbols")?)?),
-            "--no-symbols" => no_symbols = true,
-            "--batch" => batch = Some(PathBuf::from(value("--batch")?)),
-            "-ex" => extra.push(value("-ex")?),
-            "-h" | "--help" => {
-                println!("{}", usage());
-                return Ok(());
+            "--domain" => {
+                let v = value("--domain")?;
+                let d = v.strip_prefix('d').unwrap_or(&v);
+                match d.parse::<u16>() {
+                    Ok(d) if d >= 1 => g.session = Session::Domain(d),
+                    _ => return Err(format!("--domain takes a domain id (1, 2, ...), not `{v}`")),
+                }
             }
+            "--symbols" => g.symbols.push(SymbolFile::parse(&value("--symbols")?)?),
+            "--no-symbols" => g.no_symbols = true,
+            "--batch" => g.batch = Some(PathBuf::from(value("--batch")?)),
+            "-ex" => g.extra.push(value("-ex")?),
+            "--dry-run" => g.dry_run = true,
+            "-h" | "--help" => return Ok(None),
             other => return Err(format!("unknown option `{other}`\n{}", usage())),
         }
     }
-    crate::setup::ensure_qemu_and_gdb()?;
-    let port = port.unwrap_or(board.default_gdb_port());
-    if symbols.is_empty() && !no_symbols {
-        symbols = default_symbols(board);
+    // The port must exist (P+N within range) before anything starts.
+    g.session.port(g.base_port())?;
+    Ok(Some(g))
+}
+
+/// `cargo xtask gdb ...`.
+pub fn cmd_gdb(args: &[String]) -> CmdResult {
+    let Some(g) = parse_gdb_args(args)? else {
+        println!("{}", usage());
+        return Ok(());
+    };
+    let port = g.session.port(g.base_port())?;
+    let what = match g.session {
+        Session::System => format!("the whole system ({})", g.board.gdb_arch()),
+        Session::Domain(d) => format!("d{d}'s own session (architecture from the stub)"),
+    };
+    if g.dry_run {
+        let mut c = match &g.batch {
+            Some(script) => batch_command(&batch_commands(&g, script)?),
+            None => interactive_gdb(&g.commands()?),
+        };
+        c.stdin(Stdio::null());
+        eprintln!("xtask: gdb-multiarch → 127.0.0.1:{port}, {what}");
+        println!("{}", crate::qemu::command_line(&c));
+        return Ok(());
     }
-    if let Some(script) = batch {
-        let mut cmds: Vec<String> = vec![format!("source {}", script.display())];
-        cmds.extend(extra);
-        let refs: Vec<&str> = cmds.iter().map(String::as_str).collect();
-        let out = run_batch(board, port, &symbols, &refs, Duration::from_secs(600))?;
+    crate::setup::ensure_qemu_and_gdb()?;
+    if let Some(script) = &g.batch {
+        let out = run_gdb_batch(&batch_commands(&g, script)?, Duration::from_secs(600))?;
         print!("{}", out.stdout);
         eprint!("{}", out.stderr);
         return if out.code == Some(0) { Ok(()) } else { Err(format!("gdb exited with {:?}", out.code)) };
     }
-    let mut ex = setup_commands(board, port, &symbols);
-    ex.extend(extra);
-    eprintln!("xtask: gdb-multiarch → 127.0.0.1:{port} ({})", board.gdb_arch());
+    let ex = g.commands()?;
+    eprintln!("xtask: gdb-multiarch → 127.0.0.1:{port}, {what}");
     // The wrapper becomes gdb (`cargo run` execs xtask the same way): a
     // Ctrl-C at the terminal reaches gdb alone, which interrupts the target,
     // and no parent is left to die of it and orphan gdb.
     let e = interactive_gdb(&ex).exec();
     Err(format!("cannot run gdb-multiarch ({e})"))
+}
+
+/// The setup, `source SCRIPT`, then the `-ex` commands.
+fn batch_commands(g: &GdbArgs, script: &std::path::Path) -> Result<Vec<String>, String> {
+    let mut ex = session_setup_commands(g.board, g.base_port(), g.session, &g.symbols())?;
+    ex.push(format!("source {}", script.display()));
+    ex.extend(g.extra.iter().cloned());
+    Ok(ex)
 }
 
 /// The interactive `gdb-multiarch` of `cargo xtask gdb`, running `ex` first.
@@ -572,6 +740,36 @@ mod tests {
         assert!(ex.contains(&"set architecture aarch64".to_string()));
         assert!(ex.contains(&"set osabi none".to_string()));
         assert!(ex.contains(&"add-symbol-file /tmp/g.elf -o 0x40000000".to_string()));
+        assert_eq!(ex.last().unwrap(), "target remote 127.0.0.1:1235");
+    }
+
+    #[test]
+    fn domain_sessions_attach_to_p_plus_n_with_the_stubs_architecture() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let g = parse_gdb_args(&args(&["--gdb-port", "4000"])).unwrap().unwrap();
+        assert_eq!((g.session, g.base_port()), (Session::System, 4000));
+        let ex = g.commands().unwrap();
+        assert!(ex.contains(&"set architecture i386:x86-64".to_string()), "{ex:?}");
+        assert_eq!(ex.last().unwrap(), "target remote 127.0.0.1:4000");
+        let g =
+            parse_gdb_args(&args(&["--domain", "2", "--gdb-port", "4000", "--symbols", "/g32.elf"])).unwrap().unwrap();
+        assert_eq!(g.session, Session::Domain(2));
+        let ex = g.commands().unwrap();
+        assert!(!ex.iter().any(|e| e.starts_with("set architecture")), "the stub's description decides: {ex:?}");
+        assert!(ex.contains(&"add-symbol-file /g32.elf".to_string()));
+        assert_eq!(ex.last().unwrap(), "target remote 127.0.0.1:4002");
+        // The board's default port, `dN` spelling, arm64's osabi kept.
+        let g = parse_gdb_args(&args(&["--arch", "aarch64", "--domain", "d1", "--no-symbols"])).unwrap().unwrap();
+        let ex = g.commands().unwrap();
+        assert!(ex.contains(&"set osabi none".to_string()) && !ex.iter().any(|e| e.starts_with("add-symbol")));
+        assert_eq!(ex.last().unwrap(), "target remote 127.0.0.1:1236");
+        assert!(parse_gdb_args(&args(&["--domain", "0"])).is_err());
+        assert!(parse_gdb_args(&args(&["--domain", "x"])).is_err());
+        assert!(parse_gdb_args(&args(&["--domain", "7"])).is_err(), "no port beyond the last domain port");
+        assert!(parse_gdb_args(&args(&["--domain", "1", "--gdb-port", "65535"])).is_err());
+        assert!(parse_gdb_args(&args(&["--help"])).unwrap().is_none());
+        assert!(parse_gdb_args(&args(&["--dry-run"])).unwrap().unwrap().dry_run);
+        let ex = session_setup_commands(boards::by_name("x86_64").unwrap(), 1234, Session::Domain(1), &[]).unwrap();
         assert_eq!(ex.last().unwrap(), "target remote 127.0.0.1:1235");
     }
 

@@ -15,7 +15,7 @@ use crate::gdb_session_e2e::LiveDomain;
 use crate::opts::Opts;
 use crate::qemu::qemu_command;
 use crate::report::Tally;
-use crate::run::free_port;
+use crate::run::{free_gdb_ports, free_port};
 use crate::summary::summary;
 
 /// Per-domain facts the checks need: which ELF holds its symbols, the gdb
@@ -90,7 +90,7 @@ pub fn live_test(board: &'static dyn BoardSpec, tally: &mut Tally) {
     let name = format!("{} gdb", board.name());
     let rec =
         |tally: &mut Tally, what: &str, ok: bool, detail: &str| tally.record(&format!("{name}: {what}"), ok, detail);
-    let Some(port) = free_port() else { return rec(tally, "free TCP port", false, "none found") };
+    let Some(port) = free_gdb_ports() else { return rec(tally, "free TCP port", false, "none found") };
     let log = work_dir(board).join("gdb-live-console.log");
     let o = Opts { timeout: Some(600), serial_log: Some(log.clone()), gdb_port: Some(port), ..Opts::on(board) };
     let vcpus = board.demo_vcpus();
@@ -306,7 +306,7 @@ pub fn wait_gdb_test(board: &'static dyn BoardSpec, tally: &mut Tally) {
     let name = format!("{} gdb-wait", board.name());
     let rec =
         |tally: &mut Tally, what: &str, ok: bool, detail: &str| tally.record(&format!("{name}: {what}"), ok, detail);
-    let Some(port) = free_port() else { return rec(tally, "free TCP port", false, "none found") };
+    let Some(port) = free_gdb_ports() else { return rec(tally, "free TCP port", false, "none found") };
     let log = work_dir(board).join("gdb-wait-console.log");
     let o = Opts {
         exit: true,
@@ -374,10 +374,11 @@ fn stamped(out: &BatchOutput) -> Result<f64, String> {
 pub fn bench(board: &'static dyn BoardSpec, runs: usize) -> Result<(), String> {
     let params = board.bench();
     let vcpus = params.gdb_vcpus;
-    let port = free_port().ok_or("no free port")?;
+    let port = free_gdb_ports().ok_or("no free port")?;
+    // Not one of the gdb line's ports (the whole system's and each domain's).
     let qport = loop {
         let p = free_port().ok_or("no free port")?;
-        if p != port {
+        if !(port..port.saturating_add(crate::qemu::GDB_PORT_SPAN)).contains(&p) {
             break p;
         }
     };

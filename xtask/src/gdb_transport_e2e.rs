@@ -2,7 +2,8 @@
 //! virtio-serial port): a client that sends `qSupported` and closes the
 //! socket must leave the guests running, and a flood of 100,000 malformed
 //! packets must neither stop them nor the stub. Guest progress is measured
-//! by d1v0's runstate times read through later gdb sessions. Then the UART
+//! by d1v0's runstate times read through later gdb sessions. Each domain's
+//! own line (port P+N) attaches beside the whole system's. Then the UART
 //! fallback (`--gdb-transport uart`) once: chosen, announced, working.
 
 use std::io::{Read, Write};
@@ -16,7 +17,7 @@ use crate::gdb::runstate_total;
 use crate::gdb_e2e::boot_lingering;
 use crate::opts::{GdbTransport, Opts};
 use crate::report::Tally;
-use crate::run::free_port;
+use crate::run::{free_gdb_ports, free_port};
 use crate::summary::summary;
 
 /// Malformed packets in the flood.
@@ -144,7 +145,7 @@ pub fn transport_test(board: &'static dyn BoardSpec, tally: &mut Tally) {
     let name = format!("{} gdb-transport", board.name());
     let rec =
         |tally: &mut Tally, what: &str, ok: bool, detail: &str| tally.record(&format!("{name}: {what}"), ok, detail);
-    let Some(port) = free_port() else { return rec(tally, "free TCP port", false, "none found") };
+    let Some(port) = free_gdb_ports() else { return rec(tally, "free TCP port", false, "none found") };
     let log = work_dir(board).join("gdb-transport-console.log");
     let o = Opts { timeout: Some(900), serial_log: Some(log.clone()), gdb_port: Some(port), ..Opts::on(board) };
     let (mut s, _a, _console) = match boot_lingering(&o, "guests linger") {
@@ -157,6 +158,15 @@ pub fn transport_test(board: &'static dyn BoardSpec, tally: &mut Tally) {
         "the hypervisor chose the virtio-serial line",
         console.lines().any(|l| l.contains("gdb line: virtio-serial")),
         &format!("console in {}", log.display()),
+    );
+    let lines: Vec<&str> = console.lines().filter(|l| l.contains("gdb line: virtio-serial")).collect();
+    rec(
+        tally,
+        "the hypervisor found the whole system's port and each domain's",
+        ["'org.lantern.gdb.0' (whole system)", "'org.lantern.gdb.d1' (domain 1)", "'org.lantern.gdb.d2' (domain 2)"]
+            .iter()
+            .all(|want| lines.iter().any(|l| l.contains(want))),
+        &format!("{lines:?}"),
     );
 
     // (b) A client that attaches and vanishes.
@@ -198,6 +208,22 @@ pub fn transport_test(board: &'static dyn BoardSpec, tally: &mut Tally) {
         &format!("before {p2:?}, after {p3:?}"),
     );
     println!("    {name}: d1v0 runstate advanced {} around the flood", delta(&p2, &p3));
+
+    // (d) Each domain's own line: gdb attaches on P+N (the architecture from
+    // the stub) and lists the domain's vCPU 0; the whole system's line
+    // answers after.
+    for d in 1..=2u16 {
+        let out = gdb::run_batch_domain(board, port, d, &[], &["info threads"], Duration::from_secs(120));
+        let text = out.map(|o| o.text()).unwrap_or_else(|e| e);
+        rec(
+            tally,
+            &format!("d{d}'s own gdb line (port {}) attaches and lists d{d}v0", port + d),
+            text.contains(&format!("(d{d}v0 ")),
+            &text,
+        );
+    }
+    let p4 = progress(board, port);
+    rec(tally, "the whole-system line answers after the domains' sessions", p4.is_ok(), &format!("{p4:?}"));
     let alive = s.wait_exit(Duration::from_millis(10)).is_err();
     rec(tally, "QEMU still running at the end (no crash)", alive, &format!("console in {}", log.display()));
     let bad = summary(&s.console());

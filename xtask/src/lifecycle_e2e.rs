@@ -15,7 +15,7 @@ use crate::e2e;
 use crate::gdb::{default_symbols, run_batch};
 use crate::opts::Opts;
 use crate::report::Tally;
-use crate::run::free_port;
+use crate::run::free_gdb_ports;
 use crate::summary::summary;
 
 /// Upper bound for each wait; a hang is a failure, not a stall.
@@ -55,7 +55,7 @@ pub fn lifecycle_test(board: &'static dyn BoardSpec, tally: &mut Tally) {
     {
         return tally.record(&format!("{name}: configuration files"), false, &e);
     }
-    let Some(port) = free_port() else { return tally.record(&format!("{name}: a free port"), false, "none") };
+    let Some(port) = free_gdb_ports() else { return tally.record(&format!("{name}: a free port"), false, "none") };
     let log = dir.join("lifecycle-console.log");
     let o = Opts {
         exit: true,

@@ -78,7 +78,7 @@ pub fn linux_beside_test(board: &'static dyn BoardSpec, tally: &mut Tally) {
     if let Err(e) = written {
         return tally.record(&format!("{name}: configuration files"), false, &e);
     }
-    let Some(port) = crate::run::free_port() else {
+    let Some(port) = crate::run::free_gdb_ports() else {
         return tally.record(&format!("{name}: a free TCP port for gdb"), false, "none found");
     };
     let log = dir.join("beside-console.log");

@@ -169,7 +169,7 @@ fn boot_and_check(
     vcpus: u32,
     tally: &mut Tally,
 ) {
-    let Some(port) = crate::run::free_port() else {
+    let Some(port) = crate::run::free_gdb_ports() else {
         return tally.record(&format!("{name}: a free TCP port for gdb"), false, "none found");
     };
     let log = work_dir(board).join(format!("linux-console-{vcpus}.log"));

@@ -46,7 +46,9 @@ pub struct Opts {
     pub append: Vec<String>,
     /// `--guest-cmdline TEXT`: command line for every domain (e.g. `bench`).
     pub guest_cmdline: Option<String>,
-    /// `--gdb-port P`: expose the gdb stub's serial line on 127.0.0.1:P.
+    /// `--gdb-port P`: expose the gdb stub's serial line on 127.0.0.1:P (the
+    /// whole system's session) and, on the virtio-serial line, domain N's
+    /// own session on P+N.
     pub gdb_port: Option<u16>,
     /// `--gdb-transport virtio|uart`: the device that carries the gdb stub's
     /// line (the hypervisor uses whichever it finds).
@@ -172,7 +174,9 @@ options:
                           QEMU gets the domains' total plus the hypervisor's own
   --append WORD           extra hypervisor command-line word (repeatable)
   --guest-cmdline TEXT    command line of every --guest/demo domain (e.g. bench)
-  --gdb-port P            gdb stub port
+  --gdb-port P            gdb stub port: the whole system's session on P and, on the
+                          virtio-serial line, domain N's own session on P+N (domains 1-6;
+                          attach with `cargo xtask gdb --domain N`)
   --gdb-transport T       virtio (default: a virtio-serial port) or uart (the board's 16550)
   --wait-gdb              hold every vCPU before its first instruction until gdb continues
   --serial-log FILE       console to FILE instead of the terminal

@@ -7,15 +7,44 @@ use std::process::Command;
 use crate::build::Artifacts;
 use crate::opts::{GdbTransport, Opts};
 
+use lantern_virtio_serial::{domain_port_name, GDB_PORT_NAME, MAX_PORTS};
+
 /// The id of the host-socket chardev that carries the gdb stub's serial
 /// line; each board attaches its gdb UART to it.
 const GDB_CHARDEV: &str = "gdbser";
 
-/// The id given to the virtio-serial device that carries the gdb port.
+/// The id given to the virtio-serial device that carries the gdb ports.
 const GDB_VIRTIO_SERIAL: &str = "lantern-gdb-vs";
-/// The gdb port's name, by which the hypervisor finds it
-/// (`lantern_virtio_serial::GDB_PORT_NAME`).
-pub const GDB_PORT_NAME: &str = "org.lantern.gdb.0";
+
+/// Domains that get a gdb port of their own: the hypervisor gives data
+/// queues to ports 0 to `MAX_PORTS - 1`; port 0 is virtconsole's and port 1
+/// the whole system's, so domain N's is port `1 + N`.
+pub const MAX_DOMAIN_GDB_PORTS: u16 = MAX_PORTS as u16 - 2;
+
+/// TCP ports a run with the gdb line on `base` may listen on: the whole
+/// system's, then one per domain (see [`domain_gdb_ports`]).
+pub const GDB_PORT_SPAN: u16 = 1 + MAX_DOMAIN_GDB_PORTS;
+
+/// The domains of a run whose gdb line is on TCP port `base` that get a
+/// session of their own, with its TCP port: domain N on `base + N`, for
+/// the domains in `domains` (ids from 1) up to [`MAX_DOMAIN_GDB_PORTS`].
+pub fn domain_gdb_ports(base: u16, domains: &[(u16, String)]) -> Vec<(u16, u16)> {
+    domains
+        .iter()
+        .map(|(id, _)| *id)
+        .filter(|id| (1..=MAX_DOMAIN_GDB_PORTS).contains(id))
+        .filter_map(|id| Some((id, base.checked_add(id)?)))
+        .collect()
+}
+
+/// Domain `domid`'s gdb session's TCP port when the whole system's is on
+/// `base` (`cargo xtask gdb --domain N`).
+pub fn domain_gdb_port(base: u16, domid: u16) -> Result<u16, String> {
+    if !(1..=MAX_DOMAIN_GDB_PORTS).contains(&domid) {
+        return Err(format!("domain {domid} has no gdb port of its own (domains 1 to {MAX_DOMAIN_GDB_PORTS} do)"));
+    }
+    base.checked_add(domid).ok_or_else(|| format!("gdb port {base} + domain {domid} is past 65535"))
+}
 
 /// The id of the chardev that carries the console when input comes from a
 /// socket ([`Opts::console_socket`]).
@@ -46,12 +75,27 @@ pub fn qemu_command(opts: &Opts, a: &Artifacts) -> Command {
             // Both boards take it on their PCI(e) bus. A virtserialport (not
             // a virtconsole): lossless, and it reports the socket's client
             // connecting and leaving.
-            GdbTransport::Virtio => c.args([
-                "-device".to_string(),
-                format!("virtio-serial-pci,id={GDB_VIRTIO_SERIAL}"),
-                "-device".to_string(),
-                format!("virtserialport,bus={GDB_VIRTIO_SERIAL}.0,nr=1,chardev={GDB_CHARDEV},name={GDB_PORT_NAME}"),
-            ]),
+            GdbTransport::Virtio => {
+                c.args([
+                    "-device".to_string(),
+                    format!("virtio-serial-pci,id={GDB_VIRTIO_SERIAL}"),
+                    "-device".to_string(),
+                    format!("virtserialport,bus={GDB_VIRTIO_SERIAL}.0,nr=1,chardev={GDB_CHARDEV},name={GDB_PORT_NAME}"),
+                ]);
+                // One more port per domain, for that domain's own session;
+                // the port id (`nr`) is what the hypervisor sees.
+                for (d, tcp) in domain_gdb_ports(port, &a.domains) {
+                    let chardev = format!("{GDB_CHARDEV}-d{d}");
+                    c.arg("-chardev")
+                        .arg(format!("socket,id={chardev},host=127.0.0.1,port={tcp},server=on,wait=off,nodelay=on"));
+                    c.arg("-device").arg(format!(
+                        "virtserialport,bus={GDB_VIRTIO_SERIAL}.0,nr={},chardev={chardev},name={}",
+                        1 + d,
+                        domain_port_name(d)
+                    ));
+                }
+                &mut c
+            }
             GdbTransport::Uart => c.args(board.gdb_serial_args(GDB_CHARDEV)),
         };
     }
@@ -149,5 +193,43 @@ mod tests {
             );
             assert!(!line.contains("pci-serial,") && !line.contains("chardev:gdbser"), "{line}");
         }
+    }
+
+    #[test]
+    fn each_domain_gets_a_gdb_port_of_its_own_on_p_plus_n() {
+        let a = Artifacts {
+            kernel: "/k".into(),
+            module: "/m.cpio".into(),
+            module_len: 1 << 20,
+            ram_bytes: 192 << 20,
+            cmdline: "domain=g".into(),
+            domains: vec![(1, "guest64".into()), (2, "guest32".into())],
+        };
+        let o = Opts { gdb_port: Some(4000), ..Opts::on(crate::boards::default_board()) };
+        let line = command_line(&qemu_command(&o, &a));
+        for (d, tcp) in [(1, 4001), (2, 4002)] {
+            assert!(
+                line.contains(&format!(
+                    "-chardev socket,id=gdbser-d{d},host=127.0.0.1,port={tcp},server=on,wait=off,nodelay=on \
+                     -device virtserialport,bus=lantern-gdb-vs.0,nr={},chardev=gdbser-d{d},name=org.lantern.gdb.d{d}",
+                    1 + d
+                )),
+                "{line}"
+            );
+        }
+        assert!(!line.contains("gdbser-d3"), "{line}");
+        // The UART line is the whole system's only.
+        let uart = Opts { gdb_transport: GdbTransport::Uart, ..o };
+        assert!(!command_line(&qemu_command(&uart, &a)).contains("gdbser-d"));
+        // Ports stop where the hypervisor's data queues do.
+        let many: Vec<(u16, String)> = (1..=10).map(|i| (i, format!("g{i}"))).collect();
+        let ports = domain_gdb_ports(4000, &many);
+        assert_eq!(ports.len(), usize::from(MAX_DOMAIN_GDB_PORTS));
+        assert_eq!(ports.last(), Some(&(MAX_DOMAIN_GDB_PORTS, 4000 + MAX_DOMAIN_GDB_PORTS)));
+        assert_eq!(domain_gdb_ports(65535, &many), [], "none past 65535");
+        assert_eq!(domain_gdb_port(1234, 2), Ok(1236));
+        assert!(domain_gdb_port(1234, 0).is_err() && domain_gdb_port(1234, MAX_DOMAIN_GDB_PORTS + 1).is_err());
+        // 1 + N stays a port id the hypervisor gives queues to.
+        assert!(u32::from(1 + MAX_DOMAIN_GDB_PORTS) < MAX_PORTS);
     }
 }

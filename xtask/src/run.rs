@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use crate::build::{build, Artifacts};
 use crate::e2e;
+use crate::opts::GdbTransport;
 use crate::opts::{parse_opts, run_usage, Opts};
-use crate::qemu::{command_line, qemu_command};
+use crate::qemu::{command_line, domain_gdb_ports, qemu_command, GDB_PORT_SPAN};
 use crate::summary::{hv_domain_line, summary, Summary};
 
 /// How long a boot may run: `--timeout`, or 120 s with `--exit`, else for ever.
@@ -62,20 +63,39 @@ pub fn cmd_run(args: &[String]) -> Result<(), String> {
     }
     let port = *opts.gdb_port.get_or_insert(opts.board.default_gdb_port());
     let a = build(&opts)?;
+    let ports = gdb_ports_line(&opts, &a.domains, port);
     if opts.dry_run {
+        eprintln!("xtask: {ports}");
         println!("{}", command_line(&qemu_command(&opts, &a)));
         return Ok(());
     }
-    eprintln!(
-        "xtask: gdb stub on 127.0.0.1:{port} — attach with `cargo xtask gdb --arch {} --gdb-port {port}`",
-        opts.board.name()
-    );
+    eprintln!("xtask: {ports}");
+    eprintln!("xtask: attach with `cargo xtask gdb --arch {} --gdb-port {port} [--domain N]`", opts.board.name());
     let exit = opts.board.exit_statuses();
     match boot(&opts, &a)? {
         c if c == exit.clean => Ok(()),
         c if c == exit.failed => Err("the hypervisor's verdict: some domain did not end cleanly".into()),
         code => Err(format!("QEMU exited with status {code} (no verdict from the hypervisor)")),
     }
+}
+
+/// Which gdb session listens where: `gdb: whole system on 127.0.0.1:P;
+/// d1 on :P+1; ...` (the per-domain ports only on the virtio-serial line).
+pub fn gdb_ports_line(opts: &Opts, domains: &[(u16, String)], port: u16) -> String {
+    let mut line = format!("gdb: whole system on 127.0.0.1:{port}");
+    if opts.gdb_transport == GdbTransport::Virtio {
+        let each = domain_gdb_ports(port, domains);
+        for (d, tcp) in &each {
+            line.push_str(&format!("; d{d} on :{tcp}"));
+        }
+        if !each.is_empty() {
+            line.push_str(" (cargo xtask gdb --domain N)");
+        }
+        if each.len() < domains.len() {
+            line.push_str(&format!("; d{} and up have no port of their own", each.len() + 1));
+        }
+    }
+    line
 }
 
 /// How a timed boot went (see [`boot_timed`]).
@@ -170,20 +190,45 @@ fn spawn_timestamped(mut cmd: Command) -> Result<Timestamped, String> {
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> Option<u16> {
+    free_ports(1)
+}
+
+/// The base port of a run's gdb line: `P` such that `P` (the whole
+/// system's session) and the `P + N` of every domain that may have a
+/// session of its own are all free ([`GDB_PORT_SPAN`] ports).
+pub fn free_gdb_ports() -> Option<u16> {
+    free_ports(GDB_PORT_SPAN)
+}
+
+/// `P` such that the `n` TCP ports `P..P + n` on 127.0.0.1 are all free
+/// (within `LANTERN_PORT_RANGE` when it is set).
+pub fn free_ports(n: u16) -> Option<u16> {
+    let n = n.max(1);
+    let all_free = |p: u16| (0..n).all(|i| p.checked_add(i).is_some_and(port_free));
     // `LANTERN_PORT_RANGE=START-END`: only ports from that range (several
     // test runs on one machine, each with a range of its own).
     if let Some((lo, hi)) = std::env::var(PORT_RANGE_VAR).ok().as_deref().and_then(parse_port_range) {
-        // Round robin from after the last port handed out: that one may not
-        // be bound yet, and binding alone would hand it out twice.
-        let n = (hi - lo) as u32 + 1;
+        // Round robin from after the last ports handed out: they may not
+        // be bound yet, and binding alone would hand them out twice. The
+        // block stays inside the range (the next one is another run's).
+        let bases = (hi - lo) as u32 + 1;
+        let bases = bases.checked_sub(n as u32 - 1)?;
         let start = NEXT_IN_RANGE.load(std::sync::atomic::Ordering::Relaxed);
-        let port = (0..n)
-            .map(|i| lo + ((start + i) % n) as u16)
-            .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())?;
-        NEXT_IN_RANGE.store((port - lo) as u32 + 1, std::sync::atomic::Ordering::Relaxed);
+        let port = (0..bases).map(|i| lo + ((start + i) % bases) as u16).find(|p| all_free(*p))?;
+        NEXT_IN_RANGE.store((port - lo) as u32 + n as u32, std::sync::atomic::Ordering::Relaxed);
         return Some(port);
     }
-    std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok().map(|a| a.port())
+    // An ephemeral port the system picks, as long as the ones after it are
+    // free too (a few tries).
+    (0..32).find_map(|_| {
+        let p = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+        all_free(p).then_some(p)
+    })
+}
+
+/// Whether 127.0.0.1:`port` can be listened on now.
+fn port_free(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
 
 /// The environment variable that confines [`free_port`] to a range.
@@ -236,6 +281,38 @@ pub fn time_to_line(cmd: Command, needle: &str, limit: Duration) -> Result<Durat
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn blocks_of_free_ports_come_from_the_range() {
+        // The process-wide cursor is shared with other tests: only the
+        // block's properties are checked, not where it starts.
+        let want = 5;
+        let p = free_ports(want).expect("a block");
+        assert!((0..want).all(|i| port_free(p + i)), "{p}");
+        if let Some((lo, hi)) = std::env::var(PORT_RANGE_VAR).ok().as_deref().and_then(parse_port_range) {
+            assert!(p >= lo && p + want - 1 <= hi, "{p} outside {lo}-{hi}");
+        }
+        // The next block does not overlap: the cursor moved past it.
+        let q = free_ports(want).expect("another block");
+        assert!(q >= p + want || q + want <= p, "{p} and {q} overlap");
+        assert!(free_gdb_ports().is_some());
+    }
+
+    #[test]
+    fn the_gdb_ports_line_names_each_domains_port() {
+        let opts = Opts::default();
+        let two = [(1, "guest64".to_string()), (2, "guest32".to_string())];
+        assert_eq!(
+            gdb_ports_line(&opts, &two, 1234),
+            "gdb: whole system on 127.0.0.1:1234; d1 on :1235; d2 on :1236 (cargo xtask gdb --domain N)"
+        );
+        let uart = Opts { gdb_transport: GdbTransport::Uart, ..Opts::default() };
+        assert_eq!(gdb_ports_line(&uart, &two, 1234), "gdb: whole system on 127.0.0.1:1234");
+        let many: Vec<(u16, String)> = (1..=9).map(|i| (i, format!("g{i}"))).collect();
+        let line = gdb_ports_line(&opts, &many, 4000);
+        assert!(line.contains("d6 on :4006") && !line.contains(":4007"), "{line}");
+        assert!(line.ends_with("d7 and up have no port of their own"), "{line}");
+    }
 
     #[test]
     fn port_ranges_parse() {

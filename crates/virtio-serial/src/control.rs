@@ -5,9 +5,11 @@
 //! The conversation: the driver says DEVICE_READY; the device announces each
 //! port with PORT_ADD; the driver answers PORT_READY; the device names the
 //! port (PORT_NAME) and says whether the host side is open (PORT_OPEN); the
-//! driver opens the port it wants (PORT_OPEN 1) and from then on hears the
-//! host side opening (1) and closing (0) it.
+//! driver opens each port it wants (PORT_OPEN 1; here, every port whose name
+//! starts with a prefix) and from then on hears the host side opening (1)
+//! and closing (0) it.
 
+use alloc::string::String;
 use alloc::vec::Vec;
 
 /// VIRTIO_CONSOLE_DEVICE_READY: the driver is ready (value 1).
@@ -64,36 +66,48 @@ impl ControlMsg {
     }
 }
 
-/// What a control message meant for the port the driver wants.
+/// What a control message meant for the ports the driver wants.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PortEvent {
-    /// The wanted port was named: the driver now owns it.
+    /// A wanted port was named: the driver now owns it (its name is in
+    /// [`Multiport::name`]).
     Found(u32),
-    /// The host side opened the wanted port (a client connected).
-    HostOpened,
-    /// The host side closed the wanted port (its client went away), or the
-    /// device removed the port.
-    HostClosed,
+    /// The host side opened a wanted port (a client connected).
+    HostOpened(u32),
+    /// The host side closed a wanted port (its client went away), or the
+    /// device removed the port while it was open.
+    HostClosed(u32),
+    /// The device removed a wanted port whose host side was closed (an open
+    /// one's removal is a [`PortEvent::HostClosed`]); it is no longer named.
+    Removed(u32),
 }
 
-/// The driver's view of the ports: which one is wanted (by name), whether
-/// its host side is open.
-pub struct Multiport {
-    wanted: &'static str,
-    /// Ports whose data queues the driver set up (ids below this).
-    ports_with_queues: u32,
-    /// The wanted port, once named.
-    port: Option<u32>,
-    /// Host side open, per port id (it may open before the name arrives).
-    host_open: Vec<u32>,
-    /// Whether the wanted port's host side is open.
+/// A wanted port the device has named.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct NamedPort {
+    id: u32,
+    name: String,
+    /// Whether its host side is open.
     open: bool,
 }
 
+/// The driver's view of the ports: which ones are wanted (their names start
+/// with a prefix), whether each one's host side is open.
+pub struct Multiport {
+    prefix: &'static str,
+    /// Ports whose data queues the driver set up (ids below this).
+    ports_with_queues: u32,
+    /// The wanted ports named so far, in the order they were named.
+    named: Vec<NamedPort>,
+    /// Host side open, per port id (it may open before the name arrives).
+    host_open: Vec<u32>,
+}
+
 impl Multiport {
-    /// Looks for the port named `wanted` among the first `ports_with_queues`.
-    pub fn new(wanted: &'static str, ports_with_queues: u32) -> Multiport {
-        Multiport { wanted, ports_with_queues, port: None, host_open: Vec::new(), open: false }
+    /// Looks for the ports whose names start with `prefix` among the first
+    /// `ports_with_queues`.
+    pub fn new(prefix: &'static str, ports_with_queues: u32) -> Multiport {
+        Multiport { prefix, ports_with_queues, named: Vec::new(), host_open: Vec::new() }
     }
 
     /// The first message the driver sends.
@@ -101,18 +115,33 @@ impl Multiport {
         ControlMsg { id: 0, event: DEVICE_READY, value: 1 }
     }
 
-    /// The wanted port's id, once the device named it.
-    pub fn port(&self) -> Option<u32> {
-        self.port
+    /// The wanted ports named so far: `(port id, name)`, in naming order.
+    pub fn ports(&self) -> impl Iterator<Item = (u32, &str)> {
+        self.named.iter().map(|p| (p.id, p.name.as_str()))
     }
 
-    /// Whether the wanted port's host side is open.
-    pub fn host_open(&self) -> bool {
-        self.open
+    /// The name of wanted port `id`, once the device named it.
+    pub fn name(&self, id: u32) -> Option<&str> {
+        self.find(id).map(|p| p.name.as_str())
+    }
+
+    /// The wanted port named exactly `name`.
+    pub fn port_named(&self, name: &str) -> Option<u32> {
+        self.named.iter().find(|p| p.name == name).map(|p| p.id)
+    }
+
+    /// Whether wanted port `id`'s host side is open (false for a port not
+    /// named, or not wanted).
+    pub fn host_open(&self, id: u32) -> bool {
+        self.find(id).is_some_and(|p| p.open)
+    }
+
+    fn find(&self, id: u32) -> Option<&NamedPort> {
+        self.named.iter().find(|p| p.id == id)
     }
 
     /// Handles one message from the device's control queue: replies go to
-    /// `replies` (in order), and what it meant for the wanted port is
+    /// `replies` (in order), and what it meant for a wanted port is
     /// returned.
     pub fn on_message(&mut self, bytes: &[u8], replies: &mut Vec<ControlMsg>) -> Option<PortEvent> {
         let (msg, rest) = ControlMsg::parse(bytes)?;
@@ -128,14 +157,23 @@ impl Multiport {
             PORT_NAME => {
                 let name = rest.iter().position(|&b| b == 0).map_or(rest, |n| &rest[..n]);
                 let name = &name[..name.len().min(MAX_NAME)];
-                if self.port.is_some() || name != self.wanted.as_bytes() || id >= self.ports_with_queues {
+                // A port is named once; a repeat (or a rename) changes
+                // nothing the driver already handed out.
+                if self.find(id).is_some() || !name.starts_with(self.prefix.as_bytes()) || id >= self.ports_with_queues
+                {
                     return None;
                 }
-                self.port = Some(id);
+                let Ok(name) = core::str::from_utf8(name) else { return None };
+                // Two ports of one name: the first keeps it (a second
+                // session on the same line would be ambiguous).
+                if self.port_named(name).is_some() {
+                    return None;
+                }
+                let open = self.host_open.contains(&id);
+                self.named.push(NamedPort { id, name: name.into(), open });
                 // The guest side opens it now: the device passes host data
                 // only to a port the guest has open.
                 replies.push(ControlMsg { id, event: PORT_OPEN, value: 1 });
-                self.open = self.host_open.contains(&id);
                 Some(PortEvent::Found(id))
             }
             PORT_OPEN => {
@@ -144,20 +182,19 @@ impl Multiport {
                 if now_open {
                     self.host_open.push(id);
                 }
-                if self.port != Some(id) || self.open == now_open {
+                let port = self.named.iter_mut().find(|p| p.id == id)?;
+                if port.open == now_open {
                     return None;
                 }
-                self.open = now_open;
-                Some(if now_open { PortEvent::HostOpened } else { PortEvent::HostClosed })
+                port.open = now_open;
+                Some(if now_open { PortEvent::HostOpened(id) } else { PortEvent::HostClosed(id) })
             }
             PORT_REMOVE => {
                 self.host_open.retain(|&p| p != id);
-                if self.port != Some(id) {
-                    return None;
-                }
-                self.port = None;
-                let was_open = core::mem::take(&mut self.open);
-                was_open.then_some(PortEvent::HostClosed)
+                let i = self.named.iter().position(|p| p.id == id)?;
+                let port = self.named.remove(i);
+                // An open port's session ends with it: that is the news.
+                Some(if port.open { PortEvent::HostClosed(id) } else { PortEvent::Removed(id) })
             }
             CONSOLE_PORT => {
                 // A console port is opened by the driver at once (the device
@@ -196,7 +233,7 @@ mod tests {
 
     #[test]
     fn finds_the_named_port_and_hears_it_open_and_close() {
-        let mut mp = Multiport::new("org.lantern.gdb.0", 4);
+        let mut mp = Multiport::new("org.lantern.gdb.", 4);
         let mut out = Vec::new();
         assert_eq!(mp.on_message(&msg(1, PORT_ADD, 0), &mut out), None);
         assert_eq!(out, [ControlMsg { id: 1, event: PORT_READY, value: 1 }]);
@@ -205,18 +242,49 @@ mod tests {
         assert_eq!(mp.on_message(&msg(1, PORT_OPEN, 1), &mut out), None);
         assert_eq!(mp.on_message(&named(1, "org.lantern.gdb.0\0"), &mut out), Some(PortEvent::Found(1)));
         assert_eq!(out, [ControlMsg { id: 1, event: PORT_OPEN, value: 1 }]);
-        assert!(mp.host_open());
-        assert_eq!(mp.on_message(&msg(1, PORT_OPEN, 0), &mut out), Some(PortEvent::HostClosed));
-        assert!(!mp.host_open());
+        assert_eq!(mp.ports().collect::<Vec<_>>(), [(1, "org.lantern.gdb.0")]);
+        assert_eq!(mp.port_named("org.lantern.gdb.0"), Some(1));
+        assert!(mp.host_open(1));
+        assert_eq!(mp.on_message(&msg(1, PORT_OPEN, 0), &mut out), Some(PortEvent::HostClosed(1)));
+        assert!(!mp.host_open(1));
         assert_eq!(mp.on_message(&msg(1, PORT_OPEN, 0), &mut out), None, "a repeat is no news");
-        assert_eq!(mp.on_message(&msg(1, PORT_OPEN, 1), &mut out), Some(PortEvent::HostOpened));
-        assert_eq!(mp.on_message(&msg(1, PORT_REMOVE, 0), &mut out), Some(PortEvent::HostClosed));
-        assert_eq!(mp.port(), None);
+        assert_eq!(mp.on_message(&msg(1, PORT_OPEN, 1), &mut out), Some(PortEvent::HostOpened(1)));
+        assert_eq!(mp.on_message(&msg(1, PORT_REMOVE, 0), &mut out), Some(PortEvent::HostClosed(1)));
+        assert_eq!(mp.name(1), None);
+        assert_eq!(mp.ports().count(), 0);
+    }
+
+    #[test]
+    fn several_ports_of_the_prefix_are_tracked_apart() {
+        let mut mp = Multiport::new("org.lantern.gdb.", 8);
+        let mut out = Vec::new();
+        for id in 1..=3 {
+            mp.on_message(&msg(id, PORT_ADD, 0), &mut out);
+        }
+        assert_eq!(mp.on_message(&named(1, "org.lantern.gdb.0"), &mut out), Some(PortEvent::Found(1)));
+        assert_eq!(mp.on_message(&named(2, "org.other.port"), &mut out), None, "not of the prefix");
+        // Opened before it is named: it is open from the start.
+        assert_eq!(mp.on_message(&msg(3, PORT_OPEN, 1), &mut out), None);
+        assert_eq!(mp.on_message(&named(3, "org.lantern.gdb.d2"), &mut out), Some(PortEvent::Found(3)));
+        assert_eq!(mp.ports().collect::<Vec<_>>(), [(1, "org.lantern.gdb.0"), (3, "org.lantern.gdb.d2")]);
+        assert!(!mp.host_open(1) && mp.host_open(3) && !mp.host_open(2));
+        assert_eq!(mp.on_message(&msg(1, PORT_OPEN, 1), &mut out), Some(PortEvent::HostOpened(1)));
+        assert_eq!(mp.on_message(&msg(3, PORT_OPEN, 0), &mut out), Some(PortEvent::HostClosed(3)));
+        assert!(mp.host_open(1) && !mp.host_open(3), "one port's close leaves the other open");
+        assert_eq!(mp.on_message(&msg(2, PORT_OPEN, 1), &mut out), None, "not ours");
+        // A repeated or clashing name hands out nothing new.
+        out.clear();
+        assert_eq!(mp.on_message(&named(3, "org.lantern.gdb.d9"), &mut out), None);
+        mp.on_message(&msg(4, PORT_ADD, 0), &mut out);
+        assert_eq!(mp.on_message(&named(4, "org.lantern.gdb.0"), &mut out), None, "name taken by port 1");
+        assert_eq!(mp.name(3), Some("org.lantern.gdb.d2"));
+        assert_eq!(mp.on_message(&msg(3, PORT_REMOVE, 0), &mut out), Some(PortEvent::Removed(3)));
+        assert_eq!(mp.ports().collect::<Vec<_>>(), [(1, "org.lantern.gdb.0")]);
     }
 
     #[test]
     fn other_ports_and_ports_without_queues_are_left_alone() {
-        let mut mp = Multiport::new("org.lantern.gdb.0", 2);
+        let mut mp = Multiport::new("org.lantern.gdb.", 2);
         let mut out = Vec::new();
         mp.on_message(&msg(5, PORT_ADD, 0), &mut out);
         assert_eq!(out, [ControlMsg { id: 5, event: PORT_READY, value: 0 }]);

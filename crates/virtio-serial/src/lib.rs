@@ -1,13 +1,20 @@
 //! A virtio-serial device (a virtio console with VIRTIO_CONSOLE_F_MULTIPORT)
-//! driven over `virtio-drivers`' transports and split virtqueues, exposing one
-//! named port as a lossless byte pipe that also reports the host side opening
-//! and closing it (QEMU's `virtserialport` on a socket chardev: a client
-//! connecting and going away). Naming no architecture: the boards bring the
-//! transport (PCI or MMIO) and the [`Hal`].
+//! driven over `virtio-drivers`' transports and split virtqueues, exposing
+//! every port whose name starts with a prefix as a lossless byte pipe of its
+//! own that also reports the host side opening and closing it (QEMU's
+//! `virtserialport` on a socket chardev: a client connecting and going
+//! away). Naming no architecture: the boards bring the transport (PCI or
+//! MMIO) and the [`Hal`].
 //!
-//! Sending never waits for the host: bytes collect in an outbox and go to the
-//! device as one buffer per [`VirtioSerial::flush`], and when the host side is
-//! closed they are dropped (as the device itself would).
+//! The gdb lines are such ports: [`GDB_PORT_NAME`] carries the whole-system
+//! session and [`domain_port_name`] one domain's own ([`port_scope`] tells
+//! which a name is). QEMU names ports after the driver says it is ready, so
+//! a port may appear on any [`VirtioSerial::poll`]; each one is used by its
+//! id ([`VirtioSerial::ports`] lists them).
+//!
+//! Sending never waits for the host: bytes collect in a port's outbox and go
+//! to the device as one buffer per [`VirtioSerial::flush`], and when the
+//! host side is closed they are dropped (as the device itself would).
 
 #![cfg_attr(not(test), no_std)]
 #![warn(missing_docs)]
@@ -16,9 +23,10 @@ extern crate alloc;
 
 pub mod control;
 pub mod hal;
+pub mod names;
 pub mod pci;
+pub mod stream;
 
-use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
 use alloc::boxed::Box;
@@ -30,10 +38,9 @@ use virtio_drivers::Hal;
 
 pub use control::PortEvent;
 use control::{ControlMsg, Multiport};
-
-/// The port name the gdb stub's transport is looked up by
-/// (`-device virtserialport,name=...`).
-pub const GDB_PORT_NAME: &str = "org.lantern.gdb.0";
+pub use names::{domain_port_name, port_scope, PortScope, GDB_PORT_NAME, GDB_PORT_PREFIX, MAX_PORTS};
+use stream::PortStream;
+pub use stream::Stats;
 
 bitflags! {
     /// The device features this driver takes.
@@ -61,17 +68,6 @@ const CONTROL_BUF: usize = 128;
 const DATA_QUEUE_SIZE: usize = 8;
 /// One receive buffer (host to guest): gdb's packets are at most a few KiB.
 const RX_BUF: usize = 4096;
-/// Ports given data queues (the device may offer 31): enough for the gdb
-/// port and a few more.
-const MAX_PORTS: u32 = 4;
-/// The largest buffer handed to the device at once.
-const TX_CHUNK: usize = 64 * 1024;
-/// Bytes kept while the host does not read; beyond this output is dropped.
-const OUTBOX_LIMIT: usize = 1 << 20;
-/// Received bytes kept unread before the driver stops taking receive
-/// buffers: then the device holds the rest and the host's writer waits (a
-/// flood is paced by the reader, and memory stays bounded).
-const INBOX_LIMIT: usize = 64 * 1024;
 
 /// A receive queue with a buffer of `BUF` bytes in every descriptor, each
 /// handed back to the device as soon as its data has been taken.
@@ -122,11 +118,15 @@ impl<H: Hal, const SIZE: usize, const BUF: usize> RxQueue<H, SIZE, BUF> {
     }
 }
 
-/// The receive and transmit queues of one port.
-struct PortQueues<H: Hal> {
+/// One port: its receive and transmit queues, its streams, and the
+/// transmit buffers the device has not used yet.
+struct Port<H: Hal> {
     rx: RxQueue<H, DATA_QUEUE_SIZE, RX_BUF>,
     tx: VirtQueue<H, DATA_QUEUE_SIZE>,
     tx_index: u16,
+    stream: PortStream,
+    /// Buffers the device has not used yet, by descriptor token.
+    in_flight: Vec<(u16, Vec<u8>)>,
 }
 
 /// Why the device could not be brought up.
@@ -146,46 +146,21 @@ impl From<virtio_drivers::Error> for Error {
     }
 }
 
-/// Counters, for diagnostics.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Bytes received on the port.
-    pub received: u64,
-    /// Bytes handed to the device.
-    pub sent: u64,
-    /// Bytes dropped: the host side was closed, or it stopped reading.
-    pub dropped: u64,
-    /// Times the host side closed the port.
-    pub hangups: u64,
-}
-
-/// A virtio-serial device with one port in use, found by name.
+/// A virtio-serial device whose ports of one name prefix are in use.
 pub struct VirtioSerial<H: Hal, T: Transport> {
     transport: T,
     control_rx: RxQueue<H, CONTROL_QUEUE_SIZE, CONTROL_BUF>,
     control_tx: VirtQueue<H, CONTROL_QUEUE_SIZE>,
-    ports: Vec<PortQueues<H>>,
+    /// Every port with data queues, by port id.
+    ports: Vec<Port<H>>,
     multiport: Multiport,
-    /// Received bytes not yet read.
-    inbox: VecDeque<u8>,
-    /// Bytes read so far (a position in the received stream).
-    read_pos: u64,
-    /// Where in the received stream the host side closed the port, until
-    /// [`VirtioSerial::take_hangup`] reports it: bytes received later
-    /// belong to the next client and wait until then.
-    hangup_at: Option<u64>,
-    /// Bytes waiting to be handed to the device.
-    outbox: Vec<u8>,
-    /// Buffers the device has not used yet, by descriptor token.
-    in_flight: Vec<(u16, Vec<u8>)>,
-    stats: Stats,
 }
 
 impl<H: Hal, T: Transport> VirtioSerial<H, T> {
-    /// Brings the device up, and the port named `name` when the device has
-    /// it (it may also appear later: QEMU adds ports when the driver says
-    /// it is ready, which this does).
-    pub fn new(mut transport: T, name: &'static str) -> Result<Self, Error> {
+    /// Brings the device up, with every port whose name starts with
+    /// `prefix` that the device has named by then (more may be named later:
+    /// QEMU names ports when the driver says it is ready, which this does).
+    pub fn new(mut transport: T, prefix: &'static str) -> Result<Self, Error> {
         if transport.device_type() != DeviceType::Console {
             return Err(Error::NotAConsole);
         }
@@ -202,7 +177,7 @@ impl<H: Hal, T: Transport> VirtioSerial<H, T> {
             let rx_index = if p == 0 { 0 } else { 2 * p + 2 };
             let rx = RxQueue::new(&mut transport, rx_index)?;
             let tx = VirtQueue::new(&mut transport, rx_index + 1, false, false)?;
-            ports.push(PortQueues { rx, tx, tx_index: rx_index + 1 });
+            ports.push(Port { rx, tx, tx_index: rx_index + 1, stream: PortStream::new(), in_flight: Vec::new() });
         }
         let control_rx = RxQueue::new(&mut transport, CONTROL_RX_QUEUE)?;
         let control_tx = VirtQueue::new(&mut transport, CONTROL_TX_QUEUE, false, false)?;
@@ -212,156 +187,153 @@ impl<H: Hal, T: Transport> VirtioSerial<H, T> {
             transport.notify(p.rx.index);
         }
         transport.notify(CONTROL_RX_QUEUE);
-        let mut dev = VirtioSerial {
-            transport,
-            control_rx,
-            control_tx,
-            ports,
-            multiport: Multiport::new(name, nr_ports),
-            inbox: VecDeque::new(),
-            read_pos: 0,
-            hangup_at: None,
-            outbox: Vec::new(),
-            in_flight: Vec::new(),
-            stats: Stats::default(),
-        };
+        let mut dev =
+            VirtioSerial { transport, control_rx, control_tx, ports, multiport: Multiport::new(prefix, nr_ports) };
         dev.send_control(Multiport::device_ready());
         dev.poll();
         Ok(dev)
     }
 
-    /// The port in use, once the device named it.
-    pub fn port(&self) -> Option<u32> {
-        self.multiport.port()
+    /// The ports in use, named so far: `(port id, name)`, in the order the
+    /// device named them.
+    pub fn ports(&self) -> impl Iterator<Item = (u32, &str)> {
+        self.multiport.ports()
     }
 
-    /// Whether the host side of the port is open (a client is connected).
-    pub fn host_open(&self) -> bool {
-        self.multiport.host_open()
+    /// The port in use named exactly `name`.
+    pub fn port_named(&self, name: &str) -> Option<u32> {
+        self.multiport.port_named(name)
     }
 
-    /// Counters.
-    pub fn stats(&self) -> Stats {
-        self.stats
+    /// Port `port`'s name, if it is in use.
+    pub fn port_name(&self, port: u32) -> Option<&str> {
+        self.multiport.name(port)
+    }
+
+    /// Whether the host side of port `port` is open (a client is connected).
+    pub fn host_open(&self, port: u32) -> bool {
+        self.multiport.host_open(port)
+    }
+
+    /// Port `port`'s counters.
+    pub fn stats(&self, port: u32) -> Stats {
+        self.port(port).map(|p| p.stream.stats).unwrap_or_default()
     }
 
     /// Takes what the device has used: control messages, then received data
-    /// into the inbox, then spent transmit buffers. Never waits.
+    /// into the ports' inboxes, then spent transmit buffers. Never waits.
     pub fn poll(&mut self) {
         self.poll_control();
-        self.poll_data(false);
-        self.reclaim_tx();
+        self.poll_data();
+        for p in 0..self.ports.len() {
+            self.reclaim_tx(p);
+        }
     }
 
-    /// The next received byte, if one is waiting and belongs to the current
-    /// client (after a hang-up, see [`VirtioSerial::take_hangup`]).
-    pub fn read_byte(&mut self) -> Option<u8> {
-        if self.inbox.is_empty() {
+    /// The next byte received on `port`, if one is waiting and belongs to
+    /// its current client (after a hang-up, see
+    /// [`VirtioSerial::take_hangup`]).
+    pub fn read_byte(&mut self, port: u32) -> Option<u8> {
+        if self.port(port)?.stream.inbox_empty() {
             self.poll();
         }
-        if self.hangup_at.is_some_and(|at| self.read_pos >= at) {
-            return None;
-        }
-        let b = self.inbox.pop_front()?;
-        self.read_pos += 1;
-        Some(b)
+        self.port_mut(port)?.stream.read_byte()
     }
 
-    /// Whether the host side closed the port since the last call, once
+    /// Whether the host side closed `port` since the last call, once
     /// everything its client sent has been read.
-    pub fn take_hangup(&mut self) -> bool {
+    pub fn take_hangup(&mut self, port: u32) -> bool {
         self.poll();
-        match self.hangup_at {
-            Some(at) if self.read_pos >= at => {
-                self.hangup_at = None;
-                true
-            }
-            _ => false,
+        self.port_mut(port).is_some_and(|p| p.stream.take_hangup())
+    }
+
+    /// Queues bytes to send on `port` (see [`VirtioSerial::flush`]); dropped
+    /// while its host side is closed.
+    pub fn write(&mut self, port: u32, data: &[u8]) {
+        let open = self.host_open(port);
+        let Some(p) = self.port_mut(port) else { return };
+        if p.stream.queue(data, open) {
+            self.flush(port);
         }
     }
 
-    /// Queues bytes to send (see [`VirtioSerial::flush`]); dropped while the
-    /// host side is closed.
-    pub fn write(&mut self, data: &[u8]) {
-        // While a hang-up is pending, output answers the departed client:
-        // it must not reach the next one.
-        if !self.host_open() || self.port().is_none() || self.hangup_at.is_some() {
-            self.stats.dropped += data.len() as u64;
+    /// Hands `port`'s outbox to the device, as far as it has descriptors
+    /// free.
+    pub fn flush(&mut self, port: u32) {
+        let Some(i) = self.index(port) else { return };
+        if self.multiport.name(port).is_none() {
+            self.ports[i].stream.drop_outbox();
             return;
         }
-        let room = OUTBOX_LIMIT.saturating_sub(self.outbox.len());
-        let n = data.len().min(room);
-        self.outbox.extend_from_slice(&data[..n]);
-        self.stats.dropped += (data.len() - n) as u64;
-        if self.outbox.len() >= TX_CHUNK {
-            self.flush();
-        }
-    }
-
-    /// Hands the outbox to the device, as far as it has descriptors free.
-    pub fn flush(&mut self) {
-        self.reclaim_tx();
-        let Some(p) = self.port_queues() else {
-            self.outbox.clear();
-            return;
-        };
+        self.reclaim_tx(i);
+        let q = &mut self.ports[i];
         let mut notify = false;
-        while !self.outbox.is_empty() && self.in_flight.len() < DATA_QUEUE_SIZE {
-            let n = self.outbox.len().min(TX_CHUNK);
-            let rest = self.outbox.split_off(n);
-            let buf = core::mem::replace(&mut self.outbox, rest);
-            let q = &mut self.ports[p];
+        while q.in_flight.len() < DATA_QUEUE_SIZE {
+            let Some(buf) = q.stream.next_chunk() else { break };
             // SAFETY: `buf` is kept in `in_flight` untouched (a Vec's heap
             // block does not move with the Vec) until `reclaim_tx` pops
             // this token and hands the same slice to `pop_used`.
             match unsafe { q.tx.add(&[&buf], &mut []) } {
                 Ok(token) => {
-                    self.stats.sent += buf.len() as u64;
-                    self.in_flight.push((token, buf));
+                    q.stream.stats.sent += buf.len() as u64;
+                    q.in_flight.push((token, buf));
                     notify |= q.tx.should_notify();
                 }
                 Err(e) => {
-                    log::debug!("virtio-serial: transmit queue: {e:?}");
-                    self.stats.dropped += buf.len() as u64;
+                    log::debug!("virtio-serial: port {port} transmit queue: {e:?}");
+                    q.stream.stats.dropped += buf.len() as u64;
                     break;
                 }
             }
         }
         if notify {
-            let idx = self.ports[p].tx_index;
+            let idx = q.tx_index;
             self.transport.notify(idx);
         }
     }
 
-    fn port_queues(&self) -> Option<usize> {
-        let id = self.multiport.port()? as usize;
-        (id < self.ports.len()).then_some(id)
+    /// The index of port `port` in `ports`, when it has queues.
+    fn index(&self, port: u32) -> Option<usize> {
+        let i = usize::try_from(port).ok()?;
+        (i < self.ports.len()).then_some(i)
     }
 
-    /// Moves received data into the inbox, up to [`INBOX_LIMIT`] unless
-    /// `all` (everything the device has queued).
-    fn poll_data(&mut self, all: bool) {
-        let Some(p) = self.port_queues() else { return };
-        let q = &mut self.ports[p];
-        while all || self.inbox.len() < INBOX_LIMIT {
-            let inbox = &mut self.inbox;
-            let received = &mut self.stats.received;
+    fn port(&self, port: u32) -> Option<&Port<H>> {
+        self.ports.get(self.index(port)?)
+    }
+
+    fn port_mut(&mut self, port: u32) -> Option<&mut Port<H>> {
+        let i = self.index(port)?;
+        self.ports.get_mut(i)
+    }
+
+    /// Moves received data into every port's inbox, up to its limit; data
+    /// of ports not in use is not ours: their buffers are recycled.
+    fn poll_data(&mut self) {
+        for i in 0..self.ports.len() {
+            let used = self.multiport.name(i as u32).is_some();
+            self.take_received(i, !used, false);
+        }
+    }
+
+    /// Takes port `i`'s filled receive buffers into its inbox (or discards
+    /// them), up to the inbox's limit unless `all` (everything the device
+    /// has queued).
+    fn take_received(&mut self, i: usize, discard: bool, all: bool) {
+        let q = &mut self.ports[i];
+        while discard || all || q.stream.has_room() {
+            let stream = &mut q.stream;
             match q.rx.take(&mut self.transport, |data| {
-                inbox.extend(data);
-                *received += data.len() as u64;
+                if !discard {
+                    stream.receive(data);
+                }
             }) {
                 Ok(true) => {}
                 Ok(false) => break,
                 Err(e) => {
-                    log::debug!("virtio-serial: receive queue: {e:?}");
+                    log::debug!("virtio-serial: port {i} receive queue: {e:?}");
                     break;
                 }
-            }
-        }
-        // Other ports' data is not ours: recycle their buffers.
-        for (i, q) in self.ports.iter_mut().enumerate() {
-            if i != p {
-                while let Ok(true) = q.rx.take(&mut self.transport, |_| {}) {}
             }
         }
     }
@@ -394,32 +366,32 @@ impl<H: Hal, T: Transport> VirtioSerial<H, T> {
         }
         for ev in events {
             match ev {
-                PortEvent::Found(id) => log::debug!("virtio-serial: port {id} is '{}'", GDB_PORT_NAME),
-                PortEvent::HostOpened => log::debug!("virtio-serial: host side opened"),
-                PortEvent::HostClosed => {
-                    self.stats.hangups += 1;
+                PortEvent::Found(id) => {
+                    log::debug!("virtio-serial: port {id} is '{}'", self.multiport.name(id).unwrap_or("?"))
+                }
+                PortEvent::HostOpened(id) => log::debug!("virtio-serial: port {id}: host side opened"),
+                PortEvent::Removed(id) => log::debug!("virtio-serial: port {id} removed"),
+                PortEvent::HostClosed(id) => {
+                    let Some(i) = self.index(id) else { continue };
                     // The device queued the departed client's last bytes
                     // before it said so: take them all first, so the
                     // hang-up falls after them in the stream.
-                    self.poll_data(true);
-                    let end = self.read_pos + self.inbox.len() as u64;
-                    self.hangup_at.get_or_insert(end);
-                    self.stats.dropped += self.outbox.len() as u64;
-                    self.outbox.clear();
+                    self.take_received(i, false, true);
+                    self.ports[i].stream.hang_up();
                 }
             }
         }
     }
 
-    fn reclaim_tx(&mut self) {
-        let Some(p) = self.port_queues() else { return };
-        let q = &mut self.ports[p];
+    /// Takes back port `i`'s transmit buffers the device has used.
+    fn reclaim_tx(&mut self, i: usize) {
+        let q = &mut self.ports[i];
         while let Some(token) = q.tx.peek_used() {
-            let Some(i) = self.in_flight.iter().position(|(t, _)| *t == token) else { break };
-            let (_, buf) = self.in_flight.swap_remove(i);
+            let Some(j) = q.in_flight.iter().position(|(t, _)| *t == token) else { break };
+            let (_, buf) = q.in_flight.swap_remove(j);
             // SAFETY: the token's buffer is `buf`, exactly as added in `flush`.
             if let Err(e) = unsafe { q.tx.pop_used(token, &[&buf], &mut []) } {
-                log::debug!("virtio-serial: transmit queue: {e:?}");
+                log::debug!("virtio-serial: port {i} transmit queue: {e:?}");
                 break;
             }
         }

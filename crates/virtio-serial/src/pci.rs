@@ -50,13 +50,14 @@ impl BarWindow {
     }
 }
 
-/// Brings up the first virtio console on `bus` of `root`, with the port
-/// named `name`; BARs without an address are placed in `window`.
+/// Brings up the first virtio console on `bus` of `root`, with the ports
+/// whose names start with `prefix`; BARs without an address are placed in
+/// `window`.
 pub fn probe<H: Hal, C: ConfigurationAccess>(
     root: &mut PciRoot<C>,
     bus: u8,
     mut window: Option<BarWindow>,
-    name: &'static str,
+    prefix: &'static str,
 ) -> Result<(VirtioSerial<H, PciTransport>, DeviceFunction), ProbeError> {
     let df = root
         .enumerate_bus(bus)
@@ -76,7 +77,7 @@ pub fn probe<H: Hal, C: ConfigurationAccess>(
     let (_, cmd) = root.get_status_command(df);
     root.set_command(df, cmd | Command::MEMORY_SPACE | Command::BUS_MASTER);
     let transport = PciTransport::new::<H, C>(root, df).map_err(ProbeError::Transport)?;
-    let dev = VirtioSerial::new(transport, name).map_err(ProbeError::Device)?;
+    let dev = VirtioSerial::new(transport, prefix).map_err(ProbeError::Device)?;
     Ok((dev, df))
 }
 

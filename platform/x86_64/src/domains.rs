@@ -1,9 +1,9 @@
 //! Builds the domains named by the boot configuration from the guest images
 //! in the boot module (a cpio archive), and runs them with the core's
 //! round-robin scheduler until they finish. [`X86Board`] is this board's
-//! side of the scheduler loop: the APIC tick preempts, a virtio-serial port
-//! (or COM2) carries gdb,
-//! COM1 prints the domains' consoles and takes serial input (switched with
+//! side of the scheduler loop: the APIC tick preempts, virtio-serial ports
+//! carry gdb's sessions (the whole system's and one per domain; else COM2
+//! the whole system's), COM1 prints the domains' consoles and takes serial input (switched with
 //! Ctrl-A x3 between the domains' PV consoles and the debug keys),
 //! isa-debug-exit ends the run.
 
@@ -26,11 +26,10 @@ use lantern_common::memory::DomId;
 use lantern_common::memory::{Gfn, P2mType, Page, PAGE_SIZE};
 use lantern_common::sched::{Board, DomainSlot, Hypervisor, Verdict};
 use lantern_common::{cpio, loader, pv_console};
-use lantern_gdb::GdbStub;
 use xen_abi::arch_x86::HVM_CONSOLE_GFN;
 use xen_abi::nr::{hvm_param, shutdown};
 
-use crate::gdb_line::GdbLine;
+use crate::gdb_line::GdbSessions;
 use crate::interrupts;
 
 /// The domains' console lines go to COM1 as `(dN) line`.
@@ -62,8 +61,8 @@ const HELD_CONSOLE_POLL_US: u64 = 1000;
 /// This board's side of the scheduler loop.
 struct X86Board<'a> {
     exit_when_done: bool,
-    gdb: GdbStub,
-    gdb_line: GdbLine,
+    /// The gdb sessions: the whole system's, and one per domain port.
+    gdb: GdbSessions,
     /// When to look at COM1 again while gdb holds the system (TSC).
     next_console_poll: u64,
     console: Arc<SerialConsole>,
@@ -89,7 +88,7 @@ impl Board for X86Board<'_> {
     fn start_slice(&mut self) {}
 
     fn poll(&mut self, hv: &mut Hypervisor) {
-        self.gdb.poll(hv, &mut self.gdb_line);
+        self.gdb.poll(hv);
         // Typed input: a Ctrl-A switch, a debug key or a domain's console.
         // While gdb holds the system this loop spins: reading COM1's status
         // each time would take QEMU's device lock so often that its main
@@ -255,8 +254,7 @@ pub fn run(cfg: &BootConfig, archive: &[u8]) -> ! {
     let clock: Arc<dyn Clock> = Arc::new(crate::clock::tsc_clock(interrupts::TSC_HZ.load(Ordering::Relaxed)));
     let mut board = X86Board {
         exit_when_done: cfg.exit_when_done,
-        gdb: GdbStub::new(),
-        gdb_line: GdbLine::probe(),
+        gdb: GdbSessions::probe(),
         next_console_poll: 0,
         console: Arc::new(SerialConsole),
         archive,
@@ -280,7 +278,7 @@ pub fn run(cfg: &BootConfig, archive: &[u8]) -> ! {
     crate::println!("(lantern) {}", hv.start_serial_input());
     if cfg.wait_for_gdb {
         board.gdb.wait_for_gdb(&hv);
-        crate::println!("(lantern) gdb-wait: holding every vCPU until gdb attaches on {}", board.gdb_line.name());
+        crate::println!("(lantern) gdb-wait: holding every vCPU until gdb attaches on {}", board.gdb.name());
     }
     let t0 = clock.now_ns();
     let verdict = hv.run(&mut board);

@@ -25,10 +25,9 @@ use lantern_common::memory::DomId;
 use lantern_common::memory::Gfn;
 use lantern_common::sched::{Board, DomainSlot, Hypervisor, Verdict};
 use lantern_common::{cpio, pv_console};
-use lantern_gdb::GdbStub;
 
 use super::clock::counter_clock;
-use super::gdb_line::GDB_LINE;
+use super::gdb_line::{GdbSessions, GDB_LINE};
 use super::Machine;
 
 /// Time slice before the EL2 timer preempts a vCPU.
@@ -68,8 +67,9 @@ struct ArmBoard<'m> {
     machine: &'m Machine,
     exit_when_done: bool,
     said_done: bool,
-    /// The gdb stub, when the gdb line exists.
-    gdb: Option<GdbStub>,
+    /// The gdb sessions (the whole system's, and one per domain port), when
+    /// the gdb line exists.
+    gdb: Option<GdbSessions>,
     /// When to look at the console again while gdb holds the system.
     next_console_poll: u64,
     console: Arc<SerialConsole>,
@@ -102,10 +102,8 @@ impl Board for ArmBoard<'_> {
     fn poll(&mut self, hv: &mut Hypervisor) {
         // Between slices the EL2 timer belongs to the board again.
         timer::disarm_hyp_timer();
-        if let Some(stub) = self.gdb.as_mut() {
-            if let Some(line) = GDB_LINE.lock().as_mut() {
-                stub.poll(hv, line);
-            }
+        if let Some(gdb) = self.gdb.as_mut() {
+            gdb.poll(hv);
         }
         // Typed input: a Ctrl-A switch, a debug key or a domain's console.
         // While gdb holds the system this loop spins: reading the PL011 each
@@ -257,7 +255,8 @@ pub fn run(m: &Machine, cfg: &BootConfig) -> ! {
         None => &[],
     };
     let clock: Arc<dyn Clock> = Arc::new(counter_clock(m.boot_ticks, m.freq));
-    let gdb = GDB_LINE.lock().is_some().then(GdbStub::new);
+    // The board's loop owns the sessions from here.
+    let gdb = GDB_LINE.lock().take().map(GdbSessions::new);
     let mut board = ArmBoard {
         machine: m,
         exit_when_done: cfg.exit_when_done,
@@ -289,10 +288,9 @@ pub fn run(m: &Machine, cfg: &BootConfig) -> ! {
     crate::println!("(lantern) {}", hv.start_serial_input());
     if cfg.wait_for_gdb {
         match board.gdb.as_mut() {
-            Some(stub) => {
-                let line = GDB_LINE.lock().as_ref().map_or("the gdb line", |l| l.name());
-                log::info!("gdb-wait: holding every vCPU until gdb attaches on {line}");
-                stub.wait_for_gdb(&hv);
+            Some(gdb) => {
+                log::info!("gdb-wait: holding every vCPU until gdb attaches on {}", gdb.name());
+                gdb.wait_for_gdb(&hv);
             }
             None => log::warn!("gdb-wait: there is no gdb line (virtio-serial or pci-serial device); not waiting"),
         }
