@@ -330,3 +330,148 @@ pub fn catch_test(board: &'static dyn BoardSpec, tally: &mut Tally) {
         &format!("{code:?} {sum:?}"),
     );
 }
+
+/// The `(vcpu, running time)` of each `monitor runstate dNvM --json`
+/// answer in a batch's output, in order.
+fn running_times(out: &gdb::BatchOutput) -> Vec<(String, i128)> {
+    out.json_lines()
+        .iter()
+        .filter_map(|l| Json::parse(l).ok())
+        .filter_map(|j| {
+            let vcpu = j.get("vcpu")?.str()?.to_string();
+            let running = j.get("hypervisor")?.get("time")?.items().first()?.int()?;
+            Some((vcpu, running))
+        })
+        .collect()
+}
+
+/// How much `vcpu`'s running time grew between its first two answers.
+fn running_growth(times: &[(String, i128)], vcpu: &str) -> Option<i128> {
+    let mut of = times.iter().filter(|(v, _)| v == vcpu).map(|(_, t)| *t);
+    let (a, b) = (of.next()?, of.next()?);
+    Some(b - a)
+}
+
+/// A domain's own session (its own line, port P+N): gdb attached to the
+/// last demo domain (on x86 the 32-bit guest, shown in i386's layout) sees
+/// only that domain's vCPUs, breaks at a function with that domain's
+/// symbols and unwinds it, and while it holds its domain stopped the other
+/// domain keeps running.
+pub fn session_test(board: &'static dyn BoardSpec, tally: &mut Tally) {
+    let name = format!("{} domain-session", board.name());
+    let rec =
+        |tally: &mut Tally, what: &str, ok: bool, detail: &str| tally.record(&format!("{name}: {what}"), ok, detail);
+    let Some(port) = free_gdb_ports() else { return rec(tally, "free TCP ports", false, "none found") };
+    let log = work_dir(board).join("domain-session-console.log");
+    let o = Opts { timeout: Some(600), serial_log: Some(log.clone()), gdb_port: Some(port), ..Opts::on(board) };
+    let vcpus = board.demo_vcpus();
+    let (mut s, a, console) = match boot_lingering(&o, "guests linger") {
+        Ok(x) => x,
+        Err(e) => return rec(tally, "boot the demo and wait for SCENARIO LINGER", false, &e),
+    };
+    let doms = domains_under_test(board, &a, vcpus, &console);
+    let (Some(other), Some(d)) = (doms.first(), doms.last()) else {
+        return rec(tally, "two demo domains", false, &format!("{} domains", doms.len()));
+    };
+    if other.id == d.id {
+        return rec(tally, "two demo domains", false, "only one");
+    }
+    let (dn, on) = (format!("d{}", d.id), format!("d{}", other.id));
+    let cmds: Vec<String> = vec![
+        "set language rust".into(),
+        "echo @@threads\\n".into(),
+        "info threads".into(),
+        "echo @@arch\\n".into(),
+        "show architecture".into(),
+        "echo @@break\\n".into(),
+        format!("break {TICK}"),
+        "continue".into(),
+        "thread".into(),
+        "bt".into(),
+        // Held at the breakpoint: the other domain runs, this one does not.
+        "echo @@held\\n".into(),
+        format!("monitor runstate {on}v0 --json"),
+        format!("monitor runstate {dn}v0 --json"),
+        "shell sleep 1".into(),
+        format!("monitor runstate {on}v0 --json"),
+        format!("monitor runstate {dn}v0 --json"),
+        "monitor debug".into(),
+        "delete".into(),
+        "echo @@end\\n".into(),
+    ];
+    let refs: Vec<&str> = cmds.iter().map(String::as_str).collect();
+    let out = match gdb::run_batch_domain(board, port, d.id, &d.symbols, &refs, Duration::from_secs(300)) {
+        Ok(o) => o,
+        Err(e) => return rec(tally, "run gdb-multiarch on the domain's own port", false, &e),
+    };
+    let text = out.text();
+    let so = &out.stdout;
+    println!("    {name}: transcript\n{}", text.lines().map(|l| format!("      | {l}")).collect::<Vec<_>>().join("\n"));
+
+    let threads = section(so, "threads");
+    let listed = threads.lines().filter(|l| l.contains("Thread ")).count();
+    rec(
+        tally,
+        &format!("info threads lists {dn}'s {vcpus} vCPUs and no other domain's"),
+        listed == vcpus as usize && threads.contains(&format!("({dn}v0 ")) && !threads.contains(&format!("({on}v")),
+        threads,
+    );
+    let arch = section(so, "arch");
+    let want_arch = if board.demo_guests().last().is_some_and(|g| g.target.starts_with("i686")) {
+        "\"i386\")"
+    } else {
+        board.gdb_arch()
+    };
+    rec(
+        tally,
+        &format!("the session's architecture comes from the stub ({want_arch})"),
+        arch.contains(want_arch),
+        arch,
+    );
+    let br = section(so, "break");
+    // `thread` names the stub's thread id; `info threads` maps it to a vCPU.
+    let current = br.split("(Thread 1.").nth(1).and_then(|r| r.split(')').next()).unwrap_or("?");
+    let on_domain = threads.contains(&format!("Thread 1.{current} ({dn}v"));
+    rec(
+        tally,
+        &format!("break {TICK} with {dn}'s own symbols hits on a vCPU of {dn}"),
+        br.contains("hit Breakpoint 1,") && br.contains("tick") && on_domain,
+        &text,
+    );
+    // A caller gdb cannot name (`#1 0x00000000 in ?? ()`) is a failed unwind.
+    let caller = br.lines().find(|l| l.starts_with("#1 "));
+    rec(tally, "bt shows at least 2 frames", caller.is_some_and(|l| !l.contains("?? (")), br);
+    let times = running_times(&out);
+    let (grew_other, grew_held) =
+        (running_growth(&times, &format!("{on}v0")), running_growth(&times, &format!("{dn}v0")));
+    rec(
+        tally,
+        &format!("while {dn}'s session holds it, {on} keeps running and {dn} does not"),
+        grew_other.is_some_and(|g| g > 0) && grew_held == Some(0),
+        &format!("running time grew {on}v0 {grew_other:?} ns, {dn}v0 {grew_held:?} ns over 1 s; {times:?}"),
+    );
+    // gdb prints a monitor command's answer on stderr.
+    rec(
+        tally,
+        "monitor debug names the domain's session and that it holds its domain",
+        out.stderr.contains(&format!("session attached: {dn} alone, stopped")),
+        &out.stderr,
+    );
+    // Detached: the domain runs again.
+    let t0 = runstate_total(&out, &format!("{dn}v0"));
+    std::thread::sleep(Duration::from_secs(1));
+    let cmd = format!("monitor runstate {dn}v0 --json");
+    let t1 = gdb::run_batch(board, port, &[], &[cmd.as_str()], Duration::from_secs(120))
+        .ok()
+        .and_then(|o| runstate_total(&o, &format!("{dn}v0")));
+    rec(
+        tally,
+        &format!("{dn} runs again after its session detached"),
+        matches!((t0, t1), (Some(a), Some(b)) if b > a),
+        &format!("before {t0:?}, after {t1:?}"),
+    );
+    let bad = summary(&s.console());
+    rec(tally, "no domain ended during the sessions", bad.domains.is_empty(), &format!("{bad:?}"));
+    let alive = s.wait_exit(Duration::from_millis(10)).is_err();
+    rec(tally, "QEMU still running", alive, &format!("console in {}", log.display()));
+}

@@ -25,7 +25,7 @@ pub fn lantern_py() -> PathBuf {
 pub struct SymbolFile {
     /// The ELF.
     pub path: PathBuf,
-    /// Added to every section address (`add-symbol-file -o`).
+    /// Added to every section address (`symbol-file -o`).
     pub offset: Option<u64>,
 }
 
@@ -103,10 +103,14 @@ fn session_commands(board: &dyn BoardSpec, arch: Option<&str>, port: u16, symbol
         ex.push(format!("set osabi {abi}"));
     }
     ex.push(format!("source {}", lantern_py().display()));
-    for s in symbols {
+    // The first file is the program's (`symbol-file`); gdb treats any
+    // other like a shared library, where a breakpoint it cannot insert is
+    // quietly left pending and `continue` runs on (docs/gdb-linux.md).
+    for (i, s) in symbols.iter().enumerate() {
+        let load = if i == 0 { "symbol-file" } else { "add-symbol-file" };
         match s.offset {
-            Some(o) => ex.push(format!("add-symbol-file {} -o {o:#x}", s.path.display())),
-            None => ex.push(format!("add-symbol-file {}", s.path.display())),
+            Some(o) => ex.push(format!("{load} -o {o:#x} {}", s.path.display())),
+            None => ex.push(format!("{load} {}", s.path.display())),
         }
     }
     ex.push(format!("target remote 127.0.0.1:{port}"));
@@ -739,7 +743,7 @@ mod tests {
         let ex = setup_commands(boards::by_name("aarch64").unwrap(), 1235, &[s]);
         assert!(ex.contains(&"set architecture aarch64".to_string()));
         assert!(ex.contains(&"set osabi none".to_string()));
-        assert!(ex.contains(&"add-symbol-file /tmp/g.elf -o 0x40000000".to_string()));
+        assert!(ex.contains(&"symbol-file -o 0x40000000 /tmp/g.elf".to_string()));
         assert_eq!(ex.last().unwrap(), "target remote 127.0.0.1:1235");
     }
 
@@ -756,7 +760,7 @@ mod tests {
         assert_eq!(g.session, Session::Domain(2));
         let ex = g.commands().unwrap();
         assert!(!ex.iter().any(|e| e.starts_with("set architecture")), "the stub's description decides: {ex:?}");
-        assert!(ex.contains(&"add-symbol-file /g32.elf".to_string()));
+        assert!(ex.contains(&"symbol-file /g32.elf".to_string()));
         assert_eq!(ex.last().unwrap(), "target remote 127.0.0.1:4002");
         // The board's default port, `dN` spelling, arm64's osabi kept.
         let g = parse_gdb_args(&args(&["--arch", "aarch64", "--domain", "d1", "--no-symbols"])).unwrap().unwrap();

@@ -101,6 +101,11 @@ const BOARD_TESTS: &[BoardTest] = &[
     ("debugger", "breakpoints, hardware breakpoints, stepi, watchpoints on the live demo", debug_e2e::live_test),
     ("catch-syscall", "hypercall catchpoints from the first instruction", debug_e2e::catch_test),
     (
+        "domain-session",
+        "a domain's own gdb session on its own port, beside the running system",
+        debug_e2e::session_test,
+    ),
+    (
         "gdb-transport",
         "the virtio-serial gdb line: a vanished client, 100,000 malformed packets",
         gdb_transport_e2e::transport_test,

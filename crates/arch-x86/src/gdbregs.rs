@@ -145,7 +145,9 @@ pub const I386_TARGET_XML: &str = concat!(
     r#"<reg name="mxcsr" bitsize="32" type="int" group="vector"/></feature>"#,
     r#"<feature name="org.lantern.x86.system">"#,
     r#"<reg name="k_gs_base" bitsize="64" type="int" group="system"/>"#,
-    r#"<reg name="cr0" bitsize="64" type="int" group="system"/><reg name="cr2" bitsize="64" type="data_ptr" group="system"/>"#,
+    // Not `data_ptr`: gdb sizes a pointer-typed register by the
+    // architecture's pointers (4 bytes on i386), whatever its bitsize says.
+    r#"<reg name="cr0" bitsize="64" type="int" group="system"/><reg name="cr2" bitsize="64" type="int" group="system"/>"#,
     r#"<reg name="cr3" bitsize="64" type="int" group="system"/><reg name="cr4" bitsize="64" type="int" group="system"/>"#,
     r#"<reg name="cr8" bitsize="64" type="int" group="system"/><reg name="efer" bitsize="64" type="int" group="system"/>"#,
     r#"</feature><feature name="org.gnu.gdb.i386.linux"><reg name="orig_eax" bitsize="32" type="int"/></feature>"#,
@@ -527,6 +529,13 @@ mod tests {
         let mut v = Regs(vmcb, regs, fx);
         v.0.save.rsp = 0x8000_0ff0;
         let narrow = layout(I386_TARGET_XML);
+        // gdb gives a pointer-typed register the architecture's pointer
+        // size, not its bitsize: on i386 only 32-bit ones may be pointers.
+        for reg in I386_TARGET_XML.split("<reg ").skip(1) {
+            if reg.contains("_ptr\"") {
+                assert!(reg.contains("bitsize=\"32\""), "a pointer wider than i386's: {reg}");
+            }
+        }
         assert_eq!(narrow.iter().map(|r| r.2).sum::<usize>(), I386.size(), "the pieces cover the description");
         let mut covered = vec![false; I386.size()];
         for p in I386.pieces {
