@@ -20,6 +20,9 @@ pub mod ret {
     pub const ALREADY_ON: i64 = -4;
     /// CPU_ON: a CPU_ON for the target is pending.
     pub const ON_PENDING: i64 = -5;
+    /// CPU_ON: the entry point is known to be invalid (an AArch64 vCPU
+    /// asked to start in Thumb state, bit 0 set, as Xen refuses it).
+    pub const INVALID_ADDRESS: i64 = -9;
 }
 
 /// AFFINITY_INFO answers.

@@ -622,6 +622,12 @@ impl ArmVcpu {
         let Some(v) = psci::mpidr_to_vcpu(target).and_then(|t| d.vcpu(t).ok()) else {
             return ret::INVALID_PARAMETERS;
         };
+        // Every domain here is AArch64, where bit 0 of an entry point asks
+        // for Thumb state, which does not exist: refused before anything
+        // changes, as Xen's vPSCI does.
+        if entry & 1 != 0 {
+            return ret::INVALID_ADDRESS;
+        }
         if v.is_up() {
             return ret::ALREADY_ON;
         }
@@ -1030,6 +1036,10 @@ mod tests {
         assert_eq!(affinity_info(&mut v0, 0, 0), (None, affinity::ON));
         assert!(!r.d.vcpu(1).unwrap().is_up());
 
+        // A Thumb entry point (bit 0) is refused and leaves the vCPU down.
+        let thumb = psci_call(&mut v0, &r.d, [fid::PSCI_CPU_ON_64 as u64, 1, 0x4010_0001, 0x55]);
+        assert_eq!(thumb, (None, ret::INVALID_ADDRESS));
+        assert!(!r.d.vcpu(1).unwrap().is_up());
         let on = psci_call(&mut v0, &r.d, [fid::PSCI_CPU_ON_64 as u64, 1, 0x4010_0000, 0x55]);
         assert_eq!(on, (None, ret::SUCCESS));
         assert!(r.d.vcpu(1).unwrap().is_up());

@@ -536,6 +536,31 @@ impl ArchVcpu for SvmVcpu {
         Ok(())
     }
 
+    fn hvm_param_access(&self, index: u32, write: bool) -> XenResult<()> {
+        use xen_abi::nr::hvm_param as p;
+        // Xen's x86 lists (hvm_allow_get_param / hvm_allow_set_param).
+        let both = [
+            p::CALLBACK_IRQ,
+            p::VM86_TSS,
+            p::VM86_TSS_SIZED,
+            p::ACPI_IOPORTS_LOCATION,
+            p::VM_GENERATION_ID_ADDR,
+            p::STORE_EVTCHN,
+            p::CONSOLE_EVTCHN,
+            p::X87_FIP_WIDTH,
+        ];
+        let read_only = [p::STORE_PFN, p::CONSOLE_PFN, p::ALTP2M];
+        if both.contains(&index) || (!write && read_only.contains(&index)) {
+            Ok(())
+        } else if p::DEPRECATED.contains(&index) {
+            Err(Errno::EINVAL)
+        } else if write && index == p::ALTP2M {
+            Err(Errno::EEXIST)
+        } else {
+            Err(Errno::EPERM)
+        }
+    }
+
     fn set_timer_op_timeout(&self, args: &[u64; 6]) -> XenResult<u64> {
         Ok(self.wide_hypercall_arg(args))
     }
@@ -680,6 +705,13 @@ mod tests {
         put(&mut ctx, 32, 0x4000); // eip
         put(&mut ctx, 40, 0x1); // cr0: PE
         put(&mut ctx, 84, 0xFFFF_FFFF); // cs_limit
+                                        // Attributes as Xen requires them: CS code, DS and SS data, TR a
+                                        // busy TSS (ES left null).
+        let put16 = |ctx: &mut [u8], off: usize, val: u16| ctx[8 + off..10 + off].copy_from_slice(&val.to_le_bytes());
+        put16(&mut ctx, 104, ATTR_CODE32);
+        put16(&mut ctx, 106, ATTR_DATA32);
+        put16(&mut ctx, 108, ATTR_DATA32);
+        put16(&mut ctx, 112, 0x8B);
         v.initialise(&VcpuInitContext::XenInitialise(&ctx)).unwrap();
         assert_eq!(v.mode(), GuestMode::Protected32);
         assert_eq!(v.guest_abi(&domain(1)).name(), "x86_32");
@@ -687,12 +719,37 @@ mod tests {
         assert_eq!((s.rip, s.rsp, s.cr0, s.rflags), (0x4000, 0x8000, 0x11, 0x2));
         assert_eq!((s.cs.selector, s.cs.attrib, s.cs.limit), (0x08, ATTR_CODE32, 0xFFFF_FFFF));
         assert_eq!((s.ds.selector, s.ds.attrib), (0x10, ATTR_DATA32));
+        assert_eq!(s.es.attrib, 0, "a null ES stays null");
         assert_eq!(s.fs.attrib, ATTR_DATA32, "fs and gs keep the reset state");
+        // A data segment in CS is refused and leaves the vCPU as it was.
+        put16(&mut ctx, 104, ATTR_DATA32);
+        assert_eq!(v.initialise(&VcpuInitContext::XenInitialise(&ctx)), Err(Errno::EINVAL));
+        assert_eq!(v.vmcb.save.cs.attrib, ATTR_CODE32);
+        put16(&mut ctx, 104, ATTR_CODE32);
         assert_eq!((v.regs.rdi, v.regs.rbx, v.regs.r9), (2, 0, 0));
         // An unknown mode leaves the vCPU as it was.
         ctx[0] = 7;
         assert_eq!(v.initialise(&VcpuInitContext::XenInitialise(&ctx)), Err(Errno::EINVAL));
         assert_eq!(v.vmcb.save.rip, 0x4000);
+    }
+
+    #[test]
+    fn hvm_params_follow_xens_x86_lists() {
+        use xen_abi::nr::hvm_param as p;
+        let v = vcpu(1);
+        for (index, read, set) in [
+            (p::CALLBACK_IRQ, Ok(()), Ok(())),
+            (p::CONSOLE_EVTCHN, Ok(()), Ok(())),
+            // The toolstack's: the guest may read them, never move them.
+            (p::CONSOLE_PFN, Ok(()), Err(Errno::EPERM)),
+            (p::STORE_PFN, Ok(()), Err(Errno::EPERM)),
+            (p::ALTP2M, Ok(()), Err(Errno::EEXIST)),
+            (p::TRIPLE_FAULT_REASON, Err(Errno::EPERM), Err(Errno::EPERM)),
+            (4, Err(Errno::EINVAL), Err(Errno::EINVAL)),
+        ] {
+            assert_eq!(v.hvm_param_access(index, false), read, "read {index}");
+            assert_eq!(v.hvm_param_access(index, true), set, "set {index}");
+        }
     }
 
     #[test]

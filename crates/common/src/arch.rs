@@ -289,6 +289,16 @@ pub trait ArchVcpu: GdbRegisters + Send {
     /// otherwise (`-ENOSYS` where the op does not exist).
     fn check_upcall_vector(&self, vector: u8) -> XenResult<()>;
 
+    /// Whether a guest may read (`write` false) or set HVM parameter
+    /// `index` (below `HVM_NR_PARAMS`) of its own domain, as the arch's Xen
+    /// decides: `-EPERM` for what only the toolstack may touch, `-EINVAL`
+    /// for deprecated indices, `-EEXIST` for a read-only one. The default
+    /// allows all of them, as Xen's arm port does.
+    fn hvm_param_access(&self, index: u32, write: bool) -> XenResult<()> {
+        let _ = (index, write);
+        Ok(())
+    }
+
     /// The absolute timeout of a `set_timer_op` hypercall made with `args`,
     /// as the arch's calling convention passes a 64-bit argument (one
     /// register, or low and high halves in two on a 32-bit caller), or the

@@ -189,15 +189,15 @@ pub struct VcpuHvmX86_32 {
     pub es_limit: u32,
     /// tr limit
     pub tr_limit: u32,
-    /// cs attributes (0: Lantern's flat 32-bit code default)
+    /// cs attributes (never 0: CS must be a present code segment)
     pub cs_ar: u16,
-    /// ds attributes (0: flat 32-bit data default)
+    /// ds attributes (0: a null segment)
     pub ds_ar: u16,
-    /// ss attributes (0: flat 32-bit data default)
+    /// ss attributes (never 0: SS must be a present, writable data segment)
     pub ss_ar: u16,
-    /// es attributes (0: flat 32-bit data default)
+    /// es attributes (0: a null segment)
     pub es_ar: u16,
-    /// tr attributes (0: busy TSS default)
+    /// tr attributes (never 0: TR must be a 32-bit TSS; loaded busy)
     pub tr_ar: u16,
     /// Padding to the union's size.
     pub pad2: [u16; 3],
@@ -265,7 +265,7 @@ impl From<VcpuHvmX86_64> for VcpuHvmCpuRegs {
 pub struct VcpuHvmContext {
     /// [`VCPU_HVM_MODE_32B`] or [`VCPU_HVM_MODE_64B`].
     pub mode: u32,
-    /// Padding (not checked, as in Xen).
+    /// Padding: must be 0 (Xen refuses anything else with EINVAL).
     pub pad: u32,
     /// The register set `mode` selects.
     pub cpu_regs: VcpuHvmCpuRegs,

@@ -165,6 +165,21 @@ pub mod hvm_param {
     /// `HVM_PARAM_TRIPLE_FAULT_REASON`: the `SHUTDOWN_*` reason a triple
     /// fault shuts an HVM domain down with (Xen's default: reboot).
     pub const TRIPLE_FAULT_REASON: u32 = 31;
+    /// `HVM_PARAM_VM86_TSS` (x86).
+    pub const VM86_TSS: u32 = 15;
+    /// `HVM_PARAM_ACPI_IOPORTS_LOCATION` (x86).
+    pub const ACPI_IOPORTS_LOCATION: u32 = 19;
+    /// `HVM_PARAM_VM_GENERATION_ID_ADDR`.
+    pub const VM_GENERATION_ID_ADDR: u32 = 34;
+    /// `HVM_PARAM_ALTP2M`: read-only to the guest.
+    pub const ALTP2M: u32 = 35;
+    /// `HVM_PARAM_X87_FIP_WIDTH` (x86).
+    pub const X87_FIP_WIDTH: u32 = 36;
+    /// `HVM_PARAM_VM86_TSS_SIZED` (x86).
+    pub const VM86_TSS_SIZED: u32 = 37;
+    /// The deprecated indices Xen answers `-EINVAL` for: PAE_ENABLED,
+    /// DM_DOMAIN, the MEMORY_EVENT_* ones, NESTEDHVM, BUFIOREQ_EVTCHN.
+    pub const DEPRECATED: [u32; 10] = [4, 13, 20, 21, 22, 23, 24, 25, 26, 30];
     /// `HVM_NR_PARAMS`.
     pub const NR_PARAMS: u32 = 40;
     /// Shift of the type in `HVM_PARAM_CALLBACK_IRQ`.

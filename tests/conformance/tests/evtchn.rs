@@ -214,8 +214,11 @@ fn interdomain_misuse_gets_xens_errnos() {
         assert_eq!(w.port_op(1, evtchnop::CLOSE, next), None);
         assert_eq!(w.bind_interdomain(1, 1, for_other), Err(Some(Errno::EINVAL)));
         assert_eq!(w.bind_ipi(1, 0), next, "{name}: the failed bind's port was freed");
-        // Allocating in another domain's table.
+        // Allocating in another domain's table: Xen looks the domain up
+        // (-ESRCH when there is none), then XSM refuses (-EPERM).
         let (r, _) = w.op(0, evtchnop::ALLOC_UNBOUND, EvtchnAllocUnbound { dom: 2, remote_dom: 2, port: 0 });
+        assert_eq!(Errno::from_hypercall_ret(r), Some(Errno::EPERM), "{name}");
+        let (r, _) = w.op(0, evtchnop::ALLOC_UNBOUND, EvtchnAllocUnbound { dom: 9, remote_dom: 2, port: 0 });
         assert_eq!(Errno::from_hypercall_ret(r), Some(Errno::ESRCH), "{name}");
         // Close: port 0, a free port, past the table.
         assert_eq!(w.port_op(0, evtchnop::CLOSE, 0), Some(Errno::EINVAL), "{name}");

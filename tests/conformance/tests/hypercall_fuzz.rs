@@ -68,7 +68,7 @@ fn legal_errnos(nr: u64, args: &[u64; 6]) -> &'static [Errno] {
         },
         hypercall::MEMORY_OP => match cmd & memop::CMD_MASK {
             memop::ADD_TO_PHYSMAP => {
-                &[Errno::EFAULT, Errno::ESRCH, Errno::ENOSYS, Errno::EINVAL, Errno::EBUSY, Errno::EDOM]
+                &[Errno::EFAULT, Errno::ESRCH, Errno::EPERM, Errno::ENOSYS, Errno::EINVAL, Errno::EBUSY, Errno::EDOM]
             }
             // The reservation ops answer the extents done, never an errno.
             memop::INCREASE_RESERVATION | memop::DECREASE_RESERVATION | memop::POPULATE_PHYSMAP => &[],
@@ -80,7 +80,7 @@ fn legal_errnos(nr: u64, args: &[u64; 6]) -> &'static [Errno] {
             _ => &[Errno::ENOSYS],
         },
         hypercall::EVENT_CHANNEL_OP => match cmd {
-            evtchnop::ALLOC_UNBOUND => &[Errno::EFAULT, Errno::ESRCH, Errno::ENOSPC],
+            evtchnop::ALLOC_UNBOUND => &[Errno::EFAULT, Errno::ESRCH, Errno::EPERM, Errno::ENOSPC],
             evtchnop::BIND_INTERDOMAIN => &[Errno::EFAULT, Errno::ESRCH, Errno::EINVAL, Errno::ENOSPC],
             evtchnop::BIND_VIRQ => &[Errno::EFAULT, Errno::EINVAL, Errno::ENOENT, Errno::EEXIST, Errno::ENOSPC],
             evtchnop::BIND_IPI => &[Errno::EFAULT, Errno::ENOENT, Errno::ENOSPC],
@@ -94,8 +94,8 @@ fn legal_errnos(nr: u64, args: &[u64; 6]) -> &'static [Errno] {
             _ => &[Errno::ENOSYS],
         },
         hypercall::HVM_OP => match cmd {
-            hvmop::SET_PARAM => &[Errno::EFAULT, Errno::ESRCH, Errno::EINVAL],
-            hvmop::GET_PARAM => &[Errno::EFAULT, Errno::ESRCH, Errno::EINVAL, Errno::ENOENT],
+            hvmop::SET_PARAM => &[Errno::EFAULT, Errno::ESRCH, Errno::EPERM, Errno::EINVAL, Errno::EEXIST],
+            hvmop::GET_PARAM => &[Errno::EFAULT, Errno::ESRCH, Errno::EPERM, Errno::EINVAL, Errno::ENOENT],
             hvmop::SET_EVTCHN_UPCALL_VECTOR => &[Errno::EFAULT, Errno::EINVAL, Errno::ENOENT],
             _ => &[Errno::ENOSYS],
         },

@@ -10,7 +10,11 @@ pub(super) fn hvm_op(call: &mut Call<'_>, cmd: u64, arg: u64) -> XenResult<i64> 
     match cmd {
         hvmop::SET_PARAM | hvmop::GET_PARAM => {
             let mut p: XenHvmParam = call.read(arg)?;
+            if p.index >= hvm_param::NR_PARAMS {
+                return Err(Errno::EINVAL);
+            }
             check_self(call, p.domid)?;
+            call.caller()?.hvm_param_access(p.index, cmd == hvmop::SET_PARAM)?;
             let index = p.index as usize;
             if cmd == hvmop::SET_PARAM {
                 d.set_hvm_param(index, p.value)?;

@@ -67,22 +67,12 @@ pub(super) fn memory_op(call: &mut Call<'_>, cmd: u64, arg: u64) -> XenResult<i6
                 return Err(Errno::EINVAL);
             }
             let domid: u16 = call.read(arg)?;
-            stat_target(call, domid)?;
+            // Xen's domain lookup, then xsm_memory_stat_reservation.
+            check_self(call, domid)?;
             Ok(if op == memop::CURRENT_RESERVATION { d.tot_pages() } else { d.max_pages() } as i64)
         }
         memop::MEMORY_MAP => memory_map(call, arg),
         _ => Err(Errno::ENOSYS),
-    }
-}
-
-/// Who an unprivileged caller may ask about (Xen's domain lookup, then
-/// `xsm_memory_stat_reservation`): itself; another domain that exists is
-/// `-EPERM`, one that does not `-ESRCH`.
-fn stat_target(call: &Call<'_>, domid: u16) -> XenResult<()> {
-    match check_self(call, domid) {
-        Ok(()) => Ok(()),
-        Err(_) if call.domains.find(domid).is_some() => Err(Errno::EPERM),
-        Err(e) => Err(e),
     }
 }
 

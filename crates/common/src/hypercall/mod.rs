@@ -140,10 +140,14 @@ pub(super) fn narrow_layout(call: &Call<'_>) -> XenResult<bool> {
     Ok(call.caller()?.guest_abi(call.domain).xen_ulong_size() == 4)
 }
 
-/// Xen's rule for a `domid` argument that may only name the caller.
+/// Xen's rule for a `domid` argument an unprivileged caller may only
+/// point at itself: the domain lookup first (`-ESRCH` for one that does not
+/// exist), then XSM's target check (`-EPERM` for any other that does).
 pub(super) fn check_self(call: &Call<'_>, domid: u16) -> XenResult<()> {
     if domid == DOMID_SELF || domid == call.domain.id {
         Ok(())
+    } else if call.domains.find(domid).is_some() {
+        Err(Errno::EPERM)
     } else {
         Err(Errno::ESRCH)
     }
