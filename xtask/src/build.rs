@@ -130,6 +130,7 @@ pub fn build(opts: &Opts) -> Result<Artifacts, String> {
         if let Some(w) = grant_words(grant_pair, i) {
             cmd.push(w);
         }
+        cmd.extend(opts.domain_words.iter().filter(|(d, _)| usize::from(*d) == i + 1).map(|(_, w)| w.as_str()));
         d.cmdline = cmd.join(" ");
         cfg.domains.push(d);
     }

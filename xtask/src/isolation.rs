@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use crate::boards::BoardSpec;
 use crate::build::{build, build_demo_guests, work_dir};
 use crate::e2e;
+use crate::gdb;
 use crate::opts::Opts;
 use crate::qemu::qemu_command;
 use crate::report::Tally;
@@ -116,6 +117,116 @@ pub fn isolation_test(board: &'static dyn BoardSpec, tally: &mut Tally) {
     tally.record(
         &format!("{name}: QEMU exit status carries the FAILED verdict"),
         code == Ok(board.exit_statuses().failed),
+        &format!("QEMU exit {code:?}; {where_}"),
+    );
+    println!("  {name}: {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// The attacks' time limit: boot, both scenarios, the victim's 45 s hold.
+const ATTACK_LIMIT: Duration = Duration::from_secs(300);
+
+/// The line index of the first console line of domain `dom` starting with
+/// `prefix`.
+fn line_of(console: &str, dom: u16, prefix: &str) -> Option<usize> {
+    console.lines().position(|l| e2e::domain_line(l.trim_end()).is_some_and(|(d, b)| d == dom && b.starts_with(prefix)))
+}
+
+/// One board's isolation attacks: the demo's two domains with `--exit`, d2
+/// (on x86 the 32-bit guest, so the compat layout attacks) attacking d1
+/// with `attack=1` after its checks (the guest side: tests/guests/scenario's
+/// `attack`), d1 the `victim` holding with its pattern pages and
+/// heartbeat. While d2 storms the hypervisor with hypercalls, gdb attaches
+/// to d2's own session and reads its registers and memory. Every attack
+/// and the victim's checks are CHECK lines; both domains must pass, power
+/// off, and the run end PASS.
+pub fn attack_test(board: &'static dyn BoardSpec, tally: &mut Tally) {
+    let name = format!("{} attacks", board.name());
+    let rec =
+        |tally: &mut Tally, what: &str, ok: bool, detail: &str| tally.record(&format!("{name}: {what}"), ok, detail);
+    let started = Instant::now();
+    let Some(port) = crate::run::free_gdb_ports() else { return rec(tally, "free TCP ports", false, "none found") };
+    let log = work_dir(board).join("attacks-console.log");
+    let o = Opts {
+        exit: true,
+        timeout: Some(ATTACK_LIMIT.as_secs()),
+        serial_log: Some(log.clone()),
+        gdb_port: Some(port),
+        vcpus: Some(board.demo_vcpus()),
+        domain_words: vec![(1, "victim".into()), (2, "attack=1".into())],
+        ..Opts::on(board)
+    };
+    let a = match build(&o) {
+        Ok(a) => a,
+        Err(e) => return rec(tally, "build", false, &e),
+    };
+    if a.domains.len() < 2 {
+        return rec(tally, "two demo domains", false, &format!("{:?}", a.domains));
+    }
+    let mut s = match e2e::Session::spawn(qemu_command(&o, &a), &log) {
+        Ok(s) => s,
+        Err(e) => return rec(tally, "boot", false, &e),
+    };
+    let where_ = format!("console in {}", log.display());
+    // During the storm: gdb on the attacker's own line stops it mid-storm,
+    // reads its registers and stack, and lets it go on.
+    let storming = s.wait_for(ATTACK_LIMIT, |c| line_of(c, 2, "ATTACK storm start").is_some() || c.contains("SUMMARY"));
+    let gdb_out = match storming {
+        Ok(c) if line_of(&c, 2, "ATTACK storm start").is_some() => {
+            let cmds = ["info threads", "info registers", "x/16xw $sp", "monitor stats"];
+            gdb::run_batch_domain(board, port, 2, &[], &cmds, Duration::from_secs(120)).map(|o| o.text())
+        }
+        Ok(_) => Err("the run ended before d2's storm".into()),
+        Err(e) => Err(e),
+    };
+    let text = gdb_out.unwrap_or_else(|e| e);
+    rec(
+        tally,
+        "gdb attached to d2's own line during its hypercall storm, read its registers and memory",
+        text.contains("(d2v0 ")
+            && text.contains("0x")
+            && !text.contains("Cannot access memory")
+            && !text.contains("Remote failure"),
+        &text,
+    );
+    let code = s.wait_exit(ATTACK_LIMIT);
+    let console = s.console();
+    e2e::tally_guest_checks(tally, &name, &console, &[(1, &a.domains[0].1), (2, &a.domains[1].1)]);
+    let order = [
+        line_of(&console, 1, "VICTIM hold start"),
+        line_of(&console, 2, "ATTACK masked_spin start"),
+        line_of(&console, 2, "ATTACK storm end"),
+        line_of(&console, 1, "VICTIM hold end"),
+    ];
+    rec(
+        tally,
+        "the victim held (heartbeat watched) from before d2's masked spin to after its storm",
+        order.iter().all(Option::is_some) && order.windows(2).all(|w| w[0] < w[1]),
+        &format!("line numbers {order:?}; {where_}"),
+    );
+    for key in ["ATTACK frames_outside_ram", "ATTACK storm end", "ATTACK leak_scan", "VICTIM hold end"] {
+        let dom = if key.starts_with("VICTIM") { 1 } else { 2 };
+        if let Some(l) = console
+            .lines()
+            .find(|l| e2e::domain_line(l.trim_end()).is_some_and(|(d, b)| d == dom && b.starts_with(key)))
+        {
+            println!("    {name}: {}", l.trim_end());
+        }
+    }
+    let sum = summary(&console);
+    let what = |d: u16| sum.domains.iter().find(|(id, _)| *id == d).map(|(_, w)| w.as_str());
+    for d in [1, 2] {
+        rec(
+            tally,
+            &format!("summary says d{d}: shut down (poweroff)"),
+            what(d) == Some("shut down (poweroff)"),
+            &format!("{sum:?}"),
+        );
+    }
+    rec(tally, "summary says verdict PASS", sum.verdict == Some(true), &format!("{sum:?}; {where_}"));
+    rec(
+        tally,
+        "QEMU exit status carries the PASS verdict",
+        code == Ok(board.exit_statuses().clean),
         &format!("QEMU exit {code:?}; {where_}"),
     );
     println!("  {name}: {:.1} s", started.elapsed().as_secs_f64());

@@ -92,6 +92,11 @@ const BOARD_TESTS: &[BoardTest] = &[
     ("console", "the serial console (PV console rings, Ctrl-A switch, debug keys)", console_e2e::console_test),
     ("isolation", "a guest fault crashes only its own domain", isolation::isolation_test),
     (
+        "attacks",
+        "a hostile guest's attacks on another domain: refused, nothing leaks, the victim runs on",
+        isolation::attack_test,
+    ),
+    (
         "lifecycle",
         "domain lifecycle (--domain files, restart on reboot, monitor restart/destroy)",
         lifecycle_e2e::lifecycle_test,

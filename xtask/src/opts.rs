@@ -46,6 +46,10 @@ pub struct Opts {
     pub append: Vec<String>,
     /// `--guest-cmdline TEXT`: command line for every domain (e.g. `bench`).
     pub guest_cmdline: Option<String>,
+    /// Extra command-line words for one domain (by id, from 1), after
+    /// everything else; no flag (the tests' own, e.g. the isolation
+    /// attacks' `attack=D` and `victim`).
+    pub domain_words: Vec<(u16, String)>,
     /// `--gdb-port P`: expose the gdb stub's serial line on 127.0.0.1:P (the
     /// whole system's session) and, on the virtio-serial line, domain N's
     /// own session on P+N.
@@ -125,6 +129,7 @@ impl Opts {
             mem: None,
             append: Vec::new(),
             guest_cmdline: None,
+            domain_words: Vec::new(),
             gdb_port: None,
             gdb_transport: GdbTransport::Virtio,
             wait_gdb: false,

@@ -107,6 +107,8 @@ pub mod schedop {
     pub const SHUTDOWN: u64 = 2;
     /// `SCHEDOP_poll`.
     pub const POLL: u64 = 3;
+    /// `SCHEDOP_remote_shutdown`: a privileged domain's only.
+    pub const REMOTE_SHUTDOWN: u64 = 4;
     /// The most ports one `SCHEDOP_poll` may name (`do_poll`).
     pub const POLL_MAX_PORTS: u32 = 128;
 }

@@ -147,6 +147,18 @@ mirror! {
 }
 
 mirror! {
+    /// `struct sched_remote_shutdown` (`SCHEDOP_remote_shutdown`).
+    pub struct SchedRemoteShutdown {
+        /// The domain to shut down.
+        pub domain_id: u16,
+        /// C's padding before `reason`.
+        pub pad: u16,
+        /// `SHUTDOWN_*`.
+        pub reason: u32,
+    }
+}
+
+mirror! {
     /// `struct xen_feature_info` (`XENVER_get_features`).
     pub struct XenFeatureInfo {
         /// Which 32-bit word of features (in).

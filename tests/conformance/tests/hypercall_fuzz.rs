@@ -64,6 +64,7 @@ fn legal_errnos(nr: u64, args: &[u64; 6]) -> &'static [Errno] {
             // Too many ports or one the table has no slot for; an unreadable
             // struct or port array.
             schedop::POLL => &[Errno::EFAULT, Errno::EINVAL],
+            schedop::REMOTE_SHUTDOWN => &[Errno::EFAULT, Errno::ESRCH, Errno::EPERM],
             _ => &[Errno::ENOSYS],
         },
         hypercall::MEMORY_OP => match cmd & memop::CMD_MASK {

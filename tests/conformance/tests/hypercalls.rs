@@ -14,8 +14,8 @@ use xen_abi::nr::runstate::{
 };
 use xen_abi::nr::{consoleio, domid, evtchnop, mapspace, memop, schedop, shutdown, vcpuop, xenver};
 use xen_abi::public::{
-    EvtchnBindIpi, EvtchnPort, SchedShutdown, VcpuRegisterArea, VcpuRegisterVcpuInfo, XenAddToPhysmap,
-    XenAddToPhysmapUlong32,
+    EvtchnBindIpi, EvtchnPort, SchedRemoteShutdown, SchedShutdown, VcpuRegisterArea, VcpuRegisterVcpuInfo,
+    XenAddToPhysmap, XenAddToPhysmapUlong32,
 };
 use zerocopy::IntoBytes;
 
@@ -246,6 +246,16 @@ fn shared_info_mapping_and_sched_ops() {
         );
         let o = call(&d, &mut arch, 0, nr::SCHED_OP, [schedop::YIELD, 0, 0, 0, 0, 0]);
         assert!(o.deschedule && o.ret == 0);
+        // remote_shutdown is a privileged domain's: refused for oneself
+        // (-EPERM, XSM) and for a domain that does not exist (-ESRCH, the
+        // lookup), and nothing shuts down.
+        for (domain_id, want) in [(d.id, Errno::EPERM), (5, Errno::ESRCH), (domid::SELF, Errno::ESRCH)] {
+            let r = SchedRemoteShutdown { domain_id, pad: 0, reason: shutdown::CRASH };
+            write_phys(&d, ARG, r.as_bytes()).unwrap();
+            let ret = call(&d, &mut arch, 0, nr::SCHED_OP, [schedop::REMOTE_SHUTDOWN, ARG, 0, 0, 0, 0]).ret;
+            assert_eq!(ret, want.to_hypercall_ret(), "{} remote_shutdown of {domain_id}", abi.name());
+        }
+        assert_eq!(d.lifecycle(), lantern_common::domain::Lifecycle::Running);
         write_phys(&d, ARG, SchedShutdown { reason: shutdown::POWEROFF }.as_bytes()).unwrap();
         let o = call(&d, &mut arch, 0, nr::SCHED_OP, [schedop::SHUTDOWN, ARG, 0, 0, 0, 0]);
         assert!(o.deschedule);

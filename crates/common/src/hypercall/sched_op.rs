@@ -1,11 +1,12 @@
-//! `sched_op`: yield, block, shutdown and poll.
+//! `sched_op`: yield, block, shutdown, poll, and the refused remote_shutdown.
 
-use super::{narrow_layout, Call};
+use super::{check_self, narrow_layout, Call};
 use crate::evtchn;
 use crate::pv_timer;
 use xen_abi::errno::{Errno, XenResult};
+use xen_abi::nr::domid::SELF as DOMID_SELF;
 use xen_abi::nr::schedop;
-use xen_abi::public::{SchedPoll, SchedPollHandle32, SchedShutdown};
+use xen_abi::public::{SchedPoll, SchedPollHandle32, SchedRemoteShutdown, SchedShutdown};
 
 pub(super) fn sched_op(call: &mut Call<'_>, cmd: u64, arg: u64) -> XenResult<i64> {
     let d = call.domain;
@@ -34,6 +35,17 @@ pub(super) fn sched_op(call: &mut Call<'_>, cmd: u64, arg: u64) -> XenResult<i64
                 (a.ports, a.nr_ports, a.timeout)
             };
             poll(call, ports, nr_ports, timeout)
+        }
+        schedop::REMOTE_SHUTDOWN => {
+            // Xen's lookup by id (-ESRCH; DOMID_SELF names no domain
+            // there), then xsm_schedop_shutdown, which no unprivileged
+            // domain passes, for itself neither.
+            let r: SchedRemoteShutdown = call.read(arg)?;
+            if r.domain_id == DOMID_SELF {
+                return Err(Errno::ESRCH);
+            }
+            check_self(call, r.domain_id)?;
+            Err(Errno::EPERM)
         }
         _ => Err(Errno::ENOSYS),
     }

@@ -167,6 +167,21 @@ unsafe impl Guest for ArmGuest {
         false
     }
 
+    fn mmio_page(&self) -> u64 {
+        // The virtual GIC's distributor.
+        0x0800_0000
+    }
+
+    fn hostile_starts(&self, vcpu: u32, report: &mut dyn FnMut(&str, i64, i64)) {
+        let entry = entry::guest_secondary_entry as *const () as u64;
+        let b = boot();
+        // PSCI's INVALID_ADDRESS, INVALID_PARAMETERS and ALREADY_ON.
+        let rc = psci(PSCI_CPU_ON, b.mpidr[vcpu as usize], entry | 1, vcpu as u64);
+        report("CPU_ON with a Thumb entry point", rc, -9);
+        report("CPU_ON of a CPU that does not exist", psci(PSCI_CPU_ON, 0xff_ff00, entry, 0), -2);
+        report("CPU_ON of vCPU 0, already on", psci(PSCI_CPU_ON, b.mpidr[0], entry, 0), -4);
+    }
+
     fn setup_upcall(&self) -> i64 {
         gic_cpu_init(0);
         0

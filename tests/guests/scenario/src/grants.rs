@@ -141,7 +141,7 @@ fn wait_peer(cx: &Ctx, mut cond: impl FnMut() -> bool) -> bool {
 /// `grant_table_op(cmd, arg, 1)` with `arg` placed in the argument page;
 /// returns the hypercall's result and the argument as the hypervisor left
 /// it.
-fn gnttab_op<T: IntoBytes + FromBytes + zerocopy::Immutable>(g: &dyn Guest, cmd: u64, arg: &T) -> (i64, T) {
+pub(crate) fn gnttab_op<T: IntoBytes + FromBytes + zerocopy::Immutable>(g: &dyn Guest, cmd: u64, arg: &T) -> (i64, T) {
     let gpa = PAGES.args.gpa();
     g.write(gpa, arg.as_bytes());
     let rc = g.hypercall(hypercall::GRANT_TABLE_OP, [cmd, gpa, 1, 0, 0]);

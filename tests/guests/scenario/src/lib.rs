@@ -31,6 +31,7 @@
 mod context;
 pub mod debuggee;
 
+mod attack;
 mod balloon;
 mod basics;
 mod bench;
@@ -59,11 +60,19 @@ pub use balloon::Probe;
 pub use bringup::secondary_main;
 pub use context::Outcome;
 pub use layout::Layout;
-pub use run::{crash, run, run_checks, shutdown, FAULT_GPA};
+pub use run::{crash, run, run_checks, shutdown};
 pub use upcall::on_upcall;
 
 /// Highest vCPU count the shared per-vCPU tables can track.
 pub const MAX_VCPUS: usize = 64;
+
+/// Guest-physical address the `fault` command-line word reads: 768 MiB,
+/// far above the test domains' RAM (32 MiB by default; anything up to
+/// 512 MiB keeps it well outside) yet inside every guest's identity mapping
+/// (x86_64: the first 4 GiB; x86_32: paging off; arm64: the low 3 GiB of
+/// normal memory), so the access reaches the hypervisor as a nested-page /
+/// stage-2 fault rather than a guest page fault.
+pub const FAULT_GPA: u64 = 0x3000_0000;
 
 /// Size of a guest page (4 KiB on every supported guest).
 pub const PAGE_SIZE: u64 = 4096;
@@ -186,6 +195,18 @@ pub unsafe trait Guest: Sync {
     fn ticks(&self) -> u64 {
         0
     }
+
+    /// Guest-physical address of a page of the board's emulated MMIO (x86:
+    /// the local APIC; arm64: the GIC distributor): never RAM, so never a
+    /// frame a guest may hand over as RAM (the `attack` word).
+    fn mmio_page(&self) -> u64;
+
+    /// Start vCPU `vcpu` (down) with absurd initial state, each way the
+    /// arch has (x86 `VCPUOP_initialise` contexts Xen refuses; arm64 PSCI
+    /// `CPU_ON` a Thumb entry, a CPU that does not exist, one already on),
+    /// calling `report(what, result, Xen's result)` for each; afterwards
+    /// the vCPU must still be down (the `attack` word).
+    fn hostile_starts(&self, vcpu: u32, report: &mut dyn FnMut(&str, i64, i64));
 
     /// Frequency of [`Guest::ticks`] in Hz, 0 if unknown.
     fn tick_hz(&self) -> u64 {

@@ -60,7 +60,7 @@ pub(crate) fn checks(cx: &mut Ctx) {
 }
 
 /// System time now, from vCPU 0's vcpu_info time record and the counter.
-fn now_ns(g: &dyn Guest) -> Option<u64> {
+pub(crate) fn now_ns(g: &dyn Guest) -> Option<u64> {
     let gpa = VCPUS.vcpu_info_gpa[0].load(Ordering::Acquire);
     if gpa == 0 {
         return None;

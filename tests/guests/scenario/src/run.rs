@@ -1,5 +1,5 @@
 //! A whole run: the checks in their order ([`run_checks`]), then what the
-//! command line asks for (`bench`, `fault`, `console-echo`, `linger`, `reboot`) and the end of the
+//! command line asks for (`attack=D`/`victim`, `bench`, `fault`, `console-echo`, `linger`, `reboot`) and the end of the
 //! domain ([`run`], [`shutdown`]).
 
 use core::sync::atomic::Ordering;
@@ -10,22 +10,17 @@ use crate::console;
 use crate::context::{Ctx, Outcome};
 use crate::hypercall;
 use crate::{
-    balloon, basics, bench, bringup, fifo, grants, pv_console, pv_timer, report, runstate, time_area, upcall, va_area,
-    vcpu_info,
+    attack, balloon, basics, bench, bringup, fifo, grants, pv_console, pv_timer, report, runstate, time_area, upcall,
+    va_area, vcpu_info,
 };
-use crate::{Guest, MAX_VCPUS, VCPUS};
-
-/// Guest-physical address the `fault` command-line word reads: 768 MiB,
-/// far above the test domains' RAM (32 MiB by default; anything up to
-/// 512 MiB keeps it well outside) yet inside every guest's identity mapping
-/// (x86_64: the first 4 GiB; x86_32: paging off; arm64: the low 3 GiB of
-/// normal memory), so the access reaches the hypervisor as a nested-page /
-/// stage-2 fault rather than a guest page fault.
-pub const FAULT_GPA: u64 = 0x3000_0000;
+use crate::{Guest, FAULT_GPA, MAX_VCPUS, VCPUS};
 
 /// Run every check on the calling vCPU (vCPU 0), print the result lines and
 /// the final `SCENARIO END` line, and return the totals.
 pub fn run_checks(g: &dyn Guest) -> Outcome {
+    if has_word(g, "victim") {
+        attack::victim_fill(g);
+    }
     let mut cx = Ctx::new(g);
     cx.vcpus = bringup::probe_vcpus(g);
     report::guest(&cx);
@@ -48,6 +43,13 @@ pub fn run_checks(g: &dyn Guest) -> Outcome {
     // Last: switching to FIFO event channels cannot be undone.
     fifo::checks(&mut cx);
     report::vcpus(&cx);
+    // The isolation attacks, after everything else (see `attack`).
+    if let Some(victim) = attack::target(g) {
+        attack::run(&mut cx, victim);
+    }
+    if has_word(g, "victim") {
+        attack::victim_hold(&mut cx);
+    }
     if has_word(g, "bench") {
         bench::run(&cx);
     }

@@ -175,6 +175,23 @@ unsafe impl Guest for X86Guest {
         true
     }
 
+    fn mmio_page(&self) -> u64 {
+        // The local APIC's xAPIC page, emulated.
+        0xfee0_0000
+    }
+
+    fn hostile_starts(&self, vcpu: u32, report: &mut dyn FnMut(&str, i64, i64)) {
+        let good = ap_context(vcpu);
+        let (eip, esp) = ap_start(vcpu);
+        let einval = Errno::EINVAL.to_hypercall_ret();
+        for (what, ctx) in xen_x86::refused_contexts(eip, esp) {
+            report(what, xen::vcpu_op(self, vcpuop::INITIALISE, vcpu, ctx.as_bytes()), einval);
+        }
+        // A vCPU the domain does not have.
+        let rc = xen::vcpu_op(self, vcpuop::INITIALISE, 4096, good.as_bytes());
+        report("initialise vCPU 4096", rc, Errno::ENOENT.to_hypercall_ret());
+    }
+
     fn setup_upcall(&self) -> i64 {
         let value = (hvm_param::CALLBACK_TYPE_VECTOR << hvm_param::CALLBACK_TYPE_SHIFT) | UPCALL_VECTOR as u64;
         let arg = XenHvmParam { domid: domid::SELF, pad: 0, index: hvm_param::CALLBACK_IRQ, value };
@@ -220,8 +237,14 @@ unsafe impl Guest for X86Guest {
 /// paging off, at `ap_start32`, with its own stack and `edi` = vCPU id (the
 /// same state the PVH entry gives vCPU 0).
 fn ap_context(vcpu: u32) -> VcpuHvmContext {
+    let (eip, esp) = ap_start(vcpu);
+    xen_x86::flat32_context(eip, esp, vcpu)
+}
+
+/// Where secondary vCPU `vcpu` starts: the 32-bit entry and its stack top.
+fn ap_start(vcpu: u32) -> (u32, u32) {
     let stack_top = core::ptr::addr_of!(guest_stacks) as usize + (vcpu as usize + 1) * STACK_SIZE;
-    xen_x86::flat32_context(ap_start32 as *const () as usize as u32, stack_top as u32, vcpu)
+    (ap_start32 as *const () as usize as u32, stack_top as u32)
 }
 
 /// Find Xen's CPUID leaves: returns the base leaf.
