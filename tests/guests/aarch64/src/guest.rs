@@ -114,6 +114,11 @@ unsafe impl Guest for ArmGuest {
         xen_hypercall(nr, args)
     }
 
+    fn mmio_gpa(&self) -> u64 {
+        // The first redistributor (emulated MMIO, from the DTB).
+        boot().gicr_base
+    }
+
     fn console(&self, bytes: &[u8]) {
         CONSOLE_LOCK.with(|| xen::console_write(self, bytes));
     }

@@ -21,6 +21,8 @@
 //!   (event-channel status and the FIFO ABI; last, as the switch is
 //!   one-way);
 //! - `bench` (the `bench` command-line word) and `report` (`REPORT` lines);
+//! - `fuzz` (the `fuzz` command-line word: random hypercalls instead of
+//!   the checks, for `cargo xtask fuzz`);
 //! - the tools they use: [`hypercall`], [`layout`], [`console`], [`identity`].
 #![cfg_attr(not(test), no_std)]
 // Failure reasons are fixed-size text buffers (no allocator in a guest), so
@@ -37,6 +39,7 @@ mod bench;
 mod bringup;
 pub mod console;
 mod fifo;
+pub mod fuzz;
 mod grants;
 pub mod hypercall;
 pub mod identity;
@@ -59,7 +62,7 @@ pub use balloon::Probe;
 pub use bringup::secondary_main;
 pub use context::Outcome;
 pub use layout::Layout;
-pub use run::{crash, run, run_checks, shutdown, FAULT_GPA};
+pub use run::{crash, run, run_checks, shutdown};
 pub use upcall::on_upcall;
 
 /// Highest vCPU count the shared per-vCPU tables can track.
@@ -72,6 +75,18 @@ pub const PAGE_SIZE: u64 = 4096;
 /// answers `-ENOSYS`, so a call with it costs the bare trap and nothing else
 /// (the `bench` baseline, [`Guest::bare_trap`]).
 pub const UNUSED_HYPERCALL: u64 = 0xffff;
+
+/// The x86 local APIC's default MMIO base (`IA32_APIC_BASE` at reset):
+/// device memory no RAM backs, where [`Guest::mmio_gpa`] points by default.
+pub const LAPIC_MMIO_GPA: u64 = 0xFEE0_0000;
+
+/// Guest-physical address the `fault` command-line word reads: 768 MiB,
+/// far above the test domains' RAM (32 MiB by default; anything up to
+/// 512 MiB keeps it well outside) yet inside every guest's identity mapping
+/// (x86_64: the first 4 GiB; x86_32: paging off; arm64: the low 3 GiB of
+/// normal memory), so the access reaches the hypervisor as a nested-page /
+/// stage-2 fault rather than a guest page fault.
+pub const FAULT_GPA: u64 = 0x3000_0000;
 
 /// What an arch crate provides so the shared scenario can run on it.
 ///
@@ -197,6 +212,20 @@ pub unsafe trait Guest: Sync {
     /// baseline the `bench` figures are compared with.
     fn bare_trap(&self) -> i64 {
         xen_abi::Errno::ENOSYS.to_hypercall_ret()
+    }
+
+    /// Issue hypercall `nr` whatever its number: [`Guest::hypercall`] goes
+    /// through the hypercall page where there is one, which has stubs only
+    /// for the numbers below its size; the fuzzer (`fuzz`) also needs the
+    /// numbers above, which only the raw trap can make.
+    fn raw_hypercall(&self, nr: u64, args: [u64; 5]) -> i64 {
+        self.hypercall(nr, args)
+    }
+
+    /// A guest-physical address of an emulated device's MMIO (no RAM), for
+    /// the fuzzer's argument pointers: x86's local APIC by default.
+    fn mmio_gpa(&self) -> u64 {
+        LAPIC_MMIO_GPA
     }
 
     /// Spin for a short while without leaving the guest (used to get

@@ -1,5 +1,5 @@
 //! A whole run: the checks in their order ([`run_checks`]), then what the
-//! command line asks for (`bench`, `fault`, `console-echo`, `linger`, `reboot`) and the end of the
+//! command line asks for (`fuzz` instead of the checks, `bench`, `fault`, `console-echo`, `linger`, `reboot`) and the end of the
 //! domain ([`run`], [`shutdown`]).
 
 use core::sync::atomic::Ordering;
@@ -13,15 +13,7 @@ use crate::{
     balloon, basics, bench, bringup, fifo, grants, pv_console, pv_timer, report, runstate, time_area, upcall, va_area,
     vcpu_info,
 };
-use crate::{Guest, MAX_VCPUS, VCPUS};
-
-/// Guest-physical address the `fault` command-line word reads: 768 MiB,
-/// far above the test domains' RAM (32 MiB by default; anything up to
-/// 512 MiB keeps it well outside) yet inside every guest's identity mapping
-/// (x86_64: the first 4 GiB; x86_32: paging off; arm64: the low 3 GiB of
-/// normal memory), so the access reaches the hypervisor as a nested-page /
-/// stage-2 fault rather than a guest page fault.
-pub const FAULT_GPA: u64 = 0x3000_0000;
+use crate::{Guest, FAULT_GPA, MAX_VCPUS, VCPUS};
 
 /// Run every check on the calling vCPU (vCPU 0), print the result lines and
 /// the final `SCENARIO END` line, and return the totals.
@@ -67,6 +59,10 @@ fn has_word(g: &dyn Guest, word: &str) -> bool {
 /// unless the command line says `linger`, in which case vCPU 0 idles
 /// forever so a debugger can attach to a live system.
 pub fn run(g: &dyn Guest) -> ! {
+    if has_word(g, "fuzz") {
+        crate::fuzz::run(g);
+        shutdown(g, shutdown_reason::POWEROFF);
+    }
     let o = run_checks(g);
     if has_word(g, "fault") {
         fault(g);

@@ -201,6 +201,12 @@ unsafe impl Guest for X86Guest {
         cpu::rdtsc()
     }
 
+    fn raw_hypercall(&self, nr: u64, args: [u64; 5]) -> i64 {
+        // SAFETY: a VMMCALL the hypervisor decodes by number like any other;
+        // the fuzzer's arguments name no memory Rust owns.
+        unsafe { hypercall::raw_vmmcall(nr, args) }
+    }
+
     fn bare_trap(&self) -> i64 {
         // SAFETY: VMMCALL with a number no hypercall uses: the hypervisor
         // only decodes and refuses it.
