@@ -103,7 +103,7 @@ fn closing_line(console: &str, dom: u16, layout: &str, calls: u64) -> (String, b
 }
 
 /// One fuzz boot of `board`: `calls` per layout from `seed`.
-pub fn fuzz_run(board: &'static dyn BoardSpec, calls: u64, seed: u64) -> Result<FuzzRun, String> {
+pub fn fuzz_run(board: &'static dyn BoardSpec, calls: u64, seed: u64, extra: &str) -> Result<FuzzRun, String> {
     let guests = fuzz_guests(board)?;
     let nfuzz = guests.len();
     // The well-behaved domain: the first guest again, last.
@@ -139,7 +139,7 @@ pub fn fuzz_run(board: &'static dyn BoardSpec, calls: u64, seed: u64) -> Result<
         d.mem_bytes = o.mem.unwrap_or(crate::build::DEMO_MEM);
         d.on_poweroff = ShutdownAction::Destroy;
         d.on_crash = ShutdownAction::Destroy;
-        d.cmdline = format!("fuzz calls={calls} seed={seed} self={id} peers={}", peers.join(","));
+        d.cmdline = format!("fuzz calls={calls} seed={seed} self={id} peers={}{extra}", peers.join(","));
         words[at] = BootConfig { domains: vec![d], ..BootConfig::default() }.to_cmdline();
     }
     a.cmdline = words.join(" ");
@@ -258,7 +258,7 @@ fn print_run(board: &dyn BoardSpec, run: &FuzzRun) {
 pub fn fuzz_test(board: &'static dyn BoardSpec, tally: &mut Tally) {
     let name = format!("{} fuzz", board.name());
     let t = Instant::now();
-    match fuzz_run(board, TEST_CALLS, TEST_SEED) {
+    match fuzz_run(board, TEST_CALLS, TEST_SEED, "") {
         Ok(run) => {
             print_run(board, &run);
             for (what, ok, detail) in &run.checks {
@@ -273,7 +273,7 @@ pub fn fuzz_test(board: &'static dyn BoardSpec, tally: &mut Tally) {
 /// The bench figure: [`BENCH_CALLS`] per layout, with calls/s.
 pub fn fuzz_bench(board: &'static dyn BoardSpec) -> Result<(), String> {
     println!("== {} board: in-guest hypercall fuzzing, {BENCH_CALLS} calls per layout", board.name());
-    let run = fuzz_run(board, BENCH_CALLS, TEST_SEED)?;
+    let run = fuzz_run(board, BENCH_CALLS, TEST_SEED, "")?;
     print_run(board, &run);
     match run.failures.is_empty() {
         true => Ok(()),
@@ -283,8 +283,8 @@ pub fn fuzz_bench(board: &'static dyn BoardSpec) -> Result<(), String> {
 
 /// `cargo xtask fuzz --arch BOARD --calls N [--seed S]`.
 pub fn cmd_fuzz(args: &[String]) -> crate::CmdResult {
-    let usage = "usage: cargo xtask fuzz --arch BOARD --calls N [--seed S]";
-    let (mut board, mut calls, mut seed) = (None, None, DEFAULT_SEED);
+    let usage = "usage: cargo xtask fuzz --arch BOARD --calls N [--seed S] [--trace A-B]";
+    let (mut board, mut calls, mut seed, mut extra) = (None, None, DEFAULT_SEED, String::new());
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("`{a}` needs a value; {usage}"));
@@ -292,6 +292,8 @@ pub fn cmd_fuzz(args: &[String]) -> crate::CmdResult {
             "--arch" => board = Some(crate::boards::by_name(value()?)?),
             "--calls" => calls = Some(value()?.replace('_', "").parse::<u64>().map_err(|e| format!("--calls: {e}"))?),
             "--seed" => seed = value()?.parse::<u64>().map_err(|e| format!("--seed: {e}"))?,
+            // Print calls A..B of each fuzz domain (reducing a failing seed).
+            "--trace" => extra = format!(" trace={}", value()?),
             "-h" | "--help" => {
                 println!("{usage}");
                 return Ok(());
@@ -303,7 +305,7 @@ pub fn cmd_fuzz(args: &[String]) -> crate::CmdResult {
     crate::setup::ensure_rust_targets()?;
     crate::setup::ensure_qemu_and_gdb()?;
     println!("== {} board: {calls} fuzzed hypercalls per layout, seed {seed}", board.name());
-    let run = fuzz_run(board, calls, seed)?;
+    let run = fuzz_run(board, calls, seed, &extra)?;
     print_run(board, &run);
     if run.failures.is_empty() {
         Ok(())

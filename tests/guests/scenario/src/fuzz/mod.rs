@@ -270,6 +270,9 @@ pub struct Fuzzer<'g> {
     npeers: usize,
     limit: u64,
     calls: u64,
+    /// Calls `trace.0..trace.1` are printed one a line (`trace=A-B`, for
+    /// reducing a failing seed; empty by default).
+    pub trace: (u64, u64),
     hist: Histogram,
     /// Ports the fuzzer bound and has not seen closed.
     ports: Ring<u32, 16>,
@@ -329,6 +332,7 @@ impl<'g> Fuzzer<'g> {
             npeers,
             limit,
             calls: 0,
+            trace: (0, 0),
             hist: Histogram::default(),
             ports: Ring::new(),
             handles: Ring::new(),
@@ -369,6 +373,15 @@ impl<'g> Fuzzer<'g> {
         CURRENT[1].store(nr, Ordering::Release);
         CURRENT[2].store(args[0], Ordering::Release);
         let rc = self.g.raw_hypercall(nr, args);
+        if (self.trace.0..self.trace.1).contains(&self.calls) {
+            let mut b = Buf::<400>::new();
+            let mut arg = [0u8; 40];
+            if self.ours(args[1], 40) {
+                self.g.read(args[1], &mut arg);
+            }
+            let _ = writeln!(b, "FUZZ call {} nr={nr} args={args:x?} rc={rc} arg1={arg:02x?}", self.calls);
+            self.g.console(b.as_bytes());
+        }
         self.count(rc);
         Some(rc)
     }
@@ -781,6 +794,9 @@ pub fn run(g: &dyn Guest) {
         crate::console::line(&|b| g.console(b), format_args!("FUZZ cannot map grant-table frame 0: rc={rc}"));
     }
     let mut f = Fuzzer::new(g, seed, limit, self_id, &peers[..npeers]);
+    if let Some((a, b)) = g.cmdline().split_ascii_whitespace().find_map(|w| w.strip_prefix("trace=")?.split_once('-')) {
+        f.trace = (a.parse().unwrap_or(0), b.parse().unwrap_or(0));
+    }
     f.run();
     let mut b = Buf::<480>::new();
     let _ = writeln!(b, "fuzz: {name} {} calls, {}, crashes: none", f.calls(), f.histogram());
