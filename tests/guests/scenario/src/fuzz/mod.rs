@@ -602,16 +602,16 @@ impl<'g> Fuzzer<'g> {
     }
 
     /// A frame number to hand the hypervisor: a pool frame, the grant
-    /// table's page, page 0, or a number no RAM of ours has (never one of
-    /// the fuzzer's code, data or argument pages, nor the hole).
+    /// table's page, or a number no RAM of ours has (never one of the
+    /// fuzzer's code, data or argument pages, nor the hole; nor frame 0,
+    /// which is the guest's first code page on arm64).
     fn gfn(&mut self) -> u64 {
         match self.rng.below(100) {
             0..=59 => {
                 let i = self.rng.below(POOL_PAGES as u64) as usize;
                 self.pool_gfn(i)
             }
-            60..=65 => PAGES.table.gpa() / PAGE_SIZE,
-            66..=68 => 0,
+            60..=68 => PAGES.table.gpa() / PAGE_SIZE,
             _ => {
                 // Never where a pointer class points (a frame populated
                 // there would make those pointers readable).
@@ -624,6 +624,18 @@ impl<'g> Fuzzer<'g> {
                 }
             }
         }
+    }
+
+    /// A frame number for an extent of `1 << order` frames that may be
+    /// given back or populated whole: order 0 as [`Self::gfn`]; a larger
+    /// one from the range no RAM of ours has, aligned, so the extent never
+    /// reaches past the pool into the guest's own memory.
+    fn extent_gfn(&mut self, order: u32) -> u64 {
+        if order == 0 {
+            return self.gfn();
+        }
+        let align = 1u64 << order.min(16);
+        (FAULT_GPA / PAGE_SIZE + self.rng.below(1 << 16)) & !(align - 1)
     }
 
     /// A guest-physical address for an area or a mapping: in a pool frame

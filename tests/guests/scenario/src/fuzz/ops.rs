@@ -260,6 +260,7 @@ fn memory_op(f: &mut Fuzzer<'_>) {
 fn reservation(f: &mut Fuzzer<'_>) -> u64 {
     let w = f.layout.xen_ulong_size as u64;
     let n = f.rng.below(5);
+    let extent_order = if f.rng.chance(85) { 0 } else { f.u32_edge() };
     let (base, len) = f.args_span();
     let end = base + len;
     // The region the list fills: its start, how many entries it holds.
@@ -286,10 +287,10 @@ fn reservation(f: &mut Fuzzer<'_>) -> u64 {
         _ if at_end => n,
         _ => n.min(room),
     };
-    let extent_order = if f.rng.chance(85) { 0 } else { f.u32_edge() };
     let mem_flags = if f.rng.chance(85) { 0 } else { f.u32_edge() };
     let domid = if f.rng.chance(80) { xen_abi::nr::domid::SELF } else { f.domid() };
-    let arg = if f.narrow() {
+    let mut bytes = [0u8; 40];
+    let size = if f.narrow() {
         let r = XenMemoryReservationCompat {
             extent_start: start as u32,
             nr_extents: nr_extents as u32,
@@ -298,18 +299,29 @@ fn reservation(f: &mut Fuzzer<'_>) -> u64 {
             domid,
             pad: 0,
         };
-        f.place(r.as_bytes())
+        bytes[..r.as_bytes().len()].copy_from_slice(r.as_bytes());
+        r.as_bytes().len()
     } else {
         let r = XenMemoryReservation { extent_start: start, nr_extents, extent_order, mem_flags, domid, pad: [0; 6] };
-        f.place(r.as_bytes())
+        bytes[..r.as_bytes().len()].copy_from_slice(r.as_bytes());
+        r.as_bytes().len()
     };
-    // The list, last (over the struct if they overlap: the list wins).
+    let mut arg = f.place(&bytes[..size]);
+    // The list, last and whole.
     let mut list = [0u8; 64];
     for i in 0..room.min(64 / w) as usize {
-        let gfn = f.gfn();
+        let gfn = f.extent_gfn(extent_order);
         list[i * w as usize..(i + 1) * w as usize].copy_from_slice(&gfn.to_le_bytes()[..w as usize]);
     }
-    f.g.write(region, &list[..(room * w) as usize]);
+    let len = room * w;
+    f.g.write(region, &list[..len as usize]);
+    // A struct the list overwrote would carry an order its frame numbers
+    // were not drawn for: it moves to the first half of the first argument
+    // page, which no list region reaches.
+    if arg < region + len && region < arg.wrapping_add(size as u64) {
+        arg = base + f.rng.below(PAGE_SIZE / 2 / 8) * 8;
+        f.g.write(arg, &bytes[..size]);
+    }
     arg
 }
 

@@ -47,12 +47,19 @@ impl Recorder {
         addr >= base && addr < base + ARG_PAGES as u64 * PAGE_SIZE
     }
 
-    /// The frame numbers the fuzzer may hand over: the pool, the table
-    /// page, 0 and numbers beyond any domain's RAM (from [`FAULT_GPA`] up)
-    /// except the fuzzer's own argument pages and hole.
-    fn allowed_gfn(&self, gfn: u64) -> bool {
-        let own = PAGES.args[0].gpa() / PAGE_SIZE..PAGES.table.gpa() / PAGE_SIZE;
-        !own.contains(&gfn) && (gfn == 0 || gfn >= FAULT_GPA / PAGE_SIZE)
+    /// Whether the extent of `1 << order` frames at `gfn` may be handed
+    /// over: the pool and the table page, or numbers beyond any domain's
+    /// RAM (from [`FAULT_GPA`] up), never the fuzzer's own argument pages
+    /// and hole nor anything past the pool (the rest of the guest).
+    fn allowed_extent(&self, gfn: u64, order: u32) -> bool {
+        let first = PAGES.args[0].gpa() / PAGE_SIZE;
+        let table = PAGES.table.gpa() / PAGE_SIZE;
+        let pool_end = PAGES.pool[POOL_PAGES - 1].gpa() / PAGE_SIZE + 1;
+        let end = gfn.saturating_add(1 << order.min(32));
+        let pool_or_table = gfn >= table && end <= pool_end;
+        // Any overlap with the guest's pages other than the pool or table.
+        let overlaps_own = gfn < pool_end + 64 && end > first.saturating_sub(64);
+        gfn >= FAULT_GPA / PAGE_SIZE && (pool_or_table || !overlaps_own)
     }
 
     fn check(&self, n: u64, mut a: [u64; 5]) {
@@ -86,6 +93,11 @@ impl Recorder {
             let mut r = [0u8; 24];
             if self.readable(a[1]) && self.readable(a[1].wrapping_add(23)) {
                 self.read(a[1], &mut r);
+                let order = if w == 8 {
+                    u32::from_le_bytes(r[16..20].try_into().unwrap())
+                } else {
+                    u32::from_le_bytes(r[8..12].try_into().unwrap())
+                };
                 let (start, count) = if w == 8 {
                     (u64::from_le_bytes(r[0..8].try_into().unwrap()), u64::from_le_bytes(r[8..16].try_into().unwrap()))
                 } else {
@@ -101,8 +113,8 @@ impl Recorder {
                         self.read(at, &mut g[..w as usize]);
                         let gfn = u64::from_le_bytes(g);
                         self.given.lock().unwrap().insert(gfn);
-                        if !self.allowed_gfn(gfn) {
-                            broken.push(format!("gives away gfn {gfn:#x}"));
+                        if !self.allowed_extent(gfn, order) {
+                            broken.push(format!("gives away gfn {gfn:#x} order {order}"));
                         }
                     }
                 }
