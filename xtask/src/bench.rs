@@ -27,11 +27,14 @@ pub enum Figure {
     Gdb,
     /// Each board's Linux boot, under Lantern and on bare QEMU.
     Linux,
+    /// Each board's in-guest hypercall fuzzing: a million calls per
+    /// layout, with calls/s.
+    Fuzz,
 }
 
 impl Figure {
     /// Every figure, in the order `cargo xtask bench` runs them.
-    pub const ALL: [Figure; 4] = [Figure::Host, Figure::Guest, Figure::Gdb, Figure::Linux];
+    pub const ALL: [Figure; 5] = [Figure::Host, Figure::Guest, Figure::Gdb, Figure::Linux, Figure::Fuzz];
 
     /// The name `--only` takes.
     pub fn name(self) -> &'static str {
@@ -40,6 +43,7 @@ impl Figure {
             Figure::Guest => "guest",
             Figure::Gdb => "gdb",
             Figure::Linux => "linux",
+            Figure::Fuzz => "fuzz",
         }
     }
 }

@@ -11,6 +11,7 @@ mod bzimage;
 mod console_e2e;
 mod debug_e2e;
 mod e2e;
+mod fuzz;
 mod gdb;
 mod gdb_e2e;
 mod gdb_session_e2e;
@@ -42,8 +43,10 @@ commands:
   run     boot Lantern in QEMU with the demo domains and a gdb port
   test    every test: host unit tests, then the QEMU + gdb scenarios on every
           board; ends with `N passed, N failed` (`--only GROUP`: one group)
-  bench   benchmarks (host guest-area benchmark; in-guest, gdb and Linux boot
-          figures per board; `--only linux` runs one)
+  bench   benchmarks (host guest-area benchmark; in-guest, gdb, Linux boot and
+          hypercall-fuzzing figures per board; `--only linux` runs one)
+  fuzz    N random hypercalls per guest layout beside a well-behaved domain
+          (`--arch BOARD --calls N [--seed S]`), then the page audit
   abi     print the guest-ABI struct layouts (`--json` for machines)
   gdb     start gdb-multiarch attached to a running `cargo xtask run`
   xtf     run every test-hvm* image of a local Xen Test Framework build (DIR)
@@ -65,6 +68,7 @@ fn main() -> ExitCode {
         "run" => run::cmd_run(rest),
         "gdb" => gdb::cmd_gdb(rest),
         "xtf" => xtf::cmd_xtf(rest),
+        "fuzz" => fuzz::cmd_fuzz(rest),
         "-h" | "--help" | "help" => {
             print!("{USAGE}");
             Ok(())
@@ -115,6 +119,11 @@ const BOARD_TESTS: &[BoardTest] = &[
         "the virtio-serial gdb line: a vanished client, 100,000 malformed packets",
         gdb_transport_e2e::transport_test,
     ),
+    (
+        "fuzz",
+        "100,000 fuzzed hypercalls per guest layout beside a well-behaved domain, then the page audit",
+        fuzz::fuzz_test,
+    ),
     ("linux", "Debian's unmodified Linux", linux_e2e::linux_test),
     ("linux-beside", "Debian's Linux beside the scenario guest", linux_beside_e2e::linux_beside_test),
 ];
@@ -160,6 +169,7 @@ fn cmd_bench(args: &[String]) -> CmdResult {
             bench::Figure::Guest => boards.iter().try_for_each(|&board| bench::bench(board, 5))?,
             bench::Figure::Gdb => boards.iter().try_for_each(|&board| gdb_e2e::bench(board, 5))?,
             bench::Figure::Linux => boards.iter().try_for_each(|&board| bench::linux_bench(board, 3))?,
+            bench::Figure::Fuzz => boards.iter().try_for_each(|&board| fuzz::fuzz_bench(board))?,
         }
     }
     Ok(())

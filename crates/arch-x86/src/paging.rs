@@ -44,7 +44,15 @@ pub fn translate(
         }
     };
     if st.efer & (1 << 10) != 0 {
-        // Long mode: four levels, 1 GiB and 2 MiB leaves.
+        // Long mode: four levels, 1 GiB and 2 MiB leaves. A non-canonical
+        // address (bits 63..47 not all equal) names nothing: the CPU would
+        // fault on it, Xen's copy to or from it fails. Walking it anyway
+        // would drop bits 63..48 and reach the low half's memory (found by
+        // the in-guest fuzzer: a shutdown argument at 0x8000_0000_0000_xxxx
+        // read the guest's page 0 and powered the domain off).
+        if (gva as i64) >> 47 != 0 && (gva as i64) >> 47 != -1 {
+            return Err(Errno::EFAULT);
+        }
         let mut table = st.cr3 & ADDR;
         for level in (0..4).rev() {
             let shift = 12 + 9 * level;
@@ -117,6 +125,22 @@ mod tests {
         assert_eq!(translate(&st, 0x20_0042, false, &mut mem_reader(&mem)), Ok(0x60_0042));
         assert_eq!(translate(&st, 0x20_0042, true, &mut mem_reader(&mem)), Err(Errno::EFAULT));
         assert_eq!(translate(&st, 0x6000, false, &mut mem_reader(&mem)), Err(Errno::EFAULT));
+    }
+
+    #[test]
+    fn long_mode_refuses_non_canonical_addresses() {
+        let mut mem = HashMap::new();
+        mem.insert(0x1000, 0x2000 | 3); // PML4[0]
+        mem.insert(0x1000 + 511 * 8, 0x2000 | 3); // PML4[511]
+        mem.insert(0x2000, 0x0000_0083); // PDPT[0]: 1 GiB at 0
+        mem.insert(0x2000 + 511 * 8, 0x4000_0083); // PDPT[511]: 1 GiB at 1 GiB
+        let st = PagingState { cr0: 0x8000_0011, cr3: 0x1000, cr4: 0x20, efer: 0x500 };
+        let t = |gva| translate(&st, gva, false, &mut mem_reader(&mem));
+        assert_eq!(t(0x1234), Ok(0x1234));
+        assert_eq!(t(0xFFFF_FFFF_FFFF_F000), Ok(0x7FFF_F000), "the high half is canonical");
+        for gva in [0x8000_0000_0000_1234, 0x0000_8000_0000_0000, 0x0001_0000_0000_1234, 0xFFFF_7FFF_FFFF_F000] {
+            assert_eq!(t(gva), Err(Errno::EFAULT), "{gva:#x}");
+        }
     }
 
     #[test]

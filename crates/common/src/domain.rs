@@ -624,6 +624,18 @@ impl Domain {
         }
     }
 
+    /// The frames of the domain's own memory no gfn maps (each holds no
+    /// reference: only the list keeps it), for the page-count audit.
+    pub fn unmapped_frames(&self) -> Vec<PageRef> {
+        self.unmapped.lock().clone()
+    }
+
+    /// The dummy vcpu_info page (no guest can see it; it holds no
+    /// reference), for the page-count audit.
+    pub fn dummy_page(&self) -> &PageRef {
+        &self.dummy
+    }
+
     /// Releases the frames no gfn maps (domain destruction).
     pub(crate) fn release_unmapped(&self) {
         self.unmapped.lock().clear();

@@ -11,6 +11,7 @@ extern crate alloc;
 pub mod addr;
 pub mod arch;
 pub mod area;
+pub mod audit;
 pub mod boot_config;
 pub mod clock;
 pub mod console;

@@ -663,6 +663,16 @@ pub mod vmasst {
 pub mod domid {
     /// `DOMID_SELF`: a hypercall argument meaning "the calling domain".
     pub const SELF: u16 = 0x7FF0;
+    /// `DOMID_IO`: the pseudo-domain of I/O memory (refused to a guest).
+    pub const IO: u16 = 0x7FF1;
+    /// `DOMID_XEN`: the hypervisor's own pseudo-domain.
+    pub const XEN: u16 = 0x7FF2;
+    /// `DOMID_COW`: the copy-on-write pseudo-domain of memory sharing.
+    pub const COW: u16 = 0x7FF3;
+    /// `DOMID_INVALID`: no domain.
+    pub const INVALID: u16 = 0x7FF4;
+    /// `DOMID_IDLE`: the idle domain.
+    pub const IDLE: u16 = 0x7FFF;
 }
 
 /// ELF notes (`elfnote.h`).

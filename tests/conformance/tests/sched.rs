@@ -337,6 +337,17 @@ fn a_blocked_vcpu_wakes_at_its_guest_timer() {
     assert_eq!(log.runs.lock().unwrap().len(), 2);
 }
 
+/// The board's announcements other than the page audits that follow each
+/// destroy, after checking that every audit found the counts at baseline.
+fn endings(board: &RecordingBoard) -> Vec<&str> {
+    let (audits, rest): (Vec<&str>, Vec<&str>) =
+        board.announced.iter().map(String::as_str).partition(|l| l.starts_with("page audit after destroying d"));
+    for a in audits {
+        assert!(a.ends_with(" pages at baseline"), "{a}");
+    }
+    rest
+}
+
 fn spec(on_poweroff: ShutdownAction, on_reboot: ShutdownAction, on_crash: ShutdownAction) -> DomainSpec {
     DomainSpec { on_poweroff, on_reboot, on_crash, ..DomainSpec::new("guest") }
 }
@@ -351,7 +362,7 @@ fn a_reboot_restarts_the_domain_when_its_configuration_says_so() {
     board.rebuilds = VecDeque::from([vec![VcpuExit::DomainShutdown(shutdown::REBOOT)], vec![poweroff()]]);
     let mut hv = Hypervisor::new(vec![a.with_spec(&spec(Preserve, Restart, Destroy))]);
     let verdict = hv.run(&mut board);
-    assert_eq!(board.announced, ["d1: reboot: restarted (restart 1)", "d1: reboot: restarted (restart 2)"]);
+    assert_eq!(endings(&board), ["d1: reboot: restarted (restart 1)", "d1: reboot: restarted (restart 2)"]);
     assert_eq!(old.lifecycle(), Lifecycle::Dead, "the first incarnation was torn down");
     assert_eq!(hv.slots()[0].restarts, 2);
     assert!(!Arc::ptr_eq(&old, &hv.slots()[0].domain));
@@ -372,7 +383,8 @@ fn a_destroyed_domain_reports_how_it_ended_and_releases_its_memory() {
     ]);
     let verdict = hv.run(&mut board);
     // d2 runs first (the cursor starts after d1v0).
-    assert_eq!(board.announced, ["d2: crashed: destroyed", "d1: poweroff: destroyed"]);
+    assert_eq!(endings(&board), ["d2: crashed: destroyed", "d1: poweroff: destroyed"]);
+    assert_eq!(board.announced.len(), 4, "a page audit after each destroy");
     assert_eq!((d1.lifecycle(), d2.lifecycle()), (Lifecycle::Dead, Lifecycle::Dead));
     assert_eq!(d1.tot_pages(), 0, "its RAM went back");
     assert_eq!(verdict.summary_lines(), ["d1: shut down (poweroff)", "d2: crashed", "verdict FAIL"]);
@@ -403,19 +415,19 @@ fn the_debugger_destroys_and_restarts_running_domains() {
     hv.run_slice(2, 0, &mut board);
     board.poll(&mut hv);
     hv.act_on_endings(&mut board);
-    assert_eq!(board.announced, ["d1: on request: destroyed"]);
+    assert_eq!(endings(&board), ["d1: on request: destroyed"]);
     assert_eq!(hv.domain(1).unwrap().lifecycle(), Lifecycle::Dead);
     // Restart needs the configuration: d1 (dead, built by hand) has none.
     hv.debugger.domain_requests.push((1, DomainRequest::Restart));
     hv.act_on_endings(&mut board);
-    assert_eq!(board.announced[1], "d1: on request: cannot restart: built without a configuration");
+    assert_eq!(endings(&board)[1], "d1: on request: cannot restart: built without a configuration");
     board.rebuilds.push_back(vec![poweroff()]);
     hv.debugger.domain_requests.push((2, DomainRequest::Restart));
     hv.act_on_endings(&mut board);
-    assert_eq!(board.announced[2], "d2: on request: restarted (restart 1)");
+    assert_eq!(endings(&board)[2], "d2: on request: restarted (restart 1)");
     hv.debugger.domain_requests.push((9, DomainRequest::Destroy));
     hv.act_on_endings(&mut board);
-    assert_eq!(board.announced[3], "d9: no such domain");
+    assert_eq!(endings(&board)[3], "d9: no such domain");
     let verdict = hv.run(&mut board);
     assert_eq!(
         verdict.summary_lines(),

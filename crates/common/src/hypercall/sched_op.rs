@@ -22,6 +22,8 @@ pub(super) fn sched_op(call: &mut Call<'_>, cmd: u64, arg: u64) -> XenResult<i64
         }
         schedop::SHUTDOWN => {
             let r: SchedShutdown = call.read(arg)?;
+            // Which vCPU asked (a shutdown nobody expected is then traceable).
+            log::info!("d{}v{}: SCHEDOP_shutdown ({})", d.id, call.vcpu, xen_abi::nr::shutdown::name(r.reason));
             d.shutdown(r.reason);
             call.deschedule();
             Ok(0)

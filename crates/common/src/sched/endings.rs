@@ -7,6 +7,7 @@
 use alloc::format;
 
 use super::{Board, DomainRequest, Hypervisor, OtherSlots};
+use crate::audit::audit_pages;
 use crate::boot_config::ShutdownAction;
 use crate::domain::Lifecycle;
 use crate::lifecycle;
@@ -68,8 +69,16 @@ impl Hypervisor {
             _ => None,
         };
         self.destroy(i);
+        // Everything the domain held must be given back: the counts of
+        // every frame left (the survivors' and the dead domain's own) must
+        // be what their holders account for.
+        // Taken before a restart rebuilds the slot, printed after the line
+        // saying what happened.
+        let audit = audit_pages(self.slots.iter().map(|s| &*s.domain));
+        let audit_line = format!("page audit after destroying d{id}: {audit}");
         let Some(spec) = spec else {
             board.announce(&format!("d{id}: {why}: destroyed"));
+            board.announce(&audit_line);
             return;
         };
         match board.build_domain(id, &spec) {
@@ -81,6 +90,7 @@ impl Hypervisor {
             }
             Err(e) => board.announce(&format!("d{id}: {why}: destroyed; restart failed: {e}")),
         }
+        board.announce(&audit_line);
     }
 
     /// Tears slot `i`'s domain down (every page and mapping released, its

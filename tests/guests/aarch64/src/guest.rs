@@ -114,6 +114,11 @@ unsafe impl Guest for ArmGuest {
         xen_hypercall(nr, args)
     }
 
+    fn mmio_gpa(&self) -> u64 {
+        // The first redistributor (emulated MMIO, from the DTB).
+        boot().gicr_base
+    }
+
     fn console(&self, bytes: &[u8]) {
         CONSOLE_LOCK.with(|| xen::console_write(self, bytes));
     }
@@ -165,11 +170,6 @@ unsafe impl Guest for ArmGuest {
 
     fn dummy_start_refused(&self) -> bool {
         false
-    }
-
-    fn mmio_page(&self) -> u64 {
-        // The virtual GIC's distributor.
-        0x0800_0000
     }
 
     fn hostile_starts(&self, vcpu: u32, report: &mut dyn FnMut(&str, i64, i64)) {

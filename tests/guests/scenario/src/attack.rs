@@ -8,7 +8,7 @@
 //! it with Xen's answer and hands the attacker nothing of the victim's:
 //! - frames and addresses outside the attacker's RAM (the rest of the low
 //!   4 GiB, where the victim's and the hypervisor's memory would be if a gfn
-//!   were ever taken for a host address, MMIO, far above) through every op
+//!   were ever taken for a host address, MMIO ([`Guest::mmio_gpa`]), far above) through every op
 //!   that takes one: vcpu_info (on a vCPU without one; a second one is
 //!   `-EBUSY` before Xen looks at the frame), runstate and time area registration,
 //!   decrease_reservation, grant copy by frame;
@@ -158,7 +158,7 @@ fn foreign_gfns(cx: &Ctx) -> impl Iterator<Item = u64> {
     // console ring in its magic region) are ours: not candidates.
     let given = [hvm_param::CONSOLE_PFN, hvm_param::STORE_PFN].map(|p| xen::hvm_get_param(cx.g, p).ok());
     let low = (0..(4u64 << 30)).step_by(16 << 20).filter(move |a| !own.contains(a));
-    let far = [cx.g.mmio_page(), 1 << 32, 1 << 40, (1 << 52) - PAGE_SIZE, !(PAGE_SIZE - 1)];
+    let far = [cx.g.mmio_gpa() & !(PAGE_SIZE - 1), 1 << 32, 1 << 40, (1 << 52) - PAGE_SIZE, !(PAGE_SIZE - 1)];
     low.chain(far).map(|a| a / PAGE_SIZE).filter(move |gfn| !given.contains(&Some(*gfn)))
 }
 

@@ -45,6 +45,9 @@ pub(crate) fn dummy_and_remote(l: &Layout) -> (u32, u32) {
 
 /// Main loop of every secondary vCPU: prove liveness, take upcalls, yield.
 pub fn secondary_main(g: &dyn Guest, vcpu: u32) -> ! {
+    if crate::fuzz::active() {
+        crate::fuzz::secondary_idle(g, vcpu);
+    }
     g.upcalls_enabled(true);
     let l = g.layout();
     loop {

@@ -21,6 +21,8 @@
 //!   (event-channel status and the FIFO ABI; last, as the switch is
 //!   one-way);
 //! - `bench` (the `bench` command-line word) and `report` (`REPORT` lines);
+//! - `fuzz` (the `fuzz` command-line word: random hypercalls instead of
+//!   the checks, for `cargo xtask fuzz`);
 //! - the tools they use: [`hypercall`], [`layout`], [`console`], [`identity`].
 #![cfg_attr(not(test), no_std)]
 // Failure reasons are fixed-size text buffers (no allocator in a guest), so
@@ -38,6 +40,7 @@ mod bench;
 mod bringup;
 pub mod console;
 mod fifo;
+pub mod fuzz;
 mod grants;
 pub mod hypercall;
 pub mod identity;
@@ -81,6 +84,10 @@ pub const PAGE_SIZE: u64 = 4096;
 /// answers `-ENOSYS`, so a call with it costs the bare trap and nothing else
 /// (the `bench` baseline, [`Guest::bare_trap`]).
 pub const UNUSED_HYPERCALL: u64 = 0xffff;
+
+/// The x86 local APIC's default MMIO base (`IA32_APIC_BASE` at reset):
+/// device memory no RAM backs, where [`Guest::mmio_gpa`] points by default.
+pub const LAPIC_MMIO_GPA: u64 = 0xFEE0_0000;
 
 /// What an arch crate provides so the shared scenario can run on it.
 ///
@@ -196,17 +203,15 @@ pub unsafe trait Guest: Sync {
         0
     }
 
-    /// Guest-physical address of a page of the board's emulated MMIO (x86:
-    /// the local APIC; arm64: the GIC distributor): never RAM, so never a
-    /// frame a guest may hand over as RAM (the `attack` word).
-    fn mmio_page(&self) -> u64;
-
     /// Start vCPU `vcpu` (down) with absurd initial state, each way the
     /// arch has (x86 `VCPUOP_initialise` contexts Xen refuses; arm64 PSCI
     /// `CPU_ON` a Thumb entry, a CPU that does not exist, one already on),
     /// calling `report(what, result, Xen's result)` for each; afterwards
-    /// the vCPU must still be down (the `attack` word).
-    fn hostile_starts(&self, vcpu: u32, report: &mut dyn FnMut(&str, i64, i64));
+    /// the vCPU must still be down (the `attack` word). A guest that offers
+    /// none (the host-side test guests) fails that attack visibly.
+    fn hostile_starts(&self, vcpu: u32, report: &mut dyn FnMut(&str, i64, i64)) {
+        let _ = (vcpu, report);
+    }
 
     /// Frequency of [`Guest::ticks`] in Hz, 0 if unknown.
     fn tick_hz(&self) -> u64 {
@@ -218,6 +223,20 @@ pub unsafe trait Guest: Sync {
     /// baseline the `bench` figures are compared with.
     fn bare_trap(&self) -> i64 {
         xen_abi::Errno::ENOSYS.to_hypercall_ret()
+    }
+
+    /// Issue hypercall `nr` whatever its number: [`Guest::hypercall`] goes
+    /// through the hypercall page where there is one, which has stubs only
+    /// for the numbers below its size; the fuzzer (`fuzz`) also needs the
+    /// numbers above, which only the raw trap can make.
+    fn raw_hypercall(&self, nr: u64, args: [u64; 5]) -> i64 {
+        self.hypercall(nr, args)
+    }
+
+    /// A guest-physical address of an emulated device's MMIO (no RAM), for
+    /// the fuzzer's argument pointers: x86's local APIC by default.
+    fn mmio_gpa(&self) -> u64 {
+        LAPIC_MMIO_GPA
     }
 
     /// Spin for a short while without leaving the guest (used to get

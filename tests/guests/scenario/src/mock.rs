@@ -738,16 +738,6 @@ unsafe impl Guest for MockXen {
         Probe::Value(u32::from_le_bytes(b))
     }
 
-    fn mmio_page(&self) -> u64 {
-        // The simulated Xen has no MMIO: any address past its RAM.
-        0xfee0_0000
-    }
-
-    fn hostile_starts(&self, _vcpu: u32, _report: &mut dyn FnMut(&str, i64, i64)) {
-        // The simulated Xen has no vCPU state to refuse (the `attack` word
-        // runs only on the real boards).
-    }
-
     fn ballooned_read(&self) -> Probe {
         // The simulated Xen answers as the real one does for the layout's arch.
         if std::ptr::eq(self.layout, &ARM64) {

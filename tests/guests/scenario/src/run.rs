@@ -1,5 +1,6 @@
 //! A whole run: the checks in their order ([`run_checks`]), then what the
-//! command line asks for (`attack=D`/`victim`, `bench`, `fault`, `console-echo`, `linger`, `reboot`) and the end of the
+//! command line asks for (`fuzz` instead of the checks, `attack=D`/`victim`, `bench`, `fault`, `console-echo`, `linger`,
+//! `reboot`) and the end of the
 //! domain ([`run`], [`shutdown`]).
 
 use core::sync::atomic::Ordering;
@@ -69,6 +70,10 @@ fn has_word(g: &dyn Guest, word: &str) -> bool {
 /// unless the command line says `linger`, in which case vCPU 0 idles
 /// forever so a debugger can attach to a live system.
 pub fn run(g: &dyn Guest) -> ! {
+    if has_word(g, "fuzz") {
+        crate::fuzz::run(g);
+        shutdown(g, shutdown_reason::POWEROFF);
+    }
     let o = run_checks(g);
     if has_word(g, "fault") {
         fault(g);

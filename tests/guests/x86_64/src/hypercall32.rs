@@ -57,3 +57,40 @@ pub unsafe fn bare_vmmcall() -> i64 {
     }
     ret as i32 as i64
 }
+
+/// A VMMCALL of hypercall `nr` without the hypercall page (any number,
+/// including those the page has no stub for), the 32-bit convention: eax
+/// the number, ebx, ecx, edx, esi, edi the arguments (truncated to 32 bits).
+///
+/// # Safety
+/// Only under a hypervisor that handles VMMCALL; the arguments must not
+/// name memory the hypervisor may write and Rust relies on.
+pub unsafe fn raw_vmmcall(nr: u64, a: [u64; 5]) -> i64 {
+    let words: [u32; 6] = [nr as u32, a[0] as u32, a[1] as u32, a[2] as u32, a[3] as u32, a[4] as u32];
+    let ret: u32;
+    // SAFETY: per the function contract. As in `hypercall`, ebx/esi/edi/ebp
+    // are saved and loaded by hand from `words` (eax points at it, and
+    // becomes the number last).
+    unsafe {
+        asm!(
+            "push ebp",
+            "push ebx",
+            "push esi",
+            "push edi",
+            "mov ebx, dword ptr [eax + 4]",
+            "mov ecx, dword ptr [eax + 8]",
+            "mov edx, dword ptr [eax + 12]",
+            "mov esi, dword ptr [eax + 16]",
+            "mov edi, dword ptr [eax + 20]",
+            "mov eax, dword ptr [eax]",
+            "vmmcall",
+            "pop edi",
+            "pop esi",
+            "pop ebx",
+            "pop ebp",
+            inlateout("eax") words.as_ptr() => ret,
+            clobber_abi("C"),
+        );
+    }
+    ret as i32 as i64
+}

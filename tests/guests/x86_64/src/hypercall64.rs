@@ -32,6 +32,32 @@ pub unsafe fn hypercall(stub: usize, a: [u64; 5]) -> i64 {
     ret
 }
 
+/// A VMMCALL of hypercall `nr` without the hypercall page (any number,
+/// including those the page has no stub for): rax the number, rdi, rsi,
+/// rdx, r10, r8 the arguments.
+///
+/// # Safety
+/// Only under a hypervisor that handles VMMCALL; the arguments must not
+/// name memory the hypervisor may write and Rust relies on.
+pub unsafe fn raw_vmmcall(nr: u64, a: [u64; 5]) -> i64 {
+    let ret: i64;
+    // SAFETY: per the function contract; Xen may scribble on the argument
+    // registers, so they are all clobbered.
+    unsafe {
+        asm!(
+            "vmmcall",
+            inlateout("rax") nr => ret,
+            inlateout("rdi") a[0] => _,
+            inlateout("rsi") a[1] => _,
+            inlateout("rdx") a[2] => _,
+            inlateout("r10") a[3] => _,
+            inlateout("r8") a[4] => _,
+            options(nostack),
+        );
+    }
+    ret
+}
+
 /// A raw VMMCALL with [`UNUSED_HYPERCALL`]: the baseline trap.
 ///
 /// # Safety
