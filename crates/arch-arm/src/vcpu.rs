@@ -161,7 +161,11 @@ impl ArmShared {
         let changes = p2m.take_changes();
         let mut s2 = self.stage2.lock();
         for gfn in changes {
-            let ipa = gfn.0 << lantern_common::memory::PAGE_SHIFT;
+            // A frame whose address does not fit 64 bits maps nowhere: its
+            // shifted number would wrap onto a low frame (found by the
+            // in-guest fuzzer: an add_to_physmap far above 2^52 replaced,
+            // then unmapped, a page of the guest's code).
+            let Some(ipa) = gfn.gpa().map(|a| a.0) else { continue };
             match p2m.get(gfn) {
                 Some(e) => {
                     let perm = match e.p2mt {
@@ -1602,6 +1606,17 @@ mod tests {
         r.arch.sync_p2m(&r.d);
         assert_eq!(r.arch.shared.stage2.lock().lookup(0x8_0000), Some((rom_addr, false)));
         assert_eq!(r.arch.shared.stage2.lock().mapped_pages(), 64);
+        // A frame number whose address wraps 64 bits onto frame 5 leaves
+        // frame 5 alone, mapped or removed.
+        let before = r.arch.shared.stage2.lock().lookup(0x5000);
+        assert!(before.is_some());
+        let wraps = Gfn((1 << 52) + 5);
+        r.d.p2m.lock().set(wraps, Page::alloc(3).unwrap(), P2mType::RamRw);
+        r.arch.sync_p2m(&r.d);
+        assert_eq!(r.arch.shared.stage2.lock().lookup(0x5000), before);
+        r.d.p2m.lock().remove(wraps);
+        r.arch.sync_p2m(&r.d);
+        assert_eq!(r.arch.shared.stage2.lock().lookup(0x5000), before, "the wrapped unmap left frame 5 mapped");
     }
 
     #[test]
