@@ -30,11 +30,16 @@ pub enum Figure {
     /// Each board's in-guest hypercall fuzzing: a million calls per
     /// layout, with calls/s.
     Fuzz,
+    /// Each board's clock under a CPU hog over repeated boots (only when
+    /// named: it loads every host CPU for minutes).
+    Clock,
 }
 
 impl Figure {
     /// Every figure, in the order `cargo xtask bench` runs them.
-    pub const ALL: [Figure; 5] = [Figure::Host, Figure::Guest, Figure::Gdb, Figure::Linux, Figure::Fuzz];
+    pub const ALL: [Figure; 6] = [Figure::Host, Figure::Guest, Figure::Gdb, Figure::Linux, Figure::Fuzz, Figure::Clock];
+    /// What `cargo xtask bench` without `--only` runs.
+    pub const DEFAULT: [Figure; 5] = [Figure::Host, Figure::Guest, Figure::Gdb, Figure::Linux, Figure::Fuzz];
 
     /// The name `--only` takes.
     pub fn name(self) -> &'static str {
@@ -44,6 +49,7 @@ impl Figure {
             Figure::Gdb => "gdb",
             Figure::Linux => "linux",
             Figure::Fuzz => "fuzz",
+            Figure::Clock => "clock",
         }
     }
 }
@@ -52,7 +58,7 @@ impl Figure {
 pub fn usage() -> String {
     let names: Vec<&str> = Figure::ALL.iter().map(|f| f.name()).collect();
     format!(
-        "usage: cargo xtask bench [--arch BOARD] [--only FIGURE[,FIGURE...]] (figures: {}; default all; \
+        "usage: cargo xtask bench [--arch BOARD] [--only FIGURE[,FIGURE...]] (figures: {}; default all but clock; \
          boards: every board unless --arch names some)",
         names.join(", ")
     )
@@ -98,7 +104,10 @@ pub fn selected_figures(args: &[String]) -> Result<Vec<Figure>, String> {
             named.push(f);
         }
     }
-    Ok(Figure::ALL.into_iter().filter(|f| named.is_empty() || named.contains(f)).collect())
+    if named.is_empty() {
+        return Ok(Figure::DEFAULT.to_vec());
+    }
+    Ok(Figure::ALL.into_iter().filter(|f| named.contains(f)).collect())
 }
 
 /// `BENCH name=N ... ns_per_call=X` lines → `(name, ns_per_call)`.
@@ -334,7 +343,8 @@ mod tests {
 
     #[test]
     fn only_selects_figures_in_the_suites_order() {
-        assert_eq!(selected_figures(&[]).unwrap(), Figure::ALL);
+        assert_eq!(selected_figures(&[]).unwrap(), Figure::DEFAULT);
+        assert_eq!(selected_figures(&args("--only clock,host")).unwrap(), [Figure::Host, Figure::Clock]);
         assert_eq!(selected_figures(&args("--only linux")).unwrap(), [Figure::Linux]);
         assert_eq!(selected_figures(&args("--only linux,host")).unwrap(), [Figure::Host, Figure::Linux]);
         assert_eq!(selected_figures(&args("--only=gdb --only guest")).unwrap(), [Figure::Guest, Figure::Gdb]);

@@ -8,6 +8,7 @@ mod bench;
 mod boards;
 mod build;
 mod bzimage;
+mod clock_e2e;
 mod console_e2e;
 mod debug_e2e;
 mod e2e;
@@ -93,6 +94,7 @@ type BoardTest = (&'static str, &'static str, fn(&'static dyn boards::BoardSpec,
 /// Every board's end-to-end groups, in the order they run.
 const BOARD_TESTS: &[BoardTest] = &[
     ("scenario", "QEMU scenarios", e2e::scenario_test),
+    ("clock", "guest time against host wall time under a CPU hog", clock_e2e::clock_test),
     ("console", "the serial console (PV console rings, Ctrl-A switch, debug keys)", console_e2e::console_test),
     ("isolation", "a guest fault crashes only its own domain", isolation::isolation_test),
     (
@@ -154,6 +156,9 @@ fn cmd_test(args: &[String]) -> CmdResult {
     tally.finish()
 }
 
+/// Loaded boots per board of `cargo xtask bench --only clock`.
+const CLOCK_RUNS: usize = 10;
+
 fn cmd_bench(args: &[String]) -> CmdResult {
     if args.iter().any(|a| a == "-h" || a == "--help") {
         println!("{}", bench::usage());
@@ -170,6 +175,7 @@ fn cmd_bench(args: &[String]) -> CmdResult {
             bench::Figure::Gdb => boards.iter().try_for_each(|&board| gdb_e2e::bench(board, 5))?,
             bench::Figure::Linux => boards.iter().try_for_each(|&board| bench::linux_bench(board, 3))?,
             bench::Figure::Fuzz => boards.iter().try_for_each(|&board| fuzz::fuzz_bench(board))?,
+            bench::Figure::Clock => boards.iter().try_for_each(|&board| clock_e2e::bench(board, CLOCK_RUNS))?,
         }
     }
     Ok(())

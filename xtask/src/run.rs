@@ -166,11 +166,11 @@ pub fn boot_timed(opts: &Opts, a: &Artifacts, echo: bool) -> Result<Timing, Stri
 /// What [`spawn_timestamped`] returns: the child, its start, its console
 /// lines with the time each arrived, and the thread reading them (it ends
 /// when the child closes its stdout).
-type Timestamped = (Child, Instant, mpsc::Receiver<(Instant, String)>, std::thread::JoinHandle<()>);
+pub(crate) type Timestamped = (Child, Instant, mpsc::Receiver<(Instant, String)>, std::thread::JoinHandle<()>);
 
 /// Starts `cmd` (a QEMU whose console is its stdout) with stdin on
 /// /dev/null, and timestamps its console lines as a thread reads them.
-fn spawn_timestamped(mut cmd: Command) -> Result<Timestamped, String> {
+pub(crate) fn spawn_timestamped(mut cmd: Command) -> Result<Timestamped, String> {
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
     let start = Instant::now();
     let mut child = cmd.spawn().map_err(|e| format!("cannot start {}: {e}", cmd.get_program().to_string_lossy()))?;

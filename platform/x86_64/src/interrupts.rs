@@ -256,9 +256,11 @@ pub fn start_timer(slice_us: u64) {
     TSC_HZ.store(tsc_hz, Ordering::Relaxed);
     let initial = (apic_hz * slice_us / 1_000_000).clamp(1000, u32::MAX as u64);
     log::info!(
-        "TSC {} MHz, APIC timer {} MHz (against the HPET over {} us), slice {} us",
+        "TSC {}.{:03} MHz, APIC timer {}.{:03} MHz (against the HPET over {} us), slice {} us",
         tsc_hz / 1_000_000,
+        tsc_hz / 1000 % 1000,
         apic_hz / 1_000_000,
+        apic_hz / 1000 % 1000,
         CALIBRATION_US,
         slice_us
     );

@@ -234,7 +234,16 @@ extern "C" fn lantern_main(x0: u64) -> ! {
         *gdb_line::GDB_LINE.lock() = Some(line);
     }
 
-    let m = Machine { dt: info, gic, freq: timer::frequency(), boot_ticks };
+    let freq = timer::frequency();
+    // The platform states the counter's rate (the firmware, here QEMU, sets
+    // CNTFRQ_EL0), so nothing is calibrated and a loaded host cannot skew
+    // it; said once so tests can hold it against the rate guests observe.
+    log::info!(
+        "generic counter {}.{:03} MHz (CNTFRQ_EL0, as the platform states it)",
+        freq / 1_000_000,
+        freq / 1000 % 1000
+    );
+    let m = Machine { dt: info, gic, freq, boot_ticks };
     // The boot configuration (same syntax as on x86); the board's own words
     // (`lantern.modules=`, `lantern.semihosting`, `lantern.log=`) are not
     // domain options.

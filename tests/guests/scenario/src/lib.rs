@@ -20,7 +20,9 @@
 //!   ring: `console_ring`, and the `console-echo` command-line word), `fifo`
 //!   (event-channel status and the FIFO ABI; last, as the switch is
 //!   one-way);
-//! - `bench` (the `bench` command-line word) and `report` (`REPORT` lines);
+//! - `bench` (the `bench` command-line word), `clock_check` (the
+//!   `clock-check` word: guest time once a second) and `report` (`REPORT`
+//!   lines);
 //! - `fuzz` (the `fuzz` command-line word: random hypercalls instead of
 //!   the checks, for `cargo xtask fuzz`);
 //! - the tools they use: [`hypercall`], [`layout`], [`console`], [`identity`].
@@ -38,6 +40,7 @@ mod balloon;
 mod basics;
 mod bench;
 mod bringup;
+mod clock_check;
 pub mod console;
 mod fifo;
 pub mod fuzz;

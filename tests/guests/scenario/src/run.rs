@@ -1,6 +1,6 @@
 //! A whole run: the checks in their order ([`run_checks`]), then what the
-//! command line asks for (`fuzz` instead of the checks, `attack=D`/`victim`, `bench`, `fault`, `console-echo`, `linger`,
-//! `reboot`) and the end of the
+//! command line asks for (`fuzz` instead of the checks, `attack=D`/`victim`, `bench`, `clock-check`, `fault`,
+//! `console-echo`, `linger`, `reboot`) and the end of the
 //! domain ([`run`], [`shutdown`]).
 
 use core::sync::atomic::Ordering;
@@ -11,8 +11,8 @@ use crate::console;
 use crate::context::{Ctx, Outcome};
 use crate::hypercall;
 use crate::{
-    attack, balloon, basics, bench, bringup, fifo, grants, pv_console, pv_timer, report, runstate, time_area, upcall,
-    va_area, vcpu_info,
+    attack, balloon, basics, bench, bringup, clock_check, fifo, grants, pv_console, pv_timer, report, runstate,
+    time_area, upcall, va_area, vcpu_info,
 };
 use crate::{Guest, FAULT_GPA, MAX_VCPUS, VCPUS};
 
@@ -53,6 +53,9 @@ pub fn run_checks(g: &dyn Guest) -> Outcome {
     }
     if has_word(g, "bench") {
         bench::run(&cx);
+    }
+    if has_word(g, "clock-check") {
+        clock_check::run(&cx);
     }
     let o = cx.outcome;
     cx.say(format_args!("SCENARIO END passed={} failed={}", o.passed, o.failed));
