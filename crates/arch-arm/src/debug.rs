@@ -80,7 +80,8 @@ pub fn debug_regs(ctl: &DebugControl, guest_mdscr: u64) -> XenResult<DebugRegs> 
             }
             // A watchpoint covers bytes of one aligned doubleword.
             let offset = p.addr & 7;
-            if p.len == 0 || offset + p.len > 8 {
+            // (`len` is gdb's, any 64-bit number: compared, never added.)
+            if p.len == 0 || p.len > 8 - offset {
                 return Err(Errno::EINVAL);
             }
             let lsc = match p.kind {
@@ -177,5 +178,17 @@ mod tests {
         let straddle = HwPoint { addr: 0x1006, len: 4, kind: HwKind::Write };
         let ctl = DebugControl { hw_points: vec![straddle], ..DebugControl::default() };
         assert_eq!(debug_regs(&ctl, 0), Err(Errno::EINVAL));
+    }
+
+    /// gdb's `Z2,addr,len` gives the length as any 64-bit number: one that
+    /// wraps `offset + len` round to a small sum is refused like any other
+    /// too-long watchpoint (it overflowed, then shifted BAS past its field).
+    #[test]
+    fn a_watchpoint_length_that_wraps_is_refused() {
+        for (addr, len) in [(0x1001, u64::MAX), (0x1007, u64::MAX - 6), (0x1000, 64), (0x1000, u64::MAX)] {
+            let p = HwPoint { addr, len, kind: HwKind::Write };
+            let ctl = DebugControl { hw_points: vec![p], ..DebugControl::default() };
+            assert_eq!(debug_regs(&ctl, 0), Err(Errno::EINVAL), "{addr:#x}, {len:#x}");
+        }
     }
 }
