@@ -13,7 +13,7 @@ use lantern_common::diag::Unhandled;
 
 use crate::msr;
 use crate::vcpu::SvmVcpu;
-use crate::vmcb::{efer, vector};
+use crate::vmcb::{cr0, efer, vector};
 
 impl SvmVcpu {
     /// The MSR exit (EXITINFO1 bit 0: WRMSR): emulates the access or raises
@@ -69,6 +69,13 @@ impl SvmVcpu {
                 // hardware's, SVME is ours): anything else is a #GP, as it
                 // would otherwise fail VMRUN's checks and crash the domain.
                 (msr::EFER, true) if value & !(efer::SCE | efer::LME | efer::LMA | efer::NXE) == 0 => {
+                    // LME changes only while paging is off (hardware and
+                    // Xen's hvm_set_efer #GP otherwise): set under 32-bit
+                    // paging it would fail VMRUN, cleared in long mode it
+                    // would leave LMA without LME.
+                    if (value ^ s.efer) & efer::LME != 0 && s.cr0 & cr0::PG != 0 {
+                        return false;
+                    }
                     s.efer = (value & !efer::LMA) | (s.efer & efer::LMA) | efer::SVME;
                     Some(0)
                 }
@@ -194,7 +201,7 @@ mod tests {
 
     use crate::cpuid;
     use crate::vcpu::testing::{domain, vcpu};
-    use crate::vmcb::{efer, event};
+    use crate::vmcb::{cr0, cr4, efer, event};
     use xen_abi::arch_x86::HYPERCALL_STUB_SIZE;
     use xen_abi::nr::hypercall::XEN_VERSION;
 
@@ -240,6 +247,43 @@ mod tests {
         // Unknown MSRs fault.
         v.regs.rcx = 0x1C;
         assert!(!v.handle_msr(&d, false));
+    }
+
+    /// EFER.LME changes only while paging is off, as on hardware and in
+    /// Xen's `hvm_set_efer`: LME set under 32-bit paging would fail VMRUN
+    /// (LME and PG with PAE clear) and crash the domain, LME cleared in
+    /// long mode would leave LMA without LME.
+    #[test]
+    fn efer_lme_does_not_change_while_paging_is_on() {
+        let d = domain(1);
+        let mut v = vcpu(0);
+        v.regs.rcx = 0xC000_0080;
+        // 32-bit paging, no PAE: setting LME is a #GP and changes nothing.
+        v.vmcb.save.cr0 |= cr0::PG;
+        v.vmcb.save.cr4 = 0;
+        v.vmcb.save.efer = efer::SVME;
+        v.vmcb.save.rax = efer::LME;
+        assert!(!v.handle_msr(&d, true), "LME set with paging on");
+        assert_eq!(v.vmcb.save.efer, efer::SVME);
+        // Other bits still change with paging on.
+        v.vmcb.save.rax = efer::NXE;
+        assert!(v.handle_msr(&d, true));
+        assert_eq!(v.vmcb.save.efer, efer::NXE | efer::SVME);
+        // Long mode: clearing LME is a #GP; writing it back as it is is not.
+        v.vmcb.save.cr4 = cr4::PAE;
+        v.vmcb.save.efer = efer::LME | efer::LMA | efer::SVME;
+        v.vmcb.save.rax = 0;
+        assert!(!v.handle_msr(&d, true), "LME cleared in long mode");
+        assert_eq!(v.vmcb.save.efer, efer::LME | efer::LMA | efer::SVME);
+        v.vmcb.save.rax = efer::LME | efer::LMA | efer::SCE;
+        assert!(v.handle_msr(&d, true));
+        assert_eq!(v.vmcb.save.efer, efer::LME | efer::LMA | efer::SCE | efer::SVME);
+        // Paging off: LME is the guest's to set (the way into long mode).
+        v.vmcb.save.cr0 &= !cr0::PG;
+        v.vmcb.save.efer = efer::SVME;
+        v.vmcb.save.rax = efer::LME;
+        assert!(v.handle_msr(&d, true));
+        assert_eq!(v.vmcb.save.efer, efer::LME | efer::SVME);
     }
 
     #[test]
