@@ -40,6 +40,11 @@ impl SvmVcpu {
             let Some(v) = self.apic_msr(d, index, write, value) else { return false };
             return self.complete_msr(write, v);
         }
+        // PAT entries are memory types 0, 1 and 4-7: another is a #GP, as on
+        // hardware and in Xen's hvm_set_guest_pat (VMRUN refuses it in G_PAT).
+        if write && index == msr::PAT && !pat_valid(value) {
+            return false;
+        }
         let s = &mut self.vmcb.save;
         // MSRs the VMCB holds for the guest: read and written as they are.
         let slot: Option<&mut u64> = match index {
@@ -194,6 +199,11 @@ impl SvmVcpu {
     }
 }
 
+/// Whether every byte of a PAT value is a memory type (not 2, 3 or above 7).
+fn pat_valid(pat: u64) -> bool {
+    pat.to_le_bytes().iter().all(|&t| matches!(t, 0 | 1 | 4..=7))
+}
+
 #[cfg(test)]
 mod tests {
     use lantern_common::addr::Gpa;
@@ -284,6 +294,30 @@ mod tests {
         v.vmcb.save.rax = efer::LME;
         assert!(v.handle_msr(&d, true));
         assert_eq!(v.vmcb.save.efer, efer::LME | efer::SVME);
+    }
+
+    /// A PAT entry with a reserved memory type (2, 3, 8 and above) is a
+    /// #GP, as on hardware and in Xen (`hvm_set_guest_pat`): the VMCB's
+    /// G_PAT would otherwise hold it, which VMRUN refuses.
+    #[test]
+    fn pat_with_a_reserved_type_is_refused() {
+        let d = domain(1);
+        let mut v = vcpu(0);
+        v.regs.rcx = 0x277;
+        let power_on = 0x0007_0406_0007_0406;
+        v.vmcb.save.g_pat = power_on;
+        for bad in [0x0007_0406_0007_0402, 0x0307_0406_0007_0406, 0x0007_0406_0008_0406, 0xFF00_0000_0000_0000] {
+            v.vmcb.save.rax = bad & 0xFFFF_FFFF;
+            v.regs.rdx = bad >> 32;
+            assert!(!v.handle_msr(&d, true), "{bad:#x}");
+            assert_eq!(v.vmcb.save.g_pat, power_on);
+        }
+        // Every valid type: UC, WC, WT, WP, WB, UC-.
+        let good = 0x0706_0504_0100_0607;
+        v.vmcb.save.rax = good & 0xFFFF_FFFF;
+        v.regs.rdx = good >> 32;
+        assert!(v.handle_msr(&d, true));
+        assert_eq!(v.vmcb.save.g_pat, good);
     }
 
     #[test]
