@@ -240,7 +240,7 @@ fn check_32(r: &VcpuHvmX86_32) -> XenResult<()> {
 }
 
 /// Whether `va` is canonical for 48-bit virtual addresses.
-fn canonical(va: u64) -> bool {
+pub(crate) fn canonical(va: u64) -> bool {
     ((va as i64) << 16 >> 16) as u64 == va
 }
 

@@ -9,6 +9,7 @@ use lantern_common::guest_memory::{GuestMemory, PhysMem};
 use lantern_common::memory::PAGE_SIZE;
 
 use crate::cpuid;
+use crate::hvm_context::canonical;
 use lantern_common::diag::Unhandled;
 
 use crate::msr;
@@ -43,6 +44,21 @@ impl SvmVcpu {
         // PAT entries are memory types 0, 1 and 4-7: another is a #GP, as on
         // hardware and in Xen's hvm_set_guest_pat (VMRUN refuses it in G_PAT).
         if write && index == msr::PAT && !pat_valid(value) {
+            return false;
+        }
+        // The address MSRs take canonical addresses only (a #GP otherwise,
+        // as on hardware and in Xen's svm_msr_write_intercept).
+        let address = matches!(
+            index,
+            msr::SYSENTER_ESP
+                | msr::SYSENTER_EIP
+                | msr::LSTAR
+                | msr::CSTAR
+                | msr::FS_BASE
+                | msr::GS_BASE
+                | msr::KERNEL_GS_BASE
+        );
+        if write && address && !canonical(value) {
             return false;
         }
         let s = &mut self.vmcb.save;
@@ -318,6 +334,36 @@ mod tests {
         v.regs.rdx = good >> 32;
         assert!(v.handle_msr(&d, true));
         assert_eq!(v.vmcb.save.g_pat, good);
+    }
+
+    /// The MSRs that hold addresses take canonical ones only, as on
+    /// hardware and in Xen's `svm_msr_write_intercept`: a WRMSR of another
+    /// is a #GP and leaves the register as it was.
+    #[test]
+    fn address_msrs_take_canonical_addresses_only() {
+        let d = domain(1);
+        let mut v = vcpu(0);
+        // SYSENTER_ESP/EIP, LSTAR, CSTAR, FS/GS base, KernelGSbase.
+        for index in [0x175u32, 0x176, 0xC000_0082, 0xC000_0083, 0xC000_0100, 0xC000_0101, 0xC000_0102] {
+            v.regs.rcx = index as u64;
+            for good in [0x1234, 0x0000_7FFF_FFFF_F000, 0xFFFF_8000_0000_0000] {
+                v.vmcb.save.rax = good & 0xFFFF_FFFF;
+                v.regs.rdx = good >> 32;
+                assert!(v.handle_msr(&d, true), "{index:#x} <- {good:#x}");
+            }
+            for bad in [0x0000_8000_0000_0000u64, 0x8000_0000_0000_1234, 0xFFFF_7FFF_FFFF_F000] {
+                v.vmcb.save.rax = bad & 0xFFFF_FFFF;
+                v.regs.rdx = bad >> 32;
+                assert!(!v.handle_msr(&d, true), "{index:#x} <- {bad:#x}");
+            }
+            assert!(v.handle_msr(&d, false));
+            assert_eq!((v.regs.rdx << 32) | v.vmcb.save.rax, 0xFFFF_8000_0000_0000, "{index:#x} kept");
+        }
+        // STAR and SFMASK are not addresses.
+        v.regs.rcx = 0xC000_0081;
+        v.vmcb.save.rax = 0;
+        v.regs.rdx = 0x8000_0000;
+        assert!(v.handle_msr(&d, true));
     }
 
     #[test]
