@@ -184,7 +184,7 @@ fn decode_mmio_form(bytes: &[u8], mode: CodeSize) -> Option<MmioForm> {
     if let 0xA0..=0xA3 = opcode {
         let len = i + addr;
         let kind = if opcode < 0xA2 { MmioKind::Load(0) } else { MmioKind::StoreReg(0) };
-        return (len <= MAX_INSN_LEN).then_some(MmioForm { len, width, kind, high_byte: false });
+        return (len <= MAX_INSN_LEN && len <= bytes.len()).then_some(MmioForm { len, width, kind, high_byte: false });
     }
     if !matches!(opcode, 0x86..=0x8B | 0xC6 | 0xC7) {
         return None;
@@ -222,6 +222,11 @@ fn decode_mmio_form(bytes: &[u8], mode: CodeSize) -> Option<MmioForm> {
         }
     };
     i += disp;
+    // The displacement must be among the bytes (the immediate need not be
+    // for the length alone, see decode_mov_store_len).
+    if i > bytes.len() {
+        return None;
+    }
     let (kind, imm) = match opcode {
         0x86 | 0x87 => (MmioKind::Xchg(reg), 0),
         0x88 | 0x89 => (MmioKind::StoreReg(reg), 0),
@@ -240,7 +245,7 @@ fn decode_mmio_form(bytes: &[u8], mode: CodeSize) -> Option<MmioForm> {
 /// Decodes the length of a MOV store to memory, the forms guests use for
 /// MMIO writes: the store forms [`decode_mmio`] knows (88, 89, C6 /0,
 /// C7 /0, A2, A3). Only the length is needed, so an immediate need not be
-/// among `bytes`. Anything else (loads, XCHG, register destinations) is
+/// among `bytes` (everything before it must be). Anything else (loads, XCHG, register destinations) is
 /// refused (`None`).
 pub fn decode_mov_store_len(bytes: &[u8], mode: CodeSize) -> Option<usize> {
     let form = decode_mmio_form(bytes, mode)?;
@@ -362,7 +367,10 @@ mod tests {
             (&[0x01, 0x08], Bits64, None),                                     // add [rax], ecx
             (&[0xF3, 0xA5], Bits64, None),                                     // rep movsd
             (&[0x89], Bits64, None),                                           // truncated
-            (&[0xC7, 0x05, 0, 0], Bits64, Some(10)),                           // bytes past the end are not read
+            (&[0xC7, 0x05, 0, 0, 0, 0], Bits64, Some(10)),                     // the immediate need not be there
+            (&[0xC7, 0x05, 0, 0], Bits64, None),                               // the displacement must
+            (&[0x89, 0x44, 0x24], Bits64, None),                               // disp8 missing
+            (&[0xA3, 0, 0, 0xC0], Bits32, None),                               // moffs32 cut short
             (&[0x66; 15], Bits64, None),                                       // prefixes only
             (&[0x40, 0x48, 0x89, 0x08], Bits32, None),                         // no REX outside 64-bit mode
         ];
@@ -465,6 +473,8 @@ mod tests {
             (&[0x40, 0x8b, 0x08], Bits32, None),
             (&[0xc7, 0x05, 0, 0, 0, 0, 1, 2], Bits64, None),
             (&[0x8b, 0x04], Bits64, None),
+            (&[0x8b, 0x05, 0x30, 0x00], Bits64, None),
+            (&[0xa1, 0x30, 0xd0, 0xff], Bits32, None),
             (&[0x0f, 0xb6, 0x00], Bits64, None),
         ];
         for &(bytes, mode, expected) in table {

@@ -81,8 +81,10 @@ impl SvmVcpu {
     pub(in crate::vcpu) fn apic_mmio(&mut self, d: &Domain, gpa: u64) -> Option<VcpuExit> {
         let mut bytes = [0u8; MAX_INSN_LEN];
         let rip = self.vmcb.save.cs.base.wrapping_add(self.vmcb.save.rip);
-        VirtMem::new(d, self).read_prefix(Gva(rip), &mut bytes);
-        let Some(insn) = decode_mmio(&bytes, self.code_size()) else {
+        // Only the bytes that could be read: zeros past them would make
+        // another instruction.
+        let n = VirtMem::new(d, self).read_prefix(Gva(rip), &mut bytes);
+        let Some(insn) = decode_mmio(&bytes[..n], self.code_size()) else {
             log::error!("d{}v{}: local APIC access at {gpa:#x} by {bytes:02x?}", d.id, self.vcpu_id);
             return Some(self.crash(d, "local APIC access by an instruction the hypervisor cannot decode"));
         };
@@ -275,6 +277,32 @@ mod tests {
             mmio(&mut v, &d, &[0x0F, 0xB6, 0x05, 0x80, 0x00, 0xE0, 0xFE], 0xFEE0_0080, false),
             Some(VcpuExit::Fault)
         );
+    }
+
+    /// The decoder is given only the bytes that could be read: an
+    /// instruction whose tail is not readable (here past the end of RAM;
+    /// live, another vCPU unmapping it after the fault) is not completed
+    /// with zeros into another instruction.
+    #[test]
+    fn an_instruction_cut_short_is_not_completed_with_zeros() {
+        let d = domain(1);
+        let mut v = vcpu(0);
+        // mov dword [0xFEE00080], 0x20 (TPR) ending 2 bytes past the end of
+        // RAM: its immediate's high bytes would read as zeros.
+        let end = lantern_testkit::RAM_PAGES * 4096;
+        let insn = [0xC7, 0x05, 0x80, 0x00, 0xE0, 0xFE, 0x20, 0x00];
+        PhysMem::new(&d).write_bytes(Gpa(end - 8), &insn).unwrap();
+        v.vmcb.save.rip = end - 8;
+        v.vmcb.control.exitinfo1 = FINAL_GPA | WRITE;
+        v.vmcb.control.exitinfo2 = 0xFEE0_0080;
+        assert_eq!(v.handle_npf(&d), Some(VcpuExit::Fault));
+        assert_eq!((v.with_apic(|a| a.lapic.tpr()), v.vmcb.save.rip), (0, end - 8));
+        // mov eax, [0xFEE00030] cut after its ModRM byte.
+        PhysMem::new(&d).write_bytes(Gpa(end - 2), &[0x8B, 0x05]).unwrap();
+        v.vmcb.save.rip = end - 2;
+        v.vmcb.control.exitinfo1 = FINAL_GPA;
+        v.vmcb.control.exitinfo2 = 0xFEE0_0030;
+        assert_eq!(v.handle_npf(&d), Some(VcpuExit::Fault));
     }
 
     /// Two vCPUs of one domain, sharing their APICs.

@@ -23,8 +23,8 @@ impl SvmVcpu {
         // end just before an unmapped page).
         let mut bytes = [0u8; 15];
         let rip = self.vmcb.save.cs.base.wrapping_add(self.vmcb.save.rip);
-        VirtMem::new(d, self).read_prefix(Gva(rip), &mut bytes);
-        let Some((len, reg)) = decode_mov_to_cr4(&bytes, self.is_long()) else {
+        let n = VirtMem::new(d, self).read_prefix(Gva(rip), &mut bytes);
+        let Some((len, reg)) = decode_mov_to_cr4(&bytes[..n], self.is_long()) else {
             return Some(self.crash(d, "CR4 write by an instruction the hypervisor cannot decode"));
         };
         let mut value = gpr(&self.vmcb.save, &self.regs, reg);

@@ -161,9 +161,9 @@ impl SvmVcpu {
             return Some(VcpuExit::Debug(DebugEvent::Breakpoint { pc: rip }));
         }
         let mut insn = [0u8; 2];
-        VirtMem::new(d, self).read_prefix(Gva(rip), &mut insn);
-        match insn {
-            [0xCC, _] => Some(VcpuExit::Debug(DebugEvent::Breakpoint { pc: rip })),
+        let n = VirtMem::new(d, self).read_prefix(Gva(rip), &mut insn);
+        match insn[..n] {
+            [0xCC, ..] => Some(VcpuExit::Debug(DebugEvent::Breakpoint { pc: rip })),
             [INT_IMM8, n] => {
                 self.advance_rip(2);
                 self.vmcb.control.eventinj = event::VALID | event::TYPE_SOFT_INT | n as u64;
@@ -189,9 +189,9 @@ impl SvmVcpu {
             if code >= exit::WRITE_DR0 { (true, code - exit::WRITE_DR0) } else { (false, code - exit::READ_DR0) };
         let mut bytes = [0u8; 15];
         let rip = self.vmcb.save.cs.base.wrapping_add(self.vmcb.save.rip);
-        VirtMem::new(d, self).read_prefix(Gva(rip), &mut bytes);
+        let read = VirtMem::new(d, self).read_prefix(Gva(rip), &mut bytes);
         let long = self.is_long();
-        let Some((len, reg)) = decode_mov_dr(&bytes, long, n as u8, to_dr) else {
+        let Some((len, reg)) = decode_mov_dr(&bytes[..read], long, n as u8, to_dr) else {
             return Some(self.crash(d, "debug-register access by an instruction the hypervisor cannot decode"));
         };
         // DR4 and DR5 alias DR6 and DR7 (CR4.DE is never set for guests).

@@ -108,8 +108,8 @@ impl SvmVcpu {
         }
         let mut bytes = [0u8; MAX_INSN_LEN];
         let rip = self.vmcb.save.cs.base.wrapping_add(self.vmcb.save.rip);
-        VirtMem::new(d, self).read_prefix(Gva(rip), &mut bytes);
-        let Some(len) = decode_mov_store_len(&bytes, self.code_size()) else {
+        let n = VirtMem::new(d, self).read_prefix(Gva(rip), &mut bytes);
+        let Some(len) = decode_mov_store_len(&bytes[..n], self.code_size()) else {
             log::error!("d{}v{}: write to {what} {gpa:#x} by {bytes:02x?}", d.id, self.vcpu_id);
             return Some(
                 self.crash(
@@ -181,6 +181,28 @@ mod tests {
         v.vmcb.save.rip = 0x3000;
         assert_eq!(v.handle_npf(&d), Some(VcpuExit::Fault));
         assert_eq!(v.vmcb.save.rip, 0x3000);
+    }
+
+    /// A store whose bytes end past what can be read is not completed with
+    /// zeros to find its length (only an immediate may be missing: the
+    /// length does not depend on it).
+    #[test]
+    fn a_store_cut_short_is_not_skipped() {
+        let d = domain(1);
+        let mut v = vcpu(0);
+        let end = lantern_testkit::RAM_PAGES * 4096;
+        // mov [0xFEC00000], eax without its last displacement byte.
+        PhysMem::new(&d).write_bytes(Gpa(end - 5), &[0x89, 0x05, 0x00, 0x00, 0xC0]).unwrap();
+        v.vmcb.save.rip = end - 5;
+        v.vmcb.control.exitinfo1 = FINAL_GPA | WRITE;
+        v.vmcb.control.exitinfo2 = 0xFEC0_0000;
+        assert_eq!(v.handle_npf(&d), Some(VcpuExit::Fault));
+        assert_eq!(v.vmcb.save.rip, end - 5);
+        // mov dword [0xFEC00000], imm32 without its immediate: 10 bytes.
+        PhysMem::new(&d).write_bytes(Gpa(end - 6), &[0xC7, 0x05, 0x00, 0x00, 0xC0, 0xFE]).unwrap();
+        v.vmcb.save.rip = end - 6;
+        assert_eq!(v.handle_npf(&d), None);
+        assert_eq!(v.vmcb.save.rip, end + 4);
     }
 
     #[test]
