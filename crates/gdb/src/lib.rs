@@ -428,7 +428,10 @@ impl GdbStub {
             // "Any" is the first thread, as the engine picks it. Breakpoints
             // live in the selected thread's domain.
             self.mem_tid = fast_read::parse_hg(body).and_then(|tid| tid.or_else(|| t.first_tid()));
-            t.debugger().session_mut().selected = self.mem_tid.map(split_tid).map(|(d, v)| (d as u16, v));
+            // A thread id past the domain ids names no vCPU (not one of the
+            // domain its low 16 bits would give).
+            let selected = self.mem_tid.map(split_tid).and_then(|(d, v)| Some((u16::try_from(d).ok()?, v)));
+            t.debugger().session_mut().selected = selected;
         }
         if self.read_memory(t, body) {
             return;

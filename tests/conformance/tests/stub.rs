@@ -1039,3 +1039,22 @@ fn a_domain_session_shows_controls_and_stops_only_its_domain() {
     assert_ne!(raw[0], 0xCC, "the guest's byte is back");
     assert_eq!(c.scheduled_domains(20), [1, 2, 3]);
 }
+
+/// gdb may send any thread id: one whose domain part does not fit a domain
+/// id selects no vCPU, as a thread of a missing domain does; it is not cut
+/// to 16 bits onto another domain's (2^16 domains past d2v0 is 0x4000801).
+#[test]
+fn a_thread_id_past_the_domain_ids_is_no_other_domains_thread() {
+    let mut c = attached();
+    let planted_in = |c: &mut Client, hg: &str| {
+        c.cmd(hg);
+        assert_eq!(c.cmd(&format!("Z0,{:x},1", VBASE + 0x3000)), "OK", "{hg}");
+        let d = c.hv.debugger.exec.breakpoints.iter().map(|b| b.domain).collect::<Vec<_>>();
+        assert_eq!(c.cmd(&format!("z0,{:x},1", VBASE + 0x3000)), "OK", "{hg}");
+        d
+    };
+    assert_eq!(planted_in(&mut c, "Hgp1.801"), [2]);
+    // A missing domain's thread: the breakpoint goes to the first vCPU's.
+    assert_eq!(planted_in(&mut c, "Hgp1.2401"), [1]);
+    assert_eq!(planted_in(&mut c, "Hgp1.4000801"), [1], "not d2's");
+}
