@@ -72,26 +72,37 @@ impl SvmVcpu {
             } else {
                 size.max(1) as u64
             };
-            for i in 0..count {
-                let offset = self.regs.rsi.wrapping_add(i.wrapping_mul(step)) & addr_mask;
-                let gva = self.vmcb.save.ds.base.wrapping_add(offset);
+            // An unreadable element faults as the CPU's would: CR2 names
+            // it, and RSI/RCX count the elements sent before it.
+            let linear_mask = if self.is_long() { u64::MAX } else { 0xFFFF_FFFF };
+            let mut fault = None;
+            let mut done = 0;
+            while done < count {
+                let offset = self.regs.rsi.wrapping_add(done.wrapping_mul(step)) & addr_mask;
+                let gva = self.vmcb.save.ds.base.wrapping_add(offset) & linear_mask;
                 let mut b = [0u8; 1];
                 if VirtMem::new(d, self).read_bytes(Gva(gva), &mut b).is_err() {
-                    self.inject_exception(vector::PF, Some(0));
-                    return None;
+                    fault = Some(gva);
+                    break;
                 }
                 if port == DEBUG_PORT {
                     d.console.lock().write(&b);
                 }
+                done += 1;
             }
             let keep = !addr_mask;
             let advance = |r: u64, by: u64| (r & keep) | (r.wrapping_add(by) & addr_mask);
-            self.regs.rsi = advance(self.regs.rsi, count.wrapping_mul(step));
+            self.regs.rsi = advance(self.regs.rsi, done.wrapping_mul(step));
             if rep {
-                self.regs.rcx = advance(self.regs.rcx, count.wrapping_neg());
-                if total > count {
-                    return None; // RIP unchanged: continue next entry.
-                }
+                self.regs.rcx = advance(self.regs.rcx, done.wrapping_neg());
+            }
+            if let Some(gva) = fault {
+                self.vmcb.save.cr2 = gva;
+                self.inject_exception(vector::PF, Some(0));
+                return None;
+            }
+            if rep && total > count {
+                return None; // RIP unchanged: continue next entry.
             }
         } else if is_in {
             // No device answers: all ones. A 32-bit IN zero-extends into RAX.
@@ -223,5 +234,33 @@ mod tests {
         assert_eq!(v.handle_io(&d), None);
         assert_eq!(v.vmcb.control.eventinj, event::exception(14, Some(0)));
         assert_eq!(v.vmcb.save.rip, 0x1000);
+    }
+
+    /// A `rep outs` whose source runs into an unreadable page faults there
+    /// as the CPU does: CR2 names the address, and RSI/RCX count the
+    /// elements already sent, so returning from the guest's #PF handler
+    /// does not send them again.
+    #[test]
+    fn rep_outs_faulting_midway_reports_the_address_and_keeps_progress() {
+        let d = domain(1);
+        let mut v = vcpu(0);
+        let end = lantern_testkit::RAM_PAGES * 4096;
+        PhysMem::new(&d).write_bytes(Gpa(end - 3), b"abc").unwrap();
+        v.vmcb.save.cr2 = 0x1234;
+        v.regs.rsi = end - 3;
+        v.regs.rcx = 5;
+        v.vmcb.control.exitinfo1 = info(DEBUG_PORT, 1, (1 << 2) | (1 << 3));
+        v.vmcb.control.exitinfo2 = 0x1002;
+        assert_eq!(v.handle_io(&d), None);
+        assert_eq!(v.vmcb.control.eventinj, event::exception(14, Some(0)));
+        assert_eq!(v.vmcb.save.cr2, end, "the address that faulted");
+        assert_eq!((v.regs.rsi, v.regs.rcx, v.vmcb.save.rip), (end, 2, 0x1000));
+        // Resumed with the page readable: the rest, once.
+        PhysMem::new(&d).write_bytes(Gpa(0x6000), b"\n").unwrap();
+        v.vmcb.control.eventinj = 0;
+        v.regs.rsi = 0x6000;
+        v.regs.rcx = 1;
+        assert_eq!(v.handle_io(&d), None);
+        assert_eq!(history(&d), ["abc"]);
     }
 }
