@@ -168,7 +168,7 @@ pub fn fuzz_run(board: &'static dyn BoardSpec, calls: u64, seed: u64, extra: &st
     let mut run = FuzzRun::default();
     let check = |run: &mut FuzzRun, what: String, ok: bool, detail: String| {
         if !ok {
-            run.failures.push(format!("{what} ({detail})"));
+            run.failures.push(format!("FAIL {what}: {detail}"));
         }
         run.checks.push((what, ok, detail));
     };
@@ -257,11 +257,6 @@ fn print_run(board: &dyn BoardSpec, run: &FuzzRun) {
 /// The `fuzz` group of `cargo xtask test`: [`TEST_CALLS`] per layout.
 pub fn fuzz_test(board: &'static dyn BoardSpec, tally: &mut Tally) {
     let name = format!("{} fuzz", board.name());
-    if let Some(finding) = board.fuzz_open_finding() {
-        println!("  {name}: NOT RUN by `cargo xtask test` while this is open: {finding}");
-        println!("  {name}: run it with `cargo xtask fuzz --arch {} --calls {TEST_CALLS}`", board.name());
-        return;
-    }
     let t = Instant::now();
     match fuzz_run(board, TEST_CALLS, TEST_SEED, "") {
         Ok(run) => {

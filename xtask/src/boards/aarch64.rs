@@ -156,13 +156,6 @@ impl BoardSpec for Aarch64 {
         Some("none")
     }
 
-    fn fuzz_open_finding(&self) -> Option<&'static str> {
-        Some(
-            "the arm64 fuzz domain loses a stage-2 mapping of its own code after 10,000-70,000 calls on most \
-             seeds (docs/reliability.md, In-guest hypercall fuzzing, Findings)",
-        )
-    }
-
     fn default_gdb_port(&self) -> u16 {
         1235
     }

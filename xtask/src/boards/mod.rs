@@ -76,12 +76,6 @@ pub trait BoardSpec: Sync {
     fn demo_vcpus(&self) -> u32;
     /// gdb's `set architecture` name.
     fn gdb_arch(&self) -> &'static str;
-    /// An open finding of the in-guest fuzzer on this board that keeps its
-    /// fuzz run out of `cargo xtask test` (said on every run, with where it
-    /// is described; `cargo xtask fuzz` still runs it).
-    fn fuzz_open_finding(&self) -> Option<&'static str> {
-        None
-    }
     /// gdb's `set osabi` for the board's guests, when gdb's default (the
     /// host's, GNU/Linux) is wrong for them.
     fn gdb_osabi(&self) -> Option<&'static str> {

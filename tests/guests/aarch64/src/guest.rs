@@ -114,6 +114,18 @@ unsafe impl Guest for ArmGuest {
         xen_hypercall(nr, args)
     }
 
+    fn image(&self) -> core::ops::Range<u64> {
+        extern "C" {
+            /// The linker script's bounds of the whole image (code, data,
+            /// .bss with the stacks).
+            static __image_start: u8;
+            static __image_end: u8;
+        }
+        // Addresses as run (the guest relocates itself and the references are PC-relative): only the symbols' addresses
+        // are taken, nothing is read.
+        core::ptr::addr_of!(__image_start) as u64..core::ptr::addr_of!(__image_end) as u64
+    }
+
     fn mmio_gpa(&self) -> u64 {
         // The first redistributor (emulated MMIO, from the DTB).
         boot().gicr_base

@@ -236,6 +236,15 @@ pub unsafe trait Guest: Sync {
         self.hypercall(nr, args)
     }
 
+    /// The guest-physical range the guest's own image (code, data, stacks)
+    /// occupies, which the fuzzer must never name as an address the
+    /// hypervisor reads a frame list from or writes to: where the image
+    /// starts at 0 (arm64), a null pointer is a pointer into our own code.
+    /// Empty by default (the host mocks have no image in guest memory).
+    fn image(&self) -> core::ops::Range<u64> {
+        0..0
+    }
+
     /// A guest-physical address of an emulated device's MMIO (no RAM), for
     /// the fuzzer's argument pointers: x86's local APIC by default.
     fn mmio_gpa(&self) -> u64 {

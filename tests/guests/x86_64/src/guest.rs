@@ -114,6 +114,18 @@ unsafe impl Guest for X86Guest {
         }
     }
 
+    fn image(&self) -> core::ops::Range<u64> {
+        extern "C" {
+            /// The linker script's bounds of the whole image (code, data,
+            /// .bss with the stacks).
+            static __image_start: u8;
+            static __image_end: u8;
+        }
+        // Addresses as run (the guest runs where it is linked): only the symbols' addresses
+        // are taken, nothing is read.
+        core::ptr::addr_of!(__image_start) as u64..core::ptr::addr_of!(__image_end) as u64
+    }
+
     fn hypercall(&self, nr: u64, args: [u64; 5]) -> i64 {
         if !HYPERCALLS_READY.load(Ordering::Acquire) || nr >= xen_x86::HYPERCALL_STUBS {
             return Errno::ENOSYS.to_hypercall_ret();

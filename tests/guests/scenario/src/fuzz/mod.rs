@@ -219,8 +219,9 @@ pub enum PtrClass {
     /// Running off the end of the argument pages into the hole: only the
     /// head is readable.
     Truncated,
-    /// Address 0 (RAM on x86, where nothing of the fuzzer lives; nothing on
-    /// arm64).
+    /// Address 0 (RAM on x86, where nothing of the fuzzer lives), or the
+    /// hole where 0 is inside our own image (arm64's starts there): see
+    /// [`Fuzzer::null`].
     Null,
     /// The hole page, or guest-physical memory no RAM backs.
     Unmapped,
@@ -282,6 +283,14 @@ pub struct Fuzzer<'g> {
     secondary_started: bool,
     /// The last struct's address, for overlapping arguments.
     last_arg: u64,
+    /// Set while the struct being built is the first of an array the
+    /// hypervisor reads `count` elements of: [`Self::place`] then puts it at
+    /// the very end of the argument pages, so an element read past it is in
+    /// the hole (as with a reservation's extent list), never stale bytes of
+    /// earlier calls. A stale `gnttab_copy` there named our own code page
+    /// as its destination, which the hypervisor rightly wrote (found on
+    /// arm64, seed 1).
+    array_tail: bool,
 }
 
 /// A small ring of recent values (the fuzzer's idea of its state; it may
@@ -338,6 +347,7 @@ impl<'g> Fuzzer<'g> {
             handles: Ring::new(),
             secondary_started: false,
             last_arg: PAGES.args[0].gpa(),
+            array_tail: false,
         }
     }
 
@@ -448,7 +458,7 @@ impl<'g> Fuzzer<'g> {
                 Ptr { addr: base + len - head, room: head as usize }
             }
             PtrClass::Misaligned | PtrClass::PageCrossing | PtrClass::Truncated => self.ptr_of(PtrClass::Valid, 1),
-            PtrClass::Null => Ptr { addr: 0, room: 0 },
+            PtrClass::Null => Ptr { addr: self.null(), room: 0 },
             PtrClass::Unmapped => {
                 let addr = if r.chance(50) {
                     PAGES.hole.gpa() + r.below(PAGE_SIZE)
@@ -487,6 +497,13 @@ impl<'g> Fuzzer<'g> {
     /// to pass. The last struct's address is remembered for overlapping
     /// arguments.
     fn place(&mut self, bytes: &[u8]) -> u64 {
+        if self.array_tail {
+            let (base, len) = self.args_span();
+            let addr = base + len - bytes.len() as u64;
+            self.g.write(addr, bytes);
+            self.last_arg = addr;
+            return addr;
+        }
         let p = self.ptr(bytes.len());
         self.write_at(p, bytes);
         self.last_arg = p.addr;
@@ -626,6 +643,55 @@ impl<'g> Fuzzer<'g> {
         }
     }
 
+    /// A frame number for a frame the hypervisor writes bytes into that the
+    /// fuzzer does not choose (an area, an event-channel control block, a
+    /// copy's destination): as [`Self::gfn`], but never the grant table's
+    /// page. Those bytes in our grant table are grant entries: one that
+    /// granted ourselves our own code page let a later copy to that grant
+    /// write over our code (found on arm64, seed 1: the hypervisor did as
+    /// Xen does with a self-grant).
+    fn written_gfn(&mut self) -> u64 {
+        let gfn = self.gfn();
+        if gfn == PAGES.table.gpa() / PAGE_SIZE {
+            self.random_pool_gfn()
+        } else {
+            gfn
+        }
+    }
+
+    /// A null pointer, where that names nothing of ours; where the image
+    /// starts at 0 (arm64), the hole page instead. A null pointer there is
+    /// a pointer into our own code, which the hypervisor rightly reads and
+    /// writes as the RAM it is (as Xen does): a frame list read from it
+    /// gave away our code pages, a vcpu_info or runstate area registered
+    /// at it, or an output written to it, overwrote our code, and a vCPU
+    /// context read from it started vCPU 1 at random.
+    pub(crate) fn null(&self) -> u64 {
+        if self.g.image().contains(&0) {
+            PAGES.hole.gpa()
+        } else {
+            0
+        }
+    }
+
+    /// The "no area" address for an area registration `cmd`: the
+    /// unregister value (0 for a guest-virtual area, `!0` for a physical
+    /// one) or, for a physical one, a null pointer (a real address: see
+    /// [`Self::null`]).
+    pub(crate) fn no_area(&mut self, cmd: u64) -> u64 {
+        use xen_abi::nr::vcpuop;
+        match cmd {
+            vcpuop::REGISTER_RUNSTATE_PHYS_AREA | vcpuop::REGISTER_VCPU_TIME_PHYS_AREA => {
+                if self.rng.chance(50) {
+                    !0
+                } else {
+                    self.null()
+                }
+            }
+            _ => 0,
+        }
+    }
+
     /// A frame number for an extent of `1 << order` frames that may be
     /// given back or populated whole: order 0 as [`Self::gfn`]; a larger
     /// one from the range no RAM of ours has, aligned, so the extent never
@@ -638,11 +704,11 @@ impl<'g> Fuzzer<'g> {
         (FAULT_GPA / PAGE_SIZE + self.rng.below(1 << 16)) & !(align - 1)
     }
 
-    /// A guest-physical address for an area or a mapping: in a pool frame
-    /// (aligned, misaligned or crossing its end), or where [`Self::gfn`]
-    /// points.
+    /// A guest-physical address for an area the hypervisor writes: in a
+    /// pool frame (aligned, misaligned or crossing its end), or where
+    /// [`Self::written_gfn`] points.
     fn frame_addr(&mut self, size: u64) -> u64 {
-        let gfn = self.gfn();
+        let gfn = self.written_gfn();
         let off = match self.rng.below(6) {
             0..=2 => self.rng.below(PAGE_SIZE / 64) * 64,
             3 => self.rng.below(PAGE_SIZE),

@@ -172,7 +172,7 @@ fn vcpu_op(f: &mut Fuzzer<'_>) {
         | vcpuop::REGISTER_VCPU_TIME_MEMORY_AREA
         | vcpuop::REGISTER_RUNSTATE_PHYS_AREA
         | vcpuop::REGISTER_VCPU_TIME_PHYS_AREA => {
-            let addr = if f.rng.chance(10) { 0 } else { f.frame_addr(48) };
+            let addr = if f.rng.chance(10) { f.no_area(cmd) } else { f.frame_addr(48) };
             f.place(VcpuRegisterArea { addr }.as_bytes())
         }
         vcpuop::SET_PERIODIC_TIMER => {
@@ -274,7 +274,7 @@ fn reservation(f: &mut Fuzzer<'_>) -> u64 {
         _ => (base + PAGE_SIZE - 2 * w, 4),
     };
     let start = match f.rng.below(20) {
-        0 => 0,
+        0 => f.null(),
         1 => f.ptr_of(PtrClass::Unmapped, 8).addr & !7,
         2 => f.ptr_of(PtrClass::Hypervisor, 8).addr & !7,
         _ => region,
@@ -470,6 +470,9 @@ fn grant_op(f: &mut Fuzzer<'_>) {
         8 => f.rng.below(4),
         _ => f.u32_edge() as u64,
     };
+    // More than one element: the first ends the argument pages, so those
+    // after it are unreadable (see `Fuzzer::array_tail`).
+    f.array_tail = count != 1;
     let uop = match cmd {
         gnttabop::MAP_GRANT_REF => {
             let a = map_ref(f);
@@ -515,6 +518,7 @@ fn grant_op(f: &mut Fuzzer<'_>) {
             f.place(&junk)
         }
     };
+    f.array_tail = false;
     if let Some(rc) = f.call(nr::GRANT_TABLE_OP, [cmd, uop, count, 0, 0]) {
         if cmd == gnttabop::MAP_GRANT_REF && rc == 0 {
             f.note_handle(uop);
@@ -534,7 +538,9 @@ pub(super) fn map_ref(f: &mut Fuzzer<'_>) -> GnttabMapGrantRef {
     };
     let dom = if f.rng.chance(50) { xen_abi::nr::domid::SELF } else { f.domid() };
     let r#ref = if f.rng.chance(85) { f.rng.below(GRANT_REFS as u64) as u32 } else { f.u32_edge() };
-    let host_addr = f.frame_addr(PAGE_SIZE) & !(PAGE_SIZE - 1);
+    // Any frame of [`Fuzzer::gfn`], the grant table's included: a mapping
+    // replaces the frame, writing nothing into it.
+    let host_addr = f.gfn().wrapping_mul(PAGE_SIZE);
     GnttabMapGrantRef { host_addr, flags, r#ref, dom, status: 0, handle: 0, dev_bus_addr: 0 }
 }
 
@@ -545,14 +551,18 @@ fn copy_op(f: &mut Fuzzer<'_>) -> u64 {
         0..=7 => f.rng.below(4) as u16,
         _ => f.u32_edge() as u16,
     };
-    let end = |f: &mut Fuzzer<'_>, gref: bool| -> (u64, u16, u16) {
-        let u = if gref { f.rng.below(GRANT_REFS as u64 + 2) } else { f.gfn() };
+    let end = |f: &mut Fuzzer<'_>, gref: bool, dest: bool| -> (u64, u16, u16) {
+        let u = match (gref, dest) {
+            (true, _) => f.rng.below(GRANT_REFS as u64 + 2),
+            (false, true) => f.written_gfn(),
+            (false, false) => f.gfn(),
+        };
         let domid = if f.rng.chance(60) { xen_abi::nr::domid::SELF } else { f.domid() };
         let offset = if f.rng.chance(80) { f.rng.below(PAGE_SIZE / 8) as u16 * 8 } else { f.u32_edge() as u16 };
         (u, domid, offset)
     };
-    let s = end(f, flags & gntcopy::SOURCE_GREF != 0);
-    let d = end(f, flags & gntcopy::DEST_GREF != 0);
+    let s = end(f, flags & gntcopy::SOURCE_GREF != 0, false);
+    let d = end(f, flags & gntcopy::DEST_GREF != 0, true);
     let len = if f.rng.chance(80) { f.rng.below(PAGE_SIZE + 1) as u16 } else { f.u32_edge() as u16 };
     if f.narrow() {
         let a = GnttabCopyUlong32 {

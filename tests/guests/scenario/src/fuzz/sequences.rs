@@ -71,7 +71,7 @@ fn areas(f: &mut Fuzzer<'_>) {
     for _ in 0..2 + f.rng.below(4) {
         let cmd = f.rng.pick(&kinds);
         let addr = match f.rng.below(4) {
-            0 => 0,
+            0 => f.no_area(cmd),
             1 => f.frame_addr(48),
             _ => pool_addr(f),
         };

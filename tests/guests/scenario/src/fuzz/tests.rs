@@ -27,6 +27,8 @@ struct Recorder {
     /// A rule broken, if any (checked at the call, while the argument
     /// memory still holds what the fuzzer wrote).
     broken: Mutex<Vec<String>>,
+    /// Where the guest's own image is ([`Guest::image`]).
+    image: core::ops::Range<u64>,
 }
 
 impl Recorder {
@@ -37,7 +39,14 @@ impl Recorder {
             given: Mutex::new(BTreeSet::new()),
             shutdowns: Mutex::new(BTreeSet::new()),
             broken: Mutex::new(Vec::new()),
+            image: 0..0,
         }
+    }
+
+    /// Whether `addr` is in the guest's own image (for a null pointer, where
+    /// the image starts at 0).
+    fn in_image(&self, addr: u64) -> bool {
+        self.image.contains(&addr)
     }
 
     /// Whether `addr` is readable memory of the fuzzer's (its argument
@@ -86,6 +95,56 @@ impl Recorder {
         if n == nr::VCPU_OP && a[0] == vcpuop::INITIALISE && (a[1] as u32) < 2 && self.readable(a[2]) {
             broken.push(format!("readable initialise of vCPU {}", a[1]));
         }
+        // Nothing of ours the hypervisor reads a context or writes an area
+        // or an output to may be in our image.
+        if n == nr::VCPU_OP && a[0] == vcpuop::INITIALISE && self.in_image(a[2]) {
+            broken.push(format!("initialise of vCPU {} from our image", a[1] as u32));
+        }
+        let area = [
+            vcpuop::REGISTER_RUNSTATE_PHYS_AREA,
+            vcpuop::REGISTER_VCPU_TIME_PHYS_AREA,
+            vcpuop::REGISTER_RUNSTATE_MEMORY_AREA,
+            vcpuop::REGISTER_VCPU_TIME_MEMORY_AREA,
+        ];
+        if n == nr::VCPU_OP && area.contains(&a[0]) && self.readable(a[2]) && self.readable(a[2].wrapping_add(7)) {
+            let mut b = [0u8; 8];
+            self.read(a[2], &mut b);
+            let addr = if self.layout.xen_ulong_size == 8 {
+                u64::from_le_bytes(b)
+            } else {
+                u32::from_le_bytes(b[..4].try_into().unwrap()) as u64
+            };
+            // (0 unregisters a guest-virtual area.)
+            let va = matches!(a[0], vcpuop::REGISTER_RUNSTATE_MEMORY_AREA | vcpuop::REGISTER_VCPU_TIME_MEMORY_AREA);
+            if self.in_image(addr) && !(va && addr == 0) {
+                broken.push(format!("area {} registered at {addr:#x}, in our image", a[0]));
+            }
+        }
+        // An array of more than one grant op ends the argument pages: the
+        // elements after the first are in the hole, never stale bytes.
+        if n == nr::GRANT_TABLE_OP && a[2] as u32 != 1 && self.readable(a[1]) {
+            use xen_abi::public::{GnttabCopy, GnttabCopyUlong32, GnttabMapGrantRef, GnttabUnmapGrantRef};
+            let elem = match a[0] {
+                gnttabop::MAP_GRANT_REF => Some(core::mem::size_of::<GnttabMapGrantRef>()),
+                gnttabop::UNMAP_GRANT_REF => Some(core::mem::size_of::<GnttabUnmapGrantRef>()),
+                gnttabop::COPY if self.layout.xen_ulong_size == 8 => Some(core::mem::size_of::<GnttabCopy>()),
+                gnttabop::COPY => Some(core::mem::size_of::<GnttabCopyUlong32>()),
+                _ => None,
+            };
+            if let Some(elem) = elem {
+                if self.readable(a[1] + elem as u64) {
+                    broken.push(format!(
+                        "grant op {} x{}: element 2 at {:#x} is stale bytes",
+                        a[0],
+                        a[2] as u32,
+                        a[1] + elem as u64
+                    ));
+                }
+            }
+        }
+        if matches!(n, nr::EVENT_CHANNEL_OP | nr::GRANT_TABLE_OP) && self.in_image(a[1]) {
+            broken.push(format!("hypercall {n} op {} argument {:#x} in our image", a[0], a[1]));
+        }
         if n == nr::MEMORY_OP && matches!(a[0] & memop::CMD_MASK, memop::DECREASE_RESERVATION | memop::POPULATE_PHYSMAP)
         {
             // The extent list, where it is ours to read.
@@ -106,6 +165,9 @@ impl Recorder {
                         u32::from_le_bytes(r[4..8].try_into().unwrap()) as u64,
                     )
                 };
+                if count > 0 && self.in_image(start) {
+                    broken.push(format!("a frame list at {start:#x}, in our image"));
+                }
                 for i in 0..count.min(4) {
                     let at = start.wrapping_add(i * w);
                     if self.readable(at) && self.readable(at.wrapping_add(w - 1)) {
@@ -143,6 +205,10 @@ unsafe impl Guest for Recorder {
     }
 
     fn console(&self, _bytes: &[u8]) {}
+
+    fn image(&self) -> core::ops::Range<u64> {
+        self.image.clone()
+    }
 
     fn scratch_pages(&self) -> [u64; 4] {
         [0; 4]
@@ -192,8 +258,12 @@ type Run = (Vec<(u64, [u64; 5])>, Histogram, Vec<String>);
 
 /// `calls` calls from `seed` in `layout`.
 fn run_fuzzer(layout: &'static Layout, seed: u64, calls: u64) -> Run {
+    run_fuzzer_in(Recorder::new(layout), seed, calls)
+}
+
+/// As [`run_fuzzer`], the guest being `g`.
+fn run_fuzzer_in(g: Recorder, seed: u64, calls: u64) -> Run {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let g = Recorder::new(layout);
     let mut f = Fuzzer::new(&g, seed, calls, 1, &[2, 3]);
     f.run();
     assert_eq!(f.calls(), calls, "the run makes exactly its calls");
@@ -280,6 +350,23 @@ fn the_calls_that_would_end_the_domain_are_never_made() {
         let (_, _, broken) = run_fuzzer(layout, 9, 30_000);
         assert!(broken.is_empty(), "{}: {broken:?}", layout.name);
     }
+}
+
+/// arm64's image starts at 0 (the guest is linked there), so a null
+/// pointer is a pointer into our own code: the hypervisor reads and writes
+/// it as the RAM it is. Found on arm64: a frame list read from 0 gave away
+/// our code pages, and areas registered at 0 were written over our code.
+#[test]
+fn with_the_image_at_zero_no_null_pointer_names_it() {
+    for seed in [2, 5, 9] {
+        let mut g = Recorder::new(&ARM64);
+        g.image = 0..0x4_0000;
+        let (_, _, broken) = run_fuzzer_in(g, seed, 30_000);
+        assert!(broken.is_empty(), "seed {seed}: {broken:?}");
+    }
+    // Where the image is elsewhere, address 0 is still fuzzed.
+    let (calls, _, _) = run_fuzzer(&X86_64, 5, 20_000);
+    assert!(calls.iter().any(|(n, a)| *n == nr::EVENT_CHANNEL_OP && a[1] == 0), "a null pointer");
 }
 
 #[test]
