@@ -25,6 +25,8 @@ pub mod control;
 pub mod hal;
 pub mod names;
 pub mod pci;
+#[cfg(feature = "sessions")]
+pub mod sessions;
 pub mod stream;
 
 use alloc::vec::Vec;

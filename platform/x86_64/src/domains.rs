@@ -254,7 +254,7 @@ pub fn run(cfg: &BootConfig, archive: &[u8]) -> ! {
     let clock: Arc<dyn Clock> = Arc::new(crate::clock::tsc_clock(interrupts::TSC_HZ.load(Ordering::Relaxed)));
     let mut board = X86Board {
         exit_when_done: cfg.exit_when_done,
-        gdb: GdbSessions::probe(),
+        gdb: GdbSessions::new(crate::gdb_line::probe_line()),
         next_console_poll: 0,
         console: Arc::new(SerialConsole),
         archive,

@@ -214,8 +214,8 @@ extern "C" fn lantern_main(x0: u64) -> ! {
     gic.enable_ppi(intid::PPI_VTIMER, 0x80);
     gic.enable_ppi(intid::PPI_MAINTENANCE, 0x80);
     log::info!("gicv3: {} list registers", gic.nr_lrs());
-    if let Some(mut line) = gdb_line::GdbLine::probe(&info) {
-        if let gdb_line::GdbLine::Uart(u) = &mut line {
+    if let Some(mut line) = gdb_line::probe_line(&info) {
+        if let gdb_line::GdbLine::Uart(u, _) = &mut line {
             if info.bootargs.split_ascii_whitespace().any(|w| w == "lantern.gdb-uart-hello") {
                 // Diagnostic: say hello, then echo to the console whatever
                 // arrives within a second.
