@@ -1,8 +1,12 @@
 //! The vCPU register file as gdb sees it: the `org.gnu.gdb.aarch64.core`
 //! feature (x0..x30, sp, pc, cpsr) and Lantern's `org.lantern.aarch64.el1`
 //! feature (the EL1 system registers a guest-kernel developer needs: SCTLR,
-//! TTBR0/1, TCR, MAIR, VBAR, ESR, FAR, ELR, SPSR), little-endian, in the order
-//! of [`TARGET_XML`]. SP is the stack pointer of the guest's current mode.
+//! TTBR0/1, TCR, MAIR, VBAR, ESR, FAR, ELR, SPSR), then gdb's
+//! `org.gnu.gdb.aarch64.pauth` (the pointer-authentication code masks, from
+//! the guest's TCR_EL1, so gdb strips the codes Linux signs its return
+//! addresses with: Lantern passes PAuth through), little-endian, in the
+//! order of [`TARGET_XML`]. SP is the stack pointer of the guest's current
+//! mode.
 
 use xen_abi::errno::{Errno, XenResult};
 
@@ -63,6 +67,10 @@ pub const TARGET_XML: &str = r#"<?xml version="1.0"?>
     <reg name="elr_el1" bitsize="64" type="code_ptr" group="system"/>
     <reg name="spsr_el1" bitsize="64" type="int" group="system"/>
   </feature>
+  <feature name="org.gnu.gdb.aarch64.pauth">
+    <reg name="pauth_dmask" bitsize="64" type="int"/>
+    <reg name="pauth_cmask" bitsize="64" type="int"/>
+  </feature>
 </target>
 "#;
 
@@ -70,8 +78,27 @@ pub const TARGET_XML: &str = r#"<?xml version="1.0"?>
 const CORE_SIZE: usize = 33 * 8 + 4;
 /// Number of EL1 system registers in the second feature.
 const SYS_REGS: usize = 10;
+/// Offset of the pauth feature (data mask, then code mask).
+const PAUTH_AT: usize = CORE_SIZE + SYS_REGS * 8;
 /// Size of the register file in bytes.
-pub const REGS_SIZE: usize = CORE_SIZE + SYS_REGS * 8;
+pub const REGS_SIZE: usize = PAUTH_AT + 2 * 8;
+
+/// The bits of a pointer that hold its authentication code under
+/// `tcr_el1`, as gdb's pauth masks want them (Linux's ptrace gives the same
+/// for its processes): bits 54 down to the virtual-address size of either
+/// half (T0SZ, T1SZ; the top byte and bit 55 gdb handles itself). None
+/// where a half's size leaves no room (TxSZ 0: translation not set up).
+pub fn pac_mask(tcr_el1: u64) -> u64 {
+    let half = |txsz: u64| {
+        let va_bits = 64 - txsz.min(64);
+        if va_bits >= 55 {
+            0
+        } else {
+            ((1u64 << 55) - 1) & !((1u64 << va_bits) - 1)
+        }
+    };
+    half(tcr_el1 & 0x3f) | half((tcr_el1 >> 16) & 0x3f)
+}
 
 /// The EL1 system registers in target-description order.
 fn sysregs_mut(ctx: &mut VcpuContext) -> [&mut u64; SYS_REGS] {
@@ -123,6 +150,9 @@ pub fn read_registers(ctx: &VcpuContext, out: &mut [u8]) -> usize {
     for (i, r) in sys.iter().enumerate() {
         out[CORE_SIZE + i * 8..CORE_SIZE + i * 8 + 8].copy_from_slice(&r.to_le_bytes());
     }
+    let mask = pac_mask(s.tcr_el1);
+    out[PAUTH_AT..PAUTH_AT + 8].copy_from_slice(&mask.to_le_bytes());
+    out[PAUTH_AT + 8..PAUTH_AT + 16].copy_from_slice(&mask.to_le_bytes());
     REGS_SIZE
 }
 
@@ -151,6 +181,7 @@ pub fn write_registers(ctx: &mut VcpuContext, data: &[u8]) -> XenResult<()> {
     for (i, r) in sysregs_mut(ctx).into_iter().enumerate() {
         *r = u64_at(CORE_SIZE + i * 8);
     }
+    // The pauth masks follow from TCR_EL1: what gdb writes there is ignored.
     Ok(())
 }
 
@@ -173,7 +204,7 @@ mod tests {
         assert_eq!(c.regs.x[1], 9);
         assert_eq!(c.regs.pstate, 0x6000_03c5);
         assert!(TARGET_XML.contains("x30"));
-        assert_eq!(TARGET_XML.matches("<reg ").count(), 34 + SYS_REGS);
+        assert_eq!(TARGET_XML.matches("<reg ").count(), 34 + SYS_REGS + 2);
         // The EL1 system registers follow the core ones, in XML order.
         c.sys.vbar_el1 = 0xffff_0000_0008_0000;
         assert_eq!(read_registers(&c, &mut buf), REGS_SIZE);
@@ -231,6 +262,7 @@ mod tests {
         expected.extend(
             ["sctlr", "ttbr0", "ttbr1", "tcr", "mair", "vbar", "esr", "far", "elr", "spsr"].map(|r| format!("{r}_el1")),
         );
+        expected.extend(["pauth_dmask", "pauth_cmask"].map(String::from));
         assert_eq!(names, expected);
         let bytes: usize = regs.iter().map(|r| r.1 / 8).sum();
         assert_eq!(bytes, REGS_SIZE);
@@ -248,6 +280,8 @@ mod tests {
         for (i, r) in sysregs_mut(&mut c).into_iter().enumerate() {
             *r = 0x4000 + i as u64;
         }
+        // TCR_EL1 (0x4003): T0SZ 3 (a 61-bit space): no room for a code.
+        let tcr_at = CORE_SIZE + 3 * 8;
         read_registers(&c, &mut out);
         let mut offset = 0;
         for (i, (name, bits)) in regs.iter().enumerate() {
@@ -259,11 +293,33 @@ mod tests {
                 31 => 0x2000,
                 32 => 0x3000,
                 33 => c.regs.pstate & 0xffff_ffff,
-                _ => 0x4000 + (i - 34) as u64,
+                34..=43 => 0x4000 + (i - 34) as u64,
+                _ => pac_mask(u64::from_le_bytes(out[tcr_at..tcr_at + 8].try_into().unwrap())),
             };
             assert_eq!(u64::from_le_bytes(value), want, "{name} at {offset}");
             offset += size;
         }
+    }
+
+    /// The masks gdb strips authentication codes with: bits 54 down to the
+    /// address size, from T0SZ and T1SZ (Linux: 48-bit halves, T0SZ = T1SZ
+    /// = 16; 39-bit with 25), none while translation is not set up.
+    #[test]
+    fn pac_masks_follow_tcr() {
+        assert_eq!(pac_mask((16 << 16) | 16), 0x007f_0000_0000_0000);
+        assert_eq!(pac_mask((25 << 16) | 25), 0x007f_ff80_0000_0000);
+        // The halves differ: the union.
+        assert_eq!(pac_mask((25 << 16) | 16), 0x007f_ff80_0000_0000);
+        assert_eq!(pac_mask(0), 0);
+        // What gdb reads follows TCR_EL1; what it writes there is ignored.
+        let mut c = VcpuContext::new(0, 0, 0);
+        c.sys.tcr_el1 = (16 << 16) | 16;
+        let mut buf = [0u8; REGS_SIZE];
+        read_registers(&c, &mut buf);
+        assert_eq!(&buf[PAUTH_AT + 8..], &0x007f_0000_0000_0000u64.to_le_bytes());
+        buf[PAUTH_AT..].fill(0xff);
+        write_registers(&mut c, &buf).unwrap();
+        assert_eq!(c.sys.tcr_el1, (16 << 16) | 16);
     }
 
     #[test]
@@ -283,15 +339,17 @@ mod tests {
     #[test]
     fn target_xml_is_the_one_line_description_laid_out() {
         // Dropping the whitespace between elements gives back, byte for byte,
-        // the single-line description gdb was given before (2,247 bytes,
-        // FNV-1a 0xc3ae6d48479af2bf).
+        // the single-line description gdb was given before the layout
+        // (2,247 bytes, FNV-1a 0xc3ae6d48479af2bf) with the pauth feature
+        // added before `</target>`: a change here is deliberate, never a
+        // reflow.
         let mut compact = String::new();
         for line in TARGET_XML.lines() {
             compact.push_str(line.trim());
         }
-        assert_eq!(compact.len(), 2247);
+        assert_eq!(compact.len(), 2397);
         let fnv1a = compact.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
-        assert_eq!(fnv1a, 0xc3ae_6d48_479a_f2bf);
+        assert_eq!(fnv1a, 0x93de_5299_ca8c_d9eb);
         assert!(TARGET_XML.starts_with("<?xml"), "nothing may precede the XML declaration");
     }
 }
