@@ -155,8 +155,8 @@ pub enum VcpuInitContext<'a> {
 /// The board's time-slice timer, as a vCPU's run loop sees it.
 pub trait Preemption {
     /// Host-counter value at which the current time slice ends, for backends
-    /// whose timer is armed per guest entry; `None` when the board preempts
-    /// with a periodic tick instead.
+    /// whose timer is armed per guest entry; `None` when the board arms its
+    /// own timer for the slice instead ([`crate::sched::Board::start_slice`]).
     fn slice_deadline(&self) -> Option<u64>;
     /// A host interrupt made the guest exit: the board services what is
     /// pending. Returns whether the time slice is over.

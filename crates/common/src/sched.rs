@@ -198,8 +198,12 @@ pub enum DomainRequest {
 /// What the board provides to the scheduler loop. As a [`Preemption`] it is
 /// the slice timer a running vCPU sees.
 pub trait Board: Preemption {
-    /// A time slice is about to start (the slice timer restarts).
-    fn start_slice(&mut self);
+    /// A time slice is about to start (the slice timer restarts). It ends
+    /// a slice from now, or sooner at `wake_at` (host counter), when a
+    /// blocked vCPU's guest or PV timer is due: a vCPU woken by its timer
+    /// does not wait for the running one's slice to end, as Xen's scheduler
+    /// is tickled on a wake-up.
+    fn start_slice(&mut self, wake_at: Option<u64>);
     /// Services the board's devices between slices — above all the debug
     /// transport (the gdb stub), which may inspect and change `hv`.
     fn poll(&mut self, hv: &mut Hypervisor);
@@ -607,7 +611,7 @@ impl Hypervisor {
             }
             match self.pick_next() {
                 Some((si, vid)) => {
-                    board.start_slice();
+                    board.start_slice(self.next_timer_deadline());
                     self.run_slice(si, vid, board);
                 }
                 None => {

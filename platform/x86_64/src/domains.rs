@@ -73,7 +73,8 @@ struct X86Board<'a> {
 
 impl Preemption for X86Board<'_> {
     fn slice_deadline(&self) -> Option<u64> {
-        // The APIC timer ticks periodically; every tick ends a slice.
+        // The one-shot APIC timer, armed per slice (`start_slice`), ends it:
+        // nothing to arm per guest entry.
         None
     }
 
@@ -85,7 +86,9 @@ impl Preemption for X86Board<'_> {
 }
 
 impl Board for X86Board<'_> {
-    fn start_slice(&mut self) {}
+    fn start_slice(&mut self, wake_at: Option<u64>) {
+        interrupts::arm_timer_at(wake_at);
+    }
 
     fn poll(&mut self, hv: &mut Hypervisor) {
         self.gdb.poll(hv);
@@ -106,13 +109,16 @@ impl Board for X86Board<'_> {
         }
     }
 
-    fn idle(&mut self, _hv: &Hypervisor, _wake_at: Option<u64>) {
+    fn idle(&mut self, _hv: &Hypervisor, wake_at: Option<u64>) {
         if self.gdb.holding() {
             // gdb holds the system: look at the line again right away (it
             // raises no interrupt here), instead of sleeping a whole tick.
             core::hint::spin_loop();
             return;
         }
+        // Until a blocked vCPU's timer is due, and at the latest a slice
+        // from now, to look at the serial lines (they raise no interrupt).
+        interrupts::arm_timer_at(wake_at);
         interrupts::wait_for_interrupt();
     }
 

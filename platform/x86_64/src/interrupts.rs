@@ -20,6 +20,10 @@ const APIC_BASE: usize = 0xFEE0_0000;
 pub static TIMER_TICKS: AtomicU64 = AtomicU64::new(0);
 /// TSC ticks per second (calibrated at boot).
 pub static TSC_HZ: AtomicU64 = AtomicU64::new(1_000_000_000);
+/// APIC timer counts per second (calibrated at boot, divide-by-16).
+static APIC_HZ: AtomicU64 = AtomicU64::new(1_000_000);
+/// The slice in TSC ticks: the latest the one-shot timer is ever armed for.
+pub static SLICE_TSC: AtomicU64 = AtomicU64::new(u64::MAX);
 
 /// Register state pushed by the trap stubs (lowest address first).
 #[repr(C)]
@@ -234,8 +238,11 @@ fn rate(delta: u64, hpet_ticks: u64, hpet_hz: u64) -> u64 {
 }
 
 /// Calibrates the TSC and the APIC timer against the HPET (which states its
-/// own period), then starts the APIC timer in periodic mode with period
-/// `slice_us`.
+/// own period), then sets the APIC timer up one-shot and arms it for a first
+/// slice of `slice_us`. Each slice and each idle wait arms it again
+/// ([`arm_timer_at`]): for the end of the slice, or sooner where a blocked
+/// vCPU's timer is due — a periodic tick would make every guest timer wait
+/// for the next tick, up to a whole slice late.
 pub fn start_timer(slice_us: u64) {
     apic_write(0xF0, 0x100 | SPURIOUS_VECTOR as u32);
     apic_write(0x3E0, 0x3); // divide by 16
@@ -264,8 +271,30 @@ pub fn start_timer(slice_us: u64) {
         CALIBRATION_US,
         slice_us
     );
-    apic_write(0x320, TIMER_VECTOR as u32 | (1 << 17));
+    APIC_HZ.store(apic_hz.max(1), Ordering::Relaxed);
+    SLICE_TSC.store(tsc_hz * slice_us / 1_000_000, Ordering::Relaxed);
+    // One-shot (LVT timer mode 0).
+    apic_write(0x320, TIMER_VECTOR as u32);
     apic_write(0x380, initial as u32);
+}
+
+/// The fewest APIC counts the timer is armed for (a deadline already past
+/// still gets an interrupt, a moment later).
+const MIN_TIMER_COUNT: u64 = 16;
+
+/// Arms the one-shot APIC timer to fire at TSC value `deadline`, or a slice
+/// from now, whichever comes first (writing the initial count restarts the
+/// countdown, so this replaces whatever was armed).
+pub fn arm_timer_at(deadline: Option<u64>) {
+    // SAFETY: RDTSC has no side effects.
+    let now = unsafe { core::arch::x86_64::_rdtsc() };
+    let slice = SLICE_TSC.load(Ordering::Relaxed);
+    // A deadline already past (its vCPU due but not woken) is no reason to
+    // cut the slice short.
+    let delta = deadline.filter(|&d| d > now).map_or(slice, |d| (d - now).min(slice));
+    let tsc_hz = TSC_HZ.load(Ordering::Relaxed).max(1);
+    let count = (delta as u128 * APIC_HZ.load(Ordering::Relaxed) as u128 / tsc_hz as u128) as u64;
+    apic_write(0x380, count.clamp(MIN_TIMER_COUNT, u32::MAX as u64) as u32);
 }
 
 /// Lets a pending host interrupt (e.g. the timer that caused an INTR exit) in.

@@ -148,6 +148,8 @@ impl ArchDomain for CountingDomain {
 #[derive(Default)]
 struct RecordingBoard {
     slices: usize,
+    /// The wake-up each slice was started with.
+    slice_wakes: Vec<Option<u64>>,
     polls: usize,
     idles: Vec<Option<u64>>,
     now: u64,
@@ -170,8 +172,9 @@ impl Preemption for RecordingBoard {
 }
 
 impl Board for RecordingBoard {
-    fn start_slice(&mut self) {
+    fn start_slice(&mut self, wake_at: Option<u64>) {
         self.slices += 1;
+        self.slice_wakes.push(wake_at);
     }
     fn poll(&mut self, hv: &mut Hypervisor) {
         self.polls += 1;
@@ -335,6 +338,25 @@ fn a_blocked_vcpu_wakes_at_its_guest_timer() {
     assert_eq!(board.idles.first(), Some(&Some(250)));
     assert_eq!(board.idles.len(), 3);
     assert_eq!(log.runs.lock().unwrap().len(), 2);
+}
+
+/// A slice that starts while another vCPU is blocked until its timer is
+/// told that deadline, so the board can end the slice then rather than keep
+/// the woken vCPU waiting for a whole slice (Xen tickles a CPU on a wake).
+#[test]
+fn a_slice_is_told_when_a_blocked_vcpus_timer_is_due() {
+    let log = Arc::default();
+    let (a, _, deadline) = scripted(1, vec![vec![VcpuExit::Halted, poweroff()]], &log);
+    deadline.store(250, Ordering::SeqCst);
+    let yield_call = || hypercall(hypercall::SCHED_OP, [schedop::YIELD, 0, 0, 0, 0, 0]);
+    let (b, _, _) = scripted(2, vec![vec![yield_call(), yield_call(), poweroff()]], &log);
+    let mut hv = Hypervisor::new(vec![a, b]);
+    let mut board = RecordingBoard::default();
+    assert!(hv.run(&mut board).clean());
+    // d2v0, then d1v0, which halts; d2v0's next two slices start while d1v0
+    // is blocked until 250; d1v0's last, once woken, with nothing blocked.
+    assert_eq!(*log.runs.lock().unwrap(), [(2, 0), (1, 0), (2, 0), (2, 0), (1, 0)]);
+    assert_eq!(board.slice_wakes, [None, None, Some(250), Some(250), None]);
 }
 
 /// The board's announcements other than the page audits that follow each

@@ -95,8 +95,16 @@ impl Preemption for ArmBoard<'_> {
 }
 
 impl Board for ArmBoard<'_> {
-    fn start_slice(&mut self) {
-        self.slice_end = timer::now() + self.machine.freq * SLICE_MS / 1000;
+    fn start_slice(&mut self, wake_at: Option<u64>) {
+        let now = timer::now();
+        let end = now + self.machine.freq * SLICE_MS / 1000;
+        // A deadline already past (its vCPU due but not woken) ends nothing
+        // early.
+        let end = wake_at.filter(|&w| w > now).map_or(end, |w| w.min(end));
+        // Strictly later than the last slice's end: the backend arms the
+        // EL2 timer once per distinct deadline, and two slices cut short by
+        // the same wake-up would otherwise share one.
+        self.slice_end = end.max(self.slice_end + 1);
     }
 
     fn poll(&mut self, hv: &mut Hypervisor) {
