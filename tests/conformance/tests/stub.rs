@@ -528,12 +528,13 @@ fn malformed_commands_get_errors_and_the_session_survives() {
     // Valid framing, nonsense contents the protocol engine cannot parse.
     assert_eq!(c.cmd("mzz,qq"), "E01");
     assert_eq!(c.cmd(&format!("m{},8", "f".repeat(40))), "E01");
+    assert_eq!(c.cmd("Z0,zz,1"), "E01");
     // The rebuilt engine kept the session: thread ids still multiprocess,
     // Hg still selects d1v1.
     assert!(c.cmd("g").starts_with(&hex(&0x1111_0001u64.to_le_bytes())));
     assert!(c.cmd("qfThreadInfo").starts_with("mp01.0401"));
     assert!(c.stopped());
-    assert_eq!(c.stub.stats().engine_errors, 2);
+    assert_eq!(c.stub.stats().engine_errors, 3);
     // Unknown packets get the empty reply.
     assert_eq!(c.cmd("vFrobnicate"), "");
     // A nack makes the stub resend its last reply.
@@ -1057,4 +1058,52 @@ fn a_thread_id_past_the_domain_ids_is_no_other_domains_thread() {
     // A missing domain's thread: the breakpoint goes to the first vCPU's.
     assert_eq!(planted_in(&mut c, "Hgp1.2401"), [1]);
     assert_eq!(planted_in(&mut c, "Hgp1.4000801"), [1], "not d2's");
+}
+
+/// gdb asks at most what a reply of its PacketSize holds; a client asking
+/// more (up to a length of 2^64 - 1) gets that much and no more, and a
+/// length the stub cannot parse is refused: the engine would read on,
+/// chunk after chunk, through every mapped byte of the guest into one
+/// reply in memory (and end it with an error code glued to the data).
+#[test]
+fn a_memory_read_longer_than_a_reply_holds_is_cut_to_the_packet_size() {
+    let mut c = attached();
+    c.cmd("Hgp1.401");
+    let d1 = c.hv.domains().next().unwrap().clone();
+    let mut ram = vec![0u8; lantern_gdb::MAX_READ];
+    PhysMem::new(&d1).read_bytes(Gpa(0), &mut ram).unwrap();
+    for len in ["4003", "8000", "10000", "ffffffffffffffff"] {
+        assert_eq!(c.cmd(&format!("m{VBASE:x},{len}")), hex(&ram), "m{VBASE:x},{len}");
+    }
+    // gdb's own largest read is whole.
+    assert_eq!(c.cmd(&format!("m{VBASE:x},{:x}", lantern_gdb::MAX_READ)), hex(&ram));
+    // `x` is a hex digit to the engine: no length the stub did not see.
+    assert_eq!(c.cmd(&format!("m{VBASE:x},xffffffffffffff")), "E01");
+    assert_eq!(c.cmd(&format!("m{VBASE:x},8")), hex(&ram[..8]), "the session goes on");
+}
+
+/// A guest whose page tables map the last page of the address space: a
+/// long read there gives that page and stops at the top; it neither wraps
+/// to address 0 nor overflows the engine's address sum (a panic: the
+/// whole machine halts).
+#[test]
+fn a_long_read_at_the_top_of_the_address_space_stops_there() {
+    let top = 0u64.wrapping_sub(RAM_PAGES << 12);
+    let d = TestDomain::new(layout("x86_64")).id(1).vcpus(1).build();
+    write_phys(&d, (RAM_PAGES - 1) << 12, b"last page").unwrap();
+    let arch = vec![FakeVcpu::identity(RAM_PAGES)
+        .mapped_at(top)
+        .with_registers(FAKE_XML, vec![0; 16])
+        .with_breakpoint(&[0xCC])
+        .boxed()];
+    let mut c = Client::new(Hypervisor::new(vec![slot(d, arch)]));
+    c.attach();
+    c.cmd("Hgp1.401");
+    let last = u64::MAX - 0xfff;
+    for len in ["1000", "8000", "10000", "ffffffffffffffff"] {
+        let r = c.cmd(&format!("m{last:x},{len}"));
+        assert_eq!(r.len(), 0x2000, "m{last:x},{len}: the last page only");
+        assert!(r.starts_with(&hex(b"last page")));
+    }
+    assert_eq!(c.cmd("m0,8"), "E0e", "address 0 is not mapped");
 }
