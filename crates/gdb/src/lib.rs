@@ -420,23 +420,9 @@ impl GdbStub {
             self.mem_tid = None;
             self.machine = fresh_machine(t);
         }
-        if body.starts_with(b"qSupported") || body.starts_with(b"Hg") || body.starts_with(b"Hc") {
-            let key = &body[..2];
-            self.replay.retain(|p| !p.starts_with(key));
-            self.replay.push(body.to_vec());
-        }
         if body.starts_with(b"qRcmd,") {
             // `monitor stats` reads the counters from the debugger state.
             t.debugger().transport_counters = self.stats().named();
-        }
-        if body.starts_with(b"Hg") {
-            // "Any" is the first thread, as the engine picks it. Breakpoints
-            // live in the selected thread's domain.
-            self.mem_tid = fast_read::parse_hg(body).and_then(|tid| tid.or_else(|| t.first_tid()));
-            // A thread id past the domain ids names no vCPU (not one of the
-            // domain its low 16 bits would give).
-            let selected = self.mem_tid.map(split_tid).and_then(|(d, v)| Some((u16::try_from(d).ok()?, v)));
-            t.debugger().session_mut().selected = selected;
         }
         let capped;
         let mut body = body;
@@ -469,12 +455,33 @@ impl GdbStub {
                 self.stats.unknown += 1;
             }
             self.last_reply = reply.to_vec();
+            self.accepted(t, body);
         } else {
             // The engine rejected the packet and is gone: answer with an
             // error and rebuild it with the session's settings.
             self.pending.truncate(start);
             self.reply_error();
             self.rebuild(t);
+        }
+    }
+
+    /// Bookkeeping for a packet the engine took: the session's settings
+    /// to replay into a rebuilt engine, and the thread `Hg` selected. Only
+    /// here: a rejected packet replayed would kill every rebuilt engine.
+    fn accepted(&mut self, t: &mut HvTarget, body: &[u8]) {
+        if body.starts_with(b"qSupported") || body.starts_with(b"Hg") || body.starts_with(b"Hc") {
+            let key = &body[..2];
+            self.replay.retain(|p| !p.starts_with(key));
+            self.replay.push(body.to_vec());
+        }
+        if body.starts_with(b"Hg") {
+            // "Any" is the first thread, as the engine picks it. Breakpoints
+            // live in the selected thread's domain.
+            self.mem_tid = fast_read::parse_hg(body).and_then(|tid| tid.or_else(|| t.first_tid()));
+            // A thread id past the domain ids names no vCPU (not one of the
+            // domain its low 16 bits would give).
+            let selected = self.mem_tid.map(split_tid).and_then(|(d, v)| Some((u16::try_from(d).ok()?, v)));
+            t.debugger().session_mut().selected = selected;
         }
     }
 

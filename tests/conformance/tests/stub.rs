@@ -1107,3 +1107,26 @@ fn a_long_read_at_the_top_of_the_address_space_stops_there() {
     }
     assert_eq!(c.cmd("m0,8"), "E0e", "address 0 is not mapped");
 }
+
+/// `Hg`, `Hc` and `qSupported` are replayed into an engine rebuilt after
+/// a malformed packet; one the engine itself rejected must not be, or
+/// every rebuilt engine dies on it and the next one starts bare: thread
+/// ids lose their `p1.` and `g` reads a thread that does not exist. Nor
+/// may a rejected `Hg` move the stub's own memory reads to another thread
+/// (`+401` is a number to Rust, not to the engine).
+#[test]
+fn a_rejected_thread_selection_is_not_replayed_into_the_rebuilt_engine() {
+    let mut c = attached();
+    let d2v0 = hex(&0x1111_0000u64.to_le_bytes());
+    assert_eq!(c.cmd("Hgp1.801"), "OK");
+    for bad in ["Hgzz", "Hgp1", "Hg-1", "Hcqq", "Hgp1.401x0z", "Hgp1.+401", "Hg+401"] {
+        assert_eq!(c.cmd(bad), "E01", "{bad}");
+        // A packet the engine rejects after it: another rebuild.
+        assert_eq!(c.cmd("Z0,zz,1"), "E01");
+        assert!(c.cmd("g").starts_with(&d2v0), "after {bad}: still d2v0's registers");
+        assert!(c.cmd("qfThreadInfo").starts_with("mp01.0401"), "after {bad}: still multiprocess");
+        // d2's memory, not d1's variable.
+        assert_eq!(c.cmd(&format!("m{:x},8", VBASE + 0x3000)), hex(&[0; 8]), "after {bad}");
+    }
+    assert_eq!(c.stub.stats().engine_errors, 14);
+}
