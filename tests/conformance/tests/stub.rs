@@ -1491,3 +1491,35 @@ mod random_packets {
         }
     }
 }
+
+/// d2's own session owns d2's breakpoints: the whole-system session, which
+/// may not plant one there (E16), may not take one out either (a `z0` of
+/// its own at the same address): the domain's gdb would wait at a
+/// breakpoint that is gone. Its `z0` there succeeds, removing nothing, as
+/// for a breakpoint that is not there (it has none in d2: they came out
+/// at the hand-over), so gdb's removals at each stop do not fail.
+#[test]
+fn the_whole_system_session_cannot_remove_a_domain_sessions_breakpoint() {
+    let mut c = Client::new(system());
+    let mut system_line = (GdbStub::new(), Line::default());
+    c.stub = GdbStub::for_domain(2);
+    c.attach();
+    c.cmd("Hgp1.801");
+    let at = VBASE + 0x3000;
+    assert_eq!(c.cmd(&format!("Z0,{at:x},1")), "OK");
+    c.switch(&mut system_line);
+    c.attach();
+    assert_eq!(c.cmd("Hgp1.801"), "OK");
+    assert_eq!(c.cmd(&format!("Z0,{at:x},1")), "E16");
+    assert_eq!(c.cmd(&format!("z0,{at:x},1")), "OK");
+    assert_eq!(c.hv.debugger.exec.breakpoints.len(), 1, "d2's breakpoint stays");
+    let d2 = c.hv.slots()[1].domain.clone();
+    let mut raw = [0u8; 1];
+    PhysMem::new(&d2).read_bytes(Gpa(0x3000), &mut raw).unwrap();
+    assert_eq!(raw[0], 0xCC, "still planted");
+    assert_eq!(c.cmd("D"), "OK");
+    // d2's session takes it out itself.
+    c.switch(&mut system_line);
+    assert_eq!(c.cmd(&format!("z0,{at:x},1")), "OK");
+    assert!(c.hv.debugger.exec.breakpoints.is_empty());
+}
