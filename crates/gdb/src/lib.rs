@@ -63,6 +63,10 @@ pub use thread_id::{split_tid, tid_of, TIDS_PER_DOMAIN};
 /// each of which costs the same fixed time on the line).
 pub const MAX_PACKET: usize = 32 * 1024;
 
+/// Most bytes one `m` reply carries: its hex fills the `PacketSize`
+/// advertised (gdb's own largest request); a longer read is cut to it.
+pub const MAX_READ: usize = (MAX_PACKET + 4) / 2;
+
 /// Bytes taken from the line per poll while guests run, so a flood of input
 /// cannot starve them; while the system is stopped the stub drains all.
 pub const RUNNING_POLL_BUDGET: usize = 4096;
@@ -116,8 +120,9 @@ pub struct StubStats {
     pub frames: FrameStats,
     /// gdb sessions started (`qSupported`, or `?` while running).
     pub sessions: u64,
-    /// Packets `gdbstub` rejected (answered with an error, engine rebuilt):
-    /// well framed, but their command could not be parsed or handled.
+    /// Packets rejected with an error (by `gdbstub`, its engine then
+    /// rebuilt, or a memory read the stub could not parse): well framed,
+    /// but their command could not be parsed or handled.
     pub engine_errors: u64,
     /// Packets answered with the empty reply: commands `gdbstub` does not
     /// know or the target does not support (gdb probes with some, e.g.
@@ -415,23 +420,28 @@ impl GdbStub {
             self.mem_tid = None;
             self.machine = fresh_machine(t);
         }
-        if body.starts_with(b"qSupported") || body.starts_with(b"Hg") || body.starts_with(b"Hc") {
-            let key = &body[..2];
-            self.replay.retain(|p| !p.starts_with(key));
-            self.replay.push(body.to_vec());
-        }
         if body.starts_with(b"qRcmd,") {
             // `monitor stats` reads the counters from the debugger state.
             t.debugger().transport_counters = self.stats().named();
         }
-        if body.starts_with(b"Hg") {
-            // "Any" is the first thread, as the engine picks it. Breakpoints
-            // live in the selected thread's domain.
-            self.mem_tid = fast_read::parse_hg(body).and_then(|tid| tid.or_else(|| t.first_tid()));
-            // A thread id past the domain ids names no vCPU (not one of the
-            // domain its low 16 bits would give).
-            let selected = self.mem_tid.map(split_tid).and_then(|(d, v)| Some((u16::try_from(d).ok()?, v)));
-            t.debugger().session_mut().selected = selected;
+        let capped;
+        let mut body = body;
+        if body.first() == Some(&b'm') {
+            match fast_read::parse_m(body) {
+                // What the stub cannot parse the engine must not read
+                // either: it would take a length the stub never saw.
+                None => return self.reply_error(),
+                // A reply is built whole in memory, and the engine reads
+                // chunk after chunk (its address sum overflowing past the
+                // top of the address space): a read is cut to what a reply
+                // of the advertised packet size holds. The protocol lets a
+                // reply be short; gdb asks again for the rest.
+                Some((addr, len)) if len > MAX_READ => {
+                    capped = alloc::format!("m{addr:x},{MAX_READ:x}").into_bytes();
+                    body = &capped;
+                }
+                Some(_) => {}
+            }
         }
         if self.read_memory(t, body) {
             return;
@@ -445,16 +455,42 @@ impl GdbStub {
                 self.stats.unknown += 1;
             }
             self.last_reply = reply.to_vec();
+            self.accepted(t, body);
         } else {
             // The engine rejected the packet and is gone: answer with an
             // error and rebuild it with the session's settings.
-            self.stats.engine_errors += 1;
             self.pending.truncate(start);
-            self.pending.push(b'+');
-            self.last_reply = frame_vec(b"E01");
-            self.pending.extend_from_slice(&self.last_reply);
+            self.reply_error();
             self.rebuild(t);
         }
+    }
+
+    /// Bookkeeping for a packet the engine took: the session's settings
+    /// to replay into a rebuilt engine, and the thread `Hg` selected. Only
+    /// here: a rejected packet replayed would kill every rebuilt engine.
+    fn accepted(&mut self, t: &mut HvTarget, body: &[u8]) {
+        if body.starts_with(b"qSupported") || body.starts_with(b"Hg") || body.starts_with(b"Hc") {
+            let key = &body[..2];
+            self.replay.retain(|p| !p.starts_with(key));
+            self.replay.push(body.to_vec());
+        }
+        if body.starts_with(b"Hg") {
+            // "Any" is the first thread, as the engine picks it. Breakpoints
+            // live in the selected thread's domain.
+            self.mem_tid = fast_read::parse_hg(body).and_then(|tid| tid.or_else(|| t.first_tid()));
+            // A thread id past the domain ids names no vCPU (not one of the
+            // domain its low 16 bits would give).
+            let selected = self.mem_tid.map(split_tid).and_then(|(d, v)| Some((u16::try_from(d).ok()?, v)));
+            t.debugger().session_mut().selected = selected;
+        }
+    }
+
+    /// Answers the packet just received with `E01` (malformed).
+    fn reply_error(&mut self) {
+        self.stats.engine_errors += 1;
+        self.pending.push(b'+');
+        self.last_reply = frame_vec(b"E01");
+        self.pending.extend_from_slice(&self.last_reply);
     }
 
     /// Answers an `m` packet without the engine (see [`fast_read`]) when the
@@ -465,9 +501,9 @@ impl GdbStub {
         if !self.session
             || !matches!(self.machine, Some(GdbStubStateMachine::Idle(_)))
             || len == 0
-            // gdb asks at most what fits its PacketSize in hex (a little over
-            // half of it); the reply is built here, not in the engine.
-            || len > MAX_PACKET
+            // gdb asks at most what fits its PacketSize in hex; longer reads
+            // were cut to that (`on_packet`).
+            || len > MAX_READ
         {
             return false;
         }

@@ -546,6 +546,13 @@ impl SwBreakpoint for HvTarget {
 
     fn remove_sw_breakpoint(&mut self, addr: u64, _kind: usize) -> TargetResult<bool, Self> {
         let Some((si, _)) = self.selected() else { return Ok(false) };
+        // A domain another session controls holds none of this session's
+        // breakpoints (they came out when it took the domain over), and
+        // that session's are not this one's to take out: done, as for any
+        // breakpoint that is not there.
+        if !self.controls(self.slots()[si].domain.id) {
+            return Ok(true);
+        }
         let (slots, debugger) = self.0.slots_mut_and_debugger();
         let d = slots[si].domain.clone();
         let done = debugger.exec.remove_breakpoint(&d, addr);

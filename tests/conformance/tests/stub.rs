@@ -528,12 +528,13 @@ fn malformed_commands_get_errors_and_the_session_survives() {
     // Valid framing, nonsense contents the protocol engine cannot parse.
     assert_eq!(c.cmd("mzz,qq"), "E01");
     assert_eq!(c.cmd(&format!("m{},8", "f".repeat(40))), "E01");
+    assert_eq!(c.cmd("Z0,zz,1"), "E01");
     // The rebuilt engine kept the session: thread ids still multiprocess,
     // Hg still selects d1v1.
     assert!(c.cmd("g").starts_with(&hex(&0x1111_0001u64.to_le_bytes())));
     assert!(c.cmd("qfThreadInfo").starts_with("mp01.0401"));
     assert!(c.stopped());
-    assert_eq!(c.stub.stats().engine_errors, 2);
+    assert_eq!(c.stub.stats().engine_errors, 3);
     // Unknown packets get the empty reply.
     assert_eq!(c.cmd("vFrobnicate"), "");
     // A nack makes the stub resend its last reply.
@@ -1057,4 +1058,468 @@ fn a_thread_id_past_the_domain_ids_is_no_other_domains_thread() {
     // A missing domain's thread: the breakpoint goes to the first vCPU's.
     assert_eq!(planted_in(&mut c, "Hgp1.2401"), [1]);
     assert_eq!(planted_in(&mut c, "Hgp1.4000801"), [1], "not d2's");
+}
+
+/// gdb asks at most what a reply of its PacketSize holds; a client asking
+/// more (up to a length of 2^64 - 1) gets that much and no more, and a
+/// length the stub cannot parse is refused: the engine would read on,
+/// chunk after chunk, through every mapped byte of the guest into one
+/// reply in memory (and end it with an error code glued to the data).
+#[test]
+fn a_memory_read_longer_than_a_reply_holds_is_cut_to_the_packet_size() {
+    let mut c = attached();
+    c.cmd("Hgp1.401");
+    let d1 = c.hv.domains().next().unwrap().clone();
+    let mut ram = vec![0u8; lantern_gdb::MAX_READ];
+    PhysMem::new(&d1).read_bytes(Gpa(0), &mut ram).unwrap();
+    for len in ["4003", "8000", "10000", "ffffffffffffffff"] {
+        assert_eq!(c.cmd(&format!("m{VBASE:x},{len}")), hex(&ram), "m{VBASE:x},{len}");
+    }
+    // gdb's own largest read is whole.
+    assert_eq!(c.cmd(&format!("m{VBASE:x},{:x}", lantern_gdb::MAX_READ)), hex(&ram));
+    // `x` is a hex digit to the engine: no length the stub did not see.
+    assert_eq!(c.cmd(&format!("m{VBASE:x},xffffffffffffff")), "E01");
+    assert_eq!(c.cmd(&format!("m{VBASE:x},8")), hex(&ram[..8]), "the session goes on");
+}
+
+/// A guest whose page tables map the last page of the address space: a
+/// long read there gives that page and stops at the top; it neither wraps
+/// to address 0 nor overflows the engine's address sum (a panic: the
+/// whole machine halts).
+#[test]
+fn a_long_read_at_the_top_of_the_address_space_stops_there() {
+    let top = 0u64.wrapping_sub(RAM_PAGES << 12);
+    let d = TestDomain::new(layout("x86_64")).id(1).vcpus(1).build();
+    write_phys(&d, (RAM_PAGES - 1) << 12, b"last page").unwrap();
+    let arch = vec![FakeVcpu::identity(RAM_PAGES)
+        .mapped_at(top)
+        .with_registers(FAKE_XML, vec![0; 16])
+        .with_breakpoint(&[0xCC])
+        .boxed()];
+    let mut c = Client::new(Hypervisor::new(vec![slot(d, arch)]));
+    c.attach();
+    c.cmd("Hgp1.401");
+    let last = u64::MAX - 0xfff;
+    for len in ["1000", "8000", "10000", "ffffffffffffffff"] {
+        let r = c.cmd(&format!("m{last:x},{len}"));
+        assert_eq!(r.len(), 0x2000, "m{last:x},{len}: the last page only");
+        assert!(r.starts_with(&hex(b"last page")));
+    }
+    assert_eq!(c.cmd("m0,8"), "E0e", "address 0 is not mapped");
+}
+
+/// `Hg`, `Hc` and `qSupported` are replayed into an engine rebuilt after
+/// a malformed packet; one the engine itself rejected must not be, or
+/// every rebuilt engine dies on it and the next one starts bare: thread
+/// ids lose their `p1.` and `g` reads a thread that does not exist. Nor
+/// may a rejected `Hg` move the stub's own memory reads to another thread
+/// (`+401` is a number to Rust, not to the engine).
+#[test]
+fn a_rejected_thread_selection_is_not_replayed_into_the_rebuilt_engine() {
+    let mut c = attached();
+    let d2v0 = hex(&0x1111_0000u64.to_le_bytes());
+    assert_eq!(c.cmd("Hgp1.801"), "OK");
+    for bad in ["Hgzz", "Hgp1", "Hg-1", "Hcqq", "Hgp1.401x0z", "Hgp1.+401", "Hg+401"] {
+        assert_eq!(c.cmd(bad), "E01", "{bad}");
+        // A packet the engine rejects after it: another rebuild.
+        assert_eq!(c.cmd("Z0,zz,1"), "E01");
+        assert!(c.cmd("g").starts_with(&d2v0), "after {bad}: still d2v0's registers");
+        assert!(c.cmd("qfThreadInfo").starts_with("mp01.0401"), "after {bad}: still multiprocess");
+        // d2's memory, not d1's variable.
+        assert_eq!(c.cmd(&format!("m{:x},8", VBASE + 0x3000)), hex(&[0; 8]), "after {bad}");
+    }
+    assert_eq!(c.stub.stats().engine_errors, 14);
+}
+
+mod random_packets {
+    //! Thousands of packets from a seeded generator: the commands gdb
+    //! sends, with addresses, lengths, thread ids, register numbers,
+    //! breakpoint kinds, qXfer offsets and monitor arguments at and past
+    //! their edges (the top of the address space, lengths near 2^64,
+    //! numbers wider than 64 bits, odd-length and non-hex digits, `x`,
+    //! `-1`, `0`, `+`), binary `X` data with escaped `#`, `$`, `}` and `*`
+    //! (and a `}` left dangling), stray run-length `*`, and random bytes;
+    //! each after line noise, a packet cut off by the next `$`, or a
+    //! checksum cut short. Every complete packet must be acked and
+    //! answered (a resume by a stop reply after Ctrl-C), a nack must
+    //! resend that answer, a bad checksum or an oversized packet must be
+    //! nacked, and nothing may change the domains the session must not
+    //! reach: d1 and d3 in d2's own session, d3 (whose thread ids the
+    //! generator never names) in the whole-system one.
+
+    use super::*;
+
+    /// xorshift64*: deterministic, no dependency.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+        fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
+            &xs[self.below(xs.len())]
+        }
+        fn chance(&mut self, one_in: usize) -> bool {
+            self.below(one_in) == 0
+        }
+    }
+
+    /// A hex number field: usual values, edges, and malformed ones.
+    fn num(r: &mut Rng) -> String {
+        let top = u64::MAX - (r.next() % 0x2000);
+        match r.below(14) {
+            0 => format!("{:x}", r.next() % 0x100),
+            1 => format!("{:x}", VBASE + r.next() % (RAM_PAGES << 12)),
+            2 => format!("{:x}", VBASE + (RAM_PAGES << 12) - r.next() % 0x20),
+            3 => format!("{:x}", r.next() % (RAM_PAGES << 12)),
+            4 => format!("{top:x}"),
+            5 => "ffffffffffffffff".into(),
+            6 => format!("1{:016x}", r.next()),
+            7 => format!("{:0>40x}", r.next() % 0x10000),
+            8 => format!("{:x}", r.next()),
+            9 => r.pick(&["", "-1", "0", "x", "xx10", "+10", "zz", "1g", "-0", " 1"]).to_string(),
+            10 => format!("{:x}", lantern_gdb::MAX_READ + r.below(3) - 1),
+            11 => format!("{:x}", lantern_gdb::MAX_PACKET + r.below(8)),
+            12 => format!("{:x}", 1u64 << r.below(64)),
+            _ => format!("{:x}", r.next() % 0x40),
+        }
+    }
+
+    /// A thread id (any form gdb may send, and worse); never one of d3's
+    /// ids when `no_d3`, or any vCPU of the session's other domains could
+    /// be named legitimately.
+    fn tid(r: &mut Rng, no_d3: bool) -> String {
+        loop {
+            let id = match r.below(10) {
+                0 => format!("{:x}", 0x401 + r.below(6)),
+                1 => format!("{:x}", 0x801 + r.below(4)),
+                2 => format!("{:x}", 0xc01 + r.below(3)),
+                3 => format!("{:x}", (r.next() % 0x10_0000) * 0x400 + 1 + r.below(0x400) as u64),
+                4 => format!("{:x}", (1u64 << 26) + 0x801),
+                5 => r.pick(&["0", "-1", "ffffffffffffffff", "10000000000000000", "", "zz", "+401"]).to_string(),
+                _ => num(r),
+            };
+            // d3's threads, whatever the bits above the 64 Ki domains.
+            let d3 = usize::from_str_radix(&id, 16)
+                .ok()
+                .and_then(|t| t.checked_sub(1))
+                .is_some_and(|t| t / lantern_gdb::TIDS_PER_DOMAIN == 3);
+            if no_d3 && d3 {
+                continue;
+            }
+            return match r.below(4) {
+                0 => id,
+                1 => format!("p{}.{id}", r.pick(&["1", "0", "-1", "2", "ffffffffffffffffff", ""])),
+                2 => format!("p{id}"),
+                _ => format!("p1.{id}"),
+            };
+        }
+    }
+
+    /// `X` data: random bytes, escaped as gdb escapes them (and not).
+    fn binary(r: &mut Rng) -> Vec<u8> {
+        let mut out = Vec::new();
+        for _ in 0..r.below(24) {
+            let any = r.next() as u8;
+            let b = *r.pick(&[b'#', b'$', b'}', b'*', 0, 0xff, 0x03, any]);
+            if matches!(b, b'#' | b'$' | b'}' | b'*') {
+                out.extend([b'}', b ^ 0x20]);
+            } else {
+                out.push(b);
+            }
+        }
+        if r.chance(8) {
+            out.push(b'}');
+        }
+        out
+    }
+
+    fn hexdata(r: &mut Rng) -> String {
+        let mut s: String = (0..r.below(40)).map(|_| format!("{:02x}", r.next() as u8)).collect();
+        if r.chance(4) {
+            s.push(*r.pick(&['a', 'z', 'x', '*']));
+        }
+        s
+    }
+
+    fn monitor_line(r: &mut Rng) -> String {
+        let cmds = [
+            "help",
+            "domains",
+            "vcpus",
+            "vcpu-info",
+            "runstate",
+            "time",
+            "shared-info",
+            "areas",
+            "grants",
+            "pause",
+            "unpause",
+            "destroy",
+            "restart",
+            "phys",
+            "debug",
+            "hypercalls",
+            "stats",
+            "frobnicate",
+            "",
+        ];
+        let mut line = r.pick(&cmds).to_string();
+        for _ in 0..r.below(3) {
+            let d = r.pick(&["0", "1", "2", "3", "4", "65535", "65536", "99999999999999999999", "-1", "+2", ""]);
+            let v = r.pick(&["0", "1", "3", "4", "4294967295", "4294967296", "-1", ""]);
+            let arg = match r.below(6) {
+                0 => format!("d{d}"),
+                1 => format!("d{d}v{v}"),
+                2 => r.pick(&["all", "on", "off", "--json", "dv", "vd1", "d1v1v1"]).to_string(),
+                _ => format!("d{}v{}", r.below(4), r.below(5)),
+            };
+            line.push(' ');
+            line.push_str(&arg);
+        }
+        line
+    }
+
+    /// One packet body.
+    fn body(r: &mut Rng, no_d3: bool) -> Vec<u8> {
+        let s = match r.below(30) {
+            0..=3 => format!("m{},{}", num(r), num(r)),
+            4 => format!("M{},{}:{}", num(r), num(r), hexdata(r)),
+            5 | 6 => {
+                let mut b = format!("X{},{}:", num(r), num(r)).into_bytes();
+                b.extend(binary(r));
+                return b;
+            }
+            7 => "g".into(),
+            8 => format!("G{}", if r.chance(2) { "11".repeat(16) } else { hexdata(r) }),
+            9 => format!("p{}", num(r)),
+            10 => format!("P{}={}", num(r), if r.chance(2) { "22".repeat(8) } else { hexdata(r) }),
+            11 | 12 => format!("Hg{}", tid(r, no_d3)),
+            13 => format!("Hc{}", tid(r, no_d3)),
+            14 => format!("T{}", tid(r, no_d3)),
+            15 => {
+                let act = r.pick(&["c", "s", "C05", "S05", "t", "r0,1", "x", ""]);
+                match r.below(3) {
+                    0 => format!("vCont;{act}"),
+                    1 => format!("vCont;{act}:{}", tid(r, no_d3)),
+                    _ => "vCont?".into(),
+                }
+            }
+            16 | 17 => {
+                let z = if r.chance(2) { 'Z' } else { 'z' };
+                format!("{z}{},{},{}", r.pick(&["0", "1", "2", "3", "4", "5", "9", "ff", "100", ""]), num(r), num(r))
+            }
+            18 => {
+                let annex = r.pick(&["target.xml", "", "other.xml", "target.xml:"]);
+                format!("qXfer:features:read:{annex}:{},{}", num(r), num(r))
+            }
+            19 | 20 => {
+                let mut h = hex(monitor_line(r).as_bytes());
+                if r.chance(6) {
+                    h.push(*r.pick(&['a', 'q', '*']));
+                }
+                format!("qRcmd,{h}")
+            }
+            21 => format!("qThreadExtraInfo,{}", tid(r, no_d3)),
+            22 => r
+                .pick(&["qfThreadInfo", "qsThreadInfo", "qC", "?", "qAttached", "qAttached:1", "vMustReplyEmpty"])
+                .to_string(),
+            23 => r.pick(&["c", "s", "C05", "S05;1", "!", "c", "s", "vKill;1", "D", "D;1", "k"]).to_string(),
+            24 if r.chance(3) => r
+                .pick(&["qSupported", "qSupported:", "qSupported:;", "qSupported:multiprocess+", "QStartNoAckMode"])
+                .to_string(),
+            24 => "g".into(),
+            25 => format!("QCatchSyscalls:{}", r.pick(&["0", "1", "1;0;1d", "1;zz", "1;ffffffffffffffffff"])),
+            26 => {
+                // A valid prefix, then run-length markers.
+                let mut b = r.pick(&["m", "M", "g", "p", "Hg", "qRcmd,", "qXfer:"]).as_bytes().to_vec();
+                for _ in 0..r.below(6) {
+                    let n = 29 + r.below(60) as u8;
+                    b.extend([b'*', if n == b'#' || n == b'$' { b'0' } else { n }, b'0']);
+                }
+                return b;
+            }
+            _ => {
+                // Random bytes (a `#` or `$` would end or restart the frame).
+                return (0..r.below(48)).map(|_| r.next() as u8).filter(|b| *b != b'#' && *b != b'$').collect();
+            }
+        };
+        s.into_bytes()
+    }
+
+    /// What a packet may not touch: the guest RAM and register files of
+    /// the domains in `doms`.
+    fn snapshot(hv: &Hypervisor, doms: &[u16]) -> Vec<(u16, Vec<u8>, Vec<Vec<u8>>)> {
+        hv.slots()
+            .iter()
+            .filter(|s| doms.contains(&s.domain.id))
+            .map(|s| {
+                let mut ram = vec![0u8; (RAM_PAGES << 12) as usize];
+                PhysMem::new(&s.domain).read_bytes(Gpa(0), &mut ram).unwrap();
+                let regs = s
+                    .vcpus
+                    .iter()
+                    .map(|v| {
+                        let mut b = vec![0u8; 4096];
+                        let n = v.read_registers(&mut b);
+                        b.truncate(n);
+                        b
+                    })
+                    .collect();
+                (s.domain.id, ram, regs)
+            })
+            .collect()
+    }
+
+    /// Noise a vanished or broken client leaves before the next packet.
+    fn noise(r: &mut Rng) -> Vec<u8> {
+        match r.below(8) {
+            // Bytes outside a packet (no `-`: a nack resends, tested apart;
+            // no Ctrl-C: it stops a running system).
+            0 => (0..r.below(16)).map(|_| r.next() as u8).filter(|b| !matches!(b, b'$' | b'-' | 3)).collect(),
+            // A packet cut off: the next `$` abandons it.
+            1 => {
+                let mut b = b"$".to_vec();
+                b.extend(body(r, true).into_iter().filter(|b| *b != b'#'));
+                b
+            }
+            // `#` and one checksum digit, then the next `$`.
+            2 => format!("$m{},4#{}", num(r), r.pick(&["", "0", "a"])).into_bytes(),
+            3 => b"+".to_vec(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn run(mut c: Client, packets: usize, seed: u64, guarded: &[u16], no_d3: bool) {
+        let mut r = Rng(seed);
+        let before = snapshot(&c.hv, guarded);
+        let mut answered = 0;
+        let (mut writes, mut reads) = (0, 0);
+        for i in 0..packets {
+            if !c.stub.attached() {
+                // gdb attaches, then selects a thread of its own.
+                c.attach();
+                c.cmd(if no_d3 { "Hgp1.401" } else { "Hgp1.802" });
+            }
+            // Sometimes a broken frame alone: nacked, nothing else.
+            if r.chance(40) {
+                let mut f = frame_vec(&body(&mut r, no_d3));
+                if r.chance(2) {
+                    let n = f.len();
+                    f[n - 1] = if f[n - 1] == b'0' { b'1' } else { b'0' };
+                } else {
+                    f = [b"$".as_slice(), &vec![b'A'; lantern_gdb::MAX_PACKET + 1 + r.below(64)], b"#00"].concat();
+                }
+                c.take_tx();
+                c.raw(&f);
+                assert_eq!(c.take_tx(), b"-", "packet {i}: a broken frame is nacked");
+                continue;
+            }
+            let b = body(&mut r, no_d3);
+            let mut bytes = noise(&mut r);
+            bytes.extend(frame_vec(&b));
+            c.take_tx();
+            c.raw(&bytes);
+            let tx = c.take_tx();
+            let shown = String::from_utf8_lossy(&b).into_owned();
+            let (acks, mut pkts) = Client::packets(&tx);
+            assert_eq!(acks.iter().filter(|a| **a == b'+').count(), 1, "packet {i} {shown:?}: one ack in {tx:?}");
+            if pkts.is_empty() {
+                // A resume: the answer is the stop reply Ctrl-C brings.
+                c.raw(b"\x03");
+                pkts = Client::packets(&c.take_tx()).1;
+                assert!(!pkts.is_empty(), "packet {i} {shown:?}: no answer, not even after Ctrl-C");
+                continue;
+            }
+            answered += 1;
+            if pkts.last().is_some_and(|p| p == b"OK") && matches!(b.first(), Some(b'M' | b'X' | b'G' | b'P' | b'Z')) {
+                writes += 1;
+            }
+            if b.first() == Some(&b'm') && pkts.last().is_some_and(|p| !p.is_empty() && p[0] != b'E') {
+                reads += 1;
+            }
+            // A nack resends exactly that answer.
+            if r.chance(10) {
+                let answer = &tx[tx.iter().position(|x| *x == b'$').unwrap()..];
+                c.raw(b"-");
+                assert_eq!(c.take_tx(), answer, "packet {i} {shown:?}: resent");
+            }
+        }
+        assert!(answered > packets / 2, "{answered} of {packets} answered at once");
+        // The run reached guest memory: reads, and writes that landed.
+        assert!(writes >= 10 && reads >= 5, "{writes} writes and {reads} reads answered");
+        let after = snapshot(&c.hv, guarded);
+        for (b, a) in before.iter().zip(&after) {
+            assert!(b.1 == a.1, "d{}'s memory changed", b.0);
+            assert_eq!(b.2, a.2, "d{}'s registers changed", b.0);
+        }
+        let e = &c.hv.debugger.exec;
+        assert!(e.breakpoints.iter().all(|bp| !guarded.contains(&bp.domain)), "{:?}", e.breakpoints);
+        assert!(e.hw_points.iter().all(|(d, _)| !guarded.contains(d)), "{:?}", e.hw_points);
+        // The session still works, and its end lets everything run.
+        c.attach();
+        assert!(c.cmd("qfThreadInfo").starts_with("mp01."));
+        assert!(c.cmd("?").starts_with("T05"));
+        assert_eq!(c.cmd("D"), "OK");
+        assert!(!c.stub.attached());
+        assert!(c.hv.debugger.exec.breakpoints.is_empty(), "a detach takes every breakpoint out");
+        assert!(c.hv.debugger.exec.hw_points.is_empty(), "and every hardware point");
+    }
+
+    #[test]
+    fn thousands_of_random_packets_in_the_whole_system_session() {
+        for seed in [0x5eed_0001, 0x5eed_0002] {
+            let mut c = Client::new(system());
+            c.attach();
+            run(c, 3000, seed, &[3], true);
+        }
+    }
+
+    #[test]
+    fn thousands_of_random_packets_in_a_domain_session_reach_only_its_domain() {
+        for seed in [0x5eed_0003, 0x5eed_0004] {
+            let mut c = Client::new(system());
+            c.stub = GdbStub::for_domain(2);
+            c.attach();
+            run(c, 3000, seed, &[1, 3], false);
+        }
+    }
+}
+
+/// d2's own session owns d2's breakpoints: the whole-system session, which
+/// may not plant one there (E16), may not take one out either (a `z0` of
+/// its own at the same address): the domain's gdb would wait at a
+/// breakpoint that is gone. Its `z0` there succeeds, removing nothing, as
+/// for a breakpoint that is not there (it has none in d2: they came out
+/// at the hand-over), so gdb's removals at each stop do not fail.
+#[test]
+fn the_whole_system_session_cannot_remove_a_domain_sessions_breakpoint() {
+    let mut c = Client::new(system());
+    let mut system_line = (GdbStub::new(), Line::default());
+    c.stub = GdbStub::for_domain(2);
+    c.attach();
+    c.cmd("Hgp1.801");
+    let at = VBASE + 0x3000;
+    assert_eq!(c.cmd(&format!("Z0,{at:x},1")), "OK");
+    c.switch(&mut system_line);
+    c.attach();
+    assert_eq!(c.cmd("Hgp1.801"), "OK");
+    assert_eq!(c.cmd(&format!("Z0,{at:x},1")), "E16");
+    assert_eq!(c.cmd(&format!("z0,{at:x},1")), "OK");
+    assert_eq!(c.hv.debugger.exec.breakpoints.len(), 1, "d2's breakpoint stays");
+    let d2 = c.hv.slots()[1].domain.clone();
+    let mut raw = [0u8; 1];
+    PhysMem::new(&d2).read_bytes(Gpa(0x3000), &mut raw).unwrap();
+    assert_eq!(raw[0], 0xCC, "still planted");
+    assert_eq!(c.cmd("D"), "OK");
+    // d2's session takes it out itself.
+    c.switch(&mut system_line);
+    assert_eq!(c.cmd(&format!("z0,{at:x},1")), "OK");
+    assert!(c.hv.debugger.exec.breakpoints.is_empty());
 }
