@@ -316,10 +316,7 @@ impl GdbStub {
             return;
         }
         if let Some(reason) = self.debug_stop(t) {
-            if let Some(GdbStubStateMachine::Running(m)) = self.machine.take() {
-                let r = m.report_stop(t, reason);
-                self.settle(t, r.ok());
-            }
+            self.report_stop(t, reason);
             return;
         }
         let doms: Vec<_> = t.hv().domains().filter(|d| self.scope.is_none_or(|s| s == d.id)).cloned().collect();
@@ -335,9 +332,19 @@ impl GdbStub {
             None => None,
         };
         let Some((tid, signal)) = reason else { return };
+        self.report_stop(t, MultiThreadStopReason::SignalWithThread { tid, signal });
+    }
+
+    /// Reports a stop gdb waits for. The stop reply is the last packet
+    /// sent, so a `-` for it resends it (not the reply before it).
+    fn report_stop(&mut self, t: &mut HvTarget, reason: MultiThreadStopReason<u64>) {
         if let Some(GdbStubStateMachine::Running(m)) = self.machine.take() {
-            let r = m.report_stop(t, MultiThreadStopReason::SignalWithThread { tid, signal });
+            let start = self.pending.len();
+            let r = m.report_stop(t, reason);
             self.settle(t, r.ok());
+            if self.pending.len() > start {
+                self.last_reply = self.pending[start..].to_vec();
+            }
         }
     }
 
@@ -391,7 +398,13 @@ impl GdbStub {
                 // Ctrl-C only means something while gdb waits for a stop;
                 // stray 0x03 bytes on an idle line must not stop the system.
                 if self.session && matches!(self.machine, Some(GdbStubStateMachine::Running(_))) {
+                    // The stop reply Ctrl-C brings is the last packet sent
+                    // (what a `-` then resends).
+                    let start = self.pending.len();
                     self.feed(t, &[0x03]);
+                    if self.pending.len() > start {
+                        self.last_reply = self.pending[start..].to_vec();
+                    }
                 }
             }
             Event::Packet => {

@@ -14,7 +14,7 @@ use lantern_common::area::{AreaKind, AreaLocation, AreaMap, Placement};
 use lantern_common::domain::Domain;
 use lantern_common::grant_table;
 use lantern_common::guest_area;
-use lantern_common::memory::{Gfn, Page, PageRef};
+use lantern_common::memory::{DomId, Gfn, Page, PageRef};
 use xen_abi::layout::{GuestAbi, StructLayout};
 use xen_abi::nr::runstate;
 
@@ -91,6 +91,11 @@ pub struct View<'a> {
     pub debugger: &'a mut DebuggerState,
     /// The whole-system session holds every domain stopped.
     pub system_stopped: bool,
+    /// The domain a domain's own session is for (`None`: the whole
+    /// system's). Such a session reads about every domain but acts
+    /// (pause, unpause, destroy, restart) on its own alone: a domain's line
+    /// must not end or hold another domain.
+    pub scope: Option<DomId>,
 }
 
 /// Runs one monitor command line; returns its output (ending in a newline).
@@ -148,8 +153,10 @@ pub fn run(t: &mut View<'_>, line: &str) -> String {
         "shared-info" => one_domain(t, arg).map(|di| shared_info(t, di, &mut out)),
         "areas" => select(t, arg).map(|sel| areas(t, &sel, &mut out)),
         "grants" => domains_of(t, arg).map(|ds| grants(t, &ds, &mut out)),
-        "pause" | "unpause" => one_domain(t, arg).and_then(|di| pause(t, di, cmd == "pause", &mut out)),
-        "destroy" | "restart" => one_domain(t, arg).and_then(|di| domain_request(t, di, cmd == "restart", &mut out)),
+        "pause" | "unpause" => one_own_domain(t, arg).and_then(|di| pause(t, di, cmd == "pause", &mut out)),
+        "destroy" | "restart" => {
+            one_own_domain(t, arg).and_then(|di| domain_request(t, di, cmd == "restart", &mut out))
+        }
         "phys" => phys(t, arg, &mut out),
         "debug" => {
             debug_state(t, &mut out);
@@ -212,6 +219,18 @@ fn one_domain(t: &View<'_>, arg: Option<&str>) -> Result<usize, String> {
         Some(Ok(Sel::Domain(d))) => domain_index(t, d),
         Some(Err(e)) => Err(e),
         _ => Err("this command wants one domain: dN".to_string()),
+    }
+}
+
+/// As [`one_domain`], for a command that acts on the domain: in a domain's
+/// own session only that domain.
+fn one_own_domain(t: &View<'_>, arg: Option<&str>) -> Result<usize, String> {
+    let di = one_domain(t, arg)?;
+    match t.scope {
+        Some(own) if t.slots[di].domain.id != own => {
+            Err(format!("this session is d{own}'s: it acts on d{own} alone (attach to the whole system for others)"))
+        }
+        _ => Ok(di),
     }
 }
 

@@ -660,8 +660,9 @@ impl MonitorCmd for HvTarget {
             return Ok(());
         };
         let system_stopped = self.0.stopped.load(core::sync::atomic::Ordering::Acquire);
+        let scope = self.scope();
         let (slots, debugger) = self.0.slots_and_debugger();
-        let text = crate::monitor::run(&mut crate::monitor::View { slots, debugger, system_stopped }, cmd);
+        let text = crate::monitor::run(&mut crate::monitor::View { slots, debugger, system_stopped, scope }, cmd);
         out.write_raw(text.as_bytes());
         Ok(())
     }

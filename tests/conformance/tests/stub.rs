@@ -486,6 +486,47 @@ fn monitor_destroy_and_restart_leave_a_request_for_the_loop() {
     assert_eq!(c.json("domains")["domains"][0]["restarts"], 0);
 }
 
+/// A domain's own session reads about every domain but acts on its own
+/// alone: from d2's line, pausing, destroying or restarting d1 is refused
+/// and leaves d1 as it was (found by the packet review: any session could
+/// end any domain).
+#[test]
+fn a_domain_session_acts_on_its_own_domain_alone() {
+    use lantern_common::sched::DomainRequest;
+    let mut c = Client::new(system());
+    c.stub = GdbStub::for_domain(2);
+    c.attach();
+    assert!(c.monitor("domains").contains("d1"), "it still reads about d1");
+    for cmd in ["pause d1", "unpause d1", "destroy d1", "restart d1"] {
+        let text = c.monitor(cmd);
+        assert!(text.starts_with("error: this session is d2's"), "{cmd}: {text}");
+    }
+    assert_eq!(c.hv.domain(1).unwrap().pause_count(), 0);
+    assert!(c.hv.debugger.domain_requests.is_empty());
+    // Its own domain it may pause and destroy.
+    assert!(c.monitor("pause d2").contains("pause count 1"), "own domain");
+    assert!(c.monitor("unpause d2").contains("pause count 0"));
+    assert!(c.monitor("destroy d2").starts_with("d2: destroy requested"));
+    assert_eq!(c.hv.debugger.domain_requests, [(2, DomainRequest::Destroy)]);
+}
+
+/// A `-` for a stop reply resends the stop reply, not the packet before it
+/// (stops were not recorded as the last packet sent; found by the packet
+/// review).
+#[test]
+fn a_nack_after_a_stop_reply_resends_the_stop() {
+    let mut c = attached();
+    c.raw(&frame_vec(b"vCont;c"));
+    c.take_tx();
+    c.hv.debugger.exec.record(1, 0, lantern_common::debug::StopReason::SwBreak);
+    c.raw(b"");
+    let stop = c.take_tx();
+    let (_, pkts) = Client::packets(&stop);
+    assert!(pkts.last().is_some_and(|p| p.starts_with(b"T05")), "{:?}", String::from_utf8_lossy(&stop));
+    c.raw(b"-");
+    assert_eq!(c.take_tx(), stop, "the stop reply again");
+}
+
 #[test]
 fn bad_checksum_garbage_truncated_oversized_keep_running() {
     let mut c = Client::new(system());
