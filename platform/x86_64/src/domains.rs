@@ -87,7 +87,7 @@ impl Preemption for X86Board<'_> {
 
 impl Board for X86Board<'_> {
     fn start_slice(&mut self, wake_at: Option<u64>) {
-        interrupts::arm_timer_at(wake_at);
+        interrupts::arm_timer_at(wake_at, interrupts::RATELIMIT_US);
     }
 
     fn poll(&mut self, hv: &mut Hypervisor) {
@@ -118,7 +118,7 @@ impl Board for X86Board<'_> {
         }
         // Until a blocked vCPU's timer is due, and at the latest a slice
         // from now, to look at the serial lines (they raise no interrupt).
-        interrupts::arm_timer_at(wake_at);
+        interrupts::arm_timer_at(wake_at, 0);
         interrupts::wait_for_interrupt();
     }
 

@@ -32,6 +32,8 @@ use super::Machine;
 
 /// Time slice before the EL2 timer preempts a vCPU.
 const SLICE_MS: u64 = 10;
+/// The shortest a slice is cut to for a blocked vCPU's due timer.
+const RATELIMIT_US: u64 = 1000;
 /// How often an idle host looks at the gdb serial line and the console's
 /// input (neither raises an interrupt: the PCI INTx is not routed, the
 /// PL011's receive interrupt is masked).
@@ -99,8 +101,11 @@ impl Board for ArmBoard<'_> {
         let now = timer::now();
         let end = now + self.machine.freq * SLICE_MS / 1000;
         // A deadline already past (its vCPU due but not woken) ends nothing
-        // early.
-        let end = wake_at.filter(|&w| w > now).map_or(end, |w| w.min(end));
+        // early, and a slice lasts at least RATELIMIT_US (as Xen's
+        // sched_ratelimit_us): with many vCPUs' timers due one after
+        // another, slices cut at each would spend the CPU on switching.
+        let least = now + self.machine.freq * RATELIMIT_US / 1_000_000;
+        let end = wake_at.filter(|&w| w > now).map_or(end, |w| w.max(least).min(end));
         // Strictly later than the last slice's end: the backend arms the
         // EL2 timer once per distinct deadline, and two slices cut short by
         // the same wake-up would otherwise share one.
