@@ -20,6 +20,11 @@ use xen_abi::errno::{Errno, XenResult};
 
 /// Longest breakpoint instruction of any arch (arm64's `BRK` is 4 bytes).
 pub const MAX_TRAP_LEN: usize = 4;
+/// The most software breakpoints planted at once, over all sessions: far
+/// more than any debugging asks for (an `rbreak` over a whole kernel plants
+/// tens of thousands), and a bound on what a client's `Z0`s can take of the
+/// hypervisor's heap (about 40 bytes each).
+pub const MAX_BREAKPOINTS: usize = 65_536;
 
 /// A software breakpoint the debugger planted.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -284,6 +289,9 @@ impl Debugger {
         // could be anywhere in guest-physical memory.
         if (gpa.0 & 0xfff) + trap.len() as u64 > 0x1000 {
             return Err(Errno::EINVAL);
+        }
+        if self.breakpoints.len() >= MAX_BREAKPOINTS {
+            return Err(Errno::ENOSPC);
         }
         let phys = PhysMem::new(domain);
         let mut saved = [0u8; MAX_TRAP_LEN];

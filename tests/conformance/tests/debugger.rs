@@ -7,6 +7,7 @@ use lantern_common::addr::{Gpa, Gva};
 use lantern_common::debug::{DebugControl, Debugger, HwKind, HwPoint, StopReason};
 use lantern_common::guest_memory::{GuestMemory, PhysMem, VirtMem};
 use lantern_conformance::{layout, FakeVcpu, TestDomain, RAM_PAGES};
+use xen_abi::Errno;
 
 const TRAP: &[u8] = &[0xCC];
 const BRK: &[u8] = &[0x00, 0x00, 0x20, 0xd4];
@@ -50,6 +51,31 @@ fn a_breakpoint_is_planted_hidden_and_removed() {
     assert!(!dbg.control_for(d.id, 0).trap_breakpoints);
     // Removing what is not there is not an error.
     dbg.remove_breakpoint(&d, VBASE + 0x2004).unwrap();
+}
+
+/// A client's breakpoints are bounded: past `MAX_BREAKPOINTS` a new one is
+/// refused (`-ENOSPC`) and nothing is written into the guest; one already
+/// planted is still found (found by the packet review: a `Z0` at each new
+/// address grew the list without end).
+#[test]
+fn breakpoints_are_bounded() {
+    use lantern_common::debug::MAX_BREAKPOINTS;
+    let d = TestDomain::new(layout("x86_64")).build();
+    let v = FakeVcpu::identity(RAM_PAGES).mapped_at(VBASE);
+    let phys = PhysMem::new(&d);
+    phys.write_bytes(Gpa(0x2000), &code()).unwrap();
+    let mem = VirtMem::new(&d, &v);
+    let mut dbg = Debugger::default();
+    dbg.insert_breakpoint(&mem, VBASE + 0x2004, TRAP).unwrap();
+    // Fill the rest of the list with planted breakpoints' entries.
+    let planted = dbg.breakpoints[0].clone();
+    dbg.breakpoints.resize(MAX_BREAKPOINTS, planted);
+    assert_eq!(dbg.insert_breakpoint(&mem, VBASE + 0x2008, TRAP), Err(Errno::ENOSPC));
+    let mut raw = [0u8; 16];
+    phys.read_bytes(Gpa(0x2000), &mut raw).unwrap();
+    assert_eq!(raw[8], code()[8], "nothing planted");
+    // The one already there is the same breakpoint, not a new one.
+    assert_eq!(dbg.insert_breakpoint(&mem, VBASE + 0x2004, TRAP), Ok(()));
 }
 
 #[test]
