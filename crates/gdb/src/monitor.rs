@@ -98,6 +98,27 @@ pub struct View<'a> {
     pub scope: Option<DomId>,
 }
 
+/// Every monitor command, in `help`'s order.
+pub const COMMANDS: &[&str] = &[
+    "help",
+    "domains",
+    "vcpus",
+    "vcpu-info",
+    "runstate",
+    "time",
+    "shared-info",
+    "areas",
+    "grants",
+    "pause",
+    "unpause",
+    "destroy",
+    "restart",
+    "phys",
+    "debug",
+    "hypercalls",
+    "stats",
+];
+
 /// Runs one monitor command line; returns its output (ending in a newline).
 pub fn run(t: &mut View<'_>, line: &str) -> String {
     let mut words: Vec<&str> = line.split_whitespace().collect();
@@ -111,25 +132,7 @@ pub fn run(t: &mut View<'_>, line: &str) -> String {
             if json {
                 let mut j = Json::new();
                 j.begin_obj().key("commands").begin_arr();
-                for c in [
-                    "help",
-                    "domains",
-                    "vcpus",
-                    "vcpu-info",
-                    "runstate",
-                    "time",
-                    "shared-info",
-                    "areas",
-                    "grants",
-                    "pause",
-                    "unpause",
-                    "destroy",
-                    "restart",
-                    "phys",
-                    "debug",
-                    "hypercalls",
-                    "stats",
-                ] {
+                for c in COMMANDS {
                     j.str(c);
                 }
                 j.end_arr().end_obj();

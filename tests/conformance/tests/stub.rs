@@ -1290,27 +1290,9 @@ mod random_packets {
     }
 
     fn monitor_line(r: &mut Rng) -> String {
-        let cmds = [
-            "help",
-            "domains",
-            "vcpus",
-            "vcpu-info",
-            "runstate",
-            "time",
-            "shared-info",
-            "areas",
-            "grants",
-            "pause",
-            "unpause",
-            "destroy",
-            "restart",
-            "phys",
-            "debug",
-            "hypercalls",
-            "stats",
-            "frobnicate",
-            "",
-        ];
+        // Every command, one nobody defines, and none.
+        let mut cmds = lantern_gdb::monitor::COMMANDS.to_vec();
+        cmds.extend(["frobnicate", ""]);
         let mut line = r.pick(&cmds).to_string();
         for _ in 0..r.below(3) {
             let d = r.pick(&["0", "1", "2", "3", "4", "65535", "65536", "99999999999999999999", "-1", "+2", ""]);
