@@ -519,6 +519,13 @@ impl ArmVcpu {
         let (Some(frame), Some(access)) = (guest::classify(ipa, self.dom.vcpus), e.data_abort()) else {
             return Some(self.crash("stage-2 data abort", syn));
         };
+        if !crate::vgic::width_allowed(frame, access.size) {
+            let kind =
+                Unhandled::Access { space: "GIC register width", index: ipa, write: access.write, answer: "abort" };
+            d.note_unhandled(Some(self.id), kind);
+            self.inject_data_abort(syn.far);
+            return None;
+        }
         let reg = access.reg as usize;
         if access.write {
             let value = if reg == 31 { 0 } else { self.ctx.regs.x[reg] };
@@ -1357,10 +1364,12 @@ mod tests {
         // PIDR2 says GICv3.
         v.handle_sync(&r.d, &data_abort(gicd + 0xffe8, 4, 7, false, false));
         assert_eq!(v.ctx.regs.x[7], 0x3b);
-        // A byte read is truncated to the access size.
+        // A byte read (of a priority register, which takes bytes) is
+        // truncated to the access size.
+        r.arch.shared.vgic.write(Frame::Dist(0x420), 4, 0x4433_2211);
         v.ctx.regs.x[8] = u64::MAX;
-        v.handle_sync(&r.d, &data_abort(gicd + 0x8, 1, 8, false, false));
-        assert_eq!(v.ctx.regs.x[8], 0x3b);
+        v.handle_sync(&r.d, &data_abort(gicd + 0x422, 1, 8, false, false));
+        assert_eq!(v.ctx.regs.x[8], 0x33);
         // Unimplemented registers read as zero.
         v.ctx.regs.x[9] = u64::MAX;
         v.handle_sync(&r.d, &data_abort(gicd + 0x100, 4, 9, false, false));
@@ -1391,6 +1400,50 @@ mod tests {
         assert_eq!(v.ctx.regs.x[3], 0x1234);
         assert_eq!(v.handle_sync(&r.d, &data_abort(gicd + 4, 4, 31, false, false)), None);
         assert_eq!(v.ctx.regs.pc, ENTRY + 8);
+    }
+
+    #[test]
+    fn gic_accesses_of_a_width_the_register_lacks_get_a_data_abort() {
+        let r = fixture(1);
+        let mut v = r.vcpu(0);
+        v.ctx.sys.vbar_el1 = 0x8_0000;
+        let gicd = crate::guest::GuestMap::GICD_BASE;
+        let sgi = crate::guest::GuestMap::GICR_BASE + crate::vgic::SGI_FRAME;
+        let refused = |v: &mut ArmVcpu, syn: Syndrome| {
+            v.ctx.regs.pc = ENTRY;
+            v.ctx.regs.pstate = crate::context::SPSR_EL1H_MASKED;
+            assert_eq!(v.handle_sync(&r.d, &syn), None);
+            assert_eq!((v.ctx.regs.pc, v.ctx.sys.elr_el1), (0x8_0200, ENTRY), "a data abort at the access");
+            assert_eq!(v.ctx.sys.esr_el1 >> 26, u64::from(ec::DABT_CUR));
+        };
+        // strb w1, [GICR_ISENABLER0 + 1] with w1 = 0x80: the store carries
+        // one byte, but the whole register used to land in the word and
+        // enable SGIs 0..15 and PPIs 16..23 besides.
+        v.ctx.regs.x[1] = 0xffff_ff80;
+        refused(&mut v, data_abort(sgi + 0x101, 1, 1, false, true));
+        assert_eq!(r.arch.shared.vgic.read(Frame::Redist(0, crate::vgic::SGI_FRAME + 0x100)), 0);
+        // A halfword store to GICR_ICFGR1, a doubleword one to
+        // GICD_ISENABLER1, a byte one to GICD_IROUTER32, a byte load of
+        // GICD_IIDR: none is an access these registers take.
+        refused(&mut v, data_abort(sgi + 0xc04, 2, 1, false, true));
+        assert_eq!(r.arch.shared.vgic.read(Frame::Redist(0, crate::vgic::SGI_FRAME + 0xc04)), 0);
+        refused(&mut v, data_abort(gicd + 0x104, 8, 1, true, true));
+        assert_eq!(r.arch.shared.vgic.read(Frame::Dist(0x104)), 0);
+        refused(&mut v, data_abort(gicd + 0x6100, 1, 1, false, true));
+        assert_eq!(r.arch.shared.vgic.read(Frame::Dist(0x6100)), 0);
+        v.ctx.regs.x[2] = 7;
+        refused(&mut v, data_abort(gicd + 0x8, 1, 2, false, false));
+        assert_eq!(v.ctx.regs.x[2], 7, "the load's register is left alone");
+        // The widths the registers do take still work: a byte priority,
+        // a doubleword IROUTER, a word enable.
+        v.ctx.regs.pc = ENTRY;
+        v.handle_sync(&r.d, &data_abort(sgi + 0x41b, 1, 1, false, true));
+        v.handle_sync(&r.d, &data_abort(gicd + 0x6108, 8, 1, true, true));
+        v.handle_sync(&r.d, &data_abort(sgi + 0x100, 4, 1, false, true));
+        assert_eq!(v.ctx.regs.pc, ENTRY + 12);
+        assert_eq!(r.arch.shared.vgic.priority(0, 27), 0x80);
+        assert_eq!(r.arch.shared.vgic.read(Frame::Dist(0x6108)), 0xffff_ff80);
+        assert_eq!(r.arch.shared.vgic.read(Frame::Redist(0, crate::vgic::SGI_FRAME + 0x100)), 0xffff_ff80);
     }
 
     #[test]
