@@ -551,7 +551,14 @@ impl ArmVcpu {
                 };
                 v = (v & 0xffff_ffff) | (high << 32);
             } else {
-                v = (v >> shift) & ((1u64 << (access.size * 8)) - 1);
+                let bits = access.size * 8;
+                v = (v >> shift) & ((1u64 << bits) - 1);
+                // LDRSB/LDRSH/LDRSW (SSE): the loaded value's top bit fills
+                // the register above it (to 32 bits for a W register, cut
+                // below), as Xen's sign_extend does for an emulated load.
+                if access.sign_extend && v & (1 << (bits - 1)) != 0 {
+                    v |= u64::MAX << bits;
+                }
             }
             if !access.sixty_four {
                 v &= 0xffff_ffff;
@@ -1444,6 +1451,30 @@ mod tests {
         assert_eq!(r.arch.shared.vgic.priority(0, 27), 0x80);
         assert_eq!(r.arch.shared.vgic.read(Frame::Dist(0x6108)), 0xffff_ff80);
         assert_eq!(r.arch.shared.vgic.read(Frame::Redist(0, crate::vgic::SGI_FRAME + 0x100)), 0xffff_ff80);
+    }
+
+    #[test]
+    fn sign_extending_gic_loads_fill_the_register_with_the_top_bit() {
+        let r = fixture(1);
+        let mut v = r.vcpu(0);
+        let sgi = crate::guest::GuestMap::GICR_BASE + crate::vgic::SGI_FRAME;
+        r.arch.shared.vgic.write(Frame::Redist(0, crate::vgic::SGI_FRAME + 0x41c), 4, 0x7f00_a0c0);
+        let load = |v: &mut ArmVcpu, off: u64, size: usize, sixty_four: bool, sign: bool| {
+            let mut syn = data_abort(sgi + off, size, 4, sixty_four, false);
+            syn.esr |= (sign as u64) << 21;
+            v.ctx.regs.x[4] = 0x5555_5555_5555_5555;
+            assert_eq!(v.handle_sync(&r.d, &syn), None);
+            v.ctx.regs.x[4]
+        };
+        // ldrsb x4 / ldrsb w4 of priority byte 0xc0.
+        assert_eq!(load(&mut v, 0x41c, 1, true, true), 0xffff_ffff_ffff_ffc0);
+        assert_eq!(load(&mut v, 0x41c, 1, false, true), 0xffff_ffc0);
+        // ldrsw x4 of a word whose top bit is clear, ldrb w4: no sign.
+        assert_eq!(load(&mut v, 0x41c, 4, true, true), 0x7f00_a0c0);
+        assert_eq!(load(&mut v, 0x41d, 1, false, false), 0xa0);
+        // ldrsw x4 of GICR_ISENABLER0 with SGI 31 enabled.
+        r.arch.shared.vgic.write(Frame::Redist(0, crate::vgic::SGI_FRAME + 0x100), 4, 1 << 31);
+        assert_eq!(load(&mut v, 0x100, 4, true, true), 0xffff_ffff_8000_0000);
     }
 
     #[test]
