@@ -333,6 +333,14 @@ impl ArmVcpu {
         }
     }
 
+    /// Moves the guest past the 4-byte instruction it trapped on. The PC
+    /// wraps at the top of the address space (a guest may run code in the
+    /// last page of TTBR1's range): a checked add would panic the
+    /// hypervisor in a build with overflow checks.
+    fn step_over(&mut self) {
+        self.ctx.regs.pc = self.ctx.regs.pc.wrapping_add(4);
+    }
+
     fn crash(&self, what: &str, syn: &Syndrome) -> VcpuExit {
         let e = Esr(syn.esr);
         log::error!(
@@ -388,11 +396,11 @@ impl ArmVcpu {
             },
             ec::SMC64 => {
                 // A trapped SMC leaves ELR at the instruction itself.
-                self.ctx.regs.pc += 4;
+                self.step_over();
                 self.psci(d)
             }
             ec::WFX => {
-                self.ctx.regs.pc += 4;
+                self.step_over();
                 if e.is_wfe() {
                     return Some(VcpuExit::Preempted);
                 }
@@ -446,7 +454,7 @@ impl ArmVcpu {
                     } else {
                         self.send_sgi(d, value);
                     }
-                    self.ctx.regs.pc += 4;
+                    self.step_over();
                     return None;
                 }
                 if let Some(reg) = emulated_sysreg(op0, op1, crn, crm, op2) {
@@ -468,7 +476,7 @@ impl ArmVcpu {
                     if let (Some(v), true) = (value, rt != 31) {
                         self.ctx.regs.x[rt] = v;
                     }
-                    self.ctx.regs.pc += 4;
+                    self.step_over();
                     return None;
                 }
                 Some(self.crash("system register access", syn))
@@ -495,7 +503,7 @@ impl ArmVcpu {
                 let kind =
                     Unhandled::Access { space: "read-only RAM", index: ipa & !0xfff, write: true, answer: "dropped" };
                 d.note_unhandled(Some(self.id), kind);
-                self.ctx.regs.pc += 4;
+                self.step_over();
                 None
             }
             _ => Some(self.crash("access to read-only RAM", syn)),
@@ -565,7 +573,7 @@ impl ArmVcpu {
             }
             self.ctx.regs.x[reg] = v;
         }
-        self.ctx.regs.pc += 4;
+        self.step_over();
         None
     }
 
@@ -1475,6 +1483,22 @@ mod tests {
         // ldrsw x4 of GICR_ISENABLER0 with SGI 31 enabled.
         r.arch.shared.vgic.write(Frame::Redist(0, crate::vgic::SGI_FRAME + 0x100), 4, 1 << 31);
         assert_eq!(load(&mut v, 0x100, 4, true, true), 0xffff_ffff_8000_0000);
+    }
+
+    #[test]
+    fn an_instruction_in_the_last_word_of_the_address_space_is_stepped_over() {
+        let r = fixture(1);
+        let mut v = r.vcpu(0);
+        let last = u64::MAX - 3;
+        let gicd = crate::guest::GuestMap::GICD_BASE;
+        let mdscr_read = sync(esr(ec::SYSREG, sysreg_iss(2, 0, 0, 2, 2, 1, true)));
+        let smc = sync(esr(ec::SMC64, 0));
+        v.ctx.regs.x[0] = u64::from(fid::PSCI_VERSION);
+        for syn in [data_abort(gicd + 4, 4, 5, false, false), mdscr_read, smc] {
+            v.ctx.regs.pc = last;
+            assert_eq!(v.handle_sync(&r.d, &syn), None);
+            assert_eq!(v.ctx.regs.pc, 0, "the PC wraps as the CPU's does");
+        }
     }
 
     #[test]
