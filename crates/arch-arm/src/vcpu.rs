@@ -333,6 +333,14 @@ impl ArmVcpu {
         }
     }
 
+    /// Moves the guest past the 4-byte instruction it trapped on. The PC
+    /// wraps at the top of the address space (a guest may run code in the
+    /// last page of TTBR1's range): a checked add would panic the
+    /// hypervisor in a build with overflow checks.
+    fn step_over(&mut self) {
+        self.ctx.regs.pc = self.ctx.regs.pc.wrapping_add(4);
+    }
+
     fn crash(&self, what: &str, syn: &Syndrome) -> VcpuExit {
         let e = Esr(syn.esr);
         log::error!(
@@ -388,11 +396,11 @@ impl ArmVcpu {
             },
             ec::SMC64 => {
                 // A trapped SMC leaves ELR at the instruction itself.
-                self.ctx.regs.pc += 4;
+                self.step_over();
                 self.psci(d)
             }
             ec::WFX => {
-                self.ctx.regs.pc += 4;
+                self.step_over();
                 if e.is_wfe() {
                     return Some(VcpuExit::Preempted);
                 }
@@ -446,7 +454,7 @@ impl ArmVcpu {
                     } else {
                         self.send_sgi(d, value);
                     }
-                    self.ctx.regs.pc += 4;
+                    self.step_over();
                     return None;
                 }
                 if let Some(reg) = emulated_sysreg(op0, op1, crn, crm, op2) {
@@ -468,7 +476,7 @@ impl ArmVcpu {
                     if let (Some(v), true) = (value, rt != 31) {
                         self.ctx.regs.x[rt] = v;
                     }
-                    self.ctx.regs.pc += 4;
+                    self.step_over();
                     return None;
                 }
                 Some(self.crash("system register access", syn))
@@ -495,7 +503,7 @@ impl ArmVcpu {
                 let kind =
                     Unhandled::Access { space: "read-only RAM", index: ipa & !0xfff, write: true, answer: "dropped" };
                 d.note_unhandled(Some(self.id), kind);
-                self.ctx.regs.pc += 4;
+                self.step_over();
                 None
             }
             _ => Some(self.crash("access to read-only RAM", syn)),
@@ -519,6 +527,13 @@ impl ArmVcpu {
         let (Some(frame), Some(access)) = (guest::classify(ipa, self.dom.vcpus), e.data_abort()) else {
             return Some(self.crash("stage-2 data abort", syn));
         };
+        if !crate::vgic::width_allowed(frame, access.size) {
+            let kind =
+                Unhandled::Access { space: "GIC register width", index: ipa, write: access.write, answer: "abort" };
+            d.note_unhandled(Some(self.id), kind);
+            self.inject_data_abort(syn.far);
+            return None;
+        }
         let reg = access.reg as usize;
         if access.write {
             let value = if reg == 31 { 0 } else { self.ctx.regs.x[reg] };
@@ -544,14 +559,21 @@ impl ArmVcpu {
                 };
                 v = (v & 0xffff_ffff) | (high << 32);
             } else {
-                v = (v >> shift) & ((1u64 << (access.size * 8)) - 1);
+                let bits = access.size * 8;
+                v = (v >> shift) & ((1u64 << bits) - 1);
+                // LDRSB/LDRSH/LDRSW (SSE): the loaded value's top bit fills
+                // the register above it (to 32 bits for a W register, cut
+                // below), as Xen's sign_extend does for an emulated load.
+                if access.sign_extend && v & (1 << (bits - 1)) != 0 {
+                    v |= u64::MAX << bits;
+                }
             }
             if !access.sixty_four {
                 v &= 0xffff_ffff;
             }
             self.ctx.regs.x[reg] = v;
         }
-        self.ctx.regs.pc += 4;
+        self.step_over();
         None
     }
 
@@ -1357,10 +1379,12 @@ mod tests {
         // PIDR2 says GICv3.
         v.handle_sync(&r.d, &data_abort(gicd + 0xffe8, 4, 7, false, false));
         assert_eq!(v.ctx.regs.x[7], 0x3b);
-        // A byte read is truncated to the access size.
+        // A byte read (of a priority register, which takes bytes) is
+        // truncated to the access size.
+        r.arch.shared.vgic.write(Frame::Dist(0x420), 4, 0x4433_2211);
         v.ctx.regs.x[8] = u64::MAX;
-        v.handle_sync(&r.d, &data_abort(gicd + 0x8, 1, 8, false, false));
-        assert_eq!(v.ctx.regs.x[8], 0x3b);
+        v.handle_sync(&r.d, &data_abort(gicd + 0x422, 1, 8, false, false));
+        assert_eq!(v.ctx.regs.x[8], 0x33);
         // Unimplemented registers read as zero.
         v.ctx.regs.x[9] = u64::MAX;
         v.handle_sync(&r.d, &data_abort(gicd + 0x100, 4, 9, false, false));
@@ -1391,6 +1415,90 @@ mod tests {
         assert_eq!(v.ctx.regs.x[3], 0x1234);
         assert_eq!(v.handle_sync(&r.d, &data_abort(gicd + 4, 4, 31, false, false)), None);
         assert_eq!(v.ctx.regs.pc, ENTRY + 8);
+    }
+
+    #[test]
+    fn gic_accesses_of_a_width_the_register_lacks_get_a_data_abort() {
+        let r = fixture(1);
+        let mut v = r.vcpu(0);
+        v.ctx.sys.vbar_el1 = 0x8_0000;
+        let gicd = crate::guest::GuestMap::GICD_BASE;
+        let sgi = crate::guest::GuestMap::GICR_BASE + crate::vgic::SGI_FRAME;
+        let refused = |v: &mut ArmVcpu, syn: Syndrome| {
+            v.ctx.regs.pc = ENTRY;
+            v.ctx.regs.pstate = crate::context::SPSR_EL1H_MASKED;
+            assert_eq!(v.handle_sync(&r.d, &syn), None);
+            assert_eq!((v.ctx.regs.pc, v.ctx.sys.elr_el1), (0x8_0200, ENTRY), "a data abort at the access");
+            assert_eq!(v.ctx.sys.esr_el1 >> 26, u64::from(ec::DABT_CUR));
+        };
+        // strb w1, [GICR_ISENABLER0 + 1] with w1 = 0x80: the store carries
+        // one byte, but the whole register used to land in the word and
+        // enable SGIs 0..15 and PPIs 16..23 besides.
+        v.ctx.regs.x[1] = 0xffff_ff80;
+        refused(&mut v, data_abort(sgi + 0x101, 1, 1, false, true));
+        assert_eq!(r.arch.shared.vgic.read(Frame::Redist(0, crate::vgic::SGI_FRAME + 0x100)), 0);
+        // A halfword store to GICR_ICFGR1, a doubleword one to
+        // GICD_ISENABLER1, a byte one to GICD_IROUTER32, a byte load of
+        // GICD_IIDR: none is an access these registers take.
+        refused(&mut v, data_abort(sgi + 0xc04, 2, 1, false, true));
+        assert_eq!(r.arch.shared.vgic.read(Frame::Redist(0, crate::vgic::SGI_FRAME + 0xc04)), 0);
+        refused(&mut v, data_abort(gicd + 0x104, 8, 1, true, true));
+        assert_eq!(r.arch.shared.vgic.read(Frame::Dist(0x104)), 0);
+        refused(&mut v, data_abort(gicd + 0x6100, 1, 1, false, true));
+        assert_eq!(r.arch.shared.vgic.read(Frame::Dist(0x6100)), 0);
+        v.ctx.regs.x[2] = 7;
+        refused(&mut v, data_abort(gicd + 0x8, 1, 2, false, false));
+        assert_eq!(v.ctx.regs.x[2], 7, "the load's register is left alone");
+        // The widths the registers do take still work: a byte priority,
+        // a doubleword IROUTER, a word enable.
+        v.ctx.regs.pc = ENTRY;
+        v.handle_sync(&r.d, &data_abort(sgi + 0x41b, 1, 1, false, true));
+        v.handle_sync(&r.d, &data_abort(gicd + 0x6108, 8, 1, true, true));
+        v.handle_sync(&r.d, &data_abort(sgi + 0x100, 4, 1, false, true));
+        assert_eq!(v.ctx.regs.pc, ENTRY + 12);
+        assert_eq!(r.arch.shared.vgic.priority(0, 27), 0x80);
+        assert_eq!(r.arch.shared.vgic.read(Frame::Dist(0x6108)), 0xffff_ff80);
+        assert_eq!(r.arch.shared.vgic.read(Frame::Redist(0, crate::vgic::SGI_FRAME + 0x100)), 0xffff_ff80);
+    }
+
+    #[test]
+    fn sign_extending_gic_loads_fill_the_register_with_the_top_bit() {
+        let r = fixture(1);
+        let mut v = r.vcpu(0);
+        let sgi = crate::guest::GuestMap::GICR_BASE + crate::vgic::SGI_FRAME;
+        r.arch.shared.vgic.write(Frame::Redist(0, crate::vgic::SGI_FRAME + 0x41c), 4, 0x7f00_a0c0);
+        let load = |v: &mut ArmVcpu, off: u64, size: usize, sixty_four: bool, sign: bool| {
+            let mut syn = data_abort(sgi + off, size, 4, sixty_four, false);
+            syn.esr |= (sign as u64) << 21;
+            v.ctx.regs.x[4] = 0x5555_5555_5555_5555;
+            assert_eq!(v.handle_sync(&r.d, &syn), None);
+            v.ctx.regs.x[4]
+        };
+        // ldrsb x4 / ldrsb w4 of priority byte 0xc0.
+        assert_eq!(load(&mut v, 0x41c, 1, true, true), 0xffff_ffff_ffff_ffc0);
+        assert_eq!(load(&mut v, 0x41c, 1, false, true), 0xffff_ffc0);
+        // ldrsw x4 of a word whose top bit is clear, ldrb w4: no sign.
+        assert_eq!(load(&mut v, 0x41c, 4, true, true), 0x7f00_a0c0);
+        assert_eq!(load(&mut v, 0x41d, 1, false, false), 0xa0);
+        // ldrsw x4 of GICR_ISENABLER0 with SGI 31 enabled.
+        r.arch.shared.vgic.write(Frame::Redist(0, crate::vgic::SGI_FRAME + 0x100), 4, 1 << 31);
+        assert_eq!(load(&mut v, 0x100, 4, true, true), 0xffff_ffff_8000_0000);
+    }
+
+    #[test]
+    fn an_instruction_in_the_last_word_of_the_address_space_is_stepped_over() {
+        let r = fixture(1);
+        let mut v = r.vcpu(0);
+        let last = u64::MAX - 3;
+        let gicd = crate::guest::GuestMap::GICD_BASE;
+        let mdscr_read = sync(esr(ec::SYSREG, sysreg_iss(2, 0, 0, 2, 2, 1, true)));
+        let smc = sync(esr(ec::SMC64, 0));
+        v.ctx.regs.x[0] = u64::from(fid::PSCI_VERSION);
+        for syn in [data_abort(gicd + 4, 4, 5, false, false), mdscr_read, smc] {
+            v.ctx.regs.pc = last;
+            assert_eq!(v.handle_sync(&r.d, &syn), None);
+            assert_eq!(v.ctx.regs.pc, 0, "the PC wraps as the CPU's does");
+        }
     }
 
     #[test]

@@ -316,6 +316,40 @@ impl Vgic {
     }
 }
 
+/// Whether a `size`-byte access to the register at `frame` has a width the
+/// GIC architecture gives that register: the 32-bit registers take word
+/// accesses only, the priority registers bytes as well, the 64-bit ones
+/// (GICD_IROUTER<n>, GICR_TYPER) words and doublewords. Without this a byte
+/// or halfword store to a word register wrote the whole source register
+/// into it (bits the store does not carry). Xen's vGICv3 refuses the same
+/// widths with a data abort to the guest. Reserved offsets, which read as
+/// zero and ignore writes, take any width, as there.
+pub fn width_allowed(frame: Frame, size: usize) -> bool {
+    let word = size == 4;
+    match frame {
+        Frame::Dist(off) => match off & !3 {
+            0x0000 | 0x0004 | 0x0008 | PIDR2 => word,
+            // IROUTER0..IROUTER1019.
+            0x6000..=0x7fdc => word || size == 8,
+            o => match decode(o) {
+                Some((_, BankReg::Priority(_))) => word || size == 1,
+                Some(_) => word,
+                None => true,
+            },
+        },
+        Frame::Redist(_, off) => match off & !3 {
+            0x0000 | 0x0004 | 0x0014 | PIDR2 => word,
+            0x0008 | 0x000c => word || size == 8,
+            o if o >= SGI_FRAME => match decode(o - SGI_FRAME) {
+                Some((0, BankReg::Priority(_))) => word || size == 1,
+                Some((0, _)) => word,
+                _ => true,
+            },
+            _ => true,
+        },
+    }
+}
+
 /// A sub-word write (byte writes to the priority registers) merged into the
 /// register's current value; whole-word writes pass through.
 fn merge(current: u32, off: u64, size: usize, value: u64, reg: BankReg) -> u32 {
