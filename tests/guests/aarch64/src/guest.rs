@@ -163,11 +163,6 @@ unsafe impl Guest for ArmGuest {
         }
     }
 
-    fn ballooned_read(&self) -> Probe {
-        // Xen on arm injects a data abort for an access nothing handles.
-        Probe::Aborted
-    }
-
     fn vcpu_count(&self) -> u32 {
         boot().vcpus
     }

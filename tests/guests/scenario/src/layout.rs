@@ -133,13 +133,21 @@ pub struct Layout {
     /// What `VCPUOP_register_vcpu_time_memory_area` gives: `None` where the
     /// arch has it (x86), the errno otherwise (arm: -EINVAL).
     pub time_area_by_va_errno: Option<Errno>,
+    /// What `HYPERVISOR_set_timer_op` gives: `None` where the arch's
+    /// hypercall table has it (x86), the errno otherwise (arm: -ENOSYS).
+    pub set_timer_op_errno: Option<Errno>,
+    /// Whether a read of RAM the guest ballooned out takes a data abort
+    /// (arm: Xen injects one for an access nothing handles) rather than
+    /// reading all ones (x86: an HVM guest's unbacked read).
+    pub ballooned_read_aborts: bool,
 }
 
 /// A [`Layout`] measured from its mirrors: `vcpu_info` type, runstate
 /// type, `xen_ulong_t` type, and what the mirrors cannot say.
 macro_rules! layout_of {
     ($name:literal, $vcpu_info:ty, $runstate:ty, $xen_ulong:ty,
-     upcall_mask: $mask:expr, arch_marker: $marker:expr, legacy_vcpus: $legacy:expr, time_area_by_va_errno: $tva:expr) => {
+     upcall_mask: $mask:expr, arch_marker: $marker:expr, legacy_vcpus: $legacy:expr, time_area_by_va_errno: $tva:expr,
+     set_timer_op_errno: $sto:expr, ballooned_read_aborts: $bra:expr) => {
         Layout {
             name: $name,
             vcpu_info_size: size_of::<$vcpu_info>() as u32,
@@ -154,6 +162,8 @@ macro_rules! layout_of {
             runstate_entry_offset: offset_of!($runstate, state_entry_time) as u32,
             runstate_time_offset: offset_of!($runstate, time) as u32,
             time_area_by_va_errno: $tva,
+            set_timer_op_errno: $sto,
+            ballooned_read_aborts: $bra,
         }
     };
 }
@@ -161,18 +171,18 @@ macro_rules! layout_of {
 /// x86_64 guests (and any 64-bit HVM guest): Xen's native layout.
 pub const X86_64: Layout = layout_of!("x86_64", VcpuInfoX86_64, VcpuRunstateInfo, u64,
     upcall_mask: true, arch_marker: Some(offset_of!(VcpuInfoX86_64, arch.pad) as u32), legacy_vcpus: arch_x86::XEN_LEGACY_MAX_VCPUS as u32,
-    time_area_by_va_errno: None);
+    time_area_by_va_errno: None, set_timer_op_errno: None, ballooned_read_aborts: false);
 
 /// 32-bit x86 guests: Xen's compat (x86_32) layout.
 pub const X86_32: Layout = layout_of!("x86_32", VcpuInfoX86_32, VcpuRunstateInfoX86_32, u32,
     upcall_mask: true, arch_marker: Some(offset_of!(VcpuInfoX86_32, arch.pad) as u32), legacy_vcpus: arch_x86::XEN_LEGACY_MAX_VCPUS as u32,
-    time_area_by_va_errno: None);
+    time_area_by_va_errno: None, set_timer_op_errno: None, ballooned_read_aborts: false);
 
 /// arm64 guests (`evtchn_upcall_mask` is there but Xen on arm ignores it;
 /// `struct arch_vcpu_info` is empty, so there is no spare field to mark).
 pub const ARM64: Layout = layout_of!("arm64", VcpuInfoArm64, VcpuRunstateInfo, u64,
     upcall_mask: false, arch_marker: None, legacy_vcpus: arch_arm::XEN_LEGACY_MAX_VCPUS as u32,
-    time_area_by_va_errno: Some(Errno::EINVAL));
+    time_area_by_va_errno: Some(Errno::EINVAL), set_timer_op_errno: Some(Errno::ENOSYS), ballooned_read_aborts: true);
 
 /// `struct xen_add_to_physmap` in the shape of one layout's `xen_ulong_t`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -170,9 +170,15 @@ pub unsafe trait Guest: Sync {
     }
 
     /// What Xen gives this guest for a 4-byte read of a page it gave back
-    /// (a p2m hole): x86 HVM emulates it as MMIO nobody claims (all ones),
-    /// arm injects a data abort.
-    fn ballooned_read(&self) -> Probe;
+    /// (a p2m hole), as its layout states it: x86 HVM emulates it as MMIO
+    /// nobody claims (all ones), arm injects a data abort.
+    fn ballooned_read(&self) -> Probe {
+        if self.layout().ballooned_read_aborts {
+            Probe::Aborted
+        } else {
+            Probe::Value(u32::MAX)
+        }
+    }
 
     /// Number of vCPUs the domain was created with.
     fn vcpu_count(&self) -> u32;

@@ -697,7 +697,9 @@ unsafe impl Guest for MockXen {
                 self.schedule_in(&mut st, me, 0);
                 0
             }
-            hc::SET_TIMER_OP if self.layout.name == "arm64" => Errno::ENOSYS.to_hypercall_ret(),
+            hc::SET_TIMER_OP if self.layout.set_timer_op_errno.is_some() => {
+                self.layout.set_timer_op_errno.map_or(0, |e| e.to_hypercall_ret())
+            }
             hc::SET_TIMER_OP => {
                 let t = if self.layout.xen_ulong_size == 4 { a[0] | a[1] << 32 } else { a[0] };
                 self.st.lock().unwrap().timers.singleshot = (t != 0).then_some(t);
@@ -736,15 +738,6 @@ unsafe impl Guest for MockXen {
         let mut b = [0u8; 4];
         self.read(gpa, &mut b);
         Probe::Value(u32::from_le_bytes(b))
-    }
-
-    fn ballooned_read(&self) -> Probe {
-        // The simulated Xen answers as the real one does for the layout's arch.
-        if std::ptr::eq(self.layout, &ARM64) {
-            Probe::Aborted
-        } else {
-            Probe::Value(u32::MAX)
-        }
     }
 
     fn vcpu_count(&self) -> u32 {

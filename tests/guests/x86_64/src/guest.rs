@@ -25,7 +25,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use lantern_guest_scenario::console::{self, Buf, LineLock, Words};
 use lantern_guest_scenario::hypercall::{self as xen, Version};
 use lantern_guest_scenario::identity::{GuestPages, Page};
-use lantern_guest_scenario::{layout, Guest, Layout, Probe};
+use lantern_guest_scenario::{layout, Guest, Layout};
 use xen_abi::arch_x86::DEBUG_PORT;
 use xen_abi::nr::{domid, hvm_param, hvmop, hypercall as nr, vcpuop};
 use xen_abi::public::XenHvmParam;
@@ -158,11 +158,6 @@ unsafe impl Guest for X86Guest {
 
     fn balloon_pages(&self) -> [u64; 2] {
         PAGES.balloon()
-    }
-
-    fn ballooned_read(&self) -> Probe {
-        // An HVM guest's p2m hole is emulated MMIO nobody claims.
-        Probe::Value(u32::MAX)
     }
 
     fn vcpu_count(&self) -> u32 {
