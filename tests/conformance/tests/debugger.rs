@@ -3,8 +3,11 @@
 //! debugger's reads, kept under its writes, traps written by hand taken
 //! over; and what a vCPU must arm for each.
 
+use std::sync::Arc;
+
 use lantern_common::addr::{Gpa, Gva};
 use lantern_common::debug::{DebugControl, Debugger, HwKind, HwPoint, StopReason};
+use lantern_common::domain::Domain;
 use lantern_common::guest_memory::{GuestMemory, PhysMem, VirtMem};
 use lantern_conformance::{layout, FakeVcpu, TestDomain, RAM_PAGES};
 use xen_abi::Errno;
@@ -18,12 +21,18 @@ fn code() -> Vec<u8> {
     (0..32u8).map(|b| 0x90 ^ b).collect()
 }
 
+/// An x86_64 domain with [`code`] at guest-physical 0x2000.
+fn domain_with_code() -> Arc<Domain> {
+    let d = TestDomain::new(layout("x86_64")).build();
+    PhysMem::new(&d).write_bytes(Gpa(0x2000), &code()).unwrap();
+    d
+}
+
 #[test]
 fn a_breakpoint_is_planted_hidden_and_removed() {
-    let d = TestDomain::new(layout("x86_64")).build();
+    let d = domain_with_code();
     let v = FakeVcpu::identity(RAM_PAGES).mapped_at(VBASE);
     let phys = PhysMem::new(&d);
-    phys.write_bytes(Gpa(0x2000), &code()).unwrap();
     let mem = VirtMem::new(&d, &v);
     let mut dbg = Debugger::default();
     dbg.insert_breakpoint(&mem, VBASE + 0x2004, TRAP).unwrap();
@@ -60,10 +69,9 @@ fn a_breakpoint_is_planted_hidden_and_removed() {
 #[test]
 fn breakpoints_are_bounded() {
     use lantern_common::debug::MAX_BREAKPOINTS;
-    let d = TestDomain::new(layout("x86_64")).build();
+    let d = domain_with_code();
     let v = FakeVcpu::identity(RAM_PAGES).mapped_at(VBASE);
     let phys = PhysMem::new(&d);
-    phys.write_bytes(Gpa(0x2000), &code()).unwrap();
     let mem = VirtMem::new(&d, &v);
     let mut dbg = Debugger::default();
     dbg.insert_breakpoint(&mem, VBASE + 0x2004, TRAP).unwrap();
@@ -119,9 +127,8 @@ fn a_write_over_a_breakpoint_keeps_the_trap_and_updates_what_it_hides() {
 
 #[test]
 fn a_trap_written_by_hand_becomes_a_planted_breakpoint_and_its_restore_removes_it() {
-    let d = TestDomain::new(layout("x86_64")).build();
+    let d = domain_with_code();
     let phys = PhysMem::new(&d);
-    phys.write_bytes(Gpa(0x2000), &code()).unwrap();
     let mut dbg = Debugger::default();
     // gdb's fallback when a stub refuses Z0: `X addr,1:\xcc`, later the
     // original byte back.
@@ -150,9 +157,8 @@ fn a_breakpoint_is_refused_where_it_cannot_go() {
 
 #[test]
 fn a_session_end_restores_the_guests_and_disarms_everything() {
-    let d = TestDomain::new(layout("x86_64")).build();
+    let d = domain_with_code();
     let phys = PhysMem::new(&d);
-    phys.write_bytes(Gpa(0x2000), &code()).unwrap();
     let mut dbg = Debugger::default();
     dbg.insert_breakpoint(&phys, 0x2001, TRAP).unwrap();
     dbg.hw_points.push((d.id, HwPoint { addr: 0x5000, len: 8, kind: HwKind::Write }));
