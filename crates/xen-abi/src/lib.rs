@@ -3,8 +3,8 @@
 //! structs that are the same on every architecture, and the layout axis of
 //! the arch boundary ([`layout::GuestAbi`] with [`layout::StructLayout`]
 //! tables). Arch crates add their own layouts (x86_64, x86_32 compat, arm64)
-//! on top. The exceptions are [`arch_x86`] and [`arch_arm`], the
-//! arch-specific public headers (`arch-x86/*.h`, `arch-arm.h`) the
+//! on top. The exceptions are [`arch_x86`], [`arch_arm`] and [`arch_riscv`], the
+//! arch-specific public headers (`arch-x86/*.h`, `arch-arm.h`, `arch-riscv.h`) the
 //! hypervisor's backend, the board and the test guest of that arch all
 //! speak.
 //!
@@ -15,6 +15,7 @@
 #![warn(missing_docs)]
 
 pub mod arch_arm;
+pub mod arch_riscv;
 pub mod arch_x86;
 pub mod errno;
 pub mod layout;
