@@ -23,7 +23,7 @@ use crate::hvm_context::{HvmContext, VCPU_HVM_CONTEXT_SIZE};
 use crate::npt::NestedPageTable;
 use crate::paging::{self, PagingState};
 use crate::svm::{self, FxArea, GuestRegs, PermissionMaps, StartMode};
-use crate::vmcb::{cr0, dr, efer, event, exit, int_ctl, seg_attr, vector, Vmcb};
+use crate::vmcb::{cr0, dr, efer, event, exit, int_ctl, intercept1, seg_attr, vector, Vmcb};
 
 mod exits;
 
@@ -36,6 +36,10 @@ pub use exits::io::DEBUG_PORT;
 /// The lowest IDT vector that is an interrupt rather than an exception
 /// (Xen refuses lower ones for event upcalls).
 const FIRST_INTERRUPT_VECTOR: u8 = 0x10;
+
+/// PAUSE's length: `rep; nop` (F3 90), as compilers and Linux's
+/// `cpu_relax` emit it.
+const PAUSE_LEN: u64 = 2;
 
 /// The per-domain SVM object ([`ArchDomain`]): owns what the domain's vCPUs
 /// share.
@@ -133,12 +137,13 @@ pub struct SvmVcpu {
     fx: Box<FxArea>,
     /// What the virtual interrupt raised for the last entry came from.
     virq: Option<VirqSource>,
-    /// An IPI of this vCPU's woke or started another vCPU: end the slice at
-    /// the next exit, so the target runs while the sender waits for it
-    /// (every vCPU shares the machine's CPUs; without this a sender spinning
-    /// on the target's answer burns its whole slice, and with many vCPUs
-    /// everyone's, before the target runs).
-    yield_for_ipi: bool,
+    /// End the slice at the next exit: an IPI of this vCPU's woke or
+    /// started another vCPU, or it spun (PAUSE) while another could run, so
+    /// that the other runs while this one waits for it (every vCPU shares
+    /// the machine's CPUs; without this a sender spinning on the target's
+    /// answer burns its whole slice, and with many vCPUs everyone's, before
+    /// the target runs).
+    yield_slice: bool,
     /// What the debugger armed in this vCPU.
     debug: DebugControl,
     /// The guest's own debug registers (a shadow; see `exits::debug`).
@@ -172,7 +177,7 @@ impl SvmVcpu {
             regs: GuestRegs::default(),
             fx: Box::new(svm::initial_fx()),
             virq: None,
-            yield_for_ipi: false,
+            yield_slice: false,
             debug: DebugControl::default(),
             guest_dr: GuestDebugRegs::default(),
             debug_dr: (dr::DR7_RESET, [0; dr::SLOTS]),
@@ -381,6 +386,24 @@ impl SvmVcpu {
         self.with_apic(|a| a.nmi || (interruptible && a.lapic.pending().is_some()))
     }
 
+    /// Intercepts PAUSE only while another vCPU of the domain is runnable.
+    /// Every Lantern vCPU of a board shares one CPU, so a guest spinning
+    /// on a lock or a flag another of its vCPUs holds (Linux's CPU
+    /// bring-up, cross-CPU calls, TLB shootdowns) would spin away its whole
+    /// slice while that vCPU waits for the CPU; Xen's pause-loop exiting
+    /// yields for the same reason. With no other vCPU to run, a PAUSE stays
+    /// a plain instruction: QEMU implements no PAUSE filter, so each
+    /// intercepted one is a world switch.
+    fn intercept_pause_if_contended(&mut self, d: &Domain) {
+        let contended = d.vcpus().iter().any(|v| v.id != self.vcpu_id && d.vcpu_runnable(v));
+        let c = &mut self.vmcb.control;
+        if contended {
+            c.intercept_misc1 |= intercept1::PAUSE;
+        } else {
+            c.intercept_misc1 &= !intercept1::PAUSE;
+        }
+    }
+
     /// Enters the guest until an exit the core must act on. The scheduler
     /// has synced the nested tables with the p2m before the call
     /// (`ArchDomain::sync_p2m`); no exit handled here changes the p2m.
@@ -390,6 +413,7 @@ impl SvmVcpu {
                 return VcpuExit::Debug(DebugEvent::Step);
             }
             self.update_interrupts(d);
+            self.intercept_pause_if_contended(d);
             let rip_before = self.vmcb.save.rip;
             let guest_tf = self.enter_debug();
             let code = svm::vmrun_current(&mut self.vmcb, &mut self.regs, &mut self.fx);
@@ -442,6 +466,14 @@ impl SvmVcpu {
                 }
                 exit::NMI | exit::VINTR => {}
                 exit::INVD => self.vmcb.save.rip = self.vmcb.save.rip.wrapping_add(2),
+                exit::PAUSE => {
+                    // A spin-wait while another vCPU of the domain could run
+                    // (`intercept_pause_if_contended`): that vCPU is likely
+                    // what it waits for, and it shares this CPU, so the
+                    // slice ends here instead of spinning to its end.
+                    self.vmcb.save.rip = self.vmcb.save.rip.wrapping_add(PAUSE_LEN);
+                    self.yield_slice = true;
+                }
                 exit::NPF => {
                     if let Some(e) = self.handle_npf(d) {
                         return e;
@@ -461,7 +493,7 @@ impl SvmVcpu {
                 // The hypervisor completed the stepped instruction itself.
                 return VcpuExit::Debug(DebugEvent::Step);
             }
-            if core::mem::take(&mut self.yield_for_ipi) {
+            if core::mem::take(&mut self.yield_slice) {
                 return VcpuExit::Preempted;
             }
         }
@@ -666,6 +698,31 @@ mod tests {
     use crate::vmcb::{ATTR_CODE32, ATTR_DATA32};
     use lantern_common::addr::Gfn;
     use xen_abi::errno::Errno;
+
+    #[test]
+    fn pause_is_intercepted_only_while_another_vcpu_of_the_domain_could_run() {
+        let d = domain(2);
+        let mut v0 = vcpu(0);
+        let (dv0, dv1) = (d.vcpu(0).unwrap(), d.vcpu(1).unwrap());
+        dv0.set_initialised();
+        lantern_common::lifecycle::vcpu_up(&d, dv0).unwrap();
+        let pause = |v: &SvmVcpu| v.vmcb.control.intercept_misc1 & intercept1::PAUSE != 0;
+        v0.intercept_pause_if_contended(&d);
+        assert!(!pause(&v0), "vCPU 1 is down: a PAUSE stays an instruction");
+        dv1.set_initialised();
+        lantern_common::lifecycle::vcpu_up(&d, dv1).unwrap();
+        v0.intercept_pause_if_contended(&d);
+        assert!(pause(&v0), "vCPU 1 could run: a PAUSE ends vCPU 0's slice");
+        d.vcpu_block(dv1);
+        v0.intercept_pause_if_contended(&d);
+        assert!(!pause(&v0), "vCPU 1 waits for an event: nothing to yield to");
+        // The others decide: seen from vCPU 1, a blocked vCPU 0 is no reason.
+        let mut v1 = vcpu(1);
+        d.vcpu_unblock(dv1);
+        d.vcpu_block(dv0);
+        v1.intercept_pause_if_contended(&d);
+        assert!(!pause(&v1));
+    }
 
     #[test]
     fn pvh_entry_state() {

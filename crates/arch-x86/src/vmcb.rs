@@ -284,6 +284,8 @@ pub mod intercept1 {
     pub const INTN: u32 = 1 << 21;
     /// INVD.
     pub const INVD: u32 = 1 << 22;
+    /// PAUSE (exits on every one: QEMU has no PAUSE filter).
+    pub const PAUSE: u32 = 1 << 23;
     /// HLT.
     pub const HLT: u32 = 1 << 24;
     /// IN/OUT through the I/O permission map.
@@ -375,6 +377,8 @@ pub mod exit {
     pub const CPUID: u64 = 0x72;
     /// INVD.
     pub const INVD: u64 = 0x76;
+    /// PAUSE.
+    pub const PAUSE: u64 = 0x77;
     /// HLT.
     pub const HLT: u64 = 0x78;
     /// IN/OUT.

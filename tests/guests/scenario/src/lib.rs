@@ -258,11 +258,12 @@ pub unsafe trait Guest: Sync {
     }
 
     /// Spin for a short while without leaving the guest (used to get
-    /// preempted by the hypervisor's timer rather than yielding).
+    /// preempted by the hypervisor's timer rather than yielding). No
+    /// `spin_loop` hint: a PAUSE is a spin-wait, which a hypervisor may end
+    /// the slice at when another vCPU could run (x86's does).
     fn busy_wait(&self, iterations: u32) {
         for i in 0..iterations {
             core::hint::black_box(i);
-            core::hint::spin_loop();
         }
     }
 }

@@ -166,7 +166,7 @@ impl SvmVcpu {
                     }
                     if t != me {
                         d.vcpu_unblock(v);
-                        self.yield_for_ipi = true;
+                        self.yield_slice = true;
                     }
                 }
                 Received::Init if t != me => {
@@ -191,7 +191,7 @@ impl SvmVcpu {
                     if lifecycle::vcpu_up(d, v).is_err() {
                         self.dom.apics.lock()[t as usize].start = ApStart::WaitForSipi;
                     } else {
-                        self.yield_for_ipi = true;
+                        self.yield_slice = true;
                     }
                 }
             }
@@ -360,11 +360,11 @@ mod tests {
         v0.send_ipi(&d, &ipi);
         assert_eq!(v1.with_apic(|a| a.lapic.pending()), Some(0x40));
         assert_eq!(v0.with_apic(|a| a.lapic.pending()), None);
-        assert!(core::mem::take(&mut v0.yield_for_ipi), "the sender gives the target the CPU");
+        assert!(core::mem::take(&mut v0.yield_slice), "the sender gives the target the CPU");
         // NMI (delivery 4) to self via shorthand.
         let ipi = v0.with_apic(|a| a.lapic.mmio_write(0x300, (1 << 18) | (4 << 8), 0)).unwrap();
         v0.send_ipi(&d, &ipi);
-        assert!(!v0.yield_for_ipi, "an IPI to oneself keeps the slice");
+        assert!(!v0.yield_slice, "an IPI to oneself keeps the slice");
         v0.vmcb.control.eventinj = 0;
         v0.inject_pending_nmi();
         assert_eq!(v0.vmcb.control.eventinj, crate::vmcb::event::nmi());
