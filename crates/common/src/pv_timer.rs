@@ -108,6 +108,11 @@ pub fn wake_deadline(v: &Vcpu) -> Option<u64> {
     v.timers.lock().wake_deadline()
 }
 
+/// `v`'s single-shot timer deadline, if armed, whatever the vCPU's state.
+pub fn singleshot_deadline(v: &Vcpu) -> Option<u64> {
+    v.timers.lock().singleshot()
+}
+
 /// Stops every timer of `v` and forgets its poll (domain kill).
 pub fn stop_all(v: &Vcpu) {
     *v.timers.lock() = Default::default();

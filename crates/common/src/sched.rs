@@ -489,16 +489,27 @@ impl Hypervisor {
         }
     }
 
-    /// The earliest deadline, in host-counter ticks, at which a blocked
-    /// vCPU wakes: its guest timer, or its PV single-shot timer or poll
-    /// timeout (system time, converted through its domain's clock).
+    /// The earliest deadline, in host-counter ticks, at which a vCPU's
+    /// timer is due: a blocked vCPU's guest timer, PV single-shot timer or
+    /// poll timeout (it wakes), and any other vCPU's PV single-shot timer
+    /// (system time, converted through its domain's clock; the loop has
+    /// fired the expired ones, so these are ahead). Xen raises a
+    /// `VIRQ_TIMER` at once on the CPU its vCPU runs on; here the vCPUs
+    /// share one CPU, so the slice in progress ends then and the loop fires
+    /// it. Without the running and runnable vCPUs' timers, a busy vCPU's
+    /// ticks came only at slice ends: Linux's per-CPU delay calibration
+    /// (`calibrate_delay_direct`, timing jiffies that another vCPU's tick
+    /// advances) failed on every application processor and fell back to
+    /// its slow search.
     pub fn next_timer_deadline(&self) -> Option<u64> {
         self.slots
             .iter()
             .flat_map(|s| {
-                s.domain.vcpus().iter().filter(|v| v.pause_flags() & VPF_BLOCKED != 0).flat_map(|v| {
-                    let pv = pv_timer::wake_deadline(v).map(|ns| s.domain.clock().counter_at(ns));
-                    [s.arch.timer_deadline(v.id), pv]
+                s.domain.vcpus().iter().flat_map(|v| {
+                    let blocked = v.pause_flags() & VPF_BLOCKED != 0;
+                    let pv = if blocked { pv_timer::wake_deadline(v) } else { pv_timer::singleshot_deadline(v) };
+                    let guest = if blocked { s.arch.timer_deadline(v.id) } else { None };
+                    [guest, pv.map(|ns| s.domain.clock().counter_at(ns))]
                 })
             })
             .flatten()

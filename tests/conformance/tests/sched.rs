@@ -359,6 +359,29 @@ fn a_slice_is_told_when_a_blocked_vcpus_timer_is_due() {
     assert_eq!(board.slice_wakes, [None, None, Some(250), Some(250), None]);
 }
 
+/// A slice is also told when a vCPU that is not blocked has its PV timer
+/// due, its own or another's waiting for the CPU: a guest that keeps its
+/// CPUs busy (Linux spinning on jiffies another vCPU's tick advances) gets
+/// its `VIRQ_TIMER` then, not at the end of a slice.
+#[test]
+fn a_slice_is_told_when_a_runnable_vcpus_timer_is_due() {
+    let log = Arc::default();
+    // Ten seconds of system time ahead: armed, not yet due.
+    const DEADLINE_NS: u64 = 10_000_000_000;
+    let yield_call = || hypercall(hypercall::SCHED_OP, [schedop::YIELD, 0, 0, 0, 0, 0]);
+    let set_timer = hypercall(hypercall::SET_TIMER_OP, [DEADLINE_NS, 0, 0, 0, 0, 0]);
+    let (a, _, _) = scripted(1, vec![vec![set_timer, yield_call(), poweroff()], vec![yield_call()]], &log);
+    let due = a.domain.clock().counter_at(DEADLINE_NS);
+    let mut hv = Hypervisor::new(vec![a]);
+    let mut board = RecordingBoard::default();
+    assert!(hv.run(&mut board).clean());
+    // v1 yields (round-robin starts after v0), v0 arms its timer and
+    // yields; then v1's slice (v0 runnable, not running) and v0's own last
+    // one start with it due.
+    assert_eq!(*log.runs.lock().unwrap(), [(1, 1), (1, 0), (1, 0), (1, 1), (1, 0)]);
+    assert_eq!(board.slice_wakes, [None, None, Some(due), Some(due)]);
+}
+
 /// The board's announcements other than the page audits that follow each
 /// destroy, after checking that every audit found the counts at baseline.
 fn endings(board: &RecordingBoard) -> Vec<&str> {
