@@ -210,6 +210,17 @@ pub fn bench(board: &'static dyn BoardSpec, runs: usize) -> Result<(), String> {
 
 /// vCPU counts of the Linux boot figure.
 const LINUX_VCPU_COUNTS: [u32; 3] = [1, 2, 4];
+/// vCPU counts of the Linux boot figure's rows with [`PRESET_LPJ`] (and the
+/// board's wide-SMP count).
+const LPJ_VCPU_COUNTS: [u32; 1] = [4];
+/// `lpj=` on both kernels' command lines in the figure's last rows: every
+/// CPU takes this loops-per-jiffy instead of calibrating its delay loop. On
+/// x86 without an invariant TSC (QEMU's TCG CPU has none) each application
+/// processor calibrates on the boot CPU's ticks, which, with the vCPUs
+/// sharing one CPU, is where an SMP boot spends most of its extra time; the
+/// rows show the rest. The value only scales `udelay` (about this machine's
+/// TSC rate over HZ = 250).
+const PRESET_LPJ: &str = "lpj=10000000";
 /// Upper bound for one Linux boot to its init under TCG on a busy 2-core
 /// machine (~5–10 s alone).
 const LINUX_LIMIT: Duration = Duration::from_secs(180);
@@ -237,6 +248,7 @@ pub fn bare_linux_command(
     vcpus: u32,
     mem: u64,
     accel: Accel,
+    extra: &str,
 ) -> Result<Command, String> {
     let BareLinux { machine, console } =
         board.bench().bare_linux.ok_or_else(|| format!("the {} board names no bare-Linux machine", board.name()))?;
@@ -253,7 +265,8 @@ pub fn bare_linux_command(
     }
     c.args(["-display", "none", "-monitor", "none", "-no-reboot", "-serial", "stdio"]);
     c.arg("-kernel").arg(kernel).arg("-initrd").arg(initrd);
-    c.arg("-append").arg(format!("console={console}"));
+    let append = if extra.is_empty() { format!("console={console}") } else { format!("console={console} {extra}") };
+    c.arg("-append").arg(append);
     Ok(c)
 }
 
@@ -284,11 +297,14 @@ pub fn linux_bench(board: &'static dyn BoardSpec, runs: usize) -> Result<(), Str
     let guest: LinuxGuest = linux::prepare(flavour)?;
     let started = std::time::Instant::now();
     let mut rows = Vec::new();
-    for vcpus in LINUX_VCPU_COUNTS.into_iter().chain(board.linux_wide_smp()) {
+    let plain = LINUX_VCPU_COUNTS.into_iter().chain(board.linux_wide_smp()).map(|n| (n, ""));
+    let preset = LPJ_VCPU_COUNTS.into_iter().chain(board.linux_wide_smp()).map(|n| (n, PRESET_LPJ));
+    for (vcpus, extra) in plain.chain(preset) {
         let mut o = Opts { vcpus: Some(vcpus), ..Opts::on(board) };
-        o.boot_linux(&guest, "");
+        o.boot_linux(&guest, extra);
         let a = build(&o)?;
-        let bare = |accel| bare_linux_command(board, &guest.kernel, &guest.initramfs, vcpus, linux::DEFAULT_MEM, accel);
+        let bare =
+            |accel| bare_linux_command(board, &guest.kernel, &guest.initramfs, vcpus, linux::DEFAULT_MEM, accel, extra);
         // Lantern, bare single-threaded TCG, bare default TCG.
         let mut times: [Vec<f64>; 3] = Default::default();
         for round in 0..runs {
@@ -305,7 +321,7 @@ pub fn linux_bench(board: &'static dyn BoardSpec, runs: usize) -> Result<(), Str
                 times[side].push(t.as_secs_f64());
             }
         }
-        rows.push((vcpus, times));
+        rows.push((if extra.is_empty() { vcpus.to_string() } else { format!("{vcpus}, {extra}") }, times));
     }
     println!(
         "== {} board: {} with the busybox initramfs, QEMU start -> `{INIT_FIRST_LINE}`, {runs} alternating runs \
@@ -374,7 +390,9 @@ mod tests {
     fn bare_linux_boots_the_same_kernel_on_the_boards_cpu_without_a_hypervisor() {
         let board = crate::boards::by_name("aarch64").unwrap();
         let line = |accel| {
-            command_line(&bare_linux_command(board, "/k".as_ref(), "/i.cpio".as_ref(), 4, 256 << 20, accel).unwrap())
+            command_line(
+                &bare_linux_command(board, "/k".as_ref(), "/i.cpio".as_ref(), 4, 256 << 20, accel, "").unwrap(),
+            )
         };
         let rest = "-display none -monitor none -no-reboot -serial stdio -kernel /k -initrd /i.cpio \
                     -append console=ttyAMA0";
@@ -393,9 +411,13 @@ mod tests {
         let cpu = machine[machine.iter().position(|a| *a == "-cpu").unwrap() + 1];
         assert!(line(Accel::Default).contains(&format!(" -cpu {cpu} ")));
         let x86 = crate::boards::by_name("x86_64").unwrap();
-        let x86_line =
-            command_line(&bare_linux_command(x86, "/k".as_ref(), "/i".as_ref(), 40, 1 << 30, Accel::Default).unwrap());
+        let x86_line = command_line(
+            &bare_linux_command(x86, "/k".as_ref(), "/i".as_ref(), 40, 1 << 30, Accel::Default, "").unwrap(),
+        );
         assert!(x86_line.starts_with("qemu-system-x86_64 -M q35 -cpu max -smp 40 -m 1024M "), "{x86_line}");
         assert!(x86_line.ends_with("-kernel /k -initrd /i -append console=ttyS0"), "{x86_line}");
+        // Words for both kernels follow the console on the command line.
+        let preset = bare_linux_command(x86, "/k".as_ref(), "/i".as_ref(), 4, 1 << 30, Accel::Default, PRESET_LPJ);
+        assert!(command_line(&preset.unwrap()).ends_with(&format!("-append console=ttyS0 {PRESET_LPJ}")));
     }
 }
