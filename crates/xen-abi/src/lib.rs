@@ -19,6 +19,7 @@ pub mod arch_riscv;
 pub mod arch_x86;
 pub mod errno;
 pub mod layout;
+pub mod layout_nomask64;
 pub mod nr;
 pub mod public;
 pub mod public_ext;
