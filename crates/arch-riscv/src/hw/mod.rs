@@ -2,16 +2,17 @@
 //! [`crate::vcpu`] asks of the physical hart, as the [`Hart`] trait.
 //!
 //! Only the code behind it touches hypervisor CSRs, fences and the timer,
-//! and only it is built for bare metal (the platform's HS-mode part: the
-//! trap vector, the world switch, HS configuration, the host timer); the
-//! host tests drive the vCPU logic through the recording double in
-//! `fake.rs`.
+//! and only it is built for bare metal ([`hs`]: the trap vector, the world
+//! switch, HS configuration, the host timer through SBI); the host tests
+//! drive the vCPU logic through the recording double in `fake.rs`.
 
 use crate::context::VcpuContext;
 use crate::trap::Trap;
 
 #[cfg(test)]
 pub mod fake;
+#[cfg(all(target_arch = "riscv64", target_os = "none"))]
+pub mod hs;
 
 /// The physical hart in HS-mode, as the vCPU logic drives it.
 pub trait Hart: Sync {
