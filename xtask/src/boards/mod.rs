@@ -24,6 +24,7 @@ macro_rules! registry {
 registry! {
     x86_64::X86_64,
     aarch64::Aarch64,
+    riscv64::Riscv64,
 }
 
 /// Everything xtask needs to know about one board: how to build and boot
