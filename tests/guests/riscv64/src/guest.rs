@@ -193,7 +193,7 @@ unsafe impl Guest for RiscvGuest {
         let v: u32;
         // SAFETY: `gpa` is guest RAM the caller names (the MMU is off); if
         // the load faults, `trap` resumes after it (it decodes the length).
-        unsafe { asm!("lw {v}, 0({a})", a = in(reg) gpa, v = out(reg) v, options(nostack, readonly)) };
+        unsafe { asm!("lw {v}, 0({a})", a = in(reg) gpa, v = out(reg) v, options(nostack)) };
         PROBE_AT.store(0, Ordering::SeqCst);
         if PROBE_ABORTED.load(Ordering::SeqCst) {
             Probe::Aborted
