@@ -422,12 +422,19 @@ pub unsafe extern "C" fn trap(frame: *mut u64) {
     }
     // SAFETY: per the contract, the vector saved sstatus at this slot.
     let sstatus = unsafe { *frame.add(entry::FRAME_SSTATUS) };
+    // In a fuzz domain, the hypercall last made is the likely culprit.
+    let mut fuzz = Buf::<96>::new();
+    if lantern_guest_scenario::fuzz::active() {
+        let (index, nr, arg0) = lantern_guest_scenario::fuzz::current();
+        let _ = write!(fuzz, " fuzz_call={index} nr={nr} arg0={arg0:#x}");
+    }
     lantern_guest_scenario::crash(
         &GUEST,
         format_args!(
-            "EXCEPTION vcpu={} scause={scause:#x} sepc={sepc:#x} stval={stval:#x} sstatus={sstatus:#x} stray_irqs={}",
+            "EXCEPTION vcpu={} scause={scause:#x} sepc={sepc:#x} stval={stval:#x} sstatus={sstatus:#x} stray_irqs={}{}",
             current_vcpu(),
-            STRAY_IRQS.load(Ordering::Relaxed)
+            STRAY_IRQS.load(Ordering::Relaxed),
+            fuzz.as_str()
         ),
     )
 }
