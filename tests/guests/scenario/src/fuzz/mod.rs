@@ -510,6 +510,26 @@ impl<'g> Fuzzer<'g> {
         p.addr
     }
 
+    /// As [`Self::place`], for a struct whose contents keep the call
+    /// short (a `sched_poll`'s timeout): where the null class names RAM
+    /// (the image elsewhere, [`Self::null`] is 0) the hypervisor would read
+    /// page 0 instead of the struct, and zeros there are a poll without
+    /// ports or timeout, which blocks the vCPU until an event, for good in
+    /// a fuzz domain; that pointer becomes the hole. The same draws as
+    /// [`Self::place`], so the rest of the stream is unchanged.
+    fn place_bounded(&mut self, bytes: &[u8]) -> u64 {
+        if self.array_tail {
+            return self.place(bytes);
+        }
+        let p = match self.rng.weighted(PTR_CLASSES) {
+            PtrClass::Null => Ptr { addr: PAGES.hole.gpa(), room: 0 },
+            class => self.ptr_of(class, bytes.len()),
+        };
+        self.write_at(p, bytes);
+        self.last_arg = p.addr;
+        p.addr
+    }
+
     /// Places `bytes` at a pointer of `class`.
     fn place_as(&mut self, class: PtrClass, bytes: &[u8]) -> u64 {
         let p = self.ptr_of(class, bytes.len());

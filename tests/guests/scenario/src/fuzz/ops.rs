@@ -691,9 +691,9 @@ fn poll(f: &mut Fuzzer<'_>) -> u64 {
     let list = f.nested(&ports[..4 * n.clamp(1, 4) as usize]);
     let timeout = 1 + f.rng.below(1000);
     if f.narrow() {
-        f.place(SchedPollHandle32 { ports: list as u32, nr_ports: n, timeout }.as_bytes())
+        f.place_bounded(SchedPollHandle32 { ports: list as u32, nr_ports: n, timeout }.as_bytes())
     } else {
-        f.place(SchedPoll { ports: list, nr_ports: n, pad: 0, timeout }.as_bytes())
+        f.place_bounded(SchedPoll { ports: list, nr_ports: n, pad: 0, timeout }.as_bytes())
     }
 }
 
