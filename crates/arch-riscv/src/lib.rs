@@ -20,6 +20,7 @@ pub mod guest;
 pub mod hw;
 pub mod layout;
 pub mod sbi;
+pub mod step;
 pub mod trap;
 pub mod vcpu;
 pub mod walk;

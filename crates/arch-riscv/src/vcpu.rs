@@ -161,6 +161,16 @@ pub struct RiscvVcpu {
     armed: Option<(Option<u64>, u64)>,
     /// What the debugger armed.
     debug: DebugControl,
+    /// A step ended in a hypercall the core completed: the next run
+    /// reports it without entering the guest.
+    step_done: bool,
+}
+
+/// A `c.ebreak` a step planted: where, and the bytes it replaced.
+struct Planted {
+    va: u64,
+    gpa: Gpa,
+    orig: [u8; 2],
 }
 
 impl RiscvVcpu {
@@ -174,6 +184,7 @@ impl RiscvVcpu {
             guest_timer: NO_DEADLINE,
             armed: None,
             debug: DebugControl::default(),
+            step_done: false,
         }
     }
 
@@ -326,6 +337,45 @@ impl RiscvVcpu {
         Some(trap::insn_len(low))
     }
 
+    /// The instruction at the PC, read through the guest's translation.
+    fn insn_at_pc(&self, d: &Domain) -> Option<u32> {
+        let mem = PhysMem::new(d);
+        let half = |va: u64| -> Option<u16> { mem.read_obj(self.translate(d, Gva(va), false).ok()?).ok() };
+        let low = half(self.ctx.pc)?;
+        if trap::insn_len(low) == 2 {
+            return Some(u32::from(low));
+        }
+        Some(u32::from(low) | (u32::from(half(self.ctx.pc.wrapping_add(2))?) << 16))
+    }
+
+    /// Plants a `c.ebreak` wherever the instruction at the PC may continue
+    /// ([`crate::step`]); addresses the guest cannot reach or the
+    /// hypervisor cannot write are left out.
+    fn plant_step(&self, d: &Domain) -> Vec<Planted> {
+        let Some(insn) = self.insn_at_pc(d) else { return Vec::new() };
+        let mem = PhysMem::new(d);
+        let mut planted = Vec::new();
+        for va in crate::step::successors(insn, self.ctx.pc, &self.ctx.x, &self.ctx.vs) {
+            let Ok(gpa) = self.translate(d, Gva(va), false) else { continue };
+            let mut orig = [0u8; 2];
+            if mem.read_bytes(gpa, &mut orig).is_err() || mem.write_bytes(gpa, &crate::step::C_EBREAK).is_err() {
+                continue;
+            }
+            planted.push(Planted { va, gpa, orig });
+        }
+        self.dom.hart.sync_instructions();
+        planted
+    }
+
+    /// Puts back what [`Self::plant_step`] replaced.
+    fn unplant_step(&self, d: &Domain, planted: &[Planted]) {
+        let mem = PhysMem::new(d);
+        for p in planted.iter().rev() {
+            let _ = mem.write_bytes(p.gpa, &p.orig);
+        }
+        self.dom.hart.sync_instructions();
+    }
+
     /// An `ecall` from VS: a Xen hypercall for the core, or an SBI call
     /// answered here.
     fn sbi(&mut self, d: &Domain) -> Option<VcpuExit> {
@@ -447,14 +497,42 @@ impl ArchVcpu for RiscvVcpu {
         let hgatp = self.dom.hgatp();
         let hart = self.dom.hart;
         loop {
+            if core::mem::take(&mut self.step_done) {
+                return VcpuExit::Debug(DebugEvent::Step);
+            }
             self.ctx.hvip = self.pending_interrupts(d);
             // An IPI is delivered once; the guest clears VSSIP itself.
             self.dom.ipi[self.id as usize].store(false, Ordering::Release);
             self.arm_timer(preempt);
-            let t = hart.run(&mut self.ctx, hgatp, self.key);
-            self.dom.exits.fetch_add(1, Ordering::Relaxed);
+            let pc_before = self.ctx.pc;
+            let t = if self.debug.single_step {
+                // One instruction: breakpoints after it, reported to the
+                // hypervisor, and no interrupt meanwhile (they stay pending).
+                let planted = self.plant_step(d);
+                let (hvip, hedeleg) = (self.ctx.hvip, self.ctx.hedeleg);
+                self.ctx.hvip = 0;
+                self.ctx.hedeleg &= !(1 << cause::BREAKPOINT);
+                let t = hart.run(&mut self.ctx, hgatp, self.key);
+                self.ctx.hvip = hvip;
+                self.ctx.hedeleg = hedeleg;
+                self.unplant_step(d, &planted);
+                self.dom.exits.fetch_add(1, Ordering::Relaxed);
+                let at_planted = planted.iter().any(|p| p.va == self.ctx.pc);
+                if !t.is_interrupt() && t.code() == cause::BREAKPOINT && at_planted {
+                    return VcpuExit::Debug(DebugEvent::Step);
+                }
+                t
+            } else {
+                let t = hart.run(&mut self.ctx, hgatp, self.key);
+                self.dom.exits.fetch_add(1, Ordering::Relaxed);
+                t
+            };
             if let Some(exit) = self.handle(d, &t, preempt) {
                 return exit;
+            }
+            if self.debug.single_step && self.ctx.pc != pc_before {
+                // The hypervisor completed the stepped instruction itself.
+                return VcpuExit::Debug(DebugEvent::Step);
             }
         }
     }
@@ -462,6 +540,8 @@ impl ArchVcpu for RiscvVcpu {
     fn complete_hypercall(&mut self, ret: i64) {
         self.ctx.x[10] = ret as u64;
         self.ctx.pc = self.ctx.pc.wrapping_add(4);
+        // A step over the ecall ends here.
+        self.step_done = self.debug.single_step;
     }
 
     fn inject_upcall(&mut self, _domain: &Domain) {
@@ -531,11 +611,11 @@ impl ArchVcpu for RiscvVcpu {
     }
 
     /// Breakpoints: `ebreak` reaches the hypervisor once `hedeleg` stops
-    /// delegating it. riscv has no hardware single-step (and Lantern
-    /// programs no trigger module yet): a step or a hardware point is
-    /// refused.
+    /// delegating it. Single-step is emulated with breakpoints
+    /// ([`crate::step`]): riscv has none a hypervisor can arm. Hardware
+    /// points are refused: the trigger module is M-mode's.
     fn set_debug(&mut self, ctl: &DebugControl) -> XenResult<()> {
-        if ctl.single_step || !ctl.hw_points.is_empty() {
+        if !ctl.hw_points.is_empty() {
             return Err(Errno::EOPNOTSUPP);
         }
         let bit = 1 << cause::BREAKPOINT;

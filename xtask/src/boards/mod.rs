@@ -84,6 +84,12 @@ pub trait BoardSpec: Sync {
     }
     /// The gdb stub's port when `--gdb-port` is not given.
     fn default_gdb_port(&self) -> u16;
+    /// Registers of the board's own target-description features that the
+    /// live gdb test prints in a guest frame (None: it has none to check
+    /// beyond its arch's own checks there).
+    fn gdb_feature_registers(&self) -> Option<FeatureRegisters> {
+        None
+    }
 
     /// The Debian kernels this board boots with `run --linux` (the first is
     /// the default; `--linux-flavour NAME` picks another). Empty: none yet.
@@ -127,6 +133,19 @@ pub struct Kernel {
     pub package: &'static str,
     /// Its bare-metal Rust target.
     pub target: &'static str,
+}
+
+/// A live gdb check of registers from a board's own target-description
+/// features ([`BoardSpec::gdb_feature_registers`]).
+#[derive(Clone, Copy, Debug)]
+pub struct FeatureRegisters {
+    /// The check's name in the tally.
+    pub name: &'static str,
+    /// The registers, as gdb names them (without `$`); each must print a
+    /// number.
+    pub registers: &'static [&'static str],
+    /// Whether they must all print the same value.
+    pub equal: bool,
 }
 
 /// QEMU's exit statuses for the hypervisor's two verdicts.

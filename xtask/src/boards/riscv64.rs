@@ -14,7 +14,8 @@ use lantern_arch_riscv::layout::RISCV64;
 use xen_abi::layout::GuestAbi;
 
 use super::{
-    BenchParams, BoardSpec, DemoGuest, EntryState, ExitStatuses, FaultDiagnostic, GuestSymbols, Kernel, LineCheck, ProbeValue,
+    BenchParams, BoardSpec, DemoGuest, EntryState, ExitStatuses, FaultDiagnostic, FeatureRegisters, GuestSymbols, Kernel,
+    LineCheck, ProbeValue,
 };
 
 /// The riscv64 board.
@@ -50,7 +51,7 @@ const MACHINE_ARGS: &[&str] = &["-M", "virt", "-cpu", "rv64,h=true", "-smp", "1"
 const ENTRY_CHECKS: &[LineCheck] = &[
     LineCheck { name: "monitor domains names d1 with the riscv64 layout", lines: &[&["d1 ", "riscv64"]] },
     LineCheck { name: "vCPU 0 at the image base (pc 0x200000)", lines: &[&["pc ", "0x200000"]] },
-    LineCheck { name: "a0 holds the hart id 0", lines: &[&["a0 ", "0x0 "]] },
+    LineCheck { name: "a0 holds the hart id 0", lines: &[&["a0 ", "0x0\t"]] },
     LineCheck { name: "a1 holds the guest DTB address", lines: &[&["a1 ", "0x1e00000"]] },
     LineCheck { name: "disassembly through guest memory (the entry's csrw)", lines: &[&["csrw", "sie"]] },
 ];
@@ -151,6 +152,15 @@ impl BoardSpec for Riscv64 {
 
     fn default_gdb_port(&self) -> u16 {
         1236
+    }
+
+    /// The guest's supervisor CSRs from the csr feature.
+    fn gdb_feature_registers(&self) -> Option<FeatureRegisters> {
+        Some(FeatureRegisters {
+            name: "d1: gdb takes the csr feature ($sstatus, $stvec, $satp print)",
+            registers: &["sstatus", "stvec", "satp"],
+            equal: false,
+        })
     }
 
     /// The guest runs where it is linked (GUEST_IMAGE_BASE) and keeps its

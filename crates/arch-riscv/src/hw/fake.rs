@@ -26,7 +26,8 @@ pub struct Entry {
 
 #[derive(Debug, Default)]
 struct FakeState {
-    traps: VecDeque<Trap>,
+    traps: VecDeque<(Trap, Option<u64>)>,
+    icache_syncs: usize,
     now: u64,
     timer: Option<u64>,
     timer_sets: usize,
@@ -52,7 +53,18 @@ impl FakeHart {
 
     /// Queues the next trap.
     pub fn script(&self, trap: Trap) {
-        self.with(|s| s.traps.push_back(trap));
+        self.with(|s| s.traps.push_back((trap, None)));
+    }
+
+    /// Queues the next trap, taken with the guest's PC at `pc` (the guest
+    /// ran on to there).
+    pub fn script_at(&self, trap: Trap, pc: u64) {
+        self.with(|s| s.traps.push_back((trap, Some(pc))));
+    }
+
+    /// `fence.i`s so far.
+    pub fn icache_syncs(&self) -> usize {
+        self.with(|s| s.icache_syncs)
     }
 
     /// Sets the counter.
@@ -90,12 +102,20 @@ impl Hart for FakeHart {
     fn run(&self, ctx: &mut VcpuContext, hgatp: u64, key: u64) -> Trap {
         self.with(|s| {
             s.entries.push(Entry { key, hgatp, pc: ctx.pc, hvip: ctx.hvip, hedeleg: ctx.hedeleg });
-            s.traps.pop_front().expect("the guest ran past its script")
+            let (trap, pc) = s.traps.pop_front().expect("the guest ran past its script");
+            if let Some(pc) = pc {
+                ctx.pc = pc;
+            }
+            trap
         })
     }
 
     fn fence_gvma(&self) {
         self.with(|s| s.gvma_fences += 1);
+    }
+
+    fn sync_instructions(&self) {
+        self.with(|s| s.icache_syncs += 1);
     }
 
     fn now(&self) -> u64 {

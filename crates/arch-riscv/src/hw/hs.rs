@@ -428,6 +428,12 @@ impl Hart for HsHart {
         unsafe { asm!(".word 0x62000073", options(nostack)) };
     }
 
+    fn sync_instructions(&self) {
+        // fence.i (as a word: not every assembler takes Zifencei's name).
+        // SAFETY: an instruction-fetch fence.
+        unsafe { asm!(".word 0x0000100f", options(nostack)) };
+    }
+
     fn now(&self) -> u64 {
         now()
     }

@@ -27,6 +27,10 @@ pub trait Hart: Sync {
     /// changed.
     fn fence_gvma(&self);
 
+    /// Makes instructions the hypervisor wrote into guest memory visible to
+    /// the guest's instruction fetch (`fence.i`).
+    fn sync_instructions(&self);
+
     /// The `time` counter (guests read the same: `htimedelta` is 0).
     fn now(&self) -> u64;
 

@@ -297,9 +297,10 @@ fn breakpoints_reach_the_debugger_only_when_it_asks() {
     v.deliver_breakpoint();
     assert_eq!((v.ctx.pc, v.ctx.vs.vscause, v.ctx.vs.vsepc), (0x9000, cause::BREAKPOINT, ENTRY));
     assert_eq!(v.breakpoint_instruction(), &[0x73, 0x00, 0x10, 0x00]);
-    // No hardware single-step or trigger module: refused, nothing changed.
-    let step = DebugControl { single_step: true, ..DebugControl::default() };
-    assert_eq!(v.set_debug(&step), Err(Errno::EOPNOTSUPP));
+    // No trigger module: hardware points are refused, nothing changed.
+    let point = lantern_common::arch::HwPoint { addr: 0x1000, len: 1, kind: lantern_common::arch::HwKind::Execute };
+    let hw = DebugControl { hw_points: vec![point], ..DebugControl::default() };
+    assert_eq!(v.set_debug(&hw), Err(Errno::EOPNOTSUPP));
     assert_eq!(v.ctx.hedeleg & (1 << cause::BREAKPOINT), 0);
     v.set_debug(&DebugControl::default()).unwrap();
     assert_ne!(v.ctx.hedeleg & (1 << cause::BREAKPOINT), 0);
@@ -345,4 +346,56 @@ fn abi_answers_are_arms() {
     assert_eq!(v.xen_features(1), 0);
     assert_eq!(v.gfn_limit(), 1 << 29);
     assert_eq!(v.translate(&r.d, Gva(0x1234), false), Ok(Gpa(0x1234)), "MMU off: flat");
+}
+
+#[test]
+fn a_step_plants_breakpoints_after_the_instruction_and_takes_them_out() {
+    let r = fixture(1);
+    let mut v = r.vcpu(0);
+    let mem = PhysMem::new(&r.d);
+    // beq a0, a1, +16 at 0x4000; the trap vector at 0x8000.
+    mem.write_obj(Gpa(0x4000), &0x00b5_0863u32).unwrap();
+    mem.write_obj(Gpa(0x4004), &0x0015_0513u32).unwrap();
+    mem.write_obj(Gpa(0x4010), &0x0505u16).unwrap();
+    v.ctx.pc = 0x4000;
+    v.ctx.vs.vstvec = 0x8000;
+    v.set_debug(&DebugControl { single_step: true, ..DebugControl::default() }).unwrap();
+    r.d.vcpu_mark_events_pending(r.d.vcpu(0).unwrap());
+    // The guest takes the branch and hits the planted c.ebreak there.
+    r.hart.script_at(exception(cause::BREAKPOINT), 0x4010);
+    assert_eq!(v.run(&r.d, &mut Slice(None)), VcpuExit::Debug(DebugEvent::Step));
+    let e = r.hart.entries().pop().unwrap();
+    assert_eq!(e.hvip, 0, "no interrupt during the step");
+    assert_eq!(e.hedeleg & (1 << cause::BREAKPOINT), 0, "the planted breakpoints come to the hypervisor");
+    assert_ne!(v.ctx.hvip & hvip::VSEIP, 0, "the upcall stays pending for after the step");
+    // Everything planted is gone again.
+    assert_eq!(mem.read_obj::<u32>(Gpa(0x4004)).unwrap(), 0x0015_0513);
+    assert_eq!(mem.read_obj::<u16>(Gpa(0x4010)).unwrap(), 0x0505);
+    assert_eq!(mem.read_obj::<u16>(Gpa(0x8000)).unwrap(), 0);
+    assert!(r.hart.icache_syncs() >= 2);
+    // A breakpoint elsewhere (the guest's own, or the debugger's) is not the step's.
+    v.ctx.pc = 0x4004;
+    r.hart.script_at(exception(cause::BREAKPOINT), 0x6000);
+    assert_eq!(v.run(&r.d, &mut Slice(None)), VcpuExit::Debug(DebugEvent::Breakpoint { pc: 0x6000 }));
+}
+
+#[test]
+fn a_step_over_a_hypercall_ends_when_it_completes() {
+    let r = fixture(1);
+    let mut v = r.vcpu(0);
+    PhysMem::new(&r.d).write_obj(Gpa(0x4000), &0x0000_0073u32).unwrap();
+    v.ctx.pc = 0x4000;
+    v.set_debug(&DebugControl { single_step: true, ..DebugControl::default() }).unwrap();
+    v.ctx.x[17] = SBI_EXT_XEN;
+    r.hart.script(ecall());
+    assert!(matches!(v.run(&r.d, &mut Slice(None)), VcpuExit::Hypercall { .. }));
+    v.complete_hypercall(0);
+    assert_eq!(v.run(&r.d, &mut Slice(None)), VcpuExit::Debug(DebugEvent::Step));
+    assert_eq!(v.ctx.pc, 0x4004);
+    // An SBI call the backend answers itself ends it too.
+    v.ctx.x[17] = ext::BASE;
+    v.ctx.x[16] = 0;
+    r.hart.script(ecall());
+    assert_eq!(v.run(&r.d, &mut Slice(None)), VcpuExit::Debug(DebugEvent::Step));
+    assert_eq!(v.ctx.pc, 0x4008);
 }
