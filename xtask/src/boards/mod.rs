@@ -90,6 +90,13 @@ pub trait BoardSpec: Sync {
     fn gdb_feature_registers(&self) -> Option<FeatureRegisters> {
         None
     }
+    /// Whether the board's stub takes hardware breakpoints and watchpoints
+    /// (gdb's `hbreak`, `watch` with hardware watchpoints): false where the
+    /// CPU has no debug triggers the hypervisor can use, so the debugger
+    /// test checks the refusal and gdb's software watchpoint instead.
+    fn hw_points(&self) -> bool {
+        true
+    }
 
     /// The Debian kernels this board boots with `run --linux` (the first is
     /// the default; `--linux-flavour NAME` picks another). Empty: none yet.
