@@ -170,10 +170,11 @@ fn clock_fields(body: &str) -> Option<(u64, u64)> {
 }
 
 /// The counter frequency the hypervisor's boot line states: x86 `TSC
-/// 2605.123 MHz, ...`, arm64 `generic counter 62.500 MHz ...`.
+/// 2605.123 MHz, ...`, arm64 `generic counter 62.500 MHz ...`, riscv64
+/// `timebase 10.000 MHz ...`.
 pub fn stated_mhz(console: &[String]) -> Option<f64> {
     console.iter().find_map(|l| {
-        ["TSC ", "generic counter "].iter().find_map(|p| {
+        ["TSC ", "generic counter ", "timebase "].iter().find_map(|p| {
             let at = l.find(p)?;
             let mut words = l[at + p.len()..].split_whitespace();
             let n: f64 = words.next()?.parse().ok()?;
@@ -296,11 +297,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stated_frequency_is_read_from_either_board() {
+    fn stated_frequency_is_read_from_every_board() {
         let x86 = vec!["(lantern) TSC 2605.123 MHz, APIC timer 62.500 MHz (against the HPET)".to_string()];
         assert_eq!(stated_mhz(&x86), Some(2605.123));
         let arm = vec!["x".to_string(), "(lantern) generic counter 62.500 MHz (CNTFRQ_EL0)".to_string()];
         assert_eq!(stated_mhz(&arm), Some(62.5));
+        let riscv = vec!["(lantern) timebase 10.000 MHz (from the DTB)".to_string()];
+        assert_eq!(stated_mhz(&riscv), Some(10.0));
         assert_eq!(stated_mhz(&["TSC calibrated".to_string()]), None);
     }
 

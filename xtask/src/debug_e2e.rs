@@ -94,22 +94,35 @@ pub fn live_test(board: &'static dyn BoardSpec, tally: &mut Tally) {
     let doms = domains_under_test(board, &a, vcpus, &console);
     let Some(d) = doms.first() else { return rec(tally, "a demo domain", false, "none") };
     let dn = format!("d{}", d.id);
+    let hw = board.hw_points();
+    if !hw {
+        println!(
+            "    {name}: the board has no hardware breakpoints or watchpoints (BoardSpec::hw_points), so instead of \
+             their hits this checks that gdb's hbreak and hardware watch are refused with a clear message while the \
+             system runs on (the software breakpoint after them still hits), and that a software watchpoint \
+             (set can-use-hw-watchpoints 0) triggers with old and new value"
+        );
+    }
     let mut cmds: Vec<String> = vec![
         "set language rust".into(),
         format!("thread {}", d.first_thread),
-        // 1. A hardware breakpoint: the guest's code stays as it was.
+        // 1. A hardware breakpoint: the guest's code stays as it was (or,
+        // without hardware points, the stub refuses it and plants nothing).
         "echo @@hbreak\\n".into(),
         format!("hbreak {TICK}"),
         // Between the hits the guest runs the function whole, checksum and all.
         "continue".into(),
-        "continue".into(),
-        "continue".into(),
+    ];
+    if hw {
+        cmds.extend(["continue".into(), "continue".into()]);
+    }
+    cmds.extend([
         "delete".into(),
         format!("print {CODE_CHANGED}"),
         // 2. A software breakpoint, hit on several vCPUs.
         "echo @@break\\n".into(),
         format!("break {TICK}"),
-    ];
+    ]);
     for i in 0..BREAK_HITS {
         cmds.push(format!("echo @@hit{i}\\n"));
         cmds.push("continue".into());
@@ -136,9 +149,19 @@ pub fn live_test(board: &'static dyn BoardSpec, tally: &mut Tally) {
         format!("watch {HEARTBEAT}"),
         "continue".into(),
         "delete".into(),
-        "echo @@end\\n".into(),
-        format!("monitor runstate {dn}v0 --json"),
     ]);
+    if !hw {
+        // Refused in hardware: gdb's own watchpoint, single-stepping the
+        // current vCPU and comparing the value after each step.
+        cmds.extend([
+            "echo @@swatch\\n".into(),
+            "set can-use-hw-watchpoints 0".into(),
+            format!("watch {HEARTBEAT}"),
+            "continue".into(),
+            "delete".into(),
+        ]);
+    }
+    cmds.extend(["echo @@end\\n".into(), format!("monitor runstate {dn}v0 --json")]);
     let refs: Vec<&str> = cmds.iter().map(String::as_str).collect();
     let out = match gdb::run_batch(board, port, &d.symbols, &refs, Duration::from_secs(300)) {
         Ok(o) => o,
@@ -148,19 +171,44 @@ pub fn live_test(board: &'static dyn BoardSpec, tally: &mut Tally) {
     let so = &out.stdout;
 
     let hb = section(so, "hbreak");
-    rec(
-        tally,
-        &format!("hbreak {TICK}: hit on a vCPU of {dn}"),
-        hb.contains("Hardware assisted breakpoint") && hb.contains("tick"),
-        &text,
-    );
     let unchanged = last_number_after(hb, "value:");
-    rec(
-        tally,
-        "the guest checksumming its own code saw no change under the hardware breakpoint",
-        unchanged == Some(0),
-        &format!("CODE_CHANGED {unchanged:?}; {hb}"),
-    );
+    if hw {
+        rec(
+            tally,
+            &format!("hbreak {TICK}: hit on a vCPU of {dn}"),
+            hb.contains("Hardware assisted breakpoint") && hb.contains("tick"),
+            &text,
+        );
+        rec(
+            tally,
+            "the guest checksumming its own code saw no change under the hardware breakpoint",
+            unchanged == Some(0),
+            &format!("CODE_CHANGED {unchanged:?}; {hb}"),
+        );
+    } else {
+        // gdb prints the refusal on stderr; the batch's sections are stdout.
+        rec(
+            tally,
+            &format!("hbreak {TICK} refused: gdb says it cannot insert the hardware breakpoint, nothing stops"),
+            out.stderr.contains("Cannot insert hardware breakpoint 1")
+                && !hb.contains("Hardware assisted breakpoint 1,")
+                && !hb.contains("hit "),
+            &text,
+        );
+        rec(
+            tally,
+            "the refused hardware breakpoint planted nothing (the guest checksumming its own code saw no change)",
+            unchanged == Some(0),
+            &format!("CODE_CHANGED {unchanged:?}; {hb}"),
+        );
+        let first = section(so, "hit0");
+        rec(
+            tally,
+            "after the refusal the system runs on: the software breakpoint set next hits",
+            first.contains("hit Breakpoint 2,") && first.contains("tick"),
+            &text,
+        );
+    }
 
     let br: String = (0..BREAK_HITS).map(|i| section(so, &format!("hit{i}"))).collect();
     let hits: Vec<_> = (0..BREAK_HITS).filter_map(|i| breakpoint_hit(section(so, &format!("hit{i}")))).collect();
@@ -209,12 +257,29 @@ pub fn live_test(board: &'static dyn BoardSpec, tally: &mut Tally) {
     );
 
     let w = section(so, "watch");
-    rec(
-        tally,
-        &format!("watch {HEARTBEAT}: triggers with old and new value"),
-        w.contains("Hardware watchpoint") && w.contains("Old value") && w.contains("New value"),
-        &text,
-    );
+    let triggered = |w: &str| w.contains("Old value") && w.contains("New value");
+    if hw {
+        rec(
+            tally,
+            &format!("watch {HEARTBEAT}: triggers with old and new value"),
+            w.contains("Hardware watchpoint") && triggered(w),
+            &text,
+        );
+    } else {
+        rec(
+            tally,
+            &format!("watch {HEARTBEAT} in hardware refused: gdb says it cannot insert the hardware watchpoint"),
+            out.stderr.contains("Could not insert hardware watchpoint") && !triggered(w),
+            &text,
+        );
+        let sw = section(so, "swatch");
+        rec(
+            tally,
+            &format!("software watchpoint on {HEARTBEAT} (can-use-hw-watchpoints 0): triggers with old and new value"),
+            sw.contains("Watchpoint ") && !sw.contains("Hardware watchpoint") && triggered(sw),
+            &text,
+        );
+    }
 
     // The system runs on after the session.
     let t0 = runstate_total(&out, &format!("{dn}v0"));

@@ -75,10 +75,10 @@ pub fn checks(
             ["p/x $cr3", "p/x (unsigned long)&guest_pml4", "p/x $cr0", "p/x $efer", "p/x $fs_base"].map(String::from),
         );
         cmds.push("p/x $gs_base".into());
-    } else {
-        // gdb's pauth feature: the masks it strips Linux's signed return
-        // addresses with.
-        cmds.extend(["p/x $pauth_cmask", "p/x $pauth_dmask"].map(String::from));
+    }
+    let features = board.gdb_feature_registers();
+    for r in features.iter().flat_map(|f| f.registers) {
+        cmds.push(format!("p/x ${r}"));
     }
     cmds.push("bt 8".into());
     let refs: Vec<&str> = cmds.iter().map(String::as_str).collect();
@@ -118,12 +118,12 @@ pub fn checks(
             &format!("cr0 {cr0:x?}, efer {efer:x?}"),
         );
         rec("d1: $fs_base and $gs_base print", value(7).is_some() && value(8).is_some(), &format!("{values:?}"));
-    } else {
-        rec(
-            "d1: gdb takes the pauth feature ($pauth_cmask and $pauth_dmask print, equal)",
-            value(3).is_some() && value(3) == value(4),
-            &format!("{values:?}; {text}"),
-        );
+    }
+    if let Some(f) = features {
+        let printed: Vec<Option<u64>> = (0..f.registers.len()).map(|i| value(3 + i)).collect();
+        let all_print = printed.iter().all(Option::is_some);
+        let equal = printed.windows(2).all(|w| w[0] == w[1]);
+        rec(f.name, all_print && (!f.equal || equal), &format!("{values:?}; {text}"));
     }
     let frames: Vec<&str> = out.stdout.lines().filter(|l| l.starts_with('#')).collect();
     // Frames inlined into frame 0 print without an address: at least one

@@ -43,7 +43,8 @@ usage: cargo xtask <command> [options]
 commands:
   run     boot Lantern in QEMU with the demo domains and a gdb port
   test    every test: host unit tests, then the QEMU + gdb scenarios on every
-          board; ends with `N passed, N failed` (`--only GROUP`: one group)
+          board; ends with `N passed, N failed` (`--only GROUP`: one group,
+          `--arch BOARD`: one board)
   bench   benchmarks (host guest-area benchmark; in-guest, gdb, Linux boot and
           hypercall-fuzzing figures per board; `--only linux` runs one)
   fuzz    N random hypercalls per guest layout beside a well-behaved domain
@@ -130,22 +131,34 @@ const BOARD_TESTS: &[BoardTest] = &[
     ("linux-beside", "Debian's Linux beside the scenario guest", linux_beside_e2e::linux_beside_test),
 ];
 
-/// `cargo xtask test [--only GROUP]`: everything, or (while developing)
-/// only the host tests (`host`) or one end-to-end group on every board.
+/// `cargo xtask test [--only GROUP] [--arch BOARD]`: everything, or (while
+/// developing) only the host tests (`host`) or one end-to-end group, on
+/// every board or (`--arch`) on one: a port's groups can then run without
+/// the other boards' QEMU runs.
 fn cmd_test(args: &[String]) -> CmdResult {
     let groups: Vec<&str> = std::iter::once("host").chain(BOARD_TESTS.iter().map(|t| t.0)).collect();
-    let only = match args {
-        [] => None,
-        [flag, g] if flag == "--only" && groups.contains(&g.as_str()) => Some(g.as_str()),
-        _ => return Err(format!("usage: cargo xtask test [--only {}]", groups.join("|"))),
-    };
+    let usage =
+        || format!("usage: cargo xtask test [--only {}] [--arch {}]", groups.join("|"), boards::names("|", "|"));
+    let (mut only, mut arch) = (None, None);
+    let mut rest = args;
+    while let [flag, value, tail @ ..] = rest {
+        match flag.as_str() {
+            "--only" if only.is_none() && groups.contains(&value.as_str()) => only = Some(value.as_str()),
+            "--arch" if arch.is_none() => arch = Some(boards::by_name(value)?),
+            _ => return Err(usage()),
+        }
+        rest = tail;
+    }
+    if !rest.is_empty() {
+        return Err(usage());
+    }
     setup::ensure_rust_targets()?;
     setup::ensure_qemu_and_gdb()?;
     let mut tally = report::Tally::default();
     if only.is_none_or(|g| g == "host") {
         host::run_host_tests(&mut tally);
     }
-    for &board in boards::all() {
+    for &board in boards::all().iter().filter(|b| arch.is_none_or(|a| a.name() == b.name())) {
         for (group, heading, test) in BOARD_TESTS {
             if only.is_none_or(|g| g == *group) {
                 println!("== {} board: {heading}", board.name());

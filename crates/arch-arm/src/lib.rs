@@ -19,7 +19,6 @@ pub mod gdb;
 pub mod guest;
 pub mod hw;
 pub mod layout;
-pub mod layout_ext;
 pub mod psci;
 pub mod stage2;
 pub mod vcpu;

@@ -22,6 +22,8 @@
 extern crate alloc;
 
 pub mod control;
+#[cfg(feature = "sessions")]
+pub mod ecam_line;
 pub mod hal;
 pub mod names;
 pub mod pci;

@@ -43,6 +43,7 @@ pub static LAYOUTS: &[Layout] = &[
     Layout::new(&lantern_arch_x86::layout::X86_64, "x86_64", lantern_arch_x86::gdbregs::TARGET_XML, lantern_arch_x86::gdbregs::REGS_SIZE),
     Layout::new(&lantern_arch_x86::layout::X86_32, "x86_64", lantern_arch_x86::gdbregs::TARGET_XML, lantern_arch_x86::gdbregs::REGS_SIZE),
     Layout::new(&lantern_arch_arm::layout::ARM64, "aarch64", lantern_arch_arm::gdb::TARGET_XML, lantern_arch_arm::gdb::REGS_SIZE),
+    Layout::new(&lantern_arch_riscv::layout::RISCV64, "riscv64", lantern_arch_riscv::gdb::TARGET_XML, lantern_arch_riscv::gdb::REGS_SIZE),
 ];
 
 /// The layouts of [`LAYOUTS`], for tests that check a rule in each.

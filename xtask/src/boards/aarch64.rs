@@ -12,8 +12,8 @@ use lantern_arch_arm::layout::ARM64;
 use xen_abi::layout::GuestAbi;
 
 use super::{
-    BareLinux, BenchParams, BoardSpec, DemoGuest, EntryState, ExitStatuses, FaultDiagnostic, GuestSymbols, Kernel, LineCheck,
-    ProbeValue,
+    BareLinux, BenchParams, BoardSpec, DemoGuest, EntryState, ExitStatuses, FaultDiagnostic, FeatureRegisters, GuestSymbols,
+    Kernel, LineCheck, ProbeValue,
 };
 
 /// The aarch64 board.
@@ -158,6 +158,16 @@ impl BoardSpec for Aarch64 {
 
     fn default_gdb_port(&self) -> u16 {
         1235
+    }
+
+    /// gdb's pauth feature: the masks it strips Linux's signed return
+    /// addresses with.
+    fn gdb_feature_registers(&self) -> Option<FeatureRegisters> {
+        Some(FeatureRegisters {
+            name: "d1: gdb takes the pauth feature ($pauth_cmask and $pauth_dmask print, equal)",
+            registers: &["pauth_cmask", "pauth_dmask"],
+            equal: true,
+        })
     }
 
     fn linux_flavours(&self) -> &'static [crate::linux::Flavour] {

@@ -24,6 +24,7 @@ macro_rules! registry {
 registry! {
     x86_64::X86_64,
     aarch64::Aarch64,
+    riscv64::Riscv64,
 }
 
 /// Everything xtask needs to know about one board: how to build and boot
@@ -83,6 +84,19 @@ pub trait BoardSpec: Sync {
     }
     /// The gdb stub's port when `--gdb-port` is not given.
     fn default_gdb_port(&self) -> u16;
+    /// Registers of the board's own target-description features that the
+    /// live gdb test prints in a guest frame (None: it has none to check
+    /// beyond its arch's own checks there).
+    fn gdb_feature_registers(&self) -> Option<FeatureRegisters> {
+        None
+    }
+    /// Whether the board's stub takes hardware breakpoints and watchpoints
+    /// (gdb's `hbreak`, `watch` with hardware watchpoints): false where the
+    /// CPU has no debug triggers the hypervisor can use, so the debugger
+    /// test checks the refusal and gdb's software watchpoint instead.
+    fn hw_points(&self) -> bool {
+        true
+    }
 
     /// The Debian kernels this board boots with `run --linux` (the first is
     /// the default; `--linux-flavour NAME` picks another). Empty: none yet.
@@ -126,6 +140,19 @@ pub struct Kernel {
     pub package: &'static str,
     /// Its bare-metal Rust target.
     pub target: &'static str,
+}
+
+/// A live gdb check of registers from a board's own target-description
+/// features ([`BoardSpec::gdb_feature_registers`]).
+#[derive(Clone, Copy, Debug)]
+pub struct FeatureRegisters {
+    /// The check's name in the tally.
+    pub name: &'static str,
+    /// The registers, as gdb names them (without `$`); each must print a
+    /// number.
+    pub registers: &'static [&'static str],
+    /// Whether they must all print the same value.
+    pub equal: bool,
 }
 
 /// QEMU's exit statuses for the hypervisor's two verdicts.

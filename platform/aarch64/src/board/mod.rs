@@ -5,7 +5,6 @@ mod console;
 mod domains;
 mod dt;
 mod gdb_line;
-pub mod pci_uart;
 mod power;
 mod selftest;
 

@@ -1,5 +1,5 @@
-//! The guest's view of the three layouts the scenario checks against
-//! (x86_64 native, x86_32 compat, arm64): `#[repr(C)]` mirrors of what
+//! The guest's view of the layouts the scenario checks against (x86_64
+//! native, x86_32 compat, arm64, riscv64): `#[repr(C)]` mirrors of what
 //! differs per layout in Xen's public headers (`vcpu_info`, the compat
 //! `vcpu_runstate_info`), the shared structs from `xen_abi::public`, and one
 //! [`Layout`] table per layout whose offsets and sizes are all measured from
@@ -12,7 +12,7 @@ use xen_abi::public::{
     VcpuRunstateInfo, VcpuTimeInfo, XenAddToPhysmap, XenAddToPhysmapUlong32, XenMemoryReservation,
     XenMemoryReservationCompat,
 };
-use xen_abi::{arch_arm, arch_x86, Errno};
+use xen_abi::{arch_arm, arch_riscv, arch_x86, Errno};
 use zerocopy::IntoBytes;
 
 /// `struct arch_vcpu_info` of x86_64: `unsigned long cr2, pad;`.
@@ -69,6 +69,21 @@ struct VcpuInfoArm64 {
     time: VcpuTimeInfo,
 }
 
+/// `struct vcpu_info` of riscv64: Xen's `arch-riscv.h` has an empty
+/// `struct arch_vcpu_info` and, as on arm, does not define
+/// `XEN_HAVE_PV_UPCALL_MASK`, so the byte after `evtchn_upcall_pending` is
+/// padding (`pad0`) rather than a mask; padding and alignment as for
+/// [`VcpuInfoX86_64`].
+#[allow(dead_code, reason = "a mirror only measured with offset_of!")]
+#[repr(C, align(8))]
+struct VcpuInfoRiscv64 {
+    evtchn_upcall_pending: u8,
+    pad0: u8,
+    pad: [u8; 6],
+    evtchn_pending_sel: u64,
+    time: VcpuTimeInfo,
+}
+
 /// `struct vcpu_runstate_info` of x86_32 (compat): `state_entry_time` and
 /// `time[]` only 4-aligned, so the struct is packed to 44 bytes.
 #[allow(dead_code, reason = "a mirror only measured with offset_of!")]
@@ -84,12 +99,18 @@ struct VcpuRunstateInfoX86_32 {
 const _: () = {
     assert!(size_of::<VcpuInfoX86_64>() == 64 && size_of::<VcpuInfoX86_32>() == 64);
     assert!(size_of::<VcpuInfoArm64>() == 48);
+    assert!(size_of::<VcpuInfoRiscv64>() == 48);
     assert!(size_of::<VcpuRunstateInfoX86_32>() == 44);
     assert!(offset_of!(VcpuInfoX86_32, evtchn_upcall_pending) == VI_UPCALL_PENDING as usize);
     assert!(offset_of!(VcpuInfoArm64, evtchn_upcall_pending) == VI_UPCALL_PENDING as usize);
     assert!(offset_of!(VcpuInfoX86_32, evtchn_upcall_mask) == VI_UPCALL_MASK as usize);
     assert!(offset_of!(VcpuInfoArm64, evtchn_upcall_mask) == VI_UPCALL_MASK as usize);
+    assert!(offset_of!(VcpuInfoRiscv64, evtchn_upcall_pending) == VI_UPCALL_PENDING as usize);
+    // The scenario writes the mask byte of every layout; on riscv64 it is
+    // the padding at the same place, which the hypervisor must ignore.
+    assert!(offset_of!(VcpuInfoRiscv64, pad0) == VI_UPCALL_MASK as usize);
     assert!(VCPU_INFO_MAX >= size_of::<VcpuInfoX86_64>() && VCPU_INFO_MAX >= size_of::<VcpuInfoArm64>());
+    assert!(VCPU_INFO_MAX >= size_of::<VcpuInfoRiscv64>());
 };
 
 /// Byte offset of `evtchn_upcall_pending` in every vcpu_info layout.
@@ -182,6 +203,15 @@ pub const X86_32: Layout = layout_of!("x86_32", VcpuInfoX86_32, VcpuRunstateInfo
 /// `struct arch_vcpu_info` is empty, so there is no spare field to mark).
 pub const ARM64: Layout = layout_of!("arm64", VcpuInfoArm64, VcpuRunstateInfo, u64,
     upcall_mask: false, arch_marker: None, legacy_vcpus: arch_arm::XEN_LEGACY_MAX_VCPUS as u32,
+    time_area_by_va_errno: Some(Errno::EINVAL), set_timer_op_errno: Some(Errno::ENOSYS), ballooned_read_aborts: true);
+
+/// riscv64 guests: Xen's `arch-riscv.h` (64-bit `xen_ulong_t`, one legacy
+/// slot, empty `arch_vcpu_info`, no upcall mask). Xen on riscv has no
+/// hypercall convention yet; Lantern's (`xen_abi::arch_riscv`) answers as
+/// on arm: no `set_timer_op` and no time area by VA, and a read of a
+/// ballooned-out page takes an access fault.
+pub const RISCV64: Layout = layout_of!("riscv64", VcpuInfoRiscv64, VcpuRunstateInfo, u64,
+    upcall_mask: false, arch_marker: None, legacy_vcpus: arch_riscv::XEN_LEGACY_MAX_VCPUS as u32,
     time_area_by_va_errno: Some(Errno::EINVAL), set_timer_op_errno: Some(Errno::ENOSYS), ballooned_read_aborts: true);
 
 /// `struct xen_add_to_physmap` in the shape of one layout's `xen_ulong_t`.
@@ -304,6 +334,7 @@ mod tests {
         assert_eq!(X86_64.vcpu_info_size * X86_64.legacy_vcpus, 2048);
         assert_eq!(X86_32.vcpu_info_size * X86_32.legacy_vcpus, 2048);
         assert_eq!(ARM64.vcpu_info_size * ARM64.legacy_vcpus, 48);
+        assert_eq!(RISCV64.vcpu_info_size * RISCV64.legacy_vcpus, 48);
     }
 
     #[test]
@@ -317,6 +348,9 @@ mod tests {
         assert_eq!(compat, (4, 4, 32));
         assert_eq!(X86_32.arch_marker_offset, Some(12));
         assert_eq!((ARM64.vcpu_info_align, ARM64.pending_sel_offset, ARM64.vcpu_info_time_offset), (8, 8, 16));
+        assert_eq!((RISCV64.vcpu_info_align, RISCV64.pending_sel_offset, RISCV64.vcpu_info_time_offset), (8, 8, 16));
+        assert_eq!((RISCV64.runstate_size, RISCV64.runstate_entry_offset, RISCV64.runstate_time_offset), (48, 8, 16));
+        assert_eq!((RISCV64.has_upcall_mask, RISCV64.arch_marker_offset, RISCV64.xen_ulong_size), (false, None, 8));
         assert_eq!((X86_64.runstate_size, X86_64.runstate_entry_offset, X86_64.runstate_time_offset), (48, 8, 16));
         assert_eq!((X86_32.runstate_size, X86_32.runstate_entry_offset, X86_32.runstate_time_offset), (44, 4, 12));
         assert_eq!((VI_UPCALL_PENDING, VI_UPCALL_MASK), (0, 1));

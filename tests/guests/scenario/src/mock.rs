@@ -1,5 +1,5 @@
 //! Host test: the whole scenario against a small simulated Xen (memory is
-//! host memory, secondaries are threads), for each of the three layouts.
+//! host memory, secondaries are threads), for each layout of `layout.rs`.
 //! It proves the scenario's own logic and expectations, not a hypervisor.
 
 use std::alloc::{alloc_zeroed, Layout as AllocLayout};
@@ -24,7 +24,7 @@ use xen_abi::public::{
 use xen_abi::Errno;
 use zerocopy::{FromBytes, IntoBytes};
 
-use crate::layout::{Layout, ARM64, VCPU_INFO_MAX, VI_UPCALL_MASK, VI_UPCALL_PENDING, X86_32, X86_64};
+use crate::layout::{Layout, ARM64, RISCV64, VCPU_INFO_MAX, VI_UPCALL_MASK, VI_UPCALL_PENDING, X86_32, X86_64};
 use crate::{run_checks, secondary_main, Guest, Probe, PAGE_SIZE, VCPUS};
 
 /// The console port the mock publishes.
@@ -790,7 +790,9 @@ unsafe impl Guest for MockXen {
 
 #[test]
 fn scenario_passes_against_mock_xen() {
-    for (layout, nvcpus, refused) in [(&X86_64, 34, true), (&X86_32, 34, true), (&ARM64, 3, false)] {
+    for (layout, nvcpus, refused) in
+        [(&X86_64, 34, true), (&X86_32, 34, true), (&ARM64, 3, false), (&RISCV64, 3, false)]
+    {
         for v in 0..crate::MAX_VCPUS {
             VCPUS.vcpu_info_gpa[v].store(0, Ordering::SeqCst);
         }

@@ -274,7 +274,7 @@ fn reservation(f: &mut Fuzzer<'_>) -> u64 {
         _ => (base + PAGE_SIZE - 2 * w, 4),
     };
     let start = match f.rng.below(20) {
-        0 => f.null(),
+        0 => f.null_read(),
         1 => f.ptr_of(PtrClass::Unmapped, 8).addr & !7,
         2 => f.ptr_of(PtrClass::Hypervisor, 8).addr & !7,
         _ => region,
@@ -691,9 +691,9 @@ fn poll(f: &mut Fuzzer<'_>) -> u64 {
     let list = f.nested(&ports[..4 * n.clamp(1, 4) as usize]);
     let timeout = 1 + f.rng.below(1000);
     if f.narrow() {
-        f.place(SchedPollHandle32 { ports: list as u32, nr_ports: n, timeout }.as_bytes())
+        f.place_bounded(SchedPollHandle32 { ports: list as u32, nr_ports: n, timeout }.as_bytes())
     } else {
-        f.place(SchedPoll { ports: list, nr_ports: n, pad: 0, timeout }.as_bytes())
+        f.place_bounded(SchedPoll { ports: list, nr_ports: n, pad: 0, timeout }.as_bytes())
     }
 }
 

@@ -1,15 +1,25 @@
-//! The second serial line, for the gdb stub: QEMU's `pci-serial` (a 16550
-//! behind the PCIe host bridge). virt has a single PL011, so this is how a
-//! second UART gets in. The bridge's ECAM and I/O window come from the DTB;
-//! we give the device's I/O BAR an address in that window, enable I/O
-//! decoding, and drive the 16550 through the window (I/O space is memory
-//! mapped on arm64).
+//! The gdb stub's line on a board whose PCI host bridge is a generic ECAM
+//! one (QEMU virt on arm64 and riscv64, found in the DTB): the ports of a
+//! virtio-serial device when QEMU has one, else QEMU's `pci-serial` (a
+//! 16550 behind the bridge: virt has one console UART, so this is how a
+//! second one gets in). The 16550's I/O BAR gets an address in the bridge's
+//! I/O window, which the CPU reaches as memory; the virtio device's BARs
+//! go into the 32-bit memory window. Naming no architecture: the boards
+//! pass the windows their DTB gives.
 //!
 //! The 16550 is driven here rather than with `uart_16550` 0.3: that crate's
 //! MMIO port uses plain (non-volatile) pointer accesses, which the optimiser
 //! may merge or drop (its init's DLAB write was lost, sending a stray byte).
 
+use alloc::boxed::Box;
 use core::ptr::{read_volatile, write_volatile};
+
+use virtio_drivers::transport::pci::bus::{Cam, MmioCam, PciRoot};
+
+use crate::hal::IdentityHal;
+use crate::pci::{probe, BarWindow, ProbeError};
+use crate::sessions::{ByteUart, GdbLine};
+use crate::GDB_PORT_PREFIX;
 
 /// Red Hat / QEMU vendor id.
 const VENDOR_REDHAT: u16 = 0x1b36;
@@ -30,6 +40,52 @@ const LCR_8N1: u8 = 0x03;
 const LSR_DR: u8 = 0x01;
 const LSR_THRE: u8 = 0x20;
 
+/// The gdb line on an ECAM bridge: the virtio-serial device or the PCI 16550.
+pub type EcamGdbLine = GdbLine<PciUart>;
+
+/// The PCI bridge's windows, as the board's DTB gives them (CPU addresses
+/// and sizes).
+#[derive(Clone, Copy, Debug)]
+pub struct EcamWindows {
+    /// The ECAM configuration space.
+    pub ecam: (u64, u64),
+    /// The I/O window.
+    pub io: Option<(u64, u64)>,
+    /// The 32-bit memory window where bus and CPU addresses agree.
+    pub mem32: Option<(u64, u64)>,
+}
+
+/// The virtio-serial device if QEMU has one, else the PCI 16550, else
+/// nothing; says which.
+///
+/// # Safety
+/// The windows must be the bridge's, mapped as device memory (or reached
+/// with translation off), used by nothing else while the line lives.
+pub unsafe fn probe_line(w: EcamWindows) -> Option<EcamGdbLine> {
+    // SAFETY: the caller vouches for the ECAM window.
+    let cam = unsafe { MmioCam::new(w.ecam.0 as *mut u8, Cam::Ecam) };
+    let mut root = PciRoot::new(cam);
+    let window = w.mem32.map(|(base, size)| BarWindow::new(base, size));
+    match probe::<IdentityHal, _>(&mut root, 0, window, GDB_PORT_PREFIX) {
+        Ok((dev, df)) => return Some(GdbLine::Virtio(Box::new(dev), df)),
+        Err(ProbeError::Absent) => {}
+        Err(e) => log::warn!("gdb line: the virtio-serial device did not come up: {e:?}"),
+    }
+    let u = PciUart::probe(w.ecam, w.io?)?;
+    log::info!("gdb line: pci-serial at {:02x}:{:02x}.{} io {:#x}", u.bdf.0, u.bdf.1, u.bdf.2, u.base);
+    Some(GdbLine::Uart(u, "the PCI 16550"))
+}
+
+impl ByteUart for PciUart {
+    fn poll_read(&mut self) -> Option<u8> {
+        PciUart::poll_read(self)
+    }
+
+    fn write(&mut self, data: &[u8]) {
+        PciUart::write(self, data)
+    }
+}
+
 /// The gdb serial line.
 pub struct PciUart {
     /// CPU address of the 16550's registers.
@@ -43,7 +99,7 @@ fn cfg_addr(ecam: u64, bus: u8, dev: u8, func: u8, off: u64) -> u64 {
 }
 
 fn cfg_read32(addr: u64) -> u32 {
-    // SAFETY: `addr` is inside the ECAM window from the DTB, mapped Device.
+    // SAFETY: `addr` is inside the ECAM window from the DTB (see `probe_line`).
     unsafe { read_volatile(addr as *const u32) }
 }
 
@@ -83,7 +139,7 @@ impl PciUart {
 
     fn rd(&self, reg: u64) -> u8 {
         // SAFETY: one of the 8 registers of the 16550 decoded at `base`
-        // (inside the Device-mapped PCI I/O window); only this driver uses it.
+        // (inside the bridge's I/O window); only this driver uses it.
         unsafe { read_volatile((self.base + reg) as *const u8) }
     }
 
