@@ -510,19 +510,28 @@ impl<'g> Fuzzer<'g> {
         p.addr
     }
 
+    /// The null pointer for an argument the hypervisor reads and acts on
+    /// as if the fuzzer had written it (an extent list, a `sched_poll`):
+    /// the hole. Where [`Self::null`] is 0 that is RAM the fuzzer does not
+    /// control (x86, riscv64): page 0 holds what the hypervisor wrote at
+    /// earlier null pointers, so a frame list read there named our own
+    /// code page (riscv64, seed 5: decrease_reservation gave it away), and
+    /// zeros there are a poll without ports or timeout, which blocks the
+    /// vCPU until an event, for good in a fuzz domain (riscv64, seed 4).
+    fn null_read(&self) -> u64 {
+        PAGES.hole.gpa()
+    }
+
     /// As [`Self::place`], for a struct whose contents keep the call
-    /// short (a `sched_poll`'s timeout): where the null class names RAM
-    /// (the image elsewhere, [`Self::null`] is 0) the hypervisor would read
-    /// page 0 instead of the struct, and zeros there are a poll without
-    /// ports or timeout, which blocks the vCPU until an event, for good in
-    /// a fuzz domain; that pointer becomes the hole. The same draws as
-    /// [`Self::place`], so the rest of the stream is unchanged.
+    /// short (a `sched_poll`'s timeout): the null class is
+    /// [`Self::null_read`]. The same draws as [`Self::place`], so the rest
+    /// of the stream is unchanged.
     fn place_bounded(&mut self, bytes: &[u8]) -> u64 {
         if self.array_tail {
             return self.place(bytes);
         }
         let p = match self.rng.weighted(PTR_CLASSES) {
-            PtrClass::Null => Ptr { addr: PAGES.hole.gpa(), room: 0 },
+            PtrClass::Null => Ptr { addr: self.null_read(), room: 0 },
             class => self.ptr_of(class, bytes.len()),
         };
         self.write_at(p, bytes);

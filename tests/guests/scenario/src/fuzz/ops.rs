@@ -274,7 +274,7 @@ fn reservation(f: &mut Fuzzer<'_>) -> u64 {
         _ => (base + PAGE_SIZE - 2 * w, 4),
     };
     let start = match f.rng.below(20) {
-        0 => f.null(),
+        0 => f.null_read(),
         1 => f.ptr_of(PtrClass::Unmapped, 8).addr & !7,
         2 => f.ptr_of(PtrClass::Hypervisor, 8).addr & !7,
         _ => region,
