@@ -7,7 +7,9 @@
 //! `VCPUOP_register_vcpu_info` hypercall and reads the area before and after
 //! it. Afterwards the guests must still be running.
 
-use std::time::Duration;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
 
 use crate::boards::BoardSpec;
 use crate::build::work_dir;
@@ -322,6 +324,15 @@ pub fn catch_test(board: &'static dyn BoardSpec, tally: &mut Tally) {
         Ok(x) => x,
         Err((step, e)) => return rec(tally, step, false, &e),
     };
+    if !board.gdb_catches_syscalls() {
+        println!(
+            "    {name}: this board's gdb-multiarch has no `catch syscall` for its architecture \
+             (BoardSpec::gdb_catches_syscalls), so the same catchpoints are checked through the remote protocol \
+             itself: QCatchSyscalls:1;{HYPERCALL_VCPU_OP:x}, stop replies with syscall_entry / syscall_return, \
+             the monitor's vcpu-info and debug answers at each stop, then QCatchSyscalls:0 and the run to its end"
+        );
+        return catch_raw(board, port, &mut s, &rec, tally);
+    }
     // lantern.py sets up the OS ABI `catch syscall` needs and names Xen's
     // hypercalls: `lantern catch vcpu_op` is `catch syscall 24`.
     let mut cmds: Vec<String> = vec!["lantern catch vcpu_op".into()];
@@ -391,6 +402,253 @@ pub fn catch_test(board: &'static dyn BoardSpec, tally: &mut Tally) {
     rec(
         tally,
         "clean power-off after the catchpoints are deleted (verdict PASS)",
+        code == Ok(board.exit_statuses().clean) && sum.verdict == Some(true),
+        &format!("{code:?} {sum:?}"),
+    );
+}
+
+/// A bare client of the gdb remote protocol (acknowledged mode, run-length
+/// encoded replies expanded): what the catch-syscall test speaks to the stub
+/// on a board whose gdb cannot `catch syscall`.
+struct RawSession {
+    stream: TcpStream,
+    /// Bytes read and not yet taken as a packet.
+    pending: Vec<u8>,
+}
+
+impl RawSession {
+    fn connect(port: u16) -> Result<RawSession, String> {
+        let stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect {port}: {e}"))?;
+        stream.set_nodelay(true).ok();
+        Ok(RawSession { stream, pending: Vec::new() })
+    }
+
+    fn send(&mut self, body: &str) -> Result<(), String> {
+        let sum = body.bytes().fold(0u8, |a, b| a.wrapping_add(b));
+        self.stream.write_all(format!("${body}#{sum:02x}").as_bytes()).map_err(|e| format!("send {body}: {e}"))
+    }
+
+    /// The next packet's body (acknowledged), waiting at most `limit`.
+    fn recv(&mut self, limit: Duration) -> Result<String, String> {
+        let start = Instant::now();
+        loop {
+            if let Some(body) = take_packet(&mut self.pending)? {
+                self.stream.write_all(b"+").map_err(|e| format!("ack: {e}"))?;
+                return Ok(body);
+            }
+            let left = limit.checked_sub(start.elapsed()).ok_or_else(|| format!("no reply within {limit:?}"))?;
+            self.stream.set_read_timeout(Some(left.max(Duration::from_millis(1)))).ok();
+            let mut buf = [0u8; 4096];
+            match self.stream.read(&mut buf) {
+                Ok(0) => return Err("the stub closed the connection".into()),
+                Ok(n) => self.pending.extend_from_slice(&buf[..n]),
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(e) => return Err(format!("read: {e}")),
+            }
+        }
+    }
+
+    fn request(&mut self, body: &str, limit: Duration) -> Result<String, String> {
+        self.send(body)?;
+        self.recv(limit)
+    }
+
+    /// `qRcmd`: a monitor command's output (its `O` packets, hex-decoded,
+    /// up to the closing `OK`).
+    fn monitor(&mut self, command: &str) -> Result<String, String> {
+        let hex: String = command.bytes().map(|b| format!("{b:02x}")).collect();
+        self.send(&format!("qRcmd,{hex}"))?;
+        let mut out = String::new();
+        loop {
+            let reply = self.recv(Duration::from_secs(30))?;
+            match reply.strip_prefix('O') {
+                Some(h) if reply != "OK" => out.extend(
+                    (0..h.len() / 2).filter_map(|i| u8::from_str_radix(&h[2 * i..2 * i + 2], 16).ok()).map(char::from),
+                ),
+                _ if reply == "OK" => return Ok(out),
+                _ => return Err(format!("monitor {command}: {reply}")),
+            }
+        }
+    }
+
+    /// The first JSON object a monitor command answers with `--json`.
+    fn monitor_json(&mut self, command: &str) -> Result<Json, String> {
+        let out = self.monitor(&format!("{command} --json"))?;
+        let line = out.lines().find(|l| l.starts_with('{')).ok_or_else(|| format!("no JSON from {command}: {out}"))?;
+        Json::parse(line)
+    }
+}
+
+/// A whole `$body#xx` at the front of what was read (acks and noise
+/// before it dropped), its checksum checked and its run-length
+/// encoding expanded.
+fn take_packet(pending: &mut Vec<u8>) -> Result<Option<String>, String> {
+    let Some(start) = pending.iter().position(|&b| b == b'$') else {
+        pending.clear();
+        return Ok(None);
+    };
+    let Some(hash) = pending[start..].iter().position(|&b| b == b'#').map(|h| start + h) else {
+        return Ok(None);
+    };
+    if pending.len() < hash + 3 {
+        return Ok(None);
+    }
+    let raw = pending[start + 1..hash].to_vec();
+    let sum = std::str::from_utf8(&pending[hash + 1..hash + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+    pending.drain(..hash + 3);
+    if sum != Some(raw.iter().fold(0u8, |a, b| a.wrapping_add(*b))) {
+        return Err(format!("bad checksum on {:?}", String::from_utf8_lossy(&raw)));
+    }
+    let mut body = Vec::with_capacity(raw.len());
+    let mut bytes = raw.iter();
+    while let Some(&b) = bytes.next() {
+        match (b, body.last().copied()) {
+            (b'*', Some(prev)) => {
+                let count = bytes.next().ok_or("a run length at the end of a packet")?.wrapping_sub(29);
+                body.extend(std::iter::repeat_n(prev, count as usize));
+            }
+            _ => body.push(b),
+        }
+    }
+    Ok(Some(String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// What a stop reply says: `("call" | "return" | "?", hypercall number,
+/// thread id)`.
+fn raw_stop(reply: &str) -> (&'static str, Option<u64>, Option<u64>) {
+    let field = |key: &str| {
+        reply.split(';').find_map(|f| f.split_once(':').filter(|(k, _)| k.ends_with(key)).map(|(_, v)| v.to_string()))
+    };
+    let hex = |v: &str| u64::from_str_radix(v, 16).ok();
+    let tid = field("thread").and_then(|t| hex(t.rsplit('.').next().unwrap_or(&t)));
+    match (field("syscall_entry"), field("syscall_return")) {
+        (Some(n), _) => ("call", hex(&n), tid),
+        (_, Some(n)) => ("return", hex(&n), tid),
+        _ => ("?", None, tid),
+    }
+}
+
+/// The catch-syscall test over raw packets (see [`catch_test`]): the same
+/// checks, with the stop replies and the monitor's answers read directly.
+fn catch_raw(
+    board: &'static dyn BoardSpec,
+    port: u16,
+    s: &mut crate::e2e::Session,
+    rec: &dyn Fn(&mut Tally, &str, bool, &str),
+    tally: &mut Tally,
+) {
+    let mut log = Vec::new();
+    let mut raw = match RawSession::connect(port) {
+        Ok(r) => r,
+        Err(e) => return rec(tally, "connect to the stub", false, &e),
+    };
+    let step = |raw: &mut RawSession, body: &str, limit: Duration, log: &mut Vec<String>| {
+        let reply = raw.request(body, limit);
+        log.push(format!("-> {body}  <- {reply:?}"));
+        reply
+    };
+    let limit = Duration::from_secs(60);
+    let setup = step(&mut raw, "qSupported:multiprocess+;swbreak+;hwbreak+", limit, &mut log)
+        .and_then(|_| step(&mut raw, "?", limit, &mut log))
+        .and_then(|_| step(&mut raw, &format!("QCatchSyscalls:1;{HYPERCALL_VCPU_OP:x}"), limit, &mut log));
+    rec(
+        tally,
+        &format!("QCatchSyscalls:1;{HYPERCALL_VCPU_OP:x} accepted (OK)"),
+        setup.as_deref() == Ok("OK"),
+        &log.join("\n"),
+    );
+    // Each stop: its kind, the monitor's placement of d1v0's vcpu_info,
+    // and the monitor's own account of the stop.
+    let mut stops: Vec<(&str, Option<u64>, Option<u64>)> = Vec::new();
+    let mut placements: Vec<String> = Vec::new();
+    let mut accounts: Vec<String> = Vec::new();
+    let registered = |st: &[(&str, Option<u64>, Option<u64>)], pl: &[String]| {
+        st.iter().zip(pl).collect::<Vec<_>>().windows(2).any(|w| {
+            (w[0].0 .0, w[0].1.as_str(), w[1].0 .0, w[1].1.as_str()) == ("call", "shared_info", "return", "guest")
+        })
+    };
+    // `vCont;c`, as gdb continues: every vCPU (a bare `c` resumes only
+    // the `Hc` thread).
+    for _ in 0..CATCH_STOPS {
+        let reply = match step(&mut raw, "vCont;c", Duration::from_secs(120), &mut log) {
+            Ok(r) => r,
+            Err(_) => break,
+        };
+        let stop = raw_stop(&reply);
+        stops.push(stop);
+        if stop.0 == "?" {
+            break;
+        }
+        let placement = raw
+            .monitor_json("vcpu-info d1v0")
+            .ok()
+            .and_then(|j| j.get("vcpus")?.items().first()?.get("placement")?.str().map(str::to_string));
+        placements.push(placement.unwrap_or_default());
+        let last = raw.monitor_json("debug").ok().and_then(|j| {
+            let l = j.get("last_stop")?;
+            Some(format!(
+                "{} {} {} ({})",
+                l.get("vcpu")?.str()?,
+                l.get("reason")?.str()?,
+                l.get("name")?.str()?,
+                l.get("nr")?.int()?
+            ))
+        });
+        accounts.push(last.unwrap_or_default());
+        let calls = stops.iter().filter(|s| s.0 == "call").count();
+        let returns = stops.iter().filter(|s| s.0 == "return").count();
+        if calls >= 2 && returns >= 2 && registered(&stops, &placements) {
+            break;
+        }
+    }
+    let detail = format!("stops {stops:?}; placements {placements:?}; monitor {accounts:?}");
+    let nr = Some(u64::from(HYPERCALL_VCPU_OP));
+    let calls = stops.iter().filter(|s| s.0 == "call" && s.1 == nr).count();
+    let returns = stops.iter().filter(|s| s.0 == "return" && s.1 == nr).count();
+    rec(
+        tally,
+        &format!(
+            "stop replies carry syscall_entry:{HYPERCALL_VCPU_OP:x} at hypercall entries and \
+             syscall_return:{HYPERCALL_VCPU_OP:x} at returns"
+        ),
+        calls >= 2 && returns >= 2 && stops.iter().all(|s| s.0 != "?"),
+        &format!("{detail}\n{}", log.join("\n")),
+    );
+    // The monitor names each stop as lantern.py's stop notice would: the
+    // vCPU of the stop reply's thread, the reason, Xen's hypercall.
+    let named = stops.iter().zip(&accounts).all(|((kind, _, tid), account)| {
+        let vcpu = tid.map(|t| format!("d{}v{}", (t - 1) / 1024, (t - 1) % 1024)).unwrap_or_default();
+        let reason = if *kind == "call" { "hypercall-entry" } else { "hypercall-return" };
+        *account == format!("{vcpu} {reason} vcpu_op ({HYPERCALL_VCPU_OP})")
+    });
+    rec(
+        tally,
+        "monitor debug names every catchpoint stop: the stop reply's vCPU, entry or return, Xen's vcpu_op",
+        named && !accounts.is_empty() && accounts.iter().any(|a| a.starts_with("d1v0 hypercall-entry")),
+        &detail,
+    );
+    rec(
+        tally,
+        "VCPUOP_register_vcpu_info caught: vcpu_info in shared_info at the call, in the guest's page at the return",
+        registered(&stops, &placements),
+        &detail,
+    );
+    // Cleared: the guest runs to its end with no further catchpoint stop.
+    let cleared = step(&mut raw, "QCatchSyscalls:0", limit, &mut log);
+    rec(tally, "QCatchSyscalls:0 accepted (OK)", cleared.as_deref() == Ok("OK"), &log.join("\n"));
+    raw.send("vCont;c").ok();
+    let code = s.wait_exit(Duration::from_secs(200));
+    let after = raw.recv(Duration::from_secs(2));
+    rec(
+        tally,
+        "no catchpoint stop after QCatchSyscalls:0 (the guest ran on to its end)",
+        !after.as_deref().unwrap_or("").contains("syscall_"),
+        &format!("after the last continue: {after:?}"),
+    );
+    let sum = summary(&s.console());
+    rec(
+        tally,
+        "clean power-off after the catchpoints are cleared (verdict PASS)",
         code == Ok(board.exit_statuses().clean) && sum.verdict == Some(true),
         &format!("{code:?} {sum:?}"),
     );
@@ -539,4 +797,38 @@ pub fn session_test(board: &'static dyn BoardSpec, tally: &mut Tally) {
     rec(tally, "no domain ended during the sessions", bad.domains.is_empty(), &format!("{bad:?}"));
     let alive = s.wait_exit(Duration::from_millis(10)).is_err();
     rec(tally, "QEMU still running", alive, &format!("console in {}", log.display()));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn takes_a_packet_after_acks_and_expands_run_lengths() {
+        // `0* ` is "0" and 3 more: "0000"; the checksum is over the raw bytes.
+        let body = b"O30* 31";
+        let sum = body.iter().fold(0u8, |a, b| a.wrapping_add(*b));
+        let mut pending = b"+".to_vec();
+        pending.extend_from_slice(b"$");
+        pending.extend_from_slice(body);
+        pending.extend_from_slice(format!("#{sum:02x}$O").as_bytes());
+        assert_eq!(take_packet(&mut pending), Ok(Some("O3000031".into())));
+        // What follows the packet stays for the next one.
+        assert_eq!(pending, b"$O");
+        assert_eq!(take_packet(&mut pending), Ok(None));
+    }
+
+    #[test]
+    fn refuses_a_packet_with_a_bad_checksum() {
+        let mut pending = b"$OK#00".to_vec();
+        assert!(take_packet(&mut pending).is_err());
+    }
+
+    #[test]
+    fn reads_catchpoint_stop_replies() {
+        assert_eq!(raw_stop("T05thread:p01.401;syscall_entry:18;"), ("call", Some(24), Some(0x401)));
+        assert_eq!(raw_stop("T05thread:401;syscall_return:18;"), ("return", Some(24), Some(0x401)));
+        assert_eq!(raw_stop("T05thread:p01.402;swbreak:;"), ("?", None, Some(0x402)));
+        assert_eq!(raw_stop("W00"), ("?", None, None));
+    }
 }

@@ -97,6 +97,13 @@ pub trait BoardSpec: Sync {
     fn hw_points(&self) -> bool {
         true
     }
+    /// Whether the board's gdb-multiarch offers `catch syscall` for its
+    /// architecture (the stub's hypercall catchpoints are arch-neutral):
+    /// false where gdb refuses it, so the catch-syscall test speaks the
+    /// remote protocol's `QCatchSyscalls` to the stub itself.
+    fn gdb_catches_syscalls(&self) -> bool {
+        true
+    }
 
     /// The Debian kernels this board boots with `run --linux` (the first is
     /// the default; `--linux-flavour NAME` picks another). Empty: none yet.
