@@ -418,6 +418,6 @@ mod tests {
         assert!(x86_line.ends_with("-kernel /k -initrd /i -append console=ttyS0"), "{x86_line}");
         // Words for both kernels follow the console on the command line.
         let preset = bare_linux_command(x86, "/k".as_ref(), "/i".as_ref(), 4, 1 << 30, Accel::Default, PRESET_LPJ);
-        assert!(command_line(&preset.unwrap()).ends_with(&format!("-append console=ttyS0 {PRESET_LPJ}")));
+        assert!(command_line(&preset.unwrap()).ends_with(&format!("-append 'console=ttyS0 {PRESET_LPJ}'")));
     }
 }
