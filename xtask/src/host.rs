@@ -11,7 +11,8 @@ use crate::{boards, CmdResult};
 
 /// The crates every board's hypervisor image is built from, whatever the
 /// architecture.
-const ARCH_NEUTRAL: [&str; 4] = ["lantern-xen-abi", "lantern-common", "lantern-gdb", "lantern-virtio-serial"];
+const ARCH_NEUTRAL: [&str; 5] =
+    ["lantern-xen-abi", "lantern-common", "lantern-gdb", "lantern-virtio-serial", "lantern-board"];
 
 /// Each bare-metal target with the crates that build for it (and must be
 /// clippy-clean there): on each board's image target, the arch-neutral

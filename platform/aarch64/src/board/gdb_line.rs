@@ -8,20 +8,15 @@
 //! Device by the boot identity map, unlike the 64-bit window above 512 GiB).
 
 use lantern_virtio_serial::ecam_line::{self, EcamWindows};
-use lantern_virtio_serial::sessions;
-
-pub use lantern_virtio_serial::ecam_line::PciUart;
 
 use super::dt::BoardInfo;
 
 /// The gdb stub's line, once probed (the board's loop takes it from here
-/// into its [`GdbSessions`]).
+/// into its gdb sessions).
 pub static GDB_LINE: spin::Mutex<Option<GdbLine>> = spin::Mutex::new(None);
 
 /// The gdb stub's line: the virtio-serial device or the PCI 16550.
 pub type GdbLine = ecam_line::EcamGdbLine;
-/// The sessions on it (shared with q35: `lantern_virtio_serial::sessions`).
-pub type GdbSessions = sessions::GdbSessions<PciUart>;
 
 /// The virtio-serial device if QEMU has one, else the PCI 16550, else
 /// nothing; says which.

@@ -2,15 +2,12 @@
 //! 16550 behind the generic ECAM bridge
 //! (`lantern_virtio_serial::ecam_line`, shared with arm64's virt).
 
-use lantern_virtio_serial::ecam_line::{self, EcamWindows, PciUart};
-use lantern_virtio_serial::sessions;
+use lantern_virtio_serial::ecam_line::{self, EcamWindows};
 
 use super::dt::BoardInfo;
 
 /// The gdb stub's line: the virtio-serial device or the PCI 16550.
 pub type GdbLine = ecam_line::EcamGdbLine;
-/// The sessions on it.
-pub type GdbSessions = sessions::GdbSessions<PciUart>;
 
 /// The virtio-serial device if QEMU has one, else the PCI 16550, else
 /// nothing.
