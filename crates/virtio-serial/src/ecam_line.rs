@@ -55,6 +55,26 @@ pub struct EcamWindows {
     pub mem32: Option<(u64, u64)>,
 }
 
+impl EcamWindows {
+    /// The windows of a generic ECAM host bridge from its DTB node: `ecam`
+    /// (its `reg`) and the raw `ranges` property, whose entries are a
+    /// 3-cell child (bus) address, a 2-cell parent (CPU) address and a
+    /// 2-cell size. Space code 1 in the child's high cell is I/O; 2 is
+    /// 32-bit memory, taken only where bus and CPU addresses agree (the
+    /// device's BARs are programmed with CPU addresses).
+    pub fn from_ranges(ecam: (u64, u64), ranges: &[u8]) -> Self {
+        let window = |code: u64, identity: bool| {
+            ranges.chunks_exact(28).find_map(|e| {
+                let be = |i: usize| u32::from_be_bytes([e[i], e[i + 1], e[i + 2], e[i + 3]]) as u64;
+                let space = (be(0) >> 24) & 3;
+                let (bus, cpu) = ((be(4) << 32) | be(8), (be(12) << 32) | be(16));
+                (space == code && (!identity || bus == cpu)).then(|| (cpu, (be(20) << 32) | be(24)))
+            })
+        };
+        EcamWindows { ecam, io: window(1, false), mem32: window(2, true) }
+    }
+}
+
 /// The virtio-serial device if QEMU has one, else the PCI 16550, else
 /// nothing; says which.
 ///
@@ -178,5 +198,46 @@ impl PciUart {
     /// Receives one byte if one has arrived.
     pub fn poll_read(&mut self) -> Option<u8> {
         (self.rd(LSR) & LSR_DR != 0).then(|| self.rd(DATA))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One `ranges` entry: child (space code in the high cell, 64-bit bus
+    /// address), parent (64-bit CPU address), 64-bit size, big-endian cells.
+    fn entry(code: u32, bus: u64, cpu: u64, size: u64) -> [u8; 28] {
+        let cells = [
+            code << 24,
+            (bus >> 32) as u32,
+            bus as u32,
+            (cpu >> 32) as u32,
+            cpu as u32,
+            (size >> 32) as u32,
+            size as u32,
+        ];
+        let mut e = [0u8; 28];
+        for (i, c) in cells.iter().enumerate() {
+            e[4 * i..4 * i + 4].copy_from_slice(&c.to_be_bytes());
+        }
+        e
+    }
+
+    #[test]
+    fn windows_come_from_the_bridges_ranges() {
+        // QEMU virt's: I/O at bus 0, 32-bit memory identity-mapped, 64-bit
+        // memory (code 3) ignored; a 32-bit window whose bus and CPU
+        // addresses differ is skipped for the identity one after it.
+        let mut ranges = alloc::vec::Vec::new();
+        ranges.extend_from_slice(&entry(1, 0, 0x3eff_0000, 0x1_0000));
+        ranges.extend_from_slice(&entry(2, 0x1000, 0x4000_0000, 0x100));
+        ranges.extend_from_slice(&entry(2, 0x1000_0000, 0x1000_0000, 0x2eff_0000));
+        ranges.extend_from_slice(&entry(3, 0x80_0000_0000, 0x80_0000_0000, 0x80_0000_0000));
+        let w = EcamWindows::from_ranges((0x40_1000_0000, 0x1000_0000), &ranges);
+        assert_eq!(w.ecam, (0x40_1000_0000, 0x1000_0000));
+        assert_eq!(w.io, Some((0x3eff_0000, 0x1_0000)));
+        assert_eq!(w.mem32, Some((0x1000_0000, 0x2eff_0000)));
+        assert!(EcamWindows::from_ranges((0, 0), &[]).io.is_none());
     }
 }

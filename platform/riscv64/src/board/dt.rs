@@ -3,6 +3,7 @@
 //! /chosen.
 
 use fdt::Fdt;
+use lantern_virtio_serial::ecam_line::EcamWindows;
 
 /// What the board found in the DTB.
 pub struct BoardInfo {
@@ -66,21 +67,9 @@ pub unsafe fn parse(addr: u64) -> Option<BoardInfo> {
         .and_then(|n| n.reg())
         .and_then(|mut r| r.next())
         .map(|r| (r.starting_address as u64, r.size.unwrap_or(0) as u64));
-    // ranges: (child: 3 cells, parent: 2 cells, size: 2 cells) per entry;
-    // space code 1 in the child's high cell is I/O, 2 is 32-bit memory.
-    let window = |code: u64, identity: bool| {
-        pci.and_then(|n| n.property("ranges")).and_then(|p| {
-            let cells: &[u8] = p.value;
-            cells.chunks_exact(28).find_map(|e| {
-                let be = |i: usize| u32::from_be_bytes([e[i], e[i + 1], e[i + 2], e[i + 3]]) as u64;
-                let space = (be(0) >> 24) & 3;
-                let (bus, cpu) = ((be(4) << 32) | be(8), (be(12) << 32) | be(16));
-                (space == code && (!identity || bus == cpu)).then(|| (cpu, (be(20) << 32) | be(24)))
-            })
-        })
-    };
-    let pci_io = window(1, false);
-    let pci_mem32 = window(2, true);
+    let ranges = pci.and_then(|n| n.property("ranges")).map_or(&[][..], |p| p.value);
+    let windows = ecam.map(|e| EcamWindows::from_ranges(e, ranges));
+    let (pci_io, pci_mem32) = (windows.and_then(|w| w.io), windows.and_then(|w| w.mem32));
     let bootargs = fdt.chosen().bootargs().unwrap_or("");
     let mut modules = None;
     let mut log_level = log::LevelFilter::Info;
