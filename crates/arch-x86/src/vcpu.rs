@@ -413,7 +413,6 @@ impl SvmVcpu {
                 return VcpuExit::Debug(DebugEvent::Step);
             }
             self.update_interrupts(d);
-            self.intercept_pause_if_contended(d);
             let rip_before = self.vmcb.save.rip;
             let guest_tf = self.enter_debug();
             let code = svm::vmrun_current(&mut self.vmcb, &mut self.regs, &mut self.fx);
@@ -503,6 +502,10 @@ impl SvmVcpu {
 impl ArchVcpu for SvmVcpu {
     fn run(&mut self, d: &Domain, preempt: &mut dyn Preemption) -> VcpuExit {
         self.take_startup();
+        // Once per entry from the scheduler, not per VMRUN: while this vCPU
+        // runs, only its own exits change whether another is runnable, and
+        // those that wake or start one end the slice anyway (`yield_slice`).
+        self.intercept_pause_if_contended(d);
         let exit = self.run_until_exit(d, preempt);
         self.cache_timer_deadline(d);
         exit
