@@ -300,7 +300,9 @@ pub fn linux_bench(board: &'static dyn BoardSpec, runs: usize) -> Result<(), Str
     let plain = LINUX_VCPU_COUNTS.into_iter().chain(board.linux_wide_smp()).map(|n| (n, ""));
     let preset = LPJ_VCPU_COUNTS.into_iter().chain(board.linux_wide_smp()).map(|n| (n, PRESET_LPJ));
     for (vcpus, extra) in plain.chain(preset) {
-        let mut o = Opts { vcpus: Some(vcpus), ..Opts::on(board) };
+        // With its gdb line, as `run --linux` boots it.
+        let gdb_port = Some(crate::run::free_gdb_ports().ok_or("no free TCP ports for the gdb line")?);
+        let mut o = Opts { vcpus: Some(vcpus), gdb_port, ..Opts::on(board) };
         o.boot_linux(&guest, extra);
         let a = build(&o)?;
         let bare =

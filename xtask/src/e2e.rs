@@ -281,6 +281,14 @@ pub fn scenario_test(board: &'static dyn BoardSpec, tally: &mut Tally) {
         );
     }
     tally.record(&format!("{name}: hypervisor verdict PASS"), sum.verdict == Some(true), &format!("{sum:?}"));
+    // No gdb port here, so QEMU has neither the virtio-serial device nor a
+    // second UART: an absent UART reads all ones, and a stub that took it
+    // for a line parsed 0xff bytes between every two slices.
+    tally.record(
+        &format!("{name}: without a gdb port there is no gdb line"),
+        console.lines().any(|l| l.contains("gdb line: none")),
+        &format!("no `gdb line: none` line; console in {}", log.display()),
+    );
     tally.record(
         &format!("{name}: QEMU exit status carries the clean verdict"),
         code == Ok(board.exit_statuses().clean),

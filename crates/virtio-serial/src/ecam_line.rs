@@ -91,7 +91,10 @@ pub unsafe fn probe_line(w: EcamWindows) -> Option<EcamGdbLine> {
         Err(ProbeError::Absent) => {}
         Err(e) => log::warn!("gdb line: the virtio-serial device did not come up: {e:?}"),
     }
-    let u = PciUart::probe(w.ecam, w.io?)?;
+    let Some(u) = w.io.and_then(|io| PciUart::probe(w.ecam, io)) else {
+        log::info!("gdb line: none (no virtio-serial or pci-serial device)");
+        return None;
+    };
     log::info!("gdb line: pci-serial at {:02x}:{:02x}.{} io {:#x}", u.bdf.0, u.bdf.1, u.bdf.2, u.base);
     Some(GdbLine::Uart(u, "the PCI 16550"))
 }

@@ -61,14 +61,22 @@ const HELD_CONSOLE_POLL_US: u64 = 1000;
 /// This board's side of the scheduler loop.
 struct X86Board<'a> {
     exit_when_done: bool,
-    /// The gdb sessions: the whole system's, and one per domain port.
-    gdb: GdbSessions,
+    /// The gdb sessions: the whole system's, and one per domain port
+    /// (none without a gdb line).
+    gdb: Option<GdbSessions>,
     /// When to look at COM1 again while gdb holds the system (TSC).
     next_console_poll: u64,
     console: Arc<SerialConsole>,
     /// The boot module (a restart loads the image from it again).
     archive: &'a [u8],
     clock: Arc<dyn Clock>,
+}
+
+impl X86Board<'_> {
+    /// Whether a gdb session holds the system (or a domain of it).
+    fn gdb_holding(&self) -> bool {
+        self.gdb.as_ref().is_some_and(|g| g.holding())
+    }
 }
 
 impl Preemption for X86Board<'_> {
@@ -91,13 +99,15 @@ impl Board for X86Board<'_> {
     }
 
     fn poll(&mut self, hv: &mut Hypervisor) {
-        self.gdb.poll(hv);
+        if let Some(gdb) = self.gdb.as_mut() {
+            gdb.poll(hv);
+        }
         // Typed input: a Ctrl-A switch, a debug key or a domain's console.
         // While gdb holds the system this loop spins: reading COM1's status
         // each time would take QEMU's device lock so often that its main
         // loop, which moves gdb's bytes, waits for it; look every so often.
         let now = self.now_ticks();
-        if self.gdb.holding() && now < self.next_console_poll {
+        if self.gdb_holding() && now < self.next_console_poll {
             return;
         }
         self.next_console_poll = now + interrupts::TSC_HZ.load(Ordering::Relaxed) * HELD_CONSOLE_POLL_US / 1_000_000;
@@ -110,7 +120,7 @@ impl Board for X86Board<'_> {
     }
 
     fn idle(&mut self, _hv: &Hypervisor, wake_at: Option<u64>) {
-        if self.gdb.holding() {
+        if self.gdb_holding() {
             // gdb holds the system: look at the line again right away (it
             // raises no interrupt here), instead of sleeping a whole tick.
             core::hint::spin_loop();
@@ -260,7 +270,7 @@ pub fn run(cfg: &BootConfig, archive: &[u8]) -> ! {
     let clock: Arc<dyn Clock> = Arc::new(crate::clock::tsc_clock(interrupts::TSC_HZ.load(Ordering::Relaxed)));
     let mut board = X86Board {
         exit_when_done: cfg.exit_when_done,
-        gdb: GdbSessions::new(crate::gdb_line::probe_line()),
+        gdb: crate::gdb_line::probe_line().map(GdbSessions::new),
         next_console_poll: 0,
         console: Arc::new(SerialConsole),
         archive,
@@ -283,8 +293,13 @@ pub fn run(cfg: &BootConfig, archive: &[u8]) -> ! {
     let mut hv = Hypervisor::new(slots);
     crate::println!("(lantern) {}", hv.start_serial_input());
     if cfg.wait_for_gdb {
-        board.gdb.wait_for_gdb(&hv);
-        crate::println!("(lantern) gdb-wait: holding every vCPU until gdb attaches on {}", board.gdb.name());
+        match board.gdb.as_mut() {
+            Some(gdb) => {
+                gdb.wait_for_gdb(&hv);
+                crate::println!("(lantern) gdb-wait: holding every vCPU until gdb attaches on {}", gdb.name());
+            }
+            None => log::warn!("gdb-wait: there is no gdb line (virtio-serial device or COM2); not waiting"),
+        }
     }
     let t0 = clock.now_ns();
     let verdict = hv.run(&mut board);

@@ -2,7 +2,7 @@
 //! (`-device virtio-serial-pci` with `virtserialport`s named
 //! `org.lantern.gdb.0` for the whole system and `org.lantern.gdb.dN` for
 //! domain N's own session) when QEMU has one, else COM2 (the whole system
-//! only). The virtio device is found on PCI bus 0 through the 0xCF8/0xCFC
+//! only) when there is one, else none. The virtio device is found on PCI bus 0 through the 0xCF8/0xCFC
 //! configuration mechanism; SeaBIOS has placed its BARs below 4 GiB, inside
 //! the identity map.
 
@@ -22,6 +22,8 @@ const PCI_CONFIG_DATA: u16 = 0xcfc;
 const PCI_CONFIG_ENABLE: u32 = 1 << 31;
 /// COM2's I/O base, the fallback line (COM1 is the console).
 const COM2_BASE: u16 = 0x2f8;
+/// The 16550's scratch register (offset 7): it keeps what is written.
+const UART_SCRATCH: u16 = 7;
 
 /// Configuration space through I/O ports 0xCF8/0xCFC.
 struct PortIoCam;
@@ -76,16 +78,40 @@ pub type GdbLine = sessions::GdbLine<Com2>;
 /// The sessions on it (shared with virt: `lantern_virtio_serial::sessions`).
 pub type GdbSessions = sessions::GdbSessions<Com2>;
 
-/// The virtio-serial device if QEMU has one, else COM2; says which.
-pub fn probe_line() -> GdbLine {
+/// The virtio-serial device if QEMU has one, else COM2 if it is there,
+/// else none; says which.
+pub fn probe_line() -> Option<GdbLine> {
     let mut root = PciRoot::new(PortIoCam);
-    match probe::<IdentityHal, _>(&mut root, 0, None, GDB_PORT_PREFIX) {
-        Ok((dev, df)) => return GdbLine::Virtio(Box::new(dev), df),
-        Err(ProbeError::Absent) => log::info!("gdb line: COM2 (no virtio-serial device)"),
-        Err(e) => log::warn!("gdb line: COM2 (the virtio-serial device did not come up: {e:?})"),
+    let why = match probe::<IdentityHal, _>(&mut root, 0, None, GDB_PORT_PREFIX) {
+        Ok((dev, df)) => return Some(GdbLine::Virtio(Box::new(dev), df)),
+        Err(ProbeError::Absent) => "no virtio-serial device",
+        Err(e) => {
+            log::warn!("gdb line: the virtio-serial device did not come up: {e:?}");
+            "the virtio-serial device failed"
+        }
+    };
+    if !com2_present() {
+        // An absent UART reads all ones: its line status would say a byte
+        // is always waiting, and the stub would parse 0xff forever.
+        log::info!("gdb line: none ({why}, no COM2)");
+        return None;
     }
-    // SAFETY: COM2's ports on q35; only the gdb stub touches them.
+    log::info!("gdb line: COM2 ({why})");
+    // SAFETY: COM2's ports on q35, present; only the gdb stub touches them.
     let mut com2 = unsafe { uart_16550::SerialPort::new(COM2_BASE) };
     com2.init();
-    GdbLine::Uart(Com2(com2), "COM2")
+    Some(GdbLine::Uart(Com2(com2), "COM2"))
+}
+
+/// Whether a 16550 answers at COM2: its scratch register keeps two
+/// patterns written to it (ports without a device read all ones).
+fn com2_present() -> bool {
+    [0x5a, 0xa5].iter().all(|&pattern| {
+        // SAFETY: the scratch register has no effect on the UART; on q35
+        // nothing else decodes COM2's ports.
+        unsafe {
+            x86::io::outb(COM2_BASE + UART_SCRATCH, pattern);
+            x86::io::inb(COM2_BASE + UART_SCRATCH) == pattern
+        }
+    })
 }
