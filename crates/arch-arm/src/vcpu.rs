@@ -402,7 +402,7 @@ impl ArmVcpu {
             ec::WFX => {
                 self.step_over();
                 if e.is_wfe() {
-                    return Some(VcpuExit::Preempted);
+                    return Some(VcpuExit::Yielded);
                 }
                 if self.interrupt_waiting() {
                     return None;
@@ -1203,7 +1203,7 @@ mod tests {
     fn wfe_yields_the_slice() {
         let r = fixture(1);
         let mut v = r.vcpu(0);
-        assert_eq!(v.handle_sync(&r.d, &sync(esr(ec::WFX, 1))), Some(VcpuExit::Preempted));
+        assert_eq!(v.handle_sync(&r.d, &sync(esr(ec::WFX, 1))), Some(VcpuExit::Yielded));
         assert_eq!(v.ctx.regs.pc, ENTRY + 4);
     }
 

@@ -493,7 +493,7 @@ impl SvmVcpu {
                 return VcpuExit::Debug(DebugEvent::Step);
             }
             if core::mem::take(&mut self.yield_slice) {
-                return VcpuExit::Preempted;
+                return VcpuExit::Yielded;
             }
         }
     }

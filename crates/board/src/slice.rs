@@ -12,7 +12,7 @@ use lantern_common::clock::Clock;
 use lantern_common::console::ConsoleSink;
 use lantern_common::domain::{Domain, DomainConfig};
 use lantern_common::memory::{DomId, Gfn};
-use lantern_common::sched::{Board, DomainSlot, Hypervisor, Verdict};
+use lantern_common::sched::{Board, DomainSlot, Hypervisor, SliceKind, Verdict};
 use lantern_common::{cpio, pv_console};
 use lantern_virtio_serial::sessions::{ByteUart, GdbLine, GdbSessions};
 
@@ -21,8 +21,12 @@ use crate::hardware::{BootImage, Hardware};
 
 /// Time slice before the host timer preempts a vCPU.
 const SLICE_MS: u64 = 10;
-/// The shortest a slice is cut to for a blocked vCPU's due timer.
+/// The shortest a slice is cut to for a vCPU's due timer.
 const RATELIMIT_US: u64 = 1000;
+/// The longest a boosted slice lasts (a vCPU whose timer fired, ahead of
+/// its turn): long enough to take the interrupt, and the vCPU it
+/// interrupted waits no longer than this.
+const BOOST_US: u64 = 250;
 /// How often an idle host looks at the gdb serial line and the console's
 /// input (neither raises an interrupt the board takes).
 const INPUT_POLL_MS: u64 = 2;
@@ -73,9 +77,15 @@ impl<H: Hardware, U: ByteUart> Preemption for SliceBoard<'_, H, U> {
 }
 
 impl<H: Hardware, U: ByteUart> Board for SliceBoard<'_, H, U> {
-    fn start_slice(&mut self, wake_at: Option<u64>) {
+    fn start_slice(&mut self, kind: SliceKind, wake_at: Option<u64>) -> u64 {
         let now = self.hw.now();
-        self.slice_end = slice_end(now, self.freq, wake_at, self.slice_end);
+        let latest = match kind {
+            SliceKind::Turn => now + self.freq * SLICE_MS / 1000,
+            SliceKind::Boost => now + self.freq * BOOST_US / 1_000_000,
+            SliceKind::Rest { ends_at } => ends_at,
+        };
+        self.slice_end = slice_end(now, self.freq, wake_at, latest, self.slice_end);
+        latest
     }
 
     fn poll(&mut self, hv: &mut Hypervisor) {
@@ -153,10 +163,10 @@ impl<H: Hardware, U: ByteUart> Board for SliceBoard<'_, H, U> {
 }
 
 /// Where the slice starting at counter value `now` (ticking at `freq`)
-/// ends, given a blocked vCPU's timer due at `wake_at` and the last
-/// slice's end.
-fn slice_end(now: u64, freq: u64, wake_at: Option<u64>, last_end: u64) -> u64 {
-    let end = now + freq * SLICE_MS / 1000;
+/// and lasting until `latest` at most ends, given a vCPU's timer due at
+/// `wake_at` and the last slice's end.
+fn slice_end(now: u64, freq: u64, wake_at: Option<u64>, latest: u64, last_end: u64) -> u64 {
+    let end = latest;
     // A deadline already past (its vCPU due but not woken) ends nothing
     // early, and a slice lasts at least RATELIMIT_US (as Xen's
     // sched_ratelimit_us): with many vCPUs' timers due one after
@@ -308,28 +318,41 @@ mod tests {
     /// A 62.5 MHz counter (arm64 virt's): 625,000 ticks a slice, 62,500 the
     /// ratelimit.
     const HZ: u64 = 62_500_000;
+    /// Where a whole slice from 1,000 ends.
+    const FULL: u64 = 1_000 + 625_000;
 
     #[test]
     fn a_slice_lasts_slice_ms_without_a_due_timer() {
-        assert_eq!(slice_end(1_000, HZ, None, 0), 1_000 + 625_000);
+        assert_eq!(slice_end(1_000, HZ, None, FULL, 0), 1_000 + 625_000);
     }
 
     #[test]
     fn a_due_timer_cuts_the_slice_but_not_below_the_ratelimit() {
-        assert_eq!(slice_end(1_000, HZ, Some(1_000 + 100_000), 0), 1_000 + 100_000);
-        assert_eq!(slice_end(1_000, HZ, Some(1_000 + 10), 0), 1_000 + 62_500);
-        assert_eq!(slice_end(1_000, HZ, Some(1_000 + 10_000_000), 0), 1_000 + 625_000);
+        assert_eq!(slice_end(1_000, HZ, Some(1_000 + 100_000), FULL, 0), 1_000 + 100_000);
+        assert_eq!(slice_end(1_000, HZ, Some(1_000 + 10), FULL, 0), 1_000 + 62_500);
+        assert_eq!(slice_end(1_000, HZ, Some(1_000 + 10_000_000), FULL, 0), 1_000 + 625_000);
+    }
+
+    #[test]
+    fn a_short_slice_ends_at_its_latest_even_within_the_ratelimit() {
+        let boost = 1_000 + HZ * BOOST_US / 1_000_000;
+        assert_eq!(slice_end(1_000, HZ, None, boost, 0), boost);
+        assert_eq!(slice_end(1_000, HZ, Some(1_000 + 10), boost, 0), boost);
+        // The rest of a turn: its own end, or a due timer past the ratelimit.
+        let rest = 1_000 + 200_000;
+        assert_eq!(slice_end(1_000, HZ, None, rest, 0), rest);
+        assert_eq!(slice_end(1_000, HZ, Some(1_000 + 100_000), rest, 0), 1_000 + 100_000);
     }
 
     #[test]
     fn a_past_deadline_ends_nothing_early() {
-        assert_eq!(slice_end(1_000, HZ, Some(999), 0), 1_000 + 625_000);
-        assert_eq!(slice_end(1_000, HZ, Some(1_000), 0), 1_000 + 625_000);
+        assert_eq!(slice_end(1_000, HZ, Some(999), FULL, 0), 1_000 + 625_000);
+        assert_eq!(slice_end(1_000, HZ, Some(1_000), FULL, 0), 1_000 + 625_000);
     }
 
     #[test]
     fn each_slice_ends_strictly_later_than_the_last() {
-        let first = slice_end(1_000, HZ, Some(1_000 + 100_000), 0);
-        assert_eq!(slice_end(1_000, HZ, Some(1_000 + 100_000), first), first + 1);
+        let first = slice_end(1_000, HZ, Some(1_000 + 100_000), FULL, 0);
+        assert_eq!(slice_end(1_000, HZ, Some(1_000 + 100_000), FULL, first), first + 1);
     }
 }

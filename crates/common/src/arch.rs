@@ -40,6 +40,11 @@ pub enum VcpuExit {
     Halted,
     /// The preemption timer fired: the time slice is over.
     Preempted,
+    /// The guest gave way (a PAUSE or WFE while it spins on another vCPU)
+    /// or woke one that should run now: the slice is over and the vCPU
+    /// still runnable, but its turn is done (a boost does not bring it
+    /// back for the rest, see [`crate::sched::SliceKind`]).
+    Yielded,
     /// A host interrupt (serial input, timer) needs the board's attention; the
     /// vCPU can run again.
     HostInterrupt,

@@ -84,8 +84,9 @@ pub fn periodic_work(d: &Domain, v: &Vcpu, now: u64) {
 
 /// Fires `v`'s single-shot timer and ends its poll if their deadlines have
 /// passed by `now`, whatever the vCPU's state (a timer of a vCPU that is
-/// down still marks its event pending, as in Xen).
-pub fn fire_expired(d: &Domain, v: &Vcpu, now: u64) {
+/// down still marks its event pending, as in Xen). Returns whether either
+/// fired.
+pub fn fire_expired(d: &Domain, v: &Vcpu, now: u64) -> bool {
     let (singleshot, poll) = {
         let mut t = v.timers.lock();
         (t.take_expired_singleshot(now), t.take_expired_poll(now))
@@ -97,6 +98,7 @@ pub fn fire_expired(d: &Domain, v: &Vcpu, now: u64) {
         // `poll_timer_fn`: the poll is over, so is the block.
         d.vcpu_unblock(v);
     }
+    singleshot || poll
 }
 
 /// The earliest deadline that wakes `v`, if it is blocked: its single-shot

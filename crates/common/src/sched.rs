@@ -154,6 +154,43 @@ pub struct Hypervisor {
     /// Where serial input goes (the board feeds it bytes).
     pub input: SerialInput,
     cursor: usize,
+    /// vCPUs whose timer fired since they last ran, oldest first: they run
+    /// ahead of their turn, briefly ([`SliceKind::Boost`]).
+    boosted: Vec<(DomId, u32)>,
+    /// The turn in progress: whose, and where it ends at the latest (host
+    /// counter).
+    turn: Option<(DomId, u32, u64)>,
+    /// A turn the boost interrupted: it goes on once the boost has run.
+    interrupted: Option<(DomId, u32, u64)>,
+    /// A boost may run: none has since the last turn started. With many
+    /// busy vCPUs whose ticks come one after another (40 at Linux's 250 Hz
+    /// fire 10,000 times a second), boosting every one would leave the
+    /// turns no time: a 40-vCPU Debian boot took 2.6 times as long.
+    boost_allowed: bool,
+}
+
+/// What a slice is for, which decides how long it may last (the board
+/// knows the lengths).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SliceKind {
+    /// A vCPU's turn in the round-robin: a whole slice.
+    Turn,
+    /// A vCPU whose timer has just fired runs ahead of its turn, briefly:
+    /// long enough to take the interrupt, not to run its load; then the
+    /// turn it interrupted goes on ([`SliceKind::Rest`]). Xen raises a
+    /// timer on the CPU its vCPU runs on, at once; here the vCPUs share
+    /// one CPU, and a tick taken only when its vCPU's turn comes round
+    /// (or taken at the start of a whole slice) holds up whatever waits on
+    /// it elsewhere: Linux's per-CPU delay calibration times the jiffies
+    /// that the boot CPU's tick advances, and gives up on a jiffy seen more
+    /// than ~1.5 ms late.
+    Boost,
+    /// The rest of a turn that boosts interrupted, until `ends_at` (host
+    /// counter).
+    Rest {
+        /// Where the interrupted turn was to end.
+        ends_at: u64,
+    },
 }
 
 /// What the attached debuggers keep between their requests.
@@ -198,12 +235,13 @@ pub enum DomainRequest {
 /// What the board provides to the scheduler loop. As a [`Preemption`] it is
 /// the slice timer a running vCPU sees.
 pub trait Board: Preemption {
-    /// A time slice is about to start (the slice timer restarts). It ends
-    /// a slice from now, or sooner at `wake_at` (host counter), when a
-    /// blocked vCPU's guest or PV timer is due: a vCPU woken by its timer
-    /// does not wait for the running one's slice to end, as Xen's scheduler
-    /// is tickled on a wake-up.
-    fn start_slice(&mut self, wake_at: Option<u64>);
+    /// A time slice of `kind` is about to start (the slice timer
+    /// restarts). It ends when its kind says, or sooner at `wake_at` (host
+    /// counter), when a vCPU's guest or PV timer is due: a vCPU whose timer
+    /// fires does not wait for the running one's slice to end, as Xen's
+    /// scheduler is tickled on a wake-up. Returns where the slice ends at
+    /// the latest, `wake_at` aside (host counter).
+    fn start_slice(&mut self, kind: SliceKind, wake_at: Option<u64>) -> u64;
     /// Services the board's devices between slices — above all the debug
     /// transport (the gdb stub), which may inspect and change `hv`.
     fn poll(&mut self, hv: &mut Hypervisor);
@@ -283,6 +321,10 @@ impl Hypervisor {
             debugger: DebuggerState::default(),
             input: SerialInput::new(),
             cursor: 0,
+            boosted: Vec::new(),
+            turn: None,
+            interrupted: None,
+            boost_allowed: true,
         }
     }
 
@@ -437,6 +479,45 @@ impl Hypervisor {
         None
     }
 
+    /// The next slice at host-counter time `now`: a vCPU whose timer fired
+    /// (a [`SliceKind::Boost`], one since the last turn started), then the
+    /// turn it interrupted (its [`SliceKind::Rest`]), else the next
+    /// [`SliceKind::Turn`] of the round-robin ([`Hypervisor::pick_next`]).
+    pub fn next_slice(&mut self, now: u64) -> Option<(usize, u32, SliceKind)> {
+        if self.stopped.load(Ordering::Acquire) {
+            return None;
+        }
+        let open = self.turn.take().filter(|t| now < t.2);
+        while self.boost_allowed && !self.boosted.is_empty() {
+            let (dom, vid) = self.boosted.remove(0);
+            let Some(si) = self.runnable_slot(dom, vid) else { continue };
+            match open {
+                // Its own turn: it just goes on.
+                Some(turn) if (turn.0, turn.1) == (dom, vid) => {
+                    return Some((si, vid, SliceKind::Rest { ends_at: turn.2 }));
+                }
+                Some(turn) => self.interrupted = Some(turn),
+                None => {}
+            }
+            return Some((si, vid, SliceKind::Boost));
+        }
+        if let Some((dom, vid, ends_at)) = self.interrupted.take() {
+            if let Some(si) = self.runnable_slot(dom, vid).filter(|_| now < ends_at) {
+                return Some((si, vid, SliceKind::Rest { ends_at }));
+            }
+        }
+        self.pick_next().map(|(si, vid)| (si, vid, SliceKind::Turn))
+    }
+
+    /// The slot of domain `dom` if its vCPU `vid` is runnable and its
+    /// debugger session lets it run.
+    fn runnable_slot(&self, dom: DomId, vid: u32) -> Option<usize> {
+        let si = self.slots.iter().position(|s| s.domain.id == dom)?;
+        let d = &self.slots[si].domain;
+        let v = d.vcpus().get(vid as usize)?;
+        (self.debugger.exec.may_run(dom, vid) && d.vcpu_runnable(v)).then_some(si)
+    }
+
     /// While a session single-steps a vCPU only it runs of that session's
     /// domains. One that cannot run (blocked, down, or gone) completes its
     /// step where it is: the stop is reported at once rather than when an
@@ -477,13 +558,18 @@ impl Hypervisor {
     /// blocked vCPU that bound it; a poll's timeout ends the poll), and wakes
     /// blocked vCPUs whose own guest timer has fired (the backend injects
     /// the timer interrupt when they run).
-    pub fn wake_expired_timers(&self, now_ticks: u64) {
+    /// Each vCPU whose timer fired is boosted: it runs next, briefly.
+    pub fn wake_expired_timers(&mut self, now_ticks: u64) {
         for s in &self.slots {
             let now_ns = s.domain.clock().now_ns();
             for v in s.domain.vcpus() {
-                pv_timer::fire_expired(&s.domain, v, now_ns);
+                let mut fired = pv_timer::fire_expired(&s.domain, v, now_ns);
                 if v.pause_flags() & VPF_BLOCKED != 0 && s.arch.timer_deadline(v.id).is_some_and(|t| t <= now_ticks) {
                     s.domain.vcpu_unblock(v);
+                    fired = true;
+                }
+                if fired && !self.boosted.contains(&(s.domain.id, v.id)) {
+                    self.boosted.push((s.domain.id, v.id));
                 }
             }
         }
@@ -517,13 +603,16 @@ impl Hypervisor {
     }
 
     /// Runs one time slice of the vCPU `(si, vid)`, handling hypercalls in
-    /// place until it must give up the CPU.
-    pub fn run_slice(&mut self, si: usize, vid: u32, preempt: &mut dyn Preemption) {
+    /// place until it must give up the CPU. Returns whether its turn is
+    /// still under way: false when it gave way (blocked, yielded, went
+    /// down), true when something else ended the slice (the slice timer, a
+    /// host interrupt, a burst of hypercalls, the debugger).
+    pub fn run_slice(&mut self, si: usize, vid: u32, preempt: &mut dyn Preemption) -> bool {
         let (before, rest) = self.slots.split_at_mut(si);
-        let Some((slot, after)) = rest.split_first_mut() else { return };
+        let Some((slot, after)) = rest.split_first_mut() else { return false };
         let others = OtherSlots { before, after };
         let d = slot.domain.clone();
-        let Ok(v) = d.vcpu(vid) else { return };
+        let Ok(v) = d.vcpu(vid) else { return false };
         runstate::change(&d, v, RUNNING);
         v.set_running(true);
         crate::time::update_vcpu_system_time(&d, v);
@@ -539,6 +628,7 @@ impl Hypervisor {
         // still inside it.
         let mut held = self.debugger.exec.take_held_call(d.id, vid);
         let mut stop = None;
+        let mut gave_way = false;
         let exit = loop {
             let (nr, args, resumed) = match held.take() {
                 Some(call) => (call.nr, call.args, true),
@@ -584,6 +674,7 @@ impl Hypervisor {
                 break None;
             }
             if out.deschedule || burst >= HYPERCALL_BURST || !d.vcpu_runnable(v) {
+                gave_way = out.deschedule;
                 break None;
             }
         };
@@ -593,6 +684,7 @@ impl Hypervisor {
             Some(VcpuExit::Down) => lifecycle::vcpu_down(&d, v),
             Some(VcpuExit::DomainShutdown(reason)) => d.shutdown(reason),
             Some(VcpuExit::Fault) => d.crash(),
+            Some(VcpuExit::Yielded) => gave_way = true,
             _ => {}
         }
         let next = if !v.is_up() {
@@ -607,6 +699,7 @@ impl Hypervisor {
         if let Some(reason) = stop {
             self.stop_for_debugger(d.id, vid, reason);
         }
+        next == RUNNABLE && !gave_way
     }
 
     /// The main loop: schedules until every domain has finished (when the
@@ -620,10 +713,20 @@ impl Hypervisor {
             if self.all_finished() && board.exit_when_done() {
                 return self.verdict();
             }
-            match self.pick_next() {
-                Some((si, vid)) => {
-                    board.start_slice(self.next_timer_deadline());
-                    self.run_slice(si, vid, board);
+            match self.next_slice(board.now_ticks()) {
+                Some((si, vid, kind)) => {
+                    let ends_at = board.start_slice(kind, self.next_timer_deadline());
+                    let dom = self.slots[si].domain.id;
+                    // Whatever slice it gets, it takes its interrupt now.
+                    self.boosted.retain(|&b| b != (dom, vid));
+                    match kind {
+                        SliceKind::Turn => self.boost_allowed = true,
+                        SliceKind::Boost => self.boost_allowed = false,
+                        SliceKind::Rest { .. } => {}
+                    }
+                    let under_way = self.run_slice(si, vid, board);
+                    // A turn, or the rest of one, that a boost may interrupt.
+                    self.turn = (under_way && kind != SliceKind::Boost).then_some((dom, vid, ends_at));
                 }
                 None => {
                     let wake_at = self.next_timer_deadline();

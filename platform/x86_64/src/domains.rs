@@ -24,7 +24,7 @@ use lantern_common::console::{ConsoleSink, LinePrefixer};
 use lantern_common::domain::{Domain, DomainConfig};
 use lantern_common::memory::DomId;
 use lantern_common::memory::{Gfn, P2mType, Page, PAGE_SIZE};
-use lantern_common::sched::{Board, DomainSlot, Hypervisor, Verdict};
+use lantern_common::sched::{Board, DomainSlot, Hypervisor, SliceKind, Verdict};
 use lantern_common::{cpio, loader, pv_console};
 use xen_abi::arch_x86::HVM_CONSOLE_GFN;
 use xen_abi::nr::{hvm_param, shutdown};
@@ -94,8 +94,15 @@ impl Preemption for X86Board<'_> {
 }
 
 impl Board for X86Board<'_> {
-    fn start_slice(&mut self, wake_at: Option<u64>) {
-        interrupts::arm_timer_at(wake_at, interrupts::RATELIMIT_US);
+    fn start_slice(&mut self, kind: SliceKind, wake_at: Option<u64>) -> u64 {
+        let now = self.now_ticks();
+        let latest = match kind {
+            SliceKind::Turn => now + interrupts::slice_tsc(),
+            SliceKind::Boost => now + interrupts::tsc_for_us(interrupts::BOOST_US),
+            SliceKind::Rest { ends_at } => ends_at,
+        };
+        interrupts::arm_timer_at(wake_at, interrupts::RATELIMIT_US, latest);
+        latest
     }
 
     fn poll(&mut self, hv: &mut Hypervisor) {
@@ -128,7 +135,7 @@ impl Board for X86Board<'_> {
         }
         // Until a blocked vCPU's timer is due, and at the latest a slice
         // from now, to look at the serial lines (they raise no interrupt).
-        interrupts::arm_timer_at(wake_at, 0);
+        interrupts::arm_timer_at(wake_at, 0, self.now_ticks() + interrupts::slice_tsc());
         interrupts::wait_for_interrupt();
     }
 

@@ -282,24 +282,41 @@ pub fn start_timer(slice_us: u64) {
 /// still gets an interrupt, a moment later).
 const MIN_TIMER_COUNT: u64 = 16;
 
-/// The shortest a slice is cut to for a blocked vCPU's due timer, in
-/// microseconds (as Xen's sched_ratelimit_us): with many vCPUs' timers due
-/// one after another, slices cut at each would spend the CPU on switching.
+/// The shortest a slice is cut to for a vCPU's due timer, in microseconds
+/// (as Xen's sched_ratelimit_us): with many vCPUs' timers due one after
+/// another, slices cut at each would spend the CPU on switching.
 pub const RATELIMIT_US: u64 = 1000;
 
+/// The longest a boosted slice lasts (`SliceKind::Boost`: a vCPU whose
+/// timer fired, ahead of its turn), in microseconds: Linux's tick, with
+/// the hypercall that sets the next one, takes ~100 us of TCG time, and
+/// the vCPU it interrupted waits no more than this for the jiffy the tick
+/// advances (delay calibration gives up on one seen ~1.5 ms late).
+pub const BOOST_US: u64 = 250;
+
+/// `us` microseconds in TSC counts.
+pub fn tsc_for_us(us: u64) -> u64 {
+    TSC_HZ.load(Ordering::Relaxed) * us / 1_000_000
+}
+
+/// A slice's length in TSC counts.
+pub fn slice_tsc() -> u64 {
+    SLICE_TSC.load(Ordering::Relaxed)
+}
+
 /// Arms the one-shot APIC timer to fire at TSC value `deadline` but not
-/// sooner than `least_us` from now, or a slice from now, whichever comes
-/// first (writing the initial count restarts the countdown, so this
+/// sooner than `least_us` from now, or at TSC value `latest`, whichever
+/// comes first (writing the initial count restarts the countdown, so this
 /// replaces whatever was armed).
-pub fn arm_timer_at(deadline: Option<u64>, least_us: u64) {
+pub fn arm_timer_at(deadline: Option<u64>, least_us: u64, latest: u64) {
     // SAFETY: RDTSC has no side effects.
     let now = unsafe { core::arch::x86_64::_rdtsc() };
-    let slice = SLICE_TSC.load(Ordering::Relaxed);
     let tsc_hz = TSC_HZ.load(Ordering::Relaxed).max(1);
-    let least = tsc_hz * least_us / 1_000_000;
+    let latest = latest.saturating_sub(now);
+    let least = tsc_for_us(least_us);
     // A deadline already past (its vCPU due but not woken) is no reason to
     // cut the slice short.
-    let delta = deadline.filter(|&d| d > now).map_or(slice, |d| (d - now).max(least).min(slice));
+    let delta = deadline.filter(|&d| d > now).map_or(latest, |d| (d - now).max(least).min(latest));
     let count = (delta as u128 * APIC_HZ.load(Ordering::Relaxed) as u128 / tsc_hz as u128) as u64;
     apic_write(0x380, count.clamp(MIN_TIMER_COUNT, u32::MAX as u64) as u32);
 }

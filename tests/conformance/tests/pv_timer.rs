@@ -199,7 +199,7 @@ fn a_singleshot_timer_fires_once_at_its_deadline() {
     for abi in layouts() {
         let (d, clock) = domain(abi, 1);
         let a = &mut vcpus_for(abi, 1)[..];
-        let hv = hypervisor(&d);
+        let mut hv = hypervisor(&d);
         let v = d.vcpu(0).unwrap();
         let port = bind_timer(&d, 0);
         let deadline = clock.now_ns() + 5 * MS;
@@ -239,7 +239,7 @@ fn stopping_a_singleshot_timer_stops_it() {
     for abi in layouts() {
         let (d, clock) = domain(abi, 1);
         let a = &mut vcpus_for(abi, 1)[..];
-        let hv = hypervisor(&d);
+        let mut hv = hypervisor(&d);
         let port = bind_timer(&d, 0);
         let deadline = clock.now_ns() + MS;
         assert_eq!(vcpu_op(&d, a, 0, vcpuop::SET_SINGLESHOT_TIMER, 0, &singleshot(abi, deadline, 0)), 0);
@@ -333,7 +333,7 @@ fn a_blocked_vcpu_wakes_at_its_singleshot_deadline() {
     for abi in layouts() {
         let (d, clock) = domain(abi, 2);
         let a = &mut vcpus_for(abi, 2)[..];
-        let hv = hypervisor(&d);
+        let mut hv = hypervisor(&d);
         let v = d.vcpu(0).unwrap();
         let port = bind_timer(&d, 0);
         let deadline = clock.now_ns() + 3 * MS;
@@ -361,7 +361,7 @@ fn set_timer_op_arms_stops_and_tames_absurd_deadlines() {
     for abi in layouts() {
         let (d, clock) = domain(abi, 1);
         let a = &mut vcpus_for(abi, 1)[..];
-        let hv = hypervisor(&d);
+        let mut hv = hypervisor(&d);
         let v = d.vcpu(0).unwrap();
         let port = bind_timer(&d, 0);
         let now = clock.now_ns();
@@ -441,7 +441,7 @@ fn poll_times_out() {
     for abi in layouts() {
         let (d, clock) = domain(abi, 1);
         let a = &mut vcpus_for(abi, 1)[..];
-        let hv = hypervisor(&d);
+        let mut hv = hypervisor(&d);
         let v = d.vcpu(0).unwrap();
         let p = evtchn::bind_ipi(&d, 0).unwrap();
         let timeout = clock.now_ns() + 2 * MS;

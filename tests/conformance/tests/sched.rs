@@ -15,7 +15,7 @@ use lantern_common::debug::{DebugControl, DebugEvent, StopReason};
 use lantern_common::domain::{Domain, Lifecycle, VPF_BLOCKED};
 use lantern_common::guest_memory::{GuestMemory, PhysMem};
 use lantern_common::lifecycle;
-use lantern_common::sched::{Board, DomainRequest, DomainSlot, Hypervisor, Verdict};
+use lantern_common::sched::{Board, DomainRequest, DomainSlot, Hypervisor, SliceKind, Verdict};
 use lantern_conformance::{layout, TestDomain};
 use xen_abi::errno::{Errno, XenResult};
 use xen_abi::layout::GuestAbi;
@@ -150,6 +150,11 @@ struct RecordingBoard {
     slices: usize,
     /// The wake-up each slice was started with.
     slice_wakes: Vec<Option<u64>>,
+    /// The kind of each slice.
+    slice_kinds: Vec<SliceKind>,
+    /// Host-counter ticks each slice takes (the counter moves only while
+    /// idle without it).
+    slice_cost: u64,
     polls: usize,
     idles: Vec<Option<u64>>,
     now: u64,
@@ -172,9 +177,17 @@ impl Preemption for RecordingBoard {
 }
 
 impl Board for RecordingBoard {
-    fn start_slice(&mut self, wake_at: Option<u64>) {
+    fn start_slice(&mut self, kind: SliceKind, wake_at: Option<u64>) -> u64 {
         self.slices += 1;
         self.slice_wakes.push(wake_at);
+        self.slice_kinds.push(kind);
+        let start = self.now;
+        self.now += self.slice_cost;
+        match kind {
+            SliceKind::Turn => start + SLICE_TICKS,
+            SliceKind::Boost => start + SLICE_TICKS / 10,
+            SliceKind::Rest { ends_at } => ends_at,
+        }
     }
     fn poll(&mut self, hv: &mut Hypervisor) {
         self.polls += 1;
@@ -207,6 +220,9 @@ impl Board for RecordingBoard {
         self.announced.push(line.to_string());
     }
 }
+
+/// A whole slice on the recording board, in host-counter ticks.
+const SLICE_TICKS: u64 = 1000;
 
 /// A slot of `vcpus` scripted vCPUs (all up), vCPU `i` playing `scripts[i]`.
 fn scripted(id: u16, scripts: Vec<Vec<VcpuExit>>, log: &Arc<Log>) -> (DomainSlot, Arc<AtomicUsize>, Arc<AtomicU64>) {
@@ -380,6 +396,78 @@ fn a_slice_is_told_when_a_runnable_vcpus_timer_is_due() {
     // one start with it due.
     assert_eq!(*log.runs.lock().unwrap(), [(1, 1), (1, 0), (1, 0), (1, 1), (1, 0)]);
     assert_eq!(board.slice_wakes, [None, None, Some(due), Some(due)]);
+}
+
+/// A vCPU whose timer fires runs next, ahead of its turn and briefly (a
+/// boost); then the turn it interrupted goes on for the rest of its slice,
+/// and only then does the round-robin move on. Without the boost the woken
+/// vCPU waited for its turn, without the rest the interrupted one lost it.
+#[test]
+fn a_vcpu_whose_timer_fires_runs_next_briefly_and_the_interrupted_turn_goes_on() {
+    let log = Arc::default();
+    let (runs, kinds) = boost_run(VcpuExit::Preempted, &log);
+    // Turns: d2v0 (0-100), d2v1 (100-200), d1v0 halts (200-300), d2v0
+    // (300-400, to end at 1300); at 400 d1v0's timer (350) has fired: it is
+    // boosted, then d2v0's turn goes on, then d2v1's turn.
+    assert_eq!(&runs[..7], [(2, 0), (2, 1), (1, 0), (2, 0), (1, 0), (2, 0), (2, 1)]);
+    use SliceKind::{Boost, Rest, Turn};
+    assert_eq!(&kinds[..7], [Turn, Turn, Turn, Turn, Boost, Rest { ends_at: 300 + SLICE_TICKS }, Turn]);
+}
+
+/// A turn that ended because its vCPU gave way is over: a boost after it
+/// is followed by the round-robin, not by the rest of it.
+#[test]
+fn a_turn_given_up_is_not_resumed_after_a_boost() {
+    let log = Arc::default();
+    let (runs, kinds) = boost_run(VcpuExit::Yielded, &log);
+    assert_eq!(&runs[..6], [(2, 0), (2, 1), (1, 0), (2, 0), (1, 0), (2, 1)]);
+    use SliceKind::{Boost, Turn};
+    assert_eq!(&kinds[..6], [Turn, Turn, Turn, Turn, Boost, Turn]);
+}
+
+/// One boost at most between two turns: two vCPUs whose timers fire
+/// together get one boost, and the other waits for the next turn to have
+/// started. Boosting every vCPU whose tick fires left the turns no time
+/// with 40 busy vCPUs.
+#[test]
+fn one_boost_at_most_between_two_turns() {
+    let log = Arc::default();
+    use VcpuExit::{Halted, Preempted};
+    let scripts = vec![
+        vec![Preempted, Preempted, Preempted, Preempted, poweroff()],
+        vec![Halted, Preempted, Preempted, Preempted],
+        vec![Halted, Preempted, Preempted],
+    ];
+    let (a, _, deadline) = scripted(1, scripts, &log);
+    deadline.store(350, Ordering::SeqCst);
+    let mut hv = Hypervisor::new(vec![a]);
+    let mut board = RecordingBoard { slice_cost: 100, ..Default::default() };
+    assert!(hv.run(&mut board).clean());
+    let runs = log.runs.lock().unwrap().clone();
+    // v1 and v2 halt, v0 runs two turns; at 400 both timers have fired:
+    // v1 is boosted, v0's turn goes on, v1's own turn starts, and only
+    // then is v2 boosted.
+    assert_eq!(&runs[..8], [(1, 1), (1, 2), (1, 0), (1, 0), (1, 1), (1, 0), (1, 1), (1, 2)]);
+    use SliceKind::{Boost, Rest, Turn};
+    assert_eq!(
+        &board.slice_kinds[..8],
+        [Turn, Turn, Turn, Turn, Boost, Rest { ends_at: 300 + SLICE_TICKS }, Turn, Boost]
+    );
+}
+
+/// d1v0 halts until its guest timer at 350, then powers off; d2's two
+/// vCPUs end each slice with `exit` (100 ticks a slice). The vCPUs' runs
+/// and the slices' kinds.
+fn boost_run(exit: VcpuExit, log: &Arc<Log>) -> (Vec<(u16, u32)>, Vec<SliceKind>) {
+    let (a, _, deadline) = scripted(1, vec![vec![VcpuExit::Halted, poweroff()]], log);
+    deadline.store(350, Ordering::SeqCst);
+    let busy = || vec![exit, exit, exit, poweroff()];
+    let (b, _, _) = scripted(2, vec![busy(), busy()], log);
+    let mut hv = Hypervisor::new(vec![a, b]);
+    let mut board = RecordingBoard { slice_cost: 100, ..Default::default() };
+    assert!(hv.run(&mut board).clean());
+    let runs = log.runs.lock().unwrap().clone();
+    (runs, board.slice_kinds)
 }
 
 /// The board's announcements other than the page audits that follow each
