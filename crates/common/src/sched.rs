@@ -1,6 +1,8 @@
 //! The hypervisor's domains and the round-robin scheduler loop shared by
-//! every board: pick a runnable vCPU, account its runstate, enter it through
-//! its [`ArchVcpu`], and act on why it came back. The board plugs in through
+//! every board: pick a runnable vCPU (round-robin turns, and a short boost
+//! for a vCPU whose timer has just fired: [`SliceKind`]), account its
+//! runstate, enter it through its [`ArchVcpu`], and act on why it came
+//! back. The board plugs in through
 //! [`Board`]: the preemption timer, idle, the console sink, the debug
 //! transport and the exit.
 
