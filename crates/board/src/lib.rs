@@ -3,7 +3,8 @@
 //! at each guest entry; between slices and while idle it is the board's):
 //! the slice and its ratelimit, polling the gdb sessions and the console's
 //! input, idling until the next deadline or input poll, the verdict and
-//! power-off, and building each domain from the module archive.
+//! power-off, and building each domain from the module archive; and what
+//! such boards read alike from their device tree ([`dt`]).
 //!
 //! A board brings only its hardware, through [`Hardware`]: the counter,
 //! the host timer, waiting for an interrupt, console input and output,
@@ -19,6 +20,7 @@
 extern crate alloc;
 
 mod console;
+pub mod dt;
 mod hardware;
 mod slice;
 

@@ -1,4 +1,5 @@
-//! Which log records the boards' loggers print on the shared console:
+//! The boards' logger ([`ConsoleLogger`]) and which records it prints on
+//! the shared console:
 //! Lantern's own (targets `lantern*`, the crates' module paths) at the
 //! configured level, every other crate's — gdbstub's "Unknown command" for
 //! each packet it does not know, say — only when the level is `debug` or
@@ -17,6 +18,29 @@ pub fn shown_at(target: &str, level: log::Level, max: log::LevelFilter) -> bool 
 /// level (the loggers' `enabled`).
 pub fn shown(metadata: &log::Metadata<'_>) -> bool {
     shown_at(metadata.target(), metadata.level(), log::max_level())
+}
+
+/// Every board's `log` backend: one `(lantern) ` line per record shown
+/// ([`shown`]), prefixed with its level unless it is `info`, written with
+/// the board's console print function.
+pub struct ConsoleLogger(pub fn(core::fmt::Arguments<'_>));
+
+impl log::Log for ConsoleLogger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        shown(metadata)
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        match record.level() {
+            log::Level::Info => (self.0)(format_args!("(lantern) {}\n", record.args())),
+            l => (self.0)(format_args!("(lantern) {}: {}\n", l, record.args())),
+        }
+    }
+
+    fn flush(&self) {}
 }
 
 #[cfg(test)]

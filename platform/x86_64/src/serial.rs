@@ -49,23 +49,5 @@ macro_rules! println {
     ($($arg:tt)*) => { $crate::serial::write_fmt(format_args!("{}\n", format_args!($($arg)*))) };
 }
 
-struct Logger;
-
-static LOGGER: Logger = Logger;
-
-impl log::Log for Logger {
-    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        lantern_common::log_filter::shown(metadata)
-    }
-
-    fn log(&self, record: &log::Record<'_>) {
-        if self.enabled(record.metadata()) {
-            match record.level() {
-                log::Level::Info => write_fmt(format_args!("(lantern) {}\n", record.args())),
-                l => write_fmt(format_args!("(lantern) {}: {}\n", l, record.args())),
-            }
-        }
-    }
-
-    fn flush(&self) {}
-}
+/// The `log` backend: one line per record on COM1.
+static LOGGER: lantern_common::log_filter::ConsoleLogger = lantern_common::log_filter::ConsoleLogger(write_fmt);

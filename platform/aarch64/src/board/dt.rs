@@ -2,7 +2,7 @@
 //! RAM, the PL011, the GICv3 frames, the timer, PCIe ECAM and /chosen.
 
 use fdt::Fdt;
-use lantern_virtio_serial::ecam_line::EcamWindows;
+use lantern_board::dt::LanternArgs;
 
 /// What the board found in the DTB.
 pub struct BoardInfo {
@@ -30,13 +30,6 @@ pub struct BoardInfo {
     pub semihosting: bool,
     /// Log level (`lantern.log=debug|info|warn`).
     pub log_level: log::LevelFilter,
-}
-
-fn parse_num(s: &str) -> Option<u64> {
-    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        Some(h) => u64::from_str_radix(h, 16).ok(),
-        None => s.parse().ok(),
-    }
 }
 
 /// Parses the DTB at `addr`.
@@ -69,35 +62,11 @@ pub unsafe fn parse(addr: u64) -> BoardInfo {
             (d.unwrap_or(0x0800_0000), rd.unwrap_or(0x080a_0000))
         })
         .unwrap_or((0x0800_0000, 0x080a_0000));
-    let pci = fdt.find_compatible(&["pci-host-ecam-generic"]);
-    let ecam = pci
-        .and_then(|n| n.reg())
-        .and_then(|mut r| r.next())
-        .map(|r| (r.starting_address as u64, r.size.unwrap_or(0) as u64));
-    let ranges = pci.and_then(|n| n.property("ranges")).map_or(&[][..], |p| p.value);
-    let windows = ecam.map(|e| EcamWindows::from_ranges(e, ranges));
-    let (pci_io, pci_mem32) = (windows.and_then(|w| w.io), windows.and_then(|w| w.mem32));
+    let windows = lantern_board::dt::pci_windows(&fdt);
+    let (ecam, pci_io, pci_mem32) =
+        (windows.map(|w| w.ecam), windows.and_then(|w| w.io), windows.and_then(|w| w.mem32));
     let bootargs = fdt.chosen().bootargs().unwrap_or("");
-    let mut modules = None;
-    let mut semihosting = false;
-    let mut log_level = log::LevelFilter::Info;
-    for tok in bootargs.split_ascii_whitespace() {
-        if let Some(v) = tok.strip_prefix("lantern.modules=") {
-            let mut it = v.split(',');
-            if let (Some(a), Some(s)) = (it.next().and_then(parse_num), it.next().and_then(parse_num)) {
-                modules = Some((a, s));
-            }
-        } else if tok == "lantern.semihosting" {
-            semihosting = true;
-        } else if let Some(v) = tok.strip_prefix("lantern.log=") {
-            log_level = match v {
-                "trace" => log::LevelFilter::Trace,
-                "debug" => log::LevelFilter::Debug,
-                "warn" => log::LevelFilter::Warn,
-                "error" => log::LevelFilter::Error,
-                _ => log::LevelFilter::Info,
-            };
-        }
-    }
+    let LanternArgs { modules, log_level } = lantern_board::dt::lantern_args(bootargs);
+    let semihosting = bootargs.split_ascii_whitespace().any(|t| t == "lantern.semihosting");
     BoardInfo { ram, uart, gicd, gicr, ecam, pci_io, pci_mem32, bootargs, modules, semihosting, log_level }
 }

@@ -95,26 +95,5 @@ pub fn emergency(args: fmt::Arguments) {
     let _ = c.write_fmt(args);
 }
 
-/// The `log` backend: one line per record, prefixed with the level.
-pub struct Logger;
-
-/// The installed logger.
-pub static LOGGER: Logger = Logger;
-
-impl log::Log for Logger {
-    fn enabled(&self, metadata: &log::Metadata) -> bool {
-        lantern_common::log_filter::shown(metadata)
-    }
-
-    fn log(&self, r: &log::Record) {
-        if !self.enabled(r.metadata()) {
-            return;
-        }
-        match r.level() {
-            log::Level::Info => print_fmt(format_args!("(lantern) {}\n", r.args())),
-            l => print_fmt(format_args!("(lantern) {}: {}\n", l, r.args())),
-        }
-    }
-
-    fn flush(&self) {}
-}
+/// The `log` backend: one line per record on the console.
+pub static LOGGER: lantern_common::log_filter::ConsoleLogger = lantern_common::log_filter::ConsoleLogger(print_fmt);

@@ -3,7 +3,7 @@
 //! /chosen.
 
 use fdt::Fdt;
-use lantern_virtio_serial::ecam_line::EcamWindows;
+use lantern_board::dt::LanternArgs;
 
 /// What the board found in the DTB.
 pub struct BoardInfo {
@@ -31,13 +31,6 @@ pub struct BoardInfo {
     pub dtb: (u64, u64),
 }
 
-fn parse_num(s: &str) -> Option<u64> {
-    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        Some(h) => u64::from_str_radix(h, 16).ok(),
-        None => s.parse().ok(),
-    }
-}
-
 /// Parses the DTB at `addr`; `None` if it is not one.
 ///
 /// # Safety
@@ -62,33 +55,11 @@ pub unsafe fn parse(addr: u64) -> Option<BoardInfo> {
         .and_then(|n| n.property("timebase-frequency"))
         .and_then(|p| p.as_usize())
         .map_or(10_000_000, |v| v as u64);
-    let pci = fdt.find_compatible(&["pci-host-ecam-generic"]);
-    let ecam = pci
-        .and_then(|n| n.reg())
-        .and_then(|mut r| r.next())
-        .map(|r| (r.starting_address as u64, r.size.unwrap_or(0) as u64));
-    let ranges = pci.and_then(|n| n.property("ranges")).map_or(&[][..], |p| p.value);
-    let windows = ecam.map(|e| EcamWindows::from_ranges(e, ranges));
-    let (pci_io, pci_mem32) = (windows.and_then(|w| w.io), windows.and_then(|w| w.mem32));
+    let windows = lantern_board::dt::pci_windows(&fdt);
+    let (ecam, pci_io, pci_mem32) =
+        (windows.map(|w| w.ecam), windows.and_then(|w| w.io), windows.and_then(|w| w.mem32));
     let bootargs = fdt.chosen().bootargs().unwrap_or("");
-    let mut modules = None;
-    let mut log_level = log::LevelFilter::Info;
-    for tok in bootargs.split_ascii_whitespace() {
-        if let Some(v) = tok.strip_prefix("lantern.modules=") {
-            let mut it = v.split(',');
-            if let (Some(a), Some(s)) = (it.next().and_then(parse_num), it.next().and_then(parse_num)) {
-                modules = Some((a, s));
-            }
-        } else if let Some(v) = tok.strip_prefix("lantern.log=") {
-            log_level = match v {
-                "trace" => log::LevelFilter::Trace,
-                "debug" => log::LevelFilter::Debug,
-                "warn" => log::LevelFilter::Warn,
-                "error" => log::LevelFilter::Error,
-                _ => log::LevelFilter::Info,
-            };
-        }
-    }
+    let LanternArgs { modules, log_level } = lantern_board::dt::lantern_args(bootargs);
     let dtb = (addr, fdt.total_size() as u64);
     Some(BoardInfo { ram, uart, finisher, timebase_hz, ecam, pci_io, pci_mem32, bootargs, modules, log_level, dtb })
 }
